@@ -1,0 +1,67 @@
+/**
+ * The engine's periodic view of the table, the contract between the flow engine (producer) and
+ * alerting, `top`, `stats` and the metrics endpoint (consumers). Rates are per second.
+ */
+
+export interface Rates {
+  /** new flows per second over the last 1 s, 10 s and 60 s */
+  new1: number;
+  new10: number;
+  new60: number;
+  /** destroyed flows per second over the same windows */
+  end1: number;
+  end10: number;
+  end60: number;
+}
+
+/** A heavy hitter: a destination ("127.0.0.5:6379/tcp"), a source ("127.0.1.7") or a protocol. */
+export interface KeyChurn extends Rates {
+  key: string;
+  /** flows of this key alive in the table right now (approximate for keys outside the top-K) */
+  live: number;
+  /** live flows by TCP state, e.g. { TIME_WAIT: 1834, ESTABLISHED: 12 } (destinations only) */
+  states?: Record<string, number>;
+  /** lifetime quantiles of flows that ended, seconds (destinations only) */
+  lifetimeP50?: number;
+  lifetimeP99?: number;
+  /** share of ended flows that lived < 1 s, 0..1 */
+  shortLived?: number;
+  /** Space-Saving overestimation bound for this key's count (0 when exact) */
+  error?: number;
+}
+
+export interface TablePressure {
+  /** entries in the kernel table (CTA_STATS_GLOBAL_ENTRIES); null when unknown (replay without stats) */
+  entries: number | null;
+  /** nf_conntrack_max (CTA_STATS_GLOBAL_MAX_ENTRIES) */
+  max: number | null;
+  /** entries / max, 0..1 */
+  fill: number | null;
+  /** net growth, entries per second, over the last 10 s */
+  growth: number;
+  /** seconds until full at the current growth; null when not growing */
+  timeToFull: number | null;
+  /** kernel per-CPU counters summed (drop, early_drop, insert_failed, error, invalid, ...) */
+  kernel: Record<string, number>;
+}
+
+export interface ChurnSnapshot {
+  event: 'churn';
+  /** µs since epoch (recorded time on replay) */
+  time: number;
+  netns?: string;
+  overall: Rates;
+  /** flows the tracker holds */
+  live: number;
+  /** live flows by TCP state, whole table */
+  states: Record<string, number>;
+  /** share of flows ended in the last 60 s that lived < 1 s */
+  shortLived: number;
+  table: TablePressure;
+  /** top keys by new1 rate, descending */
+  destinations: KeyChurn[];
+  sources: KeyChurn[];
+  protocols: KeyChurn[];
+  /** per-process churn, filled once attribution exists */
+  processes?: KeyChurn[];
+}

@@ -1,0 +1,54 @@
+import type { Counters, Family, Tuple } from '../source/types.js';
+
+/** How a flow's duration was measured. */
+export type DurationClock = 'kernel' | 'collector';
+
+/** Why a flow ended. `destroy`: the kernel said so; `resync`: it vanished from the table while we
+ * were not listening (overflow); `shutdown`: the collector stopped while it was live (not emitted
+ * by default). */
+export type FlowEndReason = 'destroy' | 'resync' | 'shutdown';
+
+/** Emitted once per flow when it leaves the table: the record a SIEM or an operator wants. */
+export interface FlowEnd {
+  event: 'flow';
+  /** µs since epoch when the end was observed */
+  time: number;
+  id: number;
+  family: Family;
+  proto: string;
+  src: string;
+  dst: string;
+  sport?: number;
+  dport?: number;
+  icmp?: Tuple['icmp'];
+  /** µs since epoch when the flow began (kernel start timestamp, or when we first saw it) */
+  begin: number;
+  /** seconds, float */
+  duration: number;
+  clock: DurationClock;
+  /** true when the flow existed before the collector started (duration is a lower bound) */
+  preexisting: boolean;
+  /** last TCP state seen before the end */
+  state?: string;
+  assured: boolean;
+  replied: boolean;
+  orig?: Counters;
+  reply?: Counters;
+  reason: FlowEndReason;
+  mark?: number;
+  zone?: number;
+  netns?: string;
+  /** filled by process attribution when known */
+  process?: ProcessInfo | null;
+}
+
+export interface ProcessInfo {
+  pid: number;
+  comm: string;
+  exe?: string;
+  uid?: number;
+  user?: string;
+  cgroup?: string;
+  unit?: string;
+  container?: string;
+}
