@@ -1,0 +1,23 @@
+{
+  "targets": [
+    {
+      "target_name": "ctwatch",
+      "sources": [
+        "native/addon.cc",
+        "native/reader.cc",
+        "native/decode.cc",
+        "native/sockets.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"
+      ],
+      "cflags_cc": ["-std=c++17", "-fvisibility=hidden", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "libraries": ["<!@(pkg-config --libs libnetfilter_conntrack libmnl)"],
+      "cflags": ["<!@(pkg-config --cflags libnetfilter_conntrack libmnl)"]
+    }
+  ]
+}

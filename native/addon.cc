@@ -1,0 +1,34 @@
+// Module entry: the Reader class and the record layout, so the TypeScript decoder reads offsets
+// from the one place they are defined (record.h) instead of repeating them.
+#include <napi.h>
+
+#include <cstddef>
+
+#include "reader.h"
+#include "record.h"
+
+namespace ctwatch {
+
+Napi::Object Layout(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+#define FIELD(name) o.Set(#name, Napi::Number::New(env, offsetof(Record, name)))
+  FIELD(kind); FIELD(family); FIELD(proto); FIELD(tcp_state); FIELD(present); FIELD(id);
+  FIELD(status); FIELD(mark); FIELD(timeout); FIELD(zone); FIELD(sport); FIELD(dport);
+  FIELD(reply_sport); FIELD(reply_dport); FIELD(icmp_type); FIELD(icmp_code); FIELD(icmp_id);
+  FIELD(src); FIELD(dst); FIELD(reply_src); FIELD(reply_dst); FIELD(orig_packets);
+  FIELD(orig_bytes); FIELD(reply_packets); FIELD(reply_bytes); FIELD(ts_start); FIELD(ts_stop);
+  FIELD(time_us); FIELD(secmark);
+#undef FIELD
+  o.Set("size", Napi::Number::New(env, sizeof(Record)));
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Reader", Reader::Init(env));
+  exports.Set("layout", Layout(env));
+  return exports;
+}
+
+NODE_API_MODULE(ctwatch, Init)
+
+}  // namespace ctwatch

@@ -1,0 +1,344 @@
+#include "reader.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <future>
+
+#include "decode.h"
+
+namespace ctwatch {
+
+namespace {
+
+uint64_t RealtimeUs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
+uint32_t GetU32(const Napi::Object& o, const char* key, uint32_t fallback) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : fallback;
+}
+
+}  // namespace
+
+Napi::Function Reader::Init(Napi::Env env) {
+  return DefineClass(env, "Reader",
+                     {
+                         InstanceMethod<&Reader::Open>("open"),
+                         InstanceMethod<&Reader::Close>("close"),
+                         InstanceMethod<&Reader::Release>("release"),
+                         InstanceMethod<&Reader::Dump>("dump"),
+                         InstanceMethod<&Reader::Stats>("stats"),
+                         InstanceMethod<&Reader::Counters>("counters"),
+                         InstanceMethod<&Reader::SetRcvbuf>("setRcvbuf"),
+                         InstanceMethod<&Reader::Ref>("ref"),
+                         InstanceMethod<&Reader::Unref>("unref"),
+                     });
+}
+
+// Arguments are validated and defaulted in TypeScript (src/source/live.ts); here we only read them.
+Reader::Reader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Reader>(info), env_(info.Env()) {
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Value netns = o.Get("netns");
+  if (netns.IsString()) options_.netns = netns.As<Napi::String>().Utf8Value();
+  options_.groups = GetU32(o, "groups", 1 | 4);
+  options_.rcvbuf = static_cast<int>(GetU32(o, "rcvbuf", 32u << 20));
+  options_.reliable = o.Get("reliable").ToBoolean().Value();
+  batch_size_ = std::max<uint32_t>(1, GetU32(o, "batchSize", 1024));
+  max_batches_ = std::max<uint32_t>(1, GetU32(o, "maxBatches", 64));
+  callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+}
+
+Reader::~Reader() { Stop(); }
+
+Napi::Value Reader::Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (opened_) return env.Undefined();
+  opened_ = true;
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  current_ = new Batch();
+  current_->records.reserve(batch_size_);
+  tsfn_ = Tsfn::New(env, callback_.Value(), "ctwatch-reader", 0, 1, this);
+  tsfn_live_ = true;
+
+  std::promise<OpenError> opened;
+  std::future<OpenError> result = opened.get_future();
+  thread_ = std::thread(&Reader::Run, this, &opened);
+  OpenError e = result.get();
+  if (!e.ok()) {
+    thread_.join();
+    tsfn_.Release();
+    tsfn_live_ = false;
+    stopped_ = true;
+    close(wake_fd_);
+    wake_fd_ = -1;
+    throw MakeError(env, e);
+  }
+  napi_add_env_cleanup_hook(env, CleanupHook, this);
+  hook_added_ = true;
+  return env.Undefined();
+}
+
+void Reader::CleanupHook(void* self) {
+  auto* reader = static_cast<Reader*>(self);
+  reader->hook_added_ = false;  // the environment is removing it for us
+  reader->Stop();
+}
+
+void Reader::Stop() {
+  if (stopped_ || !opened_) {
+    stopped_ = true;
+    return;
+  }
+  stopped_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  credit_cv_.notify_all();
+  Wake();
+  if (thread_.joinable()) thread_.join();
+  // Batches already queued (including the final kEnd) are still delivered to JavaScript; after that
+  // the thread-safe function finalizes and no longer holds the event loop open.
+  if (tsfn_live_) {
+    tsfn_.Release();
+    tsfn_live_ = false;
+  }
+  sockets_.Close();
+  if (wake_fd_ >= 0) close(wake_fd_);
+  wake_fd_ = -1;
+  delete current_;
+  current_ = nullptr;
+  if (hook_added_) {
+    napi_remove_env_cleanup_hook(env_, CleanupHook, this);
+    hook_added_ = false;
+  }
+}
+
+void Reader::Wake() {
+  if (wake_fd_ >= 0) {
+    uint64_t one = 1;
+    ssize_t ignored = write(wake_fd_, &one, sizeof(one));
+    (void)ignored;
+  }
+}
+
+void Reader::Run(std::promise<OpenError>* opened) {
+  OpenError e = OpenSockets(options_, &sockets_);
+  if (e.ok()) rcvbuf_ = sockets_.rcvbuf;
+  bool ok = e.ok();
+  opened->set_value(std::move(e));  // `opened` is dead after this line
+  if (!ok) return;
+
+  const int fd = nfct_fd(sockets_.events);
+  pollfd fds[2] = {{fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+  while (!stopping_.load(std::memory_order_relaxed)) {
+    int rc = poll(fds, 2, -1);
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (fds[1].revents & POLLIN) {
+      uint64_t v;
+      ssize_t ignored = read(wake_fd_, &v, sizeof(v));
+      (void)ignored;
+    }
+    if (stopping_.load(std::memory_order_relaxed)) break;
+    int want = rcvbuf_request_.exchange(0);
+    if (want > 0) rcvbuf_ = SetReceiveBuffer(fd, want);
+    if (dump_requested_.exchange(false)) RunDump();
+    if (fds[0].revents & (POLLIN | POLLERR)) Drain();
+    Deliver(false);
+  }
+  // Whatever was read is delivered, then a kEnd record tells JavaScript nothing follows.
+  Record* end = Append(true);
+  end->kind = kEnd;
+  end->time_us = RealtimeUs();
+  Deliver(true);
+}
+
+void Reader::Drain() {
+  const int fd = nfct_fd(sockets_.events);
+  // One netlink datagram holds one or more messages; 64 KiB covers the largest the kernel sends.
+  alignas(nlmsghdr) static thread_local char buf[1 << 16];
+  while (!stopping_.load(std::memory_order_relaxed)) {
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == ENOBUFS) {
+        // The kernel dropped events because our buffer was full. This record is the only trace of
+        // that loss, so it is never coalesced or skipped.
+        uint64_t count = ++overflows_;
+        Record* r = Append(false);
+        r->kind = kOverflow;
+        r->time_us = RealtimeUs();
+        r->id = static_cast<uint32_t>(count);
+        continue;
+      }
+      ++decode_errors_;
+      return;
+    }
+    const uint64_t now = RealtimeUs();
+    int len = static_cast<int>(n);
+    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf); mnl_nlmsg_ok(nlh, len);
+         nlh = mnl_nlmsg_next(nlh, &len)) {
+      if (nlh->nlmsg_type < NLMSG_MIN_TYPE) continue;  // NOOP / ERROR / DONE carry no entry
+      Record* r = Append(false);
+      if (DecodeMessage(nlh, 0, now, r)) {
+        ++events_;
+      } else {
+        current_->records.pop_back();
+        ++decode_errors_;
+      }
+    }
+  }
+}
+
+void Reader::RunDump() {
+  uint32_t count = 0;
+  ++dumps_;
+  OpenError e = DumpTable(sockets_.dump, [&](const nlmsghdr* m) {
+    Record* r = Append(false);
+    if (DecodeMessage(m, kSnapshot, RealtimeUs(), r)) {
+      ++count;
+    } else {
+      current_->records.pop_back();
+      ++decode_errors_;
+    }
+  });
+  if (!e.ok()) {
+    Record* r = Append(false);
+    r->kind = kDumpError;
+    r->time_us = RealtimeUs();
+    r->status = static_cast<uint32_t>(e.err);
+  }
+  Record* done = Append(false);
+  done->kind = kSnapshotDone;
+  done->time_us = RealtimeUs();
+  done->id = count;
+}
+
+Record* Reader::Append(bool ignore_credits) {
+  if (current_->records.size() >= batch_size_) Deliver(ignore_credits);
+  current_->records.emplace_back();
+  return &current_->records.back();
+}
+
+void Reader::Deliver(bool ignore_credits) {
+  if (current_->records.empty()) return;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!ignore_credits) {
+      // Backpressure: wait for JavaScript to finish a batch. While we wait, nothing reads the
+      // socket, so a sustained backlog ends in ENOBUFS, which Drain() turns into a record.
+      credit_cv_.wait(lock, [&] { return in_flight_ < max_batches_ || stopping_.load(); });
+    }
+    ++in_flight_;
+    uint64_t hw = high_water_.load();
+    if (in_flight_ > hw) high_water_ = in_flight_;
+  }
+  Batch* batch = current_;
+  current_ = new Batch();
+  current_->records.reserve(batch_size_);
+  ++batches_;
+  if (tsfn_.NonBlockingCall(batch) != napi_ok) delete batch;  // only while the env is torn down
+}
+
+void Reader::CallJs(Napi::Env env, Napi::Function callback, Reader* /*context*/, Batch* batch) {
+  // A null env means the environment is being torn down: free the data, call nothing.
+  if (env == nullptr || callback == nullptr) {
+    delete batch;
+    return;
+  }
+  const size_t bytes = batch->records.size() * sizeof(Record);
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, bytes);
+  memcpy(ab.Data(), batch->records.data(), bytes);
+  delete batch;
+  callback.Call({ab});
+}
+
+Napi::Value Reader::Release(const Napi::CallbackInfo& info) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (in_flight_ > 0) --in_flight_;
+  }
+  credit_cv_.notify_one();
+  return info.Env().Undefined();
+}
+
+Napi::Value Reader::Close(const Napi::CallbackInfo& info) {
+  Stop();
+  return info.Env().Undefined();
+}
+
+Napi::Value Reader::Dump(const Napi::CallbackInfo& info) {
+  if (!stopped_ && opened_) {
+    dump_requested_ = true;
+    Wake();
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Reader::SetRcvbuf(const Napi::CallbackInfo& info) {
+  rcvbuf_request_ = static_cast<int>(info[0].As<Napi::Number>().Int32Value());
+  Wake();
+  return info.Env().Undefined();
+}
+
+Napi::Value Reader::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (stopped_ || !opened_) {
+    OpenError e;
+    e.code = "ERR_SOURCE_CLOSED";
+    e.message = "the conntrack source is closed";
+    throw MakeError(env, e);
+  }
+  TableStats s;
+  OpenError e = QueryStats(sockets_.stats, &s);
+  if (!e.ok()) throw MakeError(env, e);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("entries", s.entries >= 0 ? Napi::Value(Napi::Number::New(env, s.entries)) : env.Null());
+  out.Set("max", s.max >= 0 ? Napi::Value(Napi::Number::New(env, s.max)) : env.Null());
+  Napi::Array cpus = Napi::Array::New(env, s.cpus.size());
+  for (size_t i = 0; i < s.cpus.size(); i++) {
+    Napi::Object c = Napi::Object::New(env);
+    for (const auto& kv : s.cpus[i]) c.Set(kv.first, Napi::Number::New(env, kv.second));
+    cpus.Set(i, c);
+  }
+  out.Set("cpus", cpus);
+  return out;
+}
+
+Napi::Value Reader::Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("events", Napi::Number::New(env, static_cast<double>(events_.load())));
+  o.Set("batches", Napi::Number::New(env, static_cast<double>(batches_.load())));
+  o.Set("overflows", Napi::Number::New(env, static_cast<double>(overflows_.load())));
+  o.Set("decodeErrors", Napi::Number::New(env, static_cast<double>(decode_errors_.load())));
+  o.Set("queueHighWater", Napi::Number::New(env, static_cast<double>(high_water_.load())));
+  o.Set("dumps", Napi::Number::New(env, static_cast<double>(dumps_.load())));
+  o.Set("rcvbuf", Napi::Number::New(env, rcvbuf_.load()));
+  return o;
+}
+
+Napi::Value Reader::Ref(const Napi::CallbackInfo& info) {
+  if (tsfn_live_) tsfn_.Ref(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value Reader::Unref(const Napi::CallbackInfo& info) {
+  if (tsfn_live_) tsfn_.Unref(info.Env());
+  return info.Env().Undefined();
+}
+
+}  // namespace ctwatch

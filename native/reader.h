@@ -1,0 +1,84 @@
+// The event source: a dedicated reader thread that owns the kernel sockets, decodes messages into
+// fixed-size records, and hands them to JavaScript a batch at a time through a thread-safe
+// function. Backpressure is a credit count: at most `max_batches` batches may be in JavaScript's
+// hands; when they are all out, the reader stops reading, the kernel socket fills, and the kernel's
+// ENOBUFS becomes an overflow record. Nothing is dropped without a record saying so.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "record.h"
+#include "sockets.h"
+
+namespace ctwatch {
+
+struct Batch {
+  std::vector<Record> records;
+};
+
+class Reader : public Napi::ObjectWrap<Reader> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit Reader(const Napi::CallbackInfo& info);
+  ~Reader() override;
+
+ private:
+  // JS-facing
+  Napi::Value Open(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Release(const Napi::CallbackInfo& info);
+  Napi::Value Dump(const Napi::CallbackInfo& info);
+  Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value Counters(const Napi::CallbackInfo& info);
+  Napi::Value SetRcvbuf(const Napi::CallbackInfo& info);
+  Napi::Value Ref(const Napi::CallbackInfo& info);
+  Napi::Value Unref(const Napi::CallbackInfo& info);
+
+  // reader thread
+  void Run(std::promise<OpenError>* opened);
+  void Drain();
+  void RunDump();
+  Record* Append(bool ignore_credits);
+  void Deliver(bool ignore_credits);
+  void Wake();
+
+  void Stop();  // idempotent; joins the thread and lets the process exit
+  static void CleanupHook(void* self);
+  static void CallJs(Napi::Env env, Napi::Function callback, Reader* context, Batch* batch);
+
+  using Tsfn = Napi::TypedThreadSafeFunction<Reader, Batch, CallJs>;
+  Tsfn tsfn_;
+  bool tsfn_live_ = false;
+  Napi::Env env_;
+
+  SocketOptions options_;
+  Sockets sockets_;
+  int wake_fd_ = -1;
+  std::thread thread_;
+  size_t batch_size_ = 1024;
+  uint32_t max_batches_ = 64;
+  Batch* current_ = nullptr;
+
+  std::mutex mu_;
+  std::condition_variable credit_cv_;
+  uint32_t in_flight_ = 0;  // guarded by mu_
+  std::atomic<bool> stopping_{false};  // written under mu_ so the credit wait sees it
+  bool opened_ = false;     // JS thread only
+  bool stopped_ = false;    // JS thread only
+  bool hook_added_ = false; // JS thread only
+  Napi::FunctionReference callback_;
+
+  std::atomic<bool> dump_requested_{false};
+  std::atomic<uint64_t> events_{0}, batches_{0}, overflows_{0}, decode_errors_{0},
+      high_water_{0}, dumps_{0};
+  std::atomic<int> rcvbuf_{0};
+  std::atomic<int> rcvbuf_request_{0};
+};
+
+}  // namespace ctwatch

@@ -1,0 +1,106 @@
+/**
+ * Batch of native records → events. The record layout comes from the addon (native/record.h);
+ * this file only knows field names.
+ */
+import type { ConntrackEvent, ConntrackEventKind, SourceEvent } from './types.js';
+import type { RecordLayout } from './native.js';
+import { ipv4, ipv6 } from './address.js';
+import { protoName, statusNames, tcpStateName } from './names.js';
+
+// native/record.h: RecordKind and Present
+export const KIND = { new: 1, update: 2, destroy: 3, snapshot: 4, overflow: 5, snapshotDone: 6, end: 7, dumpError: 8 } as const;
+const HAS = {
+  ports: 1 << 0, icmp: 1 << 1, tcpState: 1 << 2, status: 1 << 3, mark: 1 << 4, zone: 1 << 5,
+  timeout: 1 << 6, counters: 1 << 7, tsStart: 1 << 8, tsStop: 1 << 9, secmark: 1 << 10, reply: 1 << 11,
+} as const;
+const AF_INET = 2;
+const EVENT_KINDS: Record<number, ConntrackEventKind> = { 1: 'new', 2: 'update', 3: 'destroy', 4: 'snapshot' };
+const TWO32 = 4294967296;
+
+export interface DecodedBatch {
+  events: SourceEvent[];
+  /** the reader stopped: this was the last batch */
+  end: boolean;
+  /** errno of a failed table dump, if one failed in this batch */
+  dumpErrors: number[];
+}
+
+export function makeDecoder(layout: RecordLayout, netns?: string) {
+  const L = layout;
+  const size = L.size;
+
+  return function decodeBatch(buffer: ArrayBuffer): DecodedBatch {
+    const bytes = new Uint8Array(buffer);
+    const view = new DataView(buffer);
+    const count = Math.floor(buffer.byteLength / size);
+    const events: SourceEvent[] = [];
+    const dumpErrors: number[] = [];
+    let end = false;
+    const u64 = (at: number) => view.getUint32(at, true) + view.getUint32(at + 4, true) * TWO32;
+
+    for (let i = 0; i < count; i++) {
+      const base = i * size;
+      const kind = bytes[base + L.kind];
+      const time = u64(base + L.time_us);
+      if (kind === KIND.overflow) {
+        events.push({ event: 'overflow', time, overflows: view.getUint32(base + L.id, true), ...(netns ? { netns } : {}) });
+        continue;
+      }
+      if (kind === KIND.snapshotDone) {
+        events.push({ event: 'snapshot_done', time, entries: view.getUint32(base + L.id, true), ...(netns ? { netns } : {}) });
+        continue;
+      }
+      if (kind === KIND.end) { end = true; continue; }
+      if (kind === KIND.dumpError) { dumpErrors.push(view.getUint32(base + L.status, true)); continue; }
+      const eventKind = EVENT_KINDS[kind];
+      if (eventKind === undefined) continue;
+
+      const present = view.getUint32(base + L.present, true);
+      const v4 = bytes[base + L.family] === AF_INET;
+      const addr = v4 ? ipv4 : ipv6;
+      const protoNum = bytes[base + L.proto];
+      const ev: ConntrackEvent = {
+        event: eventKind,
+        time,
+        id: view.getUint32(base + L.id, true),
+        family: v4 ? 'ipv4' : 'ipv6',
+        proto: protoName(protoNum),
+        src: addr(bytes, base + L.src),
+        dst: addr(bytes, base + L.dst),
+        reply: { src: '', dst: '' },
+        status: [],
+      };
+      if (present & HAS.ports) {
+        ev.sport = view.getUint16(base + L.sport, true);
+        ev.dport = view.getUint16(base + L.dport, true);
+      }
+      if (present & HAS.icmp) {
+        ev.icmp = { type: bytes[base + L.icmp_type], code: bytes[base + L.icmp_code], id: view.getUint16(base + L.icmp_id, true) };
+      }
+      const reply = ev.reply;
+      if (present & HAS.reply) {
+        reply.src = addr(bytes, base + L.reply_src);
+        reply.dst = addr(bytes, base + L.reply_dst);
+        if (present & HAS.ports) {
+          reply.sport = view.getUint16(base + L.reply_sport, true);
+          reply.dport = view.getUint16(base + L.reply_dport, true);
+        }
+      }
+      if (present & HAS.tcpState) ev.state = tcpStateName(bytes[base + L.tcp_state]);
+      if (present & HAS.status) ev.status = statusNames(view.getUint32(base + L.status, true));
+      if (present & HAS.mark) ev.mark = view.getUint32(base + L.mark, true);
+      if (present & HAS.zone) ev.zone = view.getUint16(base + L.zone, true);
+      if (present & HAS.timeout) ev.timeout = view.getUint32(base + L.timeout, true);
+      if (present & HAS.counters) {
+        ev.orig = { packets: u64(base + L.orig_packets), bytes: u64(base + L.orig_bytes) };
+        reply.packets = u64(base + L.reply_packets);
+        reply.bytes = u64(base + L.reply_bytes);
+      }
+      if (present & HAS.tsStart) ev.start = u64(base + L.ts_start);
+      if (present & HAS.tsStop) ev.end = u64(base + L.ts_stop);
+      if (netns) ev.netns = netns;
+      events.push(ev);
+    }
+    return { events, end, dumpErrors };
+  };
+}

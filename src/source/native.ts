@@ -1,0 +1,79 @@
+/**
+ * Loads the addon and describes it with types. Argument checking and defaults live in live.ts; the
+ * addon trusts what it is given.
+ */
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CtwatchError, EXIT } from '../util/errors.js';
+
+export interface ReaderOptions {
+  netns?: string;
+  /** NF_NETLINK_CONNTRACK_* bitmask: NEW=1, UPDATE=2, DESTROY=4 */
+  groups: number;
+  rcvbuf: number;
+  reliable: boolean;
+  batchSize: number;
+  maxBatches: number;
+}
+
+export interface KernelStats {
+  entries: number | null;
+  max: number | null;
+  cpus: Record<string, number>[];
+}
+
+export interface NativeCounters {
+  events: number;
+  batches: number;
+  overflows: number;
+  decodeErrors: number;
+  queueHighWater: number;
+  dumps: number;
+  rcvbuf: number;
+}
+
+export interface NativeReader {
+  open(): void;
+  close(): void;
+  /** give back one batch credit: JavaScript has taken a batch off its queue */
+  release(): void;
+  dump(): void;
+  stats(): KernelStats;
+  counters(): NativeCounters;
+  setRcvbuf(bytes: number): void;
+  ref(): void;
+  unref(): void;
+}
+
+export type RecordLayout = Record<string, number> & { size: number };
+
+export interface NativeAddon {
+  Reader: new (options: ReaderOptions, onBatch: (batch: ArrayBuffer) => void) => NativeReader;
+  layout: RecordLayout;
+}
+
+let addon: NativeAddon | undefined;
+
+export function loadAddon(): NativeAddon {
+  if (addon) return addon;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const require = createRequire(import.meta.url);
+  // Works from src/ (vitest) and dist/ (the CLI): both sit one level below the project root.
+  const tried: string[] = [];
+  for (const kind of ['Release', 'Debug']) {
+    const path = join(here, '..', '..', 'build', kind, 'ctwatch.node');
+    tried.push(path);
+    try {
+      addon = require(path) as NativeAddon;
+      return addon;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+    }
+  }
+  throw new CtwatchError(
+    'ERR_ADDON_MISSING',
+    `the native addon is not built (tried ${tried.join(', ')}): run 'npm run build'`,
+    { exitCode: EXIT.unavailable },
+  );
+}
