@@ -1,0 +1,51 @@
+/** What every command shares: option parsing with clear errors, logging, signals. */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { CtwatchError, EXIT } from '../util/errors.js';
+import { createLogger, type LogFormat, type Logger } from '../util/log.js';
+
+export type Options = NonNullable<ParseArgsConfig['options']>;
+
+export const COMMON_OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  'log-format': { type: 'string' },
+} as const satisfies Options;
+
+export function parse<T extends Options>(command: string, argv: string[], options: T, allowPositionals = false) {
+  try {
+    return parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...options }, allowPositionals, strict: true });
+  } catch (err) {
+    const msg = (err as Error).message.replace(/\. To specify.*$/, '');
+    throw new CtwatchError('ERR_USAGE', `${msg} (see 'ctwatch ${command} --help')`, { exitCode: EXIT.usage });
+  }
+}
+
+export function logger(values: { 'log-format'?: string }): Logger {
+  const f = values['log-format'] ?? 'text';
+  if (f !== 'text' && f !== 'json') throw new CtwatchError('ERR_USAGE', `--log-format must be text or json, not ${JSON.stringify(f)}`, { exitCode: EXIT.usage });
+  return createLogger(f as LogFormat);
+}
+
+/**
+ * SIGTERM/SIGINT: the first asks for a clean stop (drain, flush, summary, exit 0); a second one
+ * exits at once. SIGHUP calls `onHup` (reopen files for logrotate, reload rules).
+ */
+export function onSignals(log: Logger, stop: (signal: string) => void, onHup?: () => void): () => void {
+  let stopping = false;
+  const term = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now without draining');
+      process.exit(130);
+    }
+    stopping = true;
+    stop(signal);
+  };
+  const hup = () => onHup?.();
+  process.on('SIGTERM', term);
+  process.on('SIGINT', term);
+  process.on('SIGHUP', hup);
+  return () => {
+    process.off('SIGTERM', term);
+    process.off('SIGINT', term);
+    process.off('SIGHUP', hup);
+  };
+}

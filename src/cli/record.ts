@@ -1,0 +1,121 @@
+/** `ctwatch record`: conntrack events to JSONL, losslessly or loudly. */
+import { LiveSource, parseEventList, DEFAULT_RCVBUF } from '../source/live.js';
+import { toLine } from '../recording/schema.js';
+import { openOutput } from '../recording/output.js';
+import type { CtwatchError } from '../util/errors.js';
+import { parseCount, parseDuration, parseSize } from './args.js';
+import { logger, onSignals, parse } from './common.js';
+
+export const RECORD_HELP = `Usage: ctwatch record [options]
+
+Write every conntrack event the kernel reports as one JSON object per line (schema:
+docs/schema.md, "v": 1). Needs CAP_NET_ADMIN (root).
+
+Options:
+  --netns NAME|PATH     namespace to watch: a name from 'ip netns list' or a path such as
+                        /proc/PID/ns/net (default: ctwatch's own)
+  --events LIST         kernel events to subscribe to: new,update,destroy (default new,destroy;
+                        update multiplies the volume 3-6x)
+  -o, --output FILE|-   where lines go (default -, stdout); files are created 0600 and reopened
+                        on SIGHUP, so logrotate can move them
+  --rcvbuf SIZE         kernel receive buffer (default 32M; raise it if overflows are reported)
+  --snapshot            first dump the entries already in the table (event "snapshot")
+  --reliable            ask the kernel not to drop DESTROY events for us (it holds dying entries
+                        until we read them: see README before using on a full table)
+  --duration TIME       stop after this long (e.g. 30s, 5m)
+  --count N             stop after N events
+  --log-format text|json  diagnostics on stderr (default text)
+  -h, --help            this help
+
+Example: watch a namespace for 10 seconds and keep only the connections to Redis
+  ctwatch record --netns ctwatch-demo --duration 10s | jq -c 'select(.dport == 6379)'
+  {"v":1,"event":"new","time":"2026-11-25T15:04:05.123456Z","id":3834222225,"family":"ipv4",
+   "proto":"tcp","src":"127.0.1.7","dst":"127.0.0.5","sport":51662,"dport":6379,"reply":{...},
+   "state":"SYN_SENT","status":["CONFIRMED"],"timeout":120,"netns":"ctwatch-demo"}
+
+Loss is never silent: if the kernel drops events (socket overflow, ENOBUFS) an
+{"event":"overflow"} line is written where it happened and a warning is logged.
+Exit status: 0 done, 64 usage, 66 no such namespace, 69 conntrack netlink missing,
+73 output not writable, 74 write failed, 77 not permitted (needs CAP_NET_ADMIN).
+`;
+
+export async function record(argv: string[]): Promise<number> {
+  const { values } = parse('record', argv, {
+    netns: { type: 'string' },
+    events: { type: 'string' },
+    output: { type: 'string', short: 'o' },
+    rcvbuf: { type: 'string' },
+    snapshot: { type: 'boolean' },
+    reliable: { type: 'boolean' },
+    duration: { type: 'string' },
+    count: { type: 'string' },
+  });
+  if (values.help) {
+    process.stdout.write(RECORD_HELP);
+    return 0;
+  }
+  const log = logger(values);
+  const events = values.events ? parseEventList(values.events) : undefined;
+  const rcvbuf = values.rcvbuf ? parseSize(values.rcvbuf, '--rcvbuf') : DEFAULT_RCVBUF;
+  const duration = values.duration ? parseDuration(values.duration, '--duration') : undefined;
+  const maxCount = values.count ? parseCount(values.count, '--count') : undefined;
+
+  let fatal: CtwatchError | undefined;
+  let source: LiveSource | undefined;
+  const output = openOutput(values.output ?? '-', (err) => {
+    if (!fatal) fatal = err;
+    void source?.close();
+  });
+  source = new LiveSource({ netns: values.netns, events, rcvbuf, reliable: values.reliable, snapshot: values.snapshot });
+  const src = source;
+  log.info({ netns: values.netns ?? '(own)', events: (events ?? ['new', 'destroy']).join(','), rcvbuf: src.counters.rcvbuf, output: output.path }, 'recording conntrack events');
+
+  const stop = () => void src.close();
+  const offSignals = onSignals(log, stop, () => {
+    output.reopen();
+    log.info({ output: output.path }, 'reopened output (SIGHUP)');
+  });
+  const timer = duration !== undefined ? setTimeout(stop, duration * 1000) : undefined;
+
+  // A namespace where no ruleset references conntrack tracks nothing; say so instead of
+  // recording nothing in silence.
+  const quietCheck = setTimeout(() => {
+    if (src.counters.events > 0) return;
+    try {
+      const s = src.stats();
+      if (s.entries === 0) log.warn({ netns: values.netns ?? '(own)' }, 'no events and an empty conntrack table after 10s: nothing is tracked until a firewall rule uses conntrack (e.g. nft add rule inet t out ct state new counter)');
+    } catch {
+      /* stats are a hint only */
+    }
+  }, 10_000);
+  quietCheck.unref();
+
+  let written = 0;
+  let overflows = 0;
+  let lastOverflowLog = 0;
+  for await (const batch of src) {
+    for (const ev of batch) {
+      if (ev.event === 'overflow') {
+        overflows++;
+        if (ev.time - lastOverflowLog > 10e6) {
+          lastOverflowLog = ev.time;
+          log.warn({ overflows: ev.overflows, rcvbuf: src.counters.rcvbuf }, 'the kernel dropped events: socket buffer overflow (ENOBUFS); raise --rcvbuf or reduce --events');
+        }
+      }
+      if (!output.write(toLine(ev))) await output.drained();
+      written++;
+      if (maxCount !== undefined && ev.event !== 'overflow' && ev.event !== 'snapshot_done' && written >= maxCount) stop();
+    }
+  }
+  if (timer) clearTimeout(timer);
+  clearTimeout(quietCheck);
+  await output.end();
+  offSignals();
+  const c = src.counters;
+  if (fatal && fatal.code !== 'ERR_OUTPUT_CLOSED') {
+    log.error(fatal.message);
+    return fatal.exitCode;
+  }
+  log.info({ lines: written, events: c.events, overflows: c.overflows, decodeErrors: c.decodeErrors, queueHighWater: c.queueHighWater, output: output.path }, 'stopped');
+  return 0;
+}

@@ -1,0 +1,97 @@
+/**
+ * Where data lines go: stdout or a file. Lines are buffered and written in large chunks
+ * (sonic-boom); a full buffer is backpressure (`write` returns false, wait for `drained`), never
+ * unbounded memory. Files are created 0600 and reopened on SIGHUP for logrotate.
+ */
+import { closeSync, openSync } from 'node:fs';
+import sonicBoom from 'sonic-boom';
+import type { SonicBoom as SonicBoomType } from 'sonic-boom';
+
+// sonic-boom is CommonJS; its typings describe a named class that Node's ESM loader does not expose.
+const SonicBoom = sonicBoom as unknown as typeof SonicBoomType;
+import { CtwatchError, EXIT } from '../util/errors.js';
+
+export interface Output {
+  readonly path: string;
+  /** false when the buffer is over its limit: await drained() before writing more */
+  write(line: string): boolean;
+  drained(): Promise<void>;
+  reopen(): void;
+  /** flush everything written so far and close */
+  end(): Promise<void>;
+  /** bytes written (handed to the kernel) so far, and write errors */
+  readonly errors: number;
+}
+
+const HIGH_WATER = 4 * 1024 * 1024;
+
+export function openOutput(path: string, onError: (err: CtwatchError) => void): Output {
+  const toStdout = path === '-' || path === '';
+  if (!toStdout) {
+    // Open once ourselves first so a bad path fails now with one clear line, not later
+    // inside an asynchronous write.
+    try {
+      closeSync(openSync(path, 'a', 0o600));
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new CtwatchError('ERR_OUTPUT', `cannot write ${path}: ${e.code === 'EACCES' ? 'permission denied' : e.code === 'ENOENT' ? 'directory does not exist' : e.code === 'EISDIR' ? 'is a directory' : e.message} (choose a writable --output, or - for stdout)`, { errno: e.errno, exitCode: EXIT.cantCreate });
+    }
+  }
+  const boom = toStdout
+    ? new SonicBoom({ fd: 1, minLength: 8192, maxWrite: 256 * 1024, sync: false })
+    : new SonicBoom({ dest: path, append: true, mode: 0o600, minLength: 8192, maxWrite: 256 * 1024, sync: false });
+  let errors = 0;
+  boom.on('error', (err: NodeJS.ErrnoException) => {
+    errors++;
+    // EPIPE on stdout: the reader (e.g. `| head`) went away; that is the end, not a failure.
+    if (err.code === 'EPIPE') {
+      onError(new CtwatchError('ERR_OUTPUT_CLOSED', 'output closed by the reader', { exitCode: EXIT.ok }));
+      return;
+    }
+    onError(new CtwatchError('ERR_OUTPUT', `writing ${toStdout ? 'stdout' : path} failed: ${err.code ?? err.message}${err.code === 'ENOSPC' ? ' (the disk is full: free space or choose another --output)' : ''}`, { errno: err.errno, exitCode: EXIT.ioErr }));
+  });
+  let buffered = 0;
+  return {
+    path: toStdout ? '-' : path,
+    get errors() {
+      return errors;
+    },
+    write(line: string): boolean {
+      const ok = boom.write(`${line}\n`);
+      buffered += line.length + 1;
+      if (buffered > HIGH_WATER) {
+        buffered = 0;
+        return false;
+      }
+      return ok;
+    },
+    drained(): Promise<void> {
+      return new Promise((resolve) => {
+        // sonic-boom emits 'drain' only after a write returned false; flush makes it progress.
+        boom.flush((err?: Error) => {
+          void err;
+          resolve();
+        });
+      });
+    },
+    reopen(): void {
+      if (!toStdout) boom.reopen();
+    },
+    end(): Promise<void> {
+      return new Promise((resolve) => {
+        const finish = () => {
+          if (toStdout) resolve();
+          else {
+            boom.once('close', () => resolve());
+            boom.end();
+          }
+        };
+        try {
+          boom.flush(() => finish());
+        } catch {
+          finish();
+        }
+      });
+    },
+  };
+}
