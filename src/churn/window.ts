@@ -1,0 +1,118 @@
+/**
+ * Sliding-window rates: how many flows per second something opened or closed over the last 1 s,
+ * 10 s and 60 s. There is one pair of these per heavy-hitter key, so a window is a single small
+ * typed array (72 counters, under 400 bytes with the object) and never allocates after creation.
+ *
+ * Definition (alerts and tests rely on it). Times are µs since the epoch, as on events. A window
+ * of W seconds is counted in buckets of width b: b = 100 ms for the 1 s window, b = 1 s for the
+ * 10 s and 60 s windows. At query time t:
+ *
+ *   end   = the start of the bucket holding t. That bucket is still filling, so it is left out:
+ *           a half-filled bucket would read as a dip every time a new bucket starts.
+ *   count = events with time in [end − W, end)
+ *   span  = min(W, max(b, end − origin))
+ *   rate  = count / span  (per second), and 0 while end ≤ origin (no complete bucket yet)
+ *
+ * `origin` is when observation began: the time of the first event added, unless `start()` set it
+ * earlier. Dividing by the observed span rather than W means a key first seen 3 s ago at a steady
+ * 500/s reads 500/s on all three windows, not 150/s on the 10 s window; the `max(b, …)` floor keeps
+ * a single event just before a bucket boundary from reading as a million per second.
+ *
+ * Consequences worth knowing: the 1 s rate lags by up to 100 ms and the 10/60 s rates by up to 1 s;
+ * queries are meant for t at or after the newest event; an event older than the 60 s ring (or the
+ * 1.1 s fine ring) is dropped from that ring.
+ */
+
+export const US_PER_S = 1_000_000;
+
+const FINE_US = 100_000;
+const COARSE_US = US_PER_S;
+/** complete buckets in each window, plus one for the bucket still filling */
+const FINE_LEN = 11;
+const COARSE_LEN = 61;
+
+/** The window lengths a RateWindow answers, in seconds. */
+export type Span = 1 | 10 | 60;
+
+export interface WindowRates {
+  rate1: number;
+  rate10: number;
+  rate60: number;
+}
+
+export class RateWindow {
+  /** [0, FINE_LEN): 100 ms ring; [FINE_LEN, FINE_LEN + COARSE_LEN): 1 s ring */
+  private readonly buckets = new Uint32Array(FINE_LEN + COARSE_LEN);
+  /** absolute bucket number (time / width) of the newest bucket in each ring */
+  private fineHead = -Infinity;
+  private coarseHead = -Infinity;
+  /** µs; NaN until the first event or start() */
+  origin = NaN;
+
+  /** Declares when observation began, so that quiet time before the first event counts in the span. */
+  start(origin: number): void {
+    if (!(origin >= this.origin)) this.origin = origin;
+  }
+
+  add(time: number, n = 1): void {
+    // An event before the origin means observation began earlier; NaN also takes this branch.
+    if (!(time >= this.origin)) this.origin = time;
+    this.fineHead = bump(this.buckets, 0, FINE_LEN, this.fineHead, Math.floor(time / FINE_US), n);
+    this.coarseHead = bump(
+      this.buckets,
+      FINE_LEN,
+      COARSE_LEN,
+      this.coarseHead,
+      Math.floor(time / COARSE_US),
+      n,
+    );
+  }
+
+  /** Events in [end − W, end), see the module comment. */
+  count(t: number, span: Span): number {
+    if (span === 1) return sum(this.buckets, 0, FINE_LEN, this.fineHead, Math.floor(t / FINE_US), 10);
+    return sum(this.buckets, FINE_LEN, COARSE_LEN, this.coarseHead, Math.floor(t / COARSE_US), span);
+  }
+
+  /** Events per second over the last `span` seconds, see the module comment. */
+  rate(t: number, span: Span): number {
+    const width = span === 1 ? FINE_US : COARSE_US;
+    const end = Math.floor(t / width) * width;
+    if (!(end > this.origin)) return 0;
+    const observed = Math.min(span * US_PER_S, Math.max(width, end - this.origin));
+    return (this.count(t, span) * US_PER_S) / observed;
+  }
+
+  rates(t: number): WindowRates {
+    return { rate1: this.rate(t, 1), rate10: this.rate(t, 10), rate60: this.rate(t, 60) };
+  }
+
+  /** Forgets everything, for reuse by another key. */
+  reset(): void {
+    this.buckets.fill(0);
+    this.fineHead = -Infinity;
+    this.coarseHead = -Infinity;
+    this.origin = NaN;
+  }
+}
+
+/** Adds n at absolute bucket `at` of the ring at [off, off + len); returns the new head. */
+function bump(b: Uint32Array, off: number, len: number, head: number, at: number, n: number): number {
+  if (at > head) {
+    if (at - head >= len) b.fill(0, off, off + len);
+    else for (let i = head + 1; i < at; i++) b[off + (i % len)] = 0;
+    b[off + (at % len)] = n;
+    return at;
+  }
+  if (at > head - len) b[off + (at % len)] += n;
+  return head;
+}
+
+/** Sums absolute buckets [end − k, end) that the ring still holds. */
+function sum(b: Uint32Array, off: number, len: number, head: number, end: number, k: number): number {
+  const from = Math.max(end - k, head - len + 1);
+  const to = Math.min(end - 1, head);
+  let total = 0;
+  for (let i = from; i <= to; i++) total += b[off + (i % len)];
+  return total;
+}
