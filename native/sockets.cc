@@ -225,7 +225,9 @@ OpenError Exchange(mnl_socket* sock, uint8_t msg, uint16_t flags,
         return SocketError(err, "recvfrom", "");
       }
       on_message(m);
-      if (!(m->nlmsg_flags & NLM_F_MULTI)) return {};
+      // The kernel flags its single GET_STATS reply NLM_F_MULTI without a DONE after it, so only a
+      // dump waits for NLMSG_DONE.
+      if (!(flags & NLM_F_DUMP)) return {};
     }
   }
 }
