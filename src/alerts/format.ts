@@ -59,9 +59,10 @@ export function formatPercent(fraction: number): string {
   return `${text} %`;
 }
 
-/** A ratio against a baseline: "×40", "×2.5". */
+/** A ratio against a baseline: "×40", "×2.5", and "×0.02" for a collapse (not "×0"). */
 export function formatFactor(x: number, grouping: Grouping = 'thin'): string {
   if (!Number.isFinite(x)) return '×∞';
+  if (x > 0 && x < 0.95) return `×${Number(x.toPrecision(1))}`;
   return `×${formatRate(x, grouping)}`;
 }
 

@@ -119,9 +119,9 @@ export type Rule =
 /** How each destination's normal churn is learned (shared by every rule that quotes "its median"). */
 export interface BaselineConfig {
   rate: RateWindow;
-  /** seconds of history the median covers */
+  /** history the median covers, seconds: the last window / bucket buckets in which the key was learned */
   window: number;
-  /** seconds per history slot; each slot holds the mean rate over that time */
+  /** seconds per bucket; each holds the mean rate over that time */
   bucket: number;
   /** completed slots needed before a destination's baseline counts as learned */
   minSamples: number;

@@ -66,6 +66,9 @@ describe('formatFactor', () => {
     expect(formatFactor(40.3)).toBe('×40');
     expect(formatFactor(2.5)).toBe('×2.5');
     expect(formatFactor(Infinity)).toBe('×∞');
+    expect(formatFactor(1)).toBe('×1');
+    expect(formatFactor(0.0167)).toBe('×0.02');
+    expect(formatFactor(0.5)).toBe('×0.5');
   });
 });
 
