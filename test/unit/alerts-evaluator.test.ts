@@ -1,0 +1,451 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { ChurnSnapshot, KeyChurn, Rates, TablePressure } from '../../src/churn/snapshot.js';
+import type { Alert } from '../../src/alerts/types.js';
+import { AlertEvaluator, type RuleSet } from '../../src/alerts/evaluator.js';
+import { BaselineTracker } from '../../src/alerts/baseline.js';
+import { DEFAULT_BASELINE, defaultRules, type BaselineConfig, type Rule, type RuleKind } from '../../src/alerts/rules.js';
+import { parseDestination, parseProcessKey } from '../../src/alerts/describe.js';
+
+// --- synthetic snapshots -------------------------------------------------------------------
+
+const T0 = 1_700_000_000; // seconds; snapshots are one second apart like the engine's
+const us = (sec: number): number => (T0 + sec) * 1e6;
+
+const rates = (n: number): Rates => ({ new1: n, new10: n, new60: n, end1: n, end10: n, end60: n });
+
+function dest(key: string, rate: number, extra: Partial<KeyChurn> = {}): KeyChurn {
+  return { key, ...rates(rate), live: 5, ...extra };
+}
+
+interface SnapOpts {
+  dests?: KeyChurn[];
+  table?: Partial<TablePressure>;
+  sources?: KeyChurn[];
+  processes?: KeyChurn[];
+  netns?: string;
+}
+
+function snap(sec: number, o: SnapOpts = {}): ChurnSnapshot {
+  const entries = o.table?.entries === undefined ? 1000 : o.table.entries;
+  const max = o.table?.max === undefined ? 65536 : o.table.max;
+  const s: ChurnSnapshot = {
+    event: 'churn',
+    time: us(sec),
+    overall: rates(0),
+    live: entries ?? 0,
+    states: {},
+    shortLived: 0,
+    table: {
+      entries,
+      max,
+      fill: entries !== null && max !== null ? entries / max : null,
+      growth: 0,
+      timeToFull: null,
+      kernel: { drop: 0, early_drop: 0, insert_failed: 0 },
+      ...o.table,
+    },
+    destinations: o.dests ?? [],
+    sources: o.sources ?? [],
+    protocols: [],
+  };
+  if (o.processes) s.processes = o.processes;
+  if (o.netns !== undefined) s.netns = o.netns;
+  return s;
+}
+
+/** One rule of a kind, from the built-ins, with overrides; the baseline can be shrunk for speed. */
+function only(kind: RuleKind, over: Partial<Rule> = {}, baseline: Partial<BaselineConfig> = {}): RuleSet {
+  const base = defaultRules().find((r) => r.kind === kind)!;
+  return { rules: [{ ...base, ...over } as Rule], baseline: { ...DEFAULT_BASELINE, ...baseline } };
+}
+
+/** Feeds snapshots for seconds [from, to) and returns what came out, each with its second. */
+function feed(ev: AlertEvaluator, from: number, to: number, make: (sec: number) => ChurnSnapshot): (Alert & { at: number })[] {
+  const out: (Alert & { at: number })[] = [];
+  for (let sec = from; sec < to; sec++) for (const a of ev.evaluate(make(sec))) out.push({ ...a, at: sec });
+  return out;
+}
+
+const REDIS = '127.0.0.5:6379/tcp';
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+// --- the state machine, through churn_per_destination ---------------------------------------
+
+describe('for, hysteresis, cooldown, dedup', () => {
+  it('fires once the condition has held for `for`, not before', () => {
+    const ev = new AlertEvaluator(only('churn_per_destination', { for: 5 }));
+    const out = feed(ev, 0, 20, (s) => snap(s, { dests: [dest(REDIS, 600)] }));
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatchObject({ at: 5, event: 'alert', rule: 'churn_per_destination', subject: REDIS, since: us(0), time: us(5) });
+  });
+
+  it('restarts the `for` clock when the condition lapses before firing', () => {
+    const ev = new AlertEvaluator(only('churn_per_destination', { for: 5 }));
+    // 450 is above resolve but below threshold: not firing, so pending is reset
+    const out = feed(ev, 0, 20, (s) => snap(s, { dests: [dest(REDIS, s === 3 ? 450 : 600)] }));
+    expect(out.map((a) => [a.at, a.since])).toEqual([[9, us(4)]]);
+  });
+
+  it('does not re-fire while active, and keeps one alert per subject', () => {
+    const ev = new AlertEvaluator(only('churn_per_destination', { for: 0 }));
+    const out = feed(ev, 0, 30, (s) => snap(s, { dests: [dest(REDIS, 900), dest('10.0.0.1:443/tcp', s >= 10 ? 700 : 10)] }));
+    expect(out.map((a) => [a.at, a.subject])).toEqual([
+      [0, REDIS],
+      [10, '10.0.0.1:443/tcp'],
+    ]);
+    expect(ev.active().map((a) => a.subject).sort()).toEqual(['10.0.0.1:443/tcp', REDIS]);
+  });
+
+  it('resolves only below the resolve threshold (hysteresis), after resolve_for', () => {
+    const ev = new AlertEvaluator(only('churn_per_destination', { for: 0, resolveFor: 3 }), { grouping: 'space' });
+    const rate = (s: number): number => (s < 10 ? 600 : s < 20 ? 450 : 350);
+    const out = feed(ev, 0, 40, (s) => snap(s, { dests: [dest(REDIS, rate(s))] }));
+    expect(out.map((a) => [a.at, a.event])).toEqual([
+      [0, 'alert'],
+      [23, 'resolved'],
+    ]);
+    const resolved = out[1];
+    expect(resolved.since).toBe(us(0));
+    expect(resolved.time).toBe(us(23));
+    expect(resolved.message).toBe(`resolved: churn to ${REDIS} back to 350 new/s (≤ 400) after 23 s`);
+    expect(resolved.values.value).toBe(350);
+    expect(ev.active()).toEqual([]);
+  });
+
+  it('a brief dip below resolve does not resolve when resolve_for is longer', () => {
+    const ev = new AlertEvaluator(only('churn_per_destination', { for: 0, resolveFor: 5 }));
+    const out = feed(ev, 0, 30, (s) => snap(s, { dests: [dest(REDIS, s === 10 || s === 11 ? 100 : 600)] }));
+    expect(out.map((a) => a.event)).toEqual(['alert']);
+  });
+
+  it('waits out the cooldown before firing again for the same subject', () => {
+    const ev = new AlertEvaluator(only('churn_per_destination', { for: 2, resolveFor: 0, cooldown: 60 }));
+    // high 0..9, low 10..11, high again from 12 on
+    const out = feed(ev, 0, 120, (s) => snap(s, { dests: [dest(REDIS, s >= 10 && s < 12 ? 100 : 600)] }));
+    expect(out.map((a) => [a.at, a.event])).toEqual([
+      [2, 'alert'],
+      [10, 'resolved'],
+      // cooldown until 70; the condition has held since 12, longer than `for`
+      [70, 'alert'],
+    ]);
+    expect(out[2].since).toBe(us(12));
+  });
+
+  it('resolves a destination that dropped out of the top list', () => {
+    const ev = new AlertEvaluator(only('churn_per_destination', { for: 0, resolveFor: 5 }));
+    const out = feed(ev, 0, 30, (s) => snap(s, { dests: s < 10 ? [dest(REDIS, 600)] : [dest('10.9.9.9:80/tcp', 5)] }));
+    expect(out.map((a) => [a.at, a.event])).toEqual([
+      [0, 'alert'],
+      [15, 'resolved'],
+    ]);
+    expect(out[1].message).toBe(`resolved: churn to ${REDIS} dropped out of the top destinations after 15 s`);
+  });
+
+  it('honours match and ignore', () => {
+    const rs = only('churn_per_destination', { for: 0, match: ['*:6379/tcp', '*:53/udp'], ignore: ['*:53/udp'] } as Partial<Rule>);
+    const ev = new AlertEvaluator(rs);
+    const out = feed(ev, 0, 3, (s) => snap(s, { dests: [dest('10.0.0.53:53/udp', 5000), dest('10.0.0.1:443/tcp', 5000), dest(REDIS, 600)] }));
+    expect(out.map((a) => a.subject)).toEqual([REDIS]);
+  });
+
+  it('uses a resolved_message template', () => {
+    const ev = new AlertEvaluator(
+      only('churn_per_destination', { for: 0, resolveFor: 0, resolvedMessage: '{subject} calm again ({value}) after {duration}, rule {rule}' }),
+      { grouping: 'space' },
+    );
+    const out = feed(ev, 0, 200, (s) => snap(s, { dests: [dest(REDIS, s < 125 ? 600 : 120)] }));
+    expect(out[1].message).toBe(`${REDIS} calm again (120 new/s) after 2 min 5 s, rule churn_per_destination`);
+  });
+});
+
+// --- message text ---------------------------------------------------------------------------
+
+describe('the one-line message', () => {
+  const learned: Partial<BaselineConfig> = { bucket: 1, window: 30, minSamples: 5 };
+
+  /** The story's incident: a Redis pool opening a connection per request. */
+  function incident(sec: number, withProcesses: boolean): ChurnSnapshot {
+    const hot = sec >= 20;
+    return snap(sec, {
+      dests: [
+        dest(REDIS, hot ? 2340 : 58.5, { live: hot ? 24_400 : 300, states: { TIME_WAIT: hot ? 23_900 : 250 }, lifetimeP50: 0.02 }),
+        dest('10.0.0.9:5432/tcp', 12),
+      ],
+      sources: [dest('127.0.1.7', hot ? 2340 : 58)],
+      processes: withProcesses ? [dest('api-worker[4121]', hot ? 2340 : 58), dest('4200 sidekiq', 3)] : undefined,
+      table: hot ? { entries: 40_000, fill: 40_000 / 65_536, growth: 142, timeToFull: 180 } : {},
+    });
+  }
+
+  it('says who, how much, against what, and how long the table has', () => {
+    const ev = new AlertEvaluator({ rules: defaultRules(), baseline: { ...DEFAULT_BASELINE, ...learned } }, { grouping: 'space' });
+    const out = feed(ev, 0, 30, (s) => incident(s, true));
+    const churn = out.find((a) => a.rule === 'churn_per_destination')!;
+    expect(churn.message).toBe(
+      'churn to 127.0.0.5:6379/tcp 2 340 new/s (×40 its median), 61 % of table, full in ~3 min; top source 127.0.1.7 (pid 4121 api-worker)',
+    );
+    expect(churn.at).toBe(25);
+    expect(churn.hint).toBe('conntrack -L -p tcp -d 127.0.0.5 --dport 6379');
+    expect(churn.values).toMatchObject({ value: 2340, threshold: 500, resolve: 400, rate: 'new10', median: 58.5, factor: 40, share: 61, timeWait: 23_900 });
+    expect(churn.top).toEqual({
+      destinations: [
+        { key: REDIS, rate: 2340 },
+        { key: '10.0.0.9:5432/tcp', rate: 12 },
+      ],
+      sources: [{ key: '127.0.1.7', rate: 2340 }],
+      processes: [
+        { key: 'api-worker[4121]', rate: 2340, pid: 4121, comm: 'api-worker' },
+        { key: '4200 sidekiq', rate: 3, pid: 4200, comm: 'sidekiq' },
+      ],
+    });
+  });
+
+  it('leaves the process out when the snapshot has no attribution', () => {
+    const ev = new AlertEvaluator({ rules: defaultRules(), baseline: { ...DEFAULT_BASELINE, ...learned } }, { grouping: 'space' });
+    const out = feed(ev, 0, 60, (s) => incident(s, false));
+    const byRule = new Map(out.map((a) => [a.rule, a]));
+    expect(byRule.get('churn_per_destination')!.message).toMatch(/; top source 127\.0\.1\.7$/);
+    expect(byRule.get('churn_per_destination')!.top.processes).toBeUndefined();
+    expect(byRule.get('churn_baseline')!.message).toBe(
+      'churn to 127.0.0.5:6379/tcp 2 340 new/s, ×40 its median of 59/s over 30 s, 61 % of table, full in ~3 min; top source 127.0.1.7',
+    );
+    expect(byRule.get('time_to_full')!.message).toBe(
+      'conntrack table full in ~3 min at +142/s, now 61 % full (40 000 / 65 536); top destination 127.0.0.5:6379/tcp 2 340 new/s (23 900 TIME_WAIT); top source 127.0.1.7',
+    );
+    expect(byRule.get('time_to_full')!.hint).toBe('ctwatch top');
+    const tw = byRule.get('time_wait_pileup')!;
+    expect(tw.message).toBe(
+      '23 900 TIME_WAIT flows to 127.0.0.5:6379/tcp (of 24 400 live, 61 % of table), 2 340 new/s, lifetime p50 0.02 s: connections are not being reused; top source 127.0.1.7',
+    );
+    expect(tw.hint).toBe('conntrack -L -p tcp -d 127.0.0.5 --dport 6379 --state TIME_WAIT');
+  });
+
+  it('groups with a narrow no-break space by default', () => {
+    const ev = new AlertEvaluator(only('churn_per_destination', { for: 0 }));
+    const [a] = ev.evaluate(snap(0, { dests: [dest(REDIS, 2340)] }));
+    expect(a.message).toBe(`churn to ${REDIS} 2\u202f340 new/s`);
+  });
+
+  it('names the netns and runs the hint inside it', () => {
+    const ev = new AlertEvaluator(only('churn_per_destination', { for: 0 }));
+    const [a] = ev.evaluate(snap(0, { netns: 'blue', dests: [dest('[2001:db8::1]:443/tcp', 900)] }));
+    expect(a.message).toBe('netns blue: churn to [2001:db8::1]:443/tcp 900 new/s');
+    expect(a.netns).toBe('blue');
+    expect(a.hint).toBe('ip netns exec blue conntrack -L -f ipv6 -p tcp -d 2001:db8::1 --dport 443');
+    const [b] = new AlertEvaluator(only('table_fill', { for: 0 })).evaluate(snap(0, { netns: '/proc/42/ns/net', table: { entries: 60_000 } }));
+    expect(b.hint).toBe('ctwatch top --netns /proc/42/ns/net');
+  });
+});
+
+// --- table rules ----------------------------------------------------------------------------
+
+describe('table rules', () => {
+  it('table_fill fires above 80 %, holds between 70 and 80 %, resolves at 70 %', () => {
+    const ev = new AlertEvaluator(only('table_fill'), { grouping: 'space' });
+    const entries = (s: number): number => Math.round(65536 * (s < 20 ? 0.85 : s < 40 ? 0.75 : 0.65));
+    const out = feed(ev, 0, 80, (s) => snap(s, { table: { entries: entries(s) }, dests: [dest(REDIS, 900)], sources: [dest('127.0.1.7', 900)] }));
+    expect(out.map((a) => [a.at, a.event, a.subject])).toEqual([
+      [10, 'alert', 'table'],
+      [50, 'resolved', 'table'],
+    ]);
+    expect(out[0].message).toBe('conntrack table 85 % full (55 706 / 65 536); top destination 127.0.0.5:6379/tcp 900 new/s; top source 127.0.1.7');
+    expect(out[0].values).toMatchObject({ value: 85, threshold: 80, resolve: 70, entries: 55_706, max: 65_536 });
+    expect(out[1].message).toBe('resolved: conntrack table back to 65 % full (≤ 70 %) after 50 s');
+  });
+
+  it('table_fill keeps its state while the table size is unknown', () => {
+    const ev = new AlertEvaluator(only('table_fill', { for: 0, resolveFor: 0 }));
+    const out = feed(ev, 0, 20, (s) => snap(s, { table: s < 5 ? { entries: 60_000 } : { entries: null, max: null } }));
+    expect(out.map((a) => a.event)).toEqual(['alert']);
+    expect(ev.active()).toHaveLength(1);
+  });
+
+  it('time_to_full fires when the projection is under 5 min and resolves when growth stops', () => {
+    const ev = new AlertEvaluator(only('time_to_full'), { grouping: 'space' });
+    const out = feed(ev, 0, 100, (s) =>
+      snap(s, { table: s < 50 ? { entries: 30_000, growth: 300, timeToFull: 118 } : { entries: 30_000, growth: -5, timeToFull: null } }),
+    );
+    expect(out.map((a) => [a.at, a.event])).toEqual([
+      [30, 'alert'],
+      [60, 'resolved'],
+    ]);
+    expect(out[0].severity).toBe('critical');
+    expect(out[0].message).toBe('conntrack table full in ~2 min at +300/s, now 46 % full (30 000 / 65 536)');
+    expect(out[1].message).toBe('resolved: conntrack table no longer filling (46 % full (30 000 / 65 536)) after 1 min');
+  });
+
+  it('kernel_drops fires on an increase, ignores counter resets, resolves after a quiet minute', () => {
+    const ev = new AlertEvaluator(only('kernel_drops'), { grouping: 'space' });
+    const drop = (s: number): number => (s < 5 ? 100 : s < 10 ? 100 + (s - 4) * 1234 : s < 15 ? 6270 : 3);
+    const out = feed(ev, 0, 120, (s) => snap(s, { table: { entries: 65_536, kernel: { drop: drop(s), early_drop: s >= 5 ? 56 : 0, insert_failed: 0, found: s } } }));
+    expect(out.map((a) => [a.at, a.event])).toEqual([
+      [5, 'alert'],
+      // last increase at 9; the drop at 15 is a reset, not an increase; a quiet minute from 10
+      [70, 'resolved'],
+    ]);
+    expect(out[0].message).toBe('kernel conntrack dropping: +1 234 drop, +56 early_drop in 1 s, table 100 % full (65 536 / 65 536)');
+    expect(out[0].values).toMatchObject({ value: 1290, drop: 1234, early_drop: 56, insert_failed: 0 });
+    expect(out[1].message).toBe('resolved: no kernel conntrack drops for 1 min after 1 min 5 s');
+  });
+
+  it('keeps kernel counters apart per netns', () => {
+    const ev = new AlertEvaluator(only('kernel_drops'));
+    const out: Alert[] = [];
+    // two namespaces with very different absolute counters, interleaved: no increase in either
+    for (let s = 0; s < 10; s++) {
+      out.push(...ev.evaluate(snap(s, { netns: 'a', table: { kernel: { drop: 5, early_drop: 0, insert_failed: 0 } } })));
+      out.push(...ev.evaluate(snap(s, { netns: 'b', table: { kernel: { drop: 9000, early_drop: 0, insert_failed: 0 } } })));
+    }
+    expect(out).toEqual([]);
+    const [a] = ev.evaluate(snap(10, { netns: 'b', table: { kernel: { drop: 9001, early_drop: 0, insert_failed: 0 } } }));
+    expect(a).toMatchObject({ netns: 'b', subject: 'table', rule: 'kernel_drops' });
+  });
+});
+
+// --- baseline -------------------------------------------------------------------------------
+
+describe('churn_baseline', () => {
+  const fast: Partial<BaselineConfig> = { bucket: 1, window: 60, minSamples: 20 };
+
+  it('does not fire on a high but stable rate once learned (no false positive)', () => {
+    const ev = new AlertEvaluator(only('churn_baseline', {}, fast));
+    // 3 000/s with ±10 % wobble and a 2× spike for 5 s every 40 s: busy, but normal for it
+    const rate = (s: number): number => 3000 * (1 + 0.1 * Math.sin(s / 3)) * (s % 40 < 5 ? 2 : 1);
+    expect(feed(ev, 0, 600, (s) => snap(s, { dests: [dest(REDIS, rate(s))] }))).toEqual([]);
+  });
+
+  it('says nothing before it has learned, however high the rate', () => {
+    const ev = new AlertEvaluator(only('churn_baseline', { for: 0 }, fast));
+    expect(feed(ev, 0, 20, (s) => snap(s, { dests: [dest(REDIS, s < 10 ? 50 : 5000)] }))).toEqual([]);
+  });
+
+  it('fires on a jump against the learned median, after `for`', () => {
+    const ev = new AlertEvaluator(only('churn_baseline', { for: 10 }, fast));
+    const out = feed(ev, 0, 100, (s) => snap(s, { dests: [dest(REDIS, s < 60 ? 60 : 2400)] }));
+    expect(out.map((a) => [a.at, a.event, a.values.factor])).toEqual([[70, 'alert', 40]]);
+  });
+
+  it('needs the minimum absolute rate too', () => {
+    const ev = new AlertEvaluator(only('churn_baseline', { for: 0 }, fast));
+    // ×20, but only 40 new/s
+    expect(feed(ev, 0, 100, (s) => snap(s, { dests: [dest(REDIS, s < 60 ? 2 : 40)] }))).toEqual([]);
+  });
+
+  it('does not learn the anomaly while alerting, but accepts a step that lasts a whole window', () => {
+    const ev = new AlertEvaluator(only('churn_baseline', { for: 0, resolveFor: 0 }, fast));
+    const out = feed(ev, 0, 300, (s) => snap(s, { dests: [dest(REDIS, s < 60 ? 100 : 1000)] }));
+    expect(out.map((a) => a.event)).toEqual(['alert', 'resolved']);
+    // frozen for the 60 s window, then about half a window of learning moves the median
+    expect(out[1].at).toBeGreaterThan(120);
+    expect(out[1].at).toBeLessThan(200);
+  });
+});
+
+describe('BaselineTracker', () => {
+  it('keeps a bounded number of keys, forgetting the least recently seen', () => {
+    const b = new BaselineTracker({ ...DEFAULT_BASELINE, maxKeys: 10, bucket: 1, window: 10, minSamples: 1 });
+    for (let i = 0; i < 50; i++) b.observe(`k${i}`, us(0), i);
+    b.observe('k45', us(1), 1); // refreshed: now the most recent
+    for (let i = 50; i < 59; i++) b.observe(`k${i}`, us(1), i);
+    expect(b.size).toBe(10);
+    expect(b.median('k45', us(2))).toBe(23);
+    expect(b.median('k40', us(2))).toBeNull();
+  });
+
+  it('medians the last window / bucket completed buckets, never the one being filled', () => {
+    const b = new BaselineTracker({ ...DEFAULT_BASELINE, bucket: 1, window: 5, minSamples: 3 });
+    for (let s = 0; s < 5; s++) b.observe('k', us(s), 1000);
+    expect(b.median('k', us(4))).toBe(1000);
+    for (let s = 5; s < 10; s++) b.observe('k', us(s), 10);
+    // buckets 5..9 fill the ring; the bucket being filled at 10 does not count
+    b.observe('k', us(10), 99_999);
+    expect(b.median('k', us(10))).toBe(10);
+    // once its time is over it does (replacing bucket 5): 10 10 10 10 99 999
+    expect(b.median('k', us(11))).toBe(10);
+  });
+
+  it('keeps what it learned through a pause instead of letting it expire', () => {
+    const b = new BaselineTracker({ ...DEFAULT_BASELINE, bucket: 1, window: 5, minSamples: 3 });
+    for (let s = 0; s < 5; s++) b.observe('k', us(s), 40);
+    for (let s = 5; s < 500; s++) b.observe('k', us(s), 9000, false);
+    expect(b.median('k', us(500))).toBe(40);
+  });
+
+  it('needs minSamples buckets before it has an opinion', () => {
+    const b = new BaselineTracker({ ...DEFAULT_BASELINE, bucket: 1, window: 10, minSamples: 2 });
+    b.observe('k', us(0), 5);
+    b.observe('k', us(1), 5);
+    expect(b.median('k', us(1))).toBeNull();
+    expect(b.median('k', us(2))).toBe(5);
+    expect(b.median('other', us(2))).toBeNull();
+  });
+});
+
+// --- reload and determinism ------------------------------------------------------------------
+
+describe('reload', () => {
+  it('keeps active alerts of rules still defined, and resolves those of removed rules', () => {
+    const rules = defaultRules().map((r) => ({ ...r, for: 0 }));
+    const ev = new AlertEvaluator({ rules, baseline: DEFAULT_BASELINE });
+    const hot = (s: number): ChurnSnapshot => snap(s, { dests: [dest(REDIS, 900)], table: { entries: 60_000 } });
+    expect(feed(ev, 0, 1, hot).map((a) => a.rule).sort()).toEqual(['churn_per_destination', 'table_fill']);
+
+    const kept = rules.filter((r) => r.kind !== 'table_fill').map((r) => (r.kind === 'churn_per_destination' ? { ...r, threshold: 800, resolve: 700 } : r));
+    const resolved = ev.reload({ rules: kept, baseline: DEFAULT_BASELINE });
+    expect(resolved).toHaveLength(1);
+    expect(resolved[0]).toMatchObject({ event: 'resolved', rule: 'table_fill', time: us(0), since: us(0) });
+    expect(resolved[0].message).toMatch(/^resolved: rule table_fill removed or disabled by a reload; it said: conntrack table 92 % full/);
+
+    // still above the new threshold: stays active without firing again
+    expect(feed(ev, 1, 10, hot)).toEqual([]);
+    expect(ev.active().map((a) => a.rule)).toEqual(['churn_per_destination']);
+    // the new resolve threshold applies
+    const out = feed(ev, 10, 30, (s) => snap(s, { dests: [dest(REDIS, 650)] }));
+    expect(out.map((a) => [a.event, a.at])).toEqual([['resolved', 20]]);
+  });
+});
+
+describe('determinism', () => {
+  it('replaying the same snapshots gives the same alerts, without reading the clock', () => {
+    const make = (s: number): ChurnSnapshot =>
+      snap(s, {
+        dests: [dest(REDIS, s < 100 ? 60 : s < 200 ? 3000 : 50, { states: { TIME_WAIT: s < 100 ? 100 : 4000 } })],
+        sources: [dest('127.0.1.7', 60)],
+        table: { entries: s < 150 ? 20_000 : 60_000, growth: s < 150 ? 0 : 100, timeToFull: s < 150 ? null : 55, kernel: { drop: Math.max(0, s - 180), early_drop: 0, insert_failed: 0 } },
+      });
+    const rs: RuleSet = { rules: defaultRules(), baseline: { ...DEFAULT_BASELINE, bucket: 1, window: 60, minSamples: 20 } };
+    const nowSpy = vi.spyOn(Date, 'now').mockImplementation(() => {
+      throw new Error('the evaluator read the wall clock');
+    });
+    const first = feed(new AlertEvaluator(rs), 0, 400, make);
+    const second = feed(new AlertEvaluator(rs), 0, 400, make);
+    const clockReads = nowSpy.mock.calls.length;
+    nowSpy.mockRestore();
+    expect(clockReads).toBe(0);
+    expect(first.length).toBeGreaterThanOrEqual(8);
+    expect(new Set(first.map((a) => a.rule)).size).toBe(6);
+    expect(second).toEqual(first);
+  });
+});
+
+describe('describe helpers', () => {
+  it('parses destination keys', () => {
+    expect(parseDestination('127.0.0.5:6379/tcp')).toEqual({ addr: '127.0.0.5', port: 6379, proto: 'tcp', family: 'ipv4' });
+    expect(parseDestination('[2001:db8::1]:443/tcp')).toEqual({ addr: '2001:db8::1', port: 443, proto: 'tcp', family: 'ipv6' });
+    expect(parseDestination('10.0.0.1/icmp')).toEqual({ addr: '10.0.0.1', port: undefined, proto: 'icmp', family: 'ipv4' });
+    expect(parseDestination('2001:db8::1/icmpv6')).toEqual({ addr: '2001:db8::1', port: undefined, proto: 'icmpv6', family: 'ipv6' });
+    expect(parseDestination('tcp')).toBeNull();
+  });
+
+  it('reads the usual spellings of a process key', () => {
+    expect(parseProcessKey('api-worker[4121]')).toEqual({ pid: 4121, comm: 'api-worker' });
+    expect(parseProcessKey('4121 api-worker')).toEqual({ pid: 4121, comm: 'api-worker' });
+    expect(parseProcessKey('4121/api-worker')).toEqual({ pid: 4121, comm: 'api-worker' });
+    expect(parseProcessKey('api-worker/4121')).toEqual({ pid: 4121, comm: 'api-worker' });
+    expect(parseProcessKey('pid 4121')).toEqual({ pid: 4121 });
+    expect(parseProcessKey('redis-server')).toEqual({ comm: 'redis-server' });
+  });
+});
