@@ -48,7 +48,8 @@ export class LifetimeHistogram {
   }
 
   reset(): void {
-    this.bins.fill(0);
+    // Recycled heavy-hitter slots mostly never saw an exact lifetime: skip the 2 KB fill then.
+    if (this.total !== 0) this.bins.fill(0);
     this.total = 0;
   }
 }
