@@ -1,0 +1,36 @@
+/** The names flows are grouped under, shared by the tracker and the churn engine. */
+
+import type { Family } from '../source/types.js';
+import { protoName, protoNumber } from '../source/names.js';
+
+/**
+ * "127.0.0.5:6379/tcp", "[2001:db8::1]:443/tcp", "10.0.0.1/icmp": what an operator types when
+ * asking who is being hammered. Protocols without ports key on the address alone.
+ */
+export function destinationKey(
+  family: Family,
+  dst: string,
+  dport: number | undefined,
+  proto: string,
+): string {
+  if (dport === undefined) return `${dst}/${proto}`;
+  return family === 'ipv6' ? `[${dst}]:${dport}/${proto}` : `${dst}:${dport}/${proto}`;
+}
+
+/** Stands for a protocol name that is neither known nor a number; never produced by the decoder. */
+export const UNKNOWN_PROTO = 255;
+
+// Protocol names are a handful, and the tracker converts one per inserted flow.
+const protoCodes = new Map<string, number>();
+
+/** Protocol name → IP protocol number (the decoder's names round-trip through protoName). */
+export function protoCode(name: string): number {
+  let code = protoCodes.get(name);
+  if (code === undefined) {
+    code = protoNumber(name) ?? UNKNOWN_PROTO;
+    if (protoCodes.size < 256) protoCodes.set(name, code);
+  }
+  return code;
+}
+
+export { protoName };
