@@ -1,0 +1,367 @@
+/**
+ * The churn engine: turns batches of conntrack events into flow records (FlowEnd) and, on demand,
+ * into the periodic ChurnSnapshot that alerts, `top`, `stats` and metrics read.
+ *
+ * Pure and deterministic: no clock is read; every figure is computed at the event times given, so
+ * replaying a recording gives the same records and snapshots as the live run did.
+ *
+ * What counts as churn: a NEW opens a flow, a DESTROY closes one. Flows found by a table dump
+ * (snapshot) or first seen by an UPDATE are live but were not opened now, and flows ended by a
+ * resync were not closed now, so neither moves a rate; both move live counts.
+ *
+ * Per destination and per source, the keys are Space-Saving heavy hitters (HeavyHitters): a scan
+ * over millions of sources costs at most `topK` tracked keys per dimension. Each tracked key has
+ * its own rate windows, started when the key began to be tracked, so a key that displaced another
+ * reports rates since then and a nonzero `error`. Protocols are few and counted exactly.
+ * Heavy-hitter counts and lifetime histograms are halved every 60 s of event time, so keys and
+ * lifetimes from an hour ago give way to what is happening now.
+ *
+ * Lifetimes (p50/p99 and the short-lived share) only use flows whose duration is exact: seen to
+ * begin, or timed by the kernel. A flow that predates the collector has only a lower bound.
+ *
+ * One engine per network namespace: conntrack ids are only unique within one.
+ */
+
+import type { ConntrackEvent, SourceEvent } from '../source/types.js';
+import type { FlowEnd } from '../flow/types.js';
+import { FlowTracker } from '../flow/tracker.js';
+import { destinationKey } from '../flow/keys.js';
+import type { ChurnSnapshot, KeyChurn, Rates } from './snapshot.js';
+import { DEFAULT_CAPACITY, HeavyHitters } from './heavy.js';
+import { LifetimeHistogram } from './lifetime.js';
+import { GROWTH_WINDOW_US, growthRate, sumPerCpu, tablePressure } from './pressure.js';
+import type { KernelStats, TableSample } from './pressure.js';
+import { RateWindow, US_PER_S } from './window.js';
+
+/** A flow that lived less than this many seconds is short-lived. */
+export const SHORT_LIVED_S = 1;
+const DECAY_EVERY_US = 60 * US_PER_S;
+const DECAY_FACTOR = 0.5;
+
+/** Kernel table statistics read alongside a snapshot. */
+export interface TableReading {
+  /** CTA_STATS_GLOBAL_ENTRIES */
+  entries: number;
+  /** CTA_STATS_GLOBAL_MAX_ENTRIES (nf_conntrack_max) */
+  max: number;
+  /** per-CPU statistic records (summed here) or their totals */
+  kernel?: KernelStats | readonly KernelStats[];
+}
+
+export interface ChurnEngineOptions {
+  /** keys tracked per dimension (destinations, sources); default 256 */
+  topK?: number;
+  /** keys reported per list in a snapshot; default 10 */
+  topN?: number;
+  /** initial live-flow table capacity; default 1024 */
+  capacity?: number;
+}
+
+interface KeyRates {
+  /** µs, when the key began to be tracked; NaN in a fresh or recycled slot */
+  since: number;
+  opened: RateWindow;
+  closed: RateWindow;
+}
+
+interface EndRates extends KeyRates {
+  /** ends with an exact duration, and those of them shorter than SHORT_LIVED_S */
+  timed: RateWindow;
+  short: RateWindow;
+}
+
+interface DestinationRates extends EndRates {
+  lifetimes: LifetimeHistogram;
+}
+
+export class ChurnEngine {
+  readonly tracker: FlowTracker;
+  private readonly topN: number;
+  private readonly all: EndRates = endRates();
+  private readonly destinations: HeavyHitters<DestinationRates>;
+  private readonly sources: HeavyHitters<KeyRates>;
+  private readonly protocols = new Map<string, KeyRates>();
+
+  /** µs of the first event; NaN before */
+  private origin = NaN;
+  /** the next whole second of event time, when the live count is sampled */
+  private nextTick = -Infinity;
+  private nextDecay = Infinity;
+  /** live flows once per second of event time, for growth when the kernel's count is unknown */
+  private readonly liveSamples: TableSample[] = [];
+  private readonly tableSamples: TableSample[] = [];
+  private overflowCount = 0;
+  private ns: string | undefined;
+
+  constructor(options: ChurnEngineOptions = {}) {
+    const topK = options.topK ?? DEFAULT_CAPACITY;
+    this.topN = options.topN ?? 10;
+    this.tracker = new FlowTracker({ capacity: options.capacity });
+    this.destinations = new HeavyHitters<DestinationRates>(
+      topK,
+      () => ({ ...endRates(), lifetimes: new LifetimeHistogram() }),
+      (d) => {
+        resetRates(d);
+        d.timed.reset();
+        d.short.reset();
+        d.lifetimes.reset();
+      },
+    );
+    this.sources = new HeavyHitters<KeyRates>(topK, keyRates, resetRates);
+  }
+
+  /** Overflow events seen: each one means events were lost and a resync is due. */
+  get overflows(): number {
+    return this.overflowCount;
+  }
+
+  /** The namespace the events came from, when they say. */
+  get netns(): string | undefined {
+    return this.ns;
+  }
+
+  /** Applies a batch in order; returns the flow records of flows that ended in it. */
+  ingest(events: readonly SourceEvent[]): FlowEnd[] {
+    const out: FlowEnd[] = [];
+    for (const ev of events) {
+      const t = ev.time;
+      if (t >= this.nextTick) this.tick(t);
+      if (ev.netns !== undefined) this.ns = ev.netns;
+      switch (ev.event) {
+        case 'new': {
+          const key = keyOf(ev);
+          if (this.tracker.open(ev, out, key) === 'opened') this.opened(ev, key);
+          break;
+        }
+        case 'destroy': {
+          const key = this.tracker.destroy(ev, out);
+          this.closed(out[out.length - 1], key);
+          break;
+        }
+        case 'snapshot':
+          this.tracker.snapshot(ev, out);
+          break;
+        case 'update':
+          this.tracker.update(ev, out);
+          break;
+        case 'overflow':
+          this.overflowCount++;
+          break;
+        case 'snapshot_done':
+          break;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Ends the flows a fresh dump no longer shows (after an overflow), see FlowTracker.reconcile.
+   * They leave the live counts but are not counted as closed churn.
+   */
+  reconcile(present: { has(id: number): boolean }, time: number, seenBefore = time): FlowEnd[] {
+    return this.withNetns(this.tracker.reconcile(present, time, seenBefore));
+  }
+
+  /** Ends every live flow with reason 'shutdown', for a collector asked to emit them on exit. */
+  drain(time: number): FlowEnd[] {
+    return this.withNetns(this.tracker.drain(time));
+  }
+
+  /** The churn view at `time` (µs); `table` is the kernel's statistics when they were read. */
+  snapshot(time: number, table?: TableReading): ChurnSnapshot {
+    let growth: number;
+    let kernel: KernelStats = {};
+    if (table !== undefined) {
+      pushSample(this.tableSamples, { time, entries: table.entries });
+      growth = growthRate(this.tableSamples, time);
+      if (table.kernel !== undefined) {
+        kernel = Array.isArray(table.kernel)
+          ? sumPerCpu(table.kernel)
+          : { ...(table.kernel as KernelStats) };
+      }
+    } else {
+      growth = growthRate([...this.liveSamples, { time, entries: this.tracker.size }], time);
+    }
+    const all = this.all;
+    return {
+      event: 'churn',
+      time,
+      ...(this.ns !== undefined ? { netns: this.ns } : {}),
+      overall: ratesOf(all, time),
+      live: this.tracker.size,
+      states: this.tracker.stateCounts(),
+      shortLived: share(all.short.count(time, 60), all.timed.count(time, 60)) ?? 0,
+      table: tablePressure(table?.entries ?? null, table?.max ?? null, growth, kernel),
+      destinations: this.top(this.destinations, time, (key, d, error) => {
+        const churn: KeyChurn = {
+          key,
+          ...ratesOf(d, time),
+          live: this.tracker.liveByDestination(key),
+          states: this.tracker.destinationStates(key),
+        };
+        const p50 = d.lifetimes.quantile(0.5);
+        if (p50 !== undefined) {
+          churn.lifetimeP50 = p50;
+          churn.lifetimeP99 = d.lifetimes.quantile(0.99);
+        }
+        const short = share(d.short.count(time, 60), d.timed.count(time, 60));
+        if (short !== undefined) churn.shortLived = short;
+        churn.error = error;
+        return churn;
+      }),
+      sources: this.top(this.sources, time, (key, s, error) => ({
+        key,
+        ...ratesOf(s, time),
+        live: this.tracker.liveBySource(key),
+        error,
+      })),
+      protocols: ranked(
+        [...this.protocols].map(([key, s]) => ({ key, s, error: 0, new1: s.opened.rate(time, 1) })),
+        this.topN,
+      ).map(({ key, s }) => ({ key, ...ratesOf(s, time), live: this.tracker.liveByProtocol(key) })),
+    };
+  }
+
+  private opened(ev: ConntrackEvent, key: string): void {
+    const t = ev.time;
+    this.all.opened.add(t);
+    this.track(this.destinations, key, t).opened.add(t);
+    this.track(this.sources, ev.src, t).opened.add(t);
+    this.protocol(ev.proto).opened.add(t);
+  }
+
+  /** `end` is the DESTROY's record; its addresses and `key` are interned strings when held. */
+  private closed(end: FlowEnd, key: string): void {
+    const t = end.time;
+    const all = this.all;
+    const d = this.track(this.destinations, key, t);
+    all.closed.add(t);
+    d.closed.add(t);
+    this.track(this.sources, end.src, t).closed.add(t);
+    this.protocol(end.proto).closed.add(t);
+    if (end.clock === 'kernel' || !end.preexisting) {
+      all.timed.add(t);
+      d.timed.add(t);
+      d.lifetimes.add(end.duration);
+      if (end.duration < SHORT_LIVED_S) {
+        all.short.add(t);
+        d.short.add(t);
+      }
+    }
+  }
+
+  /** Counts one event for key and returns its windows, started now if the key is newly tracked. */
+  private track<T extends KeyRates>(heavy: HeavyHitters<T>, key: string, t: number): T {
+    const s = heavy.hit(key);
+    if (s.since !== s.since) startRates(s, t);
+    return s;
+  }
+
+  private protocol(proto: string): KeyRates {
+    let s = this.protocols.get(proto);
+    if (s === undefined) {
+      s = keyRates();
+      startRates(s, this.origin);
+      this.protocols.set(proto, s);
+    }
+    return s;
+  }
+
+  /** Once per second of event time (and at the first event): samples and decay. */
+  private tick(t: number): void {
+    if (this.origin !== this.origin) {
+      this.origin = t;
+      startRates(this.all, t);
+      this.nextDecay = t + DECAY_EVERY_US;
+    }
+    if (t >= this.nextDecay) {
+      const periods = Math.floor((t - this.nextDecay) / DECAY_EVERY_US) + 1;
+      const factor = DECAY_FACTOR ** periods;
+      this.destinations.decay(factor);
+      this.sources.decay(factor);
+      this.destinations.forEach((_key, d) => d.lifetimes.decay(factor));
+      this.nextDecay += periods * DECAY_EVERY_US;
+    }
+    pushSample(this.liveSamples, { time: t, entries: this.tracker.size });
+    this.nextTick = (Math.floor(t / US_PER_S) + 1) * US_PER_S;
+  }
+
+  private top<T extends KeyRates>(
+    heavy: HeavyHitters<T>,
+    t: number,
+    describe: (key: string, s: T, error: number) => KeyChurn,
+  ): KeyChurn[] {
+    const all: Ranked<T>[] = [];
+    heavy.forEach((key, s, _count, error) => all.push({ key, s, error, new1: s.opened.rate(t, 1) }));
+    return ranked(all, this.topN).map(({ key, s, error }) => describe(key, s, error));
+  }
+
+  private withNetns(ends: FlowEnd[]): FlowEnd[] {
+    if (this.ns !== undefined) for (const end of ends) end.netns = this.ns;
+    return ends;
+  }
+}
+
+interface Ranked<T> {
+  key: string;
+  s: T;
+  error: number;
+  new1: number;
+}
+
+/** The first n by new1 descending, then key ascending (so ties read the same on every run). */
+function ranked<T>(all: Ranked<T>[], n: number): Ranked<T>[] {
+  all.sort((a, b) => b.new1 - a.new1 || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return all.slice(0, n);
+}
+
+function keyOf(ev: ConntrackEvent): string {
+  return destinationKey(ev.family, ev.dst, ev.dport, ev.proto);
+}
+
+function keyRates(): KeyRates {
+  return { since: NaN, opened: new RateWindow(), closed: new RateWindow() };
+}
+
+function endRates(): EndRates {
+  return { ...keyRates(), timed: new RateWindow(), short: new RateWindow() };
+}
+
+function startRates(s: KeyRates | EndRates, t: number): void {
+  s.since = t;
+  s.opened.start(t);
+  s.closed.start(t);
+  if ('timed' in s) {
+    s.timed.start(t);
+    s.short.start(t);
+  }
+}
+
+function resetRates(s: KeyRates): void {
+  s.since = NaN;
+  s.opened.reset();
+  s.closed.reset();
+}
+
+function ratesOf(s: KeyRates, t: number): Rates {
+  return {
+    new1: s.opened.rate(t, 1),
+    new10: s.opened.rate(t, 10),
+    new60: s.opened.rate(t, 60),
+    end1: s.closed.rate(t, 1),
+    end10: s.closed.rate(t, 10),
+    end60: s.closed.rate(t, 60),
+  };
+}
+
+function share(part: number, whole: number): number | undefined {
+  return whole > 0 ? part / whole : undefined;
+}
+
+/** Appends a sample and drops those too old to matter for growth. */
+function pushSample(samples: TableSample[], sample: TableSample): void {
+  samples.push(sample);
+  let old = 0;
+  while (old < samples.length && samples[old].time <= sample.time - GROWTH_WINDOW_US) old++;
+  if (old > 0) samples.splice(0, old);
+}

@@ -1,0 +1,221 @@
+import { describe, expect, it } from 'vitest';
+import type { ConntrackEvent, ConntrackEventKind, SourceEvent } from '../../src/source/types.js';
+import { ChurnEngine } from '../../src/churn/engine.js';
+
+const S = 1_000_000;
+const MS = 1_000;
+const T0 = 1_700_000_000 * S;
+
+function ev(event: ConntrackEventKind, id: number, time: number, more: Partial<ConntrackEvent> = {}): ConntrackEvent {
+  const sport = more.sport ?? 30000 + (id % 30000);
+  const dst = more.dst ?? '127.0.0.5';
+  const dport = 'dport' in more ? more.dport : 6379;
+  return {
+    event,
+    time,
+    id,
+    family: 'ipv4',
+    proto: 'tcp',
+    src: '127.0.1.1',
+    dst,
+    sport,
+    dport,
+    reply: { src: dst, dst: more.src ?? '127.0.1.1', sport: dport, dport: sport },
+    status: [],
+    ...more,
+  };
+}
+
+/**
+ * The story's leak: 2000 connections at 500/s to Redis, each living 200 ms (kernel-timed), most from
+ * one source, plus a trickle of 10/s to :80 living 5 s. Events sorted by time, cut at `until`.
+ */
+function redisLeak(until: number): SourceEvent[] {
+  const events: ConntrackEvent[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const t = T0 + i * 2 * MS;
+    const src = i % 2 === 0 ? '127.0.1.7' : `127.0.1.${10 + (i % 5)}`;
+    const start = t * 1000;
+    events.push(ev('new', i + 1, t, { src, state: 'SYN_SENT', status: ['CONFIRMED'], start }));
+    events.push(ev('update', i + 1, t + 1 * MS, { src, state: 'ESTABLISHED', status: ['SEEN_REPLY', 'ASSURED'] }));
+    events.push(
+      ev('destroy', i + 1, t + 200 * MS, { src, state: 'TIME_WAIT', status: ['ASSURED'], start, end: start + 200_000_000 }),
+    );
+  }
+  for (let j = 0; j < 40; j++) {
+    const t = T0 + j * 100 * MS + 50 * MS;
+    const id = 100_000 + j;
+    events.push(ev('new', id, t, { src: '127.0.1.2', dst: '127.0.0.6', dport: 80, state: 'SYN_SENT' }));
+    events.push(ev('destroy', id, t + 5 * S, { src: '127.0.1.2', dst: '127.0.0.6', dport: 80, state: 'CLOSE' }));
+  }
+  return events.filter((e) => e.time < until).sort((a, b) => a.time - b.time);
+}
+
+function feed(engine: ChurnEngine, events: SourceEvent[], batch = 1024) {
+  const ends = [];
+  for (let i = 0; i < events.length; i += batch) ends.push(...engine.ingest(events.slice(i, i + batch)));
+  return ends;
+}
+
+describe('ChurnEngine', () => {
+  it('puts a 500/s Redis leak on top with its rate, lifetimes and states', () => {
+    const engine = new ChurnEngine();
+    const at = T0 + 4 * S;
+    const ends = feed(engine, redisLeak(at));
+    const snap = engine.snapshot(at, {
+      entries: 60000,
+      max: 65536,
+      kernel: [
+        { drop: 1, early_drop: 2, insert_failed: 0 },
+        { drop: 3, early_drop: 0, insert_failed: 1 },
+      ],
+    });
+
+    const [redis, web] = snap.destinations;
+    expect(redis.key).toBe('127.0.0.5:6379/tcp');
+    expect(Math.abs(redis.new1 - 500) / 500).toBeLessThan(0.01);
+    expect(Math.abs(redis.new10 - 500) / 500).toBeLessThan(0.01);
+    expect(Math.abs(redis.new60 - 500) / 500).toBeLessThan(0.01);
+    // flows that began in [2.8 s, 3.8 s) ended in the last second
+    expect(redis.end1).toBe(500);
+    // ends began at 0.2 s: 1900 of them over 4 s observed
+    expect(redis.end10).toBe(1900 / 4);
+    expect(redis.live).toBe(100);
+    expect(redis.states).toEqual({ ESTABLISHED: 100 });
+    expect(Math.abs(redis.lifetimeP50! - 0.2) / 0.2).toBeLessThan(0.045);
+    expect(Math.abs(redis.lifetimeP99! - 0.2) / 0.2).toBeLessThan(0.045);
+    expect(redis.shortLived).toBe(1);
+    expect(redis.error).toBe(0);
+
+    expect(web.key).toBe('127.0.0.6:80/tcp');
+    expect(web.new1).toBe(10);
+    expect(web.live).toBe(40);
+    expect(web.states).toEqual({ SYN_SENT: 40 });
+    expect(web.lifetimeP50).toBeUndefined();
+    expect(web.shortLived).toBeUndefined();
+
+    expect(snap.overall).toEqual({ new1: 510, new10: 510, new60: 510, end1: 500, end10: 475, end60: 475 });
+    expect(snap.live).toBe(140);
+    expect(snap.states).toEqual({ ESTABLISHED: 100, SYN_SENT: 40 });
+    expect(snap.shortLived).toBe(1);
+
+    expect(snap.sources[0]).toMatchObject({ key: '127.0.1.7', new1: 250, live: 50, error: 0 });
+    // five sources tie at 50/s: ties read in key order
+    expect(snap.sources.map((s) => [s.key, s.new1])).toEqual([
+      ['127.0.1.7', 250],
+      ['127.0.1.10', 50],
+      ['127.0.1.11', 50],
+      ['127.0.1.12', 50],
+      ['127.0.1.13', 50],
+      ['127.0.1.14', 50],
+      ['127.0.1.2', 10],
+    ]);
+    expect(snap.protocols).toEqual([
+      { key: 'tcp', new1: 510, new10: 510, new60: 510, end1: 500, end10: 475, end60: 475, live: 140 },
+    ]);
+    expect(snap.table).toEqual({
+      entries: 60000,
+      max: 65536,
+      fill: 60000 / 65536,
+      growth: 0,
+      timeToFull: null,
+      kernel: { drop: 4, early_drop: 2, insert_failed: 1 },
+    });
+
+    expect(ends).toHaveLength(1900);
+    expect(ends[0]).toMatchObject({ clock: 'kernel', duration: 0.2, reason: 'destroy', assured: true, replied: true });
+  });
+
+  it('gives the same records and snapshot whatever the batch sizes (replay is deterministic)', () => {
+    const events = redisLeak(T0 + 3 * S);
+    const a = new ChurnEngine();
+    const b = new ChurnEngine();
+    const endsA = feed(a, events, 1024);
+    const endsB = feed(b, events, 7);
+    expect(JSON.stringify(endsB)).toBe(JSON.stringify(endsA));
+    expect(JSON.stringify(b.snapshot(T0 + 3 * S))).toBe(JSON.stringify(a.snapshot(T0 + 3 * S)));
+  });
+
+  it('does not count dumped flows as churn, but counts them live', () => {
+    const engine = new ChurnEngine();
+    const dump = Array.from({ length: 100 }, (_, i) => ev('snapshot', i + 1, T0 + i, { state: 'ESTABLISHED' }));
+    engine.ingest([...dump, { event: 'snapshot_done', time: T0 + 200, entries: 100 }]);
+    let snap = engine.snapshot(T0 + 2 * S);
+    expect(snap.overall.new1).toBe(0);
+    expect(snap.live).toBe(100);
+    expect(snap.destinations).toEqual([]);
+    // their ends are counted, but have no exact lifetime
+    engine.ingest(dump.map((d) => ({ ...d, event: 'destroy' as const, time: T0 + 3 * S })));
+    snap = engine.snapshot(T0 + 4 * S);
+    expect(snap.overall.end1).toBe(100);
+    expect(snap.shortLived).toBe(0);
+    expect(snap.destinations[0]).toMatchObject({ key: '127.0.0.5:6379/tcp', end1: 100, live: 0 });
+    expect(snap.destinations[0].lifetimeP50).toBeUndefined();
+  });
+
+  it('counts overflows and leaves resync ends out of the rates', () => {
+    const engine = new ChurnEngine();
+    engine.ingest([
+      ev('new', 1, T0, { netns: 'lab' }),
+      ev('new', 2, T0 + 1, { netns: 'lab' }),
+      { event: 'overflow', time: T0 + 2, overflows: 1, netns: 'lab' },
+      { event: 'overflow', time: T0 + 3, overflows: 2, netns: 'lab' },
+    ]);
+    expect(engine.overflows).toBe(2);
+    const ended = engine.reconcile(new Set([2]), T0 + S);
+    expect(ended).toMatchObject([{ id: 1, reason: 'resync', netns: 'lab' }]);
+    const snap = engine.snapshot(T0 + 2 * S);
+    expect(snap.netns).toBe('lab');
+    expect(snap.overall.end1).toBe(0);
+    expect(snap.overall.new10).toBe(1);
+    expect(snap.live).toBe(1);
+    expect(engine.drain(T0 + 3 * S)).toMatchObject([{ id: 2, reason: 'shutdown', netns: 'lab' }]);
+  });
+
+  it('measures growth from the live table when the kernel count is unknown, and from the kernel when known', () => {
+    const engine = new ChurnEngine();
+    // 100 NEW per second for 20 s, nothing ends
+    const events = Array.from({ length: 2000 }, (_, i) => ev('new', i + 1, T0 + i * 10 * MS));
+    engine.ingest(events);
+    const snap = engine.snapshot(T0 + 20 * S);
+    expect(snap.table.entries).toBeNull();
+    expect(snap.table.growth).toBeCloseTo(100, 6);
+    expect(snap.table.timeToFull).toBeNull();
+
+    const kernel = new ChurnEngine();
+    let last;
+    for (let s = 0; s <= 10; s++) last = kernel.snapshot(T0 + s * S, { entries: 1000 + 250 * s, max: 65536 });
+    expect(last!.table.growth).toBeCloseTo(250, 6);
+    expect(last!.table.timeToFull).toBeCloseTo((65536 - 3500) / 250, 6);
+    expect(last!.table.kernel).toEqual({});
+  });
+
+  it('keys IPv6 and portless destinations the documented way', () => {
+    const engine = new ChurnEngine();
+    engine.ingest([
+      ev('new', 1, T0, { family: 'ipv6', src: '2001:db8::2', dst: '2001:db8::1', dport: 443 }),
+      ev('new', 2, T0, { proto: 'icmp', dst: '10.0.0.9', sport: undefined, dport: undefined, icmp: { type: 8, code: 0, id: 1 } }),
+    ]);
+    const snap = engine.snapshot(T0 + S);
+    expect(snap.destinations.map((d) => d.key)).toEqual(['10.0.0.9/icmp', '[2001:db8::1]:443/tcp']);
+    expect(snap.protocols.map((p) => p.key)).toEqual(['icmp', 'tcp']);
+  });
+
+  it('stays bounded when a scan walks through 100 000 sources, and still finds the flood', () => {
+    const engine = new ChurnEngine({ topK: 64, topN: 5 });
+    const events: ConntrackEvent[] = [];
+    for (let i = 0; i < 100_000; i++) {
+      const t = T0 + i * 10; // 100 k/s of scan for 1 s
+      events.push(ev('new', i + 1, t, { src: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, dst: '127.0.0.9', dport: 22 }));
+      if (i % 4 === 0) events.push(ev('new', 1_000_000 + i, t, { src: '192.0.2.66', dst: '127.0.0.5' }));
+    }
+    feed(engine, events);
+    const snap = engine.snapshot(T0 + S);
+    expect(snap.sources).toHaveLength(5);
+    expect(snap.sources[0].key).toBe('192.0.2.66');
+    expect(snap.sources[0].new1).toBe(25_000);
+    expect(snap.destinations.map((d) => d.key)).toEqual(['127.0.0.9:22/tcp', '127.0.0.5:6379/tcp']);
+    expect(snap.live).toBe(125_000);
+    expect(snap.sources[1].error).toBeGreaterThan(0);
+  });
+});
