@@ -79,6 +79,8 @@ interface Context {
 
 const US = 1e6;
 const round1 = (n: number): number => Math.round(n * 10) / 10;
+// factors below 1 (a collapse) need the second decimal
+const round2 = (n: number): number => Math.round(n * 100) / 100;
 
 export class AlertEvaluator {
   private compiled: Compiled[] = [];
@@ -341,7 +343,7 @@ export class AlertEvaluator {
         return {
           fire: v > r.threshold,
           clear: v <= r.resolve,
-          values: { value: round1(v), threshold: r.threshold, resolve: r.resolve, rate: r.rate, factor: factor === null ? null : round1(factor), ...context },
+          values: { value: round1(v), threshold: r.threshold, resolve: r.resolve, rate: r.rate, factor: factor === null ? null : round2(factor), ...context },
           value: () => `${formatRate(v, g)} new/s`,
           message: () =>
             `churn to ${d.key} ${formatRate(v, g)} new/s${factor !== null ? ` (${formatFactor(factor, g)} its median)` : ''}${tableTail()}${who()}`,
@@ -363,7 +365,7 @@ export class AlertEvaluator {
             threshold: r.factor,
             resolve: r.resolveFactor,
             rate: this.baseline.config.rate,
-            factor: Number.isFinite(factor) ? round1(factor) : null,
+            factor: Number.isFinite(factor) ? round2(factor) : null,
             minRate: r.minRate,
             ...context,
           },
