@@ -43,9 +43,13 @@ export interface WindowRates {
 export class RateWindow {
   /** [0, FINE_LEN): 100 ms ring; [FINE_LEN, FINE_LEN + COARSE_LEN): 1 s ring */
   private readonly buckets = new Uint32Array(FINE_LEN + COARSE_LEN);
-  /** absolute bucket number (time / width) of the newest bucket in each ring */
+  /** absolute bucket number (time / width) of the newest bucket in each ring, and its index in
+   * the buckets. Bucket numbers are ~1.7e10, beyond small integers: `%` on them is a floating
+   * point remainder costing tens of ns, so slots are tracked apart and moved by small steps. */
   private fineHead = -Infinity;
+  private fineSlot = 0;
   private coarseHead = -Infinity;
+  private coarseSlot = FINE_LEN;
   /** µs; NaN until the first event or start() */
   origin = NaN;
 
@@ -57,21 +61,34 @@ export class RateWindow {
   add(time: number, n = 1): void {
     // An event before the origin means observation began earlier; NaN also takes this branch.
     if (!(time >= this.origin)) this.origin = time;
-    this.fineHead = bump(this.buckets, 0, FINE_LEN, this.fineHead, Math.floor(time / FINE_US), n);
-    this.coarseHead = bump(
-      this.buckets,
-      FINE_LEN,
-      COARSE_LEN,
-      this.coarseHead,
-      Math.floor(time / COARSE_US),
-      n,
-    );
+    const b = this.buckets;
+
+    const fine = Math.floor(time / FINE_US);
+    const df = fine - this.fineHead;
+    if (df === 0) b[this.fineSlot] += n;
+    else if (df > 0) {
+      this.fineSlot = advance(b, 0, FINE_LEN, this.fineSlot, df);
+      this.fineHead = fine;
+      b[this.fineSlot] = n;
+    } else if (df > -FINE_LEN) b[back(0, FINE_LEN, this.fineSlot, -df)] += n;
+
+    const coarse = Math.floor(time / COARSE_US);
+    const dc = coarse - this.coarseHead;
+    if (dc === 0) b[this.coarseSlot] += n;
+    else if (dc > 0) {
+      this.coarseSlot = advance(b, FINE_LEN, COARSE_LEN, this.coarseSlot, dc);
+      this.coarseHead = coarse;
+      b[this.coarseSlot] = n;
+    } else if (dc > -COARSE_LEN) b[back(FINE_LEN, COARSE_LEN, this.coarseSlot, -dc)] += n;
   }
 
   /** Events in [end − W, end), see the module comment. */
   count(t: number, span: Span): number {
-    if (span === 1) return sum(this.buckets, 0, FINE_LEN, this.fineHead, Math.floor(t / FINE_US), 10);
-    return sum(this.buckets, FINE_LEN, COARSE_LEN, this.coarseHead, Math.floor(t / COARSE_US), span);
+    if (span === 1) {
+      return sum(this.buckets, 0, FINE_LEN, this.fineHead, this.fineSlot, Math.floor(t / FINE_US), 10);
+    }
+    const end = Math.floor(t / COARSE_US);
+    return sum(this.buckets, FINE_LEN, COARSE_LEN, this.coarseHead, this.coarseSlot, end, span);
   }
 
   /** Events per second over the last `span` seconds, see the module comment. */
@@ -96,24 +113,48 @@ export class RateWindow {
   }
 }
 
-/** Adds n at absolute bucket `at` of the ring at [off, off + len); returns the new head. */
-function bump(b: Uint32Array, off: number, len: number, head: number, at: number, n: number): number {
-  if (at > head) {
-    // A loop, not fill(): for 11 or 61 slots the builtin's call overhead costs more than the work.
-    if (at - head >= len) for (let i = off; i < off + len; i++) b[i] = 0;
-    else for (let i = head + 1; i < at; i++) b[off + (i % len)] = 0;
-    b[off + (at % len)] = n;
-    return at;
+/**
+ * Moves the newest slot of the ring at [off, off + len) forward by `steps` buckets, zeroing the
+ * buckets it enters; returns the new slot. A gap of a whole ring (or a first event, steps = ∞)
+ * empties the ring, and then any slot will do.
+ */
+function advance(b: Uint32Array, off: number, len: number, slot: number, steps: number): number {
+  // Loops, not fill(): for 11 or 61 slots the builtin's call overhead costs more than the work.
+  if (steps >= len) {
+    for (let i = off; i < off + len; i++) b[i] = 0;
+    return off;
   }
-  if (at > head - len) b[off + (at % len)] += n;
-  return head;
+  for (let k = 0; k < steps; k++) {
+    slot = slot + 1 === off + len ? off : slot + 1;
+    b[slot] = 0;
+  }
+  return slot;
 }
 
-/** Sums absolute buckets [end − k, end) that the ring still holds. */
-function sum(b: Uint32Array, off: number, len: number, head: number, end: number, k: number): number {
+/** The slot `steps` (< len) buckets before `slot`. */
+function back(off: number, len: number, slot: number, steps: number): number {
+  const i = slot - steps;
+  return i < off ? i + len : i;
+}
+
+/** Sums absolute buckets [end − k, end) that the ring (newest bucket `head` at `slot`) still holds. */
+function sum(
+  b: Uint32Array,
+  off: number,
+  len: number,
+  head: number,
+  slot: number,
+  end: number,
+  k: number,
+): number {
   const from = Math.max(end - k, head - len + 1);
   const to = Math.min(end - 1, head);
+  if (to < from) return 0;
   let total = 0;
-  for (let i = from; i <= to; i++) total += b[off + (i % len)];
+  let i = back(off, len, slot, head - to);
+  for (let n = to - from; n >= 0; n--) {
+    total += b[i];
+    i = i === off ? off + len - 1 : i - 1;
+  }
   return total;
 }
