@@ -4,7 +4,7 @@
  */
 import type { ChurnSnapshot, KeyChurn } from '../churn/snapshot.js';
 import type { Alert } from './types.js';
-import { formatRate, type Grouping } from './format.js';
+import { formatRate, round, type Grouping } from './format.js';
 
 export interface Destination {
   addr: string;
@@ -86,17 +86,15 @@ export function topDestinationText(s: ChurnSnapshot, g: Grouping): string {
   return `top destination ${d.key} ${formatRate(d.new1, g)} new/s${tw ? ` (${formatRate(tw, g)} TIME_WAIT)` : ''}`;
 }
 
-const round1 = (n: number): number => Math.round(n * 10) / 10;
-
 function topList(keys: KeyChurn[], n: number): { key: string; rate: number }[] {
-  return keys.slice(0, n).map((k) => ({ key: k.key, rate: round1(k.new1) }));
+  return keys.slice(0, n).map((k) => ({ key: k.key, rate: round(k.new1, 1) }));
 }
 
 /** The alert's `top`: heavy hitters by new flows/s over the last second, as the snapshot orders them. */
 export function topOf(s: ChurnSnapshot, n: number): Alert['top'] {
   const top: Alert['top'] = { destinations: topList(s.destinations, n), sources: topList(s.sources, n) };
   if (s.processes) {
-    top.processes = s.processes.slice(0, n).map((p) => ({ key: p.key, rate: round1(p.new1), ...parseProcessKey(p.key) }));
+    top.processes = s.processes.slice(0, n).map((p) => ({ key: p.key, rate: round(p.new1, 1), ...parseProcessKey(p.key) }));
   }
   return top;
 }

@@ -24,6 +24,7 @@ import {
   formatLifetime,
   formatPercent,
   formatRate,
+  round,
   type Grouping,
 } from './format.js';
 import { compileFilter, defaultConfig, type AlertConfig, type Rule } from './rules.js';
@@ -78,9 +79,9 @@ interface Context {
 }
 
 const US = 1e6;
-const round1 = (n: number): number => Math.round(n * 10) / 10;
+const round1 = (n: number): number => round(n, 1);
 // factors below 1 (a collapse) need the second decimal
-const round2 = (n: number): number => Math.round(n * 100) / 100;
+const round2 = (n: number): number => round(n, 2);
 
 export class AlertEvaluator {
   private compiled: Compiled[] = [];

@@ -31,6 +31,12 @@ export function formatCount(n: number, grouping: Grouping = 'thin'): string {
   return sign + group(String(Math.abs(r)), grouping);
 }
 
+/** For the structured `values`: figures a machine reads, without float noise such as 58.50000001. */
+export function round(n: number, decimals: number): number {
+  const f = 10 ** decimals;
+  return Math.round(n * f) / f;
+}
+
 /** Trailing ".0" adds nothing a reader needs. */
 function oneDecimal(n: number): string {
   return n.toFixed(1).replace(/\.0$/, '');
