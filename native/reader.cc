@@ -27,6 +27,18 @@ uint32_t GetU32(const Napi::Object& o, const char* key, uint32_t fallback) {
   return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : fallback;
 }
 
+// A conntrack event message is well under 1 KiB; 8 KiB leaves room for labels and helpers.
+constexpr size_t kDatagram = 8192;
+constexpr unsigned kBurst = 64;
+// How long a partial batch lets events accumulate in the socket between reads.
+constexpr uint64_t kLingerMs = 1;
+
+uint64_t MonotonicMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
+
 }  // namespace
 
 Napi::Function Reader::Init(Napi::Env env) {
@@ -54,6 +66,7 @@ Reader::Reader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Reader>(info),
   options_.reliable = o.Get("reliable").ToBoolean().Value();
   batch_size_ = std::max<uint32_t>(1, GetU32(o, "batchSize", 1024));
   max_batches_ = std::max<uint32_t>(1, GetU32(o, "maxBatches", 64));
+  flush_ms_ = GetU32(o, "flushMs", 5);
   callback_ = Napi::Persistent(info[1].As<Napi::Function>());
 }
 
@@ -141,7 +154,25 @@ void Reader::Run(std::promise<OpenError>* opened) {
   const int fd = nfct_fd(sockets_.events);
   pollfd fds[2] = {{fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
   while (!stopping_.load(std::memory_order_relaxed)) {
-    int rc = poll(fds, 2, -1);
+    // With an empty batch, sleep until the kernel has something. With a partial one, linger on the
+    // wake fd alone for a moment so that events pile up in the socket and the next Drain() takes
+    // many per syscall; the batch goes out once it is flush_ms old (or full).
+    int nfds = 2;
+    pollfd* set = fds;
+    int timeout = -1;
+    if (!current_->records.empty()) {
+      uint64_t age = MonotonicMs() - batch_started_ms_;
+      if (age >= flush_ms_) {
+        Deliver(false);
+        continue;
+      }
+      set = &fds[1];
+      nfds = 1;
+      timeout = static_cast<int>(std::min<uint64_t>(flush_ms_ - age, kLingerMs));
+    }
+    fds[0].revents = 0;
+    fds[1].revents = 0;
+    int rc = poll(set, nfds, timeout);
     if (rc < 0) {
       if (errno == EINTR) continue;
       break;
@@ -154,9 +185,11 @@ void Reader::Run(std::promise<OpenError>* opened) {
     if (stopping_.load(std::memory_order_relaxed)) break;
     int want = rcvbuf_request_.exchange(0);
     if (want > 0) rcvbuf_ = SetReceiveBuffer(fd, want);
-    if (dump_requested_.exchange(false)) RunDump();
-    if (fds[0].revents & (POLLIN | POLLERR)) Drain();
-    Deliver(false);
+    if (dump_requested_.exchange(false)) {
+      RunDump();
+      Deliver(false);
+    }
+    Drain();
   }
   // Whatever was read is delivered, then a kEnd record tells JavaScript nothing follows.
   Record* end = Append(true);
@@ -167,11 +200,19 @@ void Reader::Run(std::promise<OpenError>* opened) {
 
 void Reader::Drain() {
   const int fd = nfct_fd(sockets_.events);
-  // One netlink datagram holds one or more messages; 64 KiB covers the largest the kernel sends.
-  alignas(nlmsghdr) static thread_local char buf[1 << 16];
+  // recvmmsg takes up to kBurst datagrams (one event each, usually) per system call.
+  static thread_local std::vector<char> storage(kBurst * kDatagram);
+  static thread_local mmsghdr msgs[kBurst];
+  static thread_local iovec iov[kBurst];
+  for (unsigned i = 0; i < kBurst; i++) {
+    iov[i] = {storage.data() + i * kDatagram, kDatagram};
+    msgs[i].msg_hdr = msghdr{};
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
   while (!stopping_.load(std::memory_order_relaxed)) {
-    ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-    if (n < 0) {
+    int got = recvmmsg(fd, msgs, kBurst, MSG_DONTWAIT, nullptr);
+    if (got < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       if (errno == ENOBUFS) {
@@ -188,18 +229,25 @@ void Reader::Drain() {
       return;
     }
     const uint64_t now = RealtimeUs();
-    int len = static_cast<int>(n);
-    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf); mnl_nlmsg_ok(nlh, len);
-         nlh = mnl_nlmsg_next(nlh, &len)) {
-      if (nlh->nlmsg_type < NLMSG_MIN_TYPE) continue;  // NOOP / ERROR / DONE carry no entry
-      Record* r = Append(false);
-      if (DecodeMessage(nlh, 0, now, r)) {
-        ++events_;
-      } else {
-        current_->records.pop_back();
+    for (int i = 0; i < got; i++) {
+      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
         ++decode_errors_;
+        continue;
+      }
+      int len = static_cast<int>(msgs[i].msg_len);
+      for (auto* nlh = reinterpret_cast<const nlmsghdr*>(iov[i].iov_base); mnl_nlmsg_ok(nlh, len);
+           nlh = mnl_nlmsg_next(nlh, &len)) {
+        if (nlh->nlmsg_type < NLMSG_MIN_TYPE) continue;  // NOOP / ERROR / DONE carry no entry
+        Record* r = Append(false);
+        if (DecodeMessage(nlh, 0, now, r)) {
+          ++events_;
+        } else {
+          current_->records.pop_back();
+          ++decode_errors_;
+        }
       }
     }
+    if (got < static_cast<int>(kBurst)) return;  // the socket is drained
   }
 }
 
@@ -229,6 +277,7 @@ void Reader::RunDump() {
 
 Record* Reader::Append(bool ignore_credits) {
   if (current_->records.size() >= batch_size_) Deliver(ignore_credits);
+  if (current_->records.empty()) batch_started_ms_ = MonotonicMs();
   current_->records.emplace_back();
   return &current_->records.back();
 }

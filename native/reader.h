@@ -64,6 +64,8 @@ class Reader : public Napi::ObjectWrap<Reader> {
   size_t batch_size_ = 1024;
   uint32_t max_batches_ = 64;
   Batch* current_ = nullptr;
+  uint64_t batch_started_ms_ = 0;  // reader thread only
+  uint64_t flush_ms_ = 5;
 
   std::mutex mu_;
   std::condition_variable credit_cv_;

@@ -94,6 +94,9 @@ export async function record(argv: string[]): Promise<number> {
   let overflows = 0;
   let lastOverflowLog = 0;
   for await (const batch of src) {
+    // One write per batch: the lines are joined first, so the writer sees a few large strings
+    // instead of one per event.
+    let chunk = '';
     for (const ev of batch) {
       if (ev.event === 'overflow') {
         overflows++;
@@ -102,10 +105,14 @@ export async function record(argv: string[]): Promise<number> {
           log.warn({ overflows: ev.overflows, rcvbuf: src.counters.rcvbuf }, 'the kernel dropped events: socket buffer overflow (ENOBUFS); raise --rcvbuf or reduce --events');
         }
       }
-      if (!output.write(toLine(ev))) await output.drained();
+      chunk += `${toLine(ev)}\n`;
       written++;
-      if (maxCount !== undefined && ev.event !== 'overflow' && ev.event !== 'snapshot_done' && written >= maxCount) stop();
+      if (maxCount !== undefined && ev.event !== 'overflow' && ev.event !== 'snapshot_done' && written >= maxCount) {
+        stop();
+        break;
+      }
     }
+    if (!output.write(chunk)) await output.drained();
   }
   if (timer) clearTimeout(timer);
   clearTimeout(quietCheck);

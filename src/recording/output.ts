@@ -13,8 +13,9 @@ import { CtwatchError, EXIT } from '../util/errors.js';
 
 export interface Output {
   readonly path: string;
-  /** false when the buffer is over its limit: await drained() before writing more */
-  write(line: string): boolean;
+  /** one or more whole lines, each ending in a newline. False when the buffer is over its
+   * limit: await drained() before writing more */
+  write(lines: string): boolean;
   drained(): Promise<void>;
   reopen(): void;
   /** flush everything written so far and close */
@@ -23,7 +24,9 @@ export interface Output {
   readonly errors: number;
 }
 
-const HIGH_WATER = 4 * 1024 * 1024;
+/** Lines sit in memory at most this long before they are written (a quiet table still shows up
+ * in the file promptly; a busy one is written in 64 KiB chunks). */
+const FLUSH_MS = 1000;
 
 export function openOutput(path: string, onError: (err: CtwatchError) => void): Output {
   const toStdout = path === '-' || path === '';
@@ -38,8 +41,8 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void): 
     }
   }
   const boom = toStdout
-    ? new SonicBoom({ fd: 1, minLength: 8192, maxWrite: 256 * 1024, sync: false })
-    : new SonicBoom({ dest: path, append: true, mode: 0o600, minLength: 8192, maxWrite: 256 * 1024, sync: false });
+    ? new SonicBoom({ fd: 1, minLength: 64 * 1024, maxWrite: 1024 * 1024, periodicFlush: FLUSH_MS, sync: false })
+    : new SonicBoom({ dest: path, append: true, mode: 0o600, minLength: 64 * 1024, maxWrite: 1024 * 1024, periodicFlush: FLUSH_MS, sync: false });
   let errors = 0;
   boom.on('error', (err: NodeJS.ErrnoException) => {
     errors++;
@@ -50,28 +53,23 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void): 
     }
     onError(new CtwatchError('ERR_OUTPUT', `writing ${toStdout ? 'stdout' : path} failed: ${err.code ?? err.message}${err.code === 'ENOSPC' ? ' (the disk is full: free space or choose another --output)' : ''}`, { errno: err.errno, exitCode: EXIT.ioErr }));
   });
-  let buffered = 0;
   return {
     path: toStdout ? '-' : path,
     get errors() {
       return errors;
     },
-    write(line: string): boolean {
-      const ok = boom.write(`${line}\n`);
-      buffered += line.length + 1;
-      if (buffered > HIGH_WATER) {
-        buffered = 0;
-        return false;
-      }
-      return ok;
+    write(lines: string): boolean {
+      return boom.write(lines);
     },
     drained(): Promise<void> {
       return new Promise((resolve) => {
-        // sonic-boom emits 'drain' only after a write returned false; flush makes it progress.
-        boom.flush((err?: Error) => {
-          void err;
+        const done = () => {
+          boom.off('drain', done);
+          boom.off('error', done);
           resolve();
-        });
+        };
+        boom.once('drain', done);
+        boom.once('error', done);
       });
     },
     reopen(): void {

@@ -16,10 +16,17 @@ export function formatMicros(us: number): string {
 
 /** ns since epoch → "…T15:04:05.123456789Z". A double holds ns since 1970 to about 256 ns, which
  * is far below anything a flow duration needs. */
+let nsSecond = -1;
+let nsPrefix = '';
+
 export function formatNanos(ns: number): string {
   const second = Math.floor(ns / 1e9);
+  if (second !== nsSecond) {
+    nsSecond = second;
+    nsPrefix = new Date(second * 1000).toISOString().slice(0, 19);
+  }
   const frac = Math.max(0, Math.min(999_999_999, Math.round(ns - second * 1e9)));
-  return `${new Date(second * 1000).toISOString().slice(0, 19)}.${String(frac).padStart(9, '0')}Z`;
+  return `${nsPrefix}.${String(frac).padStart(9, '0')}Z`;
 }
 
 const RFC3339 = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/;

@@ -1,7 +1,18 @@
 /** Address bytes → text, on the hot path (two per tuple, four per event). */
 
+// Addresses repeat (a host talks to a few peers), so their text is cached by value; this also
+// spares the garbage collector most of the strings a busy table would otherwise create.
+const v4cache = new Map<number, string>();
+
 export function ipv4(bytes: Uint8Array, off: number): string {
-  return `${bytes[off]}.${bytes[off + 1]}.${bytes[off + 2]}.${bytes[off + 3]}`;
+  const key = ((bytes[off] << 24) | (bytes[off + 1] << 16) | (bytes[off + 2] << 8) | bytes[off + 3]) >>> 0;
+  let s = v4cache.get(key);
+  if (s === undefined) {
+    s = `${bytes[off]}.${bytes[off + 1]}.${bytes[off + 2]}.${bytes[off + 3]}`;
+    if (v4cache.size >= 65536) v4cache.clear();
+    v4cache.set(key, s);
+  }
+  return s;
 }
 
 /** RFC 5952 text: lower case, leading zeros dropped, the longest run (≥ 2) of zero groups as "::". */

@@ -24,6 +24,8 @@ export interface LiveSourceOptions {
   batchSize?: number;
   /** batches JavaScript may hold before the reader stops reading */
   maxBatches?: number;
+  /** longest an event waits in a partial batch (ms); default 5 */
+  flushMs?: number;
   /** dump the existing table after subscribing (as `snapshot` events, then `snapshot_done`) */
   snapshot?: boolean;
 }
@@ -84,6 +86,7 @@ export class LiveSource implements EventSource {
         reliable: options.reliable ?? false,
         batchSize: options.batchSize ?? 1024,
         maxBatches: options.maxBatches ?? 64,
+        flushMs: options.flushMs ?? 5,
       },
       (batch) => this.onBatch(batch),
     );

@@ -15,6 +15,8 @@ export interface ReaderOptions {
   reliable: boolean;
   batchSize: number;
   maxBatches: number;
+  /** longest a partial batch waits for more events before it is handed over */
+  flushMs: number;
 }
 
 export interface KernelStats {
