@@ -1,0 +1,664 @@
+/**
+ * Sinks from configuration: `parseSinkConfigs` validates the `sinks:` list (already parsed from
+ * YAML, snake_case keys like the rest of ctwatch's config) into typed specs, reporting every
+ * problem with its path (`sinks[2].url: must be http(s) URL`); `createSinks` builds them, reading
+ * token, key and CA files — the only I/O here, done once at start-up.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname as osHostname, networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import { CtwatchError, EXIT } from '../util/errors.js';
+import { FORMAT_NAMES, type FormatName, formatFor, formatInfo } from '../formats/index.js';
+import { type FormatOptions, type HostInfo, type ProductInfo, type SinkRecord, recordKind } from '../formats/common.js';
+import { FACILITIES } from '../formats/syslog.js';
+import { FileTransport } from './file.js';
+import { type HttpAuth, HttpTransport } from './http.js';
+import { DeliverySink, type SinkOptions } from './sink.js';
+import type { SpoolOptions } from './spool.js';
+import { SyslogTransport, type SyslogTlsOptions } from './syslog.js';
+import { type OverflowPolicy, type Sink, type SinkCounters, type SinkLogger, type Transport, silentLogger } from './types.js';
+import type { RetryOptions } from './util.js';
+
+export interface SinkConfigIssue {
+  path: string;
+  message: string;
+}
+
+export class SinkConfigError extends CtwatchError {
+  readonly issues: SinkConfigIssue[];
+  constructor(issues: SinkConfigIssue[]) {
+    super('ERR_SINK_CONFIG', issues.map((i) => `${i.path}: ${i.message}`).join('; '), { exitCode: EXIT.config });
+    this.name = 'SinkConfigError';
+    this.issues = issues;
+  }
+}
+
+export type SinkType = 'syslog' | 'splunk_hec' | 'elasticsearch' | 'http' | 'file';
+const SINK_TYPES: SinkType[] = ['syslog', 'splunk_hec', 'elasticsearch', 'http', 'file'];
+
+/** Event kinds a sink can select; `conntrack` = new+update+destroy+snapshot, `other` = the rest. */
+export const EVENT_KINDS = [
+  'new', 'update', 'destroy', 'snapshot', 'conntrack', 'flow', 'alert', 'resolved',
+  'overflow', 'snapshot_done', 'other',
+] as const;
+export type EventKind = (typeof EVENT_KINDS)[number];
+/** Raw conntrack events can run at 100k/s: a SIEM sink gets them only when asked. */
+export const DEFAULT_EVENTS: EventKind[] = ['flow', 'alert', 'resolved', 'overflow'];
+
+export interface TlsFiles {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  servername?: string;
+  verify: boolean;
+}
+
+/** Where a secret comes from: never inline in the config (it would end up in backups and diffs). */
+export interface SecretRef {
+  file?: string;
+  env?: string;
+}
+
+interface CommonSpec {
+  name: string;
+  format: FormatName;
+  events: EventKind[];
+  batch: { maxRecords?: number; maxBytes?: number; maxWaitMs?: number };
+  retry: Partial<RetryOptions>;
+  memory: { maxRecords?: number; maxBytes?: number };
+  overflow: OverflowPolicy;
+  spool?: SpoolOptions;
+}
+
+export interface SyslogSinkSpec extends CommonSpec {
+  type: 'syslog';
+  protocol: 'udp' | 'tcp' | 'tls';
+  host: string;
+  port: number;
+  facility: number;
+  appName: string;
+  hostname?: string;
+  structuredData: boolean;
+  pen?: number;
+  maxMessageBytes?: number;
+  tls?: TlsFiles;
+}
+
+export interface HttpSinkSpec extends CommonSpec {
+  type: 'splunk_hec' | 'elasticsearch' | 'http';
+  url: string;
+  token?: SecretRef;
+  username?: string;
+  gzip: boolean;
+  timeoutMs: number;
+  headers: Record<string, string>;
+  tls?: TlsFiles;
+  index?: string;
+  source?: string;
+  sourcetype?: string;
+  fields?: Record<string, string>;
+  op?: 'create' | 'index';
+  pipeline?: string;
+}
+
+export interface FileSinkSpec extends CommonSpec {
+  type: 'file';
+  path: string;
+  rotateBytes?: number;
+  rotateIntervalMs?: number;
+  gzip: boolean;
+  maxFiles?: number;
+}
+
+export type SinkSpec = SyslogSinkSpec | HttpSinkSpec | FileSinkSpec;
+
+type Obj = Record<string, unknown>;
+
+const SIZE_RE = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i;
+const SIZE_UNITS: Record<string, number> = {
+  b: 1, k: 1024, kib: 1024, kb: 1000, m: 1024 ** 2, mib: 1024 ** 2, mb: 1e6, g: 1024 ** 3, gib: 1024 ** 3, gb: 1e9,
+};
+const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Reads one sink's fields, collecting issues instead of throwing at the first. */
+class Reader {
+  readonly used = new Set<string>();
+  constructor(
+    private readonly o: Obj,
+    readonly path: string,
+    private readonly issues: SinkConfigIssue[],
+  ) {}
+
+  issue(key: string, message: string): void {
+    this.issues.push({ path: key ? `${this.path}.${key}` : this.path, message });
+  }
+
+  raw(key: string): unknown {
+    this.used.add(key);
+    return this.o[key];
+  }
+
+  str(key: string, required = false): string | undefined {
+    const v = this.raw(key);
+    if (v === undefined || v === null) {
+      if (required) this.issue(key, 'is required');
+      return undefined;
+    }
+    if (typeof v !== 'string' || v === '') {
+      this.issue(key, 'must be a non-empty string');
+      return undefined;
+    }
+    return v;
+  }
+
+  bool(key: string, dflt: boolean): boolean {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== 'boolean') {
+      this.issue(key, 'must be true or false');
+      return dflt;
+    }
+    return v;
+  }
+
+  int(key: string, min: number, max: number, required = false): number | undefined {
+    const v = this.raw(key);
+    if (v === undefined || v === null) {
+      if (required) this.issue(key, 'is required');
+      return undefined;
+    }
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      this.issue(key, `must be an integer from ${min} to ${max}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  size(key: string): number | undefined {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;
+    const m = typeof v === 'string' ? SIZE_RE.exec(v.trim()) : null;
+    if (!m || Number(m[1]) <= 0) {
+      this.issue(key, 'must be a size such as 1048576, "512KiB" or "256MiB"');
+      return undefined;
+    }
+    return Math.floor(Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()]);
+  }
+
+  /** A duration in ms: a number of seconds, or "250ms", "30s", "5m", "1h", "1d". */
+  duration(key: string): number | undefined {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === 'number' && v >= 0 && Number.isFinite(v)) return Math.round(v * 1000);
+    const m = typeof v === 'string' ? DURATION_RE.exec(v.trim()) : null;
+    if (!m) {
+      this.issue(key, 'must be a duration such as 30 (seconds), "250ms", "30s", "5m" or "1h"');
+      return undefined;
+    }
+    return Math.round(Number(m[1]) * DURATION_UNITS[m[2]]);
+  }
+
+  oneOf<T extends string>(key: string, allowed: readonly T[], dflt?: T): T | undefined {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
+      this.issue(key, `must be one of ${allowed.join(', ')}`);
+      return dflt;
+    }
+    return v as T;
+  }
+
+  obj(key: string): Reader | undefined {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'object' || Array.isArray(v)) {
+      this.issue(key, 'must be a mapping');
+      return undefined;
+    }
+    return new Reader(v as Obj, `${this.path}.${key}`, this.issues);
+  }
+
+  stringMap(key: string): Record<string, string> | undefined {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'object' || Array.isArray(v) || Object.values(v as Obj).some((x) => typeof x !== 'string')) {
+      this.issue(key, 'must be a mapping of strings');
+      return undefined;
+    }
+    return { ...(v as Record<string, string>) };
+  }
+
+  /** Flag keys nobody read: a typo (`tokenfile`) must not silently fall back to a default. */
+  unknown(): void {
+    for (const k of Object.keys(this.o)) {
+      if (!this.used.has(k)) this.issue(k, 'unknown key');
+    }
+  }
+}
+
+function readTls(r: Reader): TlsFiles | undefined {
+  const t = r.obj('tls');
+  if (!t) return undefined;
+  const spec: TlsFiles = {
+    caFile: t.str('ca_file'),
+    certFile: t.str('cert_file'),
+    keyFile: t.str('key_file'),
+    servername: t.str('servername'),
+    verify: t.bool('verify', true),
+  };
+  if (!!spec.certFile !== !!spec.keyFile) t.issue('', 'cert_file and key_file go together');
+  t.unknown();
+  return spec;
+}
+
+function readSecret(r: Reader, fileKey: string, envKey: string): SecretRef | undefined {
+  const file = r.str(fileKey);
+  const env = r.str(envKey);
+  if (file && env) r.issue(fileKey, `give ${fileKey} or ${envKey}, not both`);
+  if (r.raw('token') !== undefined || r.raw('password') !== undefined || r.raw('api_key') !== undefined) {
+    r.issue('', `secrets are not accepted inline: use ${fileKey} or ${envKey}`);
+  }
+  return file || env ? { file, env } : undefined;
+}
+
+function httpUrl(r: Reader): string | undefined {
+  const url = r.str('url', true);
+  if (url === undefined) return undefined;
+  try {
+    const u = new URL(url);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+  } catch {
+    r.issue('url', 'must be http(s) URL');
+    return undefined;
+  }
+  return url;
+}
+
+function sanitizeName(name: string): string {
+  return name.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+
+export interface ParseOptions {
+  /** spool directories default to SPOOL_ROOT/<sink name> when a sink says `spool: true` */
+  spoolRoot?: string;
+  /** the key the list was found under, for error paths (default 'sinks') */
+  path?: string;
+}
+
+/** Validate the `sinks:` list; throws SinkConfigError listing every problem found. */
+export function parseSinkConfigs(raw: unknown, opts: ParseOptions = {}): SinkSpec[] {
+  const base = opts.path ?? 'sinks';
+  const issues: SinkConfigIssue[] = [];
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw)) throw new SinkConfigError([{ path: base, message: 'must be a list of sinks' }]);
+  const specs: SinkSpec[] = [];
+  const names = new Set<string>();
+  const spoolDirs = new Map<string, string>();
+  raw.forEach((item, i) => {
+    const path = `${base}[${i}]`;
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+      issues.push({ path, message: 'must be a mapping' });
+      return;
+    }
+    const r = new Reader(item as Obj, path, issues);
+    const type = r.oneOf('type', SINK_TYPES);
+    if (!type) {
+      if (r.raw('type') === undefined) r.issue('type', `is required (${SINK_TYPES.join(', ')})`);
+      return;
+    }
+    const common = readCommon(r, type, i, names, opts, spoolDirs);
+    let spec: SinkSpec | undefined;
+    if (type === 'syslog') spec = readSyslog(r, common);
+    else if (type === 'file') spec = readFile_(r, common);
+    else spec = readHttp(r, type, common);
+    r.unknown();
+    if (spec) specs.push(spec);
+  });
+  if (issues.length) throw new SinkConfigError(issues);
+  return specs;
+}
+
+function readCommon(
+  r: Reader,
+  type: SinkType,
+  index: number,
+  names: Set<string>,
+  opts: ParseOptions,
+  spoolDirs: Map<string, string>,
+): CommonSpec {
+  let name = r.str('name') ?? `${type}-${index}`;
+  if (names.has(name)) {
+    r.issue('name', `duplicate sink name "${name}"`);
+    name = `${name}-${index}`;
+  }
+  names.add(name);
+  const format = r.oneOf('format', FORMAT_NAMES, type === 'elasticsearch' ? 'ecs' : 'jsonl')!;
+  let events = DEFAULT_EVENTS;
+  const ev = r.raw('events');
+  if (ev !== undefined) {
+    if (!Array.isArray(ev) || ev.length === 0) {
+      r.issue('events', `must be a non-empty list of: ${EVENT_KINDS.join(', ')}`);
+    } else {
+      events = [];
+      ev.forEach((k, j) => {
+        if (typeof k === 'string' && (EVENT_KINDS as readonly string[]).includes(k)) events.push(k as EventKind);
+        else r.issue(`events[${j}]`, `unknown event kind ${JSON.stringify(k)} (one of ${EVENT_KINDS.join(', ')})`);
+      });
+    }
+  }
+  const b = r.obj('batch');
+  const batch = b ? { maxRecords: b.int('max_records', 1, 100_000), maxBytes: b.size('max_bytes'), maxWaitMs: b.duration('max_wait') } : {};
+  b?.unknown();
+  const rt = r.obj('retry');
+  const retry: Partial<RetryOptions> = {};
+  if (rt) {
+    const initial = rt.duration('initial');
+    const max = rt.duration('max');
+    const attempts = rt.int('max_attempts', 1, 1_000_000);
+    const ra = rt.duration('max_retry_after');
+    if (initial !== undefined) retry.initialMs = initial;
+    if (max !== undefined) retry.maxMs = max;
+    if (attempts !== undefined) retry.maxAttempts = attempts;
+    if (ra !== undefined) retry.maxRetryAfterMs = ra;
+    rt.unknown();
+  }
+  const m = r.obj('memory');
+  const memory = m ? { maxRecords: m.int('max_records', 1, 100_000_000), maxBytes: m.size('max_bytes') } : {};
+  m?.unknown();
+  const overflow = r.oneOf<OverflowPolicy>('overflow', ['drop-oldest', 'drop-newest'], 'drop-newest')!;
+
+  let spool: SpoolOptions | undefined;
+  const sraw = r.raw('spool');
+  if (sraw === true) {
+    if (!opts.spoolRoot) r.issue('spool', 'needs a dir (spool: { dir: ..., max_bytes: ... })');
+    else spool = { dir: join(opts.spoolRoot, sanitizeName(name)), maxBytes: 256 << 20, policy: 'drop-oldest' };
+  } else if (sraw !== undefined && sraw !== false) {
+    const s = r.obj('spool');
+    if (s) {
+      const dir = s.str('dir') ?? (opts.spoolRoot ? join(opts.spoolRoot, sanitizeName(name)) : undefined);
+      if (!dir) s.issue('dir', 'is required');
+      const maxBytes = s.size('max_bytes') ?? 256 << 20;
+      const policy = s.oneOf<OverflowPolicy>('policy', ['drop-oldest', 'drop-newest'], 'drop-oldest')!;
+      const segmentBytes = s.size('segment_bytes');
+      const fsync = s.bool('fsync', false);
+      s.unknown();
+      if (dir) spool = { dir, maxBytes, policy, segmentBytes, fsync };
+    }
+  }
+  if (type === 'file' && spool) r.issue('spool', 'a file sink does not need a spool');
+  if (spool) {
+    const other = spoolDirs.get(spool.dir);
+    if (other) r.issue('spool.dir', `is also the spool of sink "${other}"; each sink needs its own`);
+    spoolDirs.set(spool.dir, name);
+  }
+  return { name, format, events, batch, retry, memory, overflow, spool };
+}
+
+function readSyslog(r: Reader, common: CommonSpec): SyslogSinkSpec | undefined {
+  const protocol = r.oneOf('protocol', ['udp', 'tcp', 'tls'] as const, 'tls')!;
+  const host = r.str('host', true);
+  const port = r.int('port', 1, 65535) ?? (protocol === 'tls' ? 6514 : 514);
+  const fac = r.raw('facility');
+  let facility = FACILITIES.local0;
+  if (typeof fac === 'string' && fac in FACILITIES) facility = FACILITIES[fac];
+  else if (typeof fac === 'number' && Number.isInteger(fac) && fac >= 0 && fac <= 23) facility = fac;
+  else if (fac !== undefined) r.issue('facility', 'must be a facility name (local0..local7, daemon, ...) or 0..23');
+  const appName = r.str('app_name') ?? 'ctwatch';
+  const hostname = r.str('hostname');
+  const structuredData = r.bool('structured_data', true);
+  const pen = r.int('pen', 1, 2 ** 31);
+  const maxMessageBytes = r.int('max_message_bytes', 480, 1 << 20);
+  const tls = readTls(r);
+  if (tls && protocol !== 'tls') r.issue('tls', `only applies to protocol: tls (this sink uses ${protocol})`);
+  if (!host) return undefined;
+  return {
+    ...common, type: 'syslog', protocol, host, port, facility, appName, hostname, structuredData, pen,
+    maxMessageBytes, tls: tls ?? (protocol === 'tls' ? { verify: true } : undefined),
+  };
+}
+
+function readHttp(r: Reader, type: 'splunk_hec' | 'elasticsearch' | 'http', common: CommonSpec): HttpSinkSpec | undefined {
+  const url = httpUrl(r);
+  let token: SecretRef | undefined;
+  let username: string | undefined;
+  if (type === 'elasticsearch') {
+    username = r.str('username');
+    token = username ? readSecret(r, 'password_file', 'password_env') : readSecret(r, 'api_key_file', 'api_key_env');
+  } else {
+    token = readSecret(r, 'token_file', 'token_env');
+  }
+  if (type === 'splunk_hec' && !token) r.issue('token_file', 'a HEC token is required (token_file or token_env)');
+  const spec: Partial<HttpSinkSpec> = {
+    gzip: r.bool('gzip', true),
+    timeoutMs: r.duration('timeout') ?? 30_000,
+    headers: r.stringMap('headers') ?? {},
+    tls: readTls(r),
+  };
+  if (type === 'splunk_hec') {
+    spec.index = r.str('index');
+    spec.source = r.str('source');
+    spec.sourcetype = r.str('sourcetype');
+    spec.fields = r.stringMap('fields');
+  }
+  if (type === 'elasticsearch') {
+    spec.index = r.str('index', true);
+    spec.op = r.oneOf('op', ['create', 'index'] as const, 'create');
+    spec.pipeline = r.str('pipeline');
+  }
+  if (!url) return undefined;
+  return { ...common, ...spec, type, url, token, username } as HttpSinkSpec;
+}
+
+function readFile_(r: Reader, common: CommonSpec): FileSinkSpec | undefined {
+  const path = r.str('path', true);
+  const rot = r.obj('rotate');
+  const rotateBytes = rot?.size('max_bytes');
+  const rotateIntervalMs = rot?.duration('interval');
+  rot?.unknown();
+  const gzip = r.bool('gzip', true);
+  const maxFiles = r.int('max_files', 1, 100_000);
+  if (!path) return undefined;
+  return { ...common, type: 'file', path, rotateBytes, rotateIntervalMs, gzip, maxFiles };
+}
+
+/** Which records a sink takes, as a predicate. */
+export function eventFilter(kinds: readonly EventKind[]): (rec: SinkRecord) => boolean {
+  const set = new Set<string>(kinds);
+  if (set.has('conntrack')) for (const k of ['new', 'update', 'destroy', 'snapshot']) set.add(k);
+  const other = set.has('other');
+  return (rec) => {
+    if (set.has(rec.event)) return true;
+    return other && recordKind(rec) === 'other' && rec.event !== 'overflow' && rec.event !== 'snapshot_done';
+  };
+}
+
+export interface CreateOptions {
+  logger?: SinkLogger;
+  env?: NodeJS.ProcessEnv;
+  host?: HostInfo;
+  observer?: FormatOptions['observer'];
+  product?: ProductInfo;
+  localAddresses?: string[];
+  communityIdSeed?: number;
+  /** how the files named in the config are read (tests) */
+  readFile?: (path: string) => Buffer;
+}
+
+/** The machine's identity, for formats (host.*) and syslog HOSTNAME. */
+export function systemHost(): { host: HostInfo; localAddresses: string[] } {
+  const name = osHostname();
+  const ips: string[] = [];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) ips.push(a.address.replace(/%.*$/, ''));
+  }
+  return { host: { name: name.split('.')[0], hostname: name, ip: ips.filter((a) => a !== '127.0.0.1' && a !== '::1') }, localAddresses: ips };
+}
+
+/** Several sinks fed together. */
+export class SinkSet {
+  constructor(readonly sinks: Sink[]) {}
+
+  write(rec: SinkRecord): void {
+    for (const s of this.sinks) s.write(rec);
+  }
+
+  counters(): Record<string, SinkCounters> {
+    const out: Record<string, SinkCounters> = {};
+    for (const s of this.sinks) out[s.name] = { ...s.counters };
+    return out;
+  }
+
+  reopen(): void {
+    for (const s of this.sinks) s.reopen();
+  }
+
+  async flush(timeoutMs = 10_000): Promise<boolean> {
+    const r = await Promise.all(this.sinks.map((s) => s.flush(timeoutMs)));
+    return r.every(Boolean);
+  }
+
+  async close(timeoutMs = 5000): Promise<void> {
+    await Promise.all(this.sinks.map((s) => s.close(timeoutMs)));
+  }
+}
+
+/** Build the sinks. Reads secrets and TLS files now, so a bad path fails at start-up, not later. */
+export function createSinks(specs: readonly SinkSpec[], opts: CreateOptions = {}): SinkSet {
+  const env = opts.env ?? process.env;
+  const read = opts.readFile ?? ((p: string) => readFileSync(p));
+  const logger = opts.logger ?? silentLogger;
+  const issues: SinkConfigIssue[] = [];
+  const built: Sink[] = [];
+  const prepared: {
+    spec: SinkSpec;
+    fmtOpts: FormatOptions;
+    tlsOpts: SyslogTlsOptions | undefined;
+    auth: HttpAuth | undefined;
+    secrets: string[];
+  }[] = [];
+  specs.forEach((spec, i) => {
+    const path = `sinks[${i}]`;
+    const file = (key: string, p: string | undefined): Buffer | undefined => {
+      if (!p) return undefined;
+      try {
+        return read(p);
+      } catch (err) {
+        issues.push({ path: `${path}.${key}`, message: `cannot read ${p} (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+        return undefined;
+      }
+    };
+    const secret = (ref: SecretRef | undefined, what: string): string | undefined => {
+      if (!ref) return undefined;
+      if (ref.env) {
+        const v = env[ref.env];
+        if (!v) issues.push({ path: `${path}.${what}_env`, message: `environment variable ${ref.env} is not set` });
+        return v?.trim() || undefined;
+      }
+      const buf = file(`${what}_file`, ref.file);
+      const v = buf?.toString('utf8').trim();
+      if (buf && !v) issues.push({ path: `${path}.${what}_file`, message: `${ref.file} is empty` });
+      return v || undefined;
+    };
+    const tls = spec.type !== 'file' ? spec.tls : undefined;
+    const tlsOpts = tls && {
+      ca: file('tls.ca_file', tls.caFile),
+      cert: file('tls.cert_file', tls.certFile),
+      key: file('tls.key_file', tls.keyFile),
+      servername: tls.servername,
+      rejectUnauthorized: tls.verify,
+    };
+    if (tls && !tls.verify) logger.warn({ sink: spec.name }, 'TLS certificate verification is off for this sink');
+    const fmtOpts: FormatOptions = {
+      host: opts.host,
+      observer: opts.observer,
+      product: opts.product,
+      localAddresses: opts.localAddresses,
+      communityIdSeed: opts.communityIdSeed,
+    };
+    const secrets: string[] = [];
+    let auth: HttpAuth | undefined;
+    if (spec.type === 'splunk_hec' || spec.type === 'elasticsearch' || spec.type === 'http') {
+      const what = spec.type === 'elasticsearch' ? (spec.username ? 'password' : 'api_key') : 'token';
+      const value = secret(spec.token, what);
+      if (value) secrets.push(value);
+      auth = value
+        ? spec.type === 'splunk_hec'
+          ? { scheme: 'splunk', secret: value }
+          : spec.type === 'elasticsearch'
+            ? spec.username
+              ? { scheme: 'basic', username: spec.username, secret: value }
+              : { scheme: 'apikey', secret: value }
+            : { scheme: 'bearer', secret: value }
+        : undefined;
+    }
+    prepared.push({ spec, fmtOpts, tlsOpts, auth, secrets });
+  });
+  if (issues.length) throw new SinkConfigError(issues);
+  for (const { spec, fmtOpts, tlsOpts, auth, secrets } of prepared) {
+    let transport: Transport;
+    if (spec.type === 'syslog') {
+      transport = new SyslogTransport({
+        protocol: spec.protocol,
+        host: spec.host,
+        port: spec.port,
+        maxMessageBytes: spec.maxMessageBytes,
+        tls: tlsOpts,
+        header: {
+          facility: spec.facility,
+          appName: spec.appName,
+          hostname: spec.hostname ?? opts.host?.hostname ?? opts.host?.name,
+          procId: process.pid,
+          pen: spec.pen,
+          structuredData: spec.structuredData,
+        },
+      });
+    } else if (spec.type === 'file') {
+      transport = new FileTransport({
+        path: spec.path,
+        maxBytes: spec.rotateBytes,
+        intervalMs: spec.rotateIntervalMs,
+        gzip: spec.gzip,
+        maxFiles: spec.maxFiles,
+      });
+    } else {
+      transport = new HttpTransport({
+        api: spec.type === 'splunk_hec' ? 'splunk-hec' : spec.type === 'elasticsearch' ? 'elasticsearch' : 'ndjson',
+        url: spec.url,
+        auth,
+        headers: spec.headers,
+        gzip: spec.gzip,
+        timeoutMs: spec.timeoutMs,
+        tls: tlsOpts,
+        lineIsJson: formatInfo(spec.format).json,
+        hec: {
+          index: spec.index,
+          source: spec.source,
+          sourcetype: spec.sourcetype ?? `ctwatch:${spec.format}`,
+          host: opts.host?.hostname ?? opts.host?.name,
+          fields: spec.fields,
+        },
+        elasticsearch: spec.index ? { index: spec.index, op: spec.op, pipeline: spec.pipeline } : undefined,
+      });
+    }
+    const sinkOpts: SinkOptions = {
+      name: spec.name,
+      format: formatFor(spec.format, fmtOpts),
+      filter: eventFilter(spec.events),
+      batch: spec.type === 'syslog' ? { maxWaitMs: 0, ...defined(spec.batch) } : defined(spec.batch),
+      retry: spec.retry,
+      memory: defined(spec.memory),
+      overflow: spec.overflow,
+      spool: spec.spool,
+      logger,
+      secrets,
+    };
+    built.push(new DeliverySink(transport, sinkOpts));
+  }
+  return new SinkSet(built);
+}
+
+function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,143 @@
+/**
+ * File transport: one formatted record per line, rotated by size and/or on UTC-aligned time
+ * boundaries, rotated files optionally gzipped, reopen() for SIGHUP after an external logrotate.
+ * Files are created 0600: flow records say who talked to whom.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { type FileHandle, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import type { SinkRecord } from '../formats/common.js';
+import type { Transport } from './types.js';
+
+export interface FileTransportOptions {
+  path: string;
+  /** rotate before the file would pass this size (bytes) */
+  maxBytes?: number;
+  /** rotate when a UTC-aligned interval boundary passes (ms, e.g. 3_600_000 for hourly) */
+  intervalMs?: number;
+  /** gzip rotated files */
+  gzip?: boolean;
+  /** rotated files to keep (oldest removed first); default: keep all */
+  maxFiles?: number;
+  /** mode for created files (default 0600) */
+  mode?: number;
+  now?: () => number;
+}
+
+function stamp(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-:]/g, '').replace('.', '');
+}
+
+export class FileTransport implements Transport {
+  readonly description: string;
+  private fh: FileHandle | null = null;
+  private size = 0;
+  private openedAt = 0;
+  private reopenRequested = false;
+  private readonly background = new Set<Promise<void>>();
+  private readonly now: () => number;
+
+  constructor(private readonly o: FileTransportOptions) {
+    this.description = `file ${o.path}`;
+    this.now = o.now ?? Date.now;
+  }
+
+  encode(_rec: SinkRecord, line: string): string {
+    return line;
+  }
+
+  private async ensureOpen(): Promise<FileHandle> {
+    if (this.reopenRequested) {
+      this.reopenRequested = false;
+      await this.closeFile();
+    }
+    if (this.fh) return this.fh;
+    this.fh = await open(this.o.path, 'a', this.o.mode ?? 0o600);
+    this.size = (await this.fh.stat()).size;
+    this.openedAt = this.now();
+    return this.fh;
+  }
+
+  private async closeFile(): Promise<void> {
+    const fh = this.fh;
+    this.fh = null;
+    await fh?.close();
+  }
+
+  async send(batch: readonly string[]): Promise<void> {
+    const buf = Buffer.from(batch.join('\n') + '\n', 'utf8');
+    await this.ensureOpen();
+    const now = this.now();
+    const iv = this.o.intervalMs;
+    const bySize = this.o.maxBytes !== undefined && this.size > 0 && this.size + buf.length > this.o.maxBytes;
+    const byTime = iv !== undefined && this.size > 0 && Math.floor(now / iv) !== Math.floor(this.openedAt / iv);
+    if (bySize || byTime) await this.rotate();
+    const fh = await this.ensureOpen();
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+      off += bytesWritten;
+    }
+    this.size += buf.length;
+  }
+
+  private async rotate(): Promise<void> {
+    await this.closeFile();
+    let target = `${this.o.path}.${stamp(this.now())}`;
+    for (let i = 1; await exists(target) || await exists(`${target}.gz`); i++) {
+      target = `${this.o.path}.${stamp(this.now())}-${i}`;
+    }
+    await rename(this.o.path, target);
+    if (this.o.gzip) this.track(this.compress(target));
+    else this.track(this.prune());
+  }
+
+  private track(p: Promise<void>): void {
+    const q = p.catch(() => {}).finally(() => this.background.delete(q));
+    this.background.add(q);
+  }
+
+  private async compress(file: string): Promise<void> {
+    await pipeline(createReadStream(file), createGzip(), createWriteStream(`${file}.gz`, { mode: this.o.mode ?? 0o600 }));
+    await unlink(file);
+    await this.prune();
+  }
+
+  private async prune(): Promise<void> {
+    if (this.o.maxFiles === undefined) return;
+    const dir = dirname(this.o.path);
+    const prefix = `${basename(this.o.path)}.`;
+    const rotated = (await readdir(dir))
+      .filter((n) => n.startsWith(prefix) && /^\d{8}T\d{9}Z/.test(n.slice(prefix.length)))
+      .sort();
+    for (const n of rotated.slice(0, Math.max(0, rotated.length - this.o.maxFiles))) {
+      await unlink(join(dir, n)).catch(() => {});
+    }
+  }
+
+  /** After an external rotation (logrotate renamed the file): write to a fresh file at path. */
+  reopen(): void {
+    this.reopenRequested = true;
+  }
+
+  /** Wait for background compression (tests, shutdown). */
+  async settle(): Promise<void> {
+    while (this.background.size) await Promise.all([...this.background]);
+  }
+
+  async close(): Promise<void> {
+    await this.closeFile();
+    await this.settle();
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}

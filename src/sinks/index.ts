@@ -1,0 +1,35 @@
+/** The SIEM feed: sinks built from configuration, and the pieces for building them by hand. */
+export {
+  type Sink,
+  type SinkCounters,
+  type SinkLogger,
+  type Transport,
+  type SendOutcome,
+  type OverflowPolicy,
+  TransportError,
+  silentLogger,
+} from './types.js';
+export { DeliverySink, type SinkOptions, type BatchOptions, type MemoryOptions } from './sink.js';
+export { Spool, type SpoolOptions, type SpoolBatch, type AppendResult } from './spool.js';
+export { SyslogTransport, type SyslogTransportOptions, type SyslogTlsOptions } from './syslog.js';
+export { HttpTransport, type HttpTransportOptions, type HttpApi, type HttpAuth } from './http.js';
+export { FileTransport, type FileTransportOptions } from './file.js';
+export {
+  parseSinkConfigs,
+  createSinks,
+  eventFilter,
+  systemHost,
+  SinkSet,
+  SinkConfigError,
+  DEFAULT_EVENTS,
+  EVENT_KINDS,
+  type SinkSpec,
+  type SyslogSinkSpec,
+  type HttpSinkSpec,
+  type FileSinkSpec,
+  type EventKind,
+  type CreateOptions,
+  type ParseOptions,
+  type SinkConfigIssue,
+} from './config.js';
+export { type RetryOptions, DEFAULT_RETRY, backoffMs, parseRetryAfter } from './util.js';

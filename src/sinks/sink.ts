@@ -1,0 +1,508 @@
+/**
+ * The delivery engine shared by every transport: write() formats and queues synchronously; one
+ * async loop sends batches in order, one at a time, retrying with backoff.
+ *
+ * With a spool, the engine runs in one of two modes:
+ *   direct  memory -> transport. The normal case: no disk I/O.
+ *   spool   memory -> spool (disk) -> transport. Entered when a send fails or the memory queue
+ *           passes its high-water mark (a slow receiver); left when the spool is empty again.
+ * Order is kept across the switch: the batch that failed (or is still in flight when the receiver
+ * turns slow) goes to the spool before anything queued after it. A batch still in flight at the
+ * switch is left to finish; if it succeeds, its copy at the head of the spool is skipped.
+ */
+import type { Formatter } from '../formats/index.js';
+import type { SinkRecord } from '../formats/common.js';
+import { Spool, type SpoolBatch, type SpoolOptions } from './spool.js';
+import {
+  type OverflowPolicy,
+  type Sink,
+  type SinkCounters,
+  type SinkLogger,
+  type Transport,
+  TransportError,
+  silentLogger,
+} from './types.js';
+import { DEFAULT_RETRY, RateLimitedWarning, type RetryOptions, backoffMs, errorMessage, sleep } from './util.js';
+
+export interface BatchOptions {
+  maxRecords: number;
+  /** payload size per batch (approximate: UTF-16 length) */
+  maxBytes: number;
+  /** how long the first record of a partial batch may wait */
+  maxWaitMs: number;
+}
+
+export interface MemoryOptions {
+  /** bound of the in-memory queue; past it the overflow policy applies */
+  maxRecords: number;
+  maxBytes: number;
+  /** with a spool: queue size past which the receiver counts as slow and we spool (default maxBytes/4) */
+  spillBytes?: number;
+}
+
+export interface SinkOptions {
+  name: string;
+  format: Formatter;
+  /** which records this sink takes (default: all) */
+  filter?: (rec: SinkRecord) => boolean;
+  batch?: Partial<BatchOptions>;
+  retry?: Partial<RetryOptions>;
+  memory?: Partial<MemoryOptions>;
+  /** what a full memory queue drops when there is no spool (with one, the spool's policy) */
+  overflow?: OverflowPolicy;
+  spool?: SpoolOptions;
+  logger?: SinkLogger;
+  /** secrets to scrub from errors before they reach lastError or a log line */
+  secrets?: readonly string[];
+}
+
+export const DEFAULT_BATCH: BatchOptions = { maxRecords: 500, maxBytes: 1 << 20, maxWaitMs: 1000 };
+export const DEFAULT_MEMORY: MemoryOptions = { maxRecords: 100_000, maxBytes: 64 << 20 };
+
+interface Inflight {
+  records: string[];
+  /** a copy is in the spool (the receiver turned slow while it was out) */
+  copied: boolean;
+  copyGeneration: number;
+}
+
+interface DeliverResult {
+  /** records not delivered because close() cut the retries short */
+  left: string[];
+  /** direct mode: the batch failed and was handed over to the spool */
+  handedOff: boolean;
+}
+
+export class DeliverySink implements Sink {
+  readonly name: string;
+  private readonly c: SinkCounters = {
+    sent: 0,
+    retried: 0,
+    spooled: 0,
+    dropped: 0,
+    lastError: null,
+    queued: 0,
+    spoolRecords: 0,
+    spoolBytes: 0,
+    truncated: 0,
+  };
+  private readonly batch: BatchOptions;
+  private readonly retry: RetryOptions;
+  private readonly memory: MemoryOptions;
+  private readonly overflow: OverflowPolicy;
+  private readonly logger: SinkLogger;
+  private readonly dropWarning: RateLimitedWarning;
+
+  private mem: string[] = [];
+  private memHead = 0;
+  private memBytes = 0;
+  private firstQueuedAt = 0;
+
+  private mode: 'direct' | 'spool' = 'direct';
+  private spool: Spool | null = null;
+  private readonly ready: Promise<void>;
+  /** spool appends not yet finished; the spool serialises them in call order */
+  private appending = 0;
+  private spooler = false;
+  /** delivered records at the spool's head to skip (an in-flight batch's copy) */
+  private skip = { count: 0, generation: -1 };
+  private inflight: Inflight | null = null;
+  private leftovers: string[] = [];
+
+  private waiter: (() => void) | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private closing = false;
+  private closed = false;
+  private closeDeadline = Infinity;
+  private readonly abort = new AbortController();
+  private readonly loop: Promise<void>;
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly o: SinkOptions,
+  ) {
+    this.name = o.name;
+    this.batch = { ...DEFAULT_BATCH, ...o.batch };
+    this.retry = { ...DEFAULT_RETRY, ...o.retry };
+    this.memory = { ...DEFAULT_MEMORY, ...o.memory };
+    this.overflow = o.spool?.policy ?? o.overflow ?? 'drop-newest';
+    this.logger = o.logger ?? silentLogger;
+    this.dropWarning = new RateLimitedWarning(this.logger, 'sink dropped records', 60_000);
+    this.ready = this.openSpool();
+    this.loop = this.run().catch((err) => {
+      this.c.lastError = this.clean(err);
+      this.logger.error({ sink: this.name, err: this.c.lastError }, 'sink delivery loop failed');
+    });
+  }
+
+  get counters(): Readonly<SinkCounters> {
+    this.c.queued = this.mem.length - this.memHead;
+    const skipping = this.spool && this.skip.generation === this.spool.generation ? this.skip.count : 0;
+    this.c.spoolRecords = this.spool ? Math.max(0, this.spool.pendingRecords - skipping) : 0;
+    this.c.spoolBytes = this.spool ? this.spool.pendingBytes : 0;
+    this.c.truncated = this.transport.stats?.truncated ?? 0;
+    return this.c;
+  }
+
+  private async openSpool(): Promise<void> {
+    if (!this.o.spool) return;
+    this.spool = await Spool.open(this.o.spool);
+    if (this.spool.pendingRecords > 0) {
+      // a previous run left records: they go first, everything new queues behind them
+      this.mode = 'spool';
+      this.logger.info(
+        { sink: this.name, records: this.spool.pendingRecords, bytes: this.spool.pendingBytes },
+        'sink resumes from its spool',
+      );
+      this.kickSpooler();
+    }
+  }
+
+  private clean(err: unknown): string {
+    let msg = typeof err === 'string' ? err : errorMessage(err);
+    for (const s of this.o.secrets ?? []) if (s && s.length >= 4) msg = msg.split(s).join('[REDACTED]');
+    return msg;
+  }
+
+  private noteDrop(count: number, reason: string): void {
+    if (count <= 0) return;
+    this.c.dropped += count;
+    this.dropWarning.note(count, { sink: this.name, reason, dropped: this.c.dropped });
+  }
+
+  private get queued(): number {
+    return this.mem.length - this.memHead;
+  }
+
+  write(rec: SinkRecord): void {
+    if (this.closing) {
+      this.noteDrop(1, 'closed');
+      return;
+    }
+    if (this.o.filter && !this.o.filter(rec)) return;
+    let payload: string;
+    try {
+      payload = this.transport.encode(rec, this.o.format(rec));
+    } catch (err) {
+      this.c.lastError = `cannot encode ${String(rec.event)} record: ${this.clean(err)}`;
+      this.noteDrop(1, 'encode');
+      return;
+    }
+    if (this.queued >= this.memory.maxRecords || this.memBytes + payload.length > this.memory.maxBytes) {
+      if (this.overflow === 'drop-newest' || this.queued === 0) {
+        this.noteDrop(1, 'memory full');
+        return;
+      }
+      this.memBytes -= this.mem[this.memHead].length;
+      this.memHead++;
+      this.noteDrop(1, 'memory full');
+    }
+    if (this.queued === 0) this.firstQueuedAt = Date.now();
+    this.mem.push(payload);
+    this.memBytes += payload.length;
+
+    if (this.mode === 'spool') {
+      this.kickSpooler();
+    } else if (this.spool && this.memBytes > (this.memory.spillBytes ?? this.memory.maxBytes / 4)) {
+      this.spill('receiver slow');
+    } else if (this.queued >= this.batch.maxRecords || this.memBytes >= this.batch.maxBytes) {
+      this.wake();
+    } else {
+      this.armTimer();
+    }
+  }
+
+  private armTimer(): void {
+    if (this.timer || !this.waiter) return;
+    const wait = Math.max(0, this.firstQueuedAt + this.batch.maxWaitMs - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.wake();
+    }, wait);
+  }
+
+  private wake(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+
+  private waitForWork(): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+      if (this.mode === 'direct' && this.queued > 0) this.armTimer();
+    });
+  }
+
+  private takeMem(maxRecords: number, maxBytes: number): string[] {
+    const out: string[] = [];
+    let bytes = 0;
+    while (this.memHead < this.mem.length && out.length < maxRecords) {
+      const p = this.mem[this.memHead];
+      if (out.length > 0 && bytes + p.length > maxBytes) break;
+      out.push(p);
+      bytes += p.length;
+      this.memHead++;
+    }
+    this.memBytes -= bytes;
+    if (this.memHead === this.mem.length) {
+      this.mem = [];
+      this.memHead = 0;
+    } else if (this.memHead > 4096 && this.memHead * 2 > this.mem.length) {
+      this.mem = this.mem.slice(this.memHead);
+      this.memHead = 0;
+    }
+    return out;
+  }
+
+  private appendToSpool(records: string[]): void {
+    const spool = this.spool!;
+    this.appending++;
+    spool.append(records).then(
+      (r) => {
+        this.c.spooled += r.appended;
+        this.noteDrop(r.dropped, 'spool full');
+      },
+      (err) => {
+        this.c.lastError = `spool write failed: ${this.clean(err)}`;
+        this.noteDrop(records.length, 'spool write failed');
+      },
+    ).finally(() => {
+      this.appending--;
+      this.wake();
+    });
+  }
+
+  /** Switch to spool mode: the batch in flight (if any) first, then the memory queue. */
+  private spill(reason: string): void {
+    if (!this.spool || this.mode === 'spool') return;
+    this.mode = 'spool';
+    this.logger.warn({ sink: this.name, reason, lastError: this.c.lastError }, 'sink spooling to disk');
+    if (this.inflight && !this.inflight.copied) {
+      this.inflight.copied = true;
+      this.inflight.copyGeneration = this.spool.generation;
+      this.appendToSpool(this.inflight.records);
+    }
+    this.kickSpooler();
+    this.wake();
+  }
+
+  private kickSpooler(): void {
+    if (this.spooler || !this.spool) return;
+    this.spooler = true;
+    // batched so a burst becomes a few large appends instead of one per record
+    setImmediate(() => {
+      this.spooler = false;
+      while (this.queued > 0 && this.mode === 'spool') this.appendToSpool(this.takeMem(1000, 4 << 20));
+      this.wake();
+    });
+  }
+
+  /** Send records, retrying transient failures. */
+  private async deliver(records: string[], fromSpool: boolean, valid?: () => boolean): Promise<DeliverResult> {
+    let pending = records;
+    let attempt = 0;
+    while (pending.length > 0) {
+      let retryAfter: number | undefined;
+      try {
+        const out = (await this.transport.send(pending, this.abort.signal)) ?? {};
+        const retry = out.retry ?? [];
+        const rejected = out.rejected ?? [];
+        this.c.sent += pending.length - retry.length - rejected.length;
+        if (rejected.length) {
+          this.c.lastError = this.clean(out.error ?? 'records rejected by the receiver');
+          this.noteDrop(rejected.length, 'rejected');
+        }
+        if (retry.length === 0) return { left: [], handedOff: false };
+        this.c.lastError = this.clean(out.error ?? 'some records failed');
+        retryAfter = out.retryAfterMs;
+        pending = retry.map((i) => pending[i]);
+      } catch (err) {
+        if (this.abort.signal.aborted) return { left: pending, handedOff: false };
+        this.c.lastError = this.clean(err);
+        const te = err instanceof TransportError ? err : null;
+        if (te && !te.retryable) {
+          this.noteDrop(pending.length, 'rejected');
+          return { left: [], handedOff: false };
+        }
+        if (te?.split) {
+          if (pending.length === 1) {
+            this.noteDrop(1, 'too large');
+            return { left: [], handedOff: false };
+          }
+          const half = Math.ceil(pending.length / 2);
+          const first = await this.deliver(pending.slice(0, half), fromSpool, valid);
+          if (first.handedOff || first.left.length) {
+            return { left: [...first.left, ...pending.slice(half)], handedOff: first.handedOff };
+          }
+          pending = pending.slice(half);
+          continue;
+        }
+        retryAfter = te?.retryAfterMs;
+      }
+      attempt++;
+      this.c.retried += pending.length;
+      if (!fromSpool) {
+        if (this.spool) {
+          // the receiver is failing: keep the rest on disk, in order, and drain from there
+          const inf = this.inflight;
+          if (inf && !inf.copied) this.appendToSpool(pending);
+          if (inf) inf.copied = true;
+          this.skip = { count: 0, generation: -1 };
+          this.spill('send failed');
+          return { left: [], handedOff: true };
+        }
+        if (attempt >= this.retry.maxAttempts) {
+          this.noteDrop(pending.length, 'retries exhausted');
+          return { left: [], handedOff: false };
+        }
+      }
+      if (valid && !valid()) return { left: [], handedOff: false };
+      const delay = backoffMs(attempt, this.retry, retryAfter);
+      if (Date.now() + delay > this.closeDeadline) return { left: pending, handedOff: false };
+      await sleep(delay, this.abort.signal);
+      if (this.abort.signal.aborted) return { left: pending, handedOff: false };
+      if (valid && !valid()) return { left: [], handedOff: false };
+    }
+    return { left: [], handedOff: false };
+  }
+
+  private async run(): Promise<void> {
+    try {
+      await this.ready;
+    } catch (err) {
+      this.c.lastError = `cannot open spool: ${this.clean(err)}`;
+      this.logger.error({ sink: this.name, err: this.c.lastError }, 'spool unavailable: delivering from memory only');
+      this.spool = null;
+    }
+    for (;;) {
+      if (this.abort.signal.aborted) return;
+      if (this.mode === 'spool') {
+        const r = await this.drainSpoolOnce();
+        if (r === 'stop') return;
+        if (r === 'wait') await this.waitForWork();
+        continue;
+      }
+      if (this.queued === 0) {
+        if (this.closing) return;
+        await this.waitForWork();
+        continue;
+      }
+      const full = this.queued >= this.batch.maxRecords || this.memBytes >= this.batch.maxBytes;
+      if (!full && !this.closing && Date.now() - this.firstQueuedAt < this.batch.maxWaitMs) {
+        await this.waitForWork();
+        continue;
+      }
+      const inflight: Inflight = {
+        records: this.takeMem(this.batch.maxRecords, this.batch.maxBytes),
+        copied: false,
+        copyGeneration: -1,
+      };
+      if (this.queued > 0) this.firstQueuedAt = Date.now();
+      this.inflight = inflight;
+      const res = await this.deliver(inflight.records, false);
+      this.inflight = null;
+      if (inflight.copied && !res.handedOff && res.left.length === 0) {
+        // delivered after its copy went to the spool: skip the copy
+        this.skip = { count: inflight.records.length, generation: inflight.copyGeneration };
+      }
+      if (res.left.length) {
+        // close() cut the retries short: it spools (or drops) what is left
+        if (!inflight.copied) this.leftovers = res.left;
+        return;
+      }
+    }
+  }
+
+  private async drainSpoolOnce(): Promise<'sent' | 'wait' | 'stop'> {
+    const spool = this.spool!;
+    const batch: SpoolBatch | null = await spool.read(this.batch.maxRecords, this.batch.maxBytes);
+    if (!batch) {
+      if (this.appending === 0 && !this.spooler) {
+        // spool drained and nothing on its way in: back to direct delivery
+        this.mode = 'direct';
+        this.skip = { count: 0, generation: -1 };
+        this.logger.info({ sink: this.name }, 'sink spool drained');
+        return 'sent';
+      }
+      return this.closing && Date.now() > this.closeDeadline ? 'stop' : 'wait';
+    }
+    let records = batch.records;
+    if (this.skip.count > 0) {
+      if (this.skip.generation === batch.generation) {
+        const n = Math.min(this.skip.count, records.length);
+        this.skip.count -= n;
+        records = records.slice(n);
+      } else {
+        this.skip = { count: 0, generation: -1 };
+      }
+    }
+    if (records.length > 0) {
+      const res = await this.deliver(records, true, () => spool.generation === batch.generation);
+      // cut short by close(): the batch stays in the spool and is sent on the next start
+      if (res.left.length) return 'stop';
+    }
+    await spool.commit(batch);
+    return this.closing && Date.now() > this.closeDeadline ? 'stop' : 'sent';
+  }
+
+  private isIdle(): boolean {
+    return this.mode === 'direct' && this.queued === 0 && this.inflight === null && this.appending === 0;
+  }
+
+  async flush(timeoutMs = 10_000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    const saved = this.batch.maxWaitMs;
+    // a flush means "now": do not let a partial batch wait for its timer
+    this.batch.maxWaitMs = 0;
+    try {
+      while (!this.isIdle()) {
+        if (Date.now() >= deadline) return false;
+        this.wake();
+        await sleep(Math.min(20, Math.max(1, deadline - Date.now())));
+      }
+      return true;
+    } finally {
+      this.batch.maxWaitMs = saved;
+    }
+  }
+
+  reopen(): void {
+    this.transport.reopen?.();
+  }
+
+  async close(timeoutMs = 5000): Promise<void> {
+    if (this.closed || this.closing) return;
+    this.closing = true;
+    this.closeDeadline = Date.now() + timeoutMs;
+    const timer = setTimeout(() => this.abort.abort(), timeoutMs);
+    this.wake();
+    await this.loop;
+    clearTimeout(timer);
+    this.abort.abort();
+    if (this.timer) clearTimeout(this.timer);
+    // whatever could not be delivered in time goes to the spool (sent on the next start) or is lost
+    const rest = [...this.leftovers, ...this.mem.slice(this.memHead)];
+    this.mem = [];
+    this.memHead = 0;
+    this.memBytes = 0;
+    this.leftovers = [];
+    if (this.spool) {
+      while (this.spooler) await sleep(1);
+      if (rest.length) this.appendToSpool(rest);
+      while (this.appending > 0) await sleep(1);
+      await this.spool.close().catch((err) => {
+        this.c.lastError = `spool close failed: ${this.clean(err)}`;
+      });
+    } else {
+      this.noteDrop(rest.length, 'closed before delivery');
+    }
+    this.dropWarning.stop();
+    this.closed = true;
+    await this.transport.close().catch(() => {});
+  }
+}

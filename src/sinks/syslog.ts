@@ -1,0 +1,222 @@
+/**
+ * Syslog transports: RFC 5424 messages over UDP (RFC 5426), TCP with octet-counting framing
+ * (RFC 6587) and TLS (RFC 5425, same framing).
+ *
+ * What "sent" means here: for TCP/TLS the kernel accepted the bytes; syslog has no application
+ * acknowledgement, so messages written just before a connection dies can be lost without an error
+ * (RELP would be needed to know). UDP gives no delivery signal at all.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { SinkRecord } from '../formats/common.js';
+import { type SyslogHeaderOptions, octetFrame, syslogMessage, truncateUtf8 } from '../formats/syslog.js';
+import { type SendOutcome, type Transport, TransportError } from './types.js';
+import { errorMessage } from './util.js';
+
+export interface SyslogTlsOptions {
+  /** PEM contents (read at the edge from caFile / certFile / keyFile) */
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** name to verify the server certificate against (default: host when it is a name) */
+  servername?: string;
+  /** verify the server certificate (default true; turning it off is for tests only) */
+  rejectUnauthorized?: boolean;
+}
+
+export interface SyslogTransportOptions {
+  protocol: 'udp' | 'tcp' | 'tls';
+  host: string;
+  port: number;
+  header?: SyslogHeaderOptions;
+  /** messages longer than this are cut (default 2048 UDP, 8192 TCP/TLS = rsyslog's maxMessageSize) */
+  maxMessageBytes?: number;
+  tls?: SyslogTlsOptions;
+  connectTimeoutMs?: number;
+}
+
+const TLS_HINTS: Record<string, string> = {
+  SELF_SIGNED_CERT_IN_CHAIN: 'server certificate not trusted: set tls.caFile to the CA that signed it',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'server certificate is self-signed and not trusted: set tls.caFile',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'server certificate not trusted: set tls.caFile to the CA that signed it',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'server certificate not trusted: set tls.caFile to the CA that signed it',
+  CERT_HAS_EXPIRED: 'server certificate has expired',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'server certificate does not match the host name: set tls.servername',
+};
+
+export class SyslogTransport implements Transport {
+  readonly description: string;
+  readonly stats = { truncated: 0 };
+  private readonly maxBytes: number;
+  private socket: net.Socket | null = null;
+  private connecting: Promise<net.Socket> | null = null;
+  private udp: dgram.Socket | null = null;
+  private closed = false;
+
+  constructor(private readonly o: SyslogTransportOptions) {
+    this.description = `syslog+${o.protocol}://${o.host.includes(':') ? `[${o.host}]` : o.host}:${o.port}`;
+    this.maxBytes = o.maxMessageBytes ?? (o.protocol === 'udp' ? 2048 : 8192);
+  }
+
+  encode(rec: SinkRecord, line: string): string {
+    const msg = syslogMessage(rec, line, this.o.header);
+    if (msg.length * 3 <= this.maxBytes || Buffer.byteLength(msg, 'utf8') <= this.maxBytes) return msg;
+    this.stats.truncated++;
+    return truncateUtf8(msg, this.maxBytes);
+  }
+
+  async send(batch: readonly string[], signal: AbortSignal): Promise<SendOutcome | void> {
+    if (this.o.protocol === 'udp') return this.sendUdp(batch);
+    const sock = await this.connect(signal);
+    const buf = Buffer.from(batch.map(octetFrame).join(''), 'utf8');
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        sock.destroy();
+        reject(new TransportError('aborted', { retryable: true }));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      const ok = sock.write(buf, (err) => {
+        if (err) {
+          signal.removeEventListener('abort', onAbort);
+          this.drop(sock);
+          reject(new TransportError(`${this.description}: write failed: ${errorMessage(err)}`, { retryable: true }));
+        } else if (ok) {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        }
+      });
+      if (!ok) {
+        // the kernel buffer is full: the receiver is slow; wait so the engine can spool
+        sock.once('drain', () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        });
+      }
+    });
+  }
+
+  private sendUdp(batch: readonly string[]): Promise<void> {
+    if (!this.udp) {
+      this.udp = dgram.createSocket(net.isIPv6(this.o.host) ? 'udp6' : 'udp4');
+      this.udp.on('error', () => {});
+      this.udp.unref();
+    }
+    const sock = this.udp;
+    return new Promise((resolve, reject) => {
+      let left = batch.length;
+      let failed: Error | null = null;
+      for (const msg of batch) {
+        sock.send(Buffer.from(msg, 'utf8'), this.o.port, this.o.host, (err) => {
+          if (err) failed = err;
+          if (--left === 0) {
+            if (failed) reject(new TransportError(`${this.description}: ${errorMessage(failed)}`, { retryable: true }));
+            else resolve();
+          }
+        });
+      }
+      if (batch.length === 0) resolve();
+    });
+  }
+
+  private drop(sock: net.Socket): void {
+    if (this.socket === sock) this.socket = null;
+    sock.destroy();
+  }
+
+  private connect(signal: AbortSignal): Promise<net.Socket> {
+    const s = this.socket;
+    // a peer that closed its side can still accept one write into the void: reconnect instead
+    if (s && !s.destroyed && s.writable && !s.readableEnded) return Promise.resolve(s);
+    if (s) this.drop(s);
+    if (this.connecting) return this.connecting;
+    if (this.closed) return Promise.reject(new TransportError('transport closed', { retryable: false }));
+    this.connecting = new Promise<net.Socket>((resolve, reject) => {
+      const { host, port } = this.o;
+      const timeoutMs = this.o.connectTimeoutMs ?? 10_000;
+      let sock: net.Socket;
+      const isTls = this.o.protocol === 'tls';
+      if (isTls) {
+        const t = this.o.tls ?? {};
+        sock = tls.connect({
+          host,
+          port,
+          ca: t.ca,
+          cert: t.cert,
+          key: t.key,
+          servername: t.servername ?? (net.isIP(host) ? undefined : host),
+          rejectUnauthorized: t.rejectUnauthorized ?? true,
+        });
+      } else {
+        sock = net.connect({ host, port });
+      }
+      const timer = setTimeout(() => fail(new Error(`connect timed out after ${timeoutMs} ms`)), timeoutMs);
+      const onAbort = () => fail(new Error('aborted'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      const cleanup = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        sock.removeListener('error', fail);
+      };
+      function fail(err: Error) {
+        cleanup();
+        sock.destroy();
+        reject(err);
+      }
+      sock.once('error', fail);
+      sock.once(isTls ? 'secureConnect' : 'connect', () => {
+        cleanup();
+        sock.setNoDelay(true);
+        sock.setKeepAlive(true, 30_000);
+        sock.on('error', () => this.drop(sock));
+        sock.on('close', () => this.drop(sock));
+        // servers do not talk back on syslog; reading keeps us told when they close
+        sock.on('data', () => {});
+        sock.on('end', () => this.drop(sock));
+        this.socket = sock;
+        resolve(sock);
+      });
+    })
+      .catch((err: unknown) => {
+        throw new TransportError(this.connectError(err), { retryable: true, cause: err });
+      })
+      .finally(() => {
+        this.connecting = null;
+      });
+    return this.connecting;
+  }
+
+  private connectError(err: unknown): string {
+    const code = (err as NodeJS.ErrnoException).code;
+    const hint = code ? TLS_HINTS[code] : undefined;
+    const what = this.o.protocol === 'tls' ? 'TLS connection' : 'connection';
+    if (hint) return `${what} to ${this.description} refused: ${hint} (${code}: ${(err as Error).message})`;
+    return `${what} to ${this.description} failed: ${errorMessage(err)}`;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const s = this.socket;
+    this.socket = null;
+    if (s && !s.destroyed) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          s.destroy();
+          resolve();
+        }, 1000);
+        s.end(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      s.destroy();
+    }
+    this.udp?.close();
+    this.udp = null;
+  }
+
+  reopen(): void {
+    const s = this.socket;
+    if (s) this.drop(s);
+  }
+}

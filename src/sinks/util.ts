@@ -1,0 +1,119 @@
+/** Small helpers for the sinks: backoff, Retry-After, rate-limited warnings, secret scrubbing. */
+import type { SinkLogger } from './types.js';
+
+export interface RetryOptions {
+  /** first delay, ms */
+  initialMs: number;
+  /** delays stop growing here, ms */
+  maxMs: number;
+  /** tries per batch before it is dropped when there is no spool; Infinity: never give up */
+  maxAttempts: number;
+  /** longest Retry-After we obey, ms (a misconfigured receiver must not park us for a day) */
+  maxRetryAfterMs: number;
+}
+
+export const DEFAULT_RETRY: RetryOptions = {
+  initialMs: 200,
+  maxMs: 30_000,
+  maxAttempts: Infinity,
+  maxRetryAfterMs: 300_000,
+};
+
+/**
+ * Exponential backoff with "equal jitter": half the delay is fixed, half random, so many sinks (or
+ * many collectors) that failed together do not retry together, yet none retries immediately.
+ */
+export function backoffMs(attempt: number, o: RetryOptions, retryAfterMs?: number, rand = Math.random): number {
+  if (retryAfterMs !== undefined) {
+    const wait = Math.min(Math.max(0, retryAfterMs), o.maxRetryAfterMs);
+    return wait + rand() * Math.min(wait * 0.1, 1000);
+  }
+  const exp = Math.min(o.maxMs, o.initialMs * 2 ** Math.max(0, attempt - 1));
+  return exp / 2 + rand() * (exp / 2);
+}
+
+/** Retry-After is either delta-seconds or an HTTP-date (RFC 9110 §10.2.3). */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v === undefined || v === '') return undefined;
+  if (/^\s*\d+\s*$/.test(v)) return Number(v) * 1000;
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) return undefined;
+  return Math.max(0, t - now);
+}
+
+/** Resolves after ms, or early (without rejecting) when the signal aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * Warn at most once per interval, with the counts accumulated meanwhile: a receiver that is down
+ * for an hour must not write a log line per dropped event.
+ */
+export class RateLimitedWarning {
+  private pending = 0;
+  private last = -Infinity;
+  private timer: NodeJS.Timeout | null = null;
+  private lastDetail: object = {};
+  constructor(
+    private readonly logger: SinkLogger,
+    private readonly msg: string,
+    private readonly intervalMs = 60_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  note(count: number, detail: object = {}): void {
+    this.pending += count;
+    this.lastDetail = detail;
+    const t = this.now();
+    if (t - this.last >= this.intervalMs) {
+      this.emit(t);
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        if (this.pending > 0) this.emit(this.now());
+      }, this.last + this.intervalMs - t);
+      this.timer.unref();
+    }
+  }
+
+  private emit(t: number): void {
+    this.logger.warn({ ...this.lastDetail, count: this.pending }, this.msg);
+    this.pending = 0;
+    this.last = t;
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.pending > 0) this.emit(this.now());
+  }
+}
+
+/** Replace every occurrence of each secret so an echoed header or URL cannot leak into logs. */
+export function scrub(text: string, secrets: readonly (string | undefined)[]): string {
+  let out = text;
+  for (const s of secrets) {
+    if (s && s.length >= 4) out = out.split(s).join('[REDACTED]');
+  }
+  return out;
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+    return code && !err.message.includes(code) ? `${err.message} (${code})${cause}` : err.message + cause;
+  }
+  return String(err);
+}
