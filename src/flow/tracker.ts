@@ -19,7 +19,8 @@
  * Events:
  * - new: inserts. A NEW for a flow we hold from the start-up dump (same tuple, preexisting) is the
  *   dump and the event socket racing: the flow becomes a normal one begun at the earlier of the
- *   two times. A NEW repeated for a flow we saw begin is ignored ('duplicate').
+ *   two times, keeping the dump's (newer) state. A NEW repeated for a flow we saw begin is ignored
+ *   ('duplicate').
  * - snapshot: inserts with preexisting=true, unless the id is already held with the same tuple
  *   (subscribe-then-dump overlap): then it is ignored, so nothing is counted twice.
  * - update: refreshes state, status flags, mark, kernel start. An unknown id is inserted as
@@ -175,9 +176,11 @@ export class FlowTracker {
       return 'opened';
     }
     if (!(this.flags[p] & PREEXISTING)) return 'duplicate';
-    this.flags[p] &= ~PREEXISTING;
+    // The dump showed the entry, so it was read after this NEW happened: keep the dump's state and
+    // mark, take only what the NEW knows better (that the flow began now, its kernel start).
+    this.flags[p] = (this.flags[p] & ~PREEXISTING) | statusBits(ev.status);
     if (ev.time < this.starts[p]) this.starts[p] = ev.time;
-    this.refresh(p, ev);
+    if (ev.start !== undefined && this.kernelStarts[p] !== this.kernelStarts[p]) this.kernelStarts[p] = ev.start;
     return 'opened';
   }
 
@@ -463,7 +466,7 @@ export class FlowTracker {
     this.indexInsert(ev.id, p);
   }
 
-  /** Applies what an UPDATE (or a NEW for a dumped flow) says about a held flow. */
+  /** Applies what an UPDATE says about a held flow. */
   private refresh(p: number, ev: ConntrackEvent): void {
     let f = this.flags[p] | statusBits(ev.status);
     if (ev.mark !== undefined) {

@@ -129,10 +129,13 @@ describe('FlowTracker', () => {
   it('makes a dumped flow a normal one when its NEW is read after the dump', () => {
     const t = new FlowTracker();
     const out: FlowEnd[] = [];
-    expect(t.apply(ev('snapshot', 6, { time: T0 + 20 }), out)).toBe('inserted');
+    expect(t.apply(ev('snapshot', 6, { time: T0 + 20, state: 'ESTABLISHED' }), out)).toBe('inserted');
     expect(t.get(6)!.preexisting).toBe(true);
-    expect(t.apply(ev('new', 6, { time: T0 + 30 }), out)).toBe('opened');
-    expect(t.get(6)).toMatchObject({ preexisting: false, start: T0 + 20 });
+    const start = T0 * NS;
+    expect(t.apply(ev('new', 6, { time: T0 + 30, state: 'SYN_SENT', start }), out)).toBe('opened');
+    // the dump's state is newer than the NEW's
+    expect(t.get(6)).toMatchObject({ preexisting: false, start: T0 + 20, state: 'ESTABLISHED', kernelStart: start });
+    expect(t.stateCounts()).toEqual({ ESTABLISHED: 1 });
     expect(t.apply(ev('new', 6, { time: T0 + 40 }), out)).toBe('duplicate');
     expect(t.size).toBe(1);
     expect(out).toEqual([]);
