@@ -9,10 +9,12 @@
  * (snapshot) or first seen by an UPDATE are live but were not opened now, and flows ended by a
  * resync were not closed now, so neither moves a rate; both move live counts.
  *
- * Per destination and per source, the keys are Space-Saving heavy hitters (HeavyHitters): a scan
- * over millions of sources costs at most `topK` tracked keys per dimension. Each tracked key has
- * its own rate windows, started when the key began to be tracked, so a key that displaced another
- * reports rates since then and a nonzero `error`. Protocols are few and counted exactly.
+ * Per destination and per source, the keys are Space-Saving heavy hitters (HeavyHitters) counting
+ * NEW and DESTROY events alike: a scan over millions of sources costs at most `topK` tracked keys
+ * per dimension. Each tracked key has its own rate windows, started when the key began to be
+ * tracked, so a key that displaced another reports rates since then and a nonzero `error` (in
+ * events, decayed like the counts: 0 means the key's figures are complete). Live counts and states
+ * come from the tracker and are exact for every key. Protocols are few and counted exactly.
  * Heavy-hitter counts and lifetime histograms are halved every 60 s of event time, so keys and
  * lifetimes from an hour ago give way to what is happening now.
  *
@@ -25,7 +27,7 @@
 import type { ConntrackEvent, SourceEvent } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import { FlowTracker } from '../flow/tracker.js';
-import { destinationKey } from '../flow/keys.js';
+import { destinationOf } from '../flow/keys.js';
 import type { ChurnSnapshot, KeyChurn, Rates } from './snapshot.js';
 import { DEFAULT_CAPACITY, HeavyHitters } from './heavy.js';
 import { LifetimeHistogram } from './lifetime.js';
@@ -129,7 +131,7 @@ export class ChurnEngine {
       if (ev.netns !== undefined) this.ns = ev.netns;
       switch (ev.event) {
         case 'new': {
-          const key = keyOf(ev);
+          const key = destinationOf(ev);
           if (this.tracker.open(ev, out, key) === 'opened') this.opened(ev, key);
           break;
         }
@@ -315,9 +317,6 @@ function ranked<T>(all: Ranked<T>[], n: number): Ranked<T>[] {
   return all.slice(0, n);
 }
 
-function keyOf(ev: ConntrackEvent): string {
-  return destinationKey(ev.family, ev.dst, ev.dport, ev.proto);
-}
 
 function keyRates(): KeyRates {
   return { since: NaN, opened: new RateWindow(), closed: new RateWindow() };

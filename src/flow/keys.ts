@@ -17,6 +17,11 @@ export function destinationKey(
   return family === 'ipv6' ? `[${dst}]:${dport}/${proto}` : `${dst}:${dport}/${proto}`;
 }
 
+/** The destination key of an event or flow record. */
+export function destinationOf(flow: { family: Family; dst: string; dport?: number; proto: string }): string {
+  return destinationKey(flow.family, flow.dst, flow.dport, flow.proto);
+}
+
 /** Stands for a protocol name that is neither known nor a number; never produced by the decoder. */
 export const UNKNOWN_PROTO = 255;
 

@@ -34,7 +34,7 @@ import type { ConntrackEvent, Family, IcmpFields } from '../source/types.js';
 import { TCP_STATES } from '../source/names.js';
 import type { FlowEnd, FlowEndReason } from './types.js';
 import { InternTable } from './intern.js';
-import { destinationKey, protoCode, protoName } from './keys.js';
+import { destinationOf, protoCode, protoName } from './keys.js';
 
 // flag bits, one byte per flow
 const ASSURED = 1;
@@ -172,7 +172,7 @@ export class FlowTracker {
   open(ev: ConntrackEvent, out: FlowEnd[], destination?: string): 'opened' | 'duplicate' {
     const p = this.held(ev, out);
     if (p < 0) {
-      this.insert(ev, destination ?? keyOf(ev), 0);
+      this.insert(ev, destination ?? destinationOf(ev), 0);
       return 'opened';
     }
     if (!(this.flags[p] & PREEXISTING)) return 'duplicate';
@@ -186,14 +186,14 @@ export class FlowTracker {
 
   snapshot(ev: ConntrackEvent, out: FlowEnd[], destination?: string): 'inserted' | 'ignored' {
     if (this.held(ev, out) >= 0) return 'ignored';
-    this.insert(ev, destination ?? keyOf(ev), PREEXISTING);
+    this.insert(ev, destination ?? destinationOf(ev), PREEXISTING);
     return 'inserted';
   }
 
   update(ev: ConntrackEvent, out: FlowEnd[], destination?: string): 'updated' | 'late' {
     const p = this.held(ev, out);
     if (p < 0) {
-      this.insert(ev, destination ?? keyOf(ev), PREEXISTING);
+      this.insert(ev, destination ?? destinationOf(ev), PREEXISTING);
       return 'late';
     }
     this.refresh(p, ev);
@@ -273,7 +273,7 @@ export class FlowTracker {
     if (zone !== undefined) end.zone = zone;
     if (ev.netns !== undefined) end.netns = ev.netns;
     out.push(end);
-    if (p < 0) return keyOf(ev);
+    if (p < 0) return destinationOf(ev);
     const destination = this.destinations.key(this.dsts[p]);
     this.remove(p);
     return destination;
@@ -633,9 +633,6 @@ export class FlowTracker {
   }
 }
 
-function keyOf(ev: ConntrackEvent): string {
-  return destinationKey(ev.family, ev.dst, ev.dport, ev.proto);
-}
 
 function statusBits(status: readonly string[]): number {
   let bits = 0;
