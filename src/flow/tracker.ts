@@ -8,7 +8,8 @@
  * key, source address) are interned and referenced by number, and an open-addressing index (linear
  * probing, load ≤ 1/2, 4 bytes per bucket) maps an id to its position. A removed flow's position is
  * filled by the last one, so the columns stay dense. Capacity doubles when full and halves when a
- * quarter full: about 50 bytes per flow at 1 M flows, 64 at 100 k.
+ * quarter full: 49 bytes per slot, so 51 bytes per flow at 1 M flows, 64 at 100 k, and at worst 98
+ * just after a doubling (bench/engine.mjs measures it).
  *
  * Ids repeat (KERNEL-NOTES "Conntrack ids repeat"): the kernel reuses an id once its entry is
  * freed. Two live entries do not share one, so an id that arrives with a different original tuple
