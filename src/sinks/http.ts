@@ -218,7 +218,8 @@ export class HttpTransport implements Transport {
     const retry: number[] = [];
     const rejected: number[] = [];
     let duplicates = 0;
-    let firstError: string | undefined;
+    let firstRejected: string | undefined;
+    let firstRetry: string | undefined;
     items.forEach((wrapper, i) => {
       const [op, item] = Object.entries(wrapper)[0] ?? ['', {}];
       const st = item.status ?? 0;
@@ -227,9 +228,14 @@ export class HttpTransport implements Transport {
         duplicates++;
         return;
       }
-      firstError ??= `item ${i}: ${st} ${item.error?.type ?? ''} ${item.error?.reason ?? ''}`.trim();
-      if (st === 429 || st >= 500) retry.push(i);
-      else rejected.push(i);
+      const why = `item ${i}: ${st} ${item.error?.type ?? ''} ${item.error?.reason ?? ''}`.trim();
+      if (st === 429 || st >= 500) {
+        retry.push(i);
+        firstRetry ??= why;
+      } else {
+        rejected.push(i);
+        firstRejected ??= why;
+      }
     });
     if (retry.length === 0 && rejected.length === 0) return { duplicates };
     return {
@@ -237,7 +243,12 @@ export class HttpTransport implements Transport {
       rejected,
       duplicates,
       retryAfterMs,
-      error: this.scrub(`${this.description}: _bulk ${retry.length} to retry, ${rejected.length} rejected; ${firstError}`),
+      // the rejection first: it is the one that needs a human (a mapping to fix)
+      error: this.scrub(
+        `${this.description}: _bulk ${rejected.length} rejected, ${retry.length} to retry` +
+          (firstRejected ? `; ${firstRejected}` : '') +
+          (firstRetry ? `; ${firstRetry}` : ''),
+      ),
     };
   }
 

@@ -100,6 +100,7 @@ export class DeliverySink implements Sink {
 
   private mode: 'direct' | 'spool' = 'direct';
   private spool: Spool | null = null;
+  private spoolFailed = false;
   private readonly ready: Promise<void>;
   /** spool appends not yet finished; the spool serialises them in call order */
   private appending = 0;
@@ -203,7 +204,7 @@ export class DeliverySink implements Sink {
 
     if (this.mode === 'spool') {
       this.kickSpooler();
-    } else if (this.spool && this.memBytes > (this.memory.spillBytes ?? this.memory.maxBytes / 4)) {
+    } else if (this.spoolUsable && this.memBytes > (this.memory.spillBytes ?? this.memory.maxBytes / 4)) {
       this.spill('receiver slow');
     } else if (this.queued >= this.batch.maxRecords || this.memBytes >= this.batch.maxBytes) {
       this.wake();
@@ -259,10 +260,18 @@ export class DeliverySink implements Sink {
     return out;
   }
 
+  /** The spool is configured and did not fail to open (it may still be opening). */
+  private get spoolUsable(): boolean {
+    return this.o.spool !== undefined && !this.spoolFailed;
+  }
+
   private appendToSpool(records: string[]): void {
-    const spool = this.spool!;
     this.appending++;
-    spool.append(records).then(
+    // appends wait for the spool to open; then-callbacks run in registration order, so order holds
+    this.ready.then(() => {
+      if (!this.spool) throw new Error('spool unavailable');
+      return this.spool.append(records);
+    }).then(
       (r) => {
         this.c.spooled += r.appended;
         this.noteDrop(r.dropped, 'spool full');
@@ -279,12 +288,12 @@ export class DeliverySink implements Sink {
 
   /** Switch to spool mode: the batch in flight (if any) first, then the memory queue. */
   private spill(reason: string): void {
-    if (!this.spool || this.mode === 'spool') return;
+    if (!this.spoolUsable || this.mode === 'spool') return;
     this.mode = 'spool';
     this.logger.warn({ sink: this.name, reason, lastError: this.c.lastError }, 'sink spooling to disk');
     if (this.inflight && !this.inflight.copied) {
       this.inflight.copied = true;
-      this.inflight.copyGeneration = this.spool.generation;
+      this.inflight.copyGeneration = this.spool?.generation ?? 0;
       this.appendToSpool(this.inflight.records);
     }
     this.kickSpooler();
@@ -292,7 +301,7 @@ export class DeliverySink implements Sink {
   }
 
   private kickSpooler(): void {
-    if (this.spooler || !this.spool) return;
+    if (this.spooler || !this.spoolUsable) return;
     this.spooler = true;
     // batched so a burst becomes a few large appends instead of one per record
     setImmediate(() => {
@@ -347,7 +356,7 @@ export class DeliverySink implements Sink {
       attempt++;
       this.c.retried += pending.length;
       if (!fromSpool) {
-        if (this.spool) {
+        if (this.spoolUsable) {
           // the receiver is failing: keep the rest on disk, in order, and drain from there
           const inf = this.inflight;
           if (inf && !inf.copied) this.appendToSpool(pending);
@@ -378,6 +387,8 @@ export class DeliverySink implements Sink {
       this.c.lastError = `cannot open spool: ${this.clean(err)}`;
       this.logger.error({ sink: this.name, err: this.c.lastError }, 'spool unavailable: delivering from memory only');
       this.spool = null;
+      this.spoolFailed = true;
+      if (this.mode === 'spool') this.mode = 'direct';
     }
     for (;;) {
       if (this.abort.signal.aborted) return;
@@ -491,11 +502,11 @@ export class DeliverySink implements Sink {
     this.memHead = 0;
     this.memBytes = 0;
     this.leftovers = [];
-    if (this.spool) {
+    if (this.spoolUsable) {
       while (this.spooler) await sleep(1);
       if (rest.length) this.appendToSpool(rest);
       while (this.appending > 0) await sleep(1);
-      await this.spool.close().catch((err) => {
+      await this.spool?.close().catch((err) => {
         this.c.lastError = `spool close failed: ${this.clean(err)}`;
       });
     } else {

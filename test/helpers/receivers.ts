@@ -203,6 +203,7 @@ export type Api = 'hec' | 'bulk' | 'ndjson';
 
 export interface ReceivedRequest {
   api: Api;
+  path: string;
   headers: http.IncomingHttpHeaders;
   /** the records of the request: HEC envelopes, _bulk sources, NDJSON lines (parsed JSON) */
   items: any[];
@@ -267,7 +268,7 @@ export class HttpReceiver {
     const path = req.url ?? '/';
     const api: Api = path.startsWith('/services/collector') ? 'hec' : path.includes('/_bulk') ? 'bulk' : 'ndjson';
     const lines = text.split('\n').filter((l) => l.length > 0);
-    const rec: ReceivedRequest = { api, headers: req.headers, items: [], actions: [] };
+    const rec: ReceivedRequest = { api, path, headers: req.headers, items: [], actions: [] };
     if (api === 'bulk') {
       for (let i = 0; i < lines.length; i += 2) {
         rec.actions.push(JSON.parse(lines[i]));
