@@ -17,12 +17,19 @@ const BINS = 1 + OCTAVES * PER_OCTAVE;
 
 export class LifetimeHistogram {
   private readonly bins = new Float64Array(BINS);
+  /** the range of bins ever touched since the last reset: one destination's flows mostly live
+   * alike, so reset, decay and quantiles walk a few bins instead of 273 */
+  private lo = BINS;
+  private hi = -1;
   /** sum of the bins */
   total = 0;
 
   add(seconds: number, weight = 1): void {
-    this.bins[binOf(seconds)] += weight;
+    const bin = binOf(seconds);
+    this.bins[bin] += weight;
     this.total += weight;
+    if (bin < this.lo) this.lo = bin;
+    if (bin > this.hi) this.hi = bin;
   }
 
   /** The q-quantile (0..1) in seconds; undefined when empty. */
@@ -30,8 +37,8 @@ export class LifetimeHistogram {
     if (!(this.total > 0)) return undefined;
     const target = q * this.total;
     let seen = 0;
-    let last = 0;
-    for (let i = 0; i < BINS; i++) {
+    let last = this.lo;
+    for (let i = this.lo; i <= this.hi; i++) {
       const c = this.bins[i];
       if (c === 0) continue;
       seen += c;
@@ -43,13 +50,15 @@ export class LifetimeHistogram {
 
   /** Multiplies every count by factor (0 < factor ≤ 1), so older flows weigh less. */
   decay(factor: number): void {
-    for (let i = 0; i < BINS; i++) this.bins[i] *= factor;
+    for (let i = this.lo; i <= this.hi; i++) this.bins[i] *= factor;
     this.total *= factor;
   }
 
+  /** Empties it, for reuse by another destination (a heavy-hitter slot changing hands). */
   reset(): void {
-    // Recycled heavy-hitter slots mostly never saw an exact lifetime: skip the 2 KB fill then.
-    if (this.total !== 0) this.bins.fill(0);
+    for (let i = this.lo; i <= this.hi; i++) this.bins[i] = 0;
+    this.lo = BINS;
+    this.hi = -1;
     this.total = 0;
   }
 }

@@ -40,5 +40,10 @@ describe('LifetimeHistogram', () => {
     expect(Math.abs(h.quantile(0.5)! - 0.2) / 0.2).toBeLessThan(0.045);
     h.reset();
     expect(h.quantile(0.5)).toBeUndefined();
+    // nothing of the old contents survives a reset
+    h.add(5);
+    expect(h.total).toBe(1);
+    expect(Math.abs(h.quantile(0)! - 5) / 5).toBeLessThan(0.045);
+    expect(Math.abs(h.quantile(1)! - 5) / 5).toBeLessThan(0.045);
   });
 });
