@@ -1,16 +1,24 @@
 /** The `ctwatch` command: dispatches to a subcommand and turns errors into one line + exit code. */
 import { CtwatchError, EXIT, fromNativeError } from '../util/errors.js';
 import { record, RECORD_HELP } from './record.js';
+import { replay, REPLAY_HELP } from './replay.js';
+import { stats, STATS_HELP } from './stats.js';
+import { top, TOP_HELP } from './top.js';
 
 export const HELP = `ctwatch — watch Linux connection tracking: who fills the conntrack table, and how fast
 
 Usage: ctwatch <command> [options]     (ctwatch <command> --help for details)
 
 Commands:
-  record     write conntrack events as JSON lines (to stdout or a file)
+  top        live view: table fill, time to full, churn, top destinations/sources
+  stats      one snapshot and exit (JSON, or a Nagios-style check with exit status)
+  record     write conntrack events (and flow ends, churn snapshots) as JSON lines
+  replay     run the engine on a recording: flow ends and churn, deterministic
 
 Start here:
-  sudo ctwatch record --netns NAME --duration 10s      events of one namespace, for 10 s
+  sudo ctwatch top                                   who is filling the table, live
+  sudo ctwatch stats --warn 70 --crit 90             a monitoring check
+  sudo ctwatch record --flows --churn 10s -o ct.jsonl   keep a record to replay later
 
 Docs: README.md (troubleshooting), docs/schema.md (every JSON field).
 `;
@@ -19,6 +27,9 @@ type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; help: string }> = {
   record: { run: record, help: RECORD_HELP },
+  top: { run: top, help: TOP_HELP },
+  stats: { run: stats, help: STATS_HELP },
+  replay: { run: replay, help: REPLAY_HELP },
 };
 
 export async function main(argv: string[]): Promise<number> {

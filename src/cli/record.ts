@@ -2,8 +2,12 @@
 import { LiveSource, parseEventList, DEFAULT_RCVBUF } from '../source/live.js';
 import { toLine } from '../recording/schema.js';
 import { openOutput } from '../recording/output.js';
-import type { CtwatchError } from '../util/errors.js';
+import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseCount, parseDuration, parseSize } from './args.js';
+import { ChurnEngine } from '../churn/engine.js';
+import { Pipeline } from '../pipeline/pipeline.js';
+import { liveTable } from '../pipeline/table.js';
+import type { SourceEvent } from '../source/types.js';
 import { logger, onSignals, parse } from './common.js';
 
 export const RECORD_HELP = `Usage: ctwatch record [options]
@@ -24,6 +28,10 @@ Options:
                         until we read them: see README before using on a full table)
   --duration TIME       stop after this long (e.g. 30s, 5m)
   --count N             stop after N events
+  --flows               also write a "flow" line when each flow ends: duration, bytes, packets,
+                        last TCP state (implies --snapshot; see docs/schema.md)
+  --churn TIME          also write a "churn" line every TIME (e.g. 10s): rates per destination,
+                        source and protocol, table fill, time to full
   --log-format text|json  diagnostics on stderr (default text)
   -h, --help            this help
 
@@ -49,6 +57,8 @@ export async function record(argv: string[]): Promise<number> {
     reliable: { type: 'boolean' },
     duration: { type: 'string' },
     count: { type: 'string' },
+    flows: { type: 'boolean' },
+    churn: { type: 'string' },
   });
   if (values.help) {
     process.stdout.write(RECORD_HELP);
@@ -66,7 +76,12 @@ export async function record(argv: string[]): Promise<number> {
     if (!fatal) fatal = err;
     void source?.close();
   });
-  source = new LiveSource({ netns: values.netns, events, rcvbuf, reliable: values.reliable, snapshot: values.snapshot });
+  const churnUs = values.churn ? Math.round(parseDuration(values.churn, '--churn') * 1e6) : undefined;
+  if (churnUs !== undefined && (churnUs < 1e6 || churnUs % 1e6 !== 0)) {
+    throw new CtwatchError('ERR_USAGE', `--churn ${values.churn}: use whole seconds, at least 1s`, { exitCode: EXIT.usage });
+  }
+  const useEngine = values.flows || churnUs !== undefined;
+  source = new LiveSource({ netns: values.netns, events, rcvbuf, reliable: values.reliable, snapshot: values.snapshot || useEngine });
   const src = source;
   log.info({ netns: values.netns ?? '(own)', events: (events ?? ['new', 'destroy']).join(','), rcvbuf: src.counters.rcvbuf, output: output.path }, 'recording conntrack events');
 
@@ -93,7 +108,7 @@ export async function record(argv: string[]): Promise<number> {
   let written = 0;
   let overflows = 0;
   let lastOverflowLog = 0;
-  for await (const batch of src) {
+  const writeEvents = (batch: SourceEvent[]) => {
     // One write per batch: the lines are joined first, so the writer sees a few large strings
     // instead of one per event.
     let chunk = '';
@@ -112,8 +127,23 @@ export async function record(argv: string[]): Promise<number> {
         break;
       }
     }
-    if (!output.write(chunk)) await output.drained();
-  }
+    return output.write(chunk) ? undefined : output.drained();
+  };
+  const writeRecords = (records: { event: string; time: number }[]) => {
+    let chunk = '';
+    for (const r of records) chunk += `${toLine(r as never)}\n`;
+    return output.write(chunk) ? undefined : output.drained();
+  };
+  const pipeline = new Pipeline(
+    src,
+    {
+      events: writeEvents,
+      flows: values.flows ? writeRecords : undefined,
+      snapshot: churnUs !== undefined ? (snap) => (snap.time % churnUs === 0 ? writeRecords([snap]) : undefined) : undefined,
+    },
+    useEngine ? { engine: new ChurnEngine(), wallClock: true, table: liveTable(src) } : {},
+  );
+  await pipeline.run();
   if (timer) clearTimeout(timer);
   clearTimeout(quietCheck);
   await output.end();

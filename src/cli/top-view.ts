@@ -1,0 +1,84 @@
+/**
+ * The `ctwatch top` screen, as a pure function of a snapshot: table fill and time to full first
+ * (the page-worthy facts), then churn, then who: destinations, sources, processes.
+ */
+import type { ChurnSnapshot, KeyChurn } from '../churn/snapshot.js';
+import type { Alert } from '../alerts/types.js';
+import { formatMicros } from '../recording/time.js';
+
+export interface ViewExtras {
+  /** source counters line */
+  source?: { events: number; overflows: number };
+  alerts?: Alert[];
+  width?: number;
+  rows?: number;
+}
+
+const n = (x: number | null | undefined, digits = 0): string => {
+  if (x === null || x === undefined || Number.isNaN(x)) return '-';
+  return x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 }).replace(/,/g, ' ');
+};
+const pct = (x: number | null | undefined): string => (x === null || x === undefined ? '-' : `${(x * 100).toFixed(x < 0.1 ? 1 : 0)} %`);
+const secs = (x: number | undefined): string => (x === undefined ? '-' : x < 1 ? `${(x * 1000).toFixed(0)} ms` : x < 120 ? `${x.toFixed(1)} s` : `${(x / 60).toFixed(0)} min`);
+const pad = (s: string, w: number, right = false) => (s.length >= w ? s.slice(0, w) : right ? s.padStart(w) : s.padEnd(w));
+
+export function timeToFullText(s: number | null): string {
+  if (s === null) return 'not growing';
+  if (s < 90) return `full in ~${Math.round(s)} s`;
+  if (s < 5400) return `full in ~${Math.round(s / 60)} min`;
+  return `full in ~${(s / 3600).toFixed(1)} h`;
+}
+
+function bar(fill: number, width: number): string {
+  const full = Math.max(0, Math.min(width, Math.round(fill * width)));
+  return `${'#'.repeat(full)}${'.'.repeat(width - full)}`;
+}
+
+function table(title: string, rows: KeyChurn[], withStates: boolean, limit: number): string[] {
+  const head = withStates
+    ? `${pad(title, 28)}${pad('NEW/s', 9, true)}${pad('10s', 9, true)}${pad('END/s', 9, true)}${pad('LIVE', 10, true)}${pad('TIME_WAIT', 11, true)}${pad('p50 life', 10, true)}${pad('p99 life', 10, true)}${pad('<1s', 7, true)}`
+    : `${pad(title, 28)}${pad('NEW/s', 9, true)}${pad('10s', 9, true)}${pad('END/s', 9, true)}${pad('LIVE', 10, true)}`;
+  const out = [head];
+  for (const r of rows.slice(0, limit)) {
+    let line = `${pad(r.key, 28)}${pad(n(r.new1, 1), 9, true)}${pad(n(r.new10, 1), 9, true)}${pad(n(r.end1, 1), 9, true)}${pad(n(r.live), 10, true)}`;
+    if (withStates) {
+      line += `${pad(n(r.states?.TIME_WAIT ?? 0), 11, true)}${pad(secs(r.lifetimeP50), 10, true)}${pad(secs(r.lifetimeP99), 10, true)}${pad(r.shortLived === undefined ? '-' : pct(r.shortLived), 7, true)}`;
+    }
+    out.push(line);
+  }
+  if (rows.length === 0) out.push('  (none yet)');
+  return out;
+}
+
+export function renderTop(s: ChurnSnapshot, extras: ViewExtras = {}): string {
+  const lines: string[] = [];
+  const where = s.netns ? `netns ${s.netns}` : 'this host';
+  const src = extras.source ? `   source ${n(extras.source.events)} events, ${n(extras.source.overflows)} overflows` : '';
+  lines.push(`ctwatch top — ${where} — ${formatMicros(s.time).slice(0, 19).replace('T', ' ')} UTC${src}`);
+  const t = s.table;
+  if (t.fill !== null && t.entries !== null && t.max !== null) {
+    lines.push(`table   ${pad(pct(t.fill), 6, true)} [${bar(t.fill, 30)}] ${n(t.entries)} / ${n(t.max)} entries   growth ${t.growth >= 0 ? '+' : ''}${n(t.growth)}/s   ${timeToFullText(t.timeToFull)}`);
+  } else {
+    lines.push(`table   (kernel figures unavailable)   tracked ${n(s.live)}   growth ${n(s.table.growth)}/s`);
+  }
+  const k = t.kernel;
+  if (Object.keys(k).length > 0) {
+    lines.push(`kernel  drop ${n(k.drop ?? 0)}   early_drop ${n(k.early_drop ?? 0)}   insert_failed ${n(k.insert_failed ?? 0)}   error ${n(k.error ?? 0)}   invalid ${n(k.invalid ?? 0)}`);
+  }
+  const o = s.overall;
+  lines.push(`churn   new ${n(o.new1, 1)}/s (10s ${n(o.new10, 1)}/s, 60s ${n(o.new60, 1)}/s)   ended ${n(o.end1, 1)}/s   live ${n(s.live)}   short-lived ${pct(s.shortLived)}`);
+  const states = Object.entries(s.states).sort((a, b) => b[1] - a[1]);
+  if (states.length > 0) lines.push(`states  ${states.map(([name, c]) => `${name} ${n(c)}`).join('   ')}`);
+  if (extras.alerts && extras.alerts.length > 0) {
+    lines.push('');
+    for (const a of extras.alerts) lines.push(`ALERT ${a.severity.toUpperCase()} ${a.message}`);
+  }
+  const rows = extras.rows ?? 40;
+  const each = Math.max(3, Math.floor((rows - lines.length - 8) / 3));
+  lines.push('', ...table('DESTINATION', s.destinations, true, each));
+  lines.push('', ...table('SOURCE', s.sources, false, each));
+  if (s.processes && s.processes.length > 0) lines.push('', ...table('PROCESS', s.processes, false, each));
+  lines.push('', ...table('PROTOCOL', s.protocols, false, 4));
+  const width = extras.width ?? 120;
+  return lines.map((l) => (l.length > width ? l.slice(0, width) : l)).join('\n');
+}

@@ -1,0 +1,106 @@
+/** `ctwatch top`: the live view (or a recording played back at its own pace). */
+import { ChurnEngine } from '../churn/engine.js';
+import type { ChurnSnapshot } from '../churn/snapshot.js';
+import { Pipeline } from '../pipeline/pipeline.js';
+import { liveTable, RecordedTables } from '../pipeline/table.js';
+import { RecordingSource } from '../source/recording.js';
+import type { EventSource } from '../source/types.js';
+import { parseDuration } from './args.js';
+import { logger, onSignals, parse } from './common.js';
+import { openEngineSource, SOURCE_HELP, SOURCE_OPTIONS } from './engine-options.js';
+import { renderTop } from './top-view.js';
+
+export const TOP_HELP = `Usage: ctwatch top [options]
+
+A live view of the conntrack table, refreshed every second: fill and time to full, churn
+(new and ended flows per second), and who causes it: top destinations with their live
+entries by TCP state (TIME_WAIT pile-ups) and flow lifetimes, top sources, protocols.
+
+Options:
+${SOURCE_HELP}
+  --events LIST         kernel events (default new,update,destroy: updates give TCP states)
+  --replay FILE         play a recording instead of the kernel
+  --speed X             replay pace: 1 = as recorded (default), 10 = ten times faster,
+                        0 = as fast as possible (prints only the last screen)
+  -b, --batch           print each screen one after another (for logs and pipes), like top -b
+  --duration TIME       stop after this long
+  -h, --help            this help
+
+Keys: q or Ctrl-C quits.
+Example: sudo ctwatch top --netns ctwatch-demo
+`;
+
+export async function top(argv: string[]): Promise<number> {
+  const { values } = parse('top', argv, {
+    ...SOURCE_OPTIONS,
+    replay: { type: 'string' },
+    speed: { type: 'string' },
+    batch: { type: 'boolean', short: 'b' },
+    duration: { type: 'string' },
+  });
+  if (values.help) {
+    process.stdout.write(TOP_HELP);
+    return 0;
+  }
+  const log = logger(values);
+  const speed = values.speed === undefined ? 1 : Number(values.speed);
+  const tty = process.stdout.isTTY && !values.batch;
+  let source: EventSource;
+  let table;
+  let wallClock = false;
+  if (values.replay) {
+    const tables = new RecordedTables();
+    const rec = new RecordingSource(values.replay, { onOther: tables.onRecord });
+    await rec.check();
+    source = rec;
+    table = tables.reading;
+  } else {
+    const live = openEngineSource(values);
+    source = live;
+    table = liveTable(live);
+    wallClock = true;
+  }
+  const stop = () => void source.close();
+  const offSignals = onSignals(log, stop);
+  const timer = values.duration ? setTimeout(stop, parseDuration(values.duration, '--duration') * 1000) : undefined;
+  if (tty && process.stdin.isTTY) {
+    process.stdin.setRawMode(true);
+    process.stdin.on('data', (d) => {
+      if (d[0] === 0x71 || d[0] === 0x03) stop();
+    });
+  }
+  let last: ChurnSnapshot | undefined;
+  let lastShownAt = 0;
+  let previousTick = NaN;
+  const show = (snap: ChurnSnapshot) => {
+    const screen = renderTop(snap, { source: source.counters, width: process.stdout.columns ?? 120, rows: process.stdout.rows ?? 40 });
+    if (tty) process.stdout.write(`\x1b[H\x1b[2J${screen}\n`);
+    else process.stdout.write(`${screen}\n\n`);
+  };
+  const pipeline = new Pipeline(
+    source,
+    {
+      snapshot: async (snap) => {
+        last = snap;
+        if (values.replay) {
+          if (speed === 0) return;
+          // Pace the replay by recorded time.
+          if (!Number.isNaN(previousTick)) await new Promise((r) => setTimeout(r, (snap.time - previousTick) / 1000 / speed));
+          previousTick = snap.time;
+        }
+        lastShownAt = Date.now();
+        show(snap);
+      },
+    },
+    { engine: new ChurnEngine(), wallClock, table },
+  );
+  await pipeline.run();
+  if (timer) clearTimeout(timer);
+  offSignals();
+  if (tty && process.stdin.isTTY) {
+    process.stdin.setRawMode(false);
+    process.stdin.pause();
+  }
+  if (last && (speed === 0 || lastShownAt === 0)) show(last);
+  return 0;
+}

@@ -1,0 +1,126 @@
+/**
+ * Drives the flow engine from any event source: live or a recording, the same code. Snapshots are
+ * taken on whole-second boundaries of *event time* (just before the first event at or past the
+ * boundary), so a recording replayed gives the same snapshots as the live run that made it. A live
+ * source also ticks on the wall clock when the table is quiet, a little after the boundary (`grace`)
+ * so that events read before it have arrived.
+ */
+import type { ChurnEngine, TableReading } from '../churn/engine.js';
+import type { ChurnSnapshot } from '../churn/snapshot.js';
+import type { FlowEnd } from '../flow/types.js';
+import type { EventSource, SourceEvent } from '../source/types.js';
+
+export interface PipelineHooks {
+  /** every batch as it came from the source (before the engine sees it) */
+  events?(batch: SourceEvent[]): void | Promise<void>;
+  /** flows that ended in a batch */
+  flows?(flows: FlowEnd[]): void | Promise<void>;
+  /** the engine's view at each tick */
+  snapshot?(snap: ChurnSnapshot): void | Promise<void>;
+}
+
+export interface PipelineOptions {
+  /** absent: events only (plain `record`), no engine work at all */
+  engine?: ChurnEngine;
+  /** µs between snapshots; default 1 s */
+  tickUs?: number;
+  /** the kernel's table statistics for a tick (live: read now; replay: as recorded) */
+  table?: (time: number) => TableReading | undefined;
+  /** tick on the wall clock too (live sources) */
+  wallClock?: boolean;
+  graceUs?: number;
+}
+
+/** After this many empty ticks in a row, every window is empty: skip ahead instead of emitting
+ * identical snapshots for a long quiet gap. */
+const MAX_QUIET_TICKS = 61;
+
+export class Pipeline {
+  private readonly engine?: ChurnEngine;
+  private readonly tickUs: number;
+  private readonly graceUs: number;
+  private nextTick = NaN;
+  private busy: Promise<void> = Promise.resolve();
+  snapshots = 0;
+
+  constructor(
+    private readonly source: EventSource,
+    private readonly hooks: PipelineHooks,
+    private readonly options: PipelineOptions = {},
+  ) {
+    this.engine = options.engine;
+    this.tickUs = options.tickUs ?? 1_000_000;
+    this.graceUs = options.graceUs ?? 100_000;
+  }
+
+  async run(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    if (this.engine && this.options.wallClock) {
+      this.nextTick = this.align(Date.now() * 1000);
+      timer = setInterval(() => {
+        // Only between batches: ticks run in the same queue as batch processing.
+        this.busy = this.busy.then(() => this.ticksUpTo(Date.now() * 1000 - this.graceUs));
+      }, 100);
+    }
+    try {
+      for await (const batch of this.source) {
+        // Batches and wall-clock ticks share one queue, so a tick never lands inside a batch.
+        this.busy = this.busy.then(() => this.process(batch));
+        await this.busy;
+      }
+      await this.busy;
+    } finally {
+      if (timer) clearInterval(timer);
+    }
+  }
+
+  private align(timeUs: number): number {
+    return Math.ceil(timeUs / this.tickUs) * this.tickUs;
+  }
+
+  /**
+   * Splits the batch at tick boundaries: for each part, the ticks it crosses come first, then its
+   * events, so a recording holds each `churn` line before the events after its boundary, and a
+   * replay finds the recorded kernel figures when it reaches the same tick.
+   */
+  private async process(batch: SourceEvent[]): Promise<void> {
+    if (!this.engine) {
+      if (this.hooks.events) await this.hooks.events(batch);
+      return;
+    }
+    if (Number.isNaN(this.nextTick) && batch.length > 0) this.nextTick = this.align(batch[0].time + 1);
+    let start = 0;
+    for (let i = 0; i <= batch.length; i++) {
+      const boundary = i === batch.length || batch[i].time >= this.nextTick;
+      if (!boundary) continue;
+      if (i > start) {
+        const part = start === 0 && i === batch.length ? batch : batch.slice(start, i);
+        if (this.hooks.events) await this.hooks.events(part);
+        await this.deliverFlows(this.engine.ingest(part));
+      }
+      if (i < batch.length) await this.ticksUpTo(batch[i].time);
+      start = i;
+    }
+  }
+
+  private async deliverFlows(flows: FlowEnd[]): Promise<void> {
+    if (flows.length > 0 && this.hooks.flows) await this.hooks.flows(flows);
+  }
+
+  private async ticksUpTo(timeUs: number): Promise<void> {
+    if (!this.engine || Number.isNaN(this.nextTick)) return;
+    let emitted = 0;
+    while (timeUs >= this.nextTick) {
+      if (emitted === MAX_QUIET_TICKS) {
+        // Jump to the last boundary before timeUs; the windows are empty by now.
+        this.nextTick = Math.floor(timeUs / this.tickUs) * this.tickUs;
+      }
+      const t = this.nextTick;
+      this.nextTick += this.tickUs;
+      const snap = this.engine.snapshot(t, this.options.table?.(t));
+      this.snapshots++;
+      emitted++;
+      if (this.hooks.snapshot) await this.hooks.snapshot(snap);
+    }
+  }
+}
