@@ -54,8 +54,9 @@ export function headerField(s: string | undefined, max: number): string {
 
 /** SD-PARAM values escape '"', '\' and ']' (RFC 5424 §6.3.3). */
 export function escapeSdValue(s: string): string {
-  return s.replace(/["\\\]]/g, (c) => '\\' + c);
+  return SD_SPECIAL.test(s) ? s.replace(/["\\\]]/g, (c) => '\\' + c) : s;
 }
+const SD_SPECIAL = /["\\\]]/;
 
 /** SD-NAME: 1-32 PRINTUSASCII except '=', SP, ']' and '"'. */
 export function sdName(s: string): string {
@@ -82,7 +83,8 @@ export function structuredData(rec: SinkRecord, pen = DEFAULT_PEN): string {
   if (typeof rec.netns === 'string') params.push(['netns', rec.netns]);
   const body = params
     .filter((p) => p[1] !== undefined)
-    .map(([k, v]) => `${sdName(k)}="${escapeSdValue(String(v))}"`)
+    // the names are ours and already valid SD-NAMEs; only values need escaping
+    .map(([k, v]) => `${k}="${escapeSdValue(String(v))}"`)
     .join(' ');
   return `[ctwatch@${pen} ${body}]`;
 }
