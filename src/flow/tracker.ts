@@ -98,6 +98,11 @@ export interface TrackerOptions {
   capacity?: number;
 }
 
+/** TCP states a connection enters once either side sent FIN or RST. The time of the first one is
+ * when the connection (as the application saw it) ended; the entry then lingers, in TIME_WAIT for
+ * two minutes by default, which is what fills tables. */
+const CLOSING_STATES = new Set(['FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE']);
+
 export class FlowTracker {
   private readonly minCapacity: number;
   private capacity = 0;
@@ -109,6 +114,9 @@ export class FlowTracker {
   private starts!: Float64Array;
   /** ns, kernel start timestamp; NaN when unknown */
   private kernelStarts!: Float64Array;
+  /** ms after `starts` when the TCP connection first began to close (FIN or RST seen: the state
+   * left ESTABLISHED for a closing one); NaN while open, unknown, or without update events */
+  private closings!: Float32Array;
   private states!: Uint8Array;
   private flags!: Uint8Array;
   private protos!: Uint8Array;
@@ -249,6 +257,7 @@ export class FlowTracker {
       end.preexisting = (this.flags[p] & PREEXISTING) !== 0;
       end.begin = this.starts[p];
       if (state === undefined && this.states[p] !== 0) state = this.stateNames[this.states[p]];
+      if (this.closings[p] === this.closings[p]) end.open = Math.max(0, this.closings[p] / 1000);
     }
     if (kernelStart !== undefined) {
       end.begin = Math.floor(kernelStart / 1000);
@@ -424,6 +433,7 @@ export class FlowTracker {
     this.ids[p] = ev.id;
     this.starts[p] = ev.time;
     this.kernelStarts[p] = ev.start ?? NaN;
+    this.closings[p] = NaN;
 
     const d = this.destinations.acquire(destination);
     if (this.destinations.refsOf(d) === 1) {
@@ -494,6 +504,9 @@ export class FlowTracker {
           this.dstStates[row + state]++;
         }
         this.states[p] = state;
+        if (CLOSING_STATES.has(ev.state) && this.closings[p] !== this.closings[p] && !(this.flags[p] & PREEXISTING)) {
+          this.closings[p] = (ev.time - this.starts[p]) / 1000;
+        }
       }
     }
   }
@@ -516,6 +529,7 @@ export class FlowTracker {
       this.ids[p] = this.ids[last];
       this.starts[p] = this.starts[last];
       this.kernelStarts[p] = this.kernelStarts[last];
+      this.closings[p] = this.closings[last];
       this.states[p] = this.states[last];
       this.flags[p] = this.flags[last];
       this.protos[p] = this.protos[last];
@@ -605,7 +619,7 @@ export class FlowTracker {
 
   private resize(capacity: number): void {
     const n = this.n;
-    const grow = <A extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(
+    const grow = <A extends Uint8Array | Uint16Array | Uint32Array | Float32Array | Float64Array>(
       old: A | undefined,
       make: new (length: number) => A,
     ): A => {
@@ -616,6 +630,7 @@ export class FlowTracker {
     this.ids = grow(this.ids, Uint32Array);
     this.starts = grow(this.starts, Float64Array);
     this.kernelStarts = grow(this.kernelStarts, Float64Array);
+    this.closings = grow(this.closings, Float32Array);
     this.states = grow(this.states, Uint8Array);
     this.flags = grow(this.flags, Uint8Array);
     this.protos = grow(this.protos, Uint8Array);

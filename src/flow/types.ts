@@ -23,8 +23,11 @@ export interface FlowEnd {
   icmp?: Tuple['icmp'];
   /** µs since epoch when the flow began (kernel start timestamp, or when we first saw it) */
   begin: number;
-  /** seconds, float */
+  /** seconds the entry was in the table, float (includes TIME_WAIT and other timeouts) */
   duration: number;
+  /** seconds the TCP connection was open: from its start to the first FIN or RST the kernel saw.
+   * Needs update events; absent when unknown or for pre-existing flows */
+  open?: number;
   clock: DurationClock;
   /** true when the flow existed before the collector started (duration is a lower bound) */
   preexisting: boolean;

@@ -112,6 +112,8 @@ function connectOnce(step: ConnectStep): Promise<{ src: string; sport: number } 
     let tuple: { src: string; sport: number } | null = null;
     s.once('connect', () => {
       tuple = { src: s.localAddress ?? '', sport: s.localPort ?? 0 };
+      // Read replies even while holding: an unread stream never sees the peer's FIN, never closes.
+      s.resume();
       s.write('PING\r\n');
       const finish = () => s.end();
       if (step.holdMs) setTimeout(finish, step.holdMs);

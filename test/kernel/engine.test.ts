@@ -94,6 +94,33 @@ describe('flow engine (real kernel, own namespace)', () => {
     }
   });
 
+  it('measures how long connections were open: 300 ms held shows 300 ms within 50 ms', async () => {
+    await ns.exec('conntrack', ['-F']);
+    const e = startEngine(ns);
+    try {
+      await waitFor(e.dumped, 'the start-up dump');
+      await ns.generate({
+        listen: [{ proto: 'tcp', host: '127.0.0.12', port: 6390 }],
+        run: [{ kind: 'connect', host: '127.0.0.12', port: 6390, count: 20, rate: 20, holdMs: 300, concurrency: 20 }],
+      });
+      // The entries now sit in TIME_WAIT (their table lifetime goes on); end them.
+      await ns.exec('conntrack', ['-F']);
+      await waitFor(() => e.flows.filter((f) => f.dport === 6390).length >= 20, '20 flow ends');
+      const held = e.flows.filter((f) => f.dport === 6390);
+      for (const f of held) {
+        expect(f.preexisting).toBe(false);
+        expect(f.open).toBeGreaterThan(0.25);
+        expect(f.open).toBeLessThan(0.35);
+        expect(f.duration).toBeGreaterThanOrEqual(f.open!);
+        expect(f.state).toBe('TIME_WAIT');
+        expect(f.assured).toBe(true);
+      }
+    } finally {
+      await e.source.close();
+      await e.done;
+    }
+  });
+
   it('counts flows that were open before it started exactly once, as pre-existing', async () => {
     await ns.exec('conntrack', ['-F']);
     const pool = ns.spawn(process.execPath, [join(process.cwd(), 'dist/lab/generator.js'), JSON.stringify({
