@@ -37,12 +37,12 @@ export interface SyslogTransportOptions {
 }
 
 const TLS_HINTS: Record<string, string> = {
-  SELF_SIGNED_CERT_IN_CHAIN: 'server certificate not trusted: set tls.caFile to the CA that signed it',
-  DEPTH_ZERO_SELF_SIGNED_CERT: 'server certificate is self-signed and not trusted: set tls.caFile',
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'server certificate not trusted: set tls.caFile to the CA that signed it',
-  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'server certificate not trusted: set tls.caFile to the CA that signed it',
+  SELF_SIGNED_CERT_IN_CHAIN: 'server certificate not trusted: set tls.ca_file to the CA that signed it',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'server certificate is self-signed and not trusted: set tls.ca_file',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'server certificate not trusted: set tls.ca_file to the CA that signed it',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'server certificate not trusted: set tls.ca_file to the CA that signed it',
   CERT_HAS_EXPIRED: 'server certificate has expired',
-  ERR_TLS_CERT_ALTNAME_INVALID: 'server certificate does not match the host name: set tls.servername',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'server certificate does not match the host name (set tls.servername)',
 };
 
 export class SyslogTransport implements Transport {

@@ -141,7 +141,7 @@ describe('syslog framing and TLS', () => {
       const x = set.counters()['syslog-badca'];
       return x.lastError ? x : null;
     }, 5000, 'TLS error');
-    expect(c.lastError).toMatch(/TLS connection to syslog\+tls:\/\/127\.0\.0\.1:\d+ refused: server certificate not trusted: set tls\.caFile/);
+    expect(c.lastError).toMatch(/TLS connection to syslog\+tls:\/\/127\.0\.0\.1:\d+ refused: server certificate not trusted: set tls\.ca_file/);
     expect(c.lastError).toMatch(/UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN/);
     expect(c.sent).toBe(0);
     await set.close(100);
