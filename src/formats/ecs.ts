@@ -201,6 +201,8 @@ export function ecsFlow(f: FlowEnd, opts: FormatOptions = {}): Doc {
     icmp: f.icmp ? { ...f.icmp } : undefined,
     cgroup: p?.cgroup,
     unit: p?.unit,
+    // how long the TCP connection was open (to its first FIN/RST), in ns like event.duration
+    open_duration: f.open === undefined ? undefined : Math.round(f.open * 1e9),
   });
   return doc;
 }

@@ -266,6 +266,8 @@ export function ocsfFlow(f: FlowEnd, opts: FormatOptions = {}): Doc {
       icmp: f.icmp ? { ...f.icmp } : undefined,
       cgroup: p?.cgroup,
       unit: p?.unit,
+      // ms, like OCSF's own duration
+      open_duration: f.open === undefined ? undefined : Math.round(f.open * 1000),
     }),
   };
   return doc;

@@ -75,7 +75,7 @@ export function structuredData(rec: SinkRecord, pen = DEFAULT_PEN): string {
       ['dport', rec.dport],
       ['community_id', communityId(rec)],
     );
-    if (isFlow(rec)) params.push(['duration', rec.duration], ['reason', rec.reason]);
+    if (isFlow(rec)) params.push(['duration', rec.duration], ['open', rec.open], ['reason', rec.reason]);
     else params.push(['state', rec.state]);
   } else if (isAlert(rec)) {
     params.push(['rule', rec.rule], ['severity', rec.severity], ['subject', rec.subject]);

@@ -50,3 +50,13 @@ describe('ECS documents', () => {
     expect(doc.user).toBeUndefined();
   });
 });
+
+describe('FlowEnd.open (seconds the TCP connection was open)', () => {
+  it('goes to conntrack.open_duration in ns (ECS) and unmapped ms (OCSF)', async () => {
+    const { ocsfDocument } = await import('../../src/formats/ocsf.js');
+    const f = { ...(records.tcp4_flow_reset as any), open: 0.3 };
+    expect((ecsDocument(f) as any).conntrack.open_duration).toBe(300_000_000);
+    expect((ocsfDocument(f) as any).unmapped.conntrack.open_duration).toBe(300);
+    expect((ecsDocument(records.tcp4_flow_reset) as any).conntrack.open_duration).toBeUndefined();
+  });
+});
