@@ -6,7 +6,8 @@
         "native/addon.cc",
         "native/reader.cc",
         "native/decode.cc",
-        "native/sockets.cc"
+        "native/sockets.cc",
+        "native/sockdiag.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
@@ -18,6 +19,13 @@
       "cflags_cc!": ["-fno-exceptions"],
       "libraries": ["<!@(pkg-config --libs libnetfilter_conntrack libmnl)"],
       "cflags": ["<!@(pkg-config --cflags libnetfilter_conntrack libmnl)"]
+    },
+    {
+      "target_name": "ctwatch-lab",
+      "type": "executable",
+      "sources": ["native/lab/lab.c"],
+      "cflags": ["-O2", "-Wall", "-pthread"],
+      "ldflags": ["-pthread"]
     }
   ]
 }

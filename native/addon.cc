@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include "reader.h"
+#include "sockdiag.h"
 #include "record.h"
 
 namespace ctwatch {
@@ -26,6 +27,7 @@ Napi::Object Layout(Napi::Env env) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Reader", Reader::Init(env));
   exports.Set("layout", Layout(env));
+  RegisterSockDiag(env, exports);
   return exports;
 }
 

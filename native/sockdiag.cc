@@ -1,0 +1,850 @@
+#include "sockdiag.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
+#include <unordered_set>
+
+#ifndef NETLINK_CAP_ACK
+#define NETLINK_CAP_ACK 10
+#endif
+
+namespace ctwatch {
+
+// One queued unit of work for the namespace thread. Results are filled on the thread and turned
+// into JavaScript values in CallJs, on the JS thread.
+struct DiagJob {
+  enum Kind { kLookup, kRoutes } kind = kLookup;
+  Napi::Promise::Deferred deferred;
+  explicit DiagJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+  std::string text;               // kLookup: the requests, one per line (see Lookup)
+  std::vector<uint32_t> results;  // kLookup: kResultWidth words per request
+  std::vector<std::string> routes;  // kRoutes: "family prefix/len" for each local route
+  OpenError error;                // a failure of the whole job (the socket, the thread)
+};
+
+namespace {
+
+// Per-request result words: errno (0 = found), socket inode (0 = no struct socket: TIME_WAIT,
+// NEW_SYN_RECV, or accepted by the kernel but not yet by the process), uid, TCP state (TCP_* from
+// include/net/tcp_states.h; UDP reports 1 connected / 7 unconnected), remote port the kernel
+// returned (0 for a listener or an unconnected UDP socket), and the local port.
+constexpr size_t kResultWidth = 6;
+// Requests per sendmsg. Each answer is one skb in our receive queue, charged by its truesize
+// (~1-2 KiB); 128 answers fit easily in the 4 MiB we ask for, and the kernel handles every request
+// of a send synchronously inside sendmsg(), so after it returns all answers are already queued.
+constexpr size_t kChunk = 128;
+constexpr int kRcvbuf = 4 << 20;
+
+OpenError Fail(const char* code, int err, const char* syscall, std::string message) {
+  OpenError e;
+  e.code = code;
+  e.err = err;
+  e.syscall = syscall;
+  e.message = std::move(message);
+  return e;
+}
+
+uint64_t MonotonicUs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
+// Enters `path` on the calling thread; `*self_ns` gets a handle to go back with. Same checks and
+// wording as OpenSockets (sockets.cc).
+OpenError EnterNetns(const std::string& path, int* self_ns) {
+  *self_ns = -1;
+  if (path.empty()) return {};
+  int target = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    int err = errno;
+    if (err == ENOENT) {
+      return Fail("ERR_NETNS_NOT_FOUND", err, "open",
+                  "network namespace " + path +
+                      " does not exist: list them with 'ip netns list', or pass a path such as /proc/PID/ns/net");
+    }
+    return Fail("ERR_NETNS", err, "open", "cannot open network namespace " + path + ": " + strerror(err));
+  }
+  *self_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (setns(target, CLONE_NEWNET) < 0) {
+    int err = errno;
+    close(target);
+    if (*self_ns >= 0) close(*self_ns);
+    *self_ns = -1;
+    if (err == EINVAL) return Fail("ERR_NETNS", err, "setns", path + " is not a network namespace file");
+    if (err == EPERM) {
+      return Fail("ERR_NETNS_PERMISSION", err, "setns",
+                  "entering network namespace " + path + " needs CAP_SYS_ADMIN: run ctwatch as root");
+    }
+    return Fail("ERR_NETNS", err, "setns", "cannot enter network namespace " + path + ": " + strerror(err));
+  }
+  close(target);
+  return {};
+}
+
+OpenError OpenNetlink(int protocol, const char* what, const std::string& where, int* out) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
+  if (fd < 0) {
+    int err = errno;
+    if (err == EPROTONOSUPPORT || err == EAFNOSUPPORT) {
+      return Fail("ERR_NO_SOCK_DIAG", err, "socket",
+                  std::string("the kernel's ") + what + " netlink interface is not available" + where +
+                      ": load it with 'modprobe inet_diag tcp_diag udp_diag' (CONFIG_INET_DIAG)");
+    }
+    return Fail("ERR_SOCKDIAG", err, "socket",
+                std::string("cannot open the ") + what + " netlink socket" + where + ": " + strerror(err));
+  }
+  sockaddr_nl local{};
+  local.nl_family = AF_NETLINK;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) < 0) {
+    int err = errno;
+    close(fd);
+    return Fail("ERR_SOCKDIAG", err, "bind",
+                std::string("cannot bind the ") + what + " netlink socket" + where + ": " + strerror(err));
+  }
+  // Errors carry only the header of the failed request back, not the whole request.
+  int on = 1;
+  setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &on, sizeof(on));
+  int size = kRcvbuf;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+  }
+  // A reply that never comes must not hang the thread (and close()) forever.
+  timeval tv{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  *out = fd;
+  return {};
+}
+
+struct Request {
+  uint8_t family = 0;  // AF_INET / AF_INET6
+  uint8_t proto = 0;   // IPPROTO_TCP / IPPROTO_UDP
+  bool listener = false;
+  uint8_t local[16] = {};
+  uint8_t remote[16] = {};
+  uint16_t lport = 0;
+  uint16_t rport = 0;
+};
+
+// "F P LOCAL LPORT REMOTE RPORT": F is 4 or 6, P is 6 (TCP) or 17 (UDP), REMOTE may be '*' (and
+// RPORT 0) to ask for the listening / unconnected socket bound to LOCAL:LPORT.
+bool ParseRequest(const char* line, const char* end, Request* r) {
+  char buf[160];
+  size_t n = static_cast<size_t>(end - line);
+  if (n == 0 || n >= sizeof(buf)) return false;
+  memcpy(buf, line, n);
+  buf[n] = 0;
+  unsigned fam = 0, proto = 0, lport = 0, rport = 0;
+  char local[64], remote[64];
+  if (sscanf(buf, "%u %u %63s %u %63s %u", &fam, &proto, local, &lport, remote, &rport) != 6) return false;
+  if ((fam != 4 && fam != 6) || (proto != IPPROTO_TCP && proto != IPPROTO_UDP)) return false;
+  if (lport > 65535 || rport > 65535) return false;
+  r->family = fam == 4 ? AF_INET : AF_INET6;
+  r->proto = static_cast<uint8_t>(proto);
+  r->lport = static_cast<uint16_t>(lport);
+  r->rport = static_cast<uint16_t>(rport);
+  if (inet_pton(r->family, local, r->local) != 1) return false;
+  if (strcmp(remote, "*") == 0) {
+    r->listener = true;
+    r->rport = 0;
+  } else if (inet_pton(r->family, remote, r->remote) != 1) {
+    return false;
+  }
+  return true;
+}
+
+size_t AddrLen(uint8_t family) { return family == AF_INET ? 4 : 16; }
+
+// Builds one exact-match SOCK_DIAG_BY_FAMILY request (no NLM_F_DUMP: the kernel answers with the
+// one socket or an NLMSG_ERROR, ENOENT when there is none).
+void PutDiagRequest(char* at, const Request& r, uint32_t seq) {
+  auto* nlh = reinterpret_cast<nlmsghdr*>(at);
+  nlh->nlmsg_len = NLMSG_LENGTH(sizeof(inet_diag_req_v2));
+  nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  nlh->nlmsg_flags = NLM_F_REQUEST;
+  nlh->nlmsg_seq = seq;
+  nlh->nlmsg_pid = 0;
+  auto* req = static_cast<inet_diag_req_v2*>(NLMSG_DATA(nlh));
+  memset(req, 0, sizeof(*req));
+  req->sdiag_family = r.family;
+  req->sdiag_protocol = r.proto;
+  req->idiag_states = ~0u;
+  req->id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+  req->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+  const size_t alen = AddrLen(r.family);
+  if (r.proto == IPPROTO_TCP) {
+    // inet_diag_find_one_icsk() looks up (saddr=dst, daddr=src): src is our end. A miss in the
+    // established hash falls back to the listener on src:sport, which the state (LISTEN) shows.
+    req->id.idiag_sport = htons(r.lport);
+    req->id.idiag_dport = htons(r.rport);
+    memcpy(req->id.idiag_src, r.local, alen);
+    memcpy(req->id.idiag_dst, r.remote, alen);
+  } else {
+    // udp_dump_one(): "src and dst are swapped for historical reasons" — the lookup is in receive
+    // orientation, src is the remote end and dst ours.
+    req->id.idiag_sport = htons(r.rport);
+    req->id.idiag_dport = htons(r.lport);
+    memcpy(req->id.idiag_src, r.remote, alen);
+    memcpy(req->id.idiag_dst, r.local, alen);
+  }
+}
+
+constexpr size_t kReqSpace = NLMSG_SPACE(sizeof(inet_diag_req_v2));
+
+}  // namespace
+
+Napi::Function SockDiag::Init(Napi::Env env) {
+  return DefineClass(env, "SockDiag",
+                     {
+                         InstanceMethod<&SockDiag::Open>("open"),
+                         InstanceMethod<&SockDiag::Lookup>("lookup"),
+                         InstanceMethod<&SockDiag::LocalRoutes>("localRoutes"),
+                         InstanceMethod<&SockDiag::Close>("close"),
+                         InstanceMethod<&SockDiag::Counters>("counters"),
+                     });
+}
+
+// Arguments are validated in TypeScript (src/process/sockdiag.ts); here we only read them.
+SockDiag::SockDiag(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SockDiag>(info), env_(info.Env()) {
+  if (info.Length() > 0 && info[0].IsObject()) {
+    Napi::Value netns = info[0].As<Napi::Object>().Get("netns");
+    if (netns.IsString()) netns_ = netns.As<Napi::String>().Utf8Value();
+  }
+}
+
+SockDiag::~SockDiag() { Stop(); }
+
+Napi::Value SockDiag::Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (opened_) return env.Undefined();
+  opened_ = true;
+  // The callback is unused (CallJs settles promises itself); a no-op keeps the TSFN happy.
+  Napi::Function noop = Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
+  tsfn_ = Tsfn::New(env, noop, "ctwatch-sockdiag", 0, 1, this);
+  tsfn_live_ = true;
+  // Idle, the thread must not keep the process alive; Enqueue refs it while jobs are out.
+  tsfn_.Unref(env);
+
+  std::promise<OpenError> opened;
+  std::future<OpenError> result = opened.get_future();
+  thread_ = std::thread(&SockDiag::Run, this, &opened);
+  OpenError e = result.get();
+  if (!e.ok()) {
+    thread_.join();
+    tsfn_.Release();
+    tsfn_live_ = false;
+    stopped_ = true;
+    throw MakeError(env, e);
+  }
+  napi_add_env_cleanup_hook(env, CleanupHook, this);
+  hook_added_ = true;
+  return env.Undefined();
+}
+
+void SockDiag::Run(std::promise<OpenError>* opened) {
+  const std::string where = netns_.empty() ? "" : " in network namespace " + netns_;
+  int self_ns = -1;
+  OpenError e = EnterNetns(netns_, &self_ns);
+  if (e.ok()) e = OpenNetlink(NETLINK_SOCK_DIAG, "sock_diag", where, &diag_fd_);
+  if (e.ok()) e = OpenNetlink(NETLINK_ROUTE, "rtnetlink", where, &route_fd_);
+  if (self_ns >= 0) {
+    // Only this thread left its namespace, and only to create the sockets (they stay bound to it).
+    setns(self_ns, CLONE_NEWNET);
+    close(self_ns);
+  }
+  if (!e.ok()) {
+    if (diag_fd_ >= 0) close(diag_fd_);
+    if (route_fd_ >= 0) close(route_fd_);
+    diag_fd_ = route_fd_ = -1;
+  }
+  bool ok = e.ok();
+  opened->set_value(std::move(e));  // `opened` is dead after this line
+  if (!ok) return;
+
+  for (;;) {
+    DiagJob* job = nullptr;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_) break;
+      job = queue_.front();
+      queue_.pop_front();
+    }
+    const uint64_t t0 = MonotonicUs();
+    if (job->kind == DiagJob::kLookup) RunLookup(job);
+    else RunRoutes(job);
+    busy_us_ += MonotonicUs() - t0;
+    if (tsfn_.NonBlockingCall(job) != napi_ok) delete job;  // only while the env is torn down
+  }
+  // Jobs still queued are settled as cancelled (CallJs rejects them with ERR_SOCKDIAG_CLOSED).
+  std::deque<DiagJob*> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(queue_);
+  }
+  for (DiagJob* job : left) {
+    job->error = Fail("ERR_SOCKDIAG_CLOSED", 0, "", "the socket lookup was cancelled: the SockDiag was closed");
+    if (tsfn_.NonBlockingCall(job) != napi_ok) delete job;
+  }
+  close(diag_fd_);
+  close(route_fd_);
+  diag_fd_ = route_fd_ = -1;
+}
+
+void SockDiag::RunLookup(DiagJob* job) {
+  // Parse every line first; a line that does not parse gets EINVAL and is never sent.
+  std::vector<Request> reqs;
+  std::vector<uint32_t>& out = job->results;
+  const char* p = job->text.data();
+  const char* end = p + job->text.size();
+  while (p < end) {
+    const char* nl = static_cast<const char*>(memchr(p, '\n', static_cast<size_t>(end - p)));
+    const char* stop = nl ? nl : end;
+    Request r;
+    bool ok = ParseRequest(p, stop, &r);
+    reqs.push_back(r);
+    out.insert(out.end(), kResultWidth, 0);
+    out[out.size() - kResultWidth] = ok ? EAGAIN : EINVAL;  // EAGAIN until answered
+    if (!ok) reqs.back().family = 0;
+    p = nl ? nl + 1 : end;
+  }
+  requests_ += reqs.size();
+  ++batches_;
+
+  std::vector<char> tx(kChunk * kReqSpace);
+  std::vector<char> rx(1 << 16);
+  std::vector<size_t> todo;
+  static std::atomic<uint32_t> seq_base{static_cast<uint32_t>(time(nullptr)) << 8};
+
+  for (size_t start = 0; start < reqs.size(); start += kChunk) {
+    const size_t stop = std::min(reqs.size(), start + kChunk);
+    todo.clear();
+    for (size_t i = start; i < stop; i++) {
+      if (reqs[i].family != 0) todo.push_back(i);
+    }
+    // Answers can be lost only if our receive queue overflows; then the missing ones go once more.
+    for (int attempt = 0; attempt < 2 && !todo.empty(); attempt++) {
+      if (attempt > 0) retried_ += todo.size();
+      const uint32_t base = seq_base.fetch_add(static_cast<uint32_t>(kChunk));
+      size_t len = 0;
+      for (size_t k = 0; k < todo.size(); k++) {
+        PutDiagRequest(tx.data() + len, reqs[todo[k]], base + static_cast<uint32_t>(k));
+        len += kReqSpace;
+      }
+      sockaddr_nl kernel{};
+      kernel.nl_family = AF_NETLINK;
+      ssize_t sent;
+      do {
+        sent = sendto(diag_fd_, tx.data(), len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel));
+      } while (sent < 0 && errno == EINTR);
+      ++sends_;
+      if (sent < 0) {
+        int err = errno;
+        for (size_t idx : todo) out[idx * kResultWidth] = static_cast<uint32_t>(err);
+        todo.clear();
+        break;
+      }
+      size_t answered = 0;
+      for (;;) {
+        ssize_t n = recv(diag_fd_, rx.data(), rx.size(), MSG_DONTWAIT);
+        if (n < 0) {
+          if (errno == EINTR || errno == ENOBUFS) continue;  // ENOBUFS: some answers were dropped
+          break;                                            // EAGAIN: everything queued is read
+        }
+        int left = static_cast<int>(n);
+        for (auto* m = reinterpret_cast<nlmsghdr*>(rx.data()); NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
+          uint32_t k = m->nlmsg_seq - base;
+          if (k >= todo.size()) continue;  // a late answer to an earlier attempt
+          uint32_t* res = &out[todo[k] * kResultWidth];
+          if (res[0] != EAGAIN) continue;
+          if (m->nlmsg_type == NLMSG_ERROR) {
+            auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(m));
+            res[0] = static_cast<uint32_t>(e->error < 0 ? -e->error : ENOENT);
+            ++not_found_;
+            answered++;
+          } else if (m->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+                     m->nlmsg_len >= NLMSG_LENGTH(sizeof(inet_diag_msg))) {
+            auto* d = static_cast<inet_diag_msg*>(NLMSG_DATA(m));
+            res[0] = 0;
+            res[1] = d->idiag_inode;
+            res[2] = d->idiag_uid;
+            res[3] = d->idiag_state;
+            // For UDP the kernel reports the socket's own view (sport = local), whatever the
+            // orientation of the request.
+            res[4] = ntohs(d->id.idiag_dport);
+            res[5] = ntohs(d->id.idiag_sport);
+            ++found_;
+            answered++;
+          }
+        }
+        if (answered == todo.size()) break;
+      }
+      std::vector<size_t> again;
+      for (size_t idx : todo) {
+        if (out[idx * kResultWidth] == EAGAIN) again.push_back(idx);
+      }
+      todo.swap(again);
+    }
+  }
+}
+
+void SockDiag::RunRoutes(DiagJob* job) {
+  // The local routing table lists every address this namespace answers for, including whole
+  // prefixes (127.0.0.0/8) that no interface address shows.
+  for (uint8_t family : {AF_INET, AF_INET6}) {
+    struct {
+      nlmsghdr nlh;
+      rtmsg rtm;
+    } req{};
+    req.nlh.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
+    req.nlh.nlmsg_type = RTM_GETROUTE;
+    req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    static std::atomic<uint32_t> seq{1};
+    req.nlh.nlmsg_seq = seq++;
+    req.rtm.rtm_family = family;
+    req.rtm.rtm_table = RT_TABLE_LOCAL;
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    if (sendto(route_fd_, &req, req.nlh.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
+      job->error = Fail("ERR_SOCKDIAG", errno, "sendto", std::string("cannot list local routes: ") + strerror(errno));
+      return;
+    }
+    std::vector<char> rx(1 << 16);
+    bool done = false;
+    while (!done) {
+      ssize_t n = recv(route_fd_, rx.data(), rx.size(), 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        job->error = Fail("ERR_SOCKDIAG", errno, "recv", std::string("cannot list local routes: ") + strerror(errno));
+        return;
+      }
+      int left = static_cast<int>(n);
+      for (auto* m = reinterpret_cast<nlmsghdr*>(rx.data()); NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
+        if (m->nlmsg_seq != req.nlh.nlmsg_seq) continue;
+        if (m->nlmsg_type == NLMSG_DONE || m->nlmsg_type == NLMSG_ERROR) {
+          done = true;
+          break;
+        }
+        if (m->nlmsg_type != RTM_NEWROUTE) continue;
+        auto* rtm = static_cast<rtmsg*>(NLMSG_DATA(m));
+        if (rtm->rtm_type != RTN_LOCAL) continue;
+        int alen = static_cast<int>(RTM_PAYLOAD(m));
+        for (auto* a = RTM_RTA(rtm); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+          if (a->rta_type != RTA_DST) continue;
+          char text[INET6_ADDRSTRLEN];
+          if (inet_ntop(rtm->rtm_family, RTA_DATA(a), text, sizeof(text)) == nullptr) continue;
+          job->routes.push_back(std::string(text) + "/" + std::to_string(rtm->rtm_dst_len));
+        }
+      }
+    }
+  }
+}
+
+Napi::Value SockDiag::Enqueue(Napi::Env env, DiagJob* job) {
+  Napi::Promise promise = job->deferred.Promise();
+  if (stopped_ || !opened_) {
+    OpenError e = Fail("ERR_SOCKDIAG_CLOSED", 0, "", "the SockDiag is closed: open a new one");
+    job->deferred.Reject(MakeError(env, e).Value());
+    delete job;
+    return promise;
+  }
+  // While jobs are out, the thread-safe function (the thread's only way back) keeps the event loop
+  // alive and the wrapper keeps this object from being collected under the thread.
+  if (pending_++ == 0) {
+    tsfn_.Ref(env);
+    Ref();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(job);
+  }
+  cv_.notify_one();
+  return promise;
+}
+
+// lookup(text: string): Promise<Uint32Array> — text holds one request per line
+// ("F P LOCAL LPORT REMOTE RPORT"), the answer kResultWidth words per request, in order.
+Napi::Value SockDiag::Lookup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto* job = new DiagJob(env);
+  job->kind = DiagJob::kLookup;
+  job->text = info[0].As<Napi::String>().Utf8Value();
+  return Enqueue(env, job);
+}
+
+// localRoutes(): Promise<string[]> — "prefix/len" of every RTN_LOCAL route in the namespace.
+Napi::Value SockDiag::LocalRoutes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto* job = new DiagJob(env);
+  job->kind = DiagJob::kRoutes;
+  return Enqueue(env, job);
+}
+
+void SockDiag::CallJs(Napi::Env env, Napi::Function /*callback*/, SockDiag* self, DiagJob* job) {
+  // A null env means the environment is being torn down: free the job, settle nothing.
+  if (env == nullptr) {
+    delete job;
+    return;
+  }
+  if (!job->error.ok()) {
+    job->deferred.Reject(MakeError(env, job->error).Value());
+  } else if (job->kind == DiagJob::kLookup) {
+    Napi::Uint32Array out = Napi::Uint32Array::New(env, job->results.size());
+    if (!job->results.empty()) memcpy(out.Data(), job->results.data(), job->results.size() * sizeof(uint32_t));
+    job->deferred.Resolve(out);
+  } else {
+    Napi::Array out = Napi::Array::New(env, job->routes.size());
+    for (size_t i = 0; i < job->routes.size(); i++) out.Set(i, Napi::String::New(env, job->routes[i]));
+    job->deferred.Resolve(out);
+  }
+  delete job;
+  if (self->pending_ > 0 && --self->pending_ == 0) {
+    if (self->tsfn_live_) self->tsfn_.Unref(env);
+    self->Unref();
+  }
+}
+
+void SockDiag::CleanupHook(void* self) {
+  auto* diag = static_cast<SockDiag*>(self);
+  diag->hook_added_ = false;  // the environment is removing it for us
+  diag->Stop();
+}
+
+void SockDiag::Stop() {
+  if (stopped_ || !opened_) {
+    stopped_ = true;
+    return;
+  }
+  stopped_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // Settled jobs already queued on the TSFN are still delivered; then it finalizes and no longer
+  // holds the event loop open.
+  if (tsfn_live_) {
+    tsfn_.Release();
+    tsfn_live_ = false;
+  }
+  if (hook_added_) {
+    napi_remove_env_cleanup_hook(env_, CleanupHook, this);
+    hook_added_ = false;
+  }
+}
+
+Napi::Value SockDiag::Close(const Napi::CallbackInfo& info) {
+  Stop();
+  return info.Env().Undefined();
+}
+
+Napi::Value SockDiag::Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("requests", Napi::Number::New(env, static_cast<double>(requests_.load())));
+  o.Set("found", Napi::Number::New(env, static_cast<double>(found_.load())));
+  o.Set("notFound", Napi::Number::New(env, static_cast<double>(not_found_.load())));
+  o.Set("retried", Napi::Number::New(env, static_cast<double>(retried_.load())));
+  o.Set("batches", Napi::Number::New(env, static_cast<double>(batches_.load())));
+  o.Set("sends", Napi::Number::New(env, static_cast<double>(sends_.load())));
+  o.Set("busyUs", Napi::Number::New(env, static_cast<double>(busy_us_.load())));
+  o.Set("pending", Napi::Number::New(env, pending_));
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc reads
+
+namespace {
+
+// Reads a small /proc file whole (they are generated on read; one read() usually gets it all).
+bool ReadSmall(const char* path, std::string* out) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  out->clear();
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out->append(buf, static_cast<size_t>(n));
+    if (out->size() > (1 << 20)) break;
+  }
+  close(fd);
+  return !out->empty();
+}
+
+struct Stat {
+  std::string comm;
+  double ppid = 0;
+  double starttime = 0;  // clock ticks after boot: with the pid, the process's identity
+};
+
+// /proc/PID/stat: "pid (comm) state ppid ... starttime(22nd field) ...". comm may hold spaces and
+// parentheses, so fields are counted from the last ')'.
+bool ReadStat(int pid, Stat* st) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  std::string text;
+  if (!ReadSmall(path, &text)) return false;
+  size_t open_paren = text.find('(');
+  size_t close_paren = text.rfind(')');
+  if (open_paren == std::string::npos || close_paren == std::string::npos || close_paren < open_paren) return false;
+  st->comm = text.substr(open_paren + 1, close_paren - open_paren - 1);
+  const char* p = text.c_str() + close_paren + 1;
+  // Fields after ')' start at field 3 (state); ppid is field 4, starttime field 22.
+  int field = 2;
+  while (*p && field < 22) {
+    while (*p == ' ') p++;
+    field++;
+    if (field == 4) st->ppid = strtod(p, nullptr);
+    if (field == 22) {
+      st->starttime = strtod(p, nullptr);
+      return true;
+    }
+    while (*p && *p != ' ') p++;
+  }
+  return false;
+}
+
+double NetnsInode(int pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
+  struct stat sb;
+  if (stat(path, &sb) < 0) return -1;
+  return static_cast<double>(sb.st_ino);
+}
+
+// Appends the inode of every socket among the process's open files ("socket:[INODE]").
+void SocketInodes(int pid, std::vector<double>* out) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+  DIR* dir = opendir(path);
+  if (dir == nullptr) return;
+  const int dfd = dirfd(dir);
+  char link[64];
+  while (dirent* ent = readdir(dir)) {
+    if (ent->d_name[0] == '.') continue;
+    ssize_t n = readlinkat(dfd, ent->d_name, link, sizeof(link) - 1);
+    if (n < 9 || memcmp(link, "socket:[", 8) != 0) continue;
+    link[n] = 0;
+    out->push_back(strtod(link + 8, nullptr));
+  }
+  closedir(dir);
+}
+
+std::vector<int> ListPids() {
+  std::vector<int> pids;
+  DIR* dir = opendir("/proc");
+  if (dir == nullptr) return pids;
+  while (dirent* ent = readdir(dir)) {
+    const char* s = ent->d_name;
+    if (*s < '1' || *s > '9') continue;
+    char* end;
+    long v = strtol(s, &end, 10);
+    if (*end == 0 && v > 0) pids.push_back(static_cast<int>(v));
+  }
+  closedir(dir);
+  return pids;
+}
+
+std::vector<int> IntArray(Napi::Value v) {
+  std::vector<int> out;
+  if (!v.IsTypedArray()) return out;
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  if (ta.TypedArrayType() != napi_int32_array) return out;
+  Napi::Int32Array a = v.As<Napi::Int32Array>();
+  out.assign(a.Data(), a.Data() + a.ElementLength());
+  return out;
+}
+
+std::vector<double> DoubleArray(Napi::Value v) {
+  std::vector<double> out;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) return out;
+  Napi::Float64Array a = v.As<Napi::Float64Array>();
+  out.assign(a.Data(), a.Data() + a.ElementLength());
+  return out;
+}
+
+// The scan: for each process, [pid, starttime, netns inode, n, inode × n], or n = -1 when its
+// descriptors were not read (listed in skipFds, or in a namespace outside the filter). A process
+// that vanished while being read is left out; `listed` is whether the pids came from /proc.
+class ScanWorker : public Napi::AsyncWorker {
+ public:
+  ScanWorker(Napi::Env env, std::vector<int> pids, bool listed, std::vector<int> skip, std::vector<double> netns)
+      : Napi::AsyncWorker(env, "ctwatch-proc-scan"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        pids_(std::move(pids)),
+        listed_(listed),
+        skip_(skip.begin(), skip.end()),
+        netns_(netns.begin(), netns.end()) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    const uint64_t t0 = MonotonicUs();
+    if (listed_) pids_ = ListPids();
+    out_.reserve(pids_.size() * 6);
+    Stat st;
+    for (int pid : pids_) {
+      if (!ReadStat(pid, &st)) continue;
+      out_.push_back(pid);
+      out_.push_back(st.starttime);
+      double ns = NetnsInode(pid);
+      out_.push_back(ns);
+      if (skip_.count(pid) || ns < 0 || (!netns_.empty() && !netns_.count(ns))) {
+        out_.push_back(-1);
+        continue;
+      }
+      size_t count_at = out_.size();
+      out_.push_back(0);
+      SocketInodes(pid, &out_);
+      out_[count_at] = static_cast<double>(out_.size() - count_at - 1);
+      fds_scanned_++;
+    }
+    us_ = MonotonicUs() - t0;
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Float64Array arr = Napi::Float64Array::New(env, out_.size());
+    if (!out_.empty()) memcpy(arr.Data(), out_.data(), out_.size() * sizeof(double));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("records", arr);
+    o.Set("processes", Napi::Number::New(env, static_cast<double>(pids_.size())));
+    o.Set("fdScans", Napi::Number::New(env, static_cast<double>(fds_scanned_)));
+    o.Set("us", Napi::Number::New(env, static_cast<double>(us_)));
+    deferred_.Resolve(o);
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<int> pids_;
+  bool listed_;
+  std::unordered_set<int> skip_;
+  std::unordered_set<double> netns_;
+  std::vector<double> out_;
+  size_t fds_scanned_ = 0;
+  uint64_t us_ = 0;
+};
+
+struct Info {
+  bool ok = false;
+  Stat st;
+  std::string exe;
+  double uid = -1;
+  std::string cgroup;
+};
+
+class InfoWorker : public Napi::AsyncWorker {
+ public:
+  InfoWorker(Napi::Env env, std::vector<int> pids)
+      : Napi::AsyncWorker(env, "ctwatch-proc-info"), deferred_(Napi::Promise::Deferred::New(env)), pids_(std::move(pids)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    infos_.resize(pids_.size());
+    char path[64];
+    std::string text;
+    for (size_t i = 0; i < pids_.size(); i++) {
+      Info& in = infos_[i];
+      const int pid = pids_[i];
+      if (!ReadStat(pid, &in.st)) continue;
+      in.ok = true;
+      snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+      char buf[4096];
+      ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+      if (n > 0) in.exe.assign(buf, static_cast<size_t>(n));
+      snprintf(path, sizeof(path), "/proc/%d/status", pid);
+      if (ReadSmall(path, &text)) {
+        size_t at = text.find("\nUid:");
+        if (at != std::string::npos) in.uid = strtod(text.c_str() + at + 5, nullptr);  // real uid
+      }
+      snprintf(path, sizeof(path), "/proc/%d/cgroup", pid);
+      if (ReadSmall(path, &text)) in.cgroup = text;
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Array arr = Napi::Array::New(env, infos_.size());
+    for (size_t i = 0; i < infos_.size(); i++) {
+      const Info& in = infos_[i];
+      if (!in.ok) {
+        arr.Set(i, env.Null());
+        continue;
+      }
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("pid", Napi::Number::New(env, pids_[i]));
+      o.Set("ppid", Napi::Number::New(env, in.st.ppid));
+      o.Set("starttime", Napi::Number::New(env, in.st.starttime));
+      o.Set("comm", Napi::String::New(env, in.st.comm));
+      if (!in.exe.empty()) o.Set("exe", Napi::String::New(env, in.exe));
+      if (in.uid >= 0) o.Set("uid", Napi::Number::New(env, in.uid));
+      o.Set("cgroup", Napi::String::New(env, in.cgroup));
+      arr.Set(i, o);
+    }
+    deferred_.Resolve(arr);
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<int> pids_;
+  std::vector<Info> infos_;
+};
+
+}  // namespace
+
+// scanProcesses({ pids?: Int32Array, skipFds?: Int32Array, netns?: Float64Array }): Promise<{
+//   records: Float64Array, processes, fdScans, us }>. Without `pids`, every process in /proc.
+Napi::Value ScanProcesses(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+  Napi::Value pids = o.Get("pids");
+  bool listed = !pids.IsTypedArray();
+  auto* w = new ScanWorker(env, IntArray(pids), listed, IntArray(o.Get("skipFds")), DoubleArray(o.Get("netns")));
+  Napi::Promise promise = w->Promise();
+  w->Queue();
+  return promise;
+}
+
+// procInfo(pids: Int32Array): Promise<({ pid, ppid, starttime, comm, exe?, uid?, cgroup } | null)[]>
+Napi::Value ProcInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto* w = new InfoWorker(env, IntArray(info[0]));
+  Napi::Promise promise = w->Promise();
+  w->Queue();
+  return promise;
+}
+
+void RegisterSockDiag(Napi::Env env, Napi::Object exports) {
+  exports.Set("SockDiag", SockDiag::Init(env));
+  exports.Set("scanProcesses", Napi::Function::New<ScanProcesses>(env, "scanProcesses"));
+  exports.Set("procInfo", Napi::Function::New<ProcInfo>(env, "procInfo"));
+}
+
+}  // namespace ctwatch
