@@ -74,7 +74,13 @@ export function topSourceText(s: ChurnSnapshot): string {
   const src = s.sources[0];
   const proc = s.processes?.[0];
   const p = proc ? processText(parseProcessKey(proc.key)) : '';
-  if (src) return `top source ${src.key}${p ? ` (${p})` : ''}`;
+  if (src) {
+    // Several sources at a similar rate (a fleet of workers): name the next ones too.
+    const close = s.sources.slice(1, 3).filter((o) => o.new1 >= src.new1 * 0.5).map((o) => o.key);
+    const more = s.sources.slice(3).filter((o) => o.new1 >= src.new1 * 0.5).length;
+    const others = close.length ? `, ${close.join(', ')}${more ? ` (+${more})` : ''}` : '';
+    return `top source${others ? 's' : ''} ${src.key}${p ? ` (${p})` : ''}${others}`;
+  }
   return p ? `top process ${p}` : '';
 }
 

@@ -322,13 +322,14 @@ export class AlertEvaluator {
       lifetimeP50: d.lifetimeP50 ?? null,
       shortLived: d.shortLived ?? null,
     };
-    // "61 % of table, full in ~3 min": how much of the table this destination holds, and how long
-    // the table has left
+    // "holds 61 % of all entries, table 48 % full, full in ~3 min": how much of the table
+    // this destination holds, how full the table is, and how long it has left. Both percentages
+    // are spelled out: "61 % of table" alone was read as the fill.
     const tableTail = (): string => {
       const parts: string[] = [];
-      if (share !== null && share >= 0.01) parts.push(`${formatPercent(share)} of table`);
+      if (share !== null && share >= 0.01) parts.push(`holds ${formatPercent(share)} of all entries`);
+      if (s.table.fill !== null) parts.push(`table ${formatPercent(s.table.fill)} full`);
       if (s.table.timeToFull !== null) parts.push(`full in ${formatDuration(s.table.timeToFull)}`);
-      else if (s.table.fill !== null && s.table.fill >= 0.5) parts.push(`table ${formatPercent(s.table.fill)} full`);
       return parts.map((p) => `, ${p}`).join('');
     };
     const who = (): string => {
@@ -383,7 +384,7 @@ export class AlertEvaluator {
         const v = d.states[r.state] ?? 0;
         const detail = (): string => {
           const parts = [`of ${formatCount(d.live, g)} live`];
-          if (share !== null && share >= 0.01) parts.push(`${formatPercent(share)} of table`);
+          if (share !== null && share >= 0.01) parts.push(`${formatPercent(share)} of all entries`);
           let text = ` (${parts.join(', ')}), ${formatRate(d.new10, g)} new/s`;
           if (d.lifetimeP50 !== undefined) text += `, lifetime p50 ${formatLifetime(d.lifetimeP50)}`;
           // the story's leaky pool: each request a fresh connection, each close a TIME_WAIT entry

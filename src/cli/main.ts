@@ -4,18 +4,23 @@ import { record, RECORD_HELP } from './record.js';
 import { replay, REPLAY_HELP } from './replay.js';
 import { stats, STATS_HELP } from './stats.js';
 import { top, TOP_HELP } from './top.js';
+import { watch, WATCH_HELP } from './watch.js';
+import { demo, DEMO_HELP } from './demo.js';
 
 export const HELP = `ctwatch — watch Linux connection tracking: who fills the conntrack table, and how fast
 
 Usage: ctwatch <command> [options]     (ctwatch <command> --help for details)
 
 Commands:
+  demo       the table-full incident reproduced in a throwaway namespace, caught live
   top        live view: table fill, time to full, churn, top destinations/sources
+  watch      the daemon: churn alerts that name the destination and source (systemd unit)
   stats      one snapshot and exit (JSON, or a Nagios-style check with exit status)
   record     write conntrack events (and flow ends, churn snapshots) as JSON lines
   replay     run the engine on a recording: flow ends and churn, deterministic
 
 Start here:
+  sudo ctwatch demo                                  see it catch a leaking connection pool
   sudo ctwatch top                                   who is filling the table, live
   sudo ctwatch stats --warn 70 --crit 90             a monitoring check
   sudo ctwatch record --flows --churn 10s -o ct.jsonl   keep a record to replay later
@@ -27,7 +32,9 @@ type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; help: string }> = {
   record: { run: record, help: RECORD_HELP },
+  demo: { run: demo, help: DEMO_HELP },
   top: { run: top, help: TOP_HELP },
+  watch: { run: watch, help: WATCH_HELP },
   stats: { run: stats, help: STATS_HELP },
   replay: { run: replay, help: REPLAY_HELP },
 };

@@ -185,7 +185,7 @@ describe('the one-line message', () => {
     const out = feed(ev, 0, 30, (s) => incident(s, true));
     const churn = out.find((a) => a.rule === 'churn_per_destination')!;
     expect(churn.message).toBe(
-      'churn to 127.0.0.5:6379/tcp 2 340 new/s (×40 its median), 61 % of table, full in ~3 min; top source 127.0.1.7 (pid 4121 api-worker)',
+      'churn to 127.0.0.5:6379/tcp 2 340 new/s (×40 its median), holds 61 % of all entries, table 61 % full, full in ~3 min; top source 127.0.1.7 (pid 4121 api-worker)',
     );
     expect(churn.at).toBe(25);
     expect(churn.hint).toBe('conntrack -L -p tcp -d 127.0.0.5 --dport 6379');
@@ -210,7 +210,7 @@ describe('the one-line message', () => {
     expect(byRule.get('churn_per_destination')!.message).toMatch(/; top source 127\.0\.1\.7$/);
     expect(byRule.get('churn_per_destination')!.top.processes).toBeUndefined();
     expect(byRule.get('churn_baseline')!.message).toBe(
-      'churn to 127.0.0.5:6379/tcp 2 340 new/s, ×40 its median of 59/s over 30 s, 61 % of table, full in ~3 min; top source 127.0.1.7',
+      'churn to 127.0.0.5:6379/tcp 2 340 new/s, ×40 its median of 59/s over 30 s, holds 61 % of all entries, table 61 % full, full in ~3 min; top source 127.0.1.7',
     );
     expect(byRule.get('time_to_full')!.message).toBe(
       'conntrack table full in ~3 min at +142/s, now 61 % full (40 000 / 65 536); top destination 127.0.0.5:6379/tcp 2 340 new/s (23 900 TIME_WAIT); top source 127.0.1.7',
@@ -218,7 +218,7 @@ describe('the one-line message', () => {
     expect(byRule.get('time_to_full')!.hint).toBe('ctwatch top');
     const tw = byRule.get('time_wait_pileup')!;
     expect(tw.message).toBe(
-      '23 900 TIME_WAIT flows to 127.0.0.5:6379/tcp (of 24 400 live, 61 % of table), 2 340 new/s, lifetime p50 0.02 s: connections are not being reused; top source 127.0.1.7',
+      '23 900 TIME_WAIT flows to 127.0.0.5:6379/tcp (of 24 400 live, 61 % of all entries), 2 340 new/s, lifetime p50 0.02 s: connections are not being reused; top source 127.0.1.7',
     );
     expect(tw.hint).toBe('conntrack -L -p tcp -d 127.0.0.5 --dport 6379 --state TIME_WAIT');
   });
@@ -226,13 +226,13 @@ describe('the one-line message', () => {
   it('groups with a narrow no-break space by default', () => {
     const ev = new AlertEvaluator(only('churn_per_destination', { for: 0 }));
     const [a] = ev.evaluate(snap(0, { dests: [dest(REDIS, 2340)] }));
-    expect(a.message).toBe(`churn to ${REDIS} 2\u202f340 new/s`);
+    expect(a.message).toBe(`churn to ${REDIS} 2\u202f340 new/s, table 1.5 % full`);
   });
 
   it('names the netns and runs the hint inside it', () => {
     const ev = new AlertEvaluator(only('churn_per_destination', { for: 0 }));
     const [a] = ev.evaluate(snap(0, { netns: 'blue', dests: [dest('[2001:db8::1]:443/tcp', 900)] }));
-    expect(a.message).toBe('netns blue: churn to [2001:db8::1]:443/tcp 900 new/s');
+    expect(a.message).toBe('netns blue: churn to [2001:db8::1]:443/tcp 900 new/s, table 1.5 % full');
     expect(a.netns).toBe('blue');
     expect(a.hint).toBe('ip netns exec blue conntrack -L -f ipv6 -p tcp -d 2001:db8::1 --dport 443');
     const [b] = new AlertEvaluator(only('table_fill', { for: 0 })).evaluate(snap(0, { netns: '/proc/42/ns/net', table: { entries: 60_000 } }));

@@ -1,0 +1,135 @@
+/** `ctwatch watch`: the daemon. Collection, engine and alerting until SIGTERM. */
+import { ConfigError, defaultConfig, loadAlertConfig, type AlertConfig } from '../alerts/index.js';
+import { Watcher } from '../pipeline/watcher.js';
+import { toLine } from '../recording/schema.js';
+import { openOutput, type Output } from '../recording/output.js';
+import { CtwatchError, EXIT } from '../util/errors.js';
+import { parseDuration } from './args.js';
+import { logger, onSignals, parse } from './common.js';
+import { openEngineSource, SOURCE_HELP, SOURCE_OPTIONS } from './engine-options.js';
+
+export const WATCH_HELP = `Usage: ctwatch watch [options]
+
+Run as a daemon: follow the conntrack table, compute churn, and raise alerts that say what is
+happening and who causes it, e.g.
+  churn to 127.0.0.5:6379/tcp 2 340 new/s (×40 its median), 61 % of table, full in ~3 min;
+  top source 127.0.1.7
+Alerts go to stderr (the log), to --output as JSON lines ("alert" / "resolved"), and to the
+webhooks and exec hooks of the rules file. Built-in rules apply with no file (docs/alerts.md).
+
+Options:
+${SOURCE_HELP}
+  --events LIST         kernel events (default new,update,destroy: updates give TCP states)
+  --rules FILE          alert rules and deliveries (YAML, docs/alerts.md); reloaded on SIGHUP
+  --check-rules         validate --rules and exit (0 valid, 78 invalid: file:line: reason)
+  -o, --output FILE|-   write alerts (and --flows, --churn lines) as JSON lines; reopened on SIGHUP
+  --flows               also write a "flow" line per flow that ends
+  --churn TIME          also write a "churn" line every TIME (e.g. 10s)
+  --status TIME         log a status line every TIME (default 1m; 0 = never)
+  --log-format text|json
+  -h, --help            this help
+
+Signals: SIGHUP reloads --rules and reopens --output; SIGTERM/SIGINT drain deliveries, flush
+and exit 0 (a second one exits at once).
+Example:
+  sudo ctwatch watch --netns prod --rules /etc/ctwatch/rules.yaml -o /var/log/ctwatch/alerts.jsonl
+A systemd unit is in contrib/ctwatch.service.
+`;
+
+async function loadRules(path: string | undefined): Promise<AlertConfig> {
+  if (!path) return defaultConfig();
+  try {
+    return await loadAlertConfig(path);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CtwatchError('ERR_RULES', err.message.split('\n')[0], { exitCode: EXIT.config, cause: err });
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') throw new CtwatchError('ERR_RULES', `rules file ${path} does not exist`, { exitCode: EXIT.noInput });
+    throw err;
+  }
+}
+
+export async function watch(argv: string[]): Promise<number> {
+  const { values } = parse('watch', argv, {
+    ...SOURCE_OPTIONS,
+    rules: { type: 'string' },
+    'check-rules': { type: 'boolean' },
+    output: { type: 'string', short: 'o' },
+    flows: { type: 'boolean' },
+    churn: { type: 'string' },
+    status: { type: 'string' },
+  });
+  if (values.help) {
+    process.stdout.write(WATCH_HELP);
+    return 0;
+  }
+  const log = logger(values);
+  let config = await loadRules(values.rules);
+  if (values['check-rules']) {
+    process.stdout.write(`${values.rules ?? '(built-in rules)'}: ${config.rules.length} rules, ${config.deliver.length} deliveries: valid\n`);
+    return 0;
+  }
+  const churnUs = values.churn ? Math.round(parseDuration(values.churn, '--churn') * 1e6) : undefined;
+  const statusMs = parseDuration(values.status ?? '1m', '--status') * 1000;
+  let fatal: CtwatchError | undefined;
+  let output: Output | undefined;
+  const source = openEngineSource(values);
+  if (values.output) {
+    output = openOutput(values.output, (err) => {
+      fatal ??= err;
+      void source.close();
+    });
+  }
+  const write = (records: { event: string; time: number }[]) => {
+    if (!output) return;
+    let chunk = '';
+    for (const r of records) chunk += `${toLine(r as never)}\n`;
+    return output.write(chunk) ? undefined : output.drained();
+  };
+  const watcher = new Watcher(source, config, {
+    alerts: write,
+    flows: values.flows ? write : undefined,
+    snapshot: churnUs ? (snap) => (snap.time % churnUs === 0 ? write([snap]) : undefined) : undefined,
+  }, log);
+  log.info({ netns: values.netns ?? '(own)', rules: values.rules ?? '(built-in)', rulesCount: config.rules.length, deliveries: config.deliver.length, output: output?.path ?? '(none)' }, 'watching the conntrack table');
+
+  const offSignals = onSignals(
+    log,
+    (signal) => {
+      log.info({ signal }, 'stopping: draining deliveries and flushing');
+      void source.close();
+    },
+    () => {
+      output?.reopen();
+      loadRules(values.rules).then(
+        async (next) => {
+          config = next;
+          await watcher.reload(next);
+          log.info({ rules: values.rules ?? '(built-in)', rulesCount: next.rules.length }, 'reloaded rules (SIGHUP)');
+        },
+        (err: Error) => log.error(`rules not reloaded, keeping the old ones: ${err.message}`),
+      );
+    },
+  );
+  const status = statusMs > 0
+    ? setInterval(() => {
+        const s = watcher.last;
+        const c = source.counters;
+        log.info({ events: c.events, overflows: c.overflows, live: s?.live, fill: s?.table.fill === null || s === undefined ? undefined : Math.round(s.table.fill * 1000) / 10, newPerS: s ? Math.round(s.overall.new10) : undefined, alerts: watcher.activeAlerts().length }, 'status');
+      }, statusMs)
+    : undefined;
+  status?.unref();
+
+  await watcher.run();
+  if (status) clearInterval(status);
+  const drained = await watcher.close(5000);
+  await output?.end();
+  offSignals();
+  const c = source.counters;
+  const fired = watcher.history.filter((a) => a.event === 'alert').length;
+  log.info({ events: c.events, overflows: c.overflows, alerts: fired, deliveriesDrained: drained, deliveries: watcher.deliveryStats() }, 'stopped');
+  if (fatal && fatal.code !== 'ERR_OUTPUT_CLOSED') {
+    log.error(fatal.message);
+    return fatal.exitCode;
+  }
+  return 0;
+}

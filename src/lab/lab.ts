@@ -1,0 +1,100 @@
+/**
+ * A throwaway network namespace with a "Redis" server and its clients, for the demo (and anyone
+ * who wants to see ctwatch work without touching a real host). Everything runs inside the
+ * namespace on loopback addresses, and `destroy()` removes it all, also on Ctrl-C.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CtwatchError, EXIT } from '../util/errors.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const LAB_BINARY = join(ROOT, 'build', 'Release', 'ctwatch-lab');
+export const GENERATOR = join(ROOT, 'dist', 'lab', 'generator.js');
+
+export class Lab {
+  readonly name: string;
+  private readonly children = new Set<ChildProcess>();
+  private destroyed = false;
+
+  constructor(name = `ctwatch-demo-${process.pid}`) {
+    this.name = name;
+  }
+
+  /** Creates the namespace: lo up, a ruleset that makes the kernel track connections, and the
+   * whole port range for clients (one source address can then hold ~64 k TIME_WAIT entries). */
+  create(): void {
+    if (!existsSync(LAB_BINARY)) {
+      throw new CtwatchError('ERR_LAB', `the lab programs are not built (${LAB_BINARY}): run 'npm run build'`, { exitCode: EXIT.unavailable });
+    }
+    const run = (args: string[], input?: string) => {
+      try {
+        execFileSync('ip', args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'], input });
+      } catch (err) {
+        const stderr = String((err as { stderr?: Buffer }).stderr ?? '').trim();
+        throw new CtwatchError('ERR_LAB', `setting up the demo namespace failed: ip ${args.join(' ')}: ${stderr || (err as Error).message}${/Operation not permitted/.test(stderr) ? ' (run as root)' : ''}`, { exitCode: /Operation not permitted/.test(stderr) ? EXIT.noPerm : EXIT.failure });
+      }
+    };
+    run(['netns', 'add', this.name]);
+    try {
+      run(['-n', this.name, 'link', 'set', 'lo', 'up']);
+      run(['netns', 'exec', this.name, 'nft', '-f', '-'], 'add table inet ctwatch_demo\nadd chain inet ctwatch_demo out { type filter hook output priority 0; }\nadd rule inet ctwatch_demo out ct state new counter\n');
+      run(['netns', 'exec', this.name, 'sysctl', '-qw', 'net.ipv4.ip_local_port_range=1024 65535']);
+    } catch (err) {
+      this.destroy();
+      throw err;
+    }
+  }
+
+  /** Starts a program inside the namespace; it is killed by destroy(). */
+  spawn(command: string, args: string[], onLine?: (line: string) => void): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', this.name, command, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.children.add(child);
+    child.on('exit', () => this.children.delete(child));
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        onLine?.(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    });
+    child.stderr!.resume();
+    return child;
+  }
+
+  server(host: string, port: number): ChildProcess {
+    return this.spawn(LAB_BINARY, ['serve', host, String(port)]);
+  }
+
+  /** The healthy client: a few pooled connections reused for every request. */
+  pooledClient(host: string, port: number, rate: number): ChildProcess {
+    return this.spawn(process.execPath, [GENERATOR, JSON.stringify({ run: [{ kind: 'pool', host, port, connections: 8, rate, durationMs: 3_600_000 }] })]);
+  }
+
+  /** The leak: a new connection per request, from the given source addresses. */
+  leakyClient(host: string, port: number, sources: string[], rate: number, seconds: number, onProgress?: (made: number) => void): ChildProcess {
+    return this.spawn(LAB_BINARY, ['leak', host, String(port), sources.join(','), String(rate), String(seconds), '2'], (line) => {
+      try {
+        const o = JSON.parse(line) as { made?: number };
+        if (o.made !== undefined) onProgress?.(o.made);
+      } catch {
+        /* not a progress line */
+      }
+    });
+  }
+
+  /** Kills every program and deletes the namespace (its conntrack table goes with it). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const c of this.children) c.kill('SIGKILL');
+    try {
+      execFileSync('ip', ['netns', 'del', this.name], { stdio: 'ignore' });
+    } catch {
+      /* already gone */
+    }
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Collection + engine + alerting, as one unit: what `ctwatch watch` runs as a daemon and what the
+ * demo runs in front of the operator. I/O stays at the edges: the caller gives hooks for what to
+ * do with snapshots, alerts and flow ends.
+ */
+import { AlertEvaluator, createDispatcher, defaultConfig, type AlertConfig, type Dispatcher } from '../alerts/index.js';
+import type { Alert } from '../alerts/types.js';
+import { ChurnEngine } from '../churn/engine.js';
+import type { ChurnSnapshot } from '../churn/snapshot.js';
+import type { FlowEnd } from '../flow/types.js';
+import type { LiveSource } from '../source/live.js';
+import type { SourceEvent } from '../source/types.js';
+import type { Logger } from '../util/log.js';
+import { Pipeline } from './pipeline.js';
+import { liveTable } from './table.js';
+
+export interface WatcherHooks {
+  events?(batch: SourceEvent[]): void | Promise<void>;
+  flows?(flows: FlowEnd[]): void | Promise<void>;
+  snapshot?(snap: ChurnSnapshot, active: Alert[]): void | Promise<void>;
+  alerts?(alerts: Alert[]): void | Promise<void>;
+}
+
+export class Watcher {
+  readonly engine = new ChurnEngine();
+  private evaluator: AlertEvaluator;
+  private dispatcher: Dispatcher;
+  private readonly pipeline: Pipeline;
+  /** every alert and resolution so far, in order */
+  readonly history: Alert[] = [];
+  last?: ChurnSnapshot;
+
+  constructor(
+    readonly source: LiveSource,
+    private config: AlertConfig = defaultConfig(),
+    private readonly hooks: WatcherHooks = {},
+    private readonly log?: Logger,
+  ) {
+    this.evaluator = new AlertEvaluator(config);
+    this.dispatcher = createDispatcher(config.deliver, { log });
+    this.pipeline = new Pipeline(
+      source,
+      {
+        events: hooks.events,
+        flows: hooks.flows,
+        snapshot: (snap) => this.onSnapshot(snap),
+      },
+      { engine: this.engine, wallClock: true, table: liveTable(source) },
+    );
+  }
+
+  run(): Promise<void> {
+    return this.pipeline.run();
+  }
+
+  activeAlerts(): Alert[] {
+    return this.evaluator.active();
+  }
+
+  private async onSnapshot(snap: ChurnSnapshot): Promise<void> {
+    this.last = snap;
+    const alerts = this.evaluator.evaluate(snap);
+    if (alerts.length > 0) await this.emit(alerts);
+    if (this.hooks.snapshot) await this.hooks.snapshot(snap, this.evaluator.active());
+  }
+
+  private async emit(alerts: Alert[]): Promise<void> {
+    this.history.push(...alerts);
+    for (const a of alerts) {
+      if (a.event === 'alert') this.log?.warn({ rule: a.rule, severity: a.severity }, a.message);
+      else this.log?.info({ rule: a.rule }, a.message);
+    }
+    this.dispatcher.dispatch(alerts);
+    if (this.hooks.alerts) await this.hooks.alerts(alerts);
+  }
+
+  /** New rules and deliveries (SIGHUP). Alerts whose rule is gone resolve; the rest carry on. */
+  async reload(config: AlertConfig): Promise<void> {
+    const resolved = this.evaluator.reload(config);
+    const old = this.dispatcher;
+    this.dispatcher = createDispatcher(config.deliver, { log: this.log });
+    this.config = config;
+    if (resolved.length > 0) await this.emit(resolved);
+    await old.close(5000);
+  }
+
+  /** Delivery counters, for the final summary and metrics. */
+  deliveryStats() {
+    return this.dispatcher.stats();
+  }
+
+  /** Drains deliveries (bounded by `deadlineMs`) after the source has ended. */
+  async close(deadlineMs = 5000): Promise<boolean> {
+    return this.dispatcher.close(deadlineMs);
+  }
+}
