@@ -1,0 +1,391 @@
+/**
+ * The Prometheus view of the collector: table pressure, churn, source health, alerts and delivery,
+ * refreshed by `update()` (once a second, from the engine's snapshot) and read by scrapes.
+ *
+ * Choices, documented for operators in docs/metrics.md:
+ * - Unknown is absent, not 0 and not NaN. A replay without kernel statistics has no table size,
+ *   and a table that is not growing has no time to full; a 0 would be a lie an alert could fire on,
+ *   and a NaN poisons sum()/avg() across instances. An absent sample simply goes stale.
+ * - Figures the producers keep as running totals (events read, alerts fired, kernel drops, records
+ *   sent) are Counters. They arrive as absolute values, and prom-client's Counter has only inc(),
+ *   so each update removes the sample and increments from nothing by the absolute value. A Gauge
+ *   named `_total` would say `# TYPE gauge`, which promtool flags and which tells readers that
+ *   rate() does not apply. A value that goes down (a restart, a reloaded dispatcher) is a counter
+ *   reset, which rate() and increase() already handle.
+ * - Rates are gauges per window because the engine computes them (1, 10, 60 s). They are a
+ *   convenience for dashboards; `ctwatch_source_events_total` is the count to rate() over.
+ * - Label values that name hosts or ports appear only in the top-N metrics, and only for the
+ *   current top N: each update removes the label sets that dropped out, so the series count stays
+ *   at most N per metric and window.
+ */
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { Alert } from '../alerts/types.js';
+import type { ChurnSnapshot, KeyChurn, Rates } from '../churn/snapshot.js';
+import type { SourceCounters } from '../source/types.js';
+import { TCP_STATES } from '../source/names.js';
+import { serveMetrics, type MetricsServer } from './server.js';
+
+export interface MetricsInput {
+  snapshot?: ChurnSnapshot;
+  source?: SourceCounters;
+  /** the alerts active now (what AlertEvaluator.active() returns); [] clears them */
+  activeAlerts?: readonly Alert[];
+  /** alerts fired since start */
+  firedTotal?: number;
+  /** Dispatcher.stats(): DeliveryStats (WebhookStats, ExecStats) by delivery name */
+  deliveries?: Record<string, object>;
+  /** SinkSet.counters(): SinkCounters by sink name */
+  sinks?: Record<string, object>;
+  /** the namespace the collector watches; becomes a `netns` label on every series */
+  netns?: string;
+}
+
+export interface MetricsExporterOptions {
+  /** destinations and sources exported per list; default 10 */
+  topN?: number;
+}
+
+export const PREFIX = 'ctwatch_';
+
+const WINDOWS = [
+  ['1', 'new1', 'end1'],
+  ['10', 'new10', 'end10'],
+  ['60', 'new60', 'end60'],
+] as const satisfies readonly (readonly [string, keyof Rates, keyof Rates])[];
+
+/**
+ * What each kernel statistic means (CTA_STATS_*, as `conntrack -S` names them). Newer kernels no
+ * longer report some (searched, new, delete, ...); the ones absent from a reading are not exported.
+ */
+export const KERNEL_STATS: Record<string, string> = {
+  searched: 'hash table lookups (no longer reported by recent kernels)',
+  found: 'lookups that found an existing entry',
+  new: 'entries added (no longer reported by recent kernels)',
+  invalid: 'packets conntrack could not track (malformed, out of window, no protocol state)',
+  ignore: 'packets that already had an entry attached or were untracked (notrack)',
+  delete: 'entries deleted (no longer reported by recent kernels)',
+  delete_list: 'entries removed from the dying list (no longer reported by recent kernels)',
+  insert: 'entries inserted into the table',
+  insert_failed: 'entries that could not be inserted (a clash with an existing entry); the packet was dropped',
+  drop: 'packets dropped because no entry could be allocated: the table was full and nothing could be evicted',
+  early_drop: 'unassured entries evicted to make room because the table was full',
+  error: 'packets rejected by the protocol error check (a subset of invalid)',
+  search_restart: 'lookups restarted because the hash table changed under them',
+  clash_resolve: 'insertion clashes resolved by reusing the existing entry (no drop)',
+  chaintoolong: 'entries refused because their hash chain was too long; the packet was dropped',
+};
+
+const DELIVERY_COUNTERS = [
+  ['sent', 'alerts delivered (2xx from a webhook, exit 0 from a hook)'],
+  ['failed', 'alerts given up on after the last retry, or refused by the receiver'],
+  ['dropped', 'alerts never tried: the queue was full, or left over at shutdown'],
+  ['retried', 'webhook attempts that were retried; one alert can count several times'],
+  ['timedOut', 'exec hook runs killed at the timeout'],
+] as const;
+
+const SINK_COUNTERS = [
+  ['sent', 'records the receiver accepted (at least once: a replay after a failure can count twice)'],
+  ['retried', 'record sends that failed transiently and were tried again'],
+  ['spooled', 'records written to the disk spool because the receiver was down or slow'],
+  ['dropped', 'records lost for good: spool or memory full, rejected by the receiver, unencodable'],
+  ['truncated', 'messages cut to the transport size limit (syslog)'],
+] as const;
+
+const SINK_GAUGES = [
+  ['queued', 'queued_records', 'records waiting in memory'],
+  ['spoolRecords', 'spool_records', 'records waiting in the disk spool'],
+  ['spoolBytes', 'spool_bytes', 'bytes waiting in the disk spool'],
+] as const;
+
+type Labels = Record<string, string>;
+
+const kernelHelp = (what: string): string => `Kernel conntrack, summed over CPUs (conntrack -S): ${what}.`;
+
+/** camelCase → snake_case, and anything else Prometheus would refuse → '_'. */
+function snake(name: string): string {
+  return name
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .toLowerCase()
+    .replace(/[^a-z0-9_]/g, '_');
+}
+
+function finite(v: unknown): v is number {
+  return typeof v === 'number' && Number.isFinite(v);
+}
+
+/** Sets (or, for an unknown value, removes) the sample of a gauge. */
+function setGauge(g: Gauge, value: unknown, labels?: Labels): void {
+  if (finite(value)) {
+    if (labels) g.set(labels, value);
+    else g.set(value);
+  } else if (labels) g.remove(labels);
+  else g.remove();
+}
+
+/** Sets a counter to an absolute total; see the header for why a Counter and not a Gauge. */
+function setTotal(c: Counter, value: unknown, labels?: Labels): void {
+  if (labels) c.remove(labels);
+  else c.remove();
+  if (!finite(value) || value < 0) return;
+  if (labels) c.inc(labels, value);
+  else c.inc(value);
+}
+
+export class MetricsExporter {
+  /** Its own registry, so an embedding program's global metrics never mix with ours. */
+  readonly registry = new Registry();
+  private readonly topN: number;
+  private netns: string | undefined;
+
+  private readonly g = (name: string, help: string, labelNames: string[] = []): Gauge => {
+    const m = new Gauge({ name: PREFIX + name, help, labelNames, registers: [this.registry] });
+    // no sample until the first update provides one: a fresh 0 would claim an empty table
+    if (labelNames.length === 0) m.remove();
+    return m;
+  };
+
+  private readonly c = (name: string, help: string, labelNames: string[] = []): Counter => {
+    const m = new Counter({ name: PREFIX + name, help, labelNames, registers: [this.registry] });
+    if (labelNames.length === 0) m.remove();
+    return m;
+  };
+
+  // table
+  private readonly entries = this.g('conntrack_entries', 'Entries in the kernel conntrack table.');
+  private readonly limit = this.g('conntrack_entries_limit', 'Size limit of the conntrack table (nf_conntrack_max).');
+  private readonly fill = this.g('conntrack_fill_ratio', 'conntrack_entries / conntrack_entries_limit, 0..1.');
+  private readonly toFull = this.g(
+    'conntrack_time_to_full_seconds',
+    'Estimated seconds until the table is full at its growth over the last 10 s; 0 when full, absent when not growing.',
+  );
+  // known statistics registered up front, so HELP text and output order do not depend on what the
+  // kernel happens to send; unknown ones are added when first seen
+  private readonly kernel = new Map<string, Counter>(
+    Object.entries(KERNEL_STATS).map(([name, what]) => [name, this.c(`conntrack_stat_${name}_total`, kernelHelp(what))]),
+  );
+
+  // flows
+  private readonly newRate = this.g('flows_new_per_second', 'New flows per second, averaged over window_seconds.', ['window_seconds']);
+  private readonly endRate = this.g(
+    'flows_destroyed_per_second',
+    'Destroyed flows per second, averaged over window_seconds.',
+    ['window_seconds'],
+  );
+  private readonly live = this.g('flows_live', 'Flows ctwatch tracks as alive, all protocols.');
+  private readonly tcpLive = this.g('tcp_flows_live', 'Live TCP flows by conntrack TCP state.', ['state']);
+  private readonly shortLived = this.g(
+    'flows_short_lived_ratio',
+    'Share of the flows that ended in the last 60 s which lived less than 1 s, 0..1.',
+  );
+  private readonly snapshotTime = this.g(
+    'snapshot_timestamp_seconds',
+    'Time of the churn snapshot behind these figures (recorded time on replay), Unix seconds.',
+  );
+
+  // top N
+  private readonly top = {
+    destination: {
+      newRate: this.g(
+        'top_destination_flows_new_per_second',
+        'New flows per second to each of the current top destinations (address:port/protocol).',
+        ['destination', 'window_seconds'],
+      ),
+      endRate: this.g(
+        'top_destination_flows_destroyed_per_second',
+        'Destroyed flows per second to each of the current top destinations.',
+        ['destination', 'window_seconds'],
+      ),
+      live: this.g('top_destination_flows_live', 'Live flows to each of the current top destinations.', ['destination']),
+    },
+    source: {
+      newRate: this.g(
+        'top_source_flows_new_per_second',
+        'New flows per second from each of the current top source addresses.',
+        ['source', 'window_seconds'],
+      ),
+      endRate: this.g(
+        'top_source_flows_destroyed_per_second',
+        'Destroyed flows per second from each of the current top source addresses.',
+        ['source', 'window_seconds'],
+      ),
+      live: this.g('top_source_flows_live', 'Live flows from each of the current top source addresses.', ['source']),
+    },
+  };
+
+  // source
+  private readonly events = this.c('source_events_total', 'Conntrack events received from the kernel.');
+  private readonly batches = this.c('source_batches_total', 'Batches of events handed from the reader thread.');
+  private readonly overflows = this.c(
+    'source_overflows_total',
+    'Netlink receive buffer overflows (ENOBUFS): events were lost and the table was re-read.',
+  );
+  private readonly decodeErrors = this.c('source_decode_errors_total', 'Netlink messages that could not be decoded.');
+  private readonly highWater = this.g(
+    'source_queue_high_water_batches',
+    'Most batches ever waiting between the reader thread and JavaScript.',
+  );
+  private readonly rcvbuf = this.g(
+    'source_receive_buffer_bytes',
+    'Netlink socket receive buffer the kernel granted (it doubles the request).',
+  );
+
+  // alerts
+  private readonly alertsActive = this.g('alerts_active', 'Alerts firing now, by rule and severity.', ['rule', 'severity']);
+  private readonly alertKeys = new Map<string, Labels>();
+  private readonly fired = this.c('alerts_fired_total', 'Alerts fired since start (resolutions not counted).');
+
+  // delivery
+  private readonly delivery = DELIVERY_COUNTERS.map(
+    ([key, help]) => [key, this.c(`alert_delivery_${snake(key)}_total`, `Per alert delivery: ${help}.`, ['delivery'])] as const,
+  );
+  private readonly deliveryQueued = this.g(
+    'alert_delivery_queued',
+    'Per alert delivery: alerts waiting or in progress.',
+    ['delivery'],
+  );
+  private readonly sink = SINK_COUNTERS.map(
+    ([key, help]) => [key, this.c(`sink_records_${key}_total`, `Per SIEM sink: ${help}.`, ['sink'])] as const,
+  );
+  private readonly sinkGauges = SINK_GAUGES.map(
+    ([key, name, help]) => [key, this.g(`sink_${name}`, `Per SIEM sink: ${help}.`, ['sink'])] as const,
+  );
+
+  constructor(options: MetricsExporterOptions = {}) {
+    this.topN = Math.max(0, Math.floor(options.topN ?? 10));
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text, as GET /metrics serves it. */
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /**
+   * Takes the newest figures. Each part is optional and replaces only what it covers, so the
+   * snapshot, source counters and delivery stats can arrive on their own schedules.
+   */
+  update(input: MetricsInput): void {
+    const netns = input.netns ?? input.snapshot?.netns;
+    if (netns !== undefined && netns !== this.netns) {
+      this.netns = netns;
+      this.registry.setDefaultLabels({ netns });
+    }
+    if (input.snapshot) this.applySnapshot(input.snapshot);
+    if (input.source) this.applySource(input.source);
+    if (input.activeAlerts) this.applyAlerts(input.activeAlerts);
+    if (input.firedTotal !== undefined) setTotal(this.fired, input.firedTotal);
+    if (input.deliveries) this.applyDeliveries(input.deliveries);
+    if (input.sinks) this.applySinks(input.sinks);
+  }
+
+  /** Serves GET /metrics and GET /healthz on `address` ("127.0.0.1:9477", ":9477", "[::1]:9477"). */
+  listen(address: string): Promise<MetricsServer> {
+    return serveMetrics(this, address);
+  }
+
+  /** The counter for a kernel statistic; undefined when its name collides with another's. */
+  private kernelCounter(name: string): Counter | undefined {
+    let m = this.kernel.get(name);
+    if (!m) {
+      const metric = `${PREFIX}conntrack_stat_${snake(name)}_total`;
+      // two spellings that snake() maps to one name would fight over one series: the first wins
+      if (this.registry.getSingleMetric(metric)) return undefined;
+      m = this.c(metric.slice(PREFIX.length), kernelHelp(`the statistic the kernel calls "${name}"`));
+      this.kernel.set(name, m);
+    }
+    return m;
+  }
+
+  private applySnapshot(s: ChurnSnapshot): void {
+    const t = s.table;
+    setGauge(this.entries, t.entries);
+    setGauge(this.limit, t.max);
+    setGauge(this.fill, t.fill);
+    setGauge(this.toFull, t.timeToFull);
+    for (const [name, counter] of this.kernel) if (!(name in t.kernel)) counter.remove();
+    for (const [name, value] of Object.entries(t.kernel)) {
+      const m = this.kernelCounter(name);
+      if (m) setTotal(m, value);
+    }
+
+    for (const [w, n, e] of WINDOWS) {
+      setGauge(this.newRate, s.overall[n], { window_seconds: w });
+      setGauge(this.endRate, s.overall[e], { window_seconds: w });
+    }
+    setGauge(this.live, s.live);
+    this.tcpLive.reset();
+    // every state, 0 when none: a state that appears only when non-zero leaves gaps in graphs
+    for (const state of TCP_STATES) this.tcpLive.set({ state }, 0);
+    for (const [state, n] of Object.entries(s.states)) setGauge(this.tcpLive, n, { state });
+    setGauge(this.shortLived, s.shortLived);
+    setGauge(this.snapshotTime, s.time / 1e6);
+
+    this.applyTop(this.top.destination, 'destination', s.destinations);
+    this.applyTop(this.top.source, 'source', s.sources);
+  }
+
+  private applyTop(
+    m: { newRate: Gauge; endRate: Gauge; live: Gauge },
+    label: 'destination' | 'source',
+    keys: readonly KeyChurn[],
+  ): void {
+    m.newRate.reset();
+    m.endRate.reset();
+    m.live.reset();
+    for (const k of keys.slice(0, this.topN)) {
+      for (const [w, n, e] of WINDOWS) {
+        setGauge(m.newRate, k[n], { [label]: k.key, window_seconds: w });
+        setGauge(m.endRate, k[e], { [label]: k.key, window_seconds: w });
+      }
+      setGauge(m.live, k.live, { [label]: k.key });
+    }
+  }
+
+  private applySource(c: SourceCounters): void {
+    setTotal(this.events, c.events);
+    setTotal(this.batches, c.batches);
+    setTotal(this.overflows, c.overflows);
+    setTotal(this.decodeErrors, c.decodeErrors);
+    setGauge(this.highWater, c.queueHighWater);
+    setGauge(this.rcvbuf, c.rcvbuf);
+  }
+
+  private applyAlerts(alerts: readonly Alert[]): void {
+    const counts = new Map<string, number>();
+    for (const a of alerts) {
+      if (a.event !== 'alert') continue;
+      const key = `${a.rule}\u0000${a.severity}`;
+      if (!this.alertKeys.has(key)) this.alertKeys.set(key, { rule: a.rule, severity: a.severity });
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    // a rule that stops firing reads 0 rather than vanishing, so `sum(ctwatch_alerts_active)` is
+    // 0 and not "no data"; the set is bounded by the rules configured
+    for (const [key, labels] of this.alertKeys) this.alertsActive.set(labels, counts.get(key) ?? 0);
+  }
+
+  private applyDeliveries(stats: Record<string, object>): void {
+    for (const [, counter] of this.delivery) counter.reset();
+    this.deliveryQueued.reset();
+    for (const [name, s] of Object.entries(stats)) {
+      const values = s as Record<string, unknown>;
+      const labels = { delivery: name };
+      // retried exists for webhooks only, timedOut for exec hooks only: absent stays absent
+      for (const [key, counter] of this.delivery) if (key in values) setTotal(counter, values[key], labels);
+      setGauge(this.deliveryQueued, values.queued, labels);
+    }
+  }
+
+  private applySinks(counters: Record<string, object>): void {
+    for (const [, counter] of this.sink) counter.reset();
+    for (const [, gauge] of this.sinkGauges) gauge.reset();
+    for (const [name, s] of Object.entries(counters)) {
+      const values = s as Record<string, unknown>;
+      const labels = { sink: name };
+      for (const [key, counter] of this.sink) if (key in values) setTotal(counter, values[key], labels);
+      for (const [key, gauge] of this.sinkGauges) setGauge(gauge, values[key], labels);
+    }
+  }
+}
