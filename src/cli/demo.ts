@@ -23,7 +23,7 @@ on loopback addresses inside it, and the namespace (with its conntrack table) is
 end, also on Ctrl-C.
 
   1. normal traffic: a Redis server at 127.0.0.5:6379 and a client with a pool of 8 connections
-  2. the leak: "api-worker" (127.0.1.7-11) opens a new connection per request; each ends in
+  2. the leak: "api-worker" (127.0.1.7-16) opens a new connection per request; each ends in
      TIME_WAIT for two minutes and the table fills up
   3. ctwatch alerts, naming the destination and the top sources, before the table is full
   4. the leak is fixed (stopped); the alert resolves
@@ -157,10 +157,13 @@ export async function demo(argv: string[]): Promise<number> {
     await sleep(normalMs);
 
     phase = 'LEAK: api-worker opens a new connection per request';
-    note(`${phase} (127.0.1.7-11 -> 127.0.0.5:6379${leakRate ? ` at ${leakRate}/s` : ', as fast as it goes'})`);
+    note(`${phase} (127.0.1.7-16 -> 127.0.0.5:6379${leakRate ? ` at ${leakRate}/s` : ', as fast as it goes'})`);
     summary.leakStartedAt = t();
     leaking = true;
-    const leak = lab.leakyClient('127.0.0.5', 6379, ['127.0.1.7', '127.0.1.8', '127.0.1.9', '127.0.1.10', '127.0.1.11'], leakRate, leakMaxS);
+    // Ten worker addresses: connect() takes only even ports while TIME_WAIT sockets can be reused
+    // (loopback), about 32 000 per source address, and the table holds 262 144.
+    const sources = Array.from({ length: 10 }, (_, i) => `127.0.1.${7 + i}`);
+    const leak = lab.leakyClient('127.0.0.5', 6379, sources, leakRate, leakMaxS);
     const leakEnded = new Promise((r) => leak.once('exit', r));
     // Until the table is full (the kernel drops) and a little after, or 85 % with --stop-before-full.
     let fullSeenAt: number | undefined;
