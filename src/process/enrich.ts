@@ -1,0 +1,128 @@
+/**
+ * What a pid is, beyond its number: the cgroup a process runs in, read as a systemd unit or a
+ * container id, and its uid as a user name. Pure parsers plus a small cached /etc/passwd reader.
+ */
+import { readFile, stat } from 'node:fs/promises';
+
+export interface CgroupFacts {
+  /** the process's cgroup path (the unified hierarchy's; on v1, the name=systemd one or the first
+   * controller with a path other than "/") */
+  cgroup?: string;
+  /** innermost systemd unit that is not a container's own scope ("nginx.service", "session-2.scope") */
+  unit?: string;
+  /** container id: 64 hex digits from docker, containerd/CRI, cri-o, podman/libpod paths */
+  container?: string;
+}
+
+// v1 controllers in the order we trust them to carry the same path as the container's cgroup.
+const V1_ORDER = ['name=systemd', 'pids', 'memory', 'cpu', 'cpu,cpuacct', 'cpuacct', 'blkio', 'devices', 'freezer', 'cpuset'];
+
+/** Picks the cgroup path from /proc/PID/cgroup text (v2 "0::/path", v1 "N:controllers:/path"). */
+export function cgroupPath(text: string): string | undefined {
+  let v2: string | undefined;
+  const v1 = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const first = line.indexOf(':');
+    const second = line.indexOf(':', first + 1);
+    if (first < 0 || second < 0) continue;
+    const controllers = line.slice(first + 1, second);
+    const path = line.slice(second + 1);
+    if (line.slice(0, first) === '0' && controllers === '') v2 = path;
+    else for (const c of controllers.split(',')) v1.set(c, path), v1.set(controllers, path);
+  }
+  if (v2 !== undefined && v2 !== '/') return v2;
+  for (const c of V1_ORDER) {
+    const p = v1.get(c);
+    if (p !== undefined && p !== '/') return p;
+  }
+  for (const p of v1.values()) if (p !== '/') return p;
+  return v2 ?? (v1.size ? '/' : undefined);
+}
+
+const ID64 = /^[0-9a-f]{64}$/;
+// docker-<id>.scope, cri-containerd-<id>.scope, crio-<id>.scope, libpod-<id>.scope, or a bare id
+// (cgroupfs drivers: /docker/<id>, /kubepods/burstable/pod<uid>/<id>).
+const CONTAINER_SCOPE = /^(?:docker|cri-containerd|crio|libpod|containerd)-([0-9a-f]{64})\.scope$/;
+const UNIT = /\.(?:service|scope|socket|mount|swap|timer|target|path)$/;
+
+/** Unit and container id from a cgroup path. The innermost match wins for each. */
+export function cgroupFacts(path: string | undefined): CgroupFacts {
+  if (path === undefined) return {};
+  const out: CgroupFacts = { cgroup: path };
+  const parts = path.split('/').filter(Boolean);
+  for (let i = parts.length - 1; i >= 0; i--) {
+    const seg = parts[i];
+    if (out.container === undefined) {
+      const m = CONTAINER_SCOPE.exec(seg);
+      if (m) out.container = m[1];
+      else if (ID64.test(seg)) out.container = seg;
+      if (out.container !== undefined) continue;
+    }
+    if (out.unit === undefined && UNIT.test(seg) && !CONTAINER_SCOPE.test(seg)) {
+      // "user@1000.service/app.slice/x.scope": the innermost unit is the process's own.
+      out.unit = seg;
+    }
+  }
+  // A unit outside the container (containerd.service holding a shim) is not the container's unit.
+  if (out.container !== undefined && out.unit !== undefined) {
+    const ci = parts.findIndex((p) => p.includes(out.container!));
+    const ui = parts.lastIndexOf(out.unit);
+    if (ui < ci) delete out.unit;
+  }
+  return out;
+}
+
+/** uid -> name from passwd(5) text; the first entry for a uid wins, as getpwuid does. */
+export function parsePasswd(text: string): Map<number, string> {
+  const users = new Map<number, string>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const f = line.split(':');
+    if (f.length < 3) continue;
+    const uid = Number(f[2]);
+    if (f[0] && Number.isInteger(uid) && uid >= 0 && !users.has(uid)) users.set(uid, f[0]);
+  }
+  return users;
+}
+
+/** A cached /etc/passwd: reread when it changed, at most every `minReloadMs`, on an unknown uid. */
+export class Users {
+  private users = new Map<number, string>();
+  private mtimeMs = -1;
+  private loadedAt = -Infinity;
+  private loading: Promise<void> | null = null;
+
+  constructor(
+    private readonly path = '/etc/passwd',
+    private readonly minReloadMs = 10_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The name of `uid`, reloading the file first when that might help. */
+  async name(uid: number): Promise<string | undefined> {
+    if (!this.users.has(uid) && this.now() - this.loadedAt >= this.minReloadMs) await this.reload();
+    return this.users.get(uid);
+  }
+
+  /** Without I/O: the name if the file (as last read) has it. */
+  cached(uid: number): string | undefined {
+    return this.users.get(uid);
+  }
+
+  private reload(): Promise<void> {
+    this.loading ??= (async () => {
+      this.loadedAt = this.now();
+      try {
+        const st = await stat(this.path);
+        if (st.mtimeMs !== this.mtimeMs) {
+          this.users = parsePasswd(await readFile(this.path, 'utf8'));
+          this.mtimeMs = st.mtimeMs;
+        }
+      } catch {
+        // No passwd (a scratch container host): names stay unknown, uids are still reported.
+      }
+    })().finally(() => (this.loading = null));
+    return this.loading;
+  }
+}

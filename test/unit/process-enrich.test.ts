@@ -1,0 +1,109 @@
+/** cgroup path -> systemd unit / container id, passwd parsing, local-address prefixes. */
+import { describe, expect, it } from 'vitest';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cgroupFacts, cgroupPath, parsePasswd, Users } from '../../src/process/enrich.js';
+import { LocalAddresses, parseIPv6 } from '../../src/process/local.js';
+
+const fixture = (name: string) => readFileSync(join(__dirname, '..', 'fixtures', 'process', name), 'utf8');
+const facts = (name: string) => cgroupFacts(cgroupPath(fixture(name)));
+
+describe('cgroup facts', () => {
+  it('a systemd service', () => {
+    expect(facts('cgroup-v2-service.txt')).toEqual({ cgroup: '/system.slice/nginx.service', unit: 'nginx.service' });
+  });
+  it('a docker container (systemd driver): the id, not the docker-<id>.scope as a unit', () => {
+    expect(facts('cgroup-v2-docker.txt')).toEqual({
+      cgroup: '/system.slice/docker-3f4e5d6c7b8a99aabbccddeeff00112233445566778899aabbccddeeff001122.scope',
+      container: '3f4e5d6c7b8a99aabbccddeeff00112233445566778899aabbccddeeff001122',
+    });
+  });
+  it('a kubernetes pod container (containerd)', () => {
+    const f = facts('cgroup-v2-k8s.txt');
+    expect(f.container).toBe('aa11bb22cc33dd44ee55ff6677889900aa11bb22cc33dd44ee55ff6677889900');
+    expect(f.unit).toBeUndefined();
+  });
+  it('podman: the id from libpod-<id>.scope with a sub-cgroup below it', () => {
+    expect(facts('cgroup-v2-podman.txt').container).toBe('feedfacecafebeef00112233445566778899aabbccddeeff0011223344556677');
+  });
+  it('a desktop session: the innermost unit', () => {
+    expect(facts('cgroup-v2-user.txt')).toMatchObject({ unit: 'vte-spawn-1234.scope' });
+  });
+  it('cgroup v1 (cgroupfs driver): name=systemd first, bare 64-hex id', () => {
+    expect(facts('cgroup-v1-docker.txt')).toEqual({
+      cgroup: '/docker/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
+      container: '0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
+    });
+  });
+  it('hybrid with only one controller placed: that path, no unit, no container (32 hex is not an id)', () => {
+    expect(facts('cgroup-hybrid-sandbox.txt')).toEqual({ cgroup: '/process_api/17291273783d97a490e60ac9f8a4e0ea' });
+  });
+  it('the root cgroup', () => {
+    expect(facts('cgroup-v2-root.txt')).toEqual({ cgroup: '/' });
+    expect(cgroupFacts(cgroupPath(''))).toEqual({});
+  });
+  it('a unit outside the container is not the container\'s', () => {
+    expect(cgroupFacts('/system.slice/containerd.service/kubepods-besteffort-pod1.slice:cri-containerd:' + 'ab'.repeat(32))).toMatchObject({ unit: 'containerd.service' });
+    expect(cgroupFacts('/system.slice/containerd.service/' + 'ab'.repeat(32))).toEqual({ cgroup: '/system.slice/containerd.service/' + 'ab'.repeat(32), container: 'ab'.repeat(32) });
+  });
+});
+
+describe('passwd', () => {
+  it('uid -> first name, skipping comments and broken lines', () => {
+    const users = parsePasswd(fixture('passwd'));
+    expect(users.get(0)).toBe('root');
+    expect(users.get(33)).toBe('www-data');
+    expect(users.get(65534)).toBe('nobody');
+    expect(users.size).toBe(4);
+  });
+  it('reloads on an unknown uid, at most every minReloadMs, only when the file changed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctwatch-passwd-'));
+    const path = join(dir, 'passwd');
+    writeFileSync(path, 'root:x:0:0::/:/bin/sh\n');
+    let now = 0;
+    const users = new Users(path, 1000, () => now);
+    expect(await users.name(0)).toBe('root');
+    writeFileSync(path, 'root:x:0:0::/:/bin/sh\napp:x:1001:1001::/:/bin/sh\n', { flag: 'w' });
+    // Too soon: not reread.
+    expect(await users.name(1001)).toBeUndefined();
+    now = 2000;
+    expect(await users.name(1001)).toBe('app');
+    expect(users.cached(1001)).toBe('app');
+    // Missing file: names stay unknown, nothing throws.
+    const gone = new Users(join(dir, 'nope'), 0, () => now);
+    expect(await gone.name(0)).toBeUndefined();
+  });
+});
+
+describe('local addresses', () => {
+  it('parses IPv6 forms', () => {
+    expect(parseIPv6('::1')).toEqual([0, 0, 0, 0, 0, 0, 0, 1]);
+    expect(parseIPv6('fe80::1%eth0')).toEqual([0xfe80, 0, 0, 0, 0, 0, 0, 1]);
+    expect(parseIPv6('::ffff:10.1.2.3')).toEqual([0, 0, 0, 0, 0, 0xffff, 0x0a01, 0x0203]);
+    expect(parseIPv6('::1.2.3.4')).toEqual([0, 0, 0, 0, 0, 0, 0x0102, 0x0304]);
+    expect(parseIPv6('64:ff9b::1.2.3.4')).toEqual([0x64, 0xff9b, 0, 0, 0, 0, 0x0102, 0x0304]);
+    expect(parseIPv6('1:2:3:4:5:6:7:8')).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(parseIPv6('1:2:3:4:5:6:7')).toBeNull();
+    expect(parseIPv6('1::2::3')).toBeNull();
+    expect(parseIPv6('g::1')).toBeNull();
+  });
+  it('matches the local table\'s prefixes, not only interface addresses', () => {
+    const l = new LocalAddresses();
+    expect(l.isLocal('203.0.113.9')).toBe(true); // routes unknown yet: look everything up
+    l.setRoutes(['127.0.0.0/8', '127.0.0.1/32', '10.0.0.2/32', '::1/128', 'fe80::abcd/128', '2001:db8:1::/48', 'junk']);
+    expect(l.isLocal('127.0.0.2')).toBe(true);
+    expect(l.isLocal('127.255.255.254')).toBe(true);
+    expect(l.isLocal('10.0.0.2')).toBe(true);
+    expect(l.isLocal('10.0.0.1')).toBe(false);
+    expect(l.isLocal('::1')).toBe(true);
+    expect(l.isLocal('fe80::abcd')).toBe(true);
+    expect(l.isLocal('fe80::abce')).toBe(false);
+    expect(l.isLocal('2001:db8:1:ffff::1')).toBe(true);
+    expect(l.isLocal('2001:db8:2::1')).toBe(false);
+    expect(l.isLocal('not-an-address')).toBe(false);
+    l.setRoutes(['0.0.0.0/0']);
+    expect(l.isLocal('8.8.8.8')).toBe(true);
+    expect(l.isLocal('::1')).toBe(false);
+  });
+});
