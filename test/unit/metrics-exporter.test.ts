@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { MetricsExporter } from '../../src/metrics/exporter.js';
+import { KERNEL_STATS, MetricsExporter } from '../../src/metrics/exporter.js';
 import type { ChurnSnapshot, KeyChurn } from '../../src/churn/snapshot.js';
 import type { Alert } from '../../src/alerts/types.js';
 import type { SourceCounters } from '../../src/source/types.js';
@@ -292,5 +293,17 @@ describe('MetricsExporter', () => {
     expect(lines.length).toBeGreaterThan(10);
     for (const l of lines) expect(l).toMatch(/\{(.*,)?netns="lab"\} /);
     expect(await family(x, 'ctwatch_conntrack_entries')).toEqual(['ctwatch_conntrack_entries{netns="lab"} 52400']);
+  });
+
+  it('documents every metric in docs/metrics.md', () => {
+    const doc = readFileSync(new URL('../../docs/metrics.md', import.meta.url), 'utf8');
+    const x = new MetricsExporter();
+    for (const m of x.registry.getMetricsAsArray()) {
+      const name = (m as unknown as { name: string }).name;
+      const stat = /^ctwatch_conntrack_stat_(.+)_total$/.exec(name);
+      if (stat) expect(doc, name).toMatch(new RegExp(`\`${stat[1]}\``));
+      else expect(doc, name).toContain(`| \`${name}\` |`);
+    }
+    expect(Object.keys(KERNEL_STATS).length).toBeGreaterThan(10);
   });
 });
