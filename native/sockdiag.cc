@@ -144,31 +144,61 @@ struct Request {
   uint16_t rport = 0;
 };
 
-// "F P LOCAL LPORT REMOTE RPORT": F is 4 or 6, P is 6 (TCP) or 17 (UDP), REMOTE may be '*' (and
-// RPORT 0) to ask for the listening / unconnected socket bound to LOCAL:LPORT.
-bool ParseRequest(const char* line, const char* end, Request* r) {
-  char buf[160];
-  size_t n = static_cast<size_t>(end - line);
+// Next space-separated field of [*p, end), or false when there is none.
+bool NextField(const char** p, const char* end, const char** f, size_t* n) {
+  while (*p < end && **p == ' ') ++*p;
+  const char* start = *p;
+  while (*p < end && **p != ' ') ++*p;
+  *f = start;
+  *n = static_cast<size_t>(*p - start);
+  return *n > 0;
+}
+
+bool ParseUint(const char* f, size_t n, unsigned max, unsigned* out) {
+  if (n == 0 || n > 5) return false;
+  unsigned v = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (f[i] < '0' || f[i] > '9') return false;
+    v = v * 10 + static_cast<unsigned>(f[i] - '0');
+  }
+  if (v > max) return false;
+  *out = v;
+  return true;
+}
+
+bool ParseAddr(int family, const char* f, size_t n, uint8_t* out) {
+  char buf[INET6_ADDRSTRLEN + 1];
   if (n == 0 || n >= sizeof(buf)) return false;
-  memcpy(buf, line, n);
+  memcpy(buf, f, n);
   buf[n] = 0;
-  unsigned fam = 0, proto = 0, lport = 0, rport = 0;
-  char local[64], remote[64];
-  if (sscanf(buf, "%u %u %63s %u %63s %u", &fam, &proto, local, &lport, remote, &rport) != 6) return false;
-  if ((fam != 4 && fam != 6) || (proto != IPPROTO_TCP && proto != IPPROTO_UDP)) return false;
-  if (lport > 65535 || rport > 65535) return false;
+  return inet_pton(family, buf, out) == 1;
+}
+
+// "F P LOCAL LPORT REMOTE RPORT": F is 4 or 6, P is 6 (TCP) or 17 (UDP), REMOTE may be '*' (and
+// RPORT 0) to ask for the listening / unconnected socket bound to LOCAL:LPORT. Parsed by hand:
+// sscanf was an eighth of the thread's time.
+bool ParseRequest(const char* p, const char* end, Request* r) {
+  const char* f;
+  size_t n;
+  unsigned fam, proto, lport, rport;
+  if (!NextField(&p, end, &f, &n) || !ParseUint(f, n, 6, &fam) || (fam != 4 && fam != 6)) return false;
+  if (!NextField(&p, end, &f, &n) || !ParseUint(f, n, 255, &proto)) return false;
+  if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) return false;
   r->family = fam == 4 ? AF_INET : AF_INET6;
   r->proto = static_cast<uint8_t>(proto);
-  r->lport = static_cast<uint16_t>(lport);
-  r->rport = static_cast<uint16_t>(rport);
-  if (inet_pton(r->family, local, r->local) != 1) return false;
-  if (strcmp(remote, "*") == 0) {
+  if (!NextField(&p, end, &f, &n) || !ParseAddr(r->family, f, n, r->local)) return false;
+  if (!NextField(&p, end, &f, &n) || !ParseUint(f, n, 65535, &lport)) return false;
+  if (!NextField(&p, end, &f, &n)) return false;
+  if (n == 1 && *f == '*') {
     r->listener = true;
-    r->rport = 0;
-  } else if (inet_pton(r->family, remote, r->remote) != 1) {
+  } else if (!ParseAddr(r->family, f, n, r->remote)) {
     return false;
   }
-  return true;
+  if (!NextField(&p, end, &f, &n) || !ParseUint(f, n, 65535, &rport)) return false;
+  r->lport = static_cast<uint16_t>(lport);
+  r->rport = r->listener ? 0 : static_cast<uint16_t>(rport);
+  const char* rest;
+  return !NextField(&p, end, &rest, &n);
 }
 
 size_t AddrLen(uint8_t family) { return family == AF_INET ? 4 : 16; }
@@ -330,7 +360,17 @@ void SockDiag::RunLookup(DiagJob* job) {
   ++batches_;
 
   std::vector<char> tx(kChunk * kReqSpace);
-  std::vector<char> rx(1 << 16);
+  constexpr unsigned kBurst = 64;
+  constexpr size_t kAnswer = 1024;  // an answer without extensions is ~150 bytes
+  std::vector<char> rx(kBurst * kAnswer);
+  mmsghdr msgs[kBurst];
+  iovec iov[kBurst];
+  for (unsigned i = 0; i < kBurst; i++) {
+    iov[i] = {rx.data() + i * kAnswer, kAnswer};
+    msgs[i].msg_hdr = msghdr{};
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
   std::vector<size_t> todo;
   static std::atomic<uint32_t> seq_base{static_cast<uint32_t>(time(nullptr)) << 8};
 
@@ -364,38 +404,41 @@ void SockDiag::RunLookup(DiagJob* job) {
       }
       size_t answered = 0;
       for (;;) {
-        ssize_t n = recv(diag_fd_, rx.data(), rx.size(), MSG_DONTWAIT);
-        if (n < 0) {
+        // Each answer is its own datagram: take up to kBurst per system call.
+        int got = recvmmsg(diag_fd_, msgs, kBurst, MSG_DONTWAIT, nullptr);
+        if (got < 0) {
           if (errno == EINTR || errno == ENOBUFS) continue;  // ENOBUFS: some answers were dropped
           break;                                            // EAGAIN: everything queued is read
         }
-        int left = static_cast<int>(n);
-        for (auto* m = reinterpret_cast<nlmsghdr*>(rx.data()); NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
-          uint32_t k = m->nlmsg_seq - base;
-          if (k >= todo.size()) continue;  // a late answer to an earlier attempt
-          uint32_t* res = &out[todo[k] * kResultWidth];
-          if (res[0] != EAGAIN) continue;
-          if (m->nlmsg_type == NLMSG_ERROR) {
-            auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(m));
-            res[0] = static_cast<uint32_t>(e->error < 0 ? -e->error : ENOENT);
-            ++not_found_;
-            answered++;
-          } else if (m->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
-                     m->nlmsg_len >= NLMSG_LENGTH(sizeof(inet_diag_msg))) {
-            auto* d = static_cast<inet_diag_msg*>(NLMSG_DATA(m));
-            res[0] = 0;
-            res[1] = d->idiag_inode;
-            res[2] = d->idiag_uid;
-            res[3] = d->idiag_state;
-            // For UDP the kernel reports the socket's own view (sport = local), whatever the
-            // orientation of the request.
-            res[4] = ntohs(d->id.idiag_dport);
-            res[5] = ntohs(d->id.idiag_sport);
-            ++found_;
-            answered++;
+        for (int g = 0; g < got; g++) {
+          int left = static_cast<int>(msgs[g].msg_len);
+          for (auto* m = static_cast<nlmsghdr*>(iov[g].iov_base); NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
+            uint32_t k = m->nlmsg_seq - base;
+            if (k >= todo.size()) continue;  // a late answer to an earlier attempt
+            uint32_t* res = &out[todo[k] * kResultWidth];
+            if (res[0] != EAGAIN) continue;
+            if (m->nlmsg_type == NLMSG_ERROR) {
+              auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(m));
+              res[0] = static_cast<uint32_t>(e->error < 0 ? -e->error : ENOENT);
+              ++not_found_;
+              answered++;
+            } else if (m->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+                       m->nlmsg_len >= NLMSG_LENGTH(sizeof(inet_diag_msg))) {
+              auto* d = static_cast<inet_diag_msg*>(NLMSG_DATA(m));
+              res[0] = 0;
+              res[1] = d->idiag_inode;
+              res[2] = d->idiag_uid;
+              res[3] = d->idiag_state;
+              // For UDP the kernel reports the socket's own view (sport = local), whatever the
+              // orientation of the request.
+              res[4] = ntohs(d->id.idiag_dport);
+              res[5] = ntohs(d->id.idiag_sport);
+              ++found_;
+              answered++;
+            }
           }
         }
-        if (answered == todo.size()) break;
+        if (answered == todo.size() || got < static_cast<int>(kBurst)) break;
       }
       std::vector<size_t> again;
       for (size_t idx : todo) {
