@@ -73,6 +73,8 @@ export interface StepResult {
   failed: number;
   tuples?: { src: string; sport: number; dst: string; dport: number }[];
   elapsedMs: number;
+  /** wall clock (ms since epoch) when the step began */
+  startedAt?: number;
 }
 
 export async function listen(l: Listen): Promise<() => Promise<void>> {
@@ -161,6 +163,7 @@ async function runPool(step: PoolStep, index: number): Promise<StepResult> {
       new Promise<net.Socket>((resolve, reject) => {
         const s = net.connect({ host: step.host, port: step.port, localAddress: step.from }, () => resolve(s));
         s.once('error', reject);
+        s.resume(); // consume replies, or the peer's FIN is never seen and close never comes
       }),
     ),
   );
@@ -201,7 +204,9 @@ export async function runSpec(spec: Spec, onResult: (r: StepResult) => void = ()
   const closers = await Promise.all((spec.listen ?? []).map(listen));
   const steps = spec.run ?? [];
   const runOne = async (step: Step, i: number) => {
+    const startedAt = Date.now();
     const r = step.kind === 'connect' ? await runConnect(step, i) : step.kind === 'pool' ? await runPool(step, i) : await runUdp(step, i);
+    r.startedAt = startedAt;
     onResult(r);
     return r;
   };
