@@ -11,9 +11,10 @@ fi
 
 # Build: libnetfilter-conntrack-dev libmnl-dev build-essential pkg-config python3 (node-gyp)
 # Run and test: nftables iproute2 conntrack (conntrack -E is the reference in tests and benchmarks)
-# iputils-ping (ICMP flows), rsyslog + TLS modules and openssl (SIEM receivers in tests), procps
+# iputils-ping (ICMP flows), rsyslog + TLS modules and openssl (SIEM receivers in tests), procps,
+# prometheus (scrapes the metrics endpoint in tests), curl
 packages=(libnetfilter-conntrack-dev libmnl-dev build-essential pkg-config python3 nftables iproute2
-  conntrack iputils-ping procps rsyslog rsyslog-gnutls rsyslog-openssl openssl gnutls-bin)
+  conntrack iputils-ping procps rsyslog rsyslog-gnutls rsyslog-openssl openssl gnutls-bin prometheus curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

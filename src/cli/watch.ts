@@ -5,6 +5,11 @@ import { toLine } from '../recording/schema.js';
 import { openOutput, type Output } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseDuration } from './args.js';
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { createSinks, parseSinkConfigs, systemHost, type SinkSet } from '../sinks/index.js';
+import { MetricsExporter, parseListenAddress } from '../metrics/index.js';
+import type { SinkRecord } from '../formats/index.js';
 import { logger, onSignals, parse } from './common.js';
 import { openEngineSource, SOURCE_HELP, SOURCE_OPTIONS } from './engine-options.js';
 
@@ -25,6 +30,10 @@ ${SOURCE_HELP}
   -o, --output FILE|-   write alerts (and --flows, --churn lines) as JSON lines; reopened on SIGHUP
   --flows               also write a "flow" line per flow that ends
   --churn TIME          also write a "churn" line every TIME (e.g. 10s)
+  --sinks FILE          SIEM feed: syslog (UDP/TCP/TLS), Splunk HEC, Elasticsearch, HTTP, files,
+                        in ECS, OCSF, CEF or JSONL, with a disk spool (YAML, docs/siem.md)
+  --metrics ADDR        serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9477
+                        (docs/metrics.md)
   --status TIME         log a status line every TIME (default 1m; 0 = never)
   --log-format text|json
   -h, --help            this help
@@ -48,6 +57,23 @@ async function loadRules(path: string | undefined): Promise<AlertConfig> {
   }
 }
 
+/** The SIEM feed: a YAML file whose `sinks:` list is validated whole before anything starts. */
+async function loadSinks(path: string, log: { warn(o: object, m: string): void; error(o: object, m: string): void; info(o: object, m: string): void }): Promise<SinkSet> {
+  let raw: unknown;
+  try {
+    raw = parseYaml(await readFile(path, 'utf8'));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') throw new CtwatchError('ERR_SINK_CONFIG', `sinks file ${path} does not exist`, { exitCode: EXIT.noInput });
+    throw new CtwatchError('ERR_SINK_CONFIG', `${path}: not valid YAML: ${e.message.split('\n')[0]}`, { exitCode: EXIT.config });
+  }
+  const list = (raw as { sinks?: unknown } | null)?.sinks;
+  if (list === undefined) throw new CtwatchError('ERR_SINK_CONFIG', `${path}: expected a top-level 'sinks:' list (see docs/siem.md)`, { exitCode: EXIT.config });
+  const specs = parseSinkConfigs(list);
+  const host = systemHost();
+  return createSinks(specs, { logger: log as never, host: host.host, localAddresses: host.localAddresses });
+}
+
 export async function watch(argv: string[]): Promise<number> {
   const { values } = parse('watch', argv, {
     ...SOURCE_OPTIONS,
@@ -57,6 +83,8 @@ export async function watch(argv: string[]): Promise<number> {
     flows: { type: 'boolean' },
     churn: { type: 'string' },
     status: { type: 'string' },
+    sinks: { type: 'string' },
+    metrics: { type: 'string' },
   });
   if (values.help) {
     process.stdout.write(WATCH_HELP);
@@ -68,6 +96,8 @@ export async function watch(argv: string[]): Promise<number> {
     process.stdout.write(`${values.rules ?? '(built-in rules)'}: ${config.rules.length} rules, ${config.deliver.length} deliveries: valid\n`);
     return 0;
   }
+  if (values.metrics) parseListenAddress(values.metrics);
+  const sinks = values.sinks ? await loadSinks(values.sinks, log) : undefined;
   const churnUs = values.churn ? Math.round(parseDuration(values.churn, '--churn') * 1e6) : undefined;
   const statusMs = parseDuration(values.status ?? '1m', '--status') * 1000;
   let fatal: CtwatchError | undefined;
@@ -80,16 +110,38 @@ export async function watch(argv: string[]): Promise<number> {
     });
   }
   const write = (records: { event: string; time: number }[]) => {
+    if (sinks) for (const r of records) sinks.write(r as SinkRecord);
     if (!output) return;
     let chunk = '';
     for (const r of records) chunk += `${toLine(r as never)}\n`;
     return output.write(chunk) ? undefined : output.drained();
   };
+  const metrics = values.metrics ? new MetricsExporter() : undefined;
+  let fired = 0;
   const watcher = new Watcher(source, config, {
-    alerts: write,
-    flows: values.flows ? write : undefined,
-    snapshot: churnUs ? (snap) => (snap.time % churnUs === 0 ? write([snap]) : undefined) : undefined,
+    events: sinks ? (batch) => { for (const e of batch) sinks.write(e as SinkRecord); } : undefined,
+    alerts: (alerts) => {
+      fired += alerts.filter((a) => a.event === 'alert').length;
+      return write(alerts);
+    },
+    // Sinks pick flow ends by their own filter; the JSONL output only with --flows.
+    flows: values.flows || sinks ? (flows) => {
+      if (sinks) for (const f of flows) sinks.write(f);
+      if (values.flows && output) {
+        let chunk = '';
+        for (const r of flows) chunk += `${toLine(r as never)}\n`;
+        return output.write(chunk) ? undefined : output.drained();
+      }
+    } : undefined,
+    snapshot: (snap, active) => {
+      metrics?.update({ snapshot: snap, source: source.counters, activeAlerts: active, firedTotal: fired, deliveries: watcher.deliveryStats(), sinks: sinks?.counters() });
+      if (churnUs && snap.time % churnUs === 0) return write([snap]);
+    },
   }, log);
+  const metricsServer = metrics && values.metrics ? await metrics.listen(values.metrics).catch(async (err) => {
+    await source.close();
+    throw err;
+  }) : undefined;
   log.info({ netns: values.netns ?? '(own)', rules: values.rules ?? '(built-in)', rulesCount: config.rules.length, deliveries: config.deliver.length, output: output?.path ?? '(none)' }, 'watching the conntrack table');
 
   const offSignals = onSignals(
@@ -100,6 +152,7 @@ export async function watch(argv: string[]): Promise<number> {
     },
     () => {
       output?.reopen();
+      sinks?.reopen();
       loadRules(values.rules).then(
         async (next) => {
           config = next;
@@ -122,11 +175,12 @@ export async function watch(argv: string[]): Promise<number> {
   await watcher.run();
   if (status) clearInterval(status);
   const drained = await watcher.close(5000);
+  await sinks?.close(5000);
+  await metricsServer?.close();
   await output?.end();
   offSignals();
   const c = source.counters;
-  const fired = watcher.history.filter((a) => a.event === 'alert').length;
-  log.info({ events: c.events, overflows: c.overflows, alerts: fired, deliveriesDrained: drained, deliveries: watcher.deliveryStats() }, 'stopped');
+  log.info({ events: c.events, overflows: c.overflows, alerts: fired, deliveriesDrained: drained, deliveries: watcher.deliveryStats(), ...(sinks ? { sinks: sinks.counters() } : {}) }, 'stopped');
   if (fatal && fatal.code !== 'ERR_OUTPUT_CLOSED') {
     log.error(fatal.message);
     return fatal.exitCode;
