@@ -7,6 +7,7 @@ import { parseCount, parseDuration, parseSize } from './args.js';
 import { ChurnEngine } from '../churn/engine.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { liveTable } from '../pipeline/table.js';
+import { OverflowRecovery } from '../pipeline/recovery.js';
 import type { SourceEvent } from '../source/types.js';
 import { logger, onSignals, parse } from './common.js';
 
@@ -46,6 +47,11 @@ Loss is never silent: if the kernel drops events (socket overflow, ENOBUFS) an
 Exit status: 0 done, 64 usage, 66 no such namespace, 69 conntrack netlink missing,
 73 output not writable, 74 write failed, 77 not permitted (needs CAP_NET_ADMIN).
 `;
+
+function engineOptions(src: LiveSource) {
+  const engine = new ChurnEngine();
+  return { engine, wallClock: true, table: liveTable(src), recovery: new OverflowRecovery(src, engine) };
+}
 
 export async function record(argv: string[]): Promise<number> {
   const { values } = parse('record', argv, {
@@ -140,8 +146,12 @@ export async function record(argv: string[]): Promise<number> {
       events: writeEvents,
       flows: values.flows ? writeRecords : undefined,
       snapshot: churnUs !== undefined ? (snap) => (snap.time % churnUs === 0 ? writeRecords([snap]) : undefined) : undefined,
+      resync: (r) => {
+        log.warn({ vanished: r.vanished, appeared: r.appeared, entries: r.entries, rcvbuf: r.rcvbuf }, 'resynchronised with the kernel table after lost events');
+        return writeRecords([r]);
+      },
     },
-    useEngine ? { engine: new ChurnEngine(), wallClock: true, table: liveTable(src) } : {},
+    useEngine ? engineOptions(src) : {},
   );
   await pipeline.run();
   if (timer) clearTimeout(timer);

@@ -133,6 +133,7 @@ export async function watch(argv: string[]): Promise<number> {
         return output.write(chunk) ? undefined : output.drained();
       }
     } : undefined,
+    resync: (r) => write([r]),
     snapshot: (snap, active) => {
       metrics?.update({ snapshot: snap, source: source.counters, activeAlerts: active, firedTotal: fired, deliveries: watcher.deliveryStats(), sinks: sinks?.counters() });
       if (churnUs && snap.time % churnUs === 0) return write([snap]);

@@ -9,6 +9,7 @@ import type { ChurnEngine, TableReading } from '../churn/engine.js';
 import type { ChurnSnapshot } from '../churn/snapshot.js';
 import type { FlowEnd } from '../flow/types.js';
 import type { EventSource, SourceEvent } from '../source/types.js';
+import type { OverflowRecovery, ResyncRecord } from './recovery.js';
 
 export interface PipelineHooks {
   /** every batch as it came from the source (before the engine sees it) */
@@ -17,6 +18,8 @@ export interface PipelineHooks {
   flows?(flows: FlowEnd[]): void | Promise<void>;
   /** the engine's view at each tick */
   snapshot?(snap: ChurnSnapshot): void | Promise<void>;
+  /** a resync after overflow finished (its vanished flows went to `flows`) */
+  resync?(record: ResyncRecord): void | Promise<void>;
 }
 
 export interface PipelineOptions {
@@ -29,6 +32,8 @@ export interface PipelineOptions {
   /** tick on the wall clock too (live sources) */
   wallClock?: boolean;
   graceUs?: number;
+  /** overflow recovery (live sources): grow the buffer, dump, reconcile */
+  recovery?: OverflowRecovery;
 }
 
 /** After this many empty ticks in a row, every window is empty: skip ahead instead of emitting
@@ -71,6 +76,7 @@ export class Pipeline {
       await this.busy;
     } finally {
       if (timer) clearInterval(timer);
+      this.options.recovery?.stop();
     }
   }
 
@@ -95,8 +101,15 @@ export class Pipeline {
       if (!boundary) continue;
       if (i > start) {
         const part = start === 0 && i === batch.length ? batch : batch.slice(start, i);
+        const recovery = this.options.recovery;
+        recovery?.before(part);
         if (this.hooks.events) await this.hooks.events(part);
         await this.deliverFlows(this.engine.ingest(part));
+        if (recovery) {
+          const r = recovery.after(part);
+          await this.deliverFlows(r.flows);
+          if (r.record && this.hooks.resync) await this.hooks.resync(r.record);
+        }
       }
       if (i < batch.length) await this.ticksUpTo(batch[i].time);
       start = i;

@@ -13,12 +13,14 @@ import type { SourceEvent } from '../source/types.js';
 import type { Logger } from '../util/log.js';
 import { Pipeline } from './pipeline.js';
 import { liveTable } from './table.js';
+import { OverflowRecovery, type ResyncRecord } from './recovery.js';
 
 export interface WatcherHooks {
   events?(batch: SourceEvent[]): void | Promise<void>;
   flows?(flows: FlowEnd[]): void | Promise<void>;
   snapshot?(snap: ChurnSnapshot, active: Alert[]): void | Promise<void>;
   alerts?(alerts: Alert[]): void | Promise<void>;
+  resync?(record: ResyncRecord): void | Promise<void>;
 }
 
 export class Watcher {
@@ -44,8 +46,12 @@ export class Watcher {
         events: hooks.events,
         flows: hooks.flows,
         snapshot: (snap) => this.onSnapshot(snap),
+        resync: (r) => {
+          this.log?.warn({ vanished: r.vanished, appeared: r.appeared, entries: r.entries, overflows: r.overflows, rcvbuf: r.rcvbuf }, 'resynchronised with the kernel table after lost events');
+          return hooks.resync?.(r);
+        },
       },
-      { engine: this.engine, wallClock: true, table: liveTable(source) },
+      { engine: this.engine, wallClock: true, table: liveTable(source), recovery: new OverflowRecovery(source, this.engine) },
     );
   }
 
