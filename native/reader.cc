@@ -186,6 +186,9 @@ void Reader::Run(std::promise<OpenError>* opened) {
     int want = rcvbuf_request_.exchange(0);
     if (want > 0) rcvbuf_ = SetReceiveBuffer(fd, want);
     if (dump_requested_.exchange(false)) {
+      // Read what the kernel queued before the dump first: those events are older than the dump,
+      // and stamping them after it would make a resync keep flows that are already gone.
+      Drain();
       RunDump();
       Deliver(false);
     }

@@ -57,14 +57,21 @@ describe('overflow recovery (real kernel, own namespace)', () => {
       await ns.exec('conntrack', ['-D', '-d', '127.0.0.5']).catch(() => {});
       await waitFor(() => overflows > 0, 'an overflow event', 10_000);
       await waitFor(() => resyncs.length > 0, 'a resync', 15_000);
-      // Let everything the kernel still queues arrive, then compare with the kernel's own list.
-      await new Promise((r) => setTimeout(r, 500));
-      const { stdout } = await ns.exec('conntrack', ['-L', '-o', 'id']);
-      const ids = stdout.trim().split('\n').filter((l) => l.includes('id=')).map((l) => Number([...l.matchAll(/\bid=(\d+)/g)].pop()![1]));
+      // A later overflow (the buffer grows one doubling per overflow) would bring another resync;
+      // either way the tracker must end up holding exactly what the kernel lists.
+      const kernelIds = async () => {
+        const { stdout } = await ns.exec('conntrack', ['-L', '-o', 'id']);
+        return stdout.trim().split('\n').filter((l) => l.includes('id=')).map((l) => Number([...l.matchAll(/\bid=(\d+)/g)].pop()![1]));
+      };
+      const ids = await waitFor(async () => {
+        const list = await kernelIds();
+        return engine.tracker.size === list.length && list.every((id) => engine.tracker.has(id)) ? list : null;
+      }, 'the tracker to equal conntrack -L', 10_000, 200).catch(async () => kernelIds());
       expect(source.counters.overflows).toBeGreaterThan(0);
       expect(source.counters.rcvbuf).toBeGreaterThan(rcvbufBefore);
       expect(resyncs[0].entries).toBeGreaterThan(0);
       expect(resyncs[0].overflows).toBeGreaterThan(0);
+      expect(resyncs[0].vanished).toBeGreaterThan(0);
       expect(engine.tracker.size).toBe(ids.length);
       for (const id of ids) expect(engine.tracker.has(id)).toBe(true);
     } finally {
