@@ -9,6 +9,7 @@ export default defineConfig({
     // make them flaky, so files run one after another.
     fileParallelism: false,
     include: ['test/**/*.test.ts'],
+    reporters: ['default', './test/summary-reporter.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },
