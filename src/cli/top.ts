@@ -3,6 +3,7 @@ import { ChurnEngine } from '../churn/engine.js';
 import type { ChurnSnapshot } from '../churn/snapshot.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { liveTable, RecordedTables } from '../pipeline/table.js';
+import { OverflowRecovery } from '../pipeline/recovery.js';
 import { RecordingSource } from '../source/recording.js';
 import type { EventSource } from '../source/types.js';
 import { parseDuration } from './args.js';
@@ -48,6 +49,8 @@ export async function top(argv: string[]): Promise<number> {
   let source: EventSource;
   let table;
   let wallClock = false;
+  const engine = new ChurnEngine();
+  let recovery: OverflowRecovery | undefined;
   if (values.replay) {
     const tables = new RecordedTables();
     const rec = new RecordingSource(values.replay, { onOther: tables.onRecord });
@@ -59,6 +62,7 @@ export async function top(argv: string[]): Promise<number> {
     source = live;
     table = liveTable(live);
     wallClock = true;
+    recovery = new OverflowRecovery(live, engine);
   }
   const stop = () => void source.close();
   const offSignals = onSignals(log, stop);
@@ -92,7 +96,7 @@ export async function top(argv: string[]): Promise<number> {
         show(snap);
       },
     },
-    { engine: new ChurnEngine(), wallClock, table },
+    { engine, wallClock, table, recovery },
   );
   await pipeline.run();
   if (timer) clearTimeout(timer);
