@@ -39,6 +39,38 @@ uint64_t MonotonicMs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
 }
 
+// Reads the filter TypeScript compiled (src/source/filter.ts); it has already been validated.
+void ReadFilter(const Napi::Object& f, KernelFilter* out) {
+  out->present = true;
+  auto each = [&](const char* key, auto&& fn) {
+    Napi::Value v = f.Get(key);
+    if (!v.IsArray()) return;
+    Napi::Array a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) fn(a.Get(i));
+  };
+  auto u32 = [](Napi::Value v) { return v.As<Napi::Number>().Uint32Value(); };
+  auto pair = [&](Napi::Value v) {
+    Napi::Array a = v.As<Napi::Array>();
+    return std::make_pair(u32(a.Get(0u)), u32(a.Get(1u)));
+  };
+  auto eight = [&](Napi::Value v) {
+    Napi::Array a = v.As<Napi::Array>();
+    std::array<uint32_t, 8> r{};
+    for (uint32_t i = 0; i < 8; i++) r[i] = u32(a.Get(i));
+    return r;
+  };
+  each("protos", [&](Napi::Value v) { out->protos.push_back(u32(v)); });
+  each("states", [&](Napi::Value v) {
+    auto p = pair(v);
+    out->states.emplace_back(static_cast<uint16_t>(p.first), static_cast<uint16_t>(p.second));
+  });
+  each("src4", [&](Napi::Value v) { out->src4.push_back(pair(v)); });
+  each("dst4", [&](Napi::Value v) { out->dst4.push_back(pair(v)); });
+  each("src6", [&](Napi::Value v) { out->src6.push_back(eight(v)); });
+  each("dst6", [&](Napi::Value v) { out->dst6.push_back(eight(v)); });
+  each("marks", [&](Napi::Value v) { out->marks.push_back(pair(v)); });
+}
+
 }  // namespace
 
 Napi::Function Reader::Init(Napi::Env env) {
@@ -64,6 +96,8 @@ Reader::Reader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Reader>(info),
   options_.groups = GetU32(o, "groups", 1 | 4);
   options_.rcvbuf = static_cast<int>(GetU32(o, "rcvbuf", 32u << 20));
   options_.reliable = o.Get("reliable").ToBoolean().Value();
+  Napi::Value filter = o.Get("filter");
+  if (filter.IsObject()) ReadFilter(filter.As<Napi::Object>(), &options_.filter);
   batch_size_ = std::max<uint32_t>(1, GetU32(o, "batchSize", 1024));
   max_batches_ = std::max<uint32_t>(1, GetU32(o, "maxBatches", 64));
   flush_ms_ = GetU32(o, "flushMs", 5);

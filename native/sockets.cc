@@ -83,6 +83,45 @@ nlmsghdr* PutRequest(char* buf, uint8_t msg, uint16_t flags, uint32_t seq) {
   return nlh;
 }
 
+OpenError AttachFilter(int fd, const KernelFilter& f) {
+  nfct_filter* filter = nfct_filter_create();
+  if (filter == nullptr) return Fail("ERR_FILTER", ENOMEM, "nfct_filter_create", "out of memory building the kernel filter");
+  for (uint32_t p : f.protos) nfct_filter_add_attr_u32(filter, NFCT_FILTER_L4PROTO, p);
+  for (const auto& st : f.states) {
+    nfct_filter_proto fp{st.first, st.second};
+    nfct_filter_add_attr(filter, NFCT_FILTER_L4PROTO_STATE, &fp);
+  }
+  for (const auto& a : f.src4) {
+    nfct_filter_ipv4 v{a.first, a.second};
+    nfct_filter_add_attr(filter, NFCT_FILTER_SRC_IPV4, &v);
+  }
+  for (const auto& a : f.dst4) {
+    nfct_filter_ipv4 v{a.first, a.second};
+    nfct_filter_add_attr(filter, NFCT_FILTER_DST_IPV4, &v);
+  }
+  for (const auto& a : f.src6) {
+    nfct_filter_ipv6 v{{a[0], a[1], a[2], a[3]}, {a[4], a[5], a[6], a[7]}};
+    nfct_filter_add_attr(filter, NFCT_FILTER_SRC_IPV6, &v);
+  }
+  for (const auto& a : f.dst6) {
+    nfct_filter_ipv6 v{{a[0], a[1], a[2], a[3]}, {a[4], a[5], a[6], a[7]}};
+    nfct_filter_add_attr(filter, NFCT_FILTER_DST_IPV6, &v);
+  }
+  for (const auto& m : f.marks) {
+    nfct_filter_dump_mark v{m.first, m.second};
+    nfct_filter_add_attr(filter, NFCT_FILTER_MARK, &v);
+  }
+  int rc = nfct_filter_attach(fd, filter);
+  int err = errno;
+  nfct_filter_destroy(filter);
+  if (rc < 0) {
+    return Fail("ERR_FILTER", err, "setsockopt",
+                std::string("the kernel refused the event filter (") + strerror(err) +
+                    "): simplify --filter, or filter fewer values");
+  }
+  return {};
+}
+
 }  // namespace
 
 void Sockets::Close() {
@@ -156,7 +195,8 @@ OpenError OpenSockets(const SocketOptions& o, Sockets* out) {
       setsockopt(fd, SOL_NETLINK, NETLINK_BROADCAST_SEND_ERROR, &on, sizeof(on));
       setsockopt(fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &on, sizeof(on));
     }
-    result = OpenMnl(&out->dump, where);
+    if (o.filter.present) result = AttachFilter(fd, o.filter);
+    if (result.ok()) result = OpenMnl(&out->dump, where);
     if (result.ok()) result = OpenMnl(&out->stats, where);
   }
   if (!result.ok()) out->Close();

@@ -4,6 +4,7 @@
 #include <libmnl/libmnl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -14,11 +15,24 @@
 
 namespace ctwatch {
 
+// A filter the kernel applies to the event socket (a BPF program built by libnetfilter_conntrack),
+// so unwanted events never reach user space. Values of one kind are ORed, kinds are ANDed.
+// Addresses and marks are in host byte order, as libnetfilter_conntrack expects.
+struct KernelFilter {
+  bool present = false;
+  std::vector<uint32_t> protos;
+  std::vector<std::pair<uint16_t, uint16_t>> states;     // (protocol, state)
+  std::vector<std::pair<uint32_t, uint32_t>> src4, dst4;  // (addr, mask)
+  std::vector<std::array<uint32_t, 8>> src6, dst6;        // addr[4], mask[4]
+  std::vector<std::pair<uint32_t, uint32_t>> marks;       // (value, mask)
+};
+
 struct SocketOptions {
   std::string netns;      // path to a netns file, empty for the caller's own
   unsigned groups = 0;    // NF_NETLINK_CONNTRACK_* bitmask (bind() bitmask, not group numbers)
   int rcvbuf = 0;         // requested receive buffer in bytes, 0 for the kernel default
   bool reliable = false;  // NETLINK_BROADCAST_SEND_ERROR + NETLINK_NO_ENOBUFS
+  KernelFilter filter;
 };
 
 struct Sockets {

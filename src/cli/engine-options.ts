@@ -8,18 +8,23 @@ export const SOURCE_OPTIONS = {
   events: { type: 'string' },
   rcvbuf: { type: 'string' },
   reliable: { type: 'boolean' },
+  filter: { type: 'string', multiple: true },
 } as const satisfies Options;
 
 export const SOURCE_HELP = `  --netns NAME|PATH     namespace to watch: a name from 'ip netns list' or a path such as
                         /proc/PID/ns/net (default: ctwatch's own)
   --rcvbuf SIZE         kernel receive buffer (default 32M; raise it if overflows are reported)
-  --reliable            ask the kernel not to drop DESTROY events (see README before using)`;
+  --reliable            ask the kernel not to drop DESTROY events (see README before using)
+  --filter EXPR         only these flows, filtered in the kernel; repeat to AND, commas to OR:
+                        proto tcp | src 127.0.0.0/8 | dst ::1 | state ESTABLISHED | mark 0x1/0xff
+                        | family ipv4; ports and zone (dport 6379, zone 1) run in user space`;
 
 export interface SourceValues {
   netns?: string;
   events?: string;
   rcvbuf?: string;
   reliable?: boolean;
+  filter?: string[];
 }
 
 /**
@@ -32,6 +37,7 @@ export function openEngineSource(v: SourceValues, defaults: SubscribedEvent[] = 
     events: v.events ? parseEventList(v.events) : defaults,
     rcvbuf: v.rcvbuf ? parseSize(v.rcvbuf, '--rcvbuf') : DEFAULT_RCVBUF,
     reliable: v.reliable,
+    filter: v.filter,
     snapshot: true,
   });
 }

@@ -27,6 +27,10 @@ Options:
   --snapshot            first dump the entries already in the table (event "snapshot")
   --reliable            ask the kernel not to drop DESTROY events for us (it holds dying entries
                         until we read them: see README before using on a full table)
+  --filter EXPR         only these flows, filtered in the kernel; repeat to AND, commas to OR:
+                        proto tcp | src 127.0.0.0/8 | dst ::1 | state ESTABLISHED | mark 0x1/0xff
+                        | family ipv4. An IPv4 address filter does not hide IPv6 (add family).
+                        Ports and zone (dport 6379, zone 1) are applied in user space, with a note
   --duration TIME       stop after this long (e.g. 30s, 5m)
   --count N             stop after N events
   --flows               also write a "flow" line when each flow ends: duration, bytes, packets,
@@ -65,6 +69,7 @@ export async function record(argv: string[]): Promise<number> {
     count: { type: 'string' },
     flows: { type: 'boolean' },
     churn: { type: 'string' },
+    filter: { type: 'string', multiple: true },
   });
   if (values.help) {
     process.stdout.write(RECORD_HELP);
@@ -87,7 +92,8 @@ export async function record(argv: string[]): Promise<number> {
     throw new CtwatchError('ERR_USAGE', `--churn ${values.churn}: use whole seconds, at least 1s`, { exitCode: EXIT.usage });
   }
   const useEngine = values.flows || churnUs !== undefined;
-  source = new LiveSource({ netns: values.netns, events, rcvbuf, reliable: values.reliable, snapshot: values.snapshot || useEngine });
+  source = new LiveSource({ netns: values.netns, events, rcvbuf, reliable: values.reliable, snapshot: values.snapshot || useEngine, filter: values.filter });
+  for (const note of source.filterNotes) log.info(note);
   const src = source;
   log.info({ netns: values.netns ?? '(own)', events: (events ?? ['new', 'destroy']).join(','), rcvbuf: src.counters.rcvbuf, output: output.path }, 'recording conntrack events');
 

@@ -7,7 +7,8 @@
 import { CtwatchError, EXIT, fromNativeError } from '../util/errors.js';
 import { loadAddon, type KernelStats, type NativeReader } from './native.js';
 import { KIND, makeDecoder } from './decode.js';
-import type { EventSource, SourceCounters, SourceEvent } from './types.js';
+import { compileFilters } from './filter.js';
+import type { ConntrackEvent, EventSource, SourceCounters, SourceEvent } from './types.js';
 
 export type SubscribedEvent = 'new' | 'update' | 'destroy';
 
@@ -26,6 +27,8 @@ export interface LiveSourceOptions {
   maxBatches?: number;
   /** longest an event waits in a partial batch (ms); default 5 */
   flushMs?: number;
+  /** --filter expressions (src/source/filter.ts): run by the kernel where it can */
+  filter?: string[];
   /** dump the existing table after subscribing (as `snapshot` events, then `snapshot_done`) */
   snapshot?: boolean;
 }
@@ -63,6 +66,11 @@ export class LiveSource implements EventSource {
   private closed = false;
   /** errnos of failed dumps, for the caller to report */
   readonly dumpErrors: number[] = [];
+  /** what the filter could not do in the kernel and does in user space instead */
+  readonly filterNotes: string[] = [];
+  /** events the user-space part of the filter dropped */
+  filteredInUserSpace = 0;
+  private readonly userFilter?: (e: ConntrackEvent) => boolean;
 
   constructor(options: LiveSourceOptions = {}) {
     const addon = loadAddon();
@@ -74,6 +82,14 @@ export class LiveSource implements EventSource {
       throw new CtwatchError('ERR_RCVBUF', `receive buffer ${rcvbuf} is out of range: use 4K to 1G, e.g. 32M`, { exitCode: EXIT.usage });
     }
     this.netns = options.netns;
+    const compiled = compileFilters(options.filter ?? []);
+    this.filterNotes.push(...compiled.notes);
+    const user = compiled.user;
+    const dumped = compiled.kernelMatch;
+    // Dumps come on another socket the kernel filter does not cover: apply its rules here.
+    this.userFilter = user || dumped
+      ? (e) => (user ? user(e) : true) && (e.event !== 'snapshot' || !dumped || dumped(e))
+      : undefined;
     this.decode = makeDecoder(addon.layout, options.netns);
     this.recordSize = addon.layout.size;
     this.endKind = KIND.end;
@@ -87,6 +103,7 @@ export class LiveSource implements EventSource {
         batchSize: options.batchSize ?? 1024,
         maxBatches: options.maxBatches ?? 64,
         flushMs: options.flushMs ?? 5,
+        filter: compiled.kernel,
       },
       (batch) => this.onBatch(batch),
     );
@@ -150,7 +167,13 @@ export class LiveSource implements EventSource {
       const { events, end, dumpErrors } = this.decode(buffer);
       if (dumpErrors.length) this.dumpErrors.push(...dumpErrors);
       if (end) this.ended = true;
-      if (events.length > 0) yield events;
+      const keep = this.userFilter;
+      let out = events;
+      if (keep) {
+        out = events.filter((e) => (e.event === 'overflow' || e.event === 'snapshot_done' ? true : keep(e)));
+        this.filteredInUserSpace += events.length - out.length;
+      }
+      if (out.length > 0) yield out;
     }
   }
 

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CtwatchError, EXIT } from '../util/errors.js';
+import type { NativeFilter } from './filter.js';
 
 export interface ReaderOptions {
   netns?: string;
@@ -17,6 +18,8 @@ export interface ReaderOptions {
   maxBatches: number;
   /** longest a partial batch waits for more events before it is handed over */
   flushMs: number;
+  /** kernel-side event filter (src/source/filter.ts) */
+  filter?: NativeFilter;
 }
 
 export interface KernelStats {
