@@ -8,6 +8,7 @@ import { ChurnEngine } from '../churn/engine.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { liveTable } from '../pipeline/table.js';
 import { OverflowRecovery } from '../pipeline/recovery.js';
+import { ProcessAttribution } from '../pipeline/attribution.js';
 import type { SourceEvent } from '../source/types.js';
 import { logger, onSignals, parse } from './common.js';
 
@@ -54,7 +55,8 @@ Exit status: 0 done, 64 usage, 66 no such namespace, 69 conntrack netlink missin
 
 function engineOptions(src: LiveSource) {
   const engine = new ChurnEngine();
-  return { engine, wallClock: true, table: liveTable(src), recovery: new OverflowRecovery(src, engine) };
+  // Flow ends name their process; snapshots list the top processes.
+  return { engine, wallClock: true, table: liveTable(src), recovery: new OverflowRecovery(src, engine), attribution: new ProcessAttribution() };
 }
 
 export async function record(argv: string[]): Promise<number> {

@@ -4,6 +4,7 @@ import type { ChurnSnapshot } from '../churn/snapshot.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { liveTable, RecordedTables } from '../pipeline/table.js';
 import { OverflowRecovery } from '../pipeline/recovery.js';
+import { ProcessAttribution } from '../pipeline/attribution.js';
 import { RecordingSource } from '../source/recording.js';
 import type { EventSource } from '../source/types.js';
 import { parseDuration } from './args.js';
@@ -25,6 +26,7 @@ ${SOURCE_HELP}
                         0 = as fast as possible (prints only the last screen)
   -b, --batch           print each screen one after another (for logs and pipes), like top -b
   --duration TIME       stop after this long
+  --no-processes        do not look up which process owns each flow
   -h, --help            this help
 
 Keys: q or Ctrl-C quits.
@@ -38,6 +40,7 @@ export async function top(argv: string[]): Promise<number> {
     speed: { type: 'string' },
     batch: { type: 'boolean', short: 'b' },
     duration: { type: 'string' },
+    'no-processes': { type: 'boolean' },
   });
   if (values.help) {
     process.stdout.write(TOP_HELP);
@@ -51,6 +54,7 @@ export async function top(argv: string[]): Promise<number> {
   let wallClock = false;
   const engine = new ChurnEngine();
   let recovery: OverflowRecovery | undefined;
+  let attribution: ProcessAttribution | undefined;
   if (values.replay) {
     const tables = new RecordedTables();
     const rec = new RecordingSource(values.replay, { onOther: tables.onRecord });
@@ -63,6 +67,7 @@ export async function top(argv: string[]): Promise<number> {
     table = liveTable(live);
     wallClock = true;
     recovery = new OverflowRecovery(live, engine);
+    if (!values['no-processes']) attribution = new ProcessAttribution();
   }
   const stop = () => void source.close();
   const offSignals = onSignals(log, stop);
@@ -96,7 +101,7 @@ export async function top(argv: string[]): Promise<number> {
         show(snap);
       },
     },
-    { engine, wallClock, table, recovery },
+    { engine, wallClock, table, recovery, attribution },
   );
   await pipeline.run();
   if (timer) clearTimeout(timer);

@@ -34,6 +34,7 @@ ${SOURCE_HELP}
                         in ECS, OCSF, CEF or JSONL, with a disk spool (YAML, docs/siem.md)
   --metrics ADDR        serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9477
                         (docs/metrics.md)
+  --no-processes        do not look up which process owns each flow (sock_diag + /proc)
   --status TIME         log a status line every TIME (default 1m; 0 = never)
   --log-format text|json
   -h, --help            this help
@@ -85,6 +86,7 @@ export async function watch(argv: string[]): Promise<number> {
     status: { type: 'string' },
     sinks: { type: 'string' },
     metrics: { type: 'string' },
+    'no-processes': { type: 'boolean' },
   });
   if (values.help) {
     process.stdout.write(WATCH_HELP);
@@ -138,7 +140,7 @@ export async function watch(argv: string[]): Promise<number> {
       metrics?.update({ snapshot: snap, source: source.counters, activeAlerts: active, firedTotal: fired, deliveries: watcher.deliveryStats(), sinks: sinks?.counters() });
       if (churnUs && snap.time % churnUs === 0) return write([snap]);
     },
-  }, log);
+  }, log, { processes: !values['no-processes'] });
   const metricsServer = metrics && values.metrics ? await metrics.listen(values.metrics).catch(async (err) => {
     await source.close();
     throw err;

@@ -10,6 +10,7 @@ import type { ChurnSnapshot } from '../churn/snapshot.js';
 import type { FlowEnd } from '../flow/types.js';
 import type { EventSource, SourceEvent } from '../source/types.js';
 import type { OverflowRecovery, ResyncRecord } from './recovery.js';
+import type { ProcessAttribution } from './attribution.js';
 
 export interface PipelineHooks {
   /** every batch as it came from the source (before the engine sees it) */
@@ -34,6 +35,8 @@ export interface PipelineOptions {
   graceUs?: number;
   /** overflow recovery (live sources): grow the buffer, dump, reconcile */
   recovery?: OverflowRecovery;
+  /** process attribution (live sources): flow ends and snapshots name processes */
+  attribution?: ProcessAttribution;
 }
 
 /** After this many empty ticks in a row, every window is empty: skip ahead instead of emitting
@@ -77,6 +80,7 @@ export class Pipeline {
     } finally {
       if (timer) clearInterval(timer);
       this.options.recovery?.stop();
+      await this.options.attribution?.close();
     }
   }
 
@@ -103,6 +107,7 @@ export class Pipeline {
         const part = start === 0 && i === batch.length ? batch : batch.slice(start, i);
         const recovery = this.options.recovery;
         recovery?.before(part);
+        this.options.attribution?.before(part);
         if (this.hooks.events) await this.hooks.events(part);
         await this.deliverFlows(this.engine.ingest(part));
         if (recovery) {
@@ -117,6 +122,7 @@ export class Pipeline {
   }
 
   private async deliverFlows(flows: FlowEnd[]): Promise<void> {
+    if (flows.length > 0) this.options.attribution?.flows(flows);
     if (flows.length > 0 && this.hooks.flows) await this.hooks.flows(flows);
   }
 
@@ -131,6 +137,7 @@ export class Pipeline {
       const t = this.nextTick;
       this.nextTick += this.tickUs;
       const snap = this.engine.snapshot(t, this.options.table?.(t));
+      this.options.attribution?.decorate(snap);
       this.snapshots++;
       emitted++;
       if (this.hooks.snapshot) await this.hooks.snapshot(snap);

@@ -14,6 +14,7 @@ import type { Logger } from '../util/log.js';
 import { Pipeline } from './pipeline.js';
 import { liveTable } from './table.js';
 import { OverflowRecovery, type ResyncRecord } from './recovery.js';
+import { ProcessAttribution } from './attribution.js';
 
 export interface WatcherHooks {
   events?(batch: SourceEvent[]): void | Promise<void>;
@@ -30,6 +31,8 @@ export class Watcher {
   private readonly pipeline: Pipeline;
   /** every alert and resolution so far, in order */
   readonly history: Alert[] = [];
+  /** process attribution, unless turned off */
+  attribution?: ProcessAttribution;
   last?: ChurnSnapshot;
 
   constructor(
@@ -37,6 +40,7 @@ export class Watcher {
     private config: AlertConfig = defaultConfig(),
     private readonly hooks: WatcherHooks = {},
     private readonly log?: Logger,
+    options: { processes?: boolean } = {},
   ) {
     this.evaluator = new AlertEvaluator(config);
     this.dispatcher = createDispatcher(config.deliver, { log });
@@ -51,7 +55,13 @@ export class Watcher {
           return hooks.resync?.(r);
         },
       },
-      { engine: this.engine, wallClock: true, table: liveTable(source), recovery: new OverflowRecovery(source, this.engine) },
+      {
+        engine: this.engine,
+        wallClock: true,
+        table: liveTable(source),
+        recovery: new OverflowRecovery(source, this.engine),
+        attribution: options.processes === false ? undefined : (this.attribution = new ProcessAttribution()),
+      },
     );
   }
 

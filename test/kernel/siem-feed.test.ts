@@ -76,6 +76,8 @@ describe('watch → SIEM sinks and metrics (own namespace)', () => {
         expect((d.network as { community_id: string }).community_id).toMatch(/^1:[A-Za-z0-9+/]{27}=$/);
       }
       await waitFor(() => existsSync(file) && readFileSync(file, 'utf8').trim().split('\n').length >= 120, 'the ECS file sink', 10_000);
+      // Flows are attributed to the generator's process (node) where its socket was still there.
+      expect(http.some((d) => (d.process as { name?: string; pid?: number } | undefined)?.name === 'node')).toBe(true);
       const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
       const events = Number(/^ctwatch_source_events_total\{[^}]*\} (\d+)/m.exec(metrics)?.[1]);
       expect(events).toBeGreaterThanOrEqual(240);

@@ -1,0 +1,49 @@
+/**
+ * Process attribution wired into the pipeline: NEW events go to the Attributor (socket lookups off
+ * the hot path), answers count against per-process churn, flow ends carry their process, and
+ * snapshots gain the top processes — which is how alerts come to name a pid.
+ */
+import { ProcessChurn } from '../churn/processes.js';
+import type { ChurnSnapshot } from '../churn/snapshot.js';
+import type { FlowEnd } from '../flow/types.js';
+import { Attributor, processKey, type AttributorOptions } from '../process/index.js';
+import type { SourceEvent } from '../source/types.js';
+
+export class ProcessAttribution {
+  readonly attributor: Attributor;
+  readonly churn = new ProcessChurn();
+
+  constructor(options: Omit<AttributorOptions, 'onResult'> = {}) {
+    this.attributor = new Attributor({
+      ...options,
+      onResult: (event, result) => {
+        const key = processKey(result.process);
+        if (key && event.event !== 'snapshot') this.churn.opened(key, event.time);
+      },
+    });
+  }
+
+  /** Before the engine: queue lookups for new flows (cheap, synchronous). */
+  before(part: readonly SourceEvent[]): void {
+    this.attributor.attribute(part);
+  }
+
+  /** Flow ends get `process` (null when unknown: the reason is in the attributor's stats). */
+  flows(ends: FlowEnd[]): void {
+    for (const end of ends) {
+      const process = this.attributor.processOf(end);
+      end.process = process;
+      const key = processKey(process);
+      if (key) this.churn.closed(key, end.time);
+    }
+  }
+
+  decorate(snap: ChurnSnapshot): void {
+    const rows = this.churn.snapshot(snap.time);
+    if (rows.length > 0) snap.processes = rows;
+  }
+
+  close(): Promise<void> {
+    return this.attributor.close();
+  }
+}
