@@ -62,6 +62,8 @@ export interface ChurnSnapshot {
   destinations: KeyChurn[];
   sources: KeyChurn[];
   protocols: KeyChurn[];
-  /** per-process churn, filled once attribution exists */
+  /** per-process churn ("comm[pid]"), filled once attribution exists */
   processes?: KeyChurn[];
+  /** per systemd unit ("unit:nginx.service") or container ("container:0123456789ab") */
+  groups?: KeyChurn[];
 }

@@ -78,6 +78,7 @@ export function renderTop(s: ChurnSnapshot, extras: ViewExtras = {}): string {
   lines.push('', ...table('DESTINATION', s.destinations, true, each));
   lines.push('', ...table('SOURCE', s.sources, false, each));
   if (s.processes && s.processes.length > 0) lines.push('', ...table('PROCESS', s.processes, false, each));
+  if (s.groups && s.groups.length > 0) lines.push('', ...table('UNIT / CONTAINER', s.groups, false, 4));
   lines.push('', ...table('PROTOCOL', s.protocols, false, 4));
   const width = extras.width ?? 120;
   return lines.map((l) => (l.length > width ? l.slice(0, width) : l)).join('\n');

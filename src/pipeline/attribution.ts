@@ -6,19 +6,24 @@
 import { ProcessChurn } from '../churn/processes.js';
 import type { ChurnSnapshot } from '../churn/snapshot.js';
 import type { FlowEnd } from '../flow/types.js';
-import { Attributor, processKey, type AttributorOptions } from '../process/index.js';
+import { Attributor, groupKey, processKey, type AttributorOptions } from '../process/index.js';
 import type { SourceEvent } from '../source/types.js';
 
 export class ProcessAttribution {
   readonly attributor: Attributor;
   readonly churn = new ProcessChurn();
+  /** the same per systemd unit or container */
+  readonly groups = new ProcessChurn();
 
   constructor(options: Omit<AttributorOptions, 'onResult'> = {}) {
     this.attributor = new Attributor({
       ...options,
       onResult: (event, result) => {
+        if (event.event === 'snapshot') return;
         const key = processKey(result.process);
-        if (key && event.event !== 'snapshot') this.churn.opened(key, event.time);
+        if (key) this.churn.opened(key, event.time);
+        const group = groupKey(result.process);
+        if (group) this.groups.opened(group, event.time);
       },
     });
   }
@@ -35,12 +40,16 @@ export class ProcessAttribution {
       end.process = process;
       const key = processKey(process);
       if (key) this.churn.closed(key, end.time);
+      const group = groupKey(process);
+      if (group) this.groups.closed(group, end.time);
     }
   }
 
   decorate(snap: ChurnSnapshot): void {
     const rows = this.churn.snapshot(snap.time);
     if (rows.length > 0) snap.processes = rows;
+    const groups = this.groups.snapshot(snap.time);
+    if (groups.length > 0) snap.groups = groups;
   }
 
   close(): Promise<void> {
