@@ -5,12 +5,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/inet_diag.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -19,14 +22,91 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <future>
+#include <unordered_map>
 #include <unordered_set>
+
+#include "decode.h"
+#include "record.h"
 
 #ifndef NETLINK_CAP_ACK
 #define NETLINK_CAP_ACK 10
 #endif
 
 namespace ctwatch {
+
+// One socket to look up: ours is `local`; `remote` unset with `listener`.
+struct DiagRequest {
+  uint8_t family = 0;  // AF_INET / AF_INET6; 0: do not send (bad line, or answered already)
+  uint8_t proto = 0;   // IPPROTO_TCP / IPPROTO_UDP
+  bool listener = false;
+  uint8_t local[16] = {};
+  uint8_t remote[16] = {};
+  uint16_t lport = 0;
+  uint16_t rport = 0;
+};
+
+// A flow's identity as the capture keys it: the original direction, ours first.
+struct TupleKey {
+  uint8_t family = 0, proto = 0;
+  uint16_t lport = 0, rport = 0;
+  uint8_t local[16] = {}, remote[16] = {};
+  bool operator==(const TupleKey& o) const { return memcmp(this, &o, sizeof(*this)) == 0; }
+};
+static_assert(sizeof(TupleKey) == 38, "TupleKey must have no padding (it is hashed and compared as bytes)");
+
+struct TupleHash {
+  size_t operator()(const TupleKey& k) const {
+    // FNV-1a over the bytes: the key is small and fixed.
+    uint64_t h = 1469598103934665603ull;
+    const auto* b = reinterpret_cast<const uint8_t*>(&k);
+    for (size_t i = 0; i < sizeof(k); i++) h = (h ^ b[i]) * 1099511628211ull;
+    return static_cast<size_t>(h);
+  }
+};
+
+TupleKey KeyOf(const DiagRequest& r) {
+  TupleKey k;
+  k.family = r.family;
+  k.proto = r.proto;
+  k.lport = r.lport;
+  k.rport = r.rport;
+  memcpy(k.local, r.local, 16);
+  memcpy(k.remote, r.remote, 16);
+  return k;
+}
+
+// What the capture saw of a flow's socket while it lived.
+struct CapturedSocket {
+  uint32_t inode, uid, state, pid, start;
+};
+
+struct Owner {
+  int pid;
+  uint32_t start;  // clock ticks after boot, low 32 bits
+};
+
+struct CaptureState {
+  uint64_t netns_ino = 0;  // the namespace's inode: which processes discovery may read
+  std::unordered_map<TupleKey, CapturedSocket, TupleHash> sockets;
+  std::deque<TupleKey> order;  // oldest first, for eviction
+  std::unordered_map<uint32_t, Owner> owners;  // inode -> process, for the hot processes' sockets
+  std::vector<int> hot;                        // pids that owned captured sockets, most recent first
+  std::unordered_map<int, std::vector<uint32_t>> held;  // pid -> inodes at its last read
+  // Captured sockets whose owner is not known yet: (inode, flow, when captured).
+  struct Unowned {
+    uint32_t inode;
+    TupleKey key;
+    uint64_t at_us;
+  };
+  std::vector<Unowned> unowned;
+  uint64_t next_scan_us = 0;       // reading hot processes again is allowed from then on
+  uint64_t next_discovery_us = 0;  // reading every process of the namespace, from then on
+  // pid -> its network namespace inode, as last seen by a discovery (re-read every few rounds).
+  std::unordered_map<int, double> pid_netns;
+  unsigned discoveries = 0;
+};
 
 // One queued unit of work for the namespace thread. Results are filled on the thread and turned
 // into JavaScript values in CallJs, on the JS thread.
@@ -45,8 +125,24 @@ namespace {
 // Per-request result words: errno (0 = found), socket inode (0 = no struct socket: TIME_WAIT,
 // NEW_SYN_RECV, or accepted by the kernel but not yet by the process), uid, TCP state (TCP_* from
 // include/net/tcp_states.h; UDP reports 1 connected / 7 unconnected), remote port the kernel
-// returned (0 for a listener or an unconnected UDP socket), and the local port.
-constexpr size_t kResultWidth = 6;
+// returned (0 for a listener or an unconnected UDP socket), the local port, flags (bit 0: the
+// answer is what the capture saw at NEW time), and the owner if this thread knows it: pid and the
+// low 32 bits of its start time (0, 0 when not known).
+constexpr size_t kResultWidth = 9;
+constexpr uint32_t kFromCapture = 1;
+// Capture bounds: flows remembered (a lookup from JS comes within seconds), hot processes, and
+// how often every process of the namespace may be read to find an unknown owner.
+constexpr size_t kCaptureMax = 1 << 17;
+constexpr size_t kHotMax = 16;
+constexpr uint64_t kDiscoveryMinUs = 50'000;
+// Reading descriptors costs ~3 µs each: after a read of the hot processes that took T, the next
+// waits 4 T (a fifth of this thread at most), and after a discovery that took T, the next waits
+// 20 T (a twentieth), however busy the namespace.
+constexpr uint64_t kScanCostFactor = 4;
+constexpr uint64_t kDiscoveryCostFactor = 20;
+// An owner not found this long after capture is given up (JS may still find it in /proc).
+constexpr uint64_t kUnownedMaxUs = 200'000;
+constexpr int kCtRcvbuf = 8 << 20;
 // Requests per sendmsg. Each answer is one skb in our receive queue, charged by its truesize
 // (~1-2 KiB); 128 answers fit easily in the 4 MiB we ask for, and the kernel handles every request
 // of a send synchronously inside sendmsg(), so after it returns all answers are already queued.
@@ -134,16 +230,6 @@ OpenError OpenNetlink(int protocol, const char* what, const std::string& where, 
   return {};
 }
 
-struct Request {
-  uint8_t family = 0;  // AF_INET / AF_INET6
-  uint8_t proto = 0;   // IPPROTO_TCP / IPPROTO_UDP
-  bool listener = false;
-  uint8_t local[16] = {};
-  uint8_t remote[16] = {};
-  uint16_t lport = 0;
-  uint16_t rport = 0;
-};
-
 // Next space-separated field of [*p, end), or false when there is none.
 bool NextField(const char** p, const char* end, const char** f, size_t* n) {
   while (*p < end && **p == ' ') ++*p;
@@ -177,7 +263,7 @@ bool ParseAddr(int family, const char* f, size_t n, uint8_t* out) {
 // "F P LOCAL LPORT REMOTE RPORT": F is 4 or 6, P is 6 (TCP) or 17 (UDP), REMOTE may be '*' (and
 // RPORT 0) to ask for the listening / unconnected socket bound to LOCAL:LPORT. Parsed by hand:
 // sscanf was an eighth of the thread's time.
-bool ParseRequest(const char* p, const char* end, Request* r) {
+bool ParseRequest(const char* p, const char* end, DiagRequest* r) {
   const char* f;
   size_t n;
   unsigned fam, proto, lport, rport;
@@ -205,7 +291,7 @@ size_t AddrLen(uint8_t family) { return family == AF_INET ? 4 : 16; }
 
 // Builds one exact-match SOCK_DIAG_BY_FAMILY request (no NLM_F_DUMP: the kernel answers with the
 // one socket or an NLMSG_ERROR, ENOENT when there is none).
-void PutDiagRequest(char* at, const Request& r, uint32_t seq) {
+void PutDiagRequest(char* at, const DiagRequest& r, uint32_t seq) {
   auto* nlh = reinterpret_cast<nlmsghdr*>(at);
   nlh->nlmsg_len = NLMSG_LENGTH(sizeof(inet_diag_req_v2));
   nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
@@ -239,385 +325,6 @@ void PutDiagRequest(char* at, const Request& r, uint32_t seq) {
 
 constexpr size_t kReqSpace = NLMSG_SPACE(sizeof(inet_diag_req_v2));
 
-}  // namespace
-
-Napi::Function SockDiag::Init(Napi::Env env) {
-  return DefineClass(env, "SockDiag",
-                     {
-                         InstanceMethod<&SockDiag::Open>("open"),
-                         InstanceMethod<&SockDiag::Lookup>("lookup"),
-                         InstanceMethod<&SockDiag::LocalRoutes>("localRoutes"),
-                         InstanceMethod<&SockDiag::Close>("close"),
-                         InstanceMethod<&SockDiag::Counters>("counters"),
-                     });
-}
-
-// Arguments are validated in TypeScript (src/process/sockdiag.ts); here we only read them.
-SockDiag::SockDiag(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SockDiag>(info), env_(info.Env()) {
-  if (info.Length() > 0 && info[0].IsObject()) {
-    Napi::Value netns = info[0].As<Napi::Object>().Get("netns");
-    if (netns.IsString()) netns_ = netns.As<Napi::String>().Utf8Value();
-  }
-}
-
-SockDiag::~SockDiag() { Stop(); }
-
-Napi::Value SockDiag::Open(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (opened_) return env.Undefined();
-  opened_ = true;
-  // The callback is unused (CallJs settles promises itself); a no-op keeps the TSFN happy.
-  Napi::Function noop = Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
-  tsfn_ = Tsfn::New(env, noop, "ctwatch-sockdiag", 0, 1, this);
-  tsfn_live_ = true;
-  // Idle, the thread must not keep the process alive; Enqueue refs it while jobs are out.
-  tsfn_.Unref(env);
-
-  std::promise<OpenError> opened;
-  std::future<OpenError> result = opened.get_future();
-  thread_ = std::thread(&SockDiag::Run, this, &opened);
-  OpenError e = result.get();
-  if (!e.ok()) {
-    thread_.join();
-    tsfn_.Release();
-    tsfn_live_ = false;
-    stopped_ = true;
-    throw MakeError(env, e);
-  }
-  napi_add_env_cleanup_hook(env, CleanupHook, this);
-  hook_added_ = true;
-  return env.Undefined();
-}
-
-void SockDiag::Run(std::promise<OpenError>* opened) {
-  const std::string where = netns_.empty() ? "" : " in network namespace " + netns_;
-  int self_ns = -1;
-  OpenError e = EnterNetns(netns_, &self_ns);
-  if (e.ok()) e = OpenNetlink(NETLINK_SOCK_DIAG, "sock_diag", where, &diag_fd_);
-  if (e.ok()) e = OpenNetlink(NETLINK_ROUTE, "rtnetlink", where, &route_fd_);
-  if (self_ns >= 0) {
-    // Only this thread left its namespace, and only to create the sockets (they stay bound to it).
-    setns(self_ns, CLONE_NEWNET);
-    close(self_ns);
-  }
-  if (!e.ok()) {
-    if (diag_fd_ >= 0) close(diag_fd_);
-    if (route_fd_ >= 0) close(route_fd_);
-    diag_fd_ = route_fd_ = -1;
-  }
-  bool ok = e.ok();
-  opened->set_value(std::move(e));  // `opened` is dead after this line
-  if (!ok) return;
-
-  for (;;) {
-    DiagJob* job = nullptr;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (stopping_) break;
-      job = queue_.front();
-      queue_.pop_front();
-    }
-    const uint64_t t0 = MonotonicUs();
-    if (job->kind == DiagJob::kLookup) RunLookup(job);
-    else RunRoutes(job);
-    busy_us_ += MonotonicUs() - t0;
-    if (tsfn_.NonBlockingCall(job) != napi_ok) delete job;  // only while the env is torn down
-  }
-  // Jobs still queued are settled as cancelled (CallJs rejects them with ERR_SOCKDIAG_CLOSED).
-  std::deque<DiagJob*> left;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    left.swap(queue_);
-  }
-  for (DiagJob* job : left) {
-    job->error = Fail("ERR_SOCKDIAG_CLOSED", 0, "", "the socket lookup was cancelled: the SockDiag was closed");
-    if (tsfn_.NonBlockingCall(job) != napi_ok) delete job;
-  }
-  close(diag_fd_);
-  close(route_fd_);
-  diag_fd_ = route_fd_ = -1;
-}
-
-void SockDiag::RunLookup(DiagJob* job) {
-  // Parse every line first; a line that does not parse gets EINVAL and is never sent.
-  std::vector<Request> reqs;
-  std::vector<uint32_t>& out = job->results;
-  const char* p = job->text.data();
-  const char* end = p + job->text.size();
-  while (p < end) {
-    const char* nl = static_cast<const char*>(memchr(p, '\n', static_cast<size_t>(end - p)));
-    const char* stop = nl ? nl : end;
-    Request r;
-    bool ok = ParseRequest(p, stop, &r);
-    reqs.push_back(r);
-    out.insert(out.end(), kResultWidth, 0);
-    out[out.size() - kResultWidth] = ok ? EAGAIN : EINVAL;  // EAGAIN until answered
-    if (!ok) reqs.back().family = 0;
-    p = nl ? nl + 1 : end;
-  }
-  requests_ += reqs.size();
-  ++batches_;
-
-  std::vector<char> tx(kChunk * kReqSpace);
-  constexpr unsigned kBurst = 64;
-  constexpr size_t kAnswer = 1024;  // an answer without extensions is ~150 bytes
-  std::vector<char> rx(kBurst * kAnswer);
-  mmsghdr msgs[kBurst];
-  iovec iov[kBurst];
-  for (unsigned i = 0; i < kBurst; i++) {
-    iov[i] = {rx.data() + i * kAnswer, kAnswer};
-    msgs[i].msg_hdr = msghdr{};
-    msgs[i].msg_hdr.msg_iov = &iov[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-  }
-  std::vector<size_t> todo;
-  static std::atomic<uint32_t> seq_base{static_cast<uint32_t>(time(nullptr)) << 8};
-
-  for (size_t start = 0; start < reqs.size(); start += kChunk) {
-    const size_t stop = std::min(reqs.size(), start + kChunk);
-    todo.clear();
-    for (size_t i = start; i < stop; i++) {
-      if (reqs[i].family != 0) todo.push_back(i);
-    }
-    // Answers can be lost only if our receive queue overflows; then the missing ones go once more.
-    for (int attempt = 0; attempt < 2 && !todo.empty(); attempt++) {
-      if (attempt > 0) retried_ += todo.size();
-      const uint32_t base = seq_base.fetch_add(static_cast<uint32_t>(kChunk));
-      size_t len = 0;
-      for (size_t k = 0; k < todo.size(); k++) {
-        PutDiagRequest(tx.data() + len, reqs[todo[k]], base + static_cast<uint32_t>(k));
-        len += kReqSpace;
-      }
-      sockaddr_nl kernel{};
-      kernel.nl_family = AF_NETLINK;
-      ssize_t sent;
-      do {
-        sent = sendto(diag_fd_, tx.data(), len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel));
-      } while (sent < 0 && errno == EINTR);
-      ++sends_;
-      if (sent < 0) {
-        int err = errno;
-        for (size_t idx : todo) out[idx * kResultWidth] = static_cast<uint32_t>(err);
-        todo.clear();
-        break;
-      }
-      size_t answered = 0;
-      for (;;) {
-        // Each answer is its own datagram: take up to kBurst per system call.
-        int got = recvmmsg(diag_fd_, msgs, kBurst, MSG_DONTWAIT, nullptr);
-        if (got < 0) {
-          if (errno == EINTR || errno == ENOBUFS) continue;  // ENOBUFS: some answers were dropped
-          break;                                            // EAGAIN: everything queued is read
-        }
-        for (int g = 0; g < got; g++) {
-          int left = static_cast<int>(msgs[g].msg_len);
-          for (auto* m = static_cast<nlmsghdr*>(iov[g].iov_base); NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
-            uint32_t k = m->nlmsg_seq - base;
-            if (k >= todo.size()) continue;  // a late answer to an earlier attempt
-            uint32_t* res = &out[todo[k] * kResultWidth];
-            if (res[0] != EAGAIN) continue;
-            if (m->nlmsg_type == NLMSG_ERROR) {
-              auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(m));
-              res[0] = static_cast<uint32_t>(e->error < 0 ? -e->error : ENOENT);
-              ++not_found_;
-              answered++;
-            } else if (m->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
-                       m->nlmsg_len >= NLMSG_LENGTH(sizeof(inet_diag_msg))) {
-              auto* d = static_cast<inet_diag_msg*>(NLMSG_DATA(m));
-              res[0] = 0;
-              res[1] = d->idiag_inode;
-              res[2] = d->idiag_uid;
-              res[3] = d->idiag_state;
-              // For UDP the kernel reports the socket's own view (sport = local), whatever the
-              // orientation of the request.
-              res[4] = ntohs(d->id.idiag_dport);
-              res[5] = ntohs(d->id.idiag_sport);
-              ++found_;
-              answered++;
-            }
-          }
-        }
-        if (answered == todo.size() || got < static_cast<int>(kBurst)) break;
-      }
-      std::vector<size_t> again;
-      for (size_t idx : todo) {
-        if (out[idx * kResultWidth] == EAGAIN) again.push_back(idx);
-      }
-      todo.swap(again);
-    }
-  }
-}
-
-void SockDiag::RunRoutes(DiagJob* job) {
-  // The local routing table lists every address this namespace answers for, including whole
-  // prefixes (127.0.0.0/8) that no interface address shows.
-  for (uint8_t family : {AF_INET, AF_INET6}) {
-    struct {
-      nlmsghdr nlh;
-      rtmsg rtm;
-    } req{};
-    req.nlh.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
-    req.nlh.nlmsg_type = RTM_GETROUTE;
-    req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    static std::atomic<uint32_t> seq{1};
-    req.nlh.nlmsg_seq = seq++;
-    req.rtm.rtm_family = family;
-    req.rtm.rtm_table = RT_TABLE_LOCAL;
-    sockaddr_nl kernel{};
-    kernel.nl_family = AF_NETLINK;
-    if (sendto(route_fd_, &req, req.nlh.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
-      job->error = Fail("ERR_SOCKDIAG", errno, "sendto", std::string("cannot list local routes: ") + strerror(errno));
-      return;
-    }
-    std::vector<char> rx(1 << 16);
-    bool done = false;
-    while (!done) {
-      ssize_t n = recv(route_fd_, rx.data(), rx.size(), 0);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        job->error = Fail("ERR_SOCKDIAG", errno, "recv", std::string("cannot list local routes: ") + strerror(errno));
-        return;
-      }
-      int left = static_cast<int>(n);
-      for (auto* m = reinterpret_cast<nlmsghdr*>(rx.data()); NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
-        if (m->nlmsg_seq != req.nlh.nlmsg_seq) continue;
-        if (m->nlmsg_type == NLMSG_DONE || m->nlmsg_type == NLMSG_ERROR) {
-          done = true;
-          break;
-        }
-        if (m->nlmsg_type != RTM_NEWROUTE) continue;
-        auto* rtm = static_cast<rtmsg*>(NLMSG_DATA(m));
-        if (rtm->rtm_type != RTN_LOCAL) continue;
-        int alen = static_cast<int>(RTM_PAYLOAD(m));
-        for (auto* a = RTM_RTA(rtm); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
-          if (a->rta_type != RTA_DST) continue;
-          char text[INET6_ADDRSTRLEN];
-          if (inet_ntop(rtm->rtm_family, RTA_DATA(a), text, sizeof(text)) == nullptr) continue;
-          job->routes.push_back(std::string(text) + "/" + std::to_string(rtm->rtm_dst_len));
-        }
-      }
-    }
-  }
-}
-
-Napi::Value SockDiag::Enqueue(Napi::Env env, DiagJob* job) {
-  Napi::Promise promise = job->deferred.Promise();
-  if (stopped_ || !opened_) {
-    OpenError e = Fail("ERR_SOCKDIAG_CLOSED", 0, "", "the SockDiag is closed: open a new one");
-    job->deferred.Reject(MakeError(env, e).Value());
-    delete job;
-    return promise;
-  }
-  // While jobs are out, the thread-safe function (the thread's only way back) keeps the event loop
-  // alive and the wrapper keeps this object from being collected under the thread.
-  if (pending_++ == 0) {
-    tsfn_.Ref(env);
-    Ref();
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(job);
-  }
-  cv_.notify_one();
-  return promise;
-}
-
-// lookup(text: string): Promise<Uint32Array> — text holds one request per line
-// ("F P LOCAL LPORT REMOTE RPORT"), the answer kResultWidth words per request, in order.
-Napi::Value SockDiag::Lookup(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto* job = new DiagJob(env);
-  job->kind = DiagJob::kLookup;
-  job->text = info[0].As<Napi::String>().Utf8Value();
-  return Enqueue(env, job);
-}
-
-// localRoutes(): Promise<string[]> — "prefix/len" of every RTN_LOCAL route in the namespace.
-Napi::Value SockDiag::LocalRoutes(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto* job = new DiagJob(env);
-  job->kind = DiagJob::kRoutes;
-  return Enqueue(env, job);
-}
-
-void SockDiag::CallJs(Napi::Env env, Napi::Function /*callback*/, SockDiag* self, DiagJob* job) {
-  // A null env means the environment is being torn down: free the job, settle nothing.
-  if (env == nullptr) {
-    delete job;
-    return;
-  }
-  if (!job->error.ok()) {
-    job->deferred.Reject(MakeError(env, job->error).Value());
-  } else if (job->kind == DiagJob::kLookup) {
-    Napi::Uint32Array out = Napi::Uint32Array::New(env, job->results.size());
-    if (!job->results.empty()) memcpy(out.Data(), job->results.data(), job->results.size() * sizeof(uint32_t));
-    job->deferred.Resolve(out);
-  } else {
-    Napi::Array out = Napi::Array::New(env, job->routes.size());
-    for (size_t i = 0; i < job->routes.size(); i++) out.Set(i, Napi::String::New(env, job->routes[i]));
-    job->deferred.Resolve(out);
-  }
-  delete job;
-  if (self->pending_ > 0 && --self->pending_ == 0) {
-    if (self->tsfn_live_) self->tsfn_.Unref(env);
-    self->Unref();
-  }
-}
-
-void SockDiag::CleanupHook(void* self) {
-  auto* diag = static_cast<SockDiag*>(self);
-  diag->hook_added_ = false;  // the environment is removing it for us
-  diag->Stop();
-}
-
-void SockDiag::Stop() {
-  if (stopped_ || !opened_) {
-    stopped_ = true;
-    return;
-  }
-  stopped_ = true;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  // Settled jobs already queued on the TSFN are still delivered; then it finalizes and no longer
-  // holds the event loop open.
-  if (tsfn_live_) {
-    tsfn_.Release();
-    tsfn_live_ = false;
-  }
-  if (hook_added_) {
-    napi_remove_env_cleanup_hook(env_, CleanupHook, this);
-    hook_added_ = false;
-  }
-}
-
-Napi::Value SockDiag::Close(const Napi::CallbackInfo& info) {
-  Stop();
-  return info.Env().Undefined();
-}
-
-Napi::Value SockDiag::Counters(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("requests", Napi::Number::New(env, static_cast<double>(requests_.load())));
-  o.Set("found", Napi::Number::New(env, static_cast<double>(found_.load())));
-  o.Set("notFound", Napi::Number::New(env, static_cast<double>(not_found_.load())));
-  o.Set("retried", Napi::Number::New(env, static_cast<double>(retried_.load())));
-  o.Set("batches", Napi::Number::New(env, static_cast<double>(batches_.load())));
-  o.Set("sends", Napi::Number::New(env, static_cast<double>(sends_.load())));
-  o.Set("busyUs", Napi::Number::New(env, static_cast<double>(busy_us_.load())));
-  o.Set("pending", Napi::Number::New(env, pending_));
-  return o;
-}
-
-// ---------------------------------------------------------------------------------------------
-// /proc reads
-
-namespace {
 
 // Reads a small /proc file whole (they are generated on read; one read() usually gets it all).
 bool ReadSmall(const char* path, std::string* out) {
@@ -710,6 +417,737 @@ std::vector<int> ListPids() {
   return pids;
 }
 
+}  // namespace
+
+Napi::Function SockDiag::Init(Napi::Env env) {
+  return DefineClass(env, "SockDiag",
+                     {
+                         InstanceMethod<&SockDiag::Open>("open"),
+                         InstanceMethod<&SockDiag::Lookup>("lookup"),
+                         InstanceMethod<&SockDiag::LocalRoutes>("localRoutes"),
+                         InstanceMethod<&SockDiag::Close>("close"),
+                         InstanceMethod<&SockDiag::Counters>("counters"),
+                     });
+}
+
+// Arguments are validated in TypeScript (src/process/sockdiag.ts); here we only read them.
+SockDiag::SockDiag(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SockDiag>(info), env_(info.Env()) {
+  if (info.Length() > 0 && info[0].IsObject()) {
+    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Value netns = o.Get("netns");
+    if (netns.IsString()) netns_ = netns.As<Napi::String>().Utf8Value();
+    capture_ = o.Get("capture").ToBoolean().Value();
+  }
+}
+
+SockDiag::~SockDiag() { Stop(); }
+
+Napi::Value SockDiag::Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (opened_) return env.Undefined();
+  opened_ = true;
+  // The callback is unused (CallJs settles promises itself); a no-op keeps the TSFN happy.
+  Napi::Function noop = Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
+  tsfn_ = Tsfn::New(env, noop, "ctwatch-sockdiag", 0, 1, this);
+  tsfn_live_ = true;
+  // Idle, the thread must not keep the process alive; Enqueue refs it while jobs are out.
+  tsfn_.Unref(env);
+
+  std::promise<OpenError> opened;
+  std::future<OpenError> result = opened.get_future();
+  thread_ = std::thread(&SockDiag::Run, this, &opened);
+  OpenError e = result.get();
+  if (!e.ok()) {
+    thread_.join();
+    tsfn_.Release();
+    tsfn_live_ = false;
+    stopped_ = true;
+    throw MakeError(env, e);
+  }
+  napi_add_env_cleanup_hook(env, CleanupHook, this);
+  hook_added_ = true;
+  return env.Undefined();
+}
+
+namespace {
+
+// The capture's own subscription: NEW events only, on a plain netlink socket (recvmmsg, no
+// library state), with a buffer large enough for a burst while a lookup batch runs.
+OpenError OpenConntrackNew(const std::string& where, int* out) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER);
+  if (fd < 0) {
+    int err = errno;
+    return Fail("ERR_NO_CTNETLINK", err, "socket",
+                "the kernel's conntrack netlink interface is not available" + where +
+                    ": load it with 'modprobe nf_conntrack_netlink'");
+  }
+  sockaddr_nl local{};
+  local.nl_family = AF_NETLINK;
+  local.nl_groups = 1;  // NF_NETLINK_CONNTRACK_NEW, a bind() bitmask
+  if (bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) < 0) {
+    int err = errno;
+    close(fd);
+    if (err == EPERM || err == EACCES) {
+      return Fail("ERR_NO_CAP_NET_ADMIN", err, "bind",
+                  "capturing sockets at NEW time reads conntrack events, which needs CAP_NET_ADMIN" + where +
+                      ": run ctwatch as root, or turn capture off");
+    }
+    return Fail("ERR_SOCKDIAG", err, "bind", "cannot subscribe to conntrack events" + where + ": " + strerror(err));
+  }
+  int size = kCtRcvbuf;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+  }
+  *out = fd;
+  return {};
+}
+
+uint32_t Low32(double v) { return static_cast<uint32_t>(static_cast<uint64_t>(v) & 0xffffffffu); }
+
+}  // namespace
+
+void SockDiag::Run(std::promise<OpenError>* opened) {
+  const std::string where = netns_.empty() ? "" : " in network namespace " + netns_;
+  int self_ns = -1;
+  OpenError e = EnterNetns(netns_, &self_ns);
+  if (e.ok()) e = OpenNetlink(NETLINK_SOCK_DIAG, "sock_diag", where, &diag_fd_);
+  if (e.ok()) e = OpenNetlink(NETLINK_ROUTE, "rtnetlink", where, &route_fd_);
+  if (e.ok() && capture_) {
+    e = OpenConntrackNew(where, &ct_fd_);
+    struct stat sb;
+    cap_.reset(new CaptureState());
+    // Still inside the namespace: this thread's view of it is the namespace's identity.
+    if (stat("/proc/thread-self/ns/net", &sb) == 0) cap_->netns_ino = sb.st_ino;
+  }
+  if (self_ns >= 0) {
+    // Only this thread left its namespace, and only to create the sockets (they stay bound to it).
+    setns(self_ns, CLONE_NEWNET);
+    close(self_ns);
+  }
+  if (e.ok()) {
+    wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0) e = Fail("ERR_SOCKDIAG", errno, "eventfd", std::string("cannot create an eventfd: ") + strerror(errno));
+  }
+  if (!e.ok()) {
+    for (int* fd : {&diag_fd_, &route_fd_, &ct_fd_, &wake_fd_}) {
+      if (*fd >= 0) close(*fd);
+      *fd = -1;
+    }
+  }
+  bool ok = e.ok();
+  opened->set_value(std::move(e));  // `opened` is dead after this line
+  if (!ok) return;
+
+  pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {ct_fd_, POLLIN, 0}};
+  const nfds_t nfds = ct_fd_ >= 0 ? 2 : 1;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) break;
+    }
+    // A socket may close any moment: NEW events first, then the lookups JavaScript asked for.
+    if (ct_fd_ >= 0) {
+      const uint64_t t0 = MonotonicUs();
+      Capture();
+      ResolveUnowned();
+      cap_us_ += MonotonicUs() - t0;
+    }
+    for (;;) {
+      DiagJob* job = nullptr;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_ || queue_.empty()) break;
+        job = queue_.front();
+        queue_.pop_front();
+      }
+      const uint64_t t0 = MonotonicUs();
+      if (job->kind == DiagJob::kLookup) RunLookup(job);
+      else RunRoutes(job);
+      busy_us_ += MonotonicUs() - t0;
+      if (tsfn_.NonBlockingCall(job) != napi_ok) delete job;  // only while the env is torn down
+      if (ct_fd_ >= 0) {
+        const uint64_t t1 = MonotonicUs();
+        Capture();
+        ResolveUnowned();
+        cap_us_ += MonotonicUs() - t1;
+      }
+    }
+    fds[0].revents = fds[1].revents = 0;
+    int timeout = -1;
+    if (cap_ && !cap_->unowned.empty()) {
+      const uint64_t now = MonotonicUs();
+      timeout = cap_->next_scan_us > now ? static_cast<int>((cap_->next_scan_us - now + 999) / 1000) : 0;
+    }
+    if (poll(fds, nfds, timeout) < 0 && errno != EINTR) break;
+    if (fds[0].revents & POLLIN) {
+      uint64_t v;
+      ssize_t ignored = read(wake_fd_, &v, sizeof(v));
+      (void)ignored;
+    }
+  }
+  // Jobs still queued are settled as cancelled (CallJs rejects them with ERR_SOCKDIAG_CLOSED).
+  std::deque<DiagJob*> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(queue_);
+  }
+  for (DiagJob* job : left) {
+    job->error = Fail("ERR_SOCKDIAG_CLOSED", 0, "", "the socket lookup was cancelled: the SockDiag was closed");
+    if (tsfn_.NonBlockingCall(job) != napi_ok) delete job;
+  }
+  for (int* fd : {&diag_fd_, &route_fd_, &ct_fd_, &wake_fd_}) {
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+  }
+}
+
+void SockDiag::Wake() {
+  if (wake_fd_ >= 0) {
+    uint64_t one = 1;
+    ssize_t ignored = write(wake_fd_, &one, sizeof(one));
+    (void)ignored;
+  }
+}
+
+void SockDiag::RunLookup(DiagJob* job) {
+  // Parse every line first; a line that does not parse gets EINVAL and is never sent.
+  std::vector<DiagRequest> reqs;
+  std::vector<uint32_t>& out = job->results;
+  const char* p = job->text.data();
+  const char* end = p + job->text.size();
+  while (p < end) {
+    const char* nl = static_cast<const char*>(memchr(p, '\n', static_cast<size_t>(end - p)));
+    const char* stop = nl ? nl : end;
+    DiagRequest r;
+    bool ok = ParseRequest(p, stop, &r);
+    if (!ok) r.family = 0;
+    reqs.push_back(r);
+    out.insert(out.end(), kResultWidth, 0);
+    out[out.size() - kResultWidth] = ok ? EAGAIN : EINVAL;  // EAGAIN until answered
+    p = nl ? nl + 1 : end;
+  }
+  requests_ += reqs.size();
+  ++batches_;
+  // What the capture saw at NEW time answers first: the socket may be gone by now.
+  if (cap_) {
+    for (size_t i = 0; i < reqs.size(); i++) {
+      if (reqs[i].family == 0 || reqs[i].listener) continue;
+      auto it = cap_->sockets.find(KeyOf(reqs[i]));
+      if (it == cap_->sockets.end()) continue;
+      const CapturedSocket& c = it->second;
+      uint32_t* res = &out[i * kResultWidth];
+      res[0] = 0;
+      res[1] = c.inode;
+      res[2] = c.uid;
+      res[3] = c.state;
+      res[4] = reqs[i].rport;
+      res[5] = reqs[i].lport;
+      res[6] = kFromCapture;
+      res[7] = c.pid;
+      res[8] = c.start;
+      reqs[i].family = 0;
+      ++cap_hits_;
+    }
+  }
+  LookupMany(reqs, out.data());
+  // The owner of a live socket, if a hot process holds it (no /proc read here: JS decides).
+  if (cap_) FillOwners(reqs, out.data());
+}
+
+void SockDiag::LookupMany(const std::vector<DiagRequest>& reqs, uint32_t* out) {
+  std::vector<char> tx(kChunk * kReqSpace);
+  constexpr unsigned kBurst = 64;
+  constexpr size_t kAnswer = 1024;  // an answer without extensions is ~150 bytes
+  std::vector<char> rx(kBurst * kAnswer);
+  mmsghdr msgs[kBurst];
+  iovec iov[kBurst];
+  for (unsigned i = 0; i < kBurst; i++) {
+    iov[i] = {rx.data() + i * kAnswer, kAnswer};
+    msgs[i].msg_hdr = msghdr{};
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  std::vector<size_t> todo;
+  static std::atomic<uint32_t> seq_base{static_cast<uint32_t>(time(nullptr)) << 8};
+
+  for (size_t start = 0; start < reqs.size(); start += kChunk) {
+    const size_t stop = std::min(reqs.size(), start + kChunk);
+    todo.clear();
+    for (size_t i = start; i < stop; i++) {
+      if (reqs[i].family != 0) todo.push_back(i);
+    }
+    // Answers can be lost only if our receive queue overflows; then the missing ones go once more.
+    for (int attempt = 0; attempt < 2 && !todo.empty(); attempt++) {
+      if (attempt > 0) retried_ += todo.size();
+      const uint32_t base = seq_base.fetch_add(static_cast<uint32_t>(kChunk));
+      size_t len = 0;
+      for (size_t k = 0; k < todo.size(); k++) {
+        PutDiagRequest(tx.data() + len, reqs[todo[k]], base + static_cast<uint32_t>(k));
+        len += kReqSpace;
+      }
+      sockaddr_nl kernel{};
+      kernel.nl_family = AF_NETLINK;
+      ssize_t sent;
+      do {
+        sent = sendto(diag_fd_, tx.data(), len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel));
+      } while (sent < 0 && errno == EINTR);
+      ++sends_;
+      if (sent < 0) {
+        int err = errno;
+        for (size_t idx : todo) out[idx * kResultWidth] = static_cast<uint32_t>(err);
+        todo.clear();
+        break;
+      }
+      size_t answered = 0;
+      for (;;) {
+        // Each answer is its own datagram: take up to kBurst per system call.
+        int got = recvmmsg(diag_fd_, msgs, kBurst, MSG_DONTWAIT, nullptr);
+        if (got < 0) {
+          if (errno == EINTR || errno == ENOBUFS) continue;  // ENOBUFS: some answers were dropped
+          break;                                            // EAGAIN: everything queued is read
+        }
+        for (int g = 0; g < got; g++) {
+          int left = static_cast<int>(msgs[g].msg_len);
+          for (auto* m = static_cast<nlmsghdr*>(iov[g].iov_base); NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
+            uint32_t k = m->nlmsg_seq - base;
+            if (k >= todo.size()) continue;  // a late answer to an earlier attempt
+            uint32_t* res = &out[todo[k] * kResultWidth];
+            if (res[0] != EAGAIN) continue;
+            if (m->nlmsg_type == NLMSG_ERROR) {
+              auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(m));
+              res[0] = static_cast<uint32_t>(e->error < 0 ? -e->error : ENOENT);
+              ++not_found_;
+              answered++;
+            } else if (m->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+                       m->nlmsg_len >= NLMSG_LENGTH(sizeof(inet_diag_msg))) {
+              auto* d = static_cast<inet_diag_msg*>(NLMSG_DATA(m));
+              res[0] = 0;
+              res[1] = d->idiag_inode;
+              res[2] = d->idiag_uid;
+              res[3] = d->idiag_state;
+              // For UDP the kernel reports the socket's own view (sport = local), whatever the
+              // orientation of the request.
+              res[4] = ntohs(d->id.idiag_dport);
+              res[5] = ntohs(d->id.idiag_sport);
+              ++found_;
+              answered++;
+            }
+          }
+        }
+        if (answered == todo.size() || got < static_cast<int>(kBurst)) break;
+      }
+      std::vector<size_t> again;
+      for (size_t idx : todo) {
+        if (out[idx * kResultWidth] == EAGAIN) again.push_back(idx);
+      }
+      todo.swap(again);
+    }
+  }
+}
+
+// Reads the NEW events queued on the capture socket, looks their sockets up at once, and records
+// what it found (with the owner when a hot process, or a rate-limited discovery, has the inode).
+void SockDiag::Capture() {
+  constexpr unsigned kBurst = 64;
+  static thread_local std::vector<char> storage(kBurst * 8192);
+  static thread_local mmsghdr msgs[kBurst];
+  static thread_local iovec iov[kBurst];
+  for (unsigned i = 0; i < kBurst; i++) {
+    iov[i] = {storage.data() + i * 8192, 8192};
+    msgs[i].msg_hdr = msghdr{};
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  std::vector<DiagRequest> reqs;
+  Record rec;
+  // A bounded amount per call, so that queued JS lookups are not starved by a flood.
+  for (int burst = 0; burst < 32; burst++) {
+    int got = recvmmsg(ct_fd_, msgs, kBurst, MSG_DONTWAIT, nullptr);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOBUFS) {
+        ++cap_overflows_;  // lost NEW events: those flows fall back to the lookup from JS
+        continue;
+      }
+      break;
+    }
+    for (int i = 0; i < got; i++) {
+      int len = static_cast<int>(msgs[i].msg_len);
+      for (auto* nlh = static_cast<const nlmsghdr*>(iov[i].iov_base); NLMSG_OK(nlh, len); nlh = NLMSG_NEXT(nlh, len)) {
+        if (nlh->nlmsg_type < NLMSG_MIN_TYPE) continue;
+        memset(&rec, 0, sizeof(rec));
+        if (!DecodeMessage(nlh, 0, 0, &rec) || rec.kind != kNew) continue;
+        if ((rec.proto != IPPROTO_TCP && rec.proto != IPPROTO_UDP) || !(rec.present & kHasPorts)) continue;
+        DiagRequest r;
+        r.family = rec.family;
+        r.proto = rec.proto;
+        memcpy(r.local, rec.src, 16);
+        memcpy(r.remote, rec.dst, 16);
+        r.lport = rec.sport;
+        r.rport = rec.dport;
+        reqs.push_back(r);
+      }
+    }
+    if (got < static_cast<int>(kBurst)) break;
+  }
+  if (reqs.empty()) return;
+  cap_events_ += reqs.size();
+  std::vector<uint32_t> out(reqs.size() * kResultWidth, 0);
+  for (size_t i = 0; i < reqs.size(); i++) out[i * kResultWidth] = EAGAIN;
+  LookupMany(reqs, out.data());
+  FillOwners(reqs, out.data());
+  const uint64_t now = MonotonicUs();
+  for (size_t i = 0; i < reqs.size(); i++) {
+    const uint32_t* res = &out[i * kResultWidth];
+    // Only a socket with a file is worth keeping; a listener means this end had no socket of its
+    // own (the flow did not start here).
+    if (res[0] != 0 || res[1] == 0 || (reqs[i].proto == IPPROTO_TCP && res[3] == 10)) continue;
+    TupleKey key = KeyOf(reqs[i]);
+    auto ins = cap_->sockets.insert_or_assign(key, CapturedSocket{res[1], res[2], res[3], res[7], res[8]});
+    if (ins.second) cap_->order.push_back(key);
+    ++cap_sockets_;
+    if (res[7] != 0) ++cap_owned_;
+    else cap_->unowned.push_back({res[1], key, now});
+  }
+  while (cap_->order.size() > kCaptureMax) {
+    cap_->sockets.erase(cap_->order.front());
+    cap_->order.pop_front();
+    ++cap_evicted_;
+  }
+}
+
+// Finds owners for captured sockets that have none yet, within the scan budget: the hot
+// processes first, then (rate-limited) every process of the namespace.
+void SockDiag::ResolveUnowned() {
+  auto& un = cap_->unowned;
+  if (un.empty()) return;
+  const uint64_t now = MonotonicUs();
+  if (now < cap_->next_scan_us) return;
+  std::vector<uint32_t> wanted;
+  for (const auto& u : un) wanted.push_back(u.inode);
+  ScanHot(wanted);
+  uint64_t done = MonotonicUs();
+  cap_->next_scan_us = done + (done - now) * kScanCostFactor;
+  bool missing = false;
+  for (const auto& u : un) missing = missing || !cap_->owners.count(u.inode);
+  if (missing && done >= cap_->next_discovery_us) {
+    Discover(wanted);
+    const uint64_t after = MonotonicUs();
+    cap_->next_discovery_us = after + std::max(kDiscoveryMinUs, (after - done) * kDiscoveryCostFactor);
+    done = after;
+  }
+  std::vector<CaptureState::Unowned> left;
+  for (const auto& u : un) {
+    auto o = cap_->owners.find(u.inode);
+    if (o != cap_->owners.end()) {
+      auto it = cap_->sockets.find(u.key);
+      if (it != cap_->sockets.end() && it->second.inode == u.inode && it->second.pid == 0) {
+        it->second.pid = static_cast<uint32_t>(o->second.pid);
+        it->second.start = o->second.start;
+        ++cap_owned_;
+      }
+    } else if (done - u.at_us < kUnownedMaxUs) {
+      left.push_back(u);
+    }
+  }
+  un.swap(left);
+}
+
+// Fills pid and start for answers whose inode a hot process held at its last read (no /proc).
+void SockDiag::FillOwners(const std::vector<DiagRequest>& reqs, uint32_t* out) {
+  for (size_t i = 0; i < reqs.size(); i++) {
+    uint32_t* res = &out[i * kResultWidth];
+    if (res[0] != 0 || res[1] == 0 || res[7] != 0) continue;
+    auto it = cap_->owners.find(res[1]);
+    if (it == cap_->owners.end()) continue;
+    res[7] = static_cast<uint32_t>(it->second.pid);
+    res[8] = it->second.start;
+    // Most recent first: the next read starts with the busiest processes.
+    auto& hot = cap_->hot;
+    auto h = std::find(hot.begin(), hot.end(), it->second.pid);
+    if (h != hot.begin() && h != hot.end()) std::rotate(hot.begin(), h, h + 1);
+  }
+}
+
+namespace {
+
+// Replaces what `pid` is known to hold; returns false when the process is gone.
+bool ReadOwner(CaptureState* cap, int pid) {
+  Stat st;
+  std::vector<double> inodes;
+  if (!ReadStat(pid, &st)) return false;
+  SocketInodes(pid, &inodes);
+  auto& held = cap->held[pid];
+  for (uint32_t ino : held) {
+    auto it = cap->owners.find(ino);
+    if (it != cap->owners.end() && it->second.pid == pid) cap->owners.erase(it);
+  }
+  held.clear();
+  const Owner owner{pid, Low32(st.starttime)};
+  for (double d : inodes) {
+    const uint32_t ino = static_cast<uint32_t>(d);
+    held.push_back(ino);
+    cap->owners[ino] = owner;
+  }
+  return true;
+}
+
+void Forget(CaptureState* cap, int pid) {
+  auto h = cap->held.find(pid);
+  if (h == cap->held.end()) return;
+  for (uint32_t ino : h->second) {
+    auto it = cap->owners.find(ino);
+    if (it != cap->owners.end() && it->second.pid == pid) cap->owners.erase(it);
+  }
+  cap->held.erase(h);
+}
+
+bool AllKnown(const CaptureState* cap, const std::vector<uint32_t>& wanted) {
+  for (uint32_t ino : wanted) {
+    if (!cap->owners.count(ino)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void SockDiag::ScanHot(const std::vector<uint32_t>& wanted) {
+  ++cap_hot_scans_;
+  const uint64_t t0 = MonotonicUs();
+  struct Done { SockDiag* self; uint64_t t0; ~Done() { self->cap_hot_us_ += MonotonicUs() - t0; } } done{this, t0};
+  auto& hot = cap_->hot;
+  for (size_t i = 0; i < hot.size();) {
+    if (!ReadOwner(cap_.get(), hot[i])) {
+      Forget(cap_.get(), hot[i]);
+      hot.erase(hot.begin() + static_cast<long>(i));
+      continue;
+    }
+    ++i;
+    if (AllKnown(cap_.get(), wanted)) break;
+  }
+  cap_hot_size_ = hot.size();
+}
+
+void SockDiag::Discover(const std::vector<uint32_t>& wanted) {
+  ++cap_discoveries_;
+  const uint64_t t0 = MonotonicUs();
+  struct Done { SockDiag* self; uint64_t t0; ~Done() { self->cap_discovery_us_ += MonotonicUs() - t0; } } done{this, t0};
+  std::unordered_set<uint32_t> want(wanted.begin(), wanted.end());
+  std::vector<double> inodes;
+  // Namespaces of processes seldom change: remember them, and forget it all every 16 rounds.
+  if (++cap_->discoveries % 16 == 0) cap_->pid_netns.clear();
+  std::unordered_map<int, double> seen;
+  for (int pid : ListPids()) {
+    auto known = cap_->pid_netns.find(pid);
+    const double ns = known != cap_->pid_netns.end() ? known->second : NetnsInode(pid);
+    seen[pid] = ns;
+    if (std::find(cap_->hot.begin(), cap_->hot.end(), pid) != cap_->hot.end()) continue;
+    if (cap_->netns_ino != 0 && ns != static_cast<double>(cap_->netns_ino)) continue;
+    inodes.clear();
+    SocketInodes(pid, &inodes);
+    bool owns = false;
+    for (double d : inodes) {
+      if (want.count(static_cast<uint32_t>(d))) owns = true;
+    }
+    if (!owns || !ReadOwner(cap_.get(), pid)) continue;
+    // A new hot process: the least recent one makes room.
+    cap_->hot.insert(cap_->hot.begin(), pid);
+    if (cap_->hot.size() > kHotMax) {
+      Forget(cap_.get(), cap_->hot.back());
+      cap_->hot.pop_back();
+    }
+    if (AllKnown(cap_.get(), wanted)) break;
+  }
+  // Dead pids leave the cache; pids not reached this round (an early stop) keep theirs.
+  for (auto& kv : seen) cap_->pid_netns[kv.first] = kv.second;
+  if (cap_->pid_netns.size() > seen.size() * 2 + 1024) cap_->pid_netns.swap(seen);
+}
+
+void SockDiag::RunRoutes(DiagJob* job) {
+  // The local routing table lists every address this namespace answers for, including whole
+  // prefixes (127.0.0.0/8) that no interface address shows.
+  for (uint8_t family : {AF_INET, AF_INET6}) {
+    struct {
+      nlmsghdr nlh;
+      rtmsg rtm;
+    } req{};
+    req.nlh.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
+    req.nlh.nlmsg_type = RTM_GETROUTE;
+    req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    static std::atomic<uint32_t> seq{1};
+    req.nlh.nlmsg_seq = seq++;
+    req.rtm.rtm_family = family;
+    req.rtm.rtm_table = RT_TABLE_LOCAL;
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    if (sendto(route_fd_, &req, req.nlh.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
+      job->error = Fail("ERR_SOCKDIAG", errno, "sendto", std::string("cannot list local routes: ") + strerror(errno));
+      return;
+    }
+    std::vector<char> rx(1 << 16);
+    bool done = false;
+    while (!done) {
+      ssize_t n = recv(route_fd_, rx.data(), rx.size(), 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        job->error = Fail("ERR_SOCKDIAG", errno, "recv", std::string("cannot list local routes: ") + strerror(errno));
+        return;
+      }
+      int left = static_cast<int>(n);
+      for (auto* m = reinterpret_cast<nlmsghdr*>(rx.data()); NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
+        if (m->nlmsg_seq != req.nlh.nlmsg_seq) continue;
+        if (m->nlmsg_type == NLMSG_DONE || m->nlmsg_type == NLMSG_ERROR) {
+          done = true;
+          break;
+        }
+        if (m->nlmsg_type != RTM_NEWROUTE) continue;
+        auto* rtm = static_cast<rtmsg*>(NLMSG_DATA(m));
+        if (rtm->rtm_type != RTN_LOCAL) continue;
+        int alen = static_cast<int>(RTM_PAYLOAD(m));
+        for (auto* a = RTM_RTA(rtm); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+          if (a->rta_type != RTA_DST) continue;
+          char text[INET6_ADDRSTRLEN];
+          if (inet_ntop(rtm->rtm_family, RTA_DATA(a), text, sizeof(text)) == nullptr) continue;
+          job->routes.push_back(std::string(text) + "/" + std::to_string(rtm->rtm_dst_len));
+        }
+      }
+    }
+  }
+}
+
+Napi::Value SockDiag::Enqueue(Napi::Env env, DiagJob* job) {
+  Napi::Promise promise = job->deferred.Promise();
+  if (stopped_ || !opened_) {
+    OpenError e = Fail("ERR_SOCKDIAG_CLOSED", 0, "", "the SockDiag is closed: open a new one");
+    job->deferred.Reject(MakeError(env, e).Value());
+    delete job;
+    return promise;
+  }
+  // While jobs are out, the thread-safe function (the thread's only way back) keeps the event loop
+  // alive and the wrapper keeps this object from being collected under the thread.
+  if (pending_++ == 0) {
+    tsfn_.Ref(env);
+    Ref();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(job);
+  }
+  Wake();
+  return promise;
+}
+
+// lookup(text: string): Promise<Uint32Array> — text holds one request per line
+// ("F P LOCAL LPORT REMOTE RPORT"), the answer kResultWidth words per request, in order.
+Napi::Value SockDiag::Lookup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto* job = new DiagJob(env);
+  job->kind = DiagJob::kLookup;
+  job->text = info[0].As<Napi::String>().Utf8Value();
+  return Enqueue(env, job);
+}
+
+// localRoutes(): Promise<string[]> — "prefix/len" of every RTN_LOCAL route in the namespace.
+Napi::Value SockDiag::LocalRoutes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto* job = new DiagJob(env);
+  job->kind = DiagJob::kRoutes;
+  return Enqueue(env, job);
+}
+
+void SockDiag::CallJs(Napi::Env env, Napi::Function /*callback*/, SockDiag* self, DiagJob* job) {
+  // A null env means the environment is being torn down: free the job, settle nothing.
+  if (env == nullptr) {
+    delete job;
+    return;
+  }
+  if (!job->error.ok()) {
+    job->deferred.Reject(MakeError(env, job->error).Value());
+  } else if (job->kind == DiagJob::kLookup) {
+    Napi::Uint32Array out = Napi::Uint32Array::New(env, job->results.size());
+    if (!job->results.empty()) memcpy(out.Data(), job->results.data(), job->results.size() * sizeof(uint32_t));
+    job->deferred.Resolve(out);
+  } else {
+    Napi::Array out = Napi::Array::New(env, job->routes.size());
+    for (size_t i = 0; i < job->routes.size(); i++) out.Set(i, Napi::String::New(env, job->routes[i]));
+    job->deferred.Resolve(out);
+  }
+  delete job;
+  if (self->pending_ > 0 && --self->pending_ == 0) {
+    if (self->tsfn_live_) self->tsfn_.Unref(env);
+    self->Unref();
+  }
+}
+
+void SockDiag::CleanupHook(void* self) {
+  auto* diag = static_cast<SockDiag*>(self);
+  diag->hook_added_ = false;  // the environment is removing it for us
+  diag->Stop();
+}
+
+void SockDiag::Stop() {
+  if (stopped_ || !opened_) {
+    stopped_ = true;
+    return;
+  }
+  stopped_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  Wake();
+  if (thread_.joinable()) thread_.join();
+  // Settled jobs already queued on the TSFN are still delivered; then it finalizes and no longer
+  // holds the event loop open.
+  if (tsfn_live_) {
+    tsfn_.Release();
+    tsfn_live_ = false;
+  }
+  if (hook_added_) {
+    napi_remove_env_cleanup_hook(env_, CleanupHook, this);
+    hook_added_ = false;
+  }
+}
+
+Napi::Value SockDiag::Close(const Napi::CallbackInfo& info) {
+  Stop();
+  return info.Env().Undefined();
+}
+
+Napi::Value SockDiag::Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("requests", Napi::Number::New(env, static_cast<double>(requests_.load())));
+  o.Set("found", Napi::Number::New(env, static_cast<double>(found_.load())));
+  o.Set("notFound", Napi::Number::New(env, static_cast<double>(not_found_.load())));
+  o.Set("retried", Napi::Number::New(env, static_cast<double>(retried_.load())));
+  o.Set("batches", Napi::Number::New(env, static_cast<double>(batches_.load())));
+  o.Set("sends", Napi::Number::New(env, static_cast<double>(sends_.load())));
+  o.Set("busyUs", Napi::Number::New(env, static_cast<double>(busy_us_.load())));
+  o.Set("pending", Napi::Number::New(env, pending_));
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("enabled", Napi::Boolean::New(env, capture_));
+  c.Set("events", Napi::Number::New(env, static_cast<double>(cap_events_.load())));
+  c.Set("sockets", Napi::Number::New(env, static_cast<double>(cap_sockets_.load())));
+  c.Set("owned", Napi::Number::New(env, static_cast<double>(cap_owned_.load())));
+  c.Set("hits", Napi::Number::New(env, static_cast<double>(cap_hits_.load())));
+  c.Set("overflows", Napi::Number::New(env, static_cast<double>(cap_overflows_.load())));
+  c.Set("hotScans", Napi::Number::New(env, static_cast<double>(cap_hot_scans_.load())));
+  c.Set("discoveries", Napi::Number::New(env, static_cast<double>(cap_discoveries_.load())));
+  c.Set("evicted", Napi::Number::New(env, static_cast<double>(cap_evicted_.load())));
+  c.Set("busyUs", Napi::Number::New(env, static_cast<double>(cap_us_.load())));
+  c.Set("hotScanUs", Napi::Number::New(env, static_cast<double>(cap_hot_us_.load())));
+  c.Set("discoveryUs", Napi::Number::New(env, static_cast<double>(cap_discovery_us_.load())));
+  c.Set("hotPids", Napi::Number::New(env, static_cast<double>(cap_hot_size_.load())));
+  o.Set("capture", c);
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc reads (JS-facing workers)
+
+namespace {
+
 std::vector<int> IntArray(Napi::Value v) {
   std::vector<int> out;
   if (!v.IsTypedArray()) return out;
@@ -728,9 +1166,10 @@ std::vector<double> DoubleArray(Napi::Value v) {
   return out;
 }
 
-// The scan: for each process, [pid, starttime, netns inode, n, inode × n], or n = -1 when its
-// descriptors were not read (listed in skipFds, or in a namespace outside the filter). A process
-// that vanished while being read is left out; `listed` is whether the pids came from /proc.
+// The scan: for each process, [pid, starttime, netns inode, n, inode × n], with n = -1 when its
+// descriptors were not read (a namespace outside the filter), and [pid, -1, -1, -1] for a pid in
+// skipFds (alive, nothing read). A process that vanished while being read is left out; `listed`
+// is whether the pids came from /proc.
 class ScanWorker : public Napi::AsyncWorker {
  public:
   ScanWorker(Napi::Env env, std::vector<int> pids, bool listed, std::vector<int> skip, std::vector<double> netns)
@@ -749,12 +1188,17 @@ class ScanWorker : public Napi::AsyncWorker {
     out_.reserve(pids_.size() * 6);
     Stat st;
     for (int pid : pids_) {
+      if (skip_.count(pid)) {
+        // Known to the caller: listed only (still alive), without the ~20 µs of /proc/PID/stat.
+        out_.insert(out_.end(), {static_cast<double>(pid), -1, -1, -1});
+        continue;
+      }
       if (!ReadStat(pid, &st)) continue;
       out_.push_back(pid);
       out_.push_back(st.starttime);
       double ns = NetnsInode(pid);
       out_.push_back(ns);
-      if (skip_.count(pid) || ns < 0 || (!netns_.empty() && !netns_.count(ns))) {
+      if (ns < 0 || (!netns_.empty() && !netns_.count(ns))) {
         out_.push_back(-1);
         continue;
       }

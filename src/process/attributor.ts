@@ -2,9 +2,11 @@
  * Process attribution: which process owns a flow's local socket.
  *
  * `attribute(batch)` only queues (O(1) per event, no I/O, no await): it is safe on the collection
- * path. Lookups run afterwards, batched per network namespace: one trip to that namespace's sock_diag
- * thread for every NEW queued meanwhile (one trip in flight per namespace, so the queue itself is
- * the batching), then the inode -> pid index (procfs.ts), which reads /proc only on a miss.
+ * path. Lookups start in a microtask right after it, batched per network namespace: one trip to
+ * that namespace's sock_diag thread for every NEW queued meanwhile (one trip in flight per
+ * namespace, so the queue itself is the batching), then the inode -> pid index (procfs.ts), which
+ * reads /proc only on a miss, and re-reads the busiest processes beside the next trip when the
+ * last one found sockets it did not know.
  *
  * Which socket is the flow's. A conntrack entry has two directions. If the original source is one
  * of the namespace's own addresses the flow was originated here and its socket is (orig.src:sport ->
@@ -44,9 +46,10 @@ import type { ConntrackEvent, SourceEvent } from '../source/types.js';
 import { netnsPath } from '../source/live.js';
 import { CtwatchError, fromNativeError } from '../util/errors.js';
 import { LocalAddresses } from './local.js';
-import { RESULT_WIDTH } from './native.js';
+import { FROM_CAPTURE, RESULT_WIDTH } from './native.js';
 import { ProcIndex, type ProcIndexOptions, type ProcIndexStats } from './procfs.js';
 import { EAGAIN, ENOENT, SockDiag, TCP_STATE } from './sockdiag.js';
+import type { NativeSockDiagCounters } from './native.js';
 
 export type Side = 'origin' | 'reply' | 'listener';
 
@@ -85,9 +88,14 @@ export interface DiagHandle {
   lookupEncoded(lines: readonly string[]): Promise<Uint32Array>;
   localRoutes(): Promise<string[]>;
   close(): void;
+  readonly counters?: { busyUs: number; retried: number; capture?: NativeSockDiagCounters['capture'] };
 }
 
 export interface AttributorOptions {
+  /** look each NEW flow's socket up on the namespace thread the moment the kernel reports it, so
+   * that sockets living a few ms are still seen (native/sockdiag.h); default true. Costs a second
+   * NEW subscription per namespace; needs CAP_NET_ADMIN (as the collector does anyway). */
+  capture?: boolean;
   /** queries per trip to a namespace's thread; default 4096 */
   batch?: number;
   /** NEW events waiting for lookup before the oldest are dropped (`overload`); default 200 000 */
@@ -118,8 +126,10 @@ export interface AttributorStats {
   reasons: Record<Exclude<MissReason, 'pending' | 'unseen'>, number>;
   /** by side, of the attributed */
   sides: Record<Side, number>;
-  /** socket queries sent to the kernel */
+  /** socket queries sent to the namespace threads */
   queries: number;
+  /** of them, answered by what the NEW-time capture saw */
+  captured: number;
   trips: number;
   /** event time -> answer known: how late attribution is, i.e. how long a socket must live */
   latency: { le1ms: number; le5ms: number; le10ms: number; le50ms: number; le100ms: number; le1s: number; gt1s: number };
@@ -127,6 +137,8 @@ export interface AttributorStats {
   remembered: number;
   evicted: number;
   index: ProcIndexStats;
+  /** the namespace threads: time spent on lookups (µs), answers asked again after a loss */
+  sockdiag: { busyUs: number; retried: number; capture: NonNullable<DiagHandle['counters']>['capture'] | null };
 }
 
 type Entry = Attribution;
@@ -155,6 +167,8 @@ interface Ns {
   delayed: Job[];
   timer: NodeJS.Timeout | null;
   busy: boolean;
+  /** the last trip found sockets the index did not know: re-read hot processes beside the next */
+  missed: boolean;
 }
 
 const LOOKUP_PROTO: Record<string, number> = { tcp: 6, udp: 17 };
@@ -209,6 +223,7 @@ export class Attributor {
     flows: 0,
     attributed: 0,
     queries: 0,
+    captured: 0,
     trips: 0,
     evicted: 0,
     reasons: { 'not-local': 0, unsupported: 0, gone: 0, 'no-socket': 0, 'no-pid': 0, shared: 0, error: 0, overload: 0 },
@@ -223,7 +238,8 @@ export class Attributor {
     this.retries = options.acceptRetriesMs ?? [5, 25, 100];
     this.routesMaxAgeMs = options.routesMaxAgeMs ?? 30_000;
     this.onResult = options.onResult;
-    this.openDiag = options.openDiag ?? ((netns) => new SockDiag({ netns }));
+    const capture = options.capture ?? true;
+    this.openDiag = options.openDiag ?? ((netns) => new SockDiag({ netns, capture }));
     this.netnsInode = options.netnsInode ?? ((netns) => statSync(netns === undefined ? '/proc/self/ns/net' : netnsPath(netns)).ino);
     this.nowUs = options.nowUs ?? (() => Date.now() * 1000);
     this.index = new ProcIndex(options.index);
@@ -317,13 +333,30 @@ export class Attributor {
       reasons: { ...c.reasons },
       sides: { ...c.sides },
       queries: c.queries,
+      captured: c.captured,
       trips: c.trips,
       latency: { ...c.latency },
       queued,
       remembered: this.flows.size,
       evicted: c.evicted,
       index: { ...this.index.stats, scans: { ...this.index.stats.scans } },
+      sockdiag: this.diagCounters(),
     };
+  }
+
+  private diagCounters(): AttributorStats['sockdiag'] {
+    const out: AttributorStats['sockdiag'] = { busyUs: 0, retried: 0, capture: null };
+    for (const ns of this.namespaces.values()) {
+      const c = ns.diag?.counters;
+      if (!c) continue;
+      out.busyUs += c.busyUs;
+      out.retried += c.retried;
+      if (c.capture?.enabled) {
+        if (!out.capture) out.capture = { ...c.capture };
+        else for (const [k, v] of Object.entries(c.capture)) if (typeof v === 'number') (out.capture as unknown as Record<string, number>)[k] += v;
+      }
+    }
+    return out;
   }
 
   /** Closes every namespace handle; what is remembered stays readable. */
@@ -352,7 +385,7 @@ export class Attributor {
     const key = netns ?? '';
     let ns = this.namespaces.get(key);
     if (ns) return ns;
-    ns = { netns, diag: null, error: null, inode: -1, local: new LocalAddresses(), routesAt: -Infinity, routesLoading: false, queue: [], head: 0, delayed: [], timer: null, busy: false };
+    ns = { netns, diag: null, error: null, inode: -1, local: new LocalAddresses(), routesAt: -Infinity, routesLoading: false, queue: [], head: 0, delayed: [], timer: null, busy: false, missed: false };
     this.namespaces.set(key, ns);
     try {
       ns.inode = this.netnsInode(netns);
@@ -374,8 +407,10 @@ export class Attributor {
   private pump(ns: Ns): void {
     if (ns.busy || this.closed || ns.head >= ns.queue.length) return;
     ns.busy = true;
-    // After the current batch is handed to the engine: attribution never runs inside it.
-    setImmediate(() => {
+    // Right after attribute() returns (a microtask, not inside the caller's loop): the lookups then
+    // run on the namespace thread while the engine works through the same batch. Every ms counts:
+    // a socket closed before its lookup is lost.
+    queueMicrotask(() => {
       void this.trip(ns).finally(() => {
         ns.busy = false;
         this.pump(ns);
@@ -428,13 +463,22 @@ export class Attributor {
     try {
       this.counts.trips++;
       this.counts.queries += lines.length;
-      words = await ns.diag.lookupEncoded(lines);
+      const lookup = ns.diag.lookupEncoded(lines);
+      // A busy process's new sockets: read its descriptors while the kernel answers.
+      const prefetch = ns.missed ? this.index.prefetch(ns.inode) : null;
+      words = await lookup;
+      if (prefetch) await prefetch;
     } catch (err) {
       this.lastError = fromNativeError(err);
       for (const j of sent) this.done(j, null, 'error');
       return;
     }
-    for (let i = 0; i < sent.length; i++) this.answer(ns, sent[i], words, i * RESULT_WIDTH);
+    ns.missed = false;
+    for (let i = 0; i < sent.length; i++) {
+      const b = i * RESULT_WIDTH;
+      if (words[b] === 0 && words[b + 1] !== 0 && !this.index.known(words[b + 1])) ns.missed = true;
+      this.answer(ns, sent[i], words, b);
+    }
   }
 
   /** The socket query for a job, or null when the job was answered without one. */
@@ -463,6 +507,7 @@ export class Attributor {
     const errno = w[b];
     const inode = w[b + 1];
     const state = w[b + 3];
+    if (w[b + 6] & FROM_CAPTURE) this.counts.captured++;
     const tcp = j.event.proto === 'tcp';
     if (errno === ENOENT) return this.done(j, null, j.listener ? 'gone' : 'no-socket');
     if (errno !== 0) {
@@ -473,7 +518,7 @@ export class Attributor {
       // No connected socket: the kernel fell back to the port's listener. The listener accepted a
       // flow that ends here; a flow that began here has lost its socket.
       if (j.side === 'origin') return this.done(j, null, 'no-socket');
-      return this.resolve(ns, j, inode, 'listener');
+      return this.resolve(ns, j, inode, 'listener', w[b + 7], w[b + 8]);
     }
     if (inode === 0) {
       if (tcp && j.side === 'reply' && !j.listener && NOT_YET_ACCEPTED.has(state)) {
@@ -486,11 +531,14 @@ export class Attributor {
       // (a tunnel's), which no process holds.
       return this.done(j, null, tcp ? 'gone' : 'no-pid');
     }
-    this.resolve(ns, j, inode, j.listener ? 'listener' : j.side);
+    this.resolve(ns, j, inode, j.listener ? 'listener' : j.side, w[b + 7], w[b + 8]);
   }
 
-  private resolve(ns: Ns, j: Job, inode: number, side: Side): void {
-    void this.index.resolve(inode, ns.inode).then((o) => {
+  private resolve(ns: Ns, j: Job, inode: number, side: Side, pid = 0, start32 = 0): void {
+    // The namespace thread saw who held it (at NEW time, or among its hot processes): check that
+    // process is still the one with that pid and read what it is; else ask the /proc index.
+    const owner = pid !== 0 ? this.index.resolvePid(pid, start32, ns.inode) : this.index.resolve(inode, ns.inode);
+    void owner.then((o) => {
       if (o.process) this.done(j, o.process, undefined, side);
       else this.done(j, null, o.reason);
     });

@@ -5,8 +5,11 @@
  */
 import { loadAddon } from '../source/native.js';
 
-/** Per-request words in a lookup answer (kResultWidth in sockdiag.cc). */
-export const RESULT_WIDTH = 6;
+/** Per-request words in a lookup answer (kResultWidth in sockdiag.cc): errno, inode, uid, state,
+ * remote port, local port, flags (FROM_CAPTURE), owner pid, owner start time (low 32 bits). */
+export const RESULT_WIDTH = 9;
+/** flags: the answer is what the NEW-time capture saw, not a lookup made now */
+export const FROM_CAPTURE = 1;
 
 export interface NativeSockDiagCounters {
   requests: number;
@@ -20,13 +23,35 @@ export interface NativeSockDiagCounters {
   busyUs: number;
   /** jobs handed to the thread and not yet settled */
   pending: number;
+  capture: {
+    enabled: boolean;
+    /** NEW events the capture read */
+    events: number;
+    /** of them, sockets found with a file */
+    sockets: number;
+    /** of them, with the owner known at once */
+    owned: number;
+    /** lookups answered from what the capture saw */
+    hits: number;
+    /** ENOBUFS on the capture's own subscription (those flows fall back to a lookup from JS) */
+    overflows: number;
+    hotScans: number;
+    discoveries: number;
+    evicted: number;
+    /** µs on the namespace thread: all capture work, reading hot processes, discoveries */
+    busyUs: number;
+    hotScanUs: number;
+    discoveryUs: number;
+    /** processes currently hot */
+    hotPids: number;
+  };
 }
 
 export interface NativeSockDiag {
   /** enters the namespace on the object's own thread and opens the sockets there; throws a typed error */
   open(): void;
   /** one request per line, "F P LOCAL LPORT REMOTE RPORT" (REMOTE '*' for the listener); the answer
-   * holds RESULT_WIDTH words per request: errno, inode, uid, state, remote port, local port */
+   * holds RESULT_WIDTH words per request */
   lookup(text: string): Promise<Uint32Array>;
   /** "prefix/len" of every RTN_LOCAL route of the namespace */
   localRoutes(): Promise<string[]>;
@@ -37,14 +62,15 @@ export interface NativeSockDiag {
 export interface NativeScanOptions {
   /** only these pids; absent: every process in /proc */
   pids?: Int32Array;
-  /** list these (identity and namespace) without reading their descriptors */
+  /** only say whether these are alive ([pid, -1, -1, -1]): nothing of them is read */
   skipFds?: Int32Array;
   /** read descriptors only of processes in these network namespaces (inode numbers) */
   netns?: Float64Array;
 }
 
 export interface NativeScanResult {
-  /** [pid, starttime, netns inode, n, inode × n] per process; n = -1 when fds were not read */
+  /** [pid, starttime, netns inode, n, inode × n] per process; n = -1 when fds were not read
+   * (another namespace); starttime = -1 for a pid in skipFds (alive, not read) */
   records: Float64Array;
   processes: number;
   fdScans: number;
@@ -64,7 +90,7 @@ export interface NativeProcInfo {
 }
 
 export interface NativeProcessAddon {
-  SockDiag: new (options: { netns?: string }) => NativeSockDiag;
+  SockDiag: new (options: { netns?: string; capture?: boolean }) => NativeSockDiag;
   scanProcesses(options: NativeScanOptions): Promise<NativeScanResult>;
   procInfo(pids: Int32Array): Promise<(NativeProcInfo | null)[]>;
 }

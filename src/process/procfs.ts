@@ -4,9 +4,10 @@
  *
  *   1. hot:  re-read the descriptors of the few processes that owned sockets most recently
  *            (a leaky client opens its next connection from the same process);
- *   2. new:  list /proc and read the descriptors of processes not seen before, and only their
- *            identity (start time, namespace) for the rest: new processes are found and dead ones
- *            forgotten; at most every `newScanMinMs`;
+ *   2. new:  list /proc and read the processes not seen before (the others are only checked to
+ *            be alive): new processes are found and dead ones forgotten; at most every
+ *            `newScanMinMs`. A pid reused by a new process is found by a hot or a full scan, which
+ *            read every start time;
  *   3. full: re-read every process in the watched namespaces; at most every `fullScanMinMs`, and
  *            never more than 1/`fullScanCostFactor` of a core (the interval stretches with the
  *            last full scan's duration).
@@ -49,12 +50,17 @@ export interface ProcIndexOptions {
   fullScanMinMs?: number;
   /** a full scan taking T ms is followed by at least T × this of rest; default 20 (≤ 5 % of a core) */
   fullScanCostFactor?: number;
+  /** a miss not resolved after this long is answered no-pid; default 2000 ms */
+  maxWaitMs?: number;
+  /** a hot re-read taking T ms is followed by at least T × this of rest; default 4 (≤ 20 %) */
+  hotScanCostFactor?: number;
 }
 
 export interface ProcIndexStats {
   processes: number;
   inodes: number;
-  scans: { hot: number; new: number; full: number };
+  /** hot: on a miss; prefetch: beside a lookup (see prefetch); new; full */
+  scans: { hot: number; prefetch: number; new: number; full: number };
   /** µs the addon spent reading /proc */
   scanUs: number;
   /** processes whose descriptors were read */
@@ -78,8 +84,13 @@ interface Proc {
 interface Waiter {
   inode: number;
   netns: number;
-  stage: 0 | 1 | 2 | 3;
+  /** monotonic ms when it arrived */
+  at: number;
   done: (o: Owner) => void;
+}
+
+function low32(v: number): number {
+  return v % 4294967296;
 }
 
 export function toProcessInfo(raw: NativeProcInfo, user: string | undefined): ProcessInfo {
@@ -108,18 +119,27 @@ export class ProcIndex {
   private readonly owners = new Map<number, number | number[]>();
   private readonly watched = new Set<number>();
   private hot: number[] = [];
-  private waiting: Waiter[] = [];
+  // Misses by how far they got: just arrived, after a hot read, after a listing. Each step works on
+  // one list, so a flood of misses costs in proportion to what is new, not to all that waits.
+  private fresh: Waiter[] = [];
+  private listed: Waiter[] = [];
+  private unlisted: Waiter[] = [];
+  private readonly maxWaitMs: number;
   private running = false;
   private wake: (() => void) | null = null;
   private nextNewScan = 0;
   private nextFullScan = 0;
+  private nextHotScan = 0;
+  private readonly hotCostFactor: number;
+  private scanning: Promise<void> = Promise.resolve();
+  private readonly pidReads = new Map<string, Promise<Owner>>();
   private closed = false;
   /** the last failure to read /proc */
   lastError: unknown = null;
   readonly stats: ProcIndexStats = {
     processes: 0,
     inodes: 0,
-    scans: { hot: 0, new: 0, full: 0 },
+    scans: { hot: 0, prefetch: 0, new: 0, full: 0 },
     scanUs: 0,
     fdScans: 0,
     infoReads: 0,
@@ -135,6 +155,8 @@ export class ProcIndex {
     this.newScanMinMs = options.newScanMinMs ?? 10;
     this.fullScanMinMs = options.fullScanMinMs ?? 200;
     this.costFactor = options.fullScanCostFactor ?? 20;
+    this.maxWaitMs = options.maxWaitMs ?? 2000;
+    this.hotCostFactor = options.hotScanCostFactor ?? 4;
   }
 
   /** Processes in this network namespace (by inode) are indexed; others are not read. */
@@ -154,20 +176,89 @@ export class ProcIndex {
       }
     }
     return new Promise((done) => {
-      this.waiting.push({ inode, netns, stage: 0, done });
+      this.fresh.push({ inode, netns, at: this.now(), done });
       this.kick();
     });
   }
 
+  /**
+   * Re-reads the hot processes of a namespace now, in the background of a lookup: when the
+   * lookup's answers come back, the sockets a busy process opened since the last scan are already
+   * indexed, and resolve() finds them without a scan of its own. Returns false (and does nothing)
+   * when no hot process lives in that namespace.
+   */
+  prefetch(netns: number): Promise<boolean> {
+    const hot = this.hot.filter((pid) => this.procs.get(pid)?.netns === netns);
+    if (hot.length === 0 || this.closed) return Promise.resolve(false);
+    this.stats.scans.prefetch++;
+    return this.scan({ pids: Int32Array.from(hot) }, 'pids', hot).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /**
+   * The process a namespace thread saw holding a socket: `pid` whose start time has these low 32
+   * bits. Read from /proc if not known yet; `gone` if that process no longer runs (the pid may
+   * belong to another process by now: the start time tells).
+   */
+  resolvePid(pid: number, start32: number, netns: number): Promise<Owner> {
+    const p = this.procs.get(pid);
+    if (p && low32(p.start) === start32) {
+      if (p.info) {
+        this.touch(pid);
+        return Promise.resolve({ process: p.info, pid });
+      }
+      if (p.vanished) return Promise.resolve({ process: null, reason: 'gone' });
+    }
+    const key = `${pid}:${start32}`;
+    let pending = this.pidReads.get(key);
+    if (!pending) {
+      pending = this.readPid(pid, start32, netns).finally(() => this.pidReads.delete(key));
+      this.pidReads.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async readPid(pid: number, start32: number, netns: number): Promise<Owner> {
+    this.stats.infoReads++;
+    const [raw] = await this.source.info(Int32Array.of(pid));
+    if (!raw || low32(raw.starttime) !== start32) return { process: null, reason: 'gone' };
+    let p = this.procs.get(pid);
+    if (p && p.start !== raw.starttime) {
+      this.stats.pidReuse++;
+      this.forget(p);
+      p = undefined;
+    }
+    if (!p) {
+      p = { pid, start: raw.starttime, netns, inodes: [], info: null, vanished: false };
+      this.procs.set(pid, p);
+      this.stats.processes = this.procs.size;
+    }
+    if (!p.info) {
+      const user = raw.uid === undefined ? undefined : await this.users.name(raw.uid);
+      p.info = toProcessInfo(raw, user);
+    }
+    this.touch(pid);
+    return { process: p.info, pid };
+  }
+
+  /** Whether the index already knows who holds `inode` (a resolve() without a scan). */
+  known(inode: number): boolean {
+    return this.owners.has(inode);
+  }
+
   /** Pending resolutions (for settled() and the stats). */
   get pending(): number {
-    return this.waiting.length;
+    return this.fresh.length + this.unlisted.length + this.listed.length;
   }
 
   close(): void {
     this.closed = true;
-    const w = this.waiting;
-    this.waiting = [];
+    const w = [...this.fresh, ...this.unlisted, ...this.listed];
+    this.fresh = [];
+    this.unlisted = [];
+    this.listed = [];
     for (const x of w) x.done({ process: null, reason: 'no-pid' });
     this.wake?.();
   }
@@ -186,7 +277,7 @@ export class ProcIndex {
   private async loop(): Promise<void> {
     for (;;) {
       // Checked and cleared in one synchronous step: a miss queued after it starts a new loop.
-      if (this.waiting.length === 0 || this.closed) {
+      if (this.pending === 0 || this.closed) {
         this.running = false;
         return;
       }
@@ -195,60 +286,81 @@ export class ProcIndex {
       } catch (err) {
         // /proc unreadable (hidepid, a seccomp filter...): say so, answer what waits, go on.
         this.lastError = err;
-        const w = this.waiting;
-        this.waiting = [];
+        const w = [...this.fresh, ...this.unlisted, ...this.listed];
+        this.fresh = [];
+        this.unlisted = [];
+        this.listed = [];
         for (const x of w) x.done({ process: null, reason: 'no-pid' });
       }
     }
   }
 
-  /** One round: settle from the index, or run the next scan that is allowed, or wait for one. */
+  /** One round: the next scan that is allowed, or a wait for one. */
   private async step(): Promise<void> {
-    // Whatever the index already knows needs no scan.
-    await this.settle();
-    if (this.waiting.length === 0) return;
     const now = this.now();
-    const fresh = this.waiting.filter((w) => w.stage === 0);
-    if (fresh.length > 0) {
-      for (const w of fresh) w.stage = 1;
-      const ns = new Set(fresh.map((w) => w.netns));
+    if (this.fresh.length > 0) {
+      // New misses: what the index knows now, then the hot processes re-read.
+      let batch = this.fresh;
+      this.fresh = [];
+      batch = await this.settle(batch);
+      const ns = new Set(batch.map((w) => w.netns));
       const hot = this.hot.filter((pid) => ns.has(this.procs.get(pid)?.netns ?? -1));
-      if (hot.length > 0) {
+      if (batch.length > 0 && hot.length > 0) {
+        if (now < this.nextHotScan) {
+          // Within the budget only: wait (the misses stay fresh) rather than read /proc nonstop.
+          this.fresh = batch.concat(this.fresh);
+          await this.sleepUntil(this.nextHotScan, now);
+          return;
+        }
         this.stats.scans.hot++;
+        const started = this.now();
         await this.scan({ pids: Int32Array.from(hot) }, 'pids', hot);
-        return;
+        this.nextHotScan = this.now() + (this.now() - started) * this.hotCostFactor;
+        batch = await this.settle(batch);
       }
+      for (const w of batch) this.unlisted.push(w);
+      return;
     }
-    const stage1 = this.waiting.filter((w) => w.stage === 1);
-    if (stage1.length > 0 && now >= this.nextNewScan) {
-      for (const w of stage1) w.stage = 2;
+    if (this.unlisted.length > 0 && now >= this.nextNewScan) {
+      const batch = this.unlisted;
+      this.unlisted = [];
       this.stats.scans.new++;
       this.nextNewScan = now + this.newScanMinMs;
       await this.scan({ skipFds: Int32Array.from(this.procs.keys()), netns: this.filter() }, 'list');
+      for (const w of await this.settle(batch)) this.listed.push(w);
       return;
     }
-    const stage2 = this.waiting.filter((w) => w.stage === 2);
-    if (stage2.length > 0 && now >= this.nextFullScan) {
-      for (const w of stage2) w.stage = 3;
+    if (this.listed.length > 0 && now >= this.nextFullScan) {
+      const batch = this.listed;
+      this.listed = [];
       this.stats.scans.full++;
       const started = this.now();
       await this.scan({ netns: this.filter() }, 'list');
       const took = this.now() - started;
       this.nextFullScan = this.now() + Math.max(this.fullScanMinMs, took * this.costFactor);
-      await this.settle();
       // A full scan that began after these misses did not find them: nobody we can see holds
       // the socket (the process exited or closed it, or lives in a namespace we do not watch).
-      const left: Waiter[] = [];
-      for (const w of this.waiting) {
-        if (w.stage === 3) w.done({ process: null, reason: 'no-pid' });
-        else left.push(w);
-      }
-      this.waiting = left;
+      for (const w of await this.settle(batch)) w.done({ process: null, reason: 'no-pid' });
+      this.unlisted = await this.settle(this.unlisted);
       return;
     }
+    // Misses that waited too long (scans held back by their rate limits under a flood).
+    const old = now - this.maxWaitMs;
+    for (const list of [this.unlisted, this.listed]) {
+      if (list.length > 0 && list[0].at < old) {
+        const keep = list.filter((w) => w.at >= old);
+        for (const w of list) if (w.at < old) w.done({ process: null, reason: 'no-pid' });
+        list.length = 0;
+        list.push(...keep);
+      }
+    }
+    if (this.pending === 0) return;
     // Nothing may run yet: sleep until the next scan is allowed or a new miss arrives.
-    const until = stage1.length > 0 ? this.nextNewScan : this.nextFullScan;
-    await new Promise<void>((resolve) => {
+    await this.sleepUntil(this.unlisted.length > 0 ? this.nextNewScan : this.nextFullScan, now);
+  }
+
+  private sleepUntil(until: number, now: number): Promise<void> {
+    return new Promise<void>((resolve) => {
       const t = setTimeout(() => {
         this.wake = null;
         resolve();
@@ -265,10 +377,12 @@ export class ProcIndex {
     return this.watched.size > 0 ? Float64Array.from(this.watched) : undefined;
   }
 
-  /** Answers every waiter whose inode the index holds, reading process details first if needed. */
-  private async settle(): Promise<void> {
+  /** Answers the waiters whose inode the index holds (reading process details first if needed);
+   * returns the others. */
+  private async settle(list: Waiter[]): Promise<Waiter[]> {
+    if (list.length === 0) return list;
     const needInfo = new Set<number>();
-    for (const w of this.waiting) {
+    for (const w of list) {
       const o = this.owners.get(w.inode);
       if (typeof o === 'number') {
         const p = this.procs.get(o);
@@ -277,7 +391,7 @@ export class ProcIndex {
     }
     if (needInfo.size > 0) await this.readInfo([...needInfo]);
     const left: Waiter[] = [];
-    for (const w of this.waiting) {
+    for (const w of list) {
       const o = this.owners.get(w.inode);
       if (o === undefined) {
         left.push(w);
@@ -295,7 +409,7 @@ export class ProcIndex {
       this.touch(p.pid);
       w.done({ process: p.info, pid: p.pid });
     }
-    this.waiting = left;
+    return left;
   }
 
   private async readInfo(pids: number[]): Promise<void> {
@@ -323,12 +437,18 @@ export class ProcIndex {
     if (this.hot.length > this.hotMax) this.hot.length = this.hotMax;
   }
 
-  private async scan(options: NativeScanOptions, mode: 'pids' | 'list', asked: number[] = []): Promise<void> {
+  /** Scans run one at a time, in the order asked, so an older scan never overwrites a newer one. */
+  private scan(options: NativeScanOptions, mode: 'pids' | 'list', asked: number[] = []): Promise<void> {
+    const next = this.scanning.then(() => this.scanNow(options, mode, asked));
+    this.scanning = next.catch(() => {});
+    return next;
+  }
+
+  private async scanNow(options: NativeScanOptions, mode: 'pids' | 'list', asked: number[]): Promise<void> {
     const r = await this.source.scan(options);
     this.stats.scanUs += r.us;
     this.stats.fdScans += r.fdScans;
     const seen = new Set<number>();
-    const reused: number[] = [];
     const rec = r.records;
     for (let i = 0; i + 3 < rec.length; ) {
       const pid = rec[i];
@@ -338,12 +458,13 @@ export class ProcIndex {
       const inodes = n > 0 ? Array.from(rec.subarray(i + 4, i + 4 + n)) : [];
       i += 4 + Math.max(0, n);
       seen.add(pid);
+      // Listed as alive only (skipFds): nothing read, nothing to change.
+      if (start === -1) continue;
       let p = this.procs.get(pid);
       if (p && p.start !== start) {
         this.stats.pidReuse++;
         this.forget(p);
         p = undefined;
-        if (n < 0 && this.watched.has(netns)) reused.push(pid);
       }
       if (!p) {
         p = { pid, start, netns, inodes: [], info: null, vanished: false };
@@ -356,8 +477,6 @@ export class ProcIndex {
     for (const pid of dead) this.forget(this.procs.get(pid)!);
     this.stats.processes = this.procs.size;
     this.stats.inodes = this.owners.size;
-    // A reused pid was listed as known, so its descriptors were skipped: read them now.
-    if (reused.length > 0) await this.scan({ pids: Int32Array.from(reused) }, 'pids', reused);
   }
 
   private setInodes(p: Proc, inodes: number[]): void {

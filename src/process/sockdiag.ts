@@ -5,7 +5,7 @@
  */
 import { CtwatchError, fromNativeError } from '../util/errors.js';
 import { netnsPath } from '../source/live.js';
-import { loadProcessAddon, RESULT_WIDTH, type NativeSockDiag, type NativeSockDiagCounters } from './native.js';
+import { FROM_CAPTURE, loadProcessAddon, RESULT_WIDTH, type NativeSockDiag, type NativeSockDiagCounters } from './native.js';
 
 export type SocketProto = 'tcp' | 'udp';
 
@@ -48,6 +48,12 @@ export interface SocketAnswer {
   /** remote port of the socket found: 0 for a listener or an unconnected UDP socket */
   rport: number;
   lport: number;
+  /** the answer is what the NEW-time capture saw (the socket may be gone now) */
+  captured: boolean;
+  /** the process holding the socket, if the namespace thread knows it (0 when not), and the low
+   * 32 bits of its start time: check them against /proc before trusting the pid */
+  pid: number;
+  start32: number;
 }
 
 export const ENOENT = 2;
@@ -56,6 +62,9 @@ export const EAGAIN = 11;
 export interface SockDiagOptions {
   /** a name under /run/netns or a path such as /proc/PID/ns/net; absent: our own namespace */
   netns?: string;
+  /** look each NEW flow's socket up the moment the kernel reports it (see native/sockdiag.h);
+   * needs CAP_NET_ADMIN; default false */
+  capture?: boolean;
 }
 
 const FAMILY = { ipv4: 4, ipv6: 6 } as const;
@@ -87,7 +96,7 @@ export class SockDiag {
     }
     this.netns = options.netns;
     const addon = loadProcessAddon();
-    this.native = new addon.SockDiag({ netns: options.netns === undefined ? undefined : netnsPath(options.netns) });
+    this.native = new addon.SockDiag({ netns: options.netns === undefined ? undefined : netnsPath(options.netns), capture: options.capture === true });
     try {
       this.native.open();
     } catch (err) {
@@ -142,5 +151,15 @@ export class SockDiag {
 
 export function answerAt(words: Uint32Array, i: number): SocketAnswer {
   const b = i * RESULT_WIDTH;
-  return { errno: words[b], inode: words[b + 1], uid: words[b + 2], state: words[b + 3], rport: words[b + 4], lport: words[b + 5] };
+  return {
+    errno: words[b],
+    inode: words[b + 1],
+    uid: words[b + 2],
+    state: words[b + 3],
+    rport: words[b + 4],
+    lport: words[b + 5],
+    captured: (words[b + 6] & FROM_CAPTURE) !== 0,
+    pid: words[b + 7],
+    start32: words[b + 8],
+  };
 }

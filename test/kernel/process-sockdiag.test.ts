@@ -121,11 +121,44 @@ describe('SockDiag (real kernel, own namespace)', () => {
     await expect(d.lookup([{ family: 'ipv4', proto: 'tcp', local: '127.0.0.1', lport: 1, remote: null, rport: 0 }])).rejects.toMatchObject({ code: 'ERR_SOCKDIAG_CLOSED', message: expect.stringContaining('open a new one') });
   });
 
+  it('capture: what a socket was at NEW time answers after the socket and its process are gone', async () => {
+    const cap = new SockDiag({ netns: ns.name, capture: true });
+    try {
+      // A client that opens a connection, holds it 50 ms, resets it and exits.
+      const script = `
+        const net = require('net');
+        const s = net.connect({ host: '127.0.0.2', port: 7000, localAddress: '127.0.0.7' }, () => {
+          process.stdout.write(JSON.stringify({ pid: process.pid, lport: s.localPort }) + '\\n');
+          setTimeout(() => { s.resetAndDestroy(); setTimeout(() => process.exit(0), 20); }, 50);
+        });`;
+      const p = ns.spawn(process.execPath, ['-e', script]);
+      let o = '';
+      p.stdout!.on('data', (d) => (o += d));
+      await new Promise((r) => p.on('exit', r));
+      const client = JSON.parse(o) as { pid: number; lport: number };
+      const query: SocketQuery = { family: 'ipv4', proto: 'tcp', local: '127.0.0.7', lport: client.lport, remote: '127.0.0.2', rport: 7000 };
+      // Without capture the kernel has nothing left for this tuple.
+      const [now] = await diag.lookup([query]);
+      expect(now.errno).toBe(2);
+      const [then] = await cap.lookup([query]);
+      expect(then).toMatchObject({ errno: 0, captured: true, uid: 0, pid: client.pid });
+      expect(then.inode).toBeGreaterThan(0);
+      expect(then.start32).toBeGreaterThan(0);
+      const c = cap.counters.capture;
+      expect(c.enabled).toBe(true);
+      expect(c.hits).toBe(1);
+      expect(c.sockets).toBeGreaterThanOrEqual(1);
+      expect(diag.counters.capture.enabled).toBe(false);
+    } finally {
+      cap.close();
+    }
+  });
+
   describe('close and exit (child processes)', () => {
-    const child = (mode: string) =>
+    const child = (mode: string, capture = false) =>
       new Promise<{ code: number | null; signal: string | null; out: string; err: string; ms: number }>((resolve) => {
         const started = Date.now();
-        const p = spawn(process.execPath, [join(ROOT, 'test/fixtures/process/sockdiag-child.mjs'), mode, ns.name], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const p = spawn(process.execPath, [join(ROOT, 'test/fixtures/process/sockdiag-child.mjs'), mode, ns.name, capture ? 'capture' : ''], { stdio: ['ignore', 'pipe', 'pipe'] });
         let o = '';
         let e = '';
         p.stdout.on('data', (d) => (o += d));
@@ -141,6 +174,13 @@ describe('SockDiag (real kernel, own namespace)', () => {
       const r = await child('forgotten');
       expect(r).toMatchObject({ code: 0, signal: null });
       expect(r.ms).toBeLessThan(5_000);
+    });
+    it('with capture on too (its own conntrack subscription polled by the thread)', async () => {
+      for (const mode of ['forgotten', 'close-pending', 'exit-during']) {
+        const r = await child(mode, true);
+        expect(r, mode).toMatchObject({ code: 0, signal: null });
+        expect(r.ms).toBeLessThan(5_000);
+      }
     });
     it('a pending lookup keeps it alive until answered, then nothing does', async () => {
       const r = await child('lookup-no-close');

@@ -8,7 +8,7 @@ import { Attributor, flowKey, groupKey, processKey, type DiagHandle } from '../.
 import type { ConntrackEvent } from '../../src/source/types.js';
 import { FakeProcFs } from '../fixtures/process/fake-procfs.js';
 
-type Answer = [errno: number, inode: number, uid: number, state: number, rport: number, lport: number];
+type Answer = [errno: number, inode: number, uid: number, state: number, rport: number, lport: number, flags?: number, pid?: number, start32?: number];
 
 class FakeDiag implements DiagHandle {
   calls: string[][] = [];
@@ -19,7 +19,7 @@ class FakeDiag implements DiagHandle {
     this.calls.push([...lines]);
     const call = this.calls.length;
     if (this.gate) await this.gate;
-    return Uint32Array.from(lines.flatMap((l) => this.answer(l, call)));
+    return Uint32Array.from(lines.flatMap((l) => [...this.answer(l, call), 0, 0, 0].slice(0, 9)));
   }
   async localRoutes() {
     return this.routes;
@@ -149,6 +149,27 @@ describe('Attributor', () => {
     expect(results.map((r) => r[2]).sort()).toEqual(['gone', 'no-pid', 'no-socket', 'not-local', 'shared', 'unsupported']);
     // A flow never given to attribute() is unseen, not a guess.
     expect(att.lookup(ev({ src: '127.0.0.1', sport: 9, dst: '127.0.0.2' }))).toEqual({ process: null, reason: 'unseen' });
+    await att.close();
+  });
+
+  it('an owner the namespace thread saw (NEW-time capture): checked by start time, no /proc scan', async () => {
+    const fs = new FakeProcFs();
+    fs.add(900, { inodes: [], comm: 'fast-client', start: 5_000_000_123 });
+    const { att } = setup((l) => {
+      // captured while alive: pid 900 with the low 32 bits of its start time
+      if (l.includes(' 1111 ')) return [0, 55, 0, ESTABLISHED, 80, 1111, 1, 900, 5_000_000_123 % 2 ** 32];
+      // a pid whose process has changed since (start time differs): not that process
+      if (l.includes(' 2222 ')) return [0, 56, 0, ESTABLISHED, 80, 2222, 1, 900, 77];
+      return [2, 0, 0, 0, 0, 0];
+    }, fs);
+    const ok = ev({ src: '127.0.0.1', sport: 1111, dst: '127.0.0.2' });
+    const stale = ev({ src: '127.0.0.1', sport: 2222, dst: '127.0.0.2' });
+    att.attribute([ok, stale]);
+    await att.settled();
+    expect(att.lookup(ok)).toMatchObject({ process: { pid: 900, comm: 'fast-client' }, side: 'origin' });
+    expect(att.lookup(stale)).toEqual({ process: null, reason: 'gone' });
+    expect(fs.scans).toHaveLength(0);
+    expect(att.stats.captured).toBe(2);
     await att.close();
   });
 

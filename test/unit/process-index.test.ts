@@ -37,7 +37,7 @@ describe('ProcIndex', () => {
     fs.procs.get(10)!.inodes.push(3);
     const o = await ix.resolve(3, 1);
     expect(o.process?.pid).toBe(10);
-    expect(ix.stats.scans).toEqual({ hot: 1, new: 1, full: 0 });
+    expect(ix.stats.scans).toEqual({ hot: 1, prefetch: 0, new: 1, full: 0 });
     expect([...fs.scans[1].pids!]).toEqual([10]);
   });
 
