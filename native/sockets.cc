@@ -155,6 +155,11 @@ OpenError OpenSockets(const SocketOptions& o, Sockets* out) {
     int target = open(o.netns.c_str(), O_RDONLY | O_CLOEXEC);
     if (target < 0) {
       int err = errno;
+      if (err == EACCES || err == EPERM) {
+        return Fail("ERR_NETNS_PERMISSION", err, "open",
+                    "cannot open network namespace " + o.netns +
+                        ": permission denied: run ctwatch as root");
+      }
       if (err == ENOENT) {
         return Fail("ERR_NETNS_NOT_FOUND", err, "open",
                     "network namespace " + o.netns +

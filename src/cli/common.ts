@@ -14,7 +14,8 @@ export function parse<T extends Options>(command: string, argv: string[], option
   try {
     return parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...options }, allowPositionals, strict: true });
   } catch (err) {
-    const msg = (err as Error).message.replace(/\. To specify.*$/, '');
+    // Node's messages can run to three lines of advice about dashes; the first line says it.
+    const msg = (err as Error).message.split('\n')[0].replace(/\. To specify.*$/, '');
     throw new CtwatchError('ERR_USAGE', `${msg} (see 'ctwatch ${command} --help')`, { exitCode: EXIT.usage });
   }
 }

@@ -34,7 +34,7 @@ export interface SourceValues {
 export function openEngineSource(v: SourceValues, defaults: SubscribedEvent[] = ['new', 'update', 'destroy']): LiveSource {
   return new LiveSource({
     netns: v.netns,
-    events: v.events ? parseEventList(v.events) : defaults,
+    events: v.events !== undefined ? parseEventList(v.events) : defaults,
     rcvbuf: v.rcvbuf ? parseSize(v.rcvbuf, '--rcvbuf') : DEFAULT_RCVBUF,
     reliable: v.reliable,
     filter: v.filter,

@@ -78,7 +78,7 @@ export async function record(argv: string[]): Promise<number> {
     return 0;
   }
   const log = logger(values);
-  const events = values.events ? parseEventList(values.events) : undefined;
+  const events = values.events !== undefined ? parseEventList(values.events) : undefined;
   const rcvbuf = values.rcvbuf ? parseSize(values.rcvbuf, '--rcvbuf') : DEFAULT_RCVBUF;
   const duration = values.duration ? parseDuration(values.duration, '--duration') : undefined;
   const maxCount = values.count ? parseCount(values.count, '--count') : undefined;

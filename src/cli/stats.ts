@@ -70,6 +70,7 @@ export async function stats(argv: string[]): Promise<number> {
   logger(values);
   const warn = pctArg(values.warn, 70, '--warn');
   const crit = pctArg(values.crit, 90, '--crit');
+  if (warn >= crit) throw new CtwatchError('ERR_USAGE', `--warn ${warn} must be below --crit ${crit}`, { exitCode: EXIT.usage });
   const intervalMs = parseDuration(values.interval ?? '2s', '--interval') * 1000;
   const source = openEngineSource(values);
   const readTable = liveTable(source);

@@ -6,6 +6,7 @@ import { openOutput, type Output } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseDuration } from './args.js';
 import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { createSinks, parseSinkConfigs, systemHost, type SinkSet } from '../sinks/index.js';
 import { MetricsExporter, parseListenAddress } from '../metrics/index.js';
@@ -48,6 +49,7 @@ A systemd unit is in contrib/ctwatch.service.
 
 async function loadRules(path: string | undefined): Promise<AlertConfig> {
   if (!path) return defaultConfig();
+  if (!existsSync(path)) throw new CtwatchError('ERR_RULES', `rules file ${path} does not exist`, { exitCode: EXIT.noInput });
   try {
     return await loadAlertConfig(path);
   } catch (err) {
@@ -101,16 +103,22 @@ export async function watch(argv: string[]): Promise<number> {
   if (values.metrics) parseListenAddress(values.metrics);
   const sinks = values.sinks ? await loadSinks(values.sinks, log) : undefined;
   const churnUs = values.churn ? Math.round(parseDuration(values.churn, '--churn') * 1e6) : undefined;
+  if (churnUs !== undefined && (churnUs < 1e6 || churnUs % 1e6 !== 0)) {
+    throw new CtwatchError('ERR_USAGE', `--churn ${values.churn}: use whole seconds, at least 1s`, { exitCode: EXIT.usage });
+  }
   const statusMs = parseDuration(values.status ?? '1m', '--status') * 1000;
   let fatal: CtwatchError | undefined;
   let output: Output | undefined;
-  const source = openEngineSource(values);
+  let closeSource = () => {};
+  // Outputs first: a mistake there must not leave a kernel source open behind it.
   if (values.output) {
     output = openOutput(values.output, (err) => {
       fatal ??= err;
-      void source.close();
+      closeSource();
     });
   }
+  const source = openEngineSource(values);
+  closeSource = () => void source.close();
   const write = (records: { event: string; time: number }[]) => {
     if (sinks) for (const r of records) sinks.write(r as SinkRecord);
     if (!output) return;

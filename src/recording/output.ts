@@ -3,7 +3,8 @@
  * (sonic-boom); a full buffer is backpressure (`write` returns false, wait for `drained`), never
  * unbounded memory. Files are created 0600 and reopened on SIGHUP for logrotate.
  */
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import sonicBoom from 'sonic-boom';
 import type { SonicBoom as SonicBoomType } from 'sonic-boom';
 
@@ -30,6 +31,10 @@ const FLUSH_MS = 1000;
 
 export function openOutput(path: string, onError: (err: CtwatchError) => void): Output {
   const toStdout = path === '-' || path === '';
+  if (!toStdout && /^\/(proc|sys)(\/|$)/.test(resolve(path))) {
+    // Kernel interface files accept an open for append and then fail every write (EIO).
+    throw new CtwatchError('ERR_OUTPUT', `cannot write ${path}: /proc and /sys hold kernel interface files, not data (choose a writable --output, or - for stdout)`, { exitCode: EXIT.cantCreate });
+  }
   if (!toStdout) {
     // Open once ourselves first so a bad path fails now with one clear line, not later
     // inside an asynchronous write.
@@ -37,7 +42,13 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void): 
       closeSync(openSync(path, 'a', 0o600));
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw new CtwatchError('ERR_OUTPUT', `cannot write ${path}: ${e.code === 'EACCES' ? 'permission denied' : e.code === 'ENOENT' ? 'directory does not exist' : e.code === 'EISDIR' ? 'is a directory' : e.message} (choose a writable --output, or - for stdout)`, { errno: e.errno, exitCode: EXIT.cantCreate });
+      const why =
+        e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied'
+          : e.code === 'ENOENT' ? (existsSync(dirname(path)) ? 'files cannot be created there' : 'directory does not exist')
+            : e.code === 'EISDIR' ? 'is a directory'
+              : e.code === 'EROFS' ? 'read-only file system'
+                : e.code ?? e.message;
+      throw new CtwatchError('ERR_OUTPUT', `cannot write ${path}: ${why} (choose a writable --output, or - for stdout)`, { errno: e.errno, exitCode: EXIT.cantCreate });
     }
   }
   const boom = toStdout
@@ -51,7 +62,7 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void): 
       onError(new CtwatchError('ERR_OUTPUT_CLOSED', 'output closed by the reader', { exitCode: EXIT.ok }));
       return;
     }
-    onError(new CtwatchError('ERR_OUTPUT', `writing ${toStdout ? 'stdout' : path} failed: ${err.code ?? err.message}${err.code === 'ENOSPC' ? ' (the disk is full: free space or choose another --output)' : ''}`, { errno: err.errno, exitCode: EXIT.ioErr }));
+    onError(new CtwatchError('ERR_OUTPUT', `writing ${toStdout ? 'stdout' : path} failed: ${err.code ?? err.message}${err.code === 'ENOSPC' ? ' (the disk is full: free space or choose another --output)' : ' (choose a writable --output, or - for stdout)'}`, { errno: err.errno, exitCode: EXIT.ioErr }));
   });
   return {
     path: toStdout ? '-' : path,
@@ -59,9 +70,12 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void): 
       return errors;
     },
     write(lines: string): boolean {
+      if (errors > 0) return true; // reported once; the caller is stopping
       return boom.write(lines);
     },
     drained(): Promise<void> {
+      // After an error nothing will drain: the caller stops on the error it was given.
+      if (errors > 0) return Promise.resolve();
       return new Promise((resolve) => {
         const done = () => {
           boom.off('drain', done);
@@ -76,6 +90,16 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void): 
       if (!toStdout) boom.reopen();
     },
     end(): Promise<void> {
+      // After a write error sonic-boom never completes a flush: what is buffered cannot be
+      // written anyway (the error has been reported), so let go at once.
+      if (errors > 0) {
+        try {
+          boom.destroy();
+        } catch {
+          /* already closed */
+        }
+        return Promise.resolve();
+      }
       return new Promise((resolve) => {
         const finish = () => {
           if (toStdout) resolve();

@@ -4,7 +4,8 @@
  * are handed to `onOther` instead (or skipped).
  */
 import { createReadStream } from 'node:fs';
-import { access } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseLine, RecordingError, type AnyRecord } from '../recording/schema.js';
@@ -34,12 +35,15 @@ export class RecordingSource implements EventSource {
 
   /** Fails early, with a clear message, when the file cannot be read. */
   async check(): Promise<void> {
+    let isDir = false;
     try {
-      await access(this.file);
+      await access(this.file, constants.R_OK);
+      isDir = (await stat(this.file)).isDirectory();
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new CtwatchError('ERR_RECORDING', `cannot read recording ${this.file}: ${code === 'ENOENT' ? 'no such file' : code}`, { exitCode: EXIT.noInput });
+      throw new CtwatchError('ERR_RECORDING', `cannot read recording ${this.file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code}`, { exitCode: EXIT.noInput });
     }
+    if (isDir) throw new CtwatchError('ERR_RECORDING', `cannot read recording ${this.file}: it is a directory (give a .jsonl file written by ctwatch record)`, { exitCode: EXIT.noInput });
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<SourceEvent[]> {

@@ -1,0 +1,612 @@
+/**
+ * The bad input catalogue (issue 8, item 6): mistakes an operator can make with the `ctwatch`
+ * command, each run as a child process the way the operator would run it. For every one:
+ *   (a) the exit status is the documented one (src/util/errors.ts EXIT, README "Troubleshooting"),
+ *   (b) a fatal error is exactly ONE line on stderr (for a mistake that shows only once the
+ *       command is running, the start-up `info` lines may come before it: one line besides those),
+ *   (c) that line has the words that say what is wrong and what to do.
+ * Cases run concurrently (vitest's default of 5 at a time); the full-disk case runs on its own
+ * afterwards because it makes traffic.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CLI, ROOT, createNetns, waitFor, type Netns } from '../helpers/netns.js';
+
+const run = promisify(execFile);
+const FIX = join(ROOT, 'test', 'fixtures', 'bad-input');
+const fx = (name: string) => join(FIX, name);
+
+/** root, but every capability dropped (effective, permitted, inheritable, bounding) */
+const NO_CAPS = ['setpriv', '--inh-caps=-all', '--bounding-set=-all'];
+/** an ordinary user */
+const NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+
+const EXIT = { usage: 64, dataErr: 65, noInput: 66, unavailable: 69, cantCreate: 73, ioErr: 74, noPerm: 77, config: 78 } as const;
+
+interface Ctx {
+  /** a real namespace (from createNetns) for cases that get as far as reading events */
+  ns: string;
+  /** a TCP port on 127.0.0.1 that this test holds open */
+  busyPort: number;
+  /** an existing directory */
+  dir: string;
+}
+
+interface Case {
+  name: string;
+  argv: (c: Ctx) => string[];
+  /** command prefix: run as another user, or without capabilities */
+  as?: string[];
+  exit: number;
+  /** words the error line must contain (substring, or a pattern) */
+  says: (string | RegExp)[];
+  /** words the error line must not contain (a wrong diagnosis) */
+  never?: string[];
+}
+
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+  timedOut: boolean;
+}
+
+/**
+ * Runs the CLI to completion. A process that is still running HANG_MS after it last wrote to
+ * stderr (it reported the error, or started, and then did not exit) is killed and reported as
+ * still running; one that writes nothing at all is killed after `timeoutMs`. Timing the hang from
+ * the last output keeps slow start-ups on a loaded machine from looking like hangs.
+ */
+const HANG_MS = 4000;
+
+function runCli(prefix: string[] | undefined, args: string[], timeoutMs: number): Promise<Result> {
+  const argv = [...(prefix ?? []), process.execPath, CLI, ...args];
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const p = spawn(argv[0], argv.slice(1), { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    const kill = () => {
+      timedOut = true;
+      p.kill('SIGKILL');
+    };
+    let timer = setTimeout(kill, timeoutMs);
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => {
+      stderr += d;
+      clearTimeout(timer);
+      timer = setTimeout(kill, HANG_MS);
+    });
+    p.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    p.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - started, timedOut });
+    });
+  });
+}
+
+function describeResult(r: Result): string {
+  const how = r.timedOut ? `still running after ${r.ms} ms (killed)` : `exit ${r.code ?? r.signal} after ${r.ms} ms`;
+  return `${how}; stderr: ${JSON.stringify(r.stderr)}${r.stdout ? `; stdout: ${JSON.stringify(r.stdout.slice(0, 300))}` : ''}`;
+}
+
+/** The lines that report the error: all of stderr, or without the start-up info lines. */
+function errorLines(r: Result, afterStart: boolean): string[] {
+  const lines = r.stderr.trim().split('\n').map((l) => l.trim()).filter(Boolean);
+  return afterStart ? lines.filter((l) => !l.startsWith('ctwatch info: ')) : lines;
+}
+
+const USAGE_HELP = (cmd: string) => `see 'ctwatch ${cmd} --help'`;
+
+const CASES: Case[] = [
+  // --- privileges
+  {
+    name: 'record without CAP_NET_ADMIN',
+    as: NO_CAPS,
+    argv: () => ['record', '--duration', '1s'],
+    exit: EXIT.noPerm,
+    says: ['needs CAP_NET_ADMIN', 'run ctwatch as root', 'AmbientCapabilities=CAP_NET_ADMIN'],
+  },
+  {
+    name: 'watch without CAP_NET_ADMIN',
+    as: NO_CAPS,
+    argv: () => ['watch', '--status', '0'],
+    exit: EXIT.noPerm,
+    says: ['needs CAP_NET_ADMIN', 'run ctwatch as root'],
+  },
+  {
+    name: 'stats as an ordinary user',
+    as: NOBODY,
+    argv: () => ['stats'],
+    exit: EXIT.noPerm,
+    says: ['needs CAP_NET_ADMIN', 'run ctwatch as root'],
+  },
+  {
+    name: 'record --netns of a real namespace without CAP_SYS_ADMIN',
+    as: NO_CAPS,
+    argv: (c) => ['record', '--netns', c.ns, '--duration', '1s'],
+    exit: EXIT.noPerm,
+    says: ['entering network namespace /run/netns/', 'needs CAP_SYS_ADMIN', 'run ctwatch as root'],
+  },
+  {
+    name: "record --netns /proc/1/ns/net (another process's namespace) as an ordinary user",
+    as: NOBODY,
+    argv: () => ['record', '--netns', '/proc/1/ns/net', '--duration', '1s'],
+    exit: EXIT.noPerm,
+    says: ['/proc/1/ns/net', 'run ctwatch as root'],
+  },
+  {
+    name: 'demo as an ordinary user',
+    as: NOBODY,
+    argv: () => ['demo', '--quick'],
+    exit: EXIT.noPerm,
+    says: ['the demo creates a network namespace', 'run it as root (sudo)'],
+  },
+
+  // --- namespaces
+  {
+    name: '--netns NAME that does not exist',
+    argv: () => ['record', '--netns', `ctwatch-no-such-ns-${process.pid}`, '--duration', '1s'],
+    exit: EXIT.noInput,
+    says: [`network namespace /run/netns/ctwatch-no-such-ns-${process.pid} does not exist`, "'ip netns list'", '/proc/PID/ns/net'],
+  },
+  {
+    name: '--netns path that is not a namespace file (/etc/hostname)',
+    argv: () => ['top', '--netns', '/etc/hostname', '--batch', '--duration', '1s'],
+    exit: EXIT.noInput,
+    says: ['/etc/hostname is not a network namespace file'],
+  },
+  {
+    name: '--netns without its value',
+    argv: () => ['record', '--netns'],
+    exit: EXIT.usage,
+    says: ["'--netns <value>' argument missing", USAGE_HELP('record')],
+  },
+
+  // --- commands and options
+  {
+    name: 'unknown command',
+    argv: () => ['recrod', '--duration', '1s'],
+    exit: EXIT.usage,
+    says: ["unknown command 'recrod'", 'record, demo, top, watch, stats, replay', 'ctwatch --help'],
+  },
+  ...(['record', 'top', 'stats', 'watch', 'replay', 'demo'] as const).map(
+    (cmd): Case => ({
+      name: `${cmd}: unknown option`,
+      argv: () => [cmd, '--frobnicate'],
+      exit: EXIT.usage,
+      says: ["Unknown option '--frobnicate'", USAGE_HELP(cmd)],
+    }),
+  ),
+  {
+    name: 'record --events with an unknown type',
+    argv: () => ['record', '--events', 'new,fin'],
+    exit: EXIT.usage,
+    says: ["unknown event type 'fin' in --events", 'new,update,destroy'],
+  },
+  {
+    name: 'record --events "" (empty)',
+    argv: (c) => ['record', '--netns', c.ns, '--events', '', '--duration', '1s'],
+    exit: EXIT.usage,
+    says: ['--events is empty', 'new,update,destroy'],
+  },
+  {
+    name: 'stats --events "," (only a separator)',
+    argv: () => ['stats', '--events', ','],
+    exit: EXIT.usage,
+    says: ['--events is empty', 'new,update,destroy'],
+  },
+  {
+    name: 'record --rcvbuf that is not a size',
+    argv: () => ['record', '--rcvbuf', 'lots'],
+    exit: EXIT.usage,
+    says: ['--rcvbuf "lots" is not a size', '64M, 512K or 1G'],
+  },
+  {
+    name: 'record --rcvbuf too small (1K)',
+    argv: (c) => ['record', '--netns', c.ns, '--rcvbuf', '1K', '--duration', '1s'],
+    exit: EXIT.usage,
+    says: ['out of range', 'use 4K to 1G'],
+  },
+  {
+    name: 'watch --rcvbuf too large (2G)',
+    argv: (c) => ['watch', '--netns', c.ns, '--rcvbuf', '2G', '--status', '0'],
+    exit: EXIT.usage,
+    says: ['out of range', 'use 4K to 1G'],
+  },
+  {
+    name: 'record --duration that is not a duration',
+    argv: () => ['record', '--duration', 'soon'],
+    exit: EXIT.usage,
+    says: ['--duration "soon" is not a duration', '10s, 5m, 1h30m'],
+  },
+  {
+    name: 'top --duration that is not a duration',
+    argv: (c) => ['top', '--netns', c.ns, '--batch', '--duration', 'forever'],
+    exit: EXIT.usage,
+    says: ['--duration "forever" is not a duration', '10s, 5m, 1h30m'],
+  },
+  {
+    name: 'record --count that is not a number',
+    argv: () => ['record', '--count', 'ten'],
+    exit: EXIT.usage,
+    says: ['--count "ten" is not a whole number'],
+  },
+  {
+    name: 'record --count -3 (negative)',
+    argv: () => ['record', '--count', '-3'],
+    exit: EXIT.usage,
+    says: ['--count'],
+  },
+  {
+    name: 'record --churn below a second',
+    argv: () => ['record', '--churn', '500ms'],
+    exit: EXIT.usage,
+    says: ['--churn 500ms', 'use whole seconds, at least 1s'],
+  },
+  {
+    name: 'watch --churn below a second',
+    argv: (c) => ['watch', '--netns', c.ns, '--churn', '500ms', '--status', '0'],
+    exit: EXIT.usage,
+    says: ['--churn 500ms', 'use whole seconds, at least 1s'],
+  },
+  {
+    name: 'replay --churn that is not a duration',
+    argv: () => ['replay', fx('valid.jsonl'), '--churn', 'often'],
+    exit: EXIT.usage,
+    says: ['--churn "often" is not a duration', '10s, 5m, 1h30m'],
+  },
+  {
+    name: 'watch --status that is not a duration',
+    argv: () => ['watch', '--status', 'often'],
+    exit: EXIT.usage,
+    says: ['--status "often" is not a duration', '10s, 5m, 1h30m'],
+  },
+  {
+    name: '--log-format bogus',
+    argv: () => ['record', '--log-format', 'bogus'],
+    exit: EXIT.usage,
+    says: ['--log-format must be text or json', '"bogus"'],
+  },
+  {
+    name: 'stats --warn 0',
+    argv: () => ['stats', '--warn', '0'],
+    exit: EXIT.usage,
+    says: ['--warn 0', 'percentage between 1 and 100'],
+  },
+  {
+    name: 'stats --crit 200',
+    argv: () => ['stats', '--crit', '200'],
+    exit: EXIT.usage,
+    says: ['--crit 200', 'percentage between 1 and 100'],
+  },
+  {
+    name: 'stats --warn above --crit',
+    argv: (c) => ['stats', '--netns', c.ns, '--interval', '1s', '--warn', '90', '--crit', '70'],
+    exit: EXIT.usage,
+    says: ['--warn', '--crit'],
+  },
+  {
+    name: 'stats --interval that is not a duration',
+    argv: () => ['stats', '--interval', 'never'],
+    exit: EXIT.usage,
+    says: ['--interval "never" is not a duration', '10s, 5m, 1h30m'],
+  },
+  {
+    name: 'top --speed that is not a number',
+    argv: () => ['top', '--replay', fx('valid.jsonl'), '--speed', 'fast', '--batch'],
+    exit: EXIT.usage,
+    says: ['--speed', '"fast"'],
+  },
+
+  // --- output
+  {
+    name: 'record -o into a directory that does not exist',
+    argv: () => ['record', '-o', '/nonexistent/ctwatch/ct.jsonl', '--duration', '1s'],
+    exit: EXIT.cantCreate,
+    says: ['cannot write /nonexistent/ctwatch/ct.jsonl', 'directory does not exist', 'choose a writable --output, or - for stdout'],
+  },
+  {
+    name: 'record -o a directory',
+    argv: (c) => ['record', '-o', c.dir, '--duration', '1s'],
+    exit: EXIT.cantCreate,
+    says: ['cannot write', 'is a directory', 'choose a writable --output'],
+  },
+  {
+    name: 'record -o a new file in /proc',
+    argv: () => ['record', '-o', '/proc/ctwatch.jsonl', '--duration', '1s'],
+    exit: EXIT.cantCreate,
+    says: ['cannot write /proc/ctwatch.jsonl', 'choose a writable --output'],
+    // /proc exists: the reason must not send the operator looking for a missing directory
+    never: ['directory does not exist'],
+  },
+  {
+    name: 'record -o /proc/version (a kernel file)',
+    argv: (c) => ['record', '--netns', c.ns, '-o', '/proc/version', '--duration', '2s'],
+    exit: EXIT.cantCreate,
+    says: ['cannot write /proc/version', 'choose a writable --output'],
+  },
+  {
+    name: 'watch -o into a directory that does not exist',
+    argv: (c) => ['watch', '--netns', c.ns, '-o', '/nonexistent/ctwatch/alerts.jsonl', '--status', '0'],
+    exit: EXIT.cantCreate,
+    says: ['cannot write /nonexistent/ctwatch/alerts.jsonl', 'directory does not exist', 'choose a writable --output'],
+  },
+
+  // --- recordings
+  {
+    name: 'replay a file that does not exist',
+    argv: () => ['replay', '/nonexistent/ct.jsonl'],
+    exit: EXIT.noInput,
+    says: ['cannot read recording /nonexistent/ct.jsonl', 'no such file'],
+  },
+  {
+    name: 'replay a malformed line',
+    argv: () => ['replay', fx('malformed.jsonl')],
+    exit: EXIT.dataErr,
+    says: [`${fx('malformed.jsonl')}:3: not JSON`],
+  },
+  {
+    name: 'replay a recording of another schema version',
+    argv: () => ['replay', fx('schema-v2.jsonl')],
+    exit: EXIT.dataErr,
+    says: [`${fx('schema-v2.jsonl')}:1:`, 'schema version 2 is not supported', 'reads v1'],
+  },
+  {
+    name: 'replay without a file',
+    argv: () => ['replay', '--no-flows'],
+    exit: EXIT.usage,
+    says: ['replay needs exactly one recording file', USAGE_HELP('replay')],
+  },
+  {
+    name: 'replay with two files',
+    argv: () => ['replay', fx('valid.jsonl'), fx('malformed.jsonl')],
+    exit: EXIT.usage,
+    says: ['replay needs exactly one recording file', USAGE_HELP('replay')],
+  },
+  {
+    name: 'replay a directory',
+    argv: () => ['replay', FIX],
+    exit: EXIT.noInput,
+    says: [`cannot read recording ${FIX}`, 'directory'],
+    never: ['internal error'],
+  },
+  {
+    name: 'top --replay a file that does not exist',
+    argv: () => ['top', '--replay', '/nonexistent/ct.jsonl', '--batch'],
+    exit: EXIT.noInput,
+    says: ['cannot read recording /nonexistent/ct.jsonl', 'no such file'],
+  },
+  {
+    name: 'top --replay a malformed line',
+    argv: () => ['top', '--replay', fx('malformed.jsonl'), '--speed', '0', '--batch'],
+    exit: EXIT.dataErr,
+    says: [`${fx('malformed.jsonl')}:3: not JSON`],
+  },
+
+  // --- alert rules
+  {
+    name: 'watch --rules file that does not exist',
+    argv: () => ['watch', '--rules', '/nonexistent/rules.yaml', '--status', '0'],
+    exit: EXIT.noInput,
+    says: ['rules file /nonexistent/rules.yaml does not exist'],
+  },
+  {
+    name: 'rules file that is not valid YAML',
+    argv: () => ['watch', '--rules', fx('rules-bad-yaml.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [/rules-bad-yaml\.yaml:\d+: yaml: /, 'end with a ]'],
+  },
+  {
+    name: 'rules file with an unknown field (did you mean)',
+    argv: () => ['watch', '--rules', fx('rules-unknown-field.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('rules-unknown-field.yaml')}:4: rules.table_fill.thresold: unknown field`, 'did you mean threshold?'],
+  },
+  {
+    name: 'rules file with a threshold that is not a number',
+    argv: () => ['watch', '--rules', fx('rules-bad-threshold.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('rules-bad-threshold.yaml')}:5: rules.churn_per_destination.threshold`, 'expected a number'],
+  },
+  {
+    name: 'rules file with a duration written in words',
+    argv: () => ['watch', '--rules', fx('rules-bad-duration.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('rules-bad-duration.yaml')}:4: rules.time_wait_pileup.for`, 'a duration such as 500ms, 10s, 2m, 1h'],
+  },
+  {
+    name: 'rules file with a table fill above 100 %',
+    argv: () => ['watch', '--rules', fx('rules-bad-percent.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('rules-bad-percent.yaml')}:3: rules.table_fill.threshold`, '0 < x <= 100'],
+  },
+  {
+    name: '--check-rules on a rules file with an unknown field',
+    argv: () => ['watch', '--check-rules', '--rules', fx('rules-unknown-field.yaml')],
+    exit: EXIT.config,
+    says: [`${fx('rules-unknown-field.yaml')}:4:`, 'did you mean threshold?'],
+  },
+
+  // --- SIEM sinks
+  {
+    name: 'watch --sinks file that does not exist',
+    argv: () => ['watch', '--sinks', '/nonexistent/sinks.yaml', '--status', '0'],
+    exit: EXIT.noInput,
+    says: ['sinks file /nonexistent/sinks.yaml does not exist'],
+  },
+  {
+    name: 'sinks file with a URL that is not http(s)',
+    argv: () => ['watch', '--sinks', fx('sinks-bad-url.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: ['sinks[0].url: must be http(s) URL'],
+  },
+  {
+    name: 'sinks file with an unknown sink type',
+    argv: () => ['watch', '--sinks', fx('sinks-unknown-type.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: ['sinks[0].type: must be one of syslog, splunk_hec, elasticsearch, http, file'],
+  },
+  {
+    name: 'sinks file with an inline secret',
+    argv: () => ['watch', '--sinks', fx('sinks-inline-secret.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: ['secrets are not accepted inline', 'token_file or token_env'],
+    // the secret itself must not be echoed to the log
+    never: ['8f2c1a9e'],
+  },
+  {
+    name: 'sinks file that is not valid YAML',
+    argv: () => ['watch', '--sinks', fx('sinks-bad-yaml.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-bad-yaml.yaml')}: not valid YAML`],
+  },
+  {
+    name: "sinks file without a top-level 'sinks:' list",
+    argv: () => ['watch', '--sinks', fx('sinks-no-list.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: ["expected a top-level 'sinks:' list", 'docs/siem.md'],
+  },
+
+  // --- metrics endpoint
+  {
+    name: 'watch --metrics without a port',
+    argv: () => ['watch', '--metrics', 'localhost', '--status', '0'],
+    exit: EXIT.usage,
+    says: ['bad listen address "localhost"', 'the port is missing', 'e.g. 127.0.0.1:9477'],
+  },
+  {
+    name: 'watch --metrics with a port above 65535',
+    argv: () => ['watch', '--metrics', '127.0.0.1:99999', '--status', '0'],
+    exit: EXIT.usage,
+    says: ['"99999" is not a port (0-65535)', 'e.g. 127.0.0.1:9477'],
+  },
+  {
+    name: 'watch --metrics with an IPv6 address without brackets',
+    argv: () => ['watch', '--metrics', '::1:9477', '--status', '0'],
+    exit: EXIT.usage,
+    says: ['put an IPv6 address in brackets, e.g. [::1]:9477'],
+  },
+  {
+    name: 'watch --metrics on a port that is in use',
+    argv: (c) => ['watch', '--netns', c.ns, '--metrics', `127.0.0.1:${c.busyPort}`, '--status', '0'],
+    exit: EXIT.unavailable,
+    says: [/cannot listen on 127\.0\.0\.1:\d+: the port is already in use/, 'ss -ltnp', 'choose another port'],
+  },
+];
+
+describe('bad input catalogue: one line that says what to do, and the right exit status', () => {
+  let ns: Netns | undefined;
+  let busy: Server | undefined;
+  const ctx: Ctx = { ns: '', busyPort: 0, dir: '' };
+
+  beforeAll(async () => {
+    ns = await createNetns();
+    ctx.ns = ns.name;
+    ctx.dir = mkdtempSync(join(tmpdir(), 'ctwatch-bad-input-'));
+    busy = createServer();
+    await new Promise<void>((resolve, reject) => {
+      busy!.once('error', reject);
+      busy!.listen(0, '127.0.0.1', () => resolve());
+    });
+    ctx.busyPort = (busy.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await new Promise((r) => (busy ? busy.close(r) : r(undefined)));
+    await ns?.destroy();
+    if (ctx.dir) rmSync(ctx.dir, { recursive: true, force: true });
+  });
+
+  it('has at least 30 distinct cases', () => {
+    expect(CASES.length).toBeGreaterThanOrEqual(30);
+    expect(new Set(CASES.map((c) => c.name)).size).toBe(CASES.length);
+  });
+
+  for (const c of CASES) {
+    it.concurrent(`${c.name}: exit ${c.exit}`, async ({ expect }) => {
+      const r = await runCli(c.as, c.argv(ctx), 30_000);
+      const why = `${[...(c.as ?? []), 'ctwatch', ...c.argv(ctx)].join(' ')}\n  ${describeResult(r)}`;
+      expect(r.timedOut, why).toBe(false);
+      expect(r.code, why).toBe(c.exit);
+      const lines = errorLines(r, false);
+      expect(lines, why).toHaveLength(1);
+      const line = lines[0];
+      expect(line, why).toMatch(/^ctwatch\b/);
+      for (const w of c.says) expect(line, why).toMatch(w);
+      for (const w of c.never ?? []) expect(line, why).not.toContain(w);
+    });
+  }
+});
+
+describe('bad input catalogue: output on a full disk', () => {
+  let ns: Netns | undefined;
+  beforeAll(async () => {
+    ns = await createNetns();
+  });
+  afterAll(async () => {
+    await ns?.destroy();
+  });
+
+  it('record --snapshot --flows -o on a full 64 KiB tmpfs: exit 74, "the disk is full"', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctwatch-full-'));
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
+    const file = join(dir, 'ct.jsonl');
+    const args = ['record', '--netns', ns!.name, '--snapshot', '--flows', '-o', file];
+    let child: ReturnType<typeof spawn> | undefined;
+    try {
+      const started = Date.now();
+      child = spawn(process.execPath, [CLI, ...args], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (d) => (stderr += d));
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        child!.once('close', (code, signal) => resolve({ code, signal })),
+      );
+      let gone = false;
+      void exited.then(() => (gone = true));
+      await waitFor(() => gone || stderr.includes('recording conntrack events'), 'record to start');
+      // About 1 KB of output per connection (new, destroy, flow): 400 fill 64 KiB several times over.
+      if (!gone) {
+        await ns!.generate({
+          listen: [{ proto: 'tcp', host: '127.0.0.9', port: 7000 }],
+          run: [{ kind: 'connect', host: '127.0.0.9', port: 7000, count: 400, rate: 400 }],
+        });
+      }
+      // The full disk must stop the recording by itself.
+      const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000).unref());
+      const res = await Promise.race([exited, timeout]);
+      const r: Result = {
+        code: res === 'timeout' ? null : res.code,
+        signal: res === 'timeout' ? null : res.signal,
+        stdout: '',
+        stderr,
+        ms: Date.now() - started,
+        timedOut: res === 'timeout',
+      };
+      const why = `ctwatch ${args.join(' ')}  (on a 64 KiB tmpfs)\n  ${describeResult(r)}`;
+      expect(r.timedOut, why).toBe(false);
+      expect(r.code, why).toBe(EXIT.ioErr);
+      const lines = errorLines(r, true);
+      expect(lines, why).toHaveLength(1);
+      expect(lines[0], why).toMatch(/^ctwatch\b/);
+      for (const w of [`writing ${file} failed: ENOSPC`, 'the disk is full', 'choose another --output']) expect(lines[0], why).toContain(w);
+    } finally {
+      if (child && child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await new Promise((r) => child!.once('close', r));
+      }
+      await run('umount', [dir]).catch(() => run('umount', ['-l', dir]));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
