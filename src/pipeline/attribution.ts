@@ -52,7 +52,13 @@ export class ProcessAttribution {
     if (groups.length > 0) snap.groups = groups;
   }
 
-  close(): Promise<void> {
-    return this.attributor.close();
+  /** Stops lookups; bounded, so a lookup that never answers cannot hold up shutdown. */
+  async close(deadlineMs = 2000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.attributor.close().catch(() => {}),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs))),
+    ]);
+    if (timer) clearTimeout(timer);
   }
 }
