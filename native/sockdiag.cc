@@ -41,6 +41,7 @@ struct DiagRequest {
   uint8_t family = 0;  // AF_INET / AF_INET6; 0: do not send (bad line, or answered already)
   uint8_t proto = 0;   // IPPROTO_TCP / IPPROTO_UDP
   bool listener = false;
+  bool live = false;   // ask the kernel now, whatever the capture saw
   uint8_t local[16] = {};
   uint8_t remote[16] = {};
   uint16_t lport = 0;
@@ -93,7 +94,14 @@ struct CaptureState {
   std::deque<TupleKey> order;  // oldest first, for eviction
   std::unordered_map<uint32_t, Owner> owners;  // inode -> process, for the hot processes' sockets
   std::vector<int> hot;                        // pids that owned captured sockets, most recent first
-  std::unordered_map<int, std::vector<uint32_t>> held;  // pid -> inodes at its last read
+  // A hot process: its /proc/PID directory held open (once the process exits, reads through it
+  // fail, even if the pid is taken again: no start time to re-read), and what it held last.
+  struct HotProc {
+    int dirfd;
+    uint32_t start;
+    std::vector<uint32_t> held;
+  };
+  std::unordered_map<int, HotProc> procs;
   // Captured sockets whose owner is not known yet: (inode, flow, when captured).
   struct Unowned {
     uint32_t inode;
@@ -106,6 +114,7 @@ struct CaptureState {
   // pid -> its network namespace inode, as last seen by a discovery (re-read every few rounds).
   std::unordered_map<int, double> pid_netns;
   unsigned discoveries = 0;
+  int discovery_cursor = 0;  // where the last round ran out of time
 };
 
 // One queued unit of work for the namespace thread. Results are filled on the thread and turned
@@ -140,6 +149,7 @@ constexpr uint64_t kDiscoveryMinUs = 50'000;
 // 20 T (a twentieth), however busy the namespace.
 constexpr uint64_t kScanCostFactor = 4;
 constexpr uint64_t kDiscoveryCostFactor = 20;
+constexpr uint64_t kDiscoveryBudgetUs = 5'000;
 // An owner not found this long after capture is given up (JS may still find it in /proc).
 constexpr uint64_t kUnownedMaxUs = 200'000;
 constexpr int kCtRcvbuf = 8 << 20;
@@ -260,14 +270,18 @@ bool ParseAddr(int family, const char* f, size_t n, uint8_t* out) {
   return inet_pton(family, buf, out) == 1;
 }
 
-// "F P LOCAL LPORT REMOTE RPORT": F is 4 or 6, P is 6 (TCP) or 17 (UDP), REMOTE may be '*' (and
-// RPORT 0) to ask for the listening / unconnected socket bound to LOCAL:LPORT. Parsed by hand:
-// sscanf was an eighth of the thread's time.
+// "F P LOCAL LPORT REMOTE RPORT": F is 4 or 6 (14 or 16: skip the capture, ask the kernel now),
+// P is 6 (TCP) or 17 (UDP), REMOTE may be '*' (and RPORT 0) to ask for the listening /
+// unconnected socket bound to LOCAL:LPORT. Parsed by hand: sscanf was an eighth of the thread's
+// time.
 bool ParseRequest(const char* p, const char* end, DiagRequest* r) {
   const char* f;
   size_t n;
   unsigned fam, proto, lport, rport;
-  if (!NextField(&p, end, &f, &n) || !ParseUint(f, n, 6, &fam) || (fam != 4 && fam != 6)) return false;
+  if (!NextField(&p, end, &f, &n) || !ParseUint(f, n, 16, &fam)) return false;
+  r->live = fam >= 10;
+  if (r->live) fam -= 10;
+  if (fam != 4 && fam != 6) return false;
   if (!NextField(&p, end, &f, &n) || !ParseUint(f, n, 255, &proto)) return false;
   if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) return false;
   r->family = fam == 4 ? AF_INET : AF_INET6;
@@ -349,13 +363,9 @@ struct Stat {
   double starttime = 0;  // clock ticks after boot: with the pid, the process's identity
 };
 
-// /proc/PID/stat: "pid (comm) state ppid ... starttime(22nd field) ...". comm may hold spaces and
-// parentheses, so fields are counted from the last ')'.
-bool ReadStat(int pid, Stat* st) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-  std::string text;
-  if (!ReadSmall(path, &text)) return false;
+// /proc/PID/stat: "pid (comm) state ppid ... starttime(22nd field) ...". comm may hold spaces and parentheses,
+// so fields are counted from the last ')'.
+bool ParseStat(const std::string& text, Stat* st) {
   size_t open_paren = text.find('(');
   size_t close_paren = text.rfind(')');
   if (open_paren == std::string::npos || close_paren == std::string::npos || close_paren < open_paren) return false;
@@ -374,6 +384,13 @@ bool ReadStat(int pid, Stat* st) {
     while (*p && *p != ' ') p++;
   }
   return false;
+}
+
+bool ReadStat(int pid, Stat* st) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  std::string text;
+  return ReadSmall(path, &text) && ParseStat(text, st);
 }
 
 double NetnsInode(int pid) {
@@ -400,6 +417,42 @@ void SocketInodes(int pid, std::vector<double>* out) {
     out->push_back(strtod(link + 8, nullptr));
   }
   closedir(dir);
+}
+
+// The same two reads through an open /proc/PID directory.
+bool ReadStatAt(int proc_dir, Stat* st) {
+  int fd = openat(proc_dir, "stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[1024];
+  ssize_t n;
+  do {
+    n = read(fd, buf, sizeof(buf) - 1);
+  } while (n < 0 && errno == EINTR);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = 0;
+  return ParseStat(std::string(buf, static_cast<size_t>(n)), st);
+}
+
+bool SocketInodesAt(int proc_dir, std::vector<double>* out) {
+  int fd = openat(proc_dir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  DIR* dir = fdopendir(fd);
+  if (dir == nullptr) {
+    close(fd);
+    return false;
+  }
+  const int dfd = dirfd(dir);
+  char link[64];
+  while (dirent* ent = readdir(dir)) {
+    if (ent->d_name[0] == '.') continue;
+    ssize_t n = readlinkat(dfd, ent->d_name, link, sizeof(link) - 1);
+    if (n < 9 || memcmp(link, "socket:[", 8) != 0) continue;
+    link[n] = 0;
+    out->push_back(strtod(link + 8, nullptr));
+  }
+  closedir(dir);
+  return true;
 }
 
 std::vector<int> ListPids() {
@@ -599,6 +652,10 @@ void SockDiag::Run(std::promise<OpenError>* opened) {
     if (*fd >= 0) close(*fd);
     *fd = -1;
   }
+  if (cap_) {
+    for (auto& kv : cap_->procs) close(kv.second.dirfd);
+    cap_->procs.clear();
+  }
 }
 
 void SockDiag::Wake() {
@@ -631,7 +688,7 @@ void SockDiag::RunLookup(DiagJob* job) {
   // What the capture saw at NEW time answers first: the socket may be gone by now.
   if (cap_) {
     for (size_t i = 0; i < reqs.size(); i++) {
-      if (reqs[i].family == 0 || reqs[i].listener) continue;
+      if (reqs[i].family == 0 || reqs[i].listener || reqs[i].live) continue;
       auto it = cap_->sockets.find(KeyOf(reqs[i]));
       if (it == cap_->sockets.end()) continue;
       const CapturedSocket& c = it->second;
@@ -871,35 +928,48 @@ void SockDiag::FillOwners(const std::vector<DiagRequest>& reqs, uint32_t* out) {
 
 namespace {
 
-// Replaces what `pid` is known to hold; returns false when the process is gone.
-bool ReadOwner(CaptureState* cap, int pid) {
-  Stat st;
-  std::vector<double> inodes;
-  if (!ReadStat(pid, &st)) return false;
-  SocketInodes(pid, &inodes);
-  auto& held = cap->held[pid];
-  for (uint32_t ino : held) {
+void Forget(CaptureState* cap, int pid) {
+  auto h = cap->procs.find(pid);
+  if (h == cap->procs.end()) return;
+  for (uint32_t ino : h->second.held) {
     auto it = cap->owners.find(ino);
     if (it != cap->owners.end() && it->second.pid == pid) cap->owners.erase(it);
   }
+  close(h->second.dirfd);
+  cap->procs.erase(h);
+}
+
+// Replaces what `pid` is known to hold; returns false when the process is gone.
+bool ReadOwner(CaptureState* cap, int pid) {
+  auto it = cap->procs.find(pid);
+  if (it == cap->procs.end()) {
+    char path[32];
+    snprintf(path, sizeof(path), "/proc/%d", pid);
+    int proc_dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (proc_dir < 0) return false;
+    // Through the directory: the start time of the very process the directory belongs to.
+    Stat st;
+    if (!ReadStatAt(proc_dir, &st)) {
+      close(proc_dir);
+      return false;
+    }
+    it = cap->procs.emplace(pid, CaptureState::HotProc{proc_dir, Low32(st.starttime), {}}).first;
+  }
+  std::vector<double> inodes;
+  if (!SocketInodesAt(it->second.dirfd, &inodes)) return false;
+  auto& held = it->second.held;
+  for (uint32_t ino : held) {
+    auto o = cap->owners.find(ino);
+    if (o != cap->owners.end() && o->second.pid == pid) cap->owners.erase(o);
+  }
   held.clear();
-  const Owner owner{pid, Low32(st.starttime)};
+  const Owner owner{pid, it->second.start};
   for (double d : inodes) {
     const uint32_t ino = static_cast<uint32_t>(d);
     held.push_back(ino);
     cap->owners[ino] = owner;
   }
   return true;
-}
-
-void Forget(CaptureState* cap, int pid) {
-  auto h = cap->held.find(pid);
-  if (h == cap->held.end()) return;
-  for (uint32_t ino : h->second) {
-    auto it = cap->owners.find(ino);
-    if (it != cap->owners.end() && it->second.pid == pid) cap->owners.erase(it);
-  }
-  cap->held.erase(h);
 }
 
 bool AllKnown(const CaptureState* cap, const std::vector<uint32_t>& wanted) {
@@ -936,13 +1006,31 @@ void SockDiag::Discover(const std::vector<uint32_t>& wanted) {
   std::vector<double> inodes;
   // Namespaces of processes seldom change: remember them, and forget it all every 16 rounds.
   if (++cap_->discoveries % 16 == 0) cap_->pid_netns.clear();
+  // Processes new since the last round first (a new process is the likeliest owner of a socket
+  // no hot process holds), then the others from where the last round stopped: a round reads for
+  // at most kDiscoveryBudgetUs, so a server holding thousands of sockets costs a few rounds, not
+  // one long stall of the capture.
+  std::vector<int> order;
+  std::vector<int> known;
+  for (int pid : ListPids()) (cap_->pid_netns.count(pid) ? known : order).push_back(pid);
+  if (!known.empty()) {
+    auto from = std::lower_bound(known.begin(), known.end(), cap_->discovery_cursor);
+    order.insert(order.end(), from, known.end());
+    order.insert(order.end(), known.begin(), from);
+  }
   std::unordered_map<int, double> seen;
-  for (int pid : ListPids()) {
-    auto known = cap_->pid_netns.find(pid);
-    const double ns = known != cap_->pid_netns.end() ? known->second : NetnsInode(pid);
-    seen[pid] = ns;
+  for (int pid : order) {
+    auto k = cap_->pid_netns.find(pid);
+    seen[pid] = k != cap_->pid_netns.end() ? k->second : NetnsInode(pid);
+  }
+  const uint64_t deadline = t0 + kDiscoveryBudgetUs;
+  for (int pid : order) {
+    if (MonotonicUs() > deadline) {
+      cap_->discovery_cursor = pid;
+      break;
+    }
     if (std::find(cap_->hot.begin(), cap_->hot.end(), pid) != cap_->hot.end()) continue;
-    if (cap_->netns_ino != 0 && ns != static_cast<double>(cap_->netns_ino)) continue;
+    if (cap_->netns_ino != 0 && seen[pid] != static_cast<double>(cap_->netns_ino)) continue;
     inodes.clear();
     SocketInodes(pid, &inodes);
     bool owns = false;
@@ -958,9 +1046,7 @@ void SockDiag::Discover(const std::vector<uint32_t>& wanted) {
     }
     if (AllKnown(cap_.get(), wanted)) break;
   }
-  // Dead pids leave the cache; pids not reached this round (an early stop) keep theirs.
-  for (auto& kv : seen) cap_->pid_netns[kv.first] = kv.second;
-  if (cap_->pid_netns.size() > seen.size() * 2 + 1024) cap_->pid_netns.swap(seen);
+  cap_->pid_netns.swap(seen);  // dead pids leave
 }
 
 void SockDiag::RunRoutes(DiagJob* job) {

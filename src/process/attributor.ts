@@ -105,6 +105,9 @@ export interface AttributorOptions {
   /** a socket accepted by the kernel but not yet by the server is asked again after these delays
    * (ms), then its listener is taken; default [5, 25, 100] */
   acceptRetriesMs?: number[];
+  /** a captured socket whose owner the namespace thread has not found yet is asked about again
+   * after these delays (ms) before /proc is read from here; default [20, 80] */
+  captureOwnerWaitsMs?: number[];
   /** the namespace's local routes are read again after this long (ms); default 30 000 */
   routesMaxAgeMs?: number;
   /** called once per attributed NEW (or snapshot) when its answer is known: the hook for
@@ -151,6 +154,10 @@ interface Job {
   /** asking for the listener on the local endpoint, after accept retries ran out */
   listener: boolean;
   tries: number;
+  /** times the job waited for the namespace thread to find the owner of a captured socket */
+  ownerWaits: number;
+  /** ask the kernel now, not what the capture saw (is the captured socket still there?) */
+  live: boolean;
   due: number;
 }
 
@@ -204,6 +211,7 @@ export class Attributor {
   private readonly maxQueue: number;
   private readonly maxFlows: number;
   private readonly retries: number[];
+  private readonly ownerWaitsMs: number[];
   private readonly routesMaxAgeMs: number;
   private readonly onResult?: AttributorOptions['onResult'];
   private readonly openDiag: (netns: string | undefined) => DiagHandle;
@@ -236,6 +244,7 @@ export class Attributor {
     this.maxQueue = options.maxQueue ?? 200_000;
     this.maxFlows = options.maxFlows ?? 262_144;
     this.retries = options.acceptRetriesMs ?? [5, 25, 100];
+    this.ownerWaitsMs = options.captureOwnerWaitsMs ?? [20, 80];
     this.routesMaxAgeMs = options.routesMaxAgeMs ?? 30_000;
     this.onResult = options.onResult;
     const capture = options.capture ?? true;
@@ -281,7 +290,7 @@ export class Attributor {
         this.counts.evicted++;
       }
       const ns = this.ns(e.netns);
-      ns.queue.push({ entry, event: e, key, side: 'origin', listener: false, tries: 0, due: 0 });
+      ns.queue.push({ entry, event: e, key, side: 'origin', listener: false, tries: 0, ownerWaits: 0, live: false, due: 0 });
       this.outstanding++;
       touched.add(ns);
     }
@@ -476,7 +485,9 @@ export class Attributor {
     ns.missed = false;
     for (let i = 0; i < sent.length; i++) {
       const b = i * RESULT_WIDTH;
-      if (words[b] === 0 && words[b + 1] !== 0 && !this.index.known(words[b + 1])) ns.missed = true;
+      // A socket neither the namespace thread nor the index can place: a busy process the index
+      // does not know yet. (With capture on, the thread places most: pid in word 7.)
+      if (words[b] === 0 && words[b + 1] !== 0 && words[b + 7] === 0 && !(words[b + 6] & FROM_CAPTURE) && !this.index.known(words[b + 1])) ns.missed = true;
       this.answer(ns, sent[i], words, b);
     }
   }
@@ -492,7 +503,7 @@ export class Attributor {
         return null;
       }
     }
-    const f = e.family === 'ipv6' ? 6 : 4;
+    const f = (e.family === 'ipv6' ? 6 : 4) + (j.live ? 10 : 0);
     const p = LOOKUP_PROTO[e.proto];
     if (j.side === 'origin') return `${f} ${p} ${e.src} ${e.sport} ${e.dst} ${e.dport}`;
     const r = e.reply;
@@ -509,7 +520,8 @@ export class Attributor {
     const state = w[b + 3];
     if (w[b + 6] & FROM_CAPTURE) this.counts.captured++;
     const tcp = j.event.proto === 'tcp';
-    if (errno === ENOENT) return this.done(j, null, j.listener ? 'gone' : 'no-socket');
+    // Gone since the capture saw it (a live re-ask), or since the listener was found.
+    if (errno === ENOENT) return this.done(j, null, j.listener || j.live ? 'gone' : 'no-socket');
     if (errno !== 0) {
       if (errno !== EAGAIN) this.lastError = new CtwatchError('ERR_SOCKDIAG_LOOKUP', `socket lookup failed with errno ${errno}`, { errno });
       return this.done(j, null, 'error');
@@ -530,6 +542,19 @@ export class Attributor {
       // TCP: closed by its process (TIME_WAIT, orphaned in FIN_WAIT...). UDP: a kernel socket
       // (a tunnel's), which no process holds.
       return this.done(j, null, tcp ? 'gone' : 'no-pid');
+    }
+    if (w[b + 6] & FROM_CAPTURE && w[b + 7] === 0 && j.ownerWaits < this.ownerWaitsMs.length) {
+      // Captured while alive, owner not found yet: the namespace thread is still on it (its reads
+      // of /proc are budgeted). Asking it again soon is cheaper than reading /proc from here.
+      j.ownerWaits++;
+      j.tries--; // delay() counts a try; this is not one
+      return this.delay(ns, j, this.ownerWaitsMs[j.ownerWaits - 1]);
+    }
+    if (w[b + 6] & FROM_CAPTURE && w[b + 7] === 0) {
+      // Still no owner: read /proc from here only if the socket is still there to be found.
+      j.live = true;
+      j.tries--;
+      return this.delay(ns, j, 0);
     }
     this.resolve(ns, j, inode, j.listener ? 'listener' : j.side, w[b + 7], w[b + 8]);
   }
