@@ -31,7 +31,16 @@
  *   pending      (processOf only) the lookup has not finished
  *   unseen       (processOf only) the flow's NEW never went through attribute()
  *
- * Short flows. What is learned at NEW time is kept per flow tuple until the flow's DESTROY has gone
+ * Short flows. A lookup driven from here comes 5-50 ms after the kernel event (the reader's batch,
+ * this thread, a trip to the namespace thread), and a socket held a few ms is gone by then. So by
+ * default (`capture`) the namespace thread subscribes to NEW events itself and looks each flow's
+ * original-direction socket up at once, with its owner when one of the recently seen owners holds
+ * it (native/sockdiag.h); lookups from here then get what it saw, checked against /proc by pid and
+ * start time. A captured socket whose owner was not found yet is asked about again (20, 80 ms),
+ * then looked up live: if it is gone, so is the chance to find its owner (`gone`), without reading
+ * /proc for nothing. bench/README-attribution.md has the rates this reaches.
+ *
+ * What is learned at NEW time is kept per flow tuple until the flow's DESTROY has gone
  * through attribute() once more (then the engine has had its chance to call processOf), so a
  * DESTROY long after the socket closed, or after its process exited and the pid was reused, still
  * gets the process seen at NEW time. This "recent" map is keyed by the full tuple, not by the local
