@@ -257,7 +257,21 @@ export class Attributor {
     this.routesMaxAgeMs = options.routesMaxAgeMs ?? 30_000;
     this.onResult = options.onResult;
     const capture = options.capture ?? true;
-    this.openDiag = options.openDiag ?? ((netns) => new SockDiag({ netns, capture }));
+    this.openDiag =
+      options.openDiag ??
+      ((netns) => {
+        if (!capture) return new SockDiag({ netns });
+        try {
+          return new SockDiag({ netns, capture: true });
+        } catch (err) {
+          // No conntrack subscription for the capture (no CAP_NET_ADMIN, no ctnetlink): attribute
+          // without it (short flows suffer), and say why.
+          const e = fromNativeError(err);
+          if (e.code !== 'ERR_NO_CAP_NET_ADMIN' && e.code !== 'ERR_NO_CTNETLINK') throw err;
+          this.lastError = e;
+          return new SockDiag({ netns });
+        }
+      });
     this.netnsInode = options.netnsInode ?? ((netns) => statSync(netns === undefined ? '/proc/self/ns/net' : netnsPath(netns)).ino);
     this.nowUs = options.nowUs ?? (() => Date.now() * 1000);
     this.index = new ProcIndex(options.index);
