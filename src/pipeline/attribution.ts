@@ -38,6 +38,8 @@ export class ProcessAttribution {
     for (const end of ends) {
       const process = this.attributor.processOf(end);
       end.process = process;
+      // A flow ended by a resync had no DESTROY to retire it in the attributor.
+      if (end.reason === 'resync') this.attributor.forget(end);
       const key = processKey(process);
       if (key) this.churn.closed(key, end.time);
       const group = groupKey(process);
