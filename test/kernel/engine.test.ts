@@ -191,7 +191,9 @@ describe('flow engine (real kernel, own namespace)', () => {
       expect(r.table).toEqual(c.table);
       expect(r.live).toBe(c.live);
     }
-    expect(flows(replayed)).toEqual(flows(live));
+    // Process attribution needs live sockets: a replay has the flows, not their processes.
+    const withoutProcess = (rows: Record<string, unknown>[]) => rows.map(({ process: _p, ...rest }) => rest);
+    expect(flows(replayed)).toEqual(withoutProcess(flows(live)));
     expect(flows(live).length).toBeGreaterThanOrEqual(1230);
     // And the same file gives the same output twice.
     const again = await run(process.execPath, [CLI, 'replay', file, '--churn', '1s'], { maxBuffer: 64 * 1024 * 1024 });
