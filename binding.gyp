@@ -7,6 +7,7 @@
         "native/reader.cc",
         "native/decode.cc",
         "native/sockets.cc",
+        "native/netns.cc",
         "native/sockdiag.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -1,5 +1,7 @@
 #include "sockdiag.h"
 
+#include "netns.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -160,50 +162,13 @@ constexpr size_t kChunk = 128;
 constexpr int kRcvbuf = 4 << 20;
 
 OpenError Fail(const char* code, int err, const char* syscall, std::string message) {
-  OpenError e;
-  e.code = code;
-  e.err = err;
-  e.syscall = syscall;
-  e.message = std::move(message);
-  return e;
+  return MakeOpenError(code, err, syscall, std::move(message));
 }
 
 uint64_t MonotonicUs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
-}
-
-// Enters `path` on the calling thread; `*self_ns` gets a handle to go back with. Same checks and
-// wording as OpenSockets (sockets.cc).
-OpenError EnterNetns(const std::string& path, int* self_ns) {
-  *self_ns = -1;
-  if (path.empty()) return {};
-  int target = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (target < 0) {
-    int err = errno;
-    if (err == ENOENT) {
-      return Fail("ERR_NETNS_NOT_FOUND", err, "open",
-                  "network namespace " + path +
-                      " does not exist: list them with 'ip netns list', or pass a path such as /proc/PID/ns/net");
-    }
-    return Fail("ERR_NETNS", err, "open", "cannot open network namespace " + path + ": " + strerror(err));
-  }
-  *self_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (setns(target, CLONE_NEWNET) < 0) {
-    int err = errno;
-    close(target);
-    if (*self_ns >= 0) close(*self_ns);
-    *self_ns = -1;
-    if (err == EINVAL) return Fail("ERR_NETNS", err, "setns", path + " is not a network namespace file");
-    if (err == EPERM) {
-      return Fail("ERR_NETNS_PERMISSION", err, "setns",
-                  "entering network namespace " + path + " needs CAP_SYS_ADMIN: run ctwatch as root");
-    }
-    return Fail("ERR_NETNS", err, "setns", "cannot enter network namespace " + path + ": " + strerror(err));
-  }
-  close(target);
-  return {};
 }
 
 OpenError OpenNetlink(int protocol, const char* what, const std::string& where, int* out) {
@@ -572,11 +537,7 @@ void SockDiag::Run(std::promise<OpenError>* opened) {
     // Still inside the namespace: this thread's view of it is the namespace's identity.
     if (stat("/proc/thread-self/ns/net", &sb) == 0) cap_->netns_ino = sb.st_ino;
   }
-  if (self_ns >= 0) {
-    // Only this thread left its namespace, and only to create the sockets (they stay bound to it).
-    setns(self_ns, CLONE_NEWNET);
-    close(self_ns);
-  }
+  LeaveNetns(self_ns);
   if (e.ok()) {
     wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) e = Fail("ERR_SOCKDIAG", errno, "eventfd", std::string("cannot create an eventfd: ") + strerror(errno));

@@ -1,5 +1,7 @@
 #include "sockets.h"
 
+#include "netns.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -27,12 +29,7 @@ namespace ctwatch {
 namespace {
 
 OpenError Fail(const char* code, int err, const char* syscall, std::string message) {
-  OpenError e;
-  e.code = code;
-  e.err = err;
-  e.syscall = syscall;
-  e.message = std::move(message);
-  return e;
+  return MakeOpenError(code, err, syscall, std::move(message));
 }
 
 OpenError SocketError(int err, const char* syscall, const std::string& where) {
@@ -149,43 +146,10 @@ int SetReceiveBuffer(int fd, int bytes) {
 
 OpenError OpenSockets(const SocketOptions& o, Sockets* out) {
   std::string where;
+  if (!o.netns.empty()) where = " in network namespace " + o.netns;
   int self_ns = -1;
-  if (!o.netns.empty()) {
-    where = " in network namespace " + o.netns;
-    int target = open(o.netns.c_str(), O_RDONLY | O_CLOEXEC);
-    if (target < 0) {
-      int err = errno;
-      if (err == EACCES || err == EPERM) {
-        return Fail("ERR_NETNS_PERMISSION", err, "open",
-                    "cannot open network namespace " + o.netns +
-                        ": permission denied: run ctwatch as root");
-      }
-      if (err == ENOENT) {
-        return Fail("ERR_NETNS_NOT_FOUND", err, "open",
-                    "network namespace " + o.netns +
-                        " does not exist: list them with 'ip netns list', or pass a path such as /proc/PID/ns/net");
-      }
-      return Fail("ERR_NETNS", err, "open",
-                  "cannot open network namespace " + o.netns + ": " + strerror(err));
-    }
-    self_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (setns(target, CLONE_NEWNET) < 0) {
-      int err = errno;
-      close(target);
-      if (self_ns >= 0) close(self_ns);
-      if (err == EINVAL) {
-        return Fail("ERR_NETNS", err, "setns", o.netns + " is not a network namespace file");
-      }
-      if (err == EPERM) {
-        return Fail("ERR_NETNS_PERMISSION", err, "setns",
-                    "entering network namespace " + o.netns +
-                        " needs CAP_SYS_ADMIN: run ctwatch as root");
-      }
-      return Fail("ERR_NETNS", err, "setns",
-                  "cannot enter network namespace " + o.netns + ": " + strerror(err));
-    }
-    close(target);
-  }
+  OpenError entered = EnterNetns(o.netns, &self_ns);
+  if (!entered.ok()) return entered;
 
   OpenError result;
   out->events = nfct_open(CONNTRACK, o.groups);
@@ -206,12 +170,7 @@ OpenError OpenSockets(const SocketOptions& o, Sockets* out) {
   }
   if (!result.ok()) out->Close();
 
-  if (self_ns >= 0) {
-    // Only this thread ever left its namespace; going back keeps anything it does later (and
-    // libc's per-thread caches) in the namespace the process was started in.
-    setns(self_ns, CLONE_NEWNET);
-    close(self_ns);
-  }
+  LeaveNetns(self_ns);
   return result;
 }
 
