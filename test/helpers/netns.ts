@@ -19,7 +19,17 @@ const PREFIX = 'ctwt';
 const live = new Set<string>();
 let seq = 0;
 
+const children = new Set<ChildProcess>();
+
+/** Kills `child` when the test process exits, even if a test timed out before its `finally`. */
+export function track<T extends ChildProcess>(child: T): T {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
   for (const name of live) {
     try {
       // Synchronous on exit: the event loop is gone.
@@ -101,7 +111,7 @@ export async function createNetns(options: NetnsOptions = {}): Promise<Netns> {
     name,
     path: `/run/netns/${name}`,
     exec: (cmd, args, opts) => run('ip', [...ns, cmd, ...args], { timeout: opts?.timeout ?? 60_000, maxBuffer: 256 * 1024 * 1024 }),
-    spawn: (cmd, args) => spawn('ip', [...ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    spawn: (cmd, args) => track(spawn('ip', [...ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })),
     async newFlows() {
       const { stdout } = await run('ip', [...ns, 'nft', '-j', 'list', 'counter', 'inet', 'ctwatch_test', 'newflows']);
       const doc = JSON.parse(stdout) as { nftables: { counter?: { packets: number } }[] };

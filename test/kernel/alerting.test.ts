@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
+import { CLI, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
 
 interface Posted {
   at: number;
@@ -64,7 +64,7 @@ deliver:
   - exec: [/bin/sh, -c, "cat >> ${execFile}; echo >> ${execFile}"]
 `);
     const out = join(dir, 'alerts.jsonl');
-    const watch = spawn(process.execPath, [CLI, 'watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const watch = track(spawn(process.execPath, [CLI, 'watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0'], { stdio: ['ignore', 'ignore', 'pipe'] }));
     let stderr = '';
     watch.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((r) => watch.once('exit', (code) => r(code)));

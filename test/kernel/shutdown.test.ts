@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LiveSource } from '../../src/source/live.js';
 import { collect } from '../helpers/collect.js';
-import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
+import { CLI, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
 
 describe('shutdown and reliable mode (real kernel, own namespace)', () => {
   let ns: Netns;
@@ -23,7 +23,7 @@ describe('shutdown and reliable mode (real kernel, own namespace)', () => {
 
   it('SIGTERM during a burst: every event counted as received is in the output file, exit 0', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'ctwatch-term-')), 'events.jsonl');
-    const rec = spawn(process.execPath, [CLI, 'record', '--netns', ns.name, '-o', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const rec = track(spawn(process.execPath, [CLI, 'record', '--netns', ns.name, '-o', file], { stdio: ['ignore', 'ignore', 'pipe'] }));
     let stderr = '';
     rec.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((r) => rec.once('exit', (code) => r(code)));

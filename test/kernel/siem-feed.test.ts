@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
+import { CLI, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
 
 describe('watch → SIEM sinks and metrics (own namespace)', () => {
   let ns: Netns;
@@ -55,7 +55,7 @@ describe('watch → SIEM sinks and metrics (own namespace)', () => {
     batch: { max_records: 50, max_wait: 200ms }
 `);
     const metricsPort = 20000 + (process.pid % 20000);
-    const watch = spawn(process.execPath, [CLI, 'watch', '--netns', ns.name, '--sinks', sinks, '--metrics', `127.0.0.1:${metricsPort}`, '--status', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const watch = track(spawn(process.execPath, [CLI, 'watch', '--netns', ns.name, '--sinks', sinks, '--metrics', `127.0.0.1:${metricsPort}`, '--status', '0'], { stdio: ['ignore', 'ignore', 'pipe'] }));
     let stderr = '';
     watch.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((r) => watch.once('exit', (code) => r(code)));
