@@ -218,7 +218,7 @@ export class ChurnEngine {
         error,
       })),
       protocols: ranked(
-        [...this.protocols].map(([key, s]) => ({ key, s, error: 0, new1: s.opened.rate(time, 1) })),
+        [...this.protocols].map(([key, s]) => ({ key, s, error: 0, new1: s.opened.rate(time, 1), new10: s.opened.rate(time, 10) })),
         this.topN,
       ).map(({ key, s }) => ({ key, ...ratesOf(s, time), live: this.tracker.liveByProtocol(key) })),
     };
@@ -294,7 +294,7 @@ export class ChurnEngine {
     describe: (key: string, s: T, error: number) => KeyChurn,
   ): KeyChurn[] {
     const all: Ranked<T>[] = [];
-    heavy.forEach((key, s, _count, error) => all.push({ key, s, error, new1: s.opened.rate(t, 1) }));
+    heavy.forEach((key, s, _count, error) => all.push({ key, s, error, new1: s.opened.rate(t, 1), new10: s.opened.rate(t, 10) }));
     return ranked(all, this.topN).map(({ key, s, error }) => describe(key, s, error));
   }
 
@@ -309,11 +309,16 @@ interface Ranked<T> {
   s: T;
   error: number;
   new1: number;
+  new10: number;
 }
 
 /** The first n by new1 descending, then key ascending (so ties read the same on every run). */
 function ranked<T>(all: Ranked<T>[], n: number): Ranked<T>[] {
-  all.sort((a, b) => b.new1 - a.new1 || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  // Ties on the last second (all 0 once a burst is over) fall back to the last ten seconds, so
+  // the keys that just churned stay on top of the list while their rates decay.
+  // Rates are compared at 0.001/s: equal rates computed along different paths must still tie.
+  const r = (x: number) => Math.round(x * 1000);
+  all.sort((a, b) => r(b.new1) - r(a.new1) || r(b.new10) - r(a.new10) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return all.slice(0, n);
 }
 

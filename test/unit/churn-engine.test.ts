@@ -100,8 +100,13 @@ describe('ChurnEngine', () => {
     expect(snap.shortLived).toBe(1);
 
     expect(snap.sources[0]).toMatchObject({ key: '127.0.1.7', new1: 250, live: 50, error: 0 });
-    // five sources tie at 50/s: ties read in key order
-    expect(snap.sources.map((s) => [s.key, s.new1])).toEqual([
+    // five sources tie at 50/s over the last second: ties go by the 10 s rate, then key order
+    const tied = snap.sources.filter((s) => s.new1 === 50);
+    for (let i = 1; i < tied.length; i++) {
+      const [a, b] = [tied[i - 1], tied[i]];
+      expect(Math.round(a.new10 * 1000) > Math.round(b.new10 * 1000) || (Math.round(a.new10 * 1000) === Math.round(b.new10 * 1000) && a.key < b.key)).toBe(true);
+    }
+    expect(snap.sources.map((s) => [s.key, s.new1]).sort()).toEqual([
       ['127.0.1.7', 250],
       ['127.0.1.10', 50],
       ['127.0.1.11', 50],
@@ -109,7 +114,8 @@ describe('ChurnEngine', () => {
       ['127.0.1.13', 50],
       ['127.0.1.14', 50],
       ['127.0.1.2', 10],
-    ]);
+    ].sort());
+    expect(snap.sources[snap.sources.length - 1].key).toBe('127.0.1.2');
     expect(snap.protocols).toEqual([
       { key: 'tcp', new1: 510, new10: 510, new60: 510, end1: 500, end10: 475, end60: 475, live: 140 },
     ]);
