@@ -8,6 +8,7 @@
         "native/decode.cc",
         "native/sockets.cc",
         "native/netns.cc",
+        "native/privileges.cc",
         "native/sockdiag.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

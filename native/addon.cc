@@ -4,6 +4,7 @@
 
 #include <cstddef>
 
+#include "privileges.h"
 #include "reader.h"
 #include "sockdiag.h"
 #include "record.h"
@@ -27,6 +28,7 @@ Napi::Object Layout(Napi::Env env) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Reader", Reader::Init(env));
   exports.Set("layout", Layout(env));
+  InitPrivileges(env, exports);
   RegisterSockDiag(env, exports);
   return exports;
 }

@@ -11,6 +11,7 @@
 #include <future>
 
 #include "decode.h"
+#include "privileges.h"
 
 namespace ctwatch {
 
@@ -131,6 +132,7 @@ Napi::Value Reader::Open(const Napi::CallbackInfo& info) {
   }
   napi_add_env_cleanup_hook(env, CleanupHook, this);
   hook_added_ = true;
+  RegisterReaderThread(this, [this](std::function<void()> fn) { return RunOnThread(std::move(fn)); });
   return env.Undefined();
 }
 
@@ -146,6 +148,7 @@ void Reader::Stop() {
     return;
   }
   stopped_ = true;
+  UnregisterReaderThread(this);
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -168,6 +171,16 @@ void Reader::Stop() {
     napi_remove_env_cleanup_hook(env_, CleanupHook, this);
     hook_added_ = false;
   }
+}
+
+bool Reader::RunOnThread(std::function<void()> fn) {
+  std::unique_lock<std::mutex> lock(task_mu_);
+  task_ = std::move(fn);
+  task_done_ = false;
+  Wake();
+  bool done = task_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return task_done_; });
+  if (!done) task_ = nullptr;
+  return done;
 }
 
 void Reader::Wake() {
@@ -219,6 +232,15 @@ void Reader::Run(std::promise<OpenError>* opened) {
     if (stopping_.load(std::memory_order_relaxed)) break;
     int want = rcvbuf_request_.exchange(0);
     if (want > 0) rcvbuf_ = SetReceiveBuffer(fd, want);
+    {
+      std::lock_guard<std::mutex> lock(task_mu_);
+      if (task_) {
+        task_();
+        task_ = nullptr;
+        task_done_ = true;
+        task_cv_.notify_all();
+      }
+    }
     if (dump_requested_.exchange(false)) {
       // Read what the kernel queued before the dump first: those events are older than the dump,
       // and stamping them after it would make a resync keep flows that are already gone.

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -77,6 +78,12 @@ class Reader : public Napi::ObjectWrap<Reader> {
   Napi::FunctionReference callback_;
 
   std::atomic<bool> dump_requested_{false};
+  // A step the reader thread runs for someone else (privileges.cc): credentials are per thread.
+  std::mutex task_mu_;
+  std::condition_variable task_cv_;
+  std::function<void()> task_;
+  bool task_done_ = false;
+  bool RunOnThread(std::function<void()> fn);
   std::atomic<uint64_t> events_{0}, batches_{0}, overflows_{0}, decode_errors_{0},
       high_water_{0}, dumps_{0};
   std::atomic<int> rcvbuf_{0};

@@ -3,6 +3,7 @@ import { LiveSource, parseEventList, DEFAULT_RCVBUF } from '../source/live.js';
 import { toLine } from '../recording/schema.js';
 import { openOutput } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
+import { dropPrivileges, lookupUser } from '../util/privileges.js';
 import { parseCount, parseDuration, parseSize } from './args.js';
 import { ChurnEngine } from '../churn/engine.js';
 import { Pipeline } from '../pipeline/pipeline.js';
@@ -32,6 +33,9 @@ Options:
                         proto tcp | src 127.0.0.0/8 | dst ::1 | state ESTABLISHED | mark 0x1/0xff
                         | family ipv4. An IPv4 address filter does not hide IPv6 (add family).
                         Ports and zone (dport 6379, zone 1) are applied in user space, with a note
+  --user NAME           after opening the kernel sockets, run as NAME keeping only CAP_NET_ADMIN
+                        (the output file is handed to NAME; its directory must be writable by
+                        NAME for logrotate's rename + SIGHUP)
   --duration TIME       stop after this long (e.g. 30s, 5m)
   --count N             stop after N events
   --flows               also write a "flow" line when each flow ends: duration, bytes, packets,
@@ -72,6 +76,7 @@ export async function record(argv: string[]): Promise<number> {
     flows: { type: 'boolean' },
     churn: { type: 'string' },
     filter: { type: 'string', multiple: true },
+    user: { type: 'string' },
   });
   if (values.help) {
     process.stdout.write(RECORD_HELP);
@@ -83,6 +88,7 @@ export async function record(argv: string[]): Promise<number> {
   const duration = values.duration ? parseDuration(values.duration, '--duration') : undefined;
   const maxCount = values.count ? parseCount(values.count, '--count') : undefined;
 
+  const account = values.user ? lookupUser(values.user) : undefined;
   let fatal: CtwatchError | undefined;
   let source: LiveSource | undefined;
   const output = openOutput(values.output ?? '-', (err) => {
@@ -96,6 +102,15 @@ export async function record(argv: string[]): Promise<number> {
   const useEngine = values.flows || churnUs !== undefined;
   source = new LiveSource({ netns: values.netns, events, rcvbuf, reliable: values.reliable, snapshot: values.snapshot || useEngine, filter: values.filter });
   for (const note of source.filterNotes) log.info(note);
+  if (account) {
+    try {
+      dropPrivileges(account, [output.path]);
+    } catch (err) {
+      await source.close();
+      throw err;
+    }
+    log.info({ user: account.name, uid: account.uid }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
+  }
   const src = source;
   log.info({ netns: values.netns ?? '(own)', events: (events ?? ['new', 'destroy']).join(','), rcvbuf: src.counters.rcvbuf, output: output.path }, 'recording conntrack events');
 

@@ -5,6 +5,7 @@ import { toLine } from '../recording/schema.js';
 import { openOutput, type Output } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseDuration } from './args.js';
+import { dropPrivileges, lookupUser } from '../util/privileges.js';
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
@@ -36,6 +37,8 @@ ${SOURCE_HELP}
   --metrics ADDR        serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9477
                         (docs/metrics.md)
   --no-processes        do not look up which process owns each flow (sock_diag + /proc)
+  --user NAME           after opening the kernel sockets, run as NAME keeping only CAP_NET_ADMIN
+                        (process attribution then sees only what NAME may read in /proc)
   --status TIME         log a status line every TIME (default 1m; 0 = never)
   --log-format text|json
   -h, --help            this help
@@ -89,6 +92,7 @@ export async function watch(argv: string[]): Promise<number> {
     sinks: { type: 'string' },
     metrics: { type: 'string' },
     'no-processes': { type: 'boolean' },
+    user: { type: 'string' },
   });
   if (values.help) {
     process.stdout.write(WATCH_HELP);
@@ -101,6 +105,7 @@ export async function watch(argv: string[]): Promise<number> {
     return 0;
   }
   if (values.metrics) parseListenAddress(values.metrics);
+  const account = values.user ? lookupUser(values.user) : undefined;
   const sinks = values.sinks ? await loadSinks(values.sinks, log) : undefined;
   const churnUs = values.churn ? Math.round(parseDuration(values.churn, '--churn') * 1e6) : undefined;
   if (churnUs !== undefined && (churnUs < 1e6 || churnUs % 1e6 !== 0)) {
@@ -119,6 +124,15 @@ export async function watch(argv: string[]): Promise<number> {
   }
   const source = openEngineSource(values);
   closeSource = () => void source.close();
+  if (account) {
+    try {
+      dropPrivileges(account, [output?.path ?? '']);
+    } catch (err) {
+      await source.close();
+      throw err;
+    }
+    log.info({ user: account.name, uid: account.uid }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
+  }
   const write = (records: { event: string; time: number }[]) => {
     if (sinks) for (const r of records) sinks.write(r as SinkRecord);
     if (!output) return;

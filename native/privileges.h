@@ -1,0 +1,23 @@
+// Giving up root after the sockets are open. Credentials are per thread on Linux: glibc's
+// setuid() changes them on every thread, but capabilities survive only on threads that asked to
+// keep them (PR_SET_KEEPCAPS), and capset() acts on the calling thread alone. So the threads that
+// still send netlink requests (the JS thread: stats; each reader thread: table dumps) keep exactly
+// CAP_NET_ADMIN, which nfnetlink checks on the sending thread, and every other thread (V8, libuv)
+// ends with none.
+#pragma once
+#include <napi.h>
+
+#include <functional>
+
+namespace ctwatch {
+
+// Readers register so the drop can run a step on each of their threads.
+void RegisterReaderThread(void* key, std::function<bool(std::function<void()>)> run_on_thread);
+void UnregisterReaderThread(void* key);
+
+// Limits the calling thread's capabilities to CAP_NET_ADMIN (effective and permitted).
+int KeepOnlyNetAdmin();
+
+void InitPrivileges(Napi::Env env, Napi::Object exports);
+
+}  // namespace ctwatch

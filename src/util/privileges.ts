@@ -1,0 +1,42 @@
+/**
+ * `--user NAME`: after the kernel sockets are open, become NAME and keep only CAP_NET_ADMIN on the
+ * threads that still send netlink requests (native/privileges.cc says why that one). Output files
+ * opened as root are handed to NAME first, so SIGHUP reopen (logrotate) still works.
+ */
+import { chownSync, existsSync, readFileSync } from 'node:fs';
+import { loadAddon } from '../source/native.js';
+import { CtwatchError, EXIT } from './errors.js';
+
+export interface Account {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+export function lookupUser(name: string, passwd = '/etc/passwd'): Account {
+  const text = existsSync(passwd) ? readFileSync(passwd, 'utf8') : '';
+  for (const line of text.split('\n')) {
+    const f = line.split(':');
+    if (f.length >= 4 && (f[0] === name || f[2] === name)) return { name: f[0], uid: Number(f[2]), gid: Number(f[3]) };
+  }
+  throw new CtwatchError('ERR_USER', `--user ${name}: no such user in ${passwd} (create one, e.g. useradd --system --no-create-home ctwatch)`, { exitCode: EXIT.noInput });
+}
+
+/** The capability sets of this process, from /proc (hex masks). */
+export function capabilities(): { effective: bigint; permitted: bigint; uid: number } {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const hex = (k: string) => BigInt(`0x${new RegExp(`^${k}:\\s+([0-9a-f]+)`, 'm').exec(status)![1]}`);
+  return { effective: hex('CapEff'), permitted: hex('CapPrm'), uid: Number(/^Uid:\s+\d+\s+(\d+)/m.exec(status)![1]) };
+}
+
+export function dropPrivileges(account: Account, files: string[] = []): void {
+  if (process.getuid?.() !== 0) throw new CtwatchError('ERR_USER', '--user needs ctwatch to start as root (it opens the kernel sockets, then switches)', { exitCode: EXIT.noPerm });
+  for (const f of files) if (f && f !== '-' && existsSync(f)) chownSync(f, account.uid, account.gid);
+  const addon = loadAddon() as unknown as { dropPrivileges(uid: number, gid: number): void };
+  try {
+    addon.dropPrivileges(account.uid, account.gid);
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    throw new CtwatchError(e.code ?? 'ERR_PRIVILEGES', `could not switch to user ${account.name}: ${e.message}`, { exitCode: EXIT.noPerm, cause: err });
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Least privilege against the real kernel: after the sockets are open ctwatch becomes `nobody`
+ * with CAP_NET_ADMIN alone (on the threads that send netlink requests; none on the others);
+ * collection, kernel stats, table dumps (resync) and file rotation keep working, and anything that
+ * needs more (entering a namespace) is refused.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readFileSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CLI, ROOT, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+
+const NET_ADMIN = (1n << 12n).toString(16).padStart(16, '0');
+const traffic = (ns: Netns, port: number) =>
+  ns.generate({ listen: [{ proto: 'tcp', host: '127.0.0.5', port }], run: [{ kind: 'connect', host: '127.0.0.5', port, count: 20, rate: 0 }] });
+
+describe('--user: dropping privileges (own namespace)', () => {
+  let ns: Netns;
+  beforeAll(async () => {
+    ns = await createNetns();
+  });
+  afterAll(async () => {
+    await ns?.destroy();
+  });
+
+  it('keeps collecting, reading stats and dumping as nobody with CAP_NET_ADMIN only', async () => {
+    const child = track(spawn(process.execPath, [join(ROOT, 'test/fixtures/drop-child.mjs'), ns.name], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (err += d));
+    const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    const lines = () => out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    await waitFor(() => lines().some((l) => l.step === 'dropped'), `the child to drop (${err})`);
+    const dropped = lines().find((l) => l.step === 'dropped');
+    for (const t of dropped.threads) {
+      expect(t.uid).toBe(65534);
+      expect([NET_ADMIN, '0000000000000000']).toContain(t.eff);
+      expect([NET_ADMIN, '0000000000000000']).toContain(t.prm);
+    }
+    // The JS thread keeps CAP_NET_ADMIN; most threads (V8, libuv) have nothing.
+    expect(dropped.threads[0].eff).toBe(NET_ADMIN);
+    expect(dropped.threads.filter((t: { eff: string }) => t.eff === '0000000000000000').length).toBeGreaterThan(0);
+    await traffic(ns, 6401);
+    child.stdin!.end('go\n');
+    await waitFor(() => lines().some((l) => l.step === 'after'), 'the checks after the drop', 15_000);
+    const after = lines().find((l) => l.step === 'after');
+    expect(after.statsMax).toBeGreaterThan(0);
+    expect(after.dumps).toBe(2); // the start-up dump and one after the drop (what a resync does)
+    expect(after.eventsAfterDrop).toBeGreaterThanOrEqual(20);
+    expect(after.refused).toBe('ERR_NETNS_PERMISSION');
+    expect(await exited).toBe(0);
+  });
+
+  it('record --user nobody: the file keeps filling, and logrotate rename + SIGHUP works', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctwatch-user-'));
+    chownSync(dir, 65534, 65534);
+    const file = join(dir, 'ct.jsonl');
+    const rec = track(spawn(process.execPath, [CLI, 'record', '--netns', ns.name, '--user', 'nobody', '-o', file], { stdio: ['ignore', 'ignore', 'pipe'] }));
+    let stderr = '';
+    rec.stderr!.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((r) => rec.once('exit', (c) => r(c)));
+    try {
+      await waitFor(() => stderr.includes('unprivileged user'), 'the drop');
+      const status = readFileSync(`/proc/${rec.pid}/status`, 'utf8');
+      expect(/^Uid:\s+\d+\s+(\d+)/m.exec(status)![1]).toBe('65534');
+      expect(/^CapEff:\s+(\S+)/m.exec(status)![1]).toBe(NET_ADMIN);
+      await traffic(ns, 6402);
+      await waitFor(() => existsSync(file) && readFileSync(file, 'utf8').includes('"dport":6402'), 'events in the file', 10_000);
+      renameSync(file, `${file}.1`);
+      rec.kill('SIGHUP');
+      await waitFor(() => stderr.includes('reopened output'), 'the reopen');
+      await traffic(ns, 6403);
+      await waitFor(() => existsSync(file) && readFileSync(file, 'utf8').includes('"dport":6403'), 'events in the new file', 10_000);
+    } finally {
+      rec.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  });
+});
