@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'bench', 'out');
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, threads: { type: 'string', default: '2' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, threads: { type: 'string', default: '2' }, reliable: { type: 'boolean' } } });
 const seconds = Number(values.seconds);
 mkdirSync(OUT, { recursive: true });
 
@@ -38,7 +38,8 @@ inNs('sysctl', ['-qw', 'net.netfilter.nf_conntrack_tcp_timeout_close=1']);
 
 const ctwatchOut = join(OUT, 'ctwatch.jsonl');
 const conntrackOut = join(OUT, 'conntrack.txt');
-const ctwatch = spawn(process.execPath, [join(ROOT, 'bin', 'ctwatch.js'), 'record', '--netns', ns, '--output', ctwatchOut], { stdio: ['ignore', 'ignore', 'pipe'] });
+// --reliable: ctwatch in reliable mode (NETLINK_BROADCAST_SEND_ERROR + NETLINK_NO_ENOBUFS).
+const ctwatch = spawn(process.execPath, [join(ROOT, 'bin', 'ctwatch.js'), 'record', '--netns', ns, '--output', ctwatchOut, ...(values.reliable ? ['--reliable'] : [])], { stdio: ['ignore', 'ignore', 'pipe'] });
 const conntrack = spawn('ip', ['netns', 'exec', ns, 'conntrack', '-E', '-e', 'NEW,DESTROY', '-o', 'id'], { stdio: ['ignore', openSync(conntrackOut, 'w'), 'pipe'] });
 let ctwatchErr = '';
 let conntrackErr = '';
@@ -103,6 +104,6 @@ const row = (name, events, overflows, cpuS, rssMiB) => ({
 });
 console.log(`\nload: ${made} connections in ${loadSeconds.toFixed(1)} s (${Math.round(made / loadSeconds)} conn/s); kernel counted ${kernelNew} new flows -> ${expected} NEW+DESTROY events expected\n`);
 console.table([
-  row('ctwatch record', ctEvents, ctOverflows, cpu1.ctwatch - cpu0.ctwatch, rss.ctwatch),
+  row(values.reliable ? 'ctwatch record --reliable' : 'ctwatch record', ctEvents, ctOverflows, cpu1.ctwatch - cpu0.ctwatch, rss.ctwatch),
   row('conntrack -E', cEvents, cOverflows, cpu1.conntrack - cpu0.conntrack, rss.conntrack),
 ]);
