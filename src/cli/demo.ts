@@ -13,7 +13,7 @@ import { Watcher } from '../pipeline/watcher.js';
 import { LiveSource } from '../source/live.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { logger, parse } from './common.js';
-import { renderTop, timeToFullText } from './top-view.js';
+import { renderTop } from './top-view.js';
 
 export const DEMO_HELP = `Usage: ctwatch demo [options]
 
@@ -245,4 +245,3 @@ function printSummary(s: Summary, json: boolean): void {
   process.stdout.write(lines.join('\n'));
 }
 
-export { timeToFullText };
