@@ -16,7 +16,8 @@
 // Each stage runs twice on the same load: LiveSource + Attributor, and LiveSource alone; the CPU
 // difference (utime + stime of this process, every thread) is what attribution costs. --flush is
 // the source's flushMs: how long the reader lets a partial batch wait (the CLI's default is 5 ms).
-import { execFileSync, spawn } from 'node:child_process';
+import { benchNamespace, sh } from './lab.mjs';
+import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -185,28 +186,12 @@ int main(int argc, char **argv) {
 }
 `;
 
-const sh = (cmd, args, opts = {}) => execFileSync(cmd, args, { encoding: 'utf8', ...opts });
 const loaderSrc = join(OUT, 'attrload.c');
 const loader = join(OUT, 'attrload');
 writeFileSync(loaderSrc, LOADER);
 sh('gcc', ['-O2', '-o', loader, loaderSrc, '-lm']);
 
-const ns = `ctwatch-attr-${process.pid}`;
-const inNs = (cmd, args, opts) => sh('ip', ['netns', 'exec', ns, cmd, ...args], opts);
-const cleanup = () => {
-  try { sh('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ }
-};
-process.on('exit', cleanup);
-process.on('SIGINT', () => process.exit(130));
-sh('ip', ['netns', 'add', ns]);
-sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-sh('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], {
-  input: 'add table inet b\nadd counter inet b newflows\nadd chain inet b out { type filter hook output priority 0; }\nadd rule inet b out ct state new counter name newflows\n',
-});
-// RST-closed connections sit in CLOSE for nf_conntrack_tcp_timeout_close (10 s); 1 s keeps the
-// table small at high rates.
-inNs('sysctl', ['-qw', 'net.netfilter.nf_conntrack_tcp_timeout_close=1']);
-const kernelNew = () => JSON.parse(inNs('nft', ['-j', 'list', 'counter', 'inet', 'b', 'newflows'])).nftables.find((x) => x.counter).counter.packets;
+const { name: ns, inNs, kernelNew } = benchNamespace('ctwatch-attr');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const cpuSeconds = () => {
   const u = process.cpuUsage();

@@ -4,7 +4,8 @@
 //   node bench/soak.mjs [--events 10000000] [--threads 2]
 // Needs root and a built ctwatch. Runs `ctwatch watch --flows --churn 10s -o FILE` on a namespace
 // driven by bench/connburst.c until the watcher has counted --events events.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { benchNamespace, sh } from './lab.mjs';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync, openSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,19 +16,9 @@ const OUT = join(ROOT, 'bench', 'out');
 const { values } = parseArgs({ options: { events: { type: 'string', default: '10000000' }, threads: { type: 'string', default: '2' } } });
 const target = Number(values.events);
 mkdirSync(OUT, { recursive: true });
-const sh = (cmd, args, opts = {}) => execFileSync(cmd, args, { encoding: 'utf8', ...opts });
 const burst = join(OUT, 'connburst');
 sh('gcc', ['-O2', '-pthread', '-o', burst, join(ROOT, 'bench', 'connburst.c')]);
-const ns = `ctwatch-soak-${process.pid}`;
-const cleanup = () => {
-  try { sh('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ }
-};
-process.on('exit', cleanup);
-process.on('SIGINT', () => process.exit(130));
-sh('ip', ['netns', 'add', ns]);
-sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-sh('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: 'add table inet s\nadd chain inet s out { type filter hook output priority 0; }\nadd rule inet s out ct state new counter\n' });
-sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.netfilter.nf_conntrack_tcp_timeout_close=1']);
+const { name: ns } = benchNamespace('ctwatch-soak');
 
 const file = join(OUT, 'soak.jsonl');
 writeFileSync(file, '');

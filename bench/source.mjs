@@ -3,7 +3,8 @@
 // same run, under as many short TCP connections as this machine allows.
 //   node bench/source.mjs [--seconds 10] [--threads 2]
 // Needs root, a built ctwatch (npm run build) and conntrack-tools. See bench/README.md.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { benchNamespace, sh } from './lab.mjs';
 import { mkdirSync, openSync, readFileSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,26 +16,9 @@ const { values } = parseArgs({ options: { seconds: { type: 'string', default: '1
 const seconds = Number(values.seconds);
 mkdirSync(OUT, { recursive: true });
 
-const sh = (cmd, args, opts = {}) => execFileSync(cmd, args, { encoding: 'utf8', ...opts });
 const burst = join(OUT, 'connburst');
 sh('gcc', ['-O2', '-pthread', '-o', burst, join(ROOT, 'bench', 'connburst.c')]);
-
-const ns = `ctwatch-bench-${process.pid}`;
-const inNs = (cmd, args, opts) => sh('ip', ['netns', 'exec', ns, cmd, ...args], opts);
-const cleanup = () => {
-  try { sh('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ }
-};
-process.on('exit', cleanup);
-process.on('SIGINT', () => process.exit(130));
-
-sh('ip', ['netns', 'add', ns]);
-sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-sh('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], {
-  input: 'add table inet b\nadd counter inet b newflows\nadd chain inet b out { type filter hook output priority 0; }\nadd rule inet b out ct state new counter name newflows\n',
-});
-// RST-closed connections sit in CLOSE for nf_conntrack_tcp_timeout_close (10 s); 1 s lets the
-// kernel destroy them during the run, so DESTROY events flow at the same rate as NEW.
-inNs('sysctl', ['-qw', 'net.netfilter.nf_conntrack_tcp_timeout_close=1']);
+const { name: ns, inNs, kernelNew: newFlows } = benchNamespace('ctwatch-bench');
 
 const ctwatchOut = join(OUT, 'ctwatch.jsonl');
 const conntrackOut = join(OUT, 'conntrack.txt');
@@ -63,7 +47,7 @@ for (let i = 0; ; i++) {
   if (lines(ctwatchOut) > 0 && lines(conntrackOut) > 0) break;
   if (i > 100) throw new Error(`collectors did not start: ${ctwatchErr} ${conntrackErr}`);
 }
-const base = { ctwatch: lines(ctwatchOut), conntrack: lines(conntrackOut), kernel: JSON.parse(inNs('nft', ['-j', 'list', 'counter', 'inet', 'b', 'newflows'])).nftables.find((x) => x.counter).counter.packets };
+const base = { ctwatch: lines(ctwatchOut), conntrack: lines(conntrackOut), kernel: newFlows() };
 const cpu0 = { ctwatch: cpu(ctwatch.pid), conntrack: cpu(conntrack.pid) };
 
 process.stderr.write(`bench: ${seconds}s of connections from ${values.threads} threads in ${ns}...\n`);
@@ -72,7 +56,7 @@ const made = Number(/connections (\d+)/.exec(inNs(burst, ['127.0.0.1', '7000', S
 const loadSeconds = (Date.now() - t0) / 1000;
 // End every remaining flow now so each collector should have seen NEW + DESTROY for every flow.
 inNs('conntrack', ['-F'], { stdio: 'ignore' });
-const kernelNew = JSON.parse(inNs('nft', ['-j', 'list', 'counter', 'inet', 'b', 'newflows'])).nftables.find((x) => x.counter).counter.packets - base.kernel;
+const kernelNew = newFlows() - base.kernel;
 // Wait until both outputs stop growing.
 let prev = -1;
 for (let stable = 0; stable < 4; ) {
