@@ -118,12 +118,18 @@ export function ianaKeyword(num: number | undefined): string | undefined {
  * RFC 3339 UTC with microseconds. Date only keeps milliseconds, and the collector's clocks are µs
  * (event time) or ns (kernel timestamps) — keep the µs, they order events within one millisecond.
  */
+let isoSecond = NaN;
+let isoPrefix = '';
+
 export function isoFromMicros(us: number): string {
   const whole = Math.floor(us);
-  const ms = Math.floor(whole / 1000);
-  const sub = whole - ms * 1000;
-  // toISOString is native and fast; splice the three sub-millisecond digits in before the Z
-  return `${new Date(ms).toISOString().slice(0, 23)}${sub < 10 ? '00' : sub < 100 ? '0' : ''}${sub}Z`;
+  const second = Math.floor(whole / 1_000_000);
+  // Every record of a busy second shares its date and time: format that once per second.
+  if (second !== isoSecond) {
+    isoSecond = second;
+    isoPrefix = new Date(second * 1000).toISOString().slice(0, 19);
+  }
+  return `${isoPrefix}.${String(whole - second * 1_000_000).padStart(6, '0')}Z`;
 }
 
 /**

@@ -101,7 +101,19 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
  * parse, mixed families, a port protocol without ports). Pass the pre-NAT original tuple: that is
  * what a sensor on the client side sees.
  */
+// A record goes through several formats (ECS body, syslog structured data) and each wants its
+// community_id: hash once per record. Records are never changed in their tuple after creation.
+const memo = new WeakMap<object, string | undefined>();
+
 export function communityId(t: CommunityIdTuple, seed = 0): string | undefined {
+  if (seed !== 0) return computeCommunityId(t, seed);
+  if (memo.has(t)) return memo.get(t);
+  const id = computeCommunityId(t, 0);
+  memo.set(t, id);
+  return id;
+}
+
+function computeCommunityId(t: CommunityIdTuple, seed: number): string | undefined {
   const proto = typeof t.proto === 'number' ? t.proto : protoNumber(t.proto);
   if (proto === undefined || proto < 0 || proto > 255) return undefined;
   let saddr = addressBytes(t.src);
