@@ -347,7 +347,7 @@ function resetRates(s: KeyRates): void {
   s.closed.reset();
 }
 
-function ratesOf(s: KeyRates, t: number): Rates {
+export function ratesOf(s: { opened: RateWindow; closed: RateWindow }, t: number): Rates {
   return {
     new1: s.opened.rate(t, 1),
     new10: s.opened.rate(t, 10),

@@ -6,6 +6,7 @@
 import type { KeyChurn } from './snapshot.js';
 import { HeavyHitters } from './heavy.js';
 import { RateWindow } from './window.js';
+import { ratesOf } from './engine.js';
 
 interface ProcessRates {
   since: number;
@@ -58,17 +59,7 @@ export class ProcessChurn {
   snapshot(t: number): KeyChurn[] {
     const rows: KeyChurn[] = [];
     this.heavy.forEach((key, s, _count, error) => {
-      rows.push({
-        key,
-        new1: s.opened.rate(t, 1),
-        new10: s.opened.rate(t, 10),
-        new60: s.opened.rate(t, 60),
-        end1: s.closed.rate(t, 1),
-        end10: s.closed.rate(t, 10),
-        end60: s.closed.rate(t, 60),
-        live: this.live.get(key) ?? 0,
-        error,
-      });
+      rows.push({ key, ...ratesOf(s, t), live: this.live.get(key) ?? 0, error });
     });
     rows.sort((a, b) => b.new10 - a.new10 || b.live - a.live || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     return rows.slice(0, this.topN);
