@@ -155,7 +155,7 @@ describe('flow engine (real kernel, own namespace)', () => {
   it('replaying a recording gives the same churn figures as the live run', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ctwatch-replay-'));
     const file = join(dir, 'live.jsonl');
-    const rec = execFile(process.execPath, [CLI, 'record', '--netns', ns.name, '--events', 'new,update,destroy', '--flows', '--churn', '1s', '--duration', '6s', '-o', file]);
+    const rec = execFile(process.execPath, [CLI, 'record', '--netns', ns.name, '--events', 'new,update,destroy', '--flows', '--churn', '1s', '-o', file]);
     const recDone = new Promise((r) => rec.once('exit', r));
     await waitFor(() => {
       try {
@@ -173,6 +173,11 @@ describe('flow engine (real kernel, own namespace)', () => {
       ],
     });
     await ns.exec('conntrack', ['-F']);
+    // Stop once every flow's end is in the file (bounded), so a slow machine cannot cut it short.
+    const flowLines = () => (readFileSync(file, 'utf8').match(/"event":"flow"/g) ?? []).length;
+    await waitFor(() => flowLines() >= 1230, 'every flow end in the recording', 20_000).catch(() => {});
+    await new Promise((r) => setTimeout(r, 1500)); // and a churn tick after them
+    rec.kill('SIGTERM');
     await recDone;
     const live = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     const { stdout } = await run(process.execPath, [CLI, 'replay', file, '--churn', '1s'], { maxBuffer: 64 * 1024 * 1024 });
