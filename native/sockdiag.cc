@@ -366,12 +366,9 @@ double NetnsInode(int pid) {
   return static_cast<double>(sb.st_ino);
 }
 
-// Appends the inode of every socket among the process's open files ("socket:[INODE]").
-void SocketInodes(int pid, std::vector<double>* out) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%d/fd", pid);
-  DIR* dir = opendir(path);
-  if (dir == nullptr) return;
+// Appends the inode of every socket in an open /proc/PID/fd directory ("socket:[INODE]"), then
+// closes it.
+void ReadSocketLinks(DIR* dir, std::vector<double>* out) {
   const int dfd = dirfd(dir);
   char link[64];
   while (dirent* ent = readdir(dir)) {
@@ -382,6 +379,14 @@ void SocketInodes(int pid, std::vector<double>* out) {
     out->push_back(strtod(link + 8, nullptr));
   }
   closedir(dir);
+}
+
+// Appends the inode of every socket among the process's open files.
+void SocketInodes(int pid, std::vector<double>* out) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+  DIR* dir = opendir(path);
+  if (dir != nullptr) ReadSocketLinks(dir, out);
 }
 
 // The same two reads through an open /proc/PID directory.
@@ -407,16 +412,7 @@ bool SocketInodesAt(int proc_dir, std::vector<double>* out) {
     close(fd);
     return false;
   }
-  const int dfd = dirfd(dir);
-  char link[64];
-  while (dirent* ent = readdir(dir)) {
-    if (ent->d_name[0] == '.') continue;
-    ssize_t n = readlinkat(dfd, ent->d_name, link, sizeof(link) - 1);
-    if (n < 9 || memcmp(link, "socket:[", 8) != 0) continue;
-    link[n] = 0;
-    out->push_back(strtod(link + 8, nullptr));
-  }
-  closedir(dir);
+  ReadSocketLinks(dir, out);
   return true;
 }
 
