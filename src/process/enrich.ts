@@ -101,7 +101,12 @@ export class Users {
 
   /** The name of `uid`, reloading the file first when that might help. */
   async name(uid: number): Promise<string | undefined> {
-    if (!this.users.has(uid) && this.now() - this.loadedAt >= this.minReloadMs) await this.reload();
+    if (!this.users.has(uid)) {
+      // A caller arriving while another's read is under way waits for that read: it would
+      // otherwise see the empty map and report the uid as unnamed (root with no user name).
+      if (this.loading) await this.loading;
+      else if (this.now() - this.loadedAt >= this.minReloadMs) await this.reload();
+    }
     return this.users.get(uid);
   }
 

@@ -74,6 +74,14 @@ describe('passwd', () => {
     const gone = new Users(join(dir, 'nope'), 0, () => now);
     expect(await gone.name(0)).toBeUndefined();
   });
+  it('callers that arrive while the file is being read wait for that read', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctwatch-passwd-'));
+    const path = join(dir, 'passwd');
+    writeFileSync(path, 'root:x:0:0::/:/bin/sh\n');
+    const users = new Users(path, 10_000, () => 0);
+    // The first lookups of a burst of flows all start before the first read has finished.
+    expect(await Promise.all([users.name(0), users.name(0), users.name(0)])).toEqual(['root', 'root', 'root']);
+  });
 });
 
 describe('local addresses', () => {
