@@ -5,7 +5,7 @@
  */
 import { cefLine } from './cef.js';
 import type { FormatOptions, SinkRecord } from './common.js';
-import { ecsDocument } from './ecs.js';
+import { ecsJson } from './ecs.js';
 import { ocsfDocument } from './ocsf.js';
 
 export type FormatName = 'jsonl' | 'ecs' | 'ocsf' | 'cef';
@@ -28,7 +28,7 @@ export function formatFor(name: FormatName = 'jsonl', opts: FormatOptions = {}):
     case 'jsonl':
       return (rec) => JSON.stringify(rec);
     case 'ecs':
-      return (rec) => JSON.stringify(ecsDocument(rec, opts));
+      return (rec) => ecsJson(rec, opts);
     case 'ocsf':
       return (rec) => JSON.stringify(ocsfDocument(rec, opts));
     case 'cef':
@@ -44,7 +44,7 @@ export function formatInfo(name: FormatName): FormatInfo {
 
 export * from './common.js';
 export { communityId, addressBytes, type CommunityIdTuple } from './community-id.js';
-export { ecsDocument, ECS_VERSION } from './ecs.js';
+export { ecsDocument, ecsJson, ECS_VERSION } from './ecs.js';
 export { ocsfDocument, closeActivity, OCSF_VERSION, NETWORK_ACTIVITY } from './ocsf.js';
 export { cefLine, escapeCefHeader, escapeCefValue } from './cef.js';
 export {
