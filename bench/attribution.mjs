@@ -344,7 +344,7 @@ for (const { with: w, without: o } of results) {
 console.log(lines.join('\n'));
 for (const { with: w } of results) {
   const c = w.capture;
-  const cap = c ? `capture: events ${c.events} sockets ${c.sockets} owned ${c.owned} hits ${c.hits} overflows ${c.overflows} hot reads ${c.hotScans} (${(c.hotScanUs / 1000).toFixed(0)} ms, ${c.hotPids} hot at the end) discoveries ${c.discoveries} (${(c.discoveryUs / 1000).toFixed(0)} ms) thread ${(c.busyUs / 1000).toFixed(0)} ms` : 'capture off';
+  const cap = c ? `capture: events ${c.events} sockets ${c.sockets} owned ${c.owned} hits ${c.hits} overflows ${c.overflows} hot scans ${c.hotScans} reading ${c.hotReads} processes (${(c.hotScanUs / 1000).toFixed(0)} ms, ${c.hotPids} hot at the end), closed before owner known ${c.closedUnowned} discoveries ${c.discoveries} (${(c.discoveryUs / 1000).toFixed(0)} ms) thread ${(c.busyUs / 1000).toFixed(0)} ms` : 'capture off';
   console.log(`\n${w.rate}/s hold ${w.hold} µs: NEW ${w.news}/${w.kernel}; latency ${JSON.stringify(w.latency)}; queries ${w.queries} (answered from capture ${w.capturedAnswers}) in ${w.trips} trips; ${cap}; /proc index scans ${JSON.stringify(w.index.scans)} ${(w.index.scanUs / 1000).toFixed(0)} ms; lookups ${w.sockdiagBusyMs.toFixed(0)} ms; loader: ${w.loaderSummary}`);
 }
 if (values.json) console.log(JSON.stringify(results, null, 1));

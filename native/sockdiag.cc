@@ -80,6 +80,11 @@ TupleKey KeyOf(const DiagRequest& r) {
   return k;
 }
 
+TupleKey PairOf(TupleKey k) {
+  k.lport = 0;
+  return k;
+}
+
 // What the capture saw of a flow's socket while it lived.
 struct CapturedSocket {
   uint32_t inode, uid, state, pid, start;
@@ -104,13 +109,18 @@ struct CaptureState {
     std::vector<uint32_t> held;
   };
   std::unordered_map<int, HotProc> procs;
-  // Captured sockets whose owner is not known yet: (inode, flow, when captured).
+  // Captured sockets whose owner is not known yet: (inode, flow, when captured, likely owner).
   struct Unowned {
     uint32_t inode;
     TupleKey key;
     uint64_t at_us;
+    int likely;  // the last owner of a socket between the same two addresses (0: none)
   };
   std::vector<Unowned> unowned;
+  // Who last owned a socket from this local address to this remote address and port (the local
+  // port zeroed): a pool or a leaky client keeps opening the same pair, so its process is read
+  // first instead of every hot process in turn. Only an order: an owner is what /proc shows.
+  std::unordered_map<TupleKey, int, TupleHash> pair_owner;
   uint64_t next_scan_us = 0;       // reading hot processes again is allowed from then on
   uint64_t next_discovery_us = 0;  // reading every process of the namespace, from then on
   // pid -> its network namespace inode, as last seen by a discovery (re-read every few rounds).
@@ -118,6 +128,12 @@ struct CaptureState {
   unsigned discoveries = 0;
   int discovery_cursor = 0;  // where the last round ran out of time
 };
+
+void NotePairOwner(CaptureState* cap, const TupleKey& key, int pid) {
+  // Bounded by starting over: the pairs that matter are the busy ones, and they come back at once.
+  if (cap->pair_owner.size() >= 4096) cap->pair_owner.clear();
+  cap->pair_owner[PairOf(key)] = pid;
+}
 
 // One queued unit of work for the namespace thread. Results are filled on the thread and turned
 // into JavaScript values in CallJs, on the JS thread.
@@ -163,6 +179,12 @@ constexpr int kRcvbuf = 4 << 20;
 
 OpenError Fail(const char* code, int err, const char* syscall, std::string message) {
   return MakeOpenError(code, err, syscall, std::move(message));
+}
+
+uint64_t ThreadCpuUs() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
 }
 
 uint64_t MonotonicUs() {
@@ -820,8 +842,13 @@ void SockDiag::Capture() {
     auto ins = cap_->sockets.insert_or_assign(key, CapturedSocket{res[1], res[2], res[3], res[7], res[8]});
     if (ins.second) cap_->order.push_back(key);
     ++cap_sockets_;
-    if (res[7] != 0) ++cap_owned_;
-    else cap_->unowned.push_back({res[1], key, now});
+    if (res[7] != 0) {
+      ++cap_owned_;
+      NotePairOwner(cap_.get(), key, static_cast<int>(res[7]));
+    } else {
+      auto likely = cap_->pair_owner.find(PairOf(key));
+      cap_->unowned.push_back({res[1], key, now, likely != cap_->pair_owner.end() ? likely->second : 0});
+    }
   }
   while (cap_->order.size() > kCaptureMax) {
     cap_->sockets.erase(cap_->order.front());
@@ -837,17 +864,51 @@ void SockDiag::ResolveUnowned() {
   if (un.empty()) return;
   const uint64_t now = MonotonicUs();
   if (now < cap_->next_scan_us) return;
+  // The budget counts CPU, not wall time: on a saturated host this thread is often preempted
+  // mid-read, and counting that as cost would make reads rarer exactly when churn is highest.
+  const uint64_t cpu0 = ThreadCpuUs();
+  // Sockets closed since their capture can no longer be found in /proc: ask the kernel which are
+  // still there (~2 µs each, against ~50 µs per process read), so that a round stops as soon as
+  // the live ones have their owner instead of reading every hot process for the dead ones.
+  {
+    std::vector<DiagRequest> reqs(un.size());
+    for (size_t i = 0; i < un.size(); i++) {
+      const TupleKey& k = un[i].key;
+      reqs[i].family = k.family;
+      reqs[i].proto = k.proto;
+      reqs[i].lport = k.lport;
+      reqs[i].rport = k.rport;
+      memcpy(reqs[i].local, k.local, 16);
+      memcpy(reqs[i].remote, k.remote, 16);
+    }
+    std::vector<uint32_t> out(reqs.size() * kResultWidth, 0);
+    for (size_t i = 0; i < reqs.size(); i++) out[i * kResultWidth] = EAGAIN;
+    LookupMany(reqs, out.data());
+    std::vector<CaptureState::Unowned> alive;
+    for (size_t i = 0; i < un.size(); i++) {
+      const uint32_t* res = &out[i * kResultWidth];
+      if (res[0] == 0 && res[1] == un[i].inode) alive.push_back(un[i]);
+      else ++cap_closed_unowned_;
+    }
+    un.swap(alive);
+    if (un.empty()) return;
+  }
   std::vector<uint32_t> wanted;
-  for (const auto& u : un) wanted.push_back(u.inode);
-  ScanHot(wanted);
+  std::vector<int> likely;
+  for (const auto& u : un) {
+    wanted.push_back(u.inode);
+    if (u.likely != 0 && std::find(likely.begin(), likely.end(), u.likely) == likely.end()) likely.push_back(u.likely);
+  }
+  ScanHot(wanted, likely);
   uint64_t done = MonotonicUs();
-  cap_->next_scan_us = done + (done - now) * kScanCostFactor;
+  const uint64_t cpu1 = ThreadCpuUs();
+  cap_->next_scan_us = done + (cpu1 - cpu0) * kScanCostFactor;
   bool missing = false;
   for (const auto& u : un) missing = missing || !cap_->owners.count(u.inode);
   if (missing && done >= cap_->next_discovery_us) {
     Discover(wanted);
     const uint64_t after = MonotonicUs();
-    cap_->next_discovery_us = after + std::max(kDiscoveryMinUs, (after - done) * kDiscoveryCostFactor);
+    cap_->next_discovery_us = after + std::max(kDiscoveryMinUs, (ThreadCpuUs() - cpu1) * kDiscoveryCostFactor);
     done = after;
   }
   std::vector<CaptureState::Unowned> left;
@@ -859,6 +920,7 @@ void SockDiag::ResolveUnowned() {
         it->second.pid = static_cast<uint32_t>(o->second.pid);
         it->second.start = o->second.start;
         ++cap_owned_;
+        NotePairOwner(cap_.get(), u.key, o->second.pid);
       }
     } else if (done - u.at_us < kUnownedMaxUs) {
       left.push_back(u);
@@ -938,18 +1000,29 @@ bool AllKnown(const CaptureState* cap, const std::vector<uint32_t>& wanted) {
 
 }  // namespace
 
-void SockDiag::ScanHot(const std::vector<uint32_t>& wanted) {
+void SockDiag::ScanHot(const std::vector<uint32_t>& wanted, const std::vector<int>& likely) {
   ++cap_hot_scans_;
   const uint64_t t0 = MonotonicUs();
   struct Done { SockDiag* self; uint64_t t0; ~Done() { self->cap_hot_us_ += MonotonicUs() - t0; } } done{this, t0};
   auto& hot = cap_->hot;
-  for (size_t i = 0; i < hot.size();) {
-    if (!ReadOwner(cap_.get(), hot[i])) {
-      Forget(cap_.get(), hot[i]);
-      hot.erase(hot.begin() + static_cast<long>(i));
+  // The likely owners first (reading one process instead of every hot one is what makes a round
+  // cheap enough to run often), then the rest, most recent first, until every socket has its owner.
+  std::vector<int> order;
+  for (int pid : likely) {
+    if (std::find(hot.begin(), hot.end(), pid) != hot.end()) order.push_back(pid);
+  }
+  const size_t first = order.size();
+  for (int pid : hot) {
+    if (std::find(order.begin(), order.begin() + static_cast<long>(first), pid) == order.begin() + static_cast<long>(first)) order.push_back(pid);
+  }
+  if (AllKnown(cap_.get(), wanted)) order.clear();
+  for (int pid : order) {
+    ++cap_hot_reads_;
+    if (!ReadOwner(cap_.get(), pid)) {
+      Forget(cap_.get(), pid);
+      hot.erase(std::find(hot.begin(), hot.end(), pid));
       continue;
     }
-    ++i;
     if (AllKnown(cap_.get(), wanted)) break;
   }
   cap_hot_size_ = hot.size();
@@ -1176,6 +1249,8 @@ Napi::Value SockDiag::Counters(const Napi::CallbackInfo& info) {
   c.Set("hits", Napi::Number::New(env, static_cast<double>(cap_hits_.load())));
   c.Set("overflows", Napi::Number::New(env, static_cast<double>(cap_overflows_.load())));
   c.Set("hotScans", Napi::Number::New(env, static_cast<double>(cap_hot_scans_.load())));
+  c.Set("hotReads", Napi::Number::New(env, static_cast<double>(cap_hot_reads_.load())));
+  c.Set("closedUnowned", Napi::Number::New(env, static_cast<double>(cap_closed_unowned_.load())));
   c.Set("discoveries", Napi::Number::New(env, static_cast<double>(cap_discoveries_.load())));
   c.Set("evicted", Napi::Number::New(env, static_cast<double>(cap_evicted_.load())));
   c.Set("busyUs", Napi::Number::New(env, static_cast<double>(cap_us_.load())));

@@ -69,7 +69,7 @@ class SockDiag : public Napi::ObjectWrap<SockDiag> {
   void Capture();
   void FillOwners(const std::vector<DiagRequest>& reqs, uint32_t* out);
   void ResolveUnowned();
-  void ScanHot(const std::vector<uint32_t>& wanted);
+  void ScanHot(const std::vector<uint32_t>& wanted, const std::vector<int>& likely);
   void Discover(const std::vector<uint32_t>& wanted);
   void Wake();
 
@@ -102,7 +102,7 @@ class SockDiag : public Napi::ObjectWrap<SockDiag> {
   std::atomic<uint64_t> requests_{0}, found_{0}, not_found_{0}, retried_{0}, batches_{0},
       sends_{0}, busy_us_{0};
   std::atomic<uint64_t> cap_events_{0}, cap_sockets_{0}, cap_owned_{0}, cap_overflows_{0},
-      cap_hits_{0}, cap_hot_scans_{0}, cap_discoveries_{0}, cap_us_{0}, cap_evicted_{0};
+      cap_hits_{0}, cap_hot_scans_{0}, cap_hot_reads_{0}, cap_closed_unowned_{0}, cap_discoveries_{0}, cap_us_{0}, cap_evicted_{0};
 };
 
 // Adds SockDiag, scanProcesses and procInfo to the module's exports (called from addon.cc's Init).

@@ -36,6 +36,10 @@ export interface NativeSockDiagCounters {
     /** ENOBUFS on the capture's own subscription (those flows fall back to a lookup from JS) */
     overflows: number;
     hotScans: number;
+    /** processes read in those scans (the likely owner first: ideally one read per scan) */
+    hotReads: number;
+    /** captured sockets closed before their owner was found (dropped from the next read) */
+    closedUnowned: number;
     discoveries: number;
     evicted: number;
     /** µs on the namespace thread: all capture work, reading hot processes, discoveries */
