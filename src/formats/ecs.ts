@@ -265,37 +265,50 @@ export function ecsDocument(rec: SinkRecord, opts: FormatOptions = {}): Doc {
  * written by JSON.stringify itself.
  */
 
-// JSON.stringify escapes '"', '\', control characters and lone surrogates; a string with none of
-// them is its own JSON body. Surrogates of either kind go to JSON.stringify, which knows pairs.
-const JSON_SPECIAL = /["\\\u0000-\u001f\ud800-\udfff]/;
-
-function jsonString(s: string): string {
-  return JSON_SPECIAL.test(s) ? JSON.stringify(s) : `"${s}"`;
+/**
+ * JSON.stringify escapes '"', '\\', control characters and lone surrogates: a string with none of
+ * them is its own JSON body. Surrogates of either kind count, JSON.stringify knows pairs from lone
+ * ones. A loop, not a regex: the strings are short, and a regex call costs more than the scan.
+ */
+function needsEscape(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return true;
+  }
+  return false;
 }
 
-/** `,"key":value` as JSON.stringify writes an object member, or '' where it leaves it out. */
+/**
+ * A member as JSON.stringify writes it, or '' where it leaves it out. `key` comes written out with
+ * its comma and colon (`,"port":`): one concatenation per member instead of three.
+ */
 function member(key: string, v: unknown): string {
   switch (typeof v) {
     case 'number':
-      return Number.isFinite(v) ? `,"${key}":${v}` : `,"${key}":null`;
+      return Number.isFinite(v) ? key + v : key + 'null';
     case 'string':
-      return `,"${key}":${jsonString(v)}`;
+      return needsEscape(v) ? key + JSON.stringify(v) : key + '"' + v + '"';
     case 'boolean':
-      return v ? `,"${key}":true` : `,"${key}":false`;
+      return v ? key + 'true' : key + 'false';
     case 'undefined':
     case 'function':
     case 'symbol':
       return '';
     default: {
       const t = JSON.stringify(v);
-      return t === undefined ? '' : `,"${key}":${t}`;
+      return t === undefined ? '' : key + t;
     }
   }
 }
 
-/** An object from its members as member() writes them (each with its leading comma). */
-function object(members: string): string {
-  return members === '' ? '{}' : `{${members.slice(1)}}`;
+/**
+ * An object from its members as member() writes them (each with its leading comma). The first
+ * comes apart from the rest: cutting the comma off the whole text would flatten it, a copy per
+ * object, where cutting it off one short member costs next to nothing.
+ */
+function object(first: string, rest = ''): string {
+  if (first !== '') return `{${first.slice(1)}${rest}}`;
+  return rest === '' ? '{}' : `{${rest.slice(1)}}`;
 }
 
 interface Constant {
@@ -339,7 +352,9 @@ function protoText(proto: string): string {
   let t = protoMembers.get(proto);
   if (t === undefined) {
     const num = protoNumber(proto);
-    t = member('iana_number', num === undefined ? undefined : String(num)) + member('transport', ianaKeyword(num));
+    t =
+      member(',"iana_number":', num === undefined ? undefined : String(num)) +
+      member(',"transport":', ianaKeyword(num));
     if (protoMembers.size >= 1024) protoMembers.clear();
     protoMembers.set(proto, t);
   }
@@ -355,17 +370,18 @@ function networkText(
   dir: string | undefined,
 ): string {
   return object(
-    member('type', family) +
-      protoText(proto) +
-      member('community_id', cid) +
-      member('bytes', bytes) +
-      member('packets', packets) +
-      member('direction', dir),
+    member(',"type":', family),
+    protoText(proto) +
+      member(',"community_id":', cid) +
+      member(',"bytes":', bytes) +
+      member(',"packets":', packets) +
+      member(',"direction":', dir),
   );
 }
 
-function endpointMembers(ip: unknown, port: unknown, bytes: unknown, packets: unknown): string {
-  return member('ip', ip) + member('port', port) + member('bytes', bytes) + member('packets', packets);
+/** the members of a source or destination after its first, ip */
+function endpointRest(port: unknown, bytes: unknown, packets: unknown): string {
+  return member(',"port":', port) + member(',"bytes":', bytes) + member(',"packets":', packets);
 }
 
 /** the start of `event` per conntrack event kind, up to its optional members */
@@ -405,11 +421,11 @@ export function ecsFlowJson(f: FlowEnd, opts: FormatOptions = {}): string {
   let s =
     `{"@timestamp":"${isoFromMicros(f.time ?? 0)}"${c.head}` +
     `,"event":{"kind":"event","category":["network"],"type":["connection","end"],"action":"flow-end",` +
-    `"dataset":"ctwatch.flow"${member('reason', f.reason)}` +
+    `"dataset":"ctwatch.flow"${member(',"reason":', f.reason)}` +
     `,"start":"${isoFromMicros(f.begin)}","end":"${isoFromMicros(f.begin + durationUs)}"` +
-    `${member('duration', Math.round(f.duration * 1e9))}}` +
-    `,"source":${object(endpointMembers(f.src, f.sport, ob, op))}` +
-    `,"destination":${object(endpointMembers(f.dst, f.dport, rb, rp))}` +
+    `${member(',"duration":', Math.round(f.duration * 1e9))}}` +
+    `,"source":${object(member(',"ip":', f.src), endpointRest(f.sport, ob, op))}` +
+    `,"destination":${object(member(',"ip":', f.dst), endpointRest(f.dport, rb, rp))}` +
     `,"network":${networkText(
       f.family,
       f.proto,
@@ -420,29 +436,31 @@ export function ecsFlowJson(f: FlowEnd, opts: FormatOptions = {}): string {
     )}`;
   const p = f.process;
   if (p) {
-    s += `,"process":${object(member('pid', p.pid) + member('name', p.comm) + member('executable', p.exe))}`;
+    const rest = member(',"name":', p.comm) + member(',"executable":', p.exe);
+    s += `,"process":${object(member(',"pid":', p.pid), rest)}`;
     if (p.uid !== undefined || p.user !== undefined) {
-      s += `,"user":${object(member('id', p.uid === undefined ? undefined : String(p.uid)) + member('name', p.user))}`;
+      const id = member(',"id":', p.uid === undefined ? undefined : String(p.uid));
+      s += `,"user":${object(id, member(',"name":', p.user))}`;
     }
-    if (p.container) s += `,"container":{${member('id', p.container).slice(1)}}`;
+    if (p.container) s += `,"container":{${member(',"id":', p.container).slice(1)}}`;
   }
   return (
     s +
     c.hosts +
     `,"conntrack":${object(
-      member('id', f.id) +
-        member('state', f.state) +
-        member('assured', f.assured) +
-        member('replied', f.replied) +
-        member('clock', f.clock) +
-        member('preexisting', f.preexisting) +
-        member('mark', f.mark) +
-        member('zone', f.zone) +
-        member('netns', f.netns) +
+      member(',"id":', f.id),
+      member(',"state":', f.state) +
+        member(',"assured":', f.assured) +
+        member(',"replied":', f.replied) +
+        member(',"clock":', f.clock) +
+        member(',"preexisting":', f.preexisting) +
+        member(',"mark":', f.mark) +
+        member(',"zone":', f.zone) +
+        member(',"netns":', f.netns) +
         icmpMember(f.icmp) +
-        member('cgroup', p?.cgroup) +
-        member('unit', p?.unit) +
-        member('open_duration', f.open === undefined ? undefined : Math.round(f.open * 1e9)),
+        member(',"cgroup":', p?.cgroup) +
+        member(',"unit":', p?.unit) +
+        member(',"open_duration":', f.open === undefined ? undefined : Math.round(f.open * 1e9)),
     )}}`
   );
 }
@@ -453,23 +471,24 @@ export function ecsConntrackJson(ev: ConntrackEvent, opts: FormatOptions = {}): 
   if (event === undefined) return JSON.stringify(ecsConntrack(ev, opts));
   if (ev.start !== undefined) event += `,"start":"${isoFromNanos(ev.start)}"`;
   if (ev.end !== undefined) event += `,"end":"${isoFromNanos(ev.end)}"`;
-  if (ev.start !== undefined && ev.end !== undefined) event += member('duration', Math.round(ev.end - ev.start));
+  if (ev.start !== undefined && ev.end !== undefined) event += member(',"duration":', Math.round(ev.end - ev.start));
 
   const ob = ev.orig?.bytes;
   const op = ev.orig?.packets;
   const rb = ev.reply.bytes;
   const rp = ev.reply.packets;
-  let source = endpointMembers(ev.src, ev.sport, ob, op);
-  let destination = endpointMembers(ev.dst, ev.dport, rb, rp);
+  let source = endpointRest(ev.sport, ob, op);
+  let destination = endpointRest(ev.dport, rb, rp);
   if (ev.status.includes('SRC_NAT')) {
-    source += `,"nat":${object(member('ip', ev.reply.dst) + member('port', ev.reply.dport))}`;
+    source += `,"nat":${object(member(',"ip":', ev.reply.dst), member(',"port":', ev.reply.dport))}`;
   }
   if (ev.status.includes('DST_NAT')) {
-    destination += `,"nat":${object(member('ip', ev.reply.src) + member('port', ev.reply.sport))}`;
+    destination += `,"nat":${object(member(',"ip":', ev.reply.src), member(',"port":', ev.reply.sport))}`;
   }
   return (
     `{"@timestamp":"${isoFromMicros(ev.time ?? 0)}"${c.head},"event":${event}}` +
-    `,"source":${object(source)},"destination":${object(destination)}` +
+    `,"source":${object(member(',"ip":', ev.src), source)}` +
+    `,"destination":${object(member(',"ip":', ev.dst), destination)}` +
     `,"network":${networkText(
       ev.family,
       ev.proto,
@@ -480,14 +499,14 @@ export function ecsConntrackJson(ev: ConntrackEvent, opts: FormatOptions = {}): 
     )}` +
     c.hosts +
     `,"conntrack":${object(
-      member('id', ev.id) +
-        member('event', ev.event) +
-        member('state', ev.state) +
+      member(',"id":', ev.id),
+      member(',"event":', ev.event) +
+        member(',"state":', ev.state) +
         `,"status":${statusText(ev.status)}` +
-        member('mark', ev.mark) +
-        member('zone', ev.zone) +
-        member('timeout', ev.timeout) +
-        member('netns', ev.netns) +
+        member(',"mark":', ev.mark) +
+        member(',"zone":', ev.zone) +
+        member(',"timeout":', ev.timeout) +
+        member(',"netns":', ev.netns) +
         icmpMember(ev.icmp),
     )}}`
   );
