@@ -52,6 +52,7 @@ export {
   syslogSeverity,
   structuredData,
   octetFrame,
+  octetFrameBatch,
   truncateUtf8,
   escapeSdValue,
   FACILITIES,

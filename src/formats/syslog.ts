@@ -171,3 +171,41 @@ export function truncateUtf8(s: string, max: number): string {
 export function octetFrame(msg: string): string {
   return `${Buffer.byteLength(msg, 'utf8')} ${msg}`;
 }
+
+/**
+ * A batch of messages octet-counted into one buffer: what `octetFrame` gives for each, joined and
+ * encoded. Writing each message into the buffer, rather than joining strings and encoding the
+ * result, copies every message once instead of three times; at a kilobyte per message and tens of
+ * thousands per second those copies were most of a syslog sink's transport cost.
+ */
+export function octetFrameBatch(batch: readonly string[]): Buffer {
+  const lengths = new Array<number>(batch.length);
+  let total = 0;
+  for (let i = 0; i < batch.length; i++) {
+    const n = Buffer.byteLength(batch[i], 'utf8');
+    lengths[i] = n;
+    total += decimalDigits(n) + 1 + n;
+  }
+  const buf = Buffer.allocUnsafe(total);
+  let pos = 0;
+  for (let i = 0; i < batch.length; i++) {
+    const msg = batch[i];
+    const n = lengths[i];
+    const digits = decimalDigits(n);
+    for (let k = digits - 1, v = n; k >= 0; k--, v = Math.floor(v / 10)) buf[pos + k] = 0x30 + (v % 10);
+    buf[pos + digits] = 0x20;
+    pos += digits + 1;
+    // as many bytes as characters: all ASCII, where latin1 is the same bytes and a plain copy
+    pos += buf.write(msg, pos, n, n === msg.length ? 'latin1' : 'utf8');
+  }
+  return buf;
+}
+
+function decimalDigits(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
+}

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   escapeSdValue,
   octetFrame,
+  octetFrameBatch,
   structuredData,
   syslogMessage,
   truncateUtf8,
@@ -57,5 +58,15 @@ describe('RFC 5424 messages', () => {
     expect(truncateUtf8('aé€', 4)).toBe('aé');
     expect(truncateUtf8('aé€', 6)).toBe('aé€');
     expect(truncateUtf8('aé€', 5)).toBe('aé');
+  });
+
+  it('frames a batch into one buffer, byte for byte as the frames joined', () => {
+    const msgs = [
+      'ab', '', '\ufeff×', 'x'.repeat(9), 'y'.repeat(10), 'z'.repeat(1234), 'emoji \ud83d\ude00', 'lone \ud800 high',
+      'lone \udc00 low', 'end high \ud83d', '\ude00 start low', 'é€', syslogMessage(records.udp4_flow, '{"a":"é"}'),
+    ];
+    expect(octetFrameBatch(msgs).equals(Buffer.from(msgs.map(octetFrame).join(''), 'utf8'))).toBe(true);
+    for (const m of msgs) expect(octetFrameBatch([m]).toString('utf8')).toBe(Buffer.from(octetFrame(m)).toString('utf8'));
+    expect(octetFrameBatch([]).length).toBe(0);
   });
 });
