@@ -150,28 +150,21 @@ describe('watch → SIEM sinks and metrics (own namespace)', () => {
       return (r.tuples as { sport: number }[]).map((t) => t.sport);
     };
     const generated: number[] = [];
-
-    // Run 1: the receiver is down; its flows go to the spool; SIGTERM spools what is left and exits 0.
-    const first = start();
-    try {
-      await waitFor(() => first.out.stderr.includes('watching the conntrack table'), 'watch (run 1) to start');
-      generated.push(...(await burst(40)));
-      await waitFor(() => generated.every((p) => spooledPorts().has(p)), 'run 1 flows in the spool', 15_000);
-    } finally {
-      first.child.kill('SIGTERM');
-    }
-    expect(await first.out.exited).toBe(0);
-
-    // Run 2: still down; once its flows are in the spool, it is killed with -9 (no chance to flush).
-    const second = start();
-    try {
-      await waitFor(() => second.out.stderr.includes('watching the conntrack table'), 'watch (run 2) to start');
-      generated.push(...(await burst(40)));
-      await waitFor(() => generated.every((p) => spooledPorts().has(p)), 'run 2 flows in the spool', 15_000);
-    } finally {
-      second.child.kill('SIGKILL');
-    }
-    expect(await second.out.exited).toBe(137);
+    // One run while the receiver is down: its flows reach the spool, then it is stopped by `signal`.
+    const runDown = async (signal: NodeJS.Signals) => {
+      const run = start();
+      try {
+        await waitFor(() => run.out.stderr.includes('watching the conntrack table'), 'watch to start');
+        generated.push(...(await burst(40)));
+        await waitFor(() => generated.every((p) => spooledPorts().has(p)), 'the flows in the spool', 15_000);
+      } finally {
+        run.child.kill(signal);
+      }
+      return run.out.exited;
+    };
+    // Run 1: SIGTERM spools what is left and exits 0. Run 2: killed with -9, no chance to flush.
+    expect(await runDown('SIGTERM')).toBe(0);
+    expect(await runDown('SIGKILL')).toBe(137);
 
     // The receiver comes back; run 3 takes over the spool (its lock is a dead pid's) and delivers.
     const got: Record<string, unknown>[] = [];
