@@ -151,7 +151,9 @@ export function isoFromMicros(us: number): string {
     isoPrefix = secondPrefix(second);
     isoSecond = second;
   }
-  return `${isoPrefix}.${String(whole - second * 1_000_000).padStart(6, '0')}Z`;
+  // the fraction is joined first: under 13 characters V8 copies it into one flat string, so the
+  // result is two pieces instead of four for whoever flattens it (a syslog message has four)
+  return isoPrefix + ('.' + String(whole - second * 1_000_000).padStart(6, '0') + 'Z');
 }
 
 /**

@@ -287,7 +287,8 @@ function member(key: string, v: unknown): string {
     case 'number':
       return Number.isFinite(v) ? key + v : key + 'null';
     case 'string':
-      return needsEscape(v) ? key + JSON.stringify(v) : key + '"' + v + '"';
+      // quotes joined to the value first: a short value makes one flat piece with them (see isoFromMicros)
+      return needsEscape(v) ? key + JSON.stringify(v) : key + ('"' + v + '"');
     case 'boolean':
       return v ? key + 'true' : key + 'false';
     case 'undefined':
