@@ -61,10 +61,7 @@ export class SyslogTransport implements Transport {
 
   encode(rec: SinkRecord, line: string): string {
     const msg = syslogMessage(rec, line, this.o.header);
-    // Counting the bytes also flattens the message, built from a hundred or more pieces: done
-    // now, while they are in cache, it costs far less than when the batch is sent, and the queue
-    // holds one string per message instead of a tree of them for the collector to copy around.
-    if (Buffer.byteLength(msg, 'utf8') <= this.maxBytes) return msg;
+    if (msg.length * 3 <= this.maxBytes || Buffer.byteLength(msg, 'utf8') <= this.maxBytes) return msg;
     this.stats.truncated++;
     return truncateUtf8(msg, this.maxBytes);
   }
