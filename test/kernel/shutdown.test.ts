@@ -64,7 +64,10 @@ describe('shutdown and reliable mode (real kernel, own namespace)', () => {
       });
       const { stdout } = await ns.exec('conntrack', ['-L', '-o', 'id']);
       const live = stdout.trim().split('\n').filter((l) => l.includes('id=')).map((l) => Number([...l.matchAll(/\bid=(\d+)/g)].pop()![1]));
-      expect(live.length).toBeGreaterThanOrEqual(3000);
+      // The storm only has to be far beyond what 4 KiB holds (a handful of messages): on a loaded
+      // machine a few of the 3000 connections may fail or their entries close early, and that is
+      // not what this test is about.
+      expect(live.length).toBeGreaterThanOrEqual(1000);
       // A DESTROY storm far beyond what 4 KiB holds; the kernel keeps the dying entries and
       // redelivers their events until we have read them.
       await ns.exec('conntrack', ['-F']);
