@@ -177,7 +177,10 @@ ${(['udp', 'tcp', 'tls', 'mtls'] as const)
     records(l) {
       const f = out(l);
       if (!existsSync(f)) return [];
-      return readFileSync(f, 'utf8')
+      // rsyslog may be in the middle of writing a line: only whole lines count.
+      const text = readFileSync(f, 'utf8');
+      return text
+        .slice(0, text.lastIndexOf('\n') + 1)
         .split('\n')
         .filter(Boolean)
         .map((line) => JSON.parse(line) as SyslogRecord);

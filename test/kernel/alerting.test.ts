@@ -100,7 +100,9 @@ deliver:
       expect(resolved.body.subject).toBe('127.0.0.5:6379/tcp');
 
       // The exec hook got the same alert on stdin.
-      await waitFor(() => existsSync(execFile) && readFileSync(execFile, 'utf8').includes('"resolved"'), 'the exec hook');
+      // Whole: the hook's `echo` ends each alert with a newline once `cat` has written all of it.
+      const hooked = () => readFileSync(execFile, 'utf8');
+      await waitFor(() => existsSync(execFile) && hooked().includes('"resolved"') && hooked().endsWith('\n'), 'the exec hook');
       const execed = readFileSync(execFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
       expect(execed.find((a) => a.event === 'alert')).toEqual(fired.body);
       // And the JSONL output.
