@@ -34,6 +34,9 @@ export interface SyslogTransportOptions {
   maxMessageBytes?: number;
   tls?: SyslogTlsOptions;
   connectTimeoutMs?: number;
+  /** a new connection must stay open this long before anything is written on it (the server may
+   * turn it away right after accepting it: see connect()); default 200 */
+  acceptWaitMs?: number;
 }
 
 const TLS_HINTS: Record<string, string> = {
@@ -153,28 +156,47 @@ export class SyslogTransport implements Transport {
       const timer = setTimeout(() => fail(new Error(`connect timed out after ${timeoutMs} ms`)), timeoutMs);
       const onAbort = () => fail(new Error('aborted'));
       signal.addEventListener('abort', onAbort, { once: true });
-      const cleanup = () => {
+      let cleanup = () => {
         clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
         sock.removeListener('error', fail);
       };
       function fail(err: Error) {
         cleanup();
+        // a destroyed socket may still report an error: never an uncaught one
+        sock.on('error', () => {});
         sock.destroy();
         reject(err);
       }
       sock.once('error', fail);
       sock.once(isTls ? 'secureConnect' : 'connect', () => {
-        cleanup();
         sock.setNoDelay(true);
         sock.setKeepAlive(true, 30_000);
-        sock.on('error', () => this.drop(sock));
-        sock.on('close', () => this.drop(sock));
         // servers do not talk back on syslog; reading keeps us told when they close
         sock.on('data', () => {});
-        sock.on('end', () => this.drop(sock));
-        this.socket = sock;
-        resolve(sock);
+        // A server can take the connection and then turn it away: rsyslog checks a TLS client's
+        // certificate after the handshake (and in TLS 1.3 the client's side of the handshake ends
+        // before the server has seen the certificate at all), and a full server closes new
+        // sessions. Whatever were written first would be lost with no error, on every retry, so
+        // the connection counts as open only once it has stayed open for a moment.
+        const turnedAway = () => fail(new Error(this.turnedAwayReason()));
+        sock.once('end', turnedAway);
+        sock.once('close', turnedAway);
+        const settle = setTimeout(() => {
+          cleanup();
+          sock.removeListener('end', turnedAway);
+          sock.removeListener('close', turnedAway);
+          sock.on('error', () => this.drop(sock));
+          sock.on('close', () => this.drop(sock));
+          sock.on('end', () => this.drop(sock));
+          this.socket = sock;
+          resolve(sock);
+        }, this.o.acceptWaitMs ?? 200);
+        const cleanupConnect = cleanup;
+        cleanup = () => {
+          clearTimeout(settle);
+          cleanupConnect();
+        };
       });
     })
       .catch((err: unknown) => {
@@ -184,6 +206,13 @@ export class SyslogTransport implements Transport {
         this.connecting = null;
       });
     return this.connecting;
+  }
+
+  private turnedAwayReason(): string {
+    if (this.o.protocol !== 'tls') return 'the server closed the connection right after accepting it (is it full, or not a syslog listener?)';
+    return this.o.tls?.cert
+      ? 'the server closed the TLS connection right after the handshake: it does not accept our client certificate (is tls.cert_file signed by a CA it trusts, with a name it permits?)'
+      : 'the server closed the TLS connection right after the handshake: it probably requires a client certificate (set tls.cert_file and tls.key_file)';
   }
 
   private connectError(err: unknown): string {

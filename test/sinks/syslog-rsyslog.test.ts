@@ -174,6 +174,23 @@ describe('syslog framing and TLS', () => {
     await set.close();
   });
 
+  it('without a client certificate, a listener that requires one turns it away: a clear error, nothing counted as sent', async () => {
+    const set = createSinks(parseSinkConfigs([
+      { name: 'syslog-nocert', type: 'syslog', protocol: 'tls', host: '127.0.0.1', port: rs.ports.mtls, events: ['flow'], tls: { ca_file: rs.pki.caFile } },
+    ]), { host });
+    for (let i = 0; i < 3; i++) set.write(flow(8100 + i));
+    const c = await waitFor(() => {
+      const x = set.counters()['syslog-nocert'];
+      return x.lastError ? x : null;
+    }, 5000, 'the client certificate error');
+    // rsyslog checks the certificate after the handshake and just closes: the error says why.
+    expect(c.lastError).toMatch(/closed the TLS connection right after the handshake: it probably requires a client certificate \(set tls\.cert_file and tls\.key_file\)/);
+    expect(c.sent).toBe(0);
+    await set.close(100);
+    expect(set.counters()['syslog-nocert'].dropped).toBe(3);
+    expect(rs.records('mtls').some((r) => r.msg.includes('"id":810'))).toBe(false);
+  });
+
   it('reconnects after the connection drops', async () => {
     const set = sinkFor('tcp', { name: 'syslog-reconnect' });
     set.write(flow(6000));
