@@ -182,7 +182,7 @@ OpenError Fail(const char* code, int err, const char* syscall, std::string messa
 }
 
 uint64_t ThreadCpuUs() {
-  timespec ts;
+  timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
 }
@@ -887,8 +887,11 @@ void SockDiag::ResolveUnowned() {
     std::vector<CaptureState::Unowned> alive;
     for (size_t i = 0; i < un.size(); i++) {
       const uint32_t* res = &out[i * kResultWidth];
-      if (res[0] == 0 && res[1] == un[i].inode) alive.push_back(un[i]);
-      else ++cap_closed_unowned_;
+      // Gone only when the kernel says so (no such socket, or another socket on the tuple now);
+      // an unanswered query (our receive queue overflowed, sendto failed) keeps the socket wanted.
+      const bool gone = res[0] == ENOENT || (res[0] == 0 && res[1] != un[i].inode);
+      if (gone) ++cap_closed_unowned_;
+      else alive.push_back(un[i]);
     }
     un.swap(alive);
     if (un.empty()) return;
@@ -897,7 +900,11 @@ void SockDiag::ResolveUnowned() {
   std::vector<int> likely;
   for (const auto& u : un) {
     wanted.push_back(u.inode);
-    if (u.likely != 0 && std::find(likely.begin(), likely.end(), u.likely) == likely.end()) likely.push_back(u.likely);
+    // Only hot processes are read in a round: at most kHotMax candidates, however many sockets.
+    if (u.likely != 0 && std::find(likely.begin(), likely.end(), u.likely) == likely.end() &&
+        std::find(cap_->hot.begin(), cap_->hot.end(), u.likely) != cap_->hot.end()) {
+      likely.push_back(u.likely);
+    }
   }
   ScanHot(wanted, likely);
   uint64_t done = MonotonicUs();
@@ -1020,7 +1027,8 @@ void SockDiag::ScanHot(const std::vector<uint32_t>& wanted, const std::vector<in
     ++cap_hot_reads_;
     if (!ReadOwner(cap_.get(), pid)) {
       Forget(cap_.get(), pid);
-      hot.erase(std::find(hot.begin(), hot.end(), pid));
+      auto h = std::find(hot.begin(), hot.end(), pid);
+      if (h != hot.end()) hot.erase(h);
       continue;
     }
     if (AllKnown(cap_.get(), wanted)) break;
@@ -1067,7 +1075,12 @@ void SockDiag::Discover(const std::vector<uint32_t>& wanted) {
     for (double d : inodes) {
       if (want.count(static_cast<uint32_t>(d))) owns = true;
     }
-    if (!owns || !ReadOwner(cap_.get(), pid)) continue;
+    if (!owns) continue;
+    if (!ReadOwner(cap_.get(), pid)) {
+      // It exited between the two reads: let go of the /proc/PID directory ReadOwner opened.
+      Forget(cap_.get(), pid);
+      continue;
+    }
     // A new hot process: the least recent one makes room.
     cap_->hot.insert(cap_->hot.begin(), pid);
     if (cap_->hot.size() > kHotMax) {

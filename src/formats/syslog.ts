@@ -203,7 +203,8 @@ export function octetFrameBatch(batch: readonly string[]): Buffer {
     // as many bytes as characters: all ASCII, where latin1 is the same bytes and a plain copy
     pos += buf.write(msg, pos, n, n === msg.length ? 'latin1' : 'utf8');
   }
-  return buf;
+  // allocUnsafe: never send bytes the loop did not write
+  return pos === buf.length ? buf : buf.subarray(0, pos);
 }
 
 function decimalDigits(n: number): number {

@@ -170,6 +170,8 @@ export class SyslogTransport implements Transport {
       }
       sock.once('error', fail);
       sock.once(isTls ? 'secureConnect' : 'connect', () => {
+        // Connected: the connect timeout is over (the wait below has its own timer).
+        clearTimeout(timer);
         sock.setNoDelay(true);
         sock.setKeepAlive(true, 30_000);
         // servers do not talk back on syslog; reading keeps us told when they close
@@ -183,9 +185,8 @@ export class SyslogTransport implements Transport {
         sock.once('end', turnedAway);
         sock.once('close', turnedAway);
         const settle = setTimeout(() => {
+          if (this.closed) return fail(new Error('transport closed'));
           cleanup();
-          sock.removeListener('end', turnedAway);
-          sock.removeListener('close', turnedAway);
           sock.on('error', () => this.drop(sock));
           sock.on('close', () => this.drop(sock));
           sock.on('end', () => this.drop(sock));
@@ -195,6 +196,8 @@ export class SyslogTransport implements Transport {
         const cleanupConnect = cleanup;
         cleanup = () => {
           clearTimeout(settle);
+          sock.removeListener('end', turnedAway);
+          sock.removeListener('close', turnedAway);
           cleanupConnect();
         };
       });
