@@ -6,7 +6,9 @@
 // Needs root and a built ctwatch (npm run build). See bench/README.md.
 import { spawn } from 'node:child_process';
 import { benchNamespace, sh } from './lab.mjs';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { startReceiver } from './receivers.mjs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -32,46 +34,11 @@ const cpu = (pid) => {
   return (Number(f[11]) + Number(f[12])) / 100;
 };
 
-// The receiver in its own process, counting RFC 6587 octet-counted messages.
-const RECEIVER = String.raw`
-import net from 'node:net';
-let count = 0;
-const t = net.createServer((sock) => {
-  let buf = Buffer.alloc(0);
-  sock.on('data', (d) => {
-    buf = buf.length ? Buffer.concat([buf, d]) : d;
-    let pos = 0;
-    for (;;) {
-      const sp = buf.indexOf(32, pos); if (sp < 0) break;
-      const len = Number(buf.toString('latin1', pos, sp)); if (sp + 1 + len > buf.length) break;
-      pos = sp + 1 + len; count++;
-    }
-    buf = buf.subarray(pos);
-  });
-});
-await new Promise((r) => t.listen(0, '127.0.0.1', r));
-process.stdout.write(t.address().port + '\n');
-process.stdin.on('data', () => process.stdout.write(count + '\n'));
-process.stdin.on('end', () => process.exit(0));
-`;
-const receiver = spawn(process.execPath, ['--input-type=module', '-e', RECEIVER], { stdio: ['pipe', 'pipe', 'inherit'] });
-let replies = [];
-let partial = '';
-receiver.stdout.on('data', (d) => {
-  partial += d;
-  const lines = partial.split('\n');
-  partial = lines.pop();
-  replies.push(...lines.map(Number));
-});
-const nextReply = async () => {
-  while (replies.length === 0) await sleep(10);
-  return replies.shift();
-};
-const port = await nextReply();
-const received = async () => {
-  receiver.stdin.write('?');
-  return nextReply();
-};
+// The syslog TCP receiver of the sink benchmark, in its own process.
+const rxDir = mkdtempSync(join(tmpdir(), 'ctwatch-siem-live-'));
+const rx = await startReceiver(rxDir);
+const port = rx.ports.tcp;
+const received = () => rx.count();
 
 const sinks = join(OUT, 'siem-live.yaml');
 writeFileSync(sinks, `sinks:\n  - name: siem\n    type: syslog\n    protocol: tcp\n    host: 127.0.0.1\n    port: ${port}\n    format: ${values.format}\n    events: [new, destroy]\n`);
@@ -113,7 +80,8 @@ const got = prev - base.received;
 const cpuS = cpu(watch.pid) - base.cpu;
 watch.kill('SIGTERM');
 await new Promise((r) => watch.on('exit', r));
-receiver.stdin.end();
+rx.stop();
+rmSync(rxDir, { recursive: true, force: true });
 const summary = stderr.trim().split('\n').filter((l) => l.includes('stopped')).pop() ?? '';
 const overflows = Number(/overflows=(\d+)/.exec(summary)?.[1] ?? NaN);
 
