@@ -159,7 +159,7 @@ export async function watch(argv: string[]): Promise<number> {
     } : undefined,
     resync: (r) => write([r]),
     snapshot: (snap, active) => {
-      metrics?.update({ snapshot: snap, source: source.counters, activeAlerts: active, firedTotal: fired, deliveries: watcher.deliveryStats(), sinks: sinks?.counters() });
+      metrics?.update({ snapshot: snap, source: source.counters, activeAlerts: active, firedTotal: fired, deliveries: watcher.deliveryStats(), sinks: sinks?.counters(), attribution: watcher.attribution?.attributor.stats });
       if (churnUs && snap.time % churnUs === 0) return write([snap]);
     },
   }, log, { processes: !values['no-processes'] });

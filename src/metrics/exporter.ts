@@ -36,6 +36,8 @@ export interface MetricsInput {
   deliveries?: Record<string, object>;
   /** SinkSet.counters(): SinkCounters by sink name */
   sinks?: Record<string, object>;
+  /** Attributor.stats (process attribution): flows taken, attributed, misses by reason */
+  attribution?: { flows: number; attributed: number; reasons: Record<string, number> };
   /** the namespace the collector watches; becomes a `netns` label on every series */
   netns?: string;
 }
@@ -210,7 +212,42 @@ export class MetricsExporter {
       ),
       live: this.g('top_source_flows_live', 'Live flows from each of the current top source addresses.', ['source']),
     },
+    process: {
+      newRate: this.g(
+        'top_process_flows_new_per_second',
+        'New flows per second opened by each of the current top local processes (comm[pid]), from attributed flows.',
+        ['process', 'window_seconds'],
+      ),
+      endRate: this.g(
+        'top_process_flows_destroyed_per_second',
+        'Destroyed flows per second of each of the current top local processes.',
+        ['process', 'window_seconds'],
+      ),
+      live: this.g('top_process_flows_live', 'Live attributed flows of each of the current top local processes.', ['process']),
+    },
+    group: {
+      newRate: this.g(
+        'top_group_flows_new_per_second',
+        'New flows per second of each of the current top systemd units / containers (unit:NAME, container:ID).',
+        ['group', 'window_seconds'],
+      ),
+      endRate: this.g(
+        'top_group_flows_destroyed_per_second',
+        'Destroyed flows per second of each of the current top systemd units / containers.',
+        ['group', 'window_seconds'],
+      ),
+      live: this.g('top_group_flows_live', 'Live attributed flows of each of the current top systemd units / containers.', ['group']),
+    },
   };
+
+  // process attribution
+  private readonly attrFlows = this.c('attribution_flows_total', 'Flows taken for process attribution (new flows with a socket to look up, and the start-up snapshot).');
+  private readonly attrAttributed = this.c('attribution_attributed_total', 'Flows whose local process was found.');
+  private readonly attrMisses = this.c(
+    'attribution_misses_total',
+    'Flows left without a process, by reason (not-local, unsupported, gone, no-socket, no-pid, shared, error, overload).',
+    ['reason'],
+  );
 
   // source
   private readonly events = this.c('source_events_total', 'Conntrack events received from the kernel.');
@@ -279,6 +316,7 @@ export class MetricsExporter {
     if (input.firedTotal !== undefined) setTotal(this.fired, input.firedTotal);
     if (input.deliveries) this.applyDeliveries(input.deliveries);
     if (input.sinks) this.applySinks(input.sinks);
+    if (input.attribution) this.applyAttribution(input.attribution);
   }
 
   /** Serves GET /metrics and GET /healthz on `address` ("127.0.0.1:9477", ":9477", "[::1]:9477"). */
@@ -325,11 +363,13 @@ export class MetricsExporter {
 
     this.applyTop(this.top.destination, 'destination', s.destinations);
     this.applyTop(this.top.source, 'source', s.sources);
+    this.applyTop(this.top.process, 'process', s.processes ?? []);
+    this.applyTop(this.top.group, 'group', s.groups ?? []);
   }
 
   private applyTop(
     m: { newRate: Gauge; endRate: Gauge; live: Gauge },
-    label: 'destination' | 'source',
+    label: 'destination' | 'source' | 'process' | 'group',
     keys: readonly KeyChurn[],
   ): void {
     m.newRate.reset();
@@ -376,6 +416,13 @@ export class MetricsExporter {
       for (const [key, counter] of this.delivery) if (key in values) setTotal(counter, values[key], labels);
       setGauge(this.deliveryQueued, values.queued, labels);
     }
+  }
+
+  private applyAttribution(a: NonNullable<MetricsInput['attribution']>): void {
+    setTotal(this.attrFlows, a.flows);
+    setTotal(this.attrAttributed, a.attributed);
+    // every reason, 0 until it happens: `rate(..{reason="gone"}[5m])` should not be "no data"
+    for (const [reason, n] of Object.entries(a.reasons)) setTotal(this.attrMisses, n, { reason });
   }
 
   private applySinks(counters: Record<string, object>): void {

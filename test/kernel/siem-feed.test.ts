@@ -89,6 +89,15 @@ describe('watch → SIEM sinks and metrics (own namespace)', () => {
       const events = Number(/^ctwatch_source_events_total\{[^}]*\} (\d+)/m.exec(metrics)?.[1]);
       expect(events).toBeGreaterThanOrEqual(240);
       expect(metrics).toMatch(/^ctwatch_conntrack_entries_limit\{netns="[^"]+"\} \d+/m);
+      // Attribution is on: its totals, and the generator's process among the top processes.
+      expect(Number(/^ctwatch_attribution_flows_total\{[^}]*\} (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(120);
+      expect(metrics).toMatch(/^ctwatch_attribution_misses_total\{[^}]*reason="gone"[^}]*\} \d+/m);
+      let latest = metrics;
+      await waitFor(async () => {
+        latest = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        return /^ctwatch_top_process_flows_new_per_second\{[^}]*process="node\[\d+\]"/m.test(latest);
+      }, 'the generator among the top processes in /metrics', 5000, 200);
+      expect(Number(/^ctwatch_attribution_attributed_total\{[^}]*\} (\d+)/m.exec(latest)?.[1])).toBeGreaterThan(0);
     } finally {
       watch.kill('SIGTERM');
     }

@@ -295,6 +295,29 @@ describe('MetricsExporter', () => {
     expect(await family(x, 'ctwatch_conntrack_entries')).toEqual(['ctwatch_conntrack_entries{netns="lab"} 52400']);
   });
 
+  it('exports the top processes and groups, and attribution totals with every miss reason', async () => {
+    const x = new MetricsExporter();
+    x.update({
+      snapshot: snapshot({ processes: [key('api-worker[4121]', 2300)], groups: [key('unit:api.service', 2300)] }),
+      attribution: { flows: 1000, attributed: 940, reasons: { 'not-local': 0, unsupported: 10, gone: 50, 'no-socket': 0, 'no-pid': 0, shared: 0, error: 0, overload: 0 } },
+    });
+    expect(await family(x, 'ctwatch_top_process_flows_new_per_second')).toEqual([
+      'ctwatch_top_process_flows_new_per_second{process="api-worker[4121]",window_seconds="1"} 2300',
+      'ctwatch_top_process_flows_new_per_second{process="api-worker[4121]",window_seconds="10"} 1150',
+      'ctwatch_top_process_flows_new_per_second{process="api-worker[4121]",window_seconds="60"} 575',
+    ]);
+    expect(await family(x, 'ctwatch_top_group_flows_live')).toEqual(['ctwatch_top_group_flows_live{group="unit:api.service"} 23000']);
+    expect(await family(x, 'ctwatch_attribution_flows_total')).toEqual(['ctwatch_attribution_flows_total 1000']);
+    expect(await family(x, 'ctwatch_attribution_attributed_total')).toEqual(['ctwatch_attribution_attributed_total 940']);
+    const misses = await family(x, 'ctwatch_attribution_misses_total');
+    expect(misses).toHaveLength(8);
+    expect(misses).toContain('ctwatch_attribution_misses_total{reason="gone"} 50');
+    expect(misses).toContain('ctwatch_attribution_misses_total{reason="no-pid"} 0');
+    // A snapshot without processes (attribution off, or nothing attributed yet) clears the list.
+    x.update({ snapshot: snapshot() });
+    expect(await family(x, 'ctwatch_top_process_flows_live')).toEqual([]);
+  });
+
   it('documents every metric in docs/metrics.md', () => {
     const doc = readFileSync(new URL('../../docs/metrics.md', import.meta.url), 'utf8');
     const x = new MetricsExporter();
