@@ -49,6 +49,14 @@ export interface MetricsExporterOptions {
 
 export const PREFIX = 'ctwatch_';
 
+type TopLabel = 'destination' | 'source' | 'process' | 'group';
+interface TopList {
+  label: TopLabel;
+  newRate: Gauge;
+  endRate: Gauge;
+  live: Gauge;
+}
+
 const WINDOWS = [
   ['1', 'new1', 'end1'],
   ['10', 'new10', 'end10'],
@@ -184,60 +192,18 @@ export class MetricsExporter {
     'Time of the churn snapshot behind these figures (recorded time on replay), Unix seconds.',
   );
 
-  // top N
+  // top N: the same three families for every list, labelled with what the list ranks
+  private readonly topList = (label: TopLabel, what: string): TopList => ({
+    label,
+    newRate: this.g(`top_${label}_flows_new_per_second`, `New flows per second ${what}.`, [label, 'window_seconds']),
+    endRate: this.g(`top_${label}_flows_destroyed_per_second`, `Destroyed flows per second ${what}.`, [label, 'window_seconds']),
+    live: this.g(`top_${label}_flows_live`, `Live flows ${what}.`, [label]),
+  });
   private readonly top = {
-    destination: {
-      newRate: this.g(
-        'top_destination_flows_new_per_second',
-        'New flows per second to each of the current top destinations (address:port/protocol).',
-        ['destination', 'window_seconds'],
-      ),
-      endRate: this.g(
-        'top_destination_flows_destroyed_per_second',
-        'Destroyed flows per second to each of the current top destinations.',
-        ['destination', 'window_seconds'],
-      ),
-      live: this.g('top_destination_flows_live', 'Live flows to each of the current top destinations.', ['destination']),
-    },
-    source: {
-      newRate: this.g(
-        'top_source_flows_new_per_second',
-        'New flows per second from each of the current top source addresses.',
-        ['source', 'window_seconds'],
-      ),
-      endRate: this.g(
-        'top_source_flows_destroyed_per_second',
-        'Destroyed flows per second from each of the current top source addresses.',
-        ['source', 'window_seconds'],
-      ),
-      live: this.g('top_source_flows_live', 'Live flows from each of the current top source addresses.', ['source']),
-    },
-    process: {
-      newRate: this.g(
-        'top_process_flows_new_per_second',
-        'New flows per second opened by each of the current top local processes (comm[pid]), from attributed flows.',
-        ['process', 'window_seconds'],
-      ),
-      endRate: this.g(
-        'top_process_flows_destroyed_per_second',
-        'Destroyed flows per second of each of the current top local processes.',
-        ['process', 'window_seconds'],
-      ),
-      live: this.g('top_process_flows_live', 'Live attributed flows of each of the current top local processes.', ['process']),
-    },
-    group: {
-      newRate: this.g(
-        'top_group_flows_new_per_second',
-        'New flows per second of each of the current top systemd units / containers (unit:NAME, container:ID).',
-        ['group', 'window_seconds'],
-      ),
-      endRate: this.g(
-        'top_group_flows_destroyed_per_second',
-        'Destroyed flows per second of each of the current top systemd units / containers.',
-        ['group', 'window_seconds'],
-      ),
-      live: this.g('top_group_flows_live', 'Live attributed flows of each of the current top systemd units / containers.', ['group']),
-    },
+    destination: this.topList('destination', 'to each of the current top destinations (address:port/protocol)'),
+    source: this.topList('source', 'from each of the current top source addresses'),
+    process: this.topList('process', 'of each of the current top local processes (comm[pid]), attributed flows only'),
+    group: this.topList('group', 'of each of the current top systemd units / containers (unit:NAME, container:ID), attributed flows only'),
   };
 
   // process attribution
@@ -361,17 +327,14 @@ export class MetricsExporter {
     setGauge(this.shortLived, s.shortLived);
     setGauge(this.snapshotTime, s.time / 1e6);
 
-    this.applyTop(this.top.destination, 'destination', s.destinations);
-    this.applyTop(this.top.source, 'source', s.sources);
-    this.applyTop(this.top.process, 'process', s.processes ?? []);
-    this.applyTop(this.top.group, 'group', s.groups ?? []);
+    this.applyTop(this.top.destination, s.destinations);
+    this.applyTop(this.top.source, s.sources);
+    this.applyTop(this.top.process, s.processes ?? []);
+    this.applyTop(this.top.group, s.groups ?? []);
   }
 
-  private applyTop(
-    m: { newRate: Gauge; endRate: Gauge; live: Gauge },
-    label: 'destination' | 'source' | 'process' | 'group',
-    keys: readonly KeyChurn[],
-  ): void {
+  private applyTop(m: TopList, keys: readonly KeyChurn[]): void {
+    const label = m.label;
     m.newRate.reset();
     m.endRate.reset();
     m.live.reset();
