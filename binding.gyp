@@ -4,14 +4,18 @@
       "target_name": "ctwatch",
       "sources": [
         "native/addon.cc",
-        "native/reader.cc",
-        "native/decode.cc",
-        "native/sockets.cc",
         "native/netns.cc",
         "native/privileges.cc",
-        "native/sockdiag.cc"
+        "native/conntrack/reader.cc",
+        "native/conntrack/decode.cc",
+        "native/conntrack/sockets.cc",
+        "native/attribution/sockdiag.cc",
+        "native/attribution/capture.cc",
+        "native/attribution/diag.cc",
+        "native/attribution/procfs.cc",
+        "native/attribution/proc_scan.cc"
       ],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "include_dirs": ["native", "<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": [
         "NAPI_VERSION=8",
@@ -25,7 +29,7 @@
     {
       "target_name": "ctwatch-lab",
       "type": "executable",
-      "sources": ["native/lab/lab.c"],
+      "sources": ["src/lab/ctwatch-lab.c"],
       "cflags": ["-O2", "-Wall", "-pthread"],
       "ldflags": ["-pthread"]
     }

@@ -5,9 +5,9 @@
 #include <cstddef>
 
 #include "privileges.h"
-#include "reader.h"
-#include "sockdiag.h"
-#include "record.h"
+#include "conntrack/reader.h"
+#include "attribution/sockdiag.h"
+#include "conntrack/record.h"
 
 namespace ctwatch {
 

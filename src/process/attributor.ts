@@ -35,7 +35,7 @@
  * this thread, a trip to the namespace thread), and a socket held a few ms is gone by then. So by
  * default (`capture`) the namespace thread subscribes to NEW events itself and looks each flow's
  * original-direction socket up at once, with its owner when one of the recently seen owners holds
- * it (native/sockdiag.h); lookups from here then get what it saw, checked against /proc by pid and
+ * it (native/attribution/sockdiag.h); lookups from here then get what it saw, checked against /proc by pid and
  * start time. A captured socket whose owner was not found yet is asked about again (20, 80 ms),
  * then looked up live: if it is gone, so is the chance to find its owner (`gone`), without reading
  * /proc for nothing. bench/README-attribution.md has the rates this reaches.
@@ -102,7 +102,7 @@ export interface DiagHandle {
 
 export interface AttributorOptions {
   /** look each NEW flow's socket up on the namespace thread the moment the kernel reports it, so
-   * that sockets living a few ms are still seen (native/sockdiag.h); default true. Costs a second
+   * that sockets living a few ms are still seen (native/attribution/sockdiag.h); default true. Costs a second
    * NEW subscription per namespace; needs CAP_NET_ADMIN (as the collector does anyway). */
   capture?: boolean;
   /** queries per trip to a namespace's thread; default 4096 */

@@ -1,5 +1,5 @@
 /**
- * The addon's process-attribution half, described with types (native/sockdiag.{h,cc}). Argument
+ * The addon's process-attribution half, described with types (native/attribution/sockdiag.{h,cc}). Argument
  * checking and defaults live in the TypeScript wrappers (sockdiag.ts, procfs.ts); the addon trusts
  * what it is given.
  */

@@ -62,7 +62,7 @@ export const EAGAIN = 11;
 export interface SockDiagOptions {
   /** a name under /run/netns or a path such as /proc/PID/ns/net; absent: our own namespace */
   netns?: string;
-  /** look each NEW flow's socket up the moment the kernel reports it (see native/sockdiag.h);
+  /** look each NEW flow's socket up the moment the kernel reports it (see native/attribution/sockdiag.h);
    * needs CAP_NET_ADMIN; default false */
   capture?: boolean;
 }

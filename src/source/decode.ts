@@ -1,5 +1,5 @@
 /**
- * Batch of native records → events. The record layout comes from the addon (native/record.h);
+ * Batch of native records → events. The record layout comes from the addon (native/conntrack/record.h);
  * this file only knows field names.
  */
 import type { ConntrackEvent, ConntrackEventKind, SourceEvent } from './types.js';
@@ -7,7 +7,7 @@ import type { RecordLayout } from './native.js';
 import { ipv4, ipv6 } from './address.js';
 import { protoName, statusNames, tcpStateName } from './names.js';
 
-// native/record.h: RecordKind and Present
+// native/conntrack/record.h: RecordKind and Present
 export const KIND = { new: 1, update: 2, destroy: 3, snapshot: 4, overflow: 5, snapshotDone: 6, end: 7, dumpError: 8 } as const;
 const HAS = {
   ports: 1 << 0, icmp: 1 << 1, tcpState: 1 << 2, status: 1 << 3, mark: 1 << 4, zone: 1 << 5,

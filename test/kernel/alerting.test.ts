@@ -154,7 +154,7 @@ describe('ctwatch demo --quick (the README main command, reduced)', () => {
     expect(s.alert.rule).toBe('churn_per_destination');
     expect(s.alert.subject).toBe('127.0.0.5:6379/tcp');
     expect(s.alert.message).toMatch(/top sources? 127\.0\.1\./);
-    // Process attribution names the leaking program (native/lab/lab.c sets its name).
+    // Process attribution names the leaking program (src/lab/ctwatch-lab.c sets its name).
     expect(s.alert.message).toMatch(/pid \d+ api-worker/);
     expect(s.alertAfterLeakSeconds).toBeLessThan(8);
     expect(s.fillAtAlert).toBeLessThan(1);

@@ -1,7 +1,7 @@
 // Where every field of an event is decoded: netlink message -> Record. libnetfilter_conntrack does
 // the attribute parsing (nfct_nlmsg_parse validates each nesting level); we copy out only what is
 // present and record presence bits, because "no counter" is not 0.
-#include "decode.h"
+#include "conntrack/decode.h"
 
 #include <arpa/inet.h>
 #include <linux/netfilter/nfnetlink.h>

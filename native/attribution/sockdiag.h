@@ -1,5 +1,6 @@
 // Process attribution, native half: socket lookups by exact tuple with sock_diag in one network
-// namespace (SockDiag), and reads of /proc for the inode -> pid index (ScanProcesses, ProcInfo).
+// namespace (SockDiag, with its NEW-time capture in capture.cc and the requests in diag.cc), and
+// reads of /proc for the inode -> pid index (ScanProcesses, ProcInfo in proc_scan.cc).
 // Policy (what to look up, which side of a flow is its own, reasons, pid reuse, enrichment, the
 // caches that outlive a socket) lives in TypeScript (src/process/).
 //
@@ -108,9 +109,9 @@ class SockDiag : public Napi::ObjectWrap<SockDiag> {
 // Adds SockDiag, scanProcesses and procInfo to the module's exports (called from addon.cc's Init).
 void RegisterSockDiag(Napi::Env env, Napi::Object exports);
 
-// scanProcesses({ pids?, skipFds?, netns? }) -> Promise<Float64Array>; see sockdiag.cc.
+// scanProcesses({ pids?, skipFds?, netns? }) -> Promise<Float64Array>; see proc_scan.cc.
 Napi::Value ScanProcesses(const Napi::CallbackInfo& info);
-// procInfo(pids: Int32Array) -> Promise<(object | null)[]>; see sockdiag.cc.
+// procInfo(pids: Int32Array) -> Promise<(object | null)[]>; see proc_scan.cc.
 Napi::Value ProcInfo(const Napi::CallbackInfo& info);
 
 }  // namespace ctwatch

@@ -1,4 +1,4 @@
-#include "reader.h"
+#include "conntrack/reader.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <future>
 
-#include "decode.h"
+#include "conntrack/decode.h"
 #include "privileges.h"
 
 namespace ctwatch {

@@ -1,4 +1,4 @@
-#include "sockets.h"
+#include "conntrack/sockets.h"
 
 #include "netns.h"
 

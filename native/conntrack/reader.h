@@ -14,8 +14,8 @@
 #include <thread>
 #include <vector>
 
-#include "record.h"
-#include "sockets.h"
+#include "conntrack/record.h"
+#include "conntrack/sockets.h"
 
 namespace ctwatch {
 

@@ -2,7 +2,7 @@
 #include <linux/netlink.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 
-#include "record.h"
+#include "conntrack/record.h"
 
 namespace ctwatch {
 

@@ -1,0 +1,26 @@
+// Small reads of /proc for the fallback: a process's identity (stat) and the inodes of the sockets
+// it holds (fd links).
+#pragma once
+#include <dirent.h>
+
+#include <string>
+#include <vector>
+
+namespace ctwatch {
+
+bool ReadSmall(const char* path, std::string* out);
+struct Stat {
+  std::string comm;
+  double ppid = 0;
+  double starttime = 0;  // clock ticks after boot: with the pid, the process's identity
+};
+bool ParseStat(const std::string& text, Stat* st);
+bool ReadStat(int pid, Stat* st);
+double NetnsInode(int pid);
+void ReadSocketLinks(DIR* dir, std::vector<double>* out);
+void SocketInodes(int pid, std::vector<double>* out);
+bool ReadStatAt(int proc_dir, Stat* st);
+bool SocketInodesAt(int proc_dir, std::vector<double>* out);
+std::vector<int> ListPids();
+
+}  // namespace ctwatch
