@@ -233,13 +233,13 @@ function printSummary(s: Summary, json: boolean): void {
     `  leak started        t+${s.leakStartedAt.toFixed(1)} s`,
     s.firstAlert
       ? `  first alert         ${s.firstAlertAfterLeak!.toFixed(1)} s after the leak began, with the table ${pct(s.fillAtFirstAlert)} full:\n                      ${s.firstAlert.message}`
-      : '  first alert         none (that is a bug: please report it)',
+      : "  first alert         none: 'sudo ctwatch doctor' checks what stops events (sysctls, netlink, capabilities); if it finds nothing, please report it",
     `  peak churn          ${Math.round(s.peakRate)} new/s to ${s.peakRateKey ?? '-'}`,
     `  peak table fill     ${pct(s.peakFill)} (${s.peakEntries ?? '-'} of ${s.max ?? '-'} entries)${s.kernelDrops > 0 ? `; the kernel dropped ${s.kernelDrops} packets: table full` : ''}`,
     `  leak stopped        t+${s.leakStoppedAt?.toFixed(1) ?? '-'} s`,
     s.resolved ? `  resolved            ${s.resolvedAfterStop!.toFixed(1)} s after the fix: ${s.resolved.message}` : '  resolved            not yet when the demo ended (TIME_WAIT entries take two minutes to expire)',
     '',
-    'Try it on a real host: sudo ctwatch top   |   as a daemon: ctwatch watch --help',
+    'Try it on a real host: sudo ctwatch doctor, then sudo ctwatch top   |   as a daemon: ctwatch watch --help',
     '',
   ];
   process.stdout.write(lines.join('\n'));

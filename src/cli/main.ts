@@ -6,6 +6,7 @@ import { stats, STATS_HELP } from './stats.js';
 import { top, TOP_HELP } from './top.js';
 import { watch, WATCH_HELP } from './watch.js';
 import { demo, DEMO_HELP } from './demo.js';
+import { doctor, DOCTOR_HELP } from './doctor.js';
 
 export const HELP = `ctwatch — watch Linux connection tracking: who fills the conntrack table, and how fast
 
@@ -18,9 +19,11 @@ Commands:
   stats      one snapshot and exit (JSON, or a Nagios-style check with exit status)
   record     write conntrack events (and flow ends, churn snapshots) as JSON lines
   replay     run the engine on a recording: flow ends and churn, deterministic
+  doctor     why no events, bytes or processes: each check with its fix
 
 Start here:
   sudo ctwatch demo                                  see it catch a leaking connection pool
+  sudo ctwatch doctor                                why no events? each check with its fix
   sudo ctwatch top                                   who is filling the table, live
   sudo ctwatch stats --warn 70 --crit 90             a monitoring check
   sudo ctwatch record --flows --churn 10s -o ct.jsonl   keep a record to replay later
@@ -37,6 +40,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   watch: { run: watch, help: WATCH_HELP },
   stats: { run: stats, help: STATS_HELP },
   replay: { run: replay, help: REPLAY_HELP },
+  doctor: { run: doctor, help: DOCTOR_HELP },
 };
 
 export async function main(argv: string[]): Promise<number> {

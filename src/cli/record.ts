@@ -127,7 +127,10 @@ export async function record(argv: string[]): Promise<number> {
     if (src.counters.events > 0) return;
     try {
       const s = src.stats();
-      if (s.entries === 0) log.warn({ netns: values.netns ?? '(own)' }, 'no events and an empty conntrack table after 10s: nothing is tracked until a firewall rule uses conntrack (e.g. nft add rule inet t out ct state new counter)');
+      if (s.entries === 0) {
+        const doctor = `ctwatch doctor${values.netns ? ` --netns ${values.netns}` : ''}`;
+        log.warn({ netns: values.netns ?? '(own)' }, `no events and an empty conntrack table after 10s: nothing is tracked until a firewall rule uses conntrack (e.g. nft add rule inet t out ct state new counter); '${doctor}' checks every cause`);
+      }
     } catch {
       /* stats are a hint only */
     }

@@ -1,0 +1,545 @@
+/**
+ * `ctwatch doctor`: why there are no events, no bytes, no processes — each check one line with
+ * what it found, a status and the command that fixes it. Facts are gathered first (sysctls of the
+ * namespace, the kernel's netlink answers, capabilities, a timed table dump); the findings are pure
+ * functions of them, unit-tested, so the same facts always give the same advice.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { DEFAULT_RCVBUF, LiveSource, netnsPath } from '../source/live.js';
+import type { KernelStats } from '../source/native.js';
+import { CtwatchError, EXIT, fromNativeError } from '../util/errors.js';
+import { logger, parse } from './common.js';
+import { COMMON_DEFS, optionHelp, parserOptions, type CommandDef, type OptionDef } from './options.js';
+
+const run = promisify(execFile);
+
+export const DOCTOR_OPTIONS: readonly OptionDef[] = [
+  { name: 'netns', type: 'string', arg: 'NAME|PATH', help: "the namespace to check: a name from 'ip netns list' or a path such as\n/proc/PID/ns/net (default: ctwatch's own)", complete: 'netns' },
+  { name: 'json', type: 'boolean', help: 'one JSON object (schema/v1/doctor.json) instead of lines' },
+  ...COMMON_DEFS,
+];
+
+export const DOCTOR_COMMAND: CommandDef = { name: 'doctor', summary: 'check the kernel, the namespace and the privileges ctwatch needs, with the fix for each', options: DOCTOR_OPTIONS };
+
+export const DOCTOR_HELP = `Usage: ctwatch doctor [options]
+
+Checks what decides whether ctwatch sees events, bytes and processes, one line each with the
+fix: the conntrack netlink interface, the events sysctl, a ruleset that makes the namespace
+track anything, accounting, timestamps, hash buckets against the table limit, per-protocol
+timeouts, the receive buffer, what process attribution can use, the capabilities held, and
+how long a full table dump takes. It changes nothing.
+
+Options:
+${optionHelp(DOCTOR_OPTIONS)}
+
+Exit status: 0 every check passed, 1 a warning (ctwatch works, with less), 2 a failure (no
+events, or none that can be trusted); 64 usage, 66 no such namespace.
+Example:
+  sudo ctwatch doctor --netns prod
+  ok    netlink       conntrack netlink: built into the kernel
+  FAIL  events        net.netfilter.nf_conntrack_events=0: the kernel sends no conntrack events — fix: ip netns exec prod sysctl -w net.netfilter.nf_conntrack_events=1
+`;
+
+export type Status = 'ok' | 'warn' | 'fail' | 'skip';
+
+export interface Finding {
+  check: string;
+  status: Status;
+  /** what was found, in one sentence */
+  finding: string;
+  /** the command that fixes it (runnable where it can be), or the setting to change; absent when
+   * nothing needs fixing */
+  fix?: string;
+  /** the figures behind the finding, for scripts */
+  data?: Record<string, number | string | null>;
+}
+
+/** Capability numbers (linux/capability.h) of the ones ctwatch's features need. */
+export const CAP = {
+  DAC_READ_SEARCH: 2,
+  SETGID: 6,
+  SETUID: 7,
+  NET_ADMIN: 12,
+  SYS_PTRACE: 19,
+  SYS_ADMIN: 21,
+  PERFMON: 38,
+  BPF: 39,
+} as const;
+export type CapName = keyof typeof CAP;
+
+export const has = (set: bigint, cap: CapName): boolean => ((set >> BigInt(CAP[cap])) & 1n) === 1n;
+
+/** Everything the findings are computed from. */
+export interface Facts {
+  /** as given on the command line (a name or a path); absent: our own namespace */
+  netns?: string;
+  /** sysctl values by full name (net.netfilter.nf_conntrack_events); missing keys are unknown */
+  sysctl: Record<string, number>;
+  /** why sysctls could not be read, if they could not */
+  sysctlError?: string;
+  /** nf_conntrack_netlink: a loaded module, built into the kernel, or not there */
+  module: 'module' | 'builtin' | 'unknown';
+  /** opening a conntrack netlink socket in the namespace */
+  open: { ok: true; rcvbuf: number } | { ok: false; code: string; message: string };
+  stats?: KernelStats;
+  /** does the namespace's nftables ruleset make the kernel track connections? */
+  ruleset: { usesConntrack: boolean } | { error: string };
+  caps: { effective: bigint; bounding: bigint };
+  uid: number;
+  attribution: {
+    /** this build of the addon can attribute with eBPF */
+    ebpfBuilt: boolean;
+    btf: boolean;
+    cgroup2?: string;
+    /** /sys/kernel/security/lockdown's current mode, e.g. "integrity" */
+    lockdown?: string;
+    /** /proc mounted with hidepid: other users' processes are invisible */
+    hidepid?: string;
+  };
+  dump?: { ms: number; entries: number; done: boolean } | { error: string };
+}
+
+// ---- the findings: pure functions of the facts ----------------------------------------------
+
+/** `sysctl -w` in the right namespace. */
+export function sysctlFix(netns: string | undefined, setting: string): string {
+  if (netns === undefined) return `sysctl -w ${setting}`;
+  return netns.includes('/') ? `nsenter --net=${netns} sysctl -w ${setting}` : `ip netns exec ${netns} sysctl -w ${setting}`;
+}
+
+function inNetns(netns: string | undefined, cmd: string): string {
+  if (netns === undefined) return cmd;
+  return netns.includes('/') ? `nsenter --net=${netns} ${cmd}` : `ip netns exec ${netns} ${cmd}`;
+}
+
+const num = (x: number): string => x.toLocaleString('en-US').replace(/,/g, ' ');
+const sum = (rows: Record<string, number>[] | undefined, key: string): number => (rows ?? []).reduce((a, r) => a + (r[key] ?? 0), 0);
+const NF = 'net.netfilter.nf_conntrack_';
+
+export function netlinkFinding(f: Facts): Finding {
+  const check = 'netlink';
+  if (f.open.ok) {
+    return { check, status: 'ok', finding: `conntrack netlink: ${f.module === 'module' ? 'module nf_conntrack_netlink loaded' : f.module === 'builtin' ? 'built into the kernel' : 'answers'}` };
+  }
+  if (f.open.code === 'ERR_NO_CTNETLINK') {
+    return { check, status: 'fail', finding: "the kernel's conntrack netlink interface is not available", fix: 'modprobe nf_conntrack_netlink; load it at boot: echo nf_conntrack_netlink > /etc/modules-load.d/ctwatch.conf' };
+  }
+  if (f.open.code === 'ERR_NO_CAP_NET_ADMIN') return { check, status: 'skip', finding: 'not tried: opening a conntrack netlink socket needs CAP_NET_ADMIN (see capabilities)' };
+  if (f.open.code === 'ERR_NETNS_PERMISSION') return { check, status: 'skip', finding: 'not tried: entering the namespace needs CAP_SYS_ADMIN (see capabilities)' };
+  return { check, status: 'fail', finding: `opening a conntrack netlink socket failed: ${f.open.message}` };
+}
+
+export function capabilitiesFinding(f: Facts): Finding {
+  const check = 'capabilities';
+  const e = f.caps.effective;
+  const names = (Object.keys(CAP) as CapName[]).filter((c) => has(e, c)).map((c) => `CAP_${c}`);
+  const held = names.length ? names.join(' ') : 'none of those ctwatch uses';
+  if (!has(e, 'NET_ADMIN')) {
+    return { check, status: 'fail', finding: `held: ${held}; conntrack events need CAP_NET_ADMIN`, fix: 'run ctwatch as root, or grant CAP_NET_ADMIN (systemd: AmbientCapabilities=CAP_NET_ADMIN, contrib/ctwatch.service)' };
+  }
+  if (f.netns !== undefined && !has(e, 'SYS_ADMIN')) {
+    return { check, status: 'fail', finding: `held: ${held}; entering the namespace ${f.netns} needs CAP_SYS_ADMIN`, fix: 'run ctwatch as root, or grant CAP_SYS_ADMIN (contrib/ctwatch.service)' };
+  }
+  const cannot: string[] = [];
+  if (!has(e, 'SYS_ADMIN')) cannot.push('--netns (CAP_SYS_ADMIN)');
+  if (!has(e, 'SETUID') || !has(e, 'SETGID')) cannot.push('--user (CAP_SETUID CAP_SETGID)');
+  return { check, status: 'ok', finding: `held: ${held}${cannot.length ? `; without ${cannot.join(', ')}` : ''}` };
+}
+
+export function eventsFinding(f: Facts): Finding {
+  const check = 'events';
+  const v = f.sysctl[`${NF}events`];
+  if (v === undefined) return { check, status: 'skip', finding: `${NF}events could not be read${f.sysctlError ? `: ${f.sysctlError}` : ''}` };
+  const data = { [`${NF}events`]: v };
+  if (v === 0) return { check, status: 'fail', finding: `${NF}events=0: the kernel sends no conntrack events`, fix: sysctlFix(f.netns, `${NF}events=1`), data };
+  if (v === 2) return { check, status: 'ok', finding: `${NF}events=2 (on while a listener exists; entries older than the listener send no DESTROY, so ctwatch dumps the table at start)`, data };
+  return { check, status: 'ok', finding: `${NF}events=${v}`, data };
+}
+
+const RULE_FIX = ['nft add table inet ctwatch', "nft add chain inet ctwatch out '{ type filter hook output priority 0; }'", 'nft add rule inet ctwatch out ct state new counter'];
+
+export function rulesetFinding(f: Facts): Finding {
+  const check = 'ruleset';
+  const entries = f.stats?.entries ?? f.sysctl[`${NF}count`];
+  const fix = RULE_FIX.map((c) => inNetns(f.netns, c)).join('; ');
+  if (entries !== undefined && entries !== null && entries > 0) return { check, status: 'ok', finding: `the namespace tracks connections (${num(entries)} entries now)` };
+  if ('error' in f.ruleset) {
+    return { check, status: 'warn', finding: `the table is empty and the ruleset could not be read (${f.ruleset.error}): nothing is tracked until a rule uses conntrack`, fix };
+  }
+  if (f.ruleset.usesConntrack) return { check, status: 'ok', finding: 'the ruleset uses conntrack; the table is empty (no traffic yet)' };
+  return { check, status: 'fail', finding: 'the table is empty and no nftables rule uses conntrack: this namespace tracks nothing until one does', fix };
+}
+
+function toggleFinding(f: Facts, check: string, key: string, without: string): Finding {
+  const v = f.sysctl[`${NF}${key}`];
+  if (v === undefined) return { check, status: 'skip', finding: `${NF}${key} could not be read` };
+  const data = { [`${NF}${key}`]: v };
+  if (v === 0) return { check, status: 'warn', finding: `${NF}${key}=0: ${without} (turning it on applies to entries created afterwards)`, fix: sysctlFix(f.netns, `${NF}${key}=1`), data };
+  return { check, status: 'ok', finding: `${NF}${key}=${v}`, data };
+}
+
+export const accountingFinding = (f: Facts): Finding => toggleFinding(f, 'accounting', 'acct', 'flow ends carry no bytes or packets');
+export const timestampsFinding = (f: Facts): Finding =>
+  toggleFinding(f, 'timestamps', 'timestamp', "flow lifetimes come from when events arrive, not the kernel's start and stop times");
+
+/** Average hash chain length (max / buckets) above which lookups slow down and chaintoolong drops. */
+export const MAX_CHAIN = 8;
+
+export function tableFinding(f: Facts): Finding {
+  const check = 'table';
+  const max = f.stats?.max ?? f.sysctl[`${NF}max`];
+  const buckets = f.sysctl[`${NF}buckets`];
+  const entries = f.stats?.entries ?? f.sysctl[`${NF}count`];
+  if (max === undefined || max === null || buckets === undefined) return { check, status: 'skip', finding: 'the table limit or its hash buckets could not be read' };
+  const cpus = f.stats?.cpus;
+  const chain = buckets > 0 ? max / buckets : Infinity;
+  const parts = [`limit ${num(max)}, ${num(buckets)} hash buckets (${chain.toFixed(chain < 10 ? 1 : 0)} per bucket at full)`];
+  if (entries !== undefined && entries !== null) parts.push(`${num(entries)} entries (${Math.round((entries / Math.max(1, max)) * 100)} %)`);
+  const drops = sum(cpus, 'drop') + sum(cpus, 'early_drop');
+  const tooLong = sum(cpus, 'chaintoolong');
+  if (drops > 0) parts.push(`the kernel dropped ${num(drops)} packets for a full table since boot`);
+  if (tooLong > 0) parts.push(`${num(tooLong)} inserts refused for a hash chain too long`);
+  const finding = parts.join('; ');
+  const data = { max, buckets, entries: entries ?? null, drops, chaintoolong: tooLong };
+  const bucketFix = `echo ${max} > /sys/module/nf_conntrack/parameters/hashsize (or sysctl -w ${NF}buckets=${max}; the host's namespace only)`;
+  if (chain > MAX_CHAIN || tooLong > 0) return { check, status: 'warn', finding, fix: bucketFix, data };
+  if (drops > 0) return { check, status: 'warn', finding, fix: `find what fills it (ctwatch top${f.netns ? ` --netns ${f.netns}` : ''}); raise the limit: ${sysctlFix(undefined, `${NF}max=${max * 2}`)} and the buckets with it`, data };
+  return { check, status: 'ok', finding, data };
+}
+
+/** The kernel's defaults (nf_conntrack_proto_*.c): longer values keep entries in the table longer. */
+export const DEFAULT_TIMEOUTS: Record<string, number> = {
+  tcp_timeout_time_wait: 120,
+  tcp_timeout_established: 432000,
+  tcp_timeout_close_wait: 60,
+  tcp_timeout_fin_wait: 120,
+  tcp_timeout_syn_sent: 120,
+  udp_timeout: 30,
+  udp_timeout_stream: 120,
+  icmp_timeout: 30,
+  generic_timeout: 600,
+};
+
+export function timeoutsFinding(f: Facts): Finding {
+  const check = 'timeouts';
+  const tw = f.sysctl[`${NF}tcp_timeout_time_wait`];
+  if (tw === undefined) return { check, status: 'skip', finding: 'the per-protocol timeouts could not be read' };
+  const v = (k: string) => f.sysctl[`${NF}${k}`];
+  const max = f.stats?.max ?? v('max');
+  const shown = `TIME_WAIT ${tw} s, ESTABLISHED ${num(v('tcp_timeout_established'))} s, UDP ${v('udp_timeout')} s (stream ${v('udp_timeout_stream')} s), generic ${v('generic_timeout')} s`;
+  // A short TCP connection holds its entry for about the TIME_WAIT timeout after it closes.
+  const ceiling = max && tw > 0 ? `; short TCP connections fill the table at ${num(Math.floor(max / tw))}/s sustained` : '';
+  const raised = Object.entries(DEFAULT_TIMEOUTS).filter(([k, d]) => v(k) !== undefined && v(k) > d);
+  if (raised.length > 0) {
+    return {
+      check,
+      status: 'warn',
+      finding: `${shown}${ceiling}; above the kernel's default: ${raised.map(([k, d]) => `${k} ${v(k)} s (default ${d})`).join(', ')}`,
+      fix: raised.map(([k, d]) => sysctlFix(f.netns, `${NF}${k}=${d}`)).join('; '),
+    };
+  }
+  return { check, status: 'ok', finding: `${shown}${ceiling}` };
+}
+
+const MiB = 1024 * 1024;
+
+export function rcvbufFinding(f: Facts): Finding {
+  const check = 'rcvbuf';
+  if (!f.open.ok) return { check, status: 'skip', finding: 'not tried: no conntrack netlink socket (see netlink)' };
+  const rmemMax = f.sysctl['net.core.rmem_max'];
+  // The kernel reports twice what was asked for (its bookkeeping overhead).
+  const granted = f.open.rcvbuf;
+  const limit = rmemMax !== undefined ? `; net.core.rmem_max=${num(rmemMax)} does not bind it (SO_RCVBUFFORCE with CAP_NET_ADMIN)` : '';
+  if (granted < DEFAULT_RCVBUF) {
+    return {
+      check,
+      status: 'warn',
+      finding: `the event socket got ${(granted / MiB).toFixed(1)} MiB of the ${DEFAULT_RCVBUF / MiB} MiB asked for: bursts will overflow (ENOBUFS)`,
+      fix: `${sysctlFix(undefined, `net.core.rmem_max=${2 * DEFAULT_RCVBUF}`)}, or grant CAP_NET_ADMIN so ctwatch can force it`,
+    };
+  }
+  return { check, status: 'ok', finding: `the event socket got ${Math.round(granted / MiB)} MiB (asked ${DEFAULT_RCVBUF / MiB} MiB; grows to 512 MiB after an overflow)${limit}` };
+}
+
+export function attributionFinding(f: Facts): Finding {
+  const check = 'attribution';
+  const a = f.attribution;
+  const e = f.caps.effective;
+  const bpfCaps = (has(e, 'BPF') && has(e, 'PERFMON')) || has(e, 'SYS_ADMIN');
+  const ebpfWhyNot: string[] = [];
+  if (!a.ebpfBuilt) ebpfWhyNot.push('this build has no eBPF attribution');
+  if (!a.btf) ebpfWhyNot.push('no BTF (/sys/kernel/btf/vmlinux)');
+  if (!bpfCaps) ebpfWhyNot.push('no CAP_BPF + CAP_PERFMON');
+  if (!a.cgroup2) ebpfWhyNot.push('no cgroup2 mount');
+  if (a.lockdown === 'confidentiality') ebpfWhyNot.push('kernel lockdown=confidentiality');
+  if (ebpfWhyNot.length === 0) return { check, status: 'ok', finding: `eBPF at the socket (BTF, CAP_BPF + CAP_PERFMON, cgroup2 at ${a.cgroup2})` };
+  // The sock_diag fallback maps sockets to processes through /proc/PID/fd: other users' need both.
+  const others = has(e, 'SYS_PTRACE') && has(e, 'DAC_READ_SEARCH');
+  const mode = `sock_diag + /proc (${ebpfWhyNot.join(', ')})`;
+  if (a.hidepid && a.hidepid !== '0' && a.hidepid !== 'off' && !others) {
+    return { check, status: 'warn', finding: `${mode}; /proc is mounted hidepid=${a.hidepid}: other users' processes are invisible`, fix: 'grant CAP_SYS_PTRACE CAP_DAC_READ_SEARCH (contrib/ctwatch.service), or remount /proc without hidepid' };
+  }
+  if (!others) {
+    return {
+      check,
+      status: 'warn',
+      finding: `${mode}: only processes of uid ${f.uid} can be named (reading other users' /proc/PID/fd needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)`,
+      fix: 'grant CAP_SYS_PTRACE CAP_DAC_READ_SEARCH (systemd: CapabilityBoundingSet= and AmbientCapabilities=, see contrib/ctwatch.service)',
+    };
+  }
+  return { check, status: 'ok', finding: `${mode}: every process can be named` };
+}
+
+/** A dump slower than this makes start-up and every resync after lost events that much blinder. */
+export const SLOW_DUMP_MS = 2000;
+
+export function dumpFinding(f: Facts): Finding {
+  const check = 'dump';
+  const d = f.dump;
+  if (!d) return { check, status: 'skip', finding: 'not tried: no conntrack netlink socket (see netlink)' };
+  if ('error' in d) return { check, status: 'fail', finding: `the table dump failed: ${d.error}` };
+  if (!d.done) return { check, status: 'warn', finding: `a full table dump did not finish in ${(d.ms / 1000).toFixed(0)} s (${num(d.entries)} entries read): start-up and resync after lost events will be slow`, fix: 'see doctor table and timeouts: fewer, shorter-lived entries dump faster' };
+  const rate = d.ms > 0 && d.entries > 0 ? `, ${num(Math.round((d.entries / d.ms) * 1000))} entries/s` : '';
+  const finding = `a full table dump took ${d.ms < 10 ? d.ms.toFixed(1) : Math.round(d.ms)} ms for ${num(d.entries)} entries${rate}`;
+  const data = { ms: Math.round(d.ms * 10) / 10, entries: d.entries };
+  if (d.ms > SLOW_DUMP_MS) return { check, status: 'warn', finding: `${finding}: start-up and each resync after lost events take that long`, fix: 'raise --rcvbuf so overflows (and resyncs) are rare; see doctor table and timeouts', data };
+  return { check, status: 'ok', finding, data };
+}
+
+export function findings(f: Facts): Finding[] {
+  return [
+    netlinkFinding(f),
+    capabilitiesFinding(f),
+    eventsFinding(f),
+    rulesetFinding(f),
+    accountingFinding(f),
+    timestampsFinding(f),
+    tableFinding(f),
+    timeoutsFinding(f),
+    rcvbufFinding(f),
+    attributionFinding(f),
+    dumpFinding(f),
+  ];
+}
+
+export function exitStatus(list: Finding[]): number {
+  return list.some((x) => x.status === 'fail') ? 2 : list.some((x) => x.status === 'warn') ? 1 : 0;
+}
+
+const LABEL: Record<Status, string> = { ok: 'ok', warn: 'WARN', fail: 'FAIL', skip: 'skip' };
+
+export function renderFindings(list: Finding[]): string {
+  const out: string[] = [];
+  for (const x of list) {
+    // One line per check, fix included, so `ctwatch doctor | grep FAIL` keeps what to do.
+    out.push(`${LABEL[x.status].padEnd(6)}${x.check.padEnd(14)}${x.finding}${x.fix ? ` — fix: ${x.fix}` : ''}`);
+  }
+  return `${out.join('\n')}\n`;
+}
+
+// ---- gathering the facts ---------------------------------------------------------------------
+
+const SYSCTLS = [
+  'events',
+  'acct',
+  'timestamp',
+  'max',
+  'buckets',
+  'count',
+  ...Object.keys(DEFAULT_TIMEOUTS),
+].map((k) => `${NF}${k}`).concat(['net.core.rmem_max']);
+
+const sysctlPath = (key: string) => `/proc/sys/${key.replace(/\./g, '/')}`;
+
+/** Network sysctls belong to the namespace of the process that opens them: read another's from a
+ * process that entered it (nsenter, util-linux). */
+async function readSysctls(netns: string | undefined): Promise<{ values: Record<string, number>; error?: string }> {
+  const values: Record<string, number> = {};
+  if (netns === undefined) {
+    for (const k of SYSCTLS) {
+      try {
+        values[k] = Number(readFileSync(sysctlPath(k), 'utf8').trim());
+      } catch {
+        /* absent on this kernel */
+      }
+    }
+    return { values };
+  }
+  try {
+    // grep prints FILE:VALUE per file; it exits 2 when some file is missing, which is not an error here.
+    const { stdout } = await run('nsenter', [`--net=${netnsPath(netns)}`, '--', 'grep', '-s', '-H', '.', ...SYSCTLS.map(sysctlPath)], { timeout: 10_000 }).catch((err: { stdout?: string; code?: unknown; message: string }) => {
+      if (typeof err.stdout === 'string' && err.stdout.length > 0) return { stdout: err.stdout };
+      throw err;
+    });
+    for (const line of stdout.split('\n')) {
+      const i = line.lastIndexOf(':');
+      if (i < 0) continue;
+      const key = line.slice('/proc/sys/'.length, i).replace(/\//g, '.');
+      values[key] = Number(line.slice(i + 1).trim());
+    }
+    return { values };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string };
+    return { values, error: e.code === 'ENOENT' ? 'nsenter (util-linux) is not installed' : (e.stderr?.trim().split('\n')[0] ?? e.message) };
+  }
+}
+
+/** True if some rule needs connection tracking: a ct expression, NAT, or an xtables state match. */
+export function rulesetUsesConntrack(doc: unknown): boolean {
+  const seen = (v: unknown): boolean => {
+    if (Array.isArray(v)) return v.some(seen);
+    if (v === null || typeof v !== 'object') return false;
+    const o = v as Record<string, unknown>;
+    if ('ct' in o || 'snat' in o || 'dnat' in o || 'masquerade' in o || 'redirect' in o) return true;
+    if (o.type === 'nat' && 'hook' in o) return true;
+    const xt = o.xt as { name?: string } | undefined;
+    if (xt && typeof xt === 'object' && /^(conntrack|state|connmark|CONNMARK)$/.test(String(xt.name))) return true;
+    return Object.values(o).some(seen);
+  };
+  return seen(doc);
+}
+
+async function readRuleset(netns: string | undefined): Promise<Facts['ruleset']> {
+  const [cmd, args] = netns === undefined ? ['nft', ['-j', 'list', 'ruleset']] : ['nsenter', [`--net=${netnsPath(netns)}`, '--', 'nft', '-j', 'list', 'ruleset']];
+  try {
+    const { stdout } = await run(cmd as string, args as string[], { timeout: 10_000, maxBuffer: 64 * MiB });
+    return { usesConntrack: rulesetUsesConntrack(JSON.parse(stdout)) };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string };
+    if (e.code === 'ENOENT') return { error: `${cmd} is not installed` };
+    return { error: e.stderr?.trim().split('\n')[0] || e.message.split('\n')[0] };
+  }
+}
+
+function moduleState(): Facts['module'] {
+  if (existsSync('/sys/module/nf_conntrack_netlink/initstate')) return 'module';
+  try {
+    const release = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+    if (readFileSync(`/lib/modules/${release}/modules.builtin`, 'utf8').includes('/nf_conntrack_netlink.ko')) return 'builtin';
+  } catch {
+    /* no module tree (containers, custom kernels) */
+  }
+  return 'unknown';
+}
+
+function procStatus(): { effective: bigint; bounding: bigint; uid: number } {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const hex = (k: string) => BigInt(`0x${new RegExp(`^${k}:\\s+([0-9a-f]+)`, 'm').exec(status)?.[1] ?? '0'}`);
+  return { effective: hex('CapEff'), bounding: hex('CapBnd'), uid: Number(/^Uid:\s+\d+\s+(\d+)/m.exec(status)?.[1] ?? -1) };
+}
+
+function attributionFacts(): Facts['attribution'] {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n');
+  let cgroup2: string | undefined;
+  let hidepid: string | undefined;
+  for (const m of mounts) {
+    const [pre, post] = m.split(' - ');
+    if (!post) continue;
+    const fields = pre.split(' ');
+    const [fstype, , superOpts] = post.split(' ');
+    if (fstype === 'cgroup2' && cgroup2 === undefined) cgroup2 = fields[4];
+    if (fstype === 'proc' && fields[4] === '/proc') hidepid = /hidepid=([^,\s]+)/.exec(superOpts ?? '')?.[1];
+  }
+  let lockdown: string | undefined;
+  try {
+    lockdown = /\[(\w+)\]/.exec(readFileSync('/sys/kernel/security/lockdown', 'utf8'))?.[1];
+  } catch {
+    /* no lockdown LSM */
+  }
+  return { ebpfBuilt: false, btf: existsSync('/sys/kernel/btf/vmlinux'), cgroup2, lockdown, hidepid };
+}
+
+/** How long the kernel takes to dump the whole table, as ctwatch's start-up and resync do. */
+async function timeDump(source: LiveSource, deadlineMs: number): Promise<NonNullable<Facts['dump']>> {
+  const started = process.hrtime.bigint();
+  let entries = 0;
+  const timer = setTimeout(() => void source.close(), deadlineMs);
+  let done = false;
+  try {
+    source.dump();
+    for await (const batch of source) {
+      for (const e of batch) {
+        if (e.event === 'snapshot') entries++;
+        else if (e.event === 'snapshot_done') done = true;
+      }
+      if (done) break;
+    }
+  } catch (err) {
+    return { error: fromNativeError(err).message };
+  } finally {
+    clearTimeout(timer);
+  }
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  if (source.dumpErrors.length) return { error: source.dumpErrors[0] === 1 ? 'not permitted (a dump needs CAP_NET_ADMIN)' : `the kernel answered errno ${source.dumpErrors[0]}` };
+  return { ms, entries, done };
+}
+
+export async function gatherFacts(netns: string | undefined, dumpDeadlineMs = 30_000): Promise<Facts> {
+  const ps = procStatus();
+  let source: LiveSource | undefined;
+  let open: Facts['open'];
+  try {
+    // Subscribing is what needs CAP_NET_ADMIN: try exactly what ctwatch does. The events that
+    // arrive meanwhile are ignored; the socket is for the statistics and the timed dump.
+    source = new LiveSource({ netns, events: ['destroy'], snapshot: false });
+    open = { ok: true, rcvbuf: source.counters.rcvbuf };
+  } catch (err) {
+    const e = err instanceof CtwatchError ? err : fromNativeError(err);
+    // A namespace that is not there is the operator's mistake, not a finding.
+    if (e.code === 'ERR_NETNS_NOT_FOUND' || e.code === 'ERR_NETNS') throw e;
+    open = { ok: false, code: e.code, message: e.message };
+  }
+  try {
+    const [sys, ruleset] = await Promise.all([readSysctls(netns), readRuleset(netns)]);
+    let stats: KernelStats | undefined;
+    let dump: Facts['dump'];
+    if (source) {
+      try {
+        stats = source.stats();
+      } catch {
+        /* reported through the dump */
+      }
+      dump = await timeDump(source, dumpDeadlineMs);
+    }
+    return {
+      netns,
+      sysctl: sys.values,
+      sysctlError: sys.error,
+      module: ((m) => (m === "unknown" && open.ok ? "builtin" : m))(moduleState()),
+      open,
+      stats,
+      ruleset,
+      caps: { effective: ps.effective, bounding: ps.bounding },
+      uid: ps.uid,
+      attribution: attributionFacts(),
+      dump,
+    };
+  } finally {
+    await source?.close();
+  }
+}
+
+export async function doctor(argv: string[]): Promise<number> {
+  const { values } = parse('doctor', argv, parserOptions(DOCTOR_OPTIONS.filter((d) => d.name !== 'help' && d.name !== 'log-format')));
+  if (values.help) {
+    process.stdout.write(DOCTOR_HELP);
+    return 0;
+  }
+  logger(values as { 'log-format'?: string });
+  const netns = values.netns as string | undefined;
+  if (netns !== undefined && !existsSync(netnsPath(netns))) {
+    throw new CtwatchError('ERR_NETNS_NOT_FOUND', `network namespace ${netnsPath(netns)} does not exist: list them with 'ip netns list', or pass a path such as /proc/PID/ns/net`, { exitCode: EXIT.noInput });
+  }
+  const facts = await gatherFacts(netns);
+  const list = findings(facts);
+  const code = exitStatus(list);
+  if (values.json) {
+    const status = (['ok', 'warn', 'fail'] as const)[code];
+    process.stdout.write(`${JSON.stringify({ v: 1, event: 'doctor', time: new Date().toISOString(), netns: netns ?? null, status, checks: list })}\n`);
+  } else {
+    process.stdout.write(renderFindings(list));
+  }
+  return code;
+}
