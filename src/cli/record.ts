@@ -94,7 +94,7 @@ export async function record(argv: string[]): Promise<number> {
   const output = openOutput(values.output ?? '-', (err) => {
     if (!fatal) fatal = err;
     void source?.close();
-  });
+  }, { owner: account });
   const churnUs = values.churn ? Math.round(parseDuration(values.churn, '--churn') * 1e6) : undefined;
   if (churnUs !== undefined && (churnUs < 1e6 || churnUs % 1e6 !== 0)) {
     throw new CtwatchError('ERR_USAGE', `--churn ${values.churn}: use whole seconds, at least 1s`, { exitCode: EXIT.usage });
@@ -104,7 +104,7 @@ export async function record(argv: string[]): Promise<number> {
   for (const note of source.filterNotes) log.info(note);
   if (account) {
     try {
-      dropPrivileges(account, [output.path]);
+      dropPrivileges(account);
     } catch (err) {
       await source.close();
       throw err;

@@ -120,13 +120,13 @@ export async function watch(argv: string[]): Promise<number> {
     output = openOutput(values.output, (err) => {
       fatal ??= err;
       closeSource();
-    });
+    }, { owner: account });
   }
   const source = openEngineSource(values);
   closeSource = () => void source.close();
   if (account) {
     try {
-      dropPrivileges(account, [output?.path ?? '']);
+      dropPrivileges(account);
     } catch (err) {
       await source.close();
       throw err;

@@ -1,9 +1,11 @@
 /**
  * Where data lines go: stdout or a file. Lines are buffered and written in large chunks
  * (sonic-boom); a full buffer is backpressure (`write` returns false, wait for `drained`), never
- * unbounded memory. Files are created 0600 and reopened on SIGHUP for logrotate.
+ * unbounded memory. Files are created 0600 and reopened on SIGHUP for logrotate, both times through
+ * src/util/safe-file.ts (no symlink, hard link or someone else's file; with `--user`, a file
+ * created before the switch is handed to the account through its descriptor).
  */
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import sonicBoom from 'sonic-boom';
 import type { SonicBoom as SonicBoomType } from 'sonic-boom';
@@ -11,6 +13,7 @@ import type { SonicBoom as SonicBoomType } from 'sonic-boom';
 // sonic-boom is CommonJS; its typings describe a named class that Node's ESM loader does not expose.
 const SonicBoom = sonicBoom as unknown as typeof SonicBoomType;
 import { CtwatchError, EXIT } from '../util/errors.js';
+import { FileRefused, openFile, type FileOwner } from '../util/safe-file.js';
 
 export interface Output {
   readonly path: string;
@@ -29,33 +32,43 @@ export interface Output {
  * in the file promptly; a busy one is written in 64 KiB chunks). */
 const FLUSH_MS = 1000;
 
-export function openOutput(path: string, onError: (err: CtwatchError) => void): Output {
+export interface OutputOptions {
+  /** `--user`: a file created now (as root, before the switch) is handed to this account */
+  owner?: FileOwner;
+}
+
+/** One line for a file that cannot be opened: the reason, and what to do. */
+function cannotWrite(path: string, err: unknown): CtwatchError {
+  if (!(err instanceof FileRefused)) throw err;
+  const why =
+    err.code === 'EACCES' || err.code === 'EPERM' ? 'permission denied'
+      : err.code === 'ENOENT' ? (existsSync(dirname(resolve(path))) ? 'files cannot be created there' : 'directory does not exist')
+        : err.code === 'EISDIR' ? 'is a directory'
+          : err.code === 'EROFS' ? 'read-only file system'
+            : err.reason;
+  return new CtwatchError('ERR_OUTPUT', `cannot write ${path}: ${why} (${err.advice ?? 'choose a writable --output, or - for stdout'})`, { errno: err.errno, exitCode: EXIT.cantCreate });
+}
+
+function openFd(path: string, owner: FileOwner | undefined): number {
+  try {
+    return openFile(path, { access: 'append', mode: 0o600, owner }).fd;
+  } catch (err) {
+    throw cannotWrite(path, err);
+  }
+}
+
+export function openOutput(path: string, onError: (err: CtwatchError) => void, o: OutputOptions = {}): Output {
   const toStdout = path === '-' || path === '';
   if (!toStdout && /^\/(proc|sys)(\/|$)/.test(resolve(path))) {
     // Kernel interface files accept an open for append and then fail every write (EIO).
     throw new CtwatchError('ERR_OUTPUT', `cannot write ${path}: /proc and /sys hold kernel interface files, not data (choose a writable --output, or - for stdout)`, { exitCode: EXIT.cantCreate });
   }
-  if (!toStdout) {
-    // Open once ourselves first so a bad path fails now with one clear line, not later
-    // inside an asynchronous write.
-    try {
-      closeSync(openSync(path, 'a', 0o600));
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      const why =
-        e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied'
-          : e.code === 'ENOENT' ? (existsSync(dirname(path)) ? 'files cannot be created there' : 'directory does not exist')
-            : e.code === 'EISDIR' ? 'is a directory'
-              : e.code === 'EROFS' ? 'read-only file system'
-                : e.code ?? e.message;
-      throw new CtwatchError('ERR_OUTPUT', `cannot write ${path}: ${why} (choose a writable --output, or - for stdout)`, { errno: e.errno, exitCode: EXIT.cantCreate });
-    }
-  }
-  const boom = toStdout
-    ? new SonicBoom({ fd: 1, minLength: 64 * 1024, maxWrite: 1024 * 1024, periodicFlush: FLUSH_MS, sync: false })
-    : new SonicBoom({ dest: path, append: true, mode: 0o600, minLength: 64 * 1024, maxWrite: 1024 * 1024, periodicFlush: FLUSH_MS, sync: false });
+  // Opened now, so a bad path fails at once with one clear line, not later inside an asynchronous
+  // write; and before --user, so the file can be handed over through its descriptor.
+  const boomFor = (fd: number) => new SonicBoom({ fd, minLength: 64 * 1024, maxWrite: 1024 * 1024, periodicFlush: FLUSH_MS, sync: false });
+  let boom = boomFor(toStdout ? 1 : openFd(path, o.owner));
   let errors = 0;
-  boom.on('error', (err: NodeJS.ErrnoException) => {
+  const onWriteError = (err: NodeJS.ErrnoException) => {
     errors++;
     // EPIPE on stdout: the reader (e.g. `| head`) went away; that is the end, not a failure.
     if (err.code === 'EPIPE') {
@@ -63,7 +76,35 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void): 
       return;
     }
     onError(new CtwatchError('ERR_OUTPUT', `writing ${toStdout ? 'stdout' : path} failed: ${err.code ?? err.message}${err.code === 'ENOSPC' ? ' (the disk is full: free space or choose another --output)' : ' (choose a writable --output, or - for stdout)'}`, { errno: err.errno, exitCode: EXIT.ioErr }));
-  });
+  };
+  boom.on('error', onWriteError);
+  /** Flushes and closes one writer; resolves even when the flush fails (the error is reported). */
+  const finish = (b: SonicBoomType): Promise<void> =>
+    new Promise((resolve) => {
+      const close = () => {
+        // After a write error sonic-boom never completes a flush or an end: what is buffered
+        // cannot be written anyway (the error has been reported), so let go at once.
+        try {
+          b.destroy();
+        } catch {
+          /* already closed */
+        }
+        resolve();
+      };
+      if (errors > 0) return close();
+      const end = () => {
+        if (errors > 0 || toStdout) return toStdout ? resolve() : close();
+        b.once('close', () => resolve());
+        b.once('error', close);
+        b.end();
+      };
+      try {
+        b.flush((err) => (err ? close() : end()));
+      } catch {
+        end();
+      }
+    });
+  let retiring: Promise<void> = Promise.resolve();
   return {
     path: toStdout ? '-' : path,
     get errors() {
@@ -76,44 +117,37 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void): 
     drained(): Promise<void> {
       // After an error nothing will drain: the caller stops on the error it was given.
       if (errors > 0) return Promise.resolve();
+      const b = boom;
       return new Promise((resolve) => {
         const done = () => {
-          boom.off('drain', done);
-          boom.off('error', done);
+          b.off('drain', done);
+          b.off('error', done);
           resolve();
         };
-        boom.once('drain', done);
-        boom.once('error', done);
+        b.once('drain', done);
+        b.once('error', done);
       });
     },
     reopen(): void {
-      if (!toStdout) boom.reopen();
-    },
-    end(): Promise<void> {
-      // After a write error sonic-boom never completes a flush: what is buffered cannot be
-      // written anyway (the error has been reported), so let go at once.
-      if (errors > 0) {
-        try {
-          boom.destroy();
-        } catch {
-          /* already closed */
-        }
-        return Promise.resolve();
+      // logrotate renamed the file: open the path again, with the same checks, and let the old
+      // writer flush into the renamed file and close.
+      if (toStdout || errors > 0) return;
+      let fd: number;
+      try {
+        fd = openFd(path, undefined);
+      } catch (err) {
+        errors++;
+        onError(err as CtwatchError);
+        return;
       }
-      return new Promise((resolve) => {
-        const finish = () => {
-          if (toStdout) resolve();
-          else {
-            boom.once('close', () => resolve());
-            boom.end();
-          }
-        };
-        try {
-          boom.flush(() => finish());
-        } catch {
-          finish();
-        }
-      });
+      const old = boom;
+      boom = boomFor(fd);
+      boom.on('error', onWriteError);
+      retiring = Promise.all([retiring, finish(old)]).then(() => {});
+      // a writer waiting in drained() on the old one is released when it has flushed
+    },
+    async end(): Promise<void> {
+      await Promise.all([retiring, finish(boom)]);
     },
   };
 }

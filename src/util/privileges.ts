@@ -1,9 +1,10 @@
 /**
  * `--user NAME`: after the kernel sockets are open, become NAME and keep only CAP_NET_ADMIN on the
- * threads that still send netlink requests (native/privileges.cc says why that one). Output files
- * opened as root are handed to NAME first, so SIGHUP reopen (logrotate) still works.
+ * threads that still send netlink requests (native/privileges.cc says why that one). Files are not
+ * handed over here, by path: their openers create them for NAME through the descriptor before the
+ * switch (src/util/safe-file.ts).
  */
-import { chownSync, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { loadAddon } from '../source/native.js';
 import { CtwatchError, EXIT } from './errors.js';
 
@@ -29,9 +30,8 @@ export function capabilities(): { effective: bigint; permitted: bigint; uid: num
   return { effective: hex('CapEff'), permitted: hex('CapPrm'), uid: Number(/^Uid:\s+\d+\s+(\d+)/m.exec(status)![1]) };
 }
 
-export function dropPrivileges(account: Account, files: string[] = []): void {
+export function dropPrivileges(account: Account): void {
   if (process.getuid?.() !== 0) throw new CtwatchError('ERR_USER', '--user needs ctwatch to start as root (it opens the kernel sockets, then switches)', { exitCode: EXIT.noPerm });
-  for (const f of files) if (f && f !== '-' && existsSync(f)) chownSync(f, account.uid, account.gid);
   const addon = loadAddon() as unknown as { dropPrivileges(uid: number, gid: number): void };
   try {
     addon.dropPrivileges(account.uid, account.gid);

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readFileSync, renameSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, ROOT, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
@@ -54,7 +54,13 @@ describe('--user: dropping privileges (own namespace)', () => {
   });
 
   it('record --user nobody: the file keeps filling, and logrotate rename + SIGHUP works', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ctwatch-user-'));
+    // The README's layout: a directory only root can change (here a private one under /tmp),
+    // holding the output directory handed to the account. (An account's own directory straight in
+    // /tmp is refused: the account could swap it for a link to anywhere.)
+    const top = mkdtempSync(join(tmpdir(), 'ctwatch-user-'));
+    chmodSync(top, 0o755);
+    const dir = join(top, 'out');
+    mkdirSync(dir);
     chownSync(dir, 65534, 65534);
     const file = join(dir, 'ct.jsonl');
     const rec = track(spawn(process.execPath, [CLI, 'record', '--netns', ns.name, '--user', 'nobody', '-o', file], { stdio: ['ignore', 'ignore', 'pipe'] }));
@@ -76,6 +82,8 @@ describe('--user: dropping privileges (own namespace)', () => {
     } finally {
       rec.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
+    const code = await exited;
+    rmSync(top, { recursive: true, force: true });
+    expect(code).toBe(0);
   });
 });
