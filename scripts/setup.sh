@@ -12,9 +12,11 @@ fi
 # Build: libnetfilter-conntrack-dev libmnl-dev build-essential pkg-config python3 (node-gyp)
 # Run and test: nftables iproute2 conntrack (conntrack -E is the reference in tests and benchmarks)
 # iputils-ping (ICMP flows), rsyslog + TLS modules and openssl (SIEM receivers in tests), procps,
-# prometheus (scrapes the metrics endpoint in tests), curl
+# prometheus (scrapes the metrics endpoint in tests; promtool checks the rules),
+# prometheus-node-exporter (reads stats --textfile in tests), logrotate (the contrib snippet), curl
 packages=(libnetfilter-conntrack-dev libmnl-dev build-essential pkg-config python3 nftables iproute2
-  conntrack iputils-ping procps rsyslog rsyslog-gnutls rsyslog-openssl openssl gnutls-bin prometheus curl)
+  conntrack iputils-ping procps rsyslog rsyslog-gnutls rsyslog-openssl openssl gnutls-bin prometheus
+  prometheus-node-exporter logrotate curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,6 +29,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # The packaged rsyslog service is not ours: tests start their own rsyslogd on loopback ports.
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet rsyslog 2>/dev/null; then
     systemctl stop rsyslog || true
+  fi
+  # Nor the packaged node_exporter: tests start their own on loopback ports.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus-node-exporter 2>/dev/null; then
+    systemctl stop prometheus-node-exporter || true
   fi
 fi
 

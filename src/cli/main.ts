@@ -16,7 +16,7 @@ Commands:
   demo       the table-full incident reproduced in a throwaway namespace, caught live
   top        live view: table fill, time to full, churn, top destinations/sources
   watch      the daemon: churn alerts that name the destination and source (systemd unit)
-  stats      one snapshot and exit (JSON, or a Nagios-style check with exit status)
+  stats      one snapshot and exit: a monitoring check, JSON, or a node_exporter textfile
   record     write conntrack events (and flow ends, churn snapshots) as JSON lines
   replay     run the engine on a recording: flow ends and churn, deterministic
   doctor     why no events, bytes or processes: each check with its fix
@@ -25,7 +25,7 @@ Start here:
   sudo ctwatch demo                                  see it catch a leaking connection pool
   sudo ctwatch doctor                                why no events? each check with its fix
   sudo ctwatch top                                   who is filling the table, live
-  sudo ctwatch stats --warn 70 --crit 90             a monitoring check
+  sudo ctwatch stats -w 70 -c 90                     a Nagios/Icinga check (exit 0/1/2/3)
   sudo ctwatch record --flows --churn 10s -o ct.jsonl   keep a record to replay later
 
 Docs: README.md (troubleshooting), docs/schema.md (every JSON field).

@@ -26,6 +26,8 @@ const NO_CAPS = ['setpriv', '--inh-caps=-all', '--bounding-set=-all'];
 /** an ordinary user */
 const NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
 
+/** the monitoring plugin guidelines' UNKNOWN: what `stats` exits with on any error */
+const UNKNOWN = 3;
 const EXIT = { usage: 64, dataErr: 65, noInput: 66, unavailable: 69, cantCreate: 73, ioErr: 74, noPerm: 77, config: 78 } as const;
 
 interface Ctx {
@@ -47,6 +49,8 @@ interface Case {
   says: (string | RegExp)[];
   /** words the error line must not contain (a wrong diagnosis) */
   never?: string[];
+  /** a monitoring check (stats): the line is `CONNTRACK UNKNOWN - ...` on stdout, exit 3 */
+  check?: boolean;
 }
 
 interface Result {
@@ -129,7 +133,8 @@ const CASES: Case[] = [
     name: 'stats as an ordinary user',
     as: NOBODY,
     argv: () => ['stats'],
-    exit: EXIT.noPerm,
+    exit: UNKNOWN,
+    check: true,
     says: ['needs CAP_NET_ADMIN', 'run ctwatch as root'],
   },
   {
@@ -185,7 +190,8 @@ const CASES: Case[] = [
     (cmd): Case => ({
       name: `${cmd}: unknown option`,
       argv: () => [cmd, '--frobnicate'],
-      exit: EXIT.usage,
+      exit: cmd === 'stats' ? UNKNOWN : EXIT.usage,
+      check: cmd === 'stats',
       says: ["Unknown option '--frobnicate'", USAGE_HELP(cmd)],
     }),
   ),
@@ -204,7 +210,8 @@ const CASES: Case[] = [
   {
     name: 'stats --events "," (only a separator)',
     argv: () => ['stats', '--events', ','],
-    exit: EXIT.usage,
+    exit: UNKNOWN,
+    check: true,
     says: ['--events is empty', 'new,update,destroy'],
   },
   {
@@ -280,27 +287,38 @@ const CASES: Case[] = [
     says: ['--log-format must be text or json', '"bogus"'],
   },
   {
-    name: 'stats --warn 0',
-    argv: () => ['stats', '--warn', '0'],
-    exit: EXIT.usage,
-    says: ['--warn 0', 'percentage between 1 and 100'],
+    name: 'stats -w that is not a range',
+    argv: () => ['stats', '-w', 'lots'],
+    exit: UNKNOWN,
+    check: true,
+    says: ['-w "lots" is not a threshold range', '60:90', '@10:20'],
   },
   {
-    name: 'stats --crit 200',
-    argv: () => ['stats', '--crit', '200'],
-    exit: EXIT.usage,
-    says: ['--crit 200', 'percentage between 1 and 100'],
+    name: 'stats -c range that ends before it starts',
+    argv: () => ['stats', '-c', '90:10'],
+    exit: UNKNOWN,
+    check: true,
+    says: ['-c "90:10" is not a threshold range'],
   },
   {
-    name: 'stats --warn above --crit',
-    argv: (c) => ['stats', '--netns', c.ns, '--interval', '1s', '--warn', '90', '--crit', '70'],
-    exit: EXIT.usage,
-    says: ['--warn', '--crit'],
+    name: 'stats -t shorter than --interval',
+    argv: (c) => ['stats', '--netns', c.ns, '-t', '1', '--interval', '2s'],
+    exit: UNKNOWN,
+    check: true,
+    says: ['--interval 2s does not fit in -t 1'],
+  },
+  {
+    name: 'stats --netns that does not exist',
+    argv: () => ['stats', '--netns', 'ctwt-no-such-ns'],
+    exit: UNKNOWN,
+    check: true,
+    says: ['/run/netns/ctwt-no-such-ns does not exist', 'ip netns list'],
   },
   {
     name: 'stats --interval that is not a duration',
     argv: () => ['stats', '--interval', 'never'],
-    exit: EXIT.usage,
+    exit: UNKNOWN,
+    check: true,
     says: ['--interval "never" is not a duration', '10s, 5m, 1h30m'],
   },
   {
@@ -539,10 +557,11 @@ describe('bad input catalogue: one line that says what to do, and the right exit
       const why = `${[...(c.as ?? []), 'ctwatch', ...c.argv(ctx)].join(' ')}\n  ${describeResult(r)}`;
       expect(r.timedOut, why).toBe(false);
       expect(r.code, why).toBe(c.exit);
-      const lines = errorLines(r, false);
+      const lines = c.check ? r.stdout.trim().split('\n').filter(Boolean) : errorLines(r, false);
       expect(lines, why).toHaveLength(1);
       const line = lines[0];
-      expect(line, why).toMatch(/^ctwatch\b/);
+      if (c.check) expect(r.stderr, why).toBe('');
+      expect(line, why).toMatch(c.check ? /^CONNTRACK UNKNOWN - / : /^ctwatch\b/);
       for (const w of c.says) expect(line, why).toMatch(w);
       for (const w of c.never ?? []) expect(line, why).not.toContain(w);
     });

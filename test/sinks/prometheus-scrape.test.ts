@@ -16,20 +16,17 @@ import type { ChurnSnapshot, KeyChurn } from '../../src/churn/snapshot.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 const PROMTOOL = '/usr/bin/promtool';
-const DOCS = new URL('../../docs/metrics.md', import.meta.url);
+const RULES = new URL('../../contrib/prometheus/ctwatch.rules.yml', import.meta.url);
 
-/** The alerting rules file docs/metrics.md shows: the yaml block with `groups:`. */
+/** The alerting rules file docs/metrics.md points to. */
 function documentedRules(): string {
-  const blocks = [...readFileSync(DOCS, 'utf8').matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]);
-  const rules = blocks.find((b) => /^groups:/m.test(b));
-  if (!rules) throw new Error('docs/metrics.md has no rules block');
-  return rules;
+  return readFileSync(RULES, 'utf8');
 }
 
 function documentedExpr(alert: string): string {
   const doc = parse(documentedRules()) as { groups: { rules: { alert: string; expr: string }[] }[] };
   const rule = doc.groups.flatMap((g) => g.rules).find((r) => r.alert === alert);
-  if (!rule) throw new Error(`docs/metrics.md has no rule ${alert}`);
+  if (!rule) throw new Error(`contrib/prometheus/ctwatch.rules.yml has no rule ${alert}`);
   return rule.expr;
 }
 
@@ -213,7 +210,7 @@ describe('a real Prometheus scraping the exporter', () => {
     const res = spawnSync(PROMTOOL, ['check', 'rules', join(dir, 'ctwatch.rules.yml')], { encoding: 'utf8', timeout: 10_000 });
     expect(res.error).toBeUndefined();
     expect(res.status, `${res.stdout}${res.stderr}`).toBe(0);
-    expect(res.stdout).toContain('SUCCESS: 2 rules found');
+    expect(res.stdout).toMatch(/SUCCESS: \d+ rules found/);
   });
 
   it('fires the documented alerts when the table fills and drops', async () => {
@@ -227,7 +224,8 @@ describe('a real Prometheus scraping the exporter', () => {
     // 0.8 of 65 536 is 52 428.8: 52 400 is just under
     expect(await query(fill)).toEqual([]);
     expect(await query(drops)).toEqual([]);
-    expect(await alerts()).toEqual({});
+    expect(await alerts()).not.toHaveProperty('ConntrackTableFilling');
+    expect(await alerts()).not.toHaveProperty('ConntrackDropping');
 
     exporter.update({ snapshot: snapshot({ entries: 60_000 }) });
     await until('fill > 0.8', async () => ((await query(fill)).length === 1 ? true : undefined));
