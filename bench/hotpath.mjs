@@ -1,0 +1,278 @@
+#!/usr/bin/env node
+// The hot-path benchmark (`npm run bench`): the daemon's whole pipeline, side by side in one run
+// with `conntrack -E` and a floor reader that parses nothing, on one namespace driven by refused
+// TCP connections (bench/refused.c) as fast as the kernel allows. See bench/README.md.
+//
+//   node bench/hotpath.mjs [--stages ceiling,updates,latency] [--connections 400000] [--threads 2]
+//                          [--rate 25000] [--seconds 10] [--no-processes] [--cpu-prof DIR] [--perf DIR]
+//
+// Stages (each on a fresh namespace):
+//   ceiling  `ctwatch watch --events new,destroy --flows -o FILE`, `conntrack -E -e NEW,DESTROY
+//            -o id` and the floor reader, then --threads load threads until --connections
+//   updates  the same with watch's default events (UPDATE too) and 1 load thread, conntrack -E
+//            and the floor subscribed to the same events
+//   latency  watch alone at --rate connections/s (2 events each) for --seconds: kernel -> line
+//            latency p50/p99 (bench/linelat.c follows the output file) and peak RSS
+// CPU is per thread, from /proc/PID/task/*/stat, from the start of the load to the end of the
+// drain (start-up excluded). Needs root, a built ctwatch (npm run build), conntrack-tools, gcc.
+import { spawn } from 'node:child_process';
+import { createReadStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { benchNamespace, sh } from './lab.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const OUT = join(ROOT, 'bench', 'out');
+const { values } = parseArgs({
+  options: {
+    stages: { type: 'string', default: 'ceiling,updates,latency' },
+    connections: { type: 'string', default: '400000' },
+    threads: { type: 'string', default: '2' },
+    rate: { type: 'string', default: '25000' },
+    seconds: { type: 'string', default: '10' },
+    'no-processes': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'string' },
+    perf: { type: 'string' },
+    json: { type: 'string' },
+  },
+});
+mkdirSync(OUT, { recursive: true });
+const bin = (name) => {
+  const out = join(OUT, name);
+  sh('gcc', ['-O2', '-Wall', '-pthread', '-o', out, join(ROOT, 'bench', `${name}.c`)]);
+  return out;
+};
+const REFUSED = bin('refused');
+const FLOOR = bin('floor');
+const LINELAT = bin('linelat');
+const CTWATCH = join(ROOT, 'bin', 'ctwatch.js');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// --- /proc -------------------------------------------------------------------------------------
+
+/** tid → { comm, ticks (utime + stime) } for every thread of pid */
+function threads(pid) {
+  const out = new Map();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // The main thread (tid = pid) runs JavaScript; its name is the process's, so say so.
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      // Node does not name V8's platform workers or libuv's pool (file writes run there).
+      const label = tid === String(pid) ? `${comm} (main: JS)` : comm === 'node' ? 'node (V8 workers, libuv pool)' : comm;
+      out.set(tid, { comm: label, ticks: Number(f[11]) + Number(f[12]) });
+    } catch { /* the thread ended */ }
+  }
+  return out;
+}
+const TICK = 100; // USER_HZ
+/** CPU seconds per thread name between two samples (threads that came and went count too). */
+function cpuDelta(before, after) {
+  const byName = new Map();
+  for (const [tid, t] of after) {
+    const s = (t.ticks - (before.get(tid)?.ticks ?? 0)) / TICK;
+    byName.set(t.comm, (byName.get(t.comm) ?? 0) + s);
+  }
+  return byName;
+}
+const sum = (m) => [...m.values()].reduce((a, b) => a + b, 0);
+const hwmMiB = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+
+// --- files -------------------------------------------------------------------------------------
+
+/** Counts of needles in a (large) file, streamed. */
+async function countIn(file, needles) {
+  const counts = Object.fromEntries(needles.map((n) => [n, 0]));
+  if (!existsSync(file)) return counts;
+  let tail = '';
+  for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
+    const text = tail + chunk;
+    const cut = text.lastIndexOf('\n') + 1;
+    const whole = text.slice(0, cut);
+    tail = text.slice(cut);
+    for (const n of needles) for (let i = whole.indexOf(n); i >= 0; i = whole.indexOf(n, i + n.length)) counts[n]++;
+  }
+  return counts;
+}
+const size = (file) => (existsSync(file) ? statSync(file).size : 0);
+
+// --- processes ---------------------------------------------------------------------------------
+
+function start(cmd, args, { stdout } = {}) {
+  const child = spawn(cmd, args, { stdio: ['ignore', stdout ?? 'pipe', 'pipe'] });
+  child.out = '';
+  child.err = '';
+  child.stdout?.on('data', (d) => (child.out += d));
+  child.stderr.on('data', (d) => (child.err += d));
+  child.exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  return child;
+}
+async function until(what, test, ms = 20000) {
+  for (const t0 = Date.now(); !(await test()); ) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+/** The floor's counters, asked for with SIGUSR1. */
+async function floorCounts(floor) {
+  const before = floor.out.length;
+  floor.kill('SIGUSR1');
+  await until('the floor reader', () => floor.out.length > before && floor.out.endsWith('\n'), 5000);
+  const m = /new (\d+) destroy (\d+) other (\d+) overflows (\d+)\n$/.exec(floor.out);
+  return { new: Number(m[1]), destroy: Number(m[2]), other: Number(m[3]), overflows: Number(m[4]) };
+}
+/** The JSON log line of watch with this msg (--log-format json). */
+function logLine(child, msg) {
+  for (const l of child.err.split('\n').reverse()) {
+    if (!l.startsWith('{')) continue;
+    try {
+      const o = JSON.parse(l);
+      if (o.msg === msg) return o;
+    } catch { /* partial */ }
+  }
+  return undefined;
+}
+
+// --- one stage ---------------------------------------------------------------------------------
+
+async function stage(name, { events, threads: loadThreads, connections, rate, seconds, peers }) {
+  const { name: ns, inNs, kernelNew, cleanup } = benchNamespace(`ctwatch-hot-${name}`);
+  const file = join(OUT, `hotpath-${name}.jsonl`);
+  const ctFile = join(OUT, `hotpath-${name}-conntrack.txt`);
+  writeFileSync(file, '');
+  const groups = events.split(',').reduce((g, e) => g | { new: 1, update: 2, destroy: 4 }[e], 0);
+  const nodeArgs = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], `--cpu-prof-name=${name}.cpuprofile`] : [];
+  const watch = start(process.execPath, [...nodeArgs, CTWATCH, 'watch', '--netns', ns, '--events', events, '--flows', '-o', file, '--status', '0', '--log-format', 'json', ...(values['no-processes'] ? ['--no-processes'] : [])]);
+  const floor = peers ? start('ip', ['netns', 'exec', ns, FLOOR, String(groups)]) : undefined;
+  const conntrackEvents = events.split(',').map((e) => e.toUpperCase()).join(',');
+  const conntrack = peers ? start('ip', ['netns', 'exec', ns, 'conntrack', '-E', '-e', conntrackEvents, '-o', 'id'], { stdout: openSync(ctFile, 'w') }) : undefined;
+  const lat = peers ? undefined : start(LINELAT, [file]);
+  try {
+    await until('watch to start', () => watch.err.includes('watching the conntrack table') || watch.exitCode !== null);
+    if (watch.exitCode !== null) throw new Error(`watch exited: ${watch.err}`);
+    if (floor) await until('the floor reader', () => floor.out.includes('ready'));
+    if (lat) await until('linelat', () => lat.out.includes('ready'));
+    // Ready when each collector has seen a probe flow end.
+    await until('every collector to see a probe flow', async () => {
+      inNs(REFUSED, ['127.0.0.1', '1', '1']);
+      inNs('conntrack', ['-F'], { stdio: 'ignore' });
+      await sleep(300);
+      const flows = (await countIn(file, ['"event":"flow"']))['"event":"flow"'];
+      return flows > 0 && (!conntrack || size(ctFile) > 0) && (!floor || (await floorCounts(floor)).destroy > 0);
+    }, 30000);
+    await sleep(1500); // sonic-boom flushes at least every second: let the probes' lines out
+    const base = {
+      kernel: kernelNew(),
+      flows: (await countIn(file, ['"event":"flow"']))['"event":"flow"'],
+      conntrack: conntrack ? (await countIn(ctFile, ['\n']))['\n'] : 0,
+      floor: floor ? await floorCounts(floor) : undefined,
+      cpu: { watch: threads(watch.pid), conntrack: conntrack && threads(conntrack.pid), floor: floor && threads(floor.pid) },
+    };
+    process.stderr.write(`hotpath ${name}: ${loadThreads} load thread(s), ${rate ? `${rate} conn/s for ${seconds} s` : `${connections} connections`}, watch --events ${events}...\n`);
+    // --perf DIR: a whole-process profile of watch during the load (perf report -i DIR/STAGE.perf).
+    const perf = values.perf ? start('perf', ['record', '-F', '499', '-g', '--per-thread', '-p', String(watch.pid), '-o', join(values.perf, `${name}.perf`)]) : undefined;
+    // Spawned, not run synchronously: the collectors' stderr must keep being read meanwhile.
+    const load = start('ip', ['netns', 'exec', ns, REFUSED, '127.0.0.1', String(loadThreads), String(connections), String(rate), String(seconds)]);
+    await load.exited;
+    const m = /connections (\d+) seconds ([\d.]+)/.exec(load.out);
+    if (!m) throw new Error(`the load failed: ${load.err}`);
+    if (perf) {
+      perf.kill('SIGINT');
+      await perf.exited;
+    }
+    const made = Number(m[1]);
+    const loadSeconds = Number(m[2]);
+    inNs('conntrack', ['-F'], { stdio: 'ignore' }); // every remaining entry ends now: a DESTROY each
+    const kernel = kernelNew() - base.kernel;
+    const t0 = Date.now();
+    // The drain ends when no output has grown for 2 s (sonic-boom writes at least once a second).
+    let prev = '';
+    for (let stable = 0; stable < 4; ) {
+      await sleep(500);
+      const now = `${size(file)} ${size(ctFile)} ${floor ? JSON.stringify(await floorCounts(floor)) : ''}`;
+      stable = now === prev ? stable + 1 : 0;
+      prev = now;
+    }
+    const drainSeconds = (Date.now() - t0) / 1000 - 2;
+    const cpu = {
+      watch: cpuDelta(base.cpu.watch, threads(watch.pid)),
+      conntrack: conntrack && cpuDelta(base.cpu.conntrack, threads(conntrack.pid)),
+      floor: floor && cpuDelta(base.cpu.floor, threads(floor.pid)),
+    };
+    const rss = { watch: hwmMiB(watch.pid), conntrack: conntrack && hwmMiB(conntrack.pid), floor: floor && hwmMiB(floor.pid) };
+    const floorEnd = floor ? await floorCounts(floor) : undefined;
+    for (const c of [watch, conntrack, floor, lat]) c?.kill('SIGTERM');
+    await Promise.all([watch, conntrack, floor, lat].filter(Boolean).map((c) => c.exited));
+    const stopped = logLine(watch, 'stopped') ?? {};
+    const counts = await countIn(file, ['"event":"flow"', '"reason":"destroy"', '"reason":"resync"', '"event":"resync"']);
+    const flows = counts['"event":"flow"'] - base.flows;
+    const ct = conntrack ? await countIn(ctFile, ['\n', '[NEW]', '[DESTROY]']) : undefined;
+    const latency = lat ? /lines (\d+) p50 (\d+) p99 (\d+) max (\d+)/.exec(lat.out) : undefined;
+    return {
+      stage: name, events, loadThreads, made, loadSeconds, kernel, drainSeconds,
+      watch: {
+        flows, destroyFlows: counts['"reason":"destroy"'] - base.flows, resyncFlows: counts['"reason":"resync"'], resyncs: counts['"event":"resync"'],
+        overflows: stopped.overflows ?? NaN, events: stopped.events, cpu: Object.fromEntries(cpu.watch), rss: rss.watch,
+      },
+      conntrack: ct && {
+        lines: ct['\n'] - base.conntrack, new: ct['[NEW]'], destroy: ct['[DESTROY]'],
+        overflows: (conntrack.err.match(/ENOBUFS/g) ?? []).length, cpu: sum(cpu.conntrack), rss: rss.conntrack,
+      },
+      floor: floorEnd && {
+        new: floorEnd.new - base.floor.new, destroy: floorEnd.destroy - base.floor.destroy, other: floorEnd.other - base.floor.other,
+        overflows: floorEnd.overflows - base.floor.overflows, cpu: sum(cpu.floor), rss: rss.floor,
+      },
+      latency: latency && { lines: Number(latency[1]), p50: Number(latency[2]) / 1000, p99: Number(latency[3]) / 1000, max: Number(latency[4]) / 1000 },
+    };
+  } finally {
+    for (const c of [watch, conntrack, floor, lat]) if (c && c.exitCode === null) c.kill('SIGKILL');
+    cleanup();
+  }
+}
+
+// --- report ------------------------------------------------------------------------------------
+
+const per100k = (cpuS, conns) => (conns > 0 ? (cpuS / conns) * 1e5 : NaN);
+const pct = (part, whole) => `${((100 * part) / Math.max(whole, 1)).toFixed(1)} %`;
+
+function report(r) {
+  const watchCpu = sum(new Map(Object.entries(r.watch.cpu)));
+  console.log(`\n## ${r.stage}: watch --events ${r.events}, ${r.loadThreads} load thread(s)`);
+  console.log(`load: ${r.made} refused connections in ${r.loadSeconds.toFixed(1)} s (${Math.round(r.made / r.loadSeconds)} conn/s); kernel counted ${r.kernel} new flows; drain ${r.drainSeconds.toFixed(1)} s`);
+  const rows = [];
+  if (r.floor) {
+    const seen = Math.min(r.floor.new, r.floor.destroy);
+    rows.push({ collector: 'floor (C, parses nothing)', 'flows seen': seen, lost: pct(r.kernel - seen, r.kernel), overflows: r.floor.overflows, 'CPU s': r.floor.cpu.toFixed(2), 'CPU s / 100k conn': per100k(r.floor.cpu, seen).toFixed(3), 'RSS MiB': r.floor.rss.toFixed(1) });
+  }
+  let ctPer = NaN;
+  if (r.conntrack) {
+    const seen = r.conntrack.lines / 2;
+    ctPer = per100k(r.conntrack.cpu, seen);
+    rows.push({ collector: 'conntrack -E', 'flows seen': `${r.conntrack.new}/${r.conntrack.destroy} new/destroy`, lost: `${pct(r.kernel * 2 - r.conntrack.lines, r.kernel * 2)} of events`, overflows: r.conntrack.overflows, 'CPU s': r.conntrack.cpu.toFixed(2), 'CPU s / 100k conn': `${ctPer.toFixed(3)} (per conn seen)`, 'RSS MiB': r.conntrack.rss.toFixed(1) });
+  }
+  // Per connection it wrote a line for, as conntrack -E's is per connection it saw: a collector
+  // that loses events also skips their work.
+  const ours = per100k(watchCpu, r.watch.flows);
+  rows.push({ collector: `ctwatch watch --flows`, 'flows seen': `${r.watch.flows} lines (${r.watch.destroyFlows} destroy, ${r.watch.resyncFlows} resync)`, lost: pct(r.kernel - r.watch.flows, r.kernel), overflows: r.watch.overflows, 'CPU s': watchCpu.toFixed(2), 'CPU s / 100k conn': `${ours.toFixed(3)} (per line)`, 'RSS MiB': r.watch.rss.toFixed(1) });
+  console.table(rows);
+  if (r.conntrack) console.log(`ratio: ctwatch / conntrack -E CPU per connection = ${(ours / ctPer).toFixed(2)}` + (r.floor ? `; ctwatch / floor = ${(ours / per100k(r.floor.cpu, Math.min(r.floor.new, r.floor.destroy))).toFixed(1)}` : ''));
+  console.log('ctwatch CPU per thread (s, and µs per flow line written):');
+  console.table(Object.entries(r.watch.cpu).filter(([, s]) => s > 0).sort((a, b) => b[1] - a[1]).map(([thread, s]) => ({ thread, 'CPU s': s.toFixed(2), 'µs / flow': ((s / Math.max(r.watch.flows, 1)) * 1e6).toFixed(2) })));
+  if (r.latency) console.log(`latency (reader receive stamp → flow line readable in the file) over ${r.latency.lines} lines at ${Math.round((2 * r.made) / r.loadSeconds)} events/s: p50 ${r.latency.p50.toFixed(2)} ms, p99 ${r.latency.p99.toFixed(2)} ms, max ${r.latency.max.toFixed(1)} ms; peak RSS ${r.watch.rss.toFixed(1)} MiB`);
+}
+
+const results = [];
+for (const s of values.stages.split(',')) {
+  const common = { connections: Number(values.connections), rate: 0, seconds: 600, peers: true };
+  const spec = s === 'ceiling' ? { ...common, events: 'new,destroy', threads: Number(values.threads) }
+    : s === 'updates' ? { ...common, events: 'new,update,destroy', threads: 1, connections: Math.round(Number(values.connections) / 2) }
+      : s === 'latency' ? { events: 'new,destroy', threads: 2, connections: 0, rate: Number(values.rate), seconds: Number(values.seconds), peers: false }
+        : undefined;
+  if (!spec) throw new Error(`unknown stage ${s}: use ceiling, updates, latency`);
+  const r = await stage(s, spec);
+  results.push(r);
+  report(r);
+}
+if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2));
