@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -192,6 +193,8 @@ void Reader::Wake() {
 }
 
 void Reader::Run(std::promise<OpenError>* opened) {
+  // `top -H` and /proc/PID/task/*/comm show where the time goes only if threads have names.
+  pthread_setname_np(pthread_self(), "ctwatch-reader");
   OpenError e = OpenSockets(options_, &sockets_);
   if (e.ok()) rcvbuf_ = sockets_.rcvbuf;
   bool ok = e.ok();
