@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -89,6 +90,8 @@ Napi::Value SockDiag::Open(const Napi::CallbackInfo& info) {
 
 
 void SockDiag::Run(std::promise<OpenError>* opened) {
+  // Named for top -H and /proc/PID/task/*/comm (at most 15 characters, or the name is refused).
+  pthread_setname_np(pthread_self(), "ctwatch-attrib");
   const std::string where = netns_.empty() ? "" : " in network namespace " + netns_;
   int self_ns = -1;
   OpenError e = EnterNetns(netns_, &self_ns);
