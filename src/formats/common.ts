@@ -5,6 +5,7 @@
 import type { ConntrackEvent } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import type { Alert } from '../alerts/types.js';
+import { formatMicros } from '../recording/time.js';
 
 /** Any other record the collector emits (overflow, snapshot_done, churn summaries, ...). */
 export interface OtherRecord {
@@ -76,92 +77,23 @@ export function isAlert(rec: SinkRecord): rec is Alert {
   return rec.event === 'alert' || rec.event === 'resolved';
 }
 
-const PROTO_NUMBERS: Record<string, number> = {
-  icmp: 1,
-  tcp: 6,
-  udp: 17,
-  dccp: 33,
-  gre: 47,
-  icmpv6: 58,
-  sctp: 132,
-  udplite: 136,
-};
-
-/** IANA keywords, lowercased, as ECS `network.transport` wants them. */
-const IANA_KEYWORDS: Record<number, string> = {
-  1: 'icmp',
-  6: 'tcp',
-  17: 'udp',
-  33: 'dccp',
-  47: 'gre',
-  58: 'ipv6-icmp',
-  132: 'sctp',
-  136: 'udplite',
-};
-
-/** IP protocol number of a ConntrackEvent/FlowEnd `proto` ('tcp', 'icmpv6', or a number as text). */
-export function protoNumber(proto: string): number | undefined {
-  const known = PROTO_NUMBERS[proto];
-  if (known !== undefined) return known;
-  if (/^\d{1,3}$/.test(proto)) {
-    const n = Number(proto);
-    return n <= 255 ? n : undefined;
-  }
-  return undefined;
-}
-
-export function ianaKeyword(num: number | undefined): string | undefined {
-  return num === undefined ? undefined : IANA_KEYWORDS[num];
-}
+/** Protocol numbers and keywords: the one table, in src/source/names.ts. */
+export { ianaKeyword, protoNumber } from '../source/names.js';
 
 /**
- * RFC 3339 UTC with microseconds. Date only keeps milliseconds, and the collector's clocks are µs
- * (event time) or ns (kernel timestamps) — keep the µs, they order events within one millisecond.
+ * RFC 3339 UTC with microseconds (src/recording/time.ts renders every time ctwatch writes). Date
+ * only keeps milliseconds, and the collector's clocks are µs (event time) or ns (kernel
+ * timestamps) — keep the µs, they order events within one millisecond.
  */
-let isoSecond = NaN;
-let isoPrefix = '';
-let isoDay = NaN;
-/** `YYYY-MM-DDT` of isoDay, or '' when its year needs the extended (±YYYYYY) form */
-let isoDayPrefix = '';
-const TWO_DIGITS = Array.from({ length: 60 }, (_, i) => String(i).padStart(2, '0'));
-
-function secondPrefix(second: number): string {
-  // A flow end asks for three or four different seconds (its time, begin, end, the syslog
-  // header), so a one-second cache alone misses on every call, and Date.toISOString costs ~0.7 µs.
-  // Only the date needs Date; the time of day is plain arithmetic.
-  const day = Math.floor(second / 86_400);
-  if (day !== isoDay) {
-    const iso = new Date(day * 86_400_000).toISOString();
-    isoDay = day;
-    isoDayPrefix = iso.length === 24 ? iso.slice(0, 11) : '';
-  }
-  if (isoDayPrefix === '') return new Date(second * 1000).toISOString().slice(0, 19);
-  let s = second - day * 86_400;
-  const h = Math.floor(s / 3600);
-  s -= h * 3600;
-  const m = Math.floor(s / 60);
-  return `${isoDayPrefix}${TWO_DIGITS[h]}:${TWO_DIGITS[m]}:${TWO_DIGITS[s - m * 60]}`;
-}
-
-export function isoFromMicros(us: number): string {
-  const whole = Math.floor(us);
-  const second = Math.floor(whole / 1_000_000);
-  // Every record of a busy second shares its date and time: format that once per second.
-  if (second !== isoSecond) {
-    isoPrefix = secondPrefix(second);
-    isoSecond = second;
-  }
-  // the fraction is joined first: under 13 characters V8 copies it into one flat string, so the
-  // result is two pieces instead of four for whoever flattens it (a syslog message has four)
-  return isoPrefix + ('.' + String(whole - second * 1_000_000).padStart(6, '0') + 'Z');
-}
+export const isoFromMicros = formatMicros;
 
 /**
  * Kernel timestamps are ns since epoch but arrive as doubles, which are only exact to ~256 ns at
- * today's epoch: printing nine digits would invent precision, so round to µs.
+ * today's epoch. The native schema keeps all nine digits (it is what the kernel sent); the SIEM
+ * formats say µs, the precision their date fields and every other time in them have.
  */
 export function isoFromNanos(ns: number): string {
-  return isoFromMicros(Math.round(ns / 1000));
+  return formatMicros(Math.round(ns / 1000));
 }
 
 export function msFromMicros(us: number): number {

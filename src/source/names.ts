@@ -13,19 +13,36 @@ export const STATUS_FLAGS = [
   'OFFLOAD', 'HW_OFFLOAD',
 ] as const;
 
-const PROTOCOLS: Record<number, string> = {
-  1: 'icmp', 2: 'igmp', 6: 'tcp', 17: 'udp', 33: 'dccp', 47: 'gre', 58: 'icmpv6', 132: 'sctp',
-  136: 'udplite',
-};
+// IP protocol numbers (IANA), the name conntrack(8) prints for each (the `proto` of events and
+// flows), and the IANA keyword where it differs (ECS `network.transport` wants the keyword). The
+// one table: the decoder, the filter, the flow keys and every SIEM format read it.
+const PROTOCOLS: readonly (readonly [number, string, string?])[] = [
+  [1, 'icmp'], [2, 'igmp'], [6, 'tcp'], [17, 'udp'], [33, 'dccp'], [47, 'gre'], [58, 'icmpv6', 'ipv6-icmp'],
+  [132, 'sctp'], [136, 'udplite'],
+];
+const NAMES: readonly string[] = Array.from({ length: 256 }, (_, n) => PROTOCOLS.find((p) => p[0] === n)?.[1] ?? String(n));
+const NUMBERS = new Map(PROTOCOLS.map(([n, name]) => [name, n]));
+const KEYWORDS = new Map(PROTOCOLS.map(([n, name, keyword]) => [n, keyword ?? name]));
 
+/** IP protocol number → its name ('tcp', 'icmpv6', ...), or the number as text when it has none. */
 export function protoName(n: number): string {
-  return PROTOCOLS[n] ?? String(n);
+  return NAMES[n] ?? String(n);
 }
 
+/** A protocol name or a number as text (0-255) → the number; undefined for anything else. */
 export function protoNumber(name: string): number | undefined {
-  for (const [k, v] of Object.entries(PROTOCOLS)) if (v === name) return Number(k);
-  const n = Number(name);
-  return Number.isInteger(n) && n >= 0 && n < 256 ? n : undefined;
+  const known = NUMBERS.get(name);
+  if (known !== undefined) return known;
+  if (/^\d{1,3}$/.test(name)) {
+    const n = Number(name);
+    return n <= 255 ? n : undefined;
+  }
+  return undefined;
+}
+
+/** IANA keyword of a protocol number ('tcp', 'ipv6-icmp', ...), for the protocols named above. */
+export function ianaKeyword(num: number | undefined): string | undefined {
+  return num === undefined ? undefined : KEYWORDS.get(num);
 }
 
 export function tcpStateName(n: number): string {
