@@ -1,7 +1,8 @@
 /** `ctwatch watch`: the daemon. Collection, engine and alerting until SIGTERM. */
 import { ConfigError, defaultConfig, loadAlertConfig, type AlertConfig } from '../alerts/index.js';
 import { Watcher } from '../pipeline/watcher.js';
-import { toLine } from '../recording/schema.js';
+import { writeRecord } from '../recording/schema.js';
+import { LineBuffer } from '../recording/line-buffer.js';
 import { openOutput, type Output } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseDuration } from './args.js';
@@ -133,12 +134,12 @@ export async function watch(argv: string[]): Promise<number> {
     }
     log.info({ user: account.name, uid: account.uid }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
   }
+  const lines = new LineBuffer();
   const write = (records: { event: string; time: number }[]) => {
     if (sinks) for (const r of records) sinks.write(r as SinkRecord);
     if (!output) return;
-    let chunk = '';
-    for (const r of records) chunk += `${toLine(r as never)}\n`;
-    return output.write(chunk) ? undefined : output.drained();
+    for (const r of records) writeRecord(lines, r as never);
+    return output.write(lines.take()) ? undefined : output.drained();
   };
   const metrics = values.metrics ? new MetricsExporter() : undefined;
   let fired = 0;
@@ -152,9 +153,8 @@ export async function watch(argv: string[]): Promise<number> {
     flows: values.flows || sinks ? (flows) => {
       if (sinks) for (const f of flows) sinks.write(f);
       if (values.flows && output) {
-        let chunk = '';
-        for (const r of flows) chunk += `${toLine(r as never)}\n`;
-        return output.write(chunk) ? undefined : output.drained();
+        for (const r of flows) writeRecord(lines, r);
+        return output.write(lines.take()) ? undefined : output.drained();
       }
     } : undefined,
     resync: (r) => write([r]),

@@ -7,6 +7,7 @@ import { cefLine } from './cef.js';
 import type { FormatOptions, SinkRecord } from './common.js';
 import { ecsJson } from './ecs.js';
 import { ocsfDocument } from './ocsf.js';
+import { toLine } from '../recording/schema.js';
 
 export type FormatName = 'jsonl' | 'ecs' | 'ocsf' | 'cef';
 export const FORMAT_NAMES: readonly FormatName[] = ['jsonl', 'ecs', 'ocsf', 'cef'];
@@ -26,7 +27,8 @@ export function isFormatName(s: unknown): s is FormatName {
 export function formatFor(name: FormatName = 'jsonl', opts: FormatOptions = {}): Formatter {
   switch (name) {
     case 'jsonl':
-      return (rec) => JSON.stringify(rec);
+      // the documented schema, line for line what `record` and `watch -o` write (docs/schema.md)
+      return (rec) => toLine(rec as never);
     case 'ecs':
       return (rec) => ecsJson(rec, opts);
     case 'ocsf':

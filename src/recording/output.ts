@@ -17,9 +17,9 @@ import { FileRefused, openFile, type FileOwner } from '../util/safe-file.js';
 
 export interface Output {
   readonly path: string;
-  /** one or more whole lines, each ending in a newline. False when the buffer is over its
-   * limit: await drained() before writing more */
-  write(lines: string): boolean;
+  /** one or more whole lines, each ending in a newline, as text or as UTF-8 bytes (which must not
+   * change afterwards). False when the buffer is over its limit: await drained() before writing more */
+  write(lines: string | Uint8Array): boolean;
   drained(): Promise<void>;
   reopen(): void;
   /** flush everything written so far and close */
@@ -65,7 +65,9 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
   }
   // Opened now, so a bad path fails at once with one clear line, not later inside an asynchronous
   // write; and before --user, so the file can be handed over through its descriptor.
-  const boomFor = (fd: number) => new SonicBoom({ fd, minLength: 64 * 1024, maxWrite: 1024 * 1024, periodicFlush: FLUSH_MS, sync: false });
+  // Bytes, not text: the hot path writes lines as bytes (src/recording/line-buffer.ts), and in text
+  // mode sonic-boom measures its whole pending string on every write (a flattening each time).
+  const boomFor = (fd: number) => new SonicBoom({ fd, minLength: 64 * 1024, maxWrite: 1024 * 1024, periodicFlush: FLUSH_MS, sync: false, contentMode: 'buffer' });
   let boom = boomFor(toStdout ? 1 : openFd(path, o.owner));
   let errors = 0;
   const onWriteError = (err: NodeJS.ErrnoException) => {
@@ -110,9 +112,9 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
     get errors() {
       return errors;
     },
-    write(lines: string): boolean {
+    write(lines: string | Uint8Array): boolean {
       if (errors > 0) return true; // reported once; the caller is stopping
-      return boom.write(lines);
+      return boom.write((typeof lines === 'string' ? Buffer.from(lines) : lines) as never);
     },
     drained(): Promise<void> {
       // After an error nothing will drain: the caller stops on the error it was given.

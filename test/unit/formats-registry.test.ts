@@ -2,15 +2,19 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { FORMAT_NAMES, formatFor, recordKind } from '../../src/formats/index.js';
 import type { FormatOptions, SinkRecord } from '../../src/formats/index.js';
+import { parseLine, toLine } from '../../src/recording/schema.js';
 
 const fx = (p: string) => JSON.parse(readFileSync(new URL(`../fixtures/formats/${p}`, import.meta.url), 'utf8'));
 const records = fx('records.json') as Record<string, SinkRecord>;
 const options = fx('options.json') as FormatOptions;
 
 describe('formatFor', () => {
-  it('jsonl is the native record', () => {
+  it('jsonl is the native record, as the recording schema writes it', () => {
     const f = formatFor();
-    expect(f(records.udp4_flow)).toBe(JSON.stringify(records.udp4_flow));
+    expect(f(records.udp4_flow)).toBe(toLine(records.udp4_flow as never));
+    const line = JSON.parse(f(records.udp4_flow));
+    expect(line).toMatchObject({ v: 1, event: 'flow', time: '2023-11-14T22:13:25.500000Z', begin: '2023-11-14T22:13:25.000000Z' });
+    expect(parseLine(f(records.udp4_flow), 'sink', 1)).toEqual(records.udp4_flow);
   });
 
   it('every format gives one line for every kind of record', () => {
