@@ -27,7 +27,13 @@ Options:
 Example: which destination churned most in a recording?
   ctwatch replay incident.jsonl --no-flows | jq -c 'select(.event=="churn") | .destinations[0]'
 
-Exit status: 0 done, 64 usage, 65 malformed recording (the line is named), 66 no such file.
+Every line is checked: a field of the wrong type or out of range, or a line over 1 MiB, stops the
+replay with FILE:LINE and the field (or, with --skip-bad-lines, is counted and skipped). FILE may
+be a pipe (ctwatch replay <(zcat rec.jsonl.gz)); devices and directories are refused, and a FIFO
+that no process opens for writing within 5 s is an error, not a hang.
+
+Exit status: 0 done, 64 usage, 65 malformed recording (the line is named), 66 no such file (or
+not a file: a device, a directory, a FIFO without a writer).
 `;
 
 export async function replay(argv: string[]): Promise<number> {

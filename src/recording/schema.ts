@@ -3,6 +3,8 @@
  * `event` first. Writing and reading live together here so that a recording always reads back
  * into exactly the events that were written.
  */
+import { isIP } from 'node:net';
+import { STATUS_FLAGS, TCP_STATES } from '../source/names.js';
 import type { ConntrackEvent, Counters, IcmpFields, SourceEvent, Tuple } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import { LineBuffer } from './line-buffer.js';
@@ -231,7 +233,10 @@ export class RecordingError extends CtwatchError {
 /**
  * Parses one line back into a record. Conntrack events come back as ConntrackEvent (times in µs
  * and ns again); other kinds are returned with `time` (and `since`/`begin`) converted and the rest
- * untouched. Throws RecordingError with the line number on anything malformed.
+ * untouched, except the kernel table figures of `churn` lines, which replay reuses. Every field an
+ * event source yields is checked for its type and range (a recording is input like any other: it
+ * may come from elsewhere, or be cut and edited by hand). Fields this version does not know are
+ * ignored (new optional fields do not bump `v`). Throws RecordingError with the line number.
  */
 export function parseLine(text: string, file: string, line: number): SourceEvent | AnyRecord {
   let obj: Record<string, unknown>;
@@ -241,22 +246,147 @@ export function parseLine(text: string, file: string, line: number): SourceEvent
     throw new RecordingError(file, line, `not JSON (${(err as Error).message})`);
   }
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new RecordingError(file, line, 'not a JSON object');
-  if (obj.v !== SCHEMA_VERSION) throw new RecordingError(file, line, `schema version ${JSON.stringify(obj.v)} is not supported (this ctwatch reads v${SCHEMA_VERSION})`);
+  if (obj.v !== SCHEMA_VERSION) throw new RecordingError(file, line, `schema version ${show(obj.v)} is not supported (this ctwatch reads v${SCHEMA_VERSION})`);
   if (typeof obj.event !== 'string') throw new RecordingError(file, line, "missing 'event'");
   const time = typeof obj.time === 'string' ? parseMicros(obj.time) : NaN;
-  if (Number.isNaN(time)) throw new RecordingError(file, line, `'time' is not an RFC 3339 timestamp: ${JSON.stringify(obj.time)}`);
+  if (Number.isNaN(time)) throw new RecordingError(file, line, `'time' is not an RFC 3339 timestamp: ${show(obj.time)}`);
+  if (time < 0) throw new RecordingError(file, line, `'time' ${show(obj.time)} is before 1970`);
   delete obj.v;
   obj.time = time;
   for (const f of MICROS_FIELDS) if (typeof obj[f] === 'string') obj[f] = parseMicros(obj[f] as string);
+  const check = new FieldCheck(file, line, obj.event);
   if (CONNTRACK_KINDS.has(obj.event)) {
     for (const f of ['id', 'src', 'dst', 'family', 'proto'] as const) {
       if (obj[f] === undefined) throw new RecordingError(file, line, `${obj.event} event without '${f}'`);
     }
-    if (typeof obj.start === 'string') obj.start = parseNanos(obj.start);
-    if (typeof obj.end === 'string') obj.end = parseNanos(obj.end);
-    if (!Array.isArray(obj.status)) obj.status = [];
-    if (typeof obj.reply !== 'object' || obj.reply === null) obj.reply = { src: '', dst: '' };
+    check.conntrack(obj);
     return obj as unknown as ConntrackEvent;
   }
+  if (obj.event === 'overflow') check.count(obj, 'overflows', true);
+  else if (obj.event === 'snapshot_done') check.count(obj, 'entries', true);
+  else if (obj.event === 'churn' && obj.table !== undefined) check.table(obj.table);
   return obj as AnyRecord;
+}
+
+/** A value as it appears in an error line: JSON, and short (a line can be a megabyte). */
+function show(v: unknown): string {
+  const s = v === undefined ? 'nothing' : JSON.stringify(v) ?? String(v);
+  return s.length > 40 ? `${s.slice(0, 37)}...` : s;
+}
+
+const U16 = 0xffff;
+const U32 = 0xffffffff;
+const STATES = new Set<string>(TCP_STATES);
+const FLAGS = new Set<string>(STATUS_FLAGS);
+const PROTO_NAMES = new Set(['tcp', 'udp', 'icmp', 'icmpv6', 'sctp', 'udplite', 'dccp', 'gre', 'igmp']);
+// Addresses repeat endlessly in a recording; each distinct text is checked once (bounded cache).
+const goodAddress = new Map<string, 4 | 6>();
+
+/** The type and range checks of one line; the first failure throws with the field's name. */
+class FieldCheck {
+  constructor(
+    private readonly file: string,
+    private readonly line: number,
+    private readonly event: string,
+  ) {}
+
+  fail(field: string, want: string, v: unknown): never {
+    throw new RecordingError(this.file, this.line, `${this.event}: '${field}' must be ${want}, not ${show(v)}`);
+  }
+
+  int(o: Record<string, unknown>, key: string, max: number, prefix = '', required = false): void {
+    const v = o[key];
+    if (v === undefined && !required) return;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max) {
+      this.fail(prefix + key, max === Number.MAX_SAFE_INTEGER ? 'a whole number >= 0' : `a whole number 0-${max}`, v);
+    }
+  }
+
+  count(o: Record<string, unknown>, key: string, required = false, prefix = ''): void {
+    this.int(o, key, Number.MAX_SAFE_INTEGER, prefix, required);
+  }
+
+  object(v: unknown, field: string): Record<string, unknown> {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) this.fail(field, 'an object', v);
+    return v as Record<string, unknown>;
+  }
+
+  address(o: Record<string, unknown>, key: string, family: 4 | 6, prefix = ''): void {
+    const v = o[key];
+    const known = typeof v === 'string' ? goodAddress.get(v) : undefined;
+    if (known === family) return;
+    const fam = typeof v === 'string' ? isIP(v) : 0;
+    if (fam !== family) this.fail(prefix + key, `an ${family === 4 ? 'IPv4' : 'IPv6'} address (the event's family)`, v);
+    if (goodAddress.size >= 65536) goodAddress.clear();
+    goodAddress.set(v as string, family);
+  }
+
+  tuple(o: Record<string, unknown>, family: 4 | 6, prefix: string): void {
+    this.address(o, 'src', family, prefix);
+    this.address(o, 'dst', family, prefix);
+    this.int(o, 'sport', U16, prefix);
+    this.int(o, 'dport', U16, prefix);
+    if (o.icmp !== undefined) {
+      const i = this.object(o.icmp, `${prefix}icmp`);
+      this.int(i, 'type', 255, `${prefix}icmp.`, true);
+      this.int(i, 'code', 255, `${prefix}icmp.`, true);
+      this.int(i, 'id', U16, `${prefix}icmp.`, true);
+    }
+  }
+
+  counters(v: unknown, field: string): void {
+    const c = this.object(v, field);
+    this.count(c, 'packets', true, `${field}.`);
+    this.count(c, 'bytes', true, `${field}.`);
+  }
+
+  nanos(o: Record<string, unknown>, key: string): void {
+    const v = o[key];
+    if (v === undefined) return;
+    const ns = typeof v === 'string' ? parseNanos(v) : NaN;
+    if (Number.isNaN(ns) || ns < 0) this.fail(key, 'an RFC 3339 timestamp after 1970', v);
+    o[key] = ns;
+  }
+
+  conntrack(o: Record<string, unknown>): void {
+    this.int(o, 'id', U32, '', true);
+    if (o.family !== 'ipv4' && o.family !== 'ipv6') this.fail('family', '"ipv4" or "ipv6"', o.family);
+    const family = o.family === 'ipv4' ? 4 : 6;
+    const p = o.proto;
+    if (typeof p !== 'string' || !(PROTO_NAMES.has(p) || (/^\d{1,3}$/.test(p) && Number(p) < 256))) {
+      this.fail('proto', 'a protocol name (tcp, udp, icmp, ...) or number 0-255 as text', p);
+    }
+    this.tuple(o, family, '');
+    if (o.reply === undefined || o.reply === null) o.reply = { src: '', dst: '' };
+    else {
+      const r = this.object(o.reply, 'reply');
+      this.tuple(r, family, 'reply.');
+      this.count(r, 'packets', false, 'reply.');
+      this.count(r, 'bytes', false, 'reply.');
+    }
+    if (o.state !== undefined && (typeof o.state !== 'string' || !(STATES.has(o.state) || /^STATE_\d+$/.test(o.state)))) {
+      this.fail('state', `a TCP state (${TCP_STATES.join(', ')})`, o.state);
+    }
+    if (o.status === undefined) o.status = [];
+    else if (!Array.isArray(o.status) || !o.status.every((f) => typeof f === 'string' && FLAGS.has(f))) {
+      this.fail('status', 'a list of status flags (SEEN_REPLY, ASSURED, CONFIRMED, ...)', o.status);
+    }
+    this.int(o, 'mark', U32);
+    this.int(o, 'zone', U16);
+    this.int(o, 'timeout', U32);
+    if (o.orig !== undefined) this.counters(o.orig, 'orig');
+    this.nanos(o, 'start');
+    this.nanos(o, 'end');
+    if (o.netns !== undefined && typeof o.netns !== 'string') this.fail('netns', 'a string', o.netns);
+  }
+
+  /** A churn line's kernel table figures, which replay lends to its own snapshots. */
+  table(v: unknown): void {
+    const t = this.object(v, 'table');
+    for (const k of ['entries', 'max'] as const) if (t[k] !== null) this.count(t, k, false, 'table.');
+    if (t.kernel !== undefined) {
+      const k = this.object(t.kernel, 'table.kernel');
+      for (const name of Object.keys(k)) this.count(k, name, true, 'table.kernel.');
+    }
+  }
 }

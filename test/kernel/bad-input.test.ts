@@ -9,8 +9,8 @@
  * afterwards because it makes traffic.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,9 +35,42 @@ interface Ctx {
   ns: string;
   /** a TCP port on 127.0.0.1 that this test holds open */
   busyPort: number;
-  /** an existing directory */
+  /** an existing directory (root's, 0700); the FILES below are made in it */
   dir: string;
+  /** the path of one of FILES */
+  file: (name: keyof typeof FILES) => string;
 }
+
+/** A valid conntrack event line; recordings below change one field of it. */
+const EVENT = {
+  v: 1, event: 'new', time: '2026-11-25T15:04:05.000000Z', id: 1, family: 'ipv4', proto: 'tcp', src: '127.0.1.7', dst: '127.0.0.5',
+  sport: 51662, dport: 6379, reply: { src: '127.0.0.5', dst: '127.0.1.7', sport: 6379, dport: 51662 }, state: 'SYN_SENT', status: ['CONFIRMED'], timeout: 120,
+};
+const rec = (patch: Record<string, unknown>) => (path: string) => writeFileSync(path, `${JSON.stringify(EVENT)}\n${JSON.stringify({ ...EVENT, id: 2, ...patch })}\n`);
+
+/**
+ * Files the cases need, made fresh in Ctx.dir before the cases run: name → how to make it at PATH.
+ * Real FIFOs, symlinks and devices; `c.file(name)` in a case's argv gives the path.
+ */
+const FILES = {
+  'id-text.jsonl': rec({ id: 'abc' }),
+  'id-negative.jsonl': rec({ id: -5 }),
+  'family-bogus.jsonl': rec({ family: 'ipv5' }),
+  'src-number.jsonl': rec({ src: 42 }),
+  'src-other-family.jsonl': rec({ src: '2001:db8::1' }),
+  'sport-range.jsonl': rec({ sport: 70000 }),
+  'proto-number.jsonl': rec({ proto: 6 }),
+  'start-number.jsonl': rec({ start: 5 }),
+  'end-garbage.jsonl': rec({ end: 'later' }),
+  'status-string.jsonl': rec({ status: 'ASSURED' }),
+  'reply-string.jsonl': rec({ reply: 'none' }),
+  'churn-table-text.jsonl': (p: string) => writeFileSync(p, `${JSON.stringify({ v: 1, event: 'churn', time: EVENT.time, table: { entries: 'many', max: 262144 } })}\n`),
+  'long-line.jsonl': (p: string) => writeFileSync(p, `${JSON.stringify(EVENT)}\n${'x'.repeat(2 << 20)}\n`),
+  'no-writer.fifo': (p: string) => execFileSync('mkfifo', [p]),
+  'zero-link.jsonl': (p: string) => symlinkSync('/dev/zero', p),
+  'dir-link.jsonl': (p: string) => symlinkSync(FIX, p),
+  'loop.jsonl': (p: string) => symlinkSync(p, p),
+} satisfies Record<string, (path: string) => void>;
 
 interface Case {
   name: string;
@@ -400,6 +433,97 @@ const CASES: Case[] = [
     says: [`cannot read recording ${FIX}`, 'directory'],
     never: ['internal error'],
   },
+  ...([
+    ['an id that is text', 'id-text.jsonl', "'id' must be a whole number 0-4294967295, not \"abc\""],
+    ['a negative id', 'id-negative.jsonl', "'id' must be a whole number 0-4294967295, not -5"],
+    ['an unknown family', 'family-bogus.jsonl', "'family' must be \"ipv4\" or \"ipv6\", not \"ipv5\""],
+    ['an address that is a number', 'src-number.jsonl', "'src' must be an IPv4 address (the event's family), not 42"],
+    ['an address of the other family', 'src-other-family.jsonl', "'src' must be an IPv4 address (the event's family), not \"2001:db8::1\""],
+    ['a port past 65535', 'sport-range.jsonl', "'sport' must be a whole number 0-65535, not 70000"],
+    ['a protocol that is a number, not text', 'proto-number.jsonl', "'proto' must be a protocol name (tcp, udp, icmp, ...) or number 0-255 as text, not 6"],
+    ["a 'start' that is a number", 'start-number.jsonl', "'start' must be an RFC 3339 timestamp after 1970, not 5"],
+    ["an 'end' that is not a time", 'end-garbage.jsonl', "'end' must be an RFC 3339 timestamp after 1970, not \"later\""],
+    ["a 'status' that is not a list", 'status-string.jsonl', "'status' must be a list of status flags"],
+    ["a 'reply' that is not an object", 'reply-string.jsonl', "'reply' must be an object, not \"none\""],
+  ] as const).map(([what, name, says]): Case => ({
+    name: `replay a recording with ${what}`,
+    argv: (c) => ['replay', c.file(name)],
+    exit: EXIT.dataErr,
+    says: [`${name}:2: new: ${says}`],
+  })),
+  {
+    name: 'replay a churn line whose table figures are text',
+    argv: (c) => ['replay', c.file('churn-table-text.jsonl')],
+    exit: EXIT.dataErr,
+    says: ["churn-table-text.jsonl:1: churn: 'table.entries' must be a whole number >= 0, not \"many\""],
+  },
+  {
+    name: 'replay a line of 2 MiB',
+    argv: (c) => ['replay', c.file('long-line.jsonl')],
+    exit: EXIT.dataErr,
+    says: ['long-line.jsonl:2: line is longer than 1 MiB'],
+  },
+  {
+    name: '--skip-bad-lines on wrong-typed fields: counted, exit 0',
+    argv: (c) => ['replay', '--skip-bad-lines', c.file('sport-range.jsonl')],
+    exit: 0,
+    says: ['ctwatch warn: malformed lines were skipped', 'skipped=1'],
+  },
+  {
+    name: 'replay /dev/zero (a device)',
+    argv: () => ['replay', '/dev/zero'],
+    exit: EXIT.noInput,
+    says: ['cannot read recording /dev/zero: it is a device'],
+  },
+  {
+    name: 'replay /dev/null (a device, not an empty recording)',
+    argv: () => ['replay', '/dev/null'],
+    exit: EXIT.noInput,
+    says: ['cannot read recording /dev/null: it is a device'],
+  },
+  {
+    name: 'replay a symlink to /dev/zero',
+    argv: (c) => ['replay', c.file('zero-link.jsonl')],
+    exit: EXIT.noInput,
+    says: ['zero-link.jsonl: it is a device'],
+  },
+  {
+    name: 'replay a symlink to a directory',
+    argv: (c) => ['replay', c.file('dir-link.jsonl')],
+    exit: EXIT.noInput,
+    says: ['dir-link.jsonl: it is a directory'],
+  },
+  {
+    name: 'replay a symlink that points at itself',
+    argv: (c) => ['replay', c.file('loop.jsonl')],
+    exit: EXIT.noInput,
+    says: ['loop.jsonl: too many levels of symbolic links'],
+  },
+  {
+    name: 'replay a FIFO that nobody writes to',
+    argv: (c) => ['replay', c.file('no-writer.fifo')],
+    exit: EXIT.noInput,
+    says: ['no-writer.fifo: it is a FIFO and no process opened it for writing within 5 s'],
+  },
+  {
+    name: 'top --replay a FIFO that nobody writes to',
+    argv: (c) => ['top', '--replay', c.file('no-writer.fifo'), '--batch'],
+    exit: EXIT.noInput,
+    says: ['no-writer.fifo: it is a FIFO and no process opened it for writing within 5 s'],
+  },
+  {
+    name: 'replay a recording in a directory an ordinary user cannot enter',
+    as: NOBODY,
+    argv: (c) => ['replay', c.file('sport-range.jsonl')],
+    exit: EXIT.noInput,
+    says: ['sport-range.jsonl: permission denied'],
+  },
+  {
+    name: 'top --replay a recording with a port past 65535',
+    argv: (c) => ['top', '--replay', c.file('sport-range.jsonl'), '--speed', '0', '--batch'],
+    exit: EXIT.dataErr,
+    says: ["sport-range.jsonl:2: new: 'sport' must be a whole number 0-65535, not 70000"],
+  },
   {
     name: 'top --replay a file that does not exist',
     argv: () => ['top', '--replay', '/nonexistent/ct.jsonl', '--batch'],
@@ -527,12 +651,13 @@ const CASES: Case[] = [
 describe('bad input catalogue: one line that says what to do, and the right exit status', () => {
   let ns: Netns | undefined;
   let busy: Server | undefined;
-  const ctx: Ctx = { ns: '', busyPort: 0, dir: '' };
+  const ctx: Ctx = { ns: '', busyPort: 0, dir: '', file: (name) => join(ctx.dir, name) };
 
   beforeAll(async () => {
     ns = await createNetns();
     ctx.ns = ns.name;
     ctx.dir = mkdtempSync(join(tmpdir(), 'ctwatch-bad-input-'));
+    for (const [name, make] of Object.entries(FILES)) make(ctx.file(name as keyof typeof FILES));
     busy = createServer();
     await new Promise<void>((resolve, reject) => {
       busy!.once('error', reject);
