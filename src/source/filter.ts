@@ -63,12 +63,15 @@ function mask6(prefix: number): number[] {
 }
 
 function cidr(expr: string, text: string): { family: 4 | 6; entry: [number, number] | number[] } {
-  const [addr, len] = text.split('/');
+  const parts = text.split('/');
+  const [addr, len] = parts;
   const fam = isIP(addr);
-  if (fam === 0 || addr.includes('.') && fam === 6) throw bad(expr, `'${text}' is not an address or CIDR`);
+  if (fam === 0 || addr.includes('.') && fam === 6 || parts.length > 2) throw bad(expr, `'${text}' is not an address or CIDR`);
   const max = fam === 4 ? 32 : 128;
+  // An empty length ('10.0.0.0/') is a typo, not /0: read as 0 it would match every address.
+  if (len !== undefined && !/^\d{1,3}$/.test(len)) throw bad(expr, `'${text}': write the prefix length after the slash, 0-${max} (e.g. ${addr}/${max === 32 ? 24 : 64})`);
   const prefix = len === undefined ? max : Number(len);
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) throw bad(expr, `'${text}': prefix length must be 0-${max}`);
+  if (prefix > max) throw bad(expr, `'${text}': prefix length must be 0-${max}`);
   if (fam === 4) {
     const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
     return { family: 4, entry: [(v4(addr) & mask) >>> 0, mask] };
@@ -76,6 +79,15 @@ function cidr(expr: string, text: string): { family: 4 | 6; entry: [number, numb
   const m = mask6(prefix);
   return { family: 6, entry: [...v6words(addr).map((w, i) => (w & m[i]) >>> 0), ...m] };
 }
+
+/** A mark or mask: decimal or 0x hex, 0 to 0xffffffff; undefined for anything else. */
+function markNumber(text: string): number | undefined {
+  if (!/^(0x[0-9a-f]{1,8}|\d{1,10})$/i.test(text)) return undefined;
+  const n = Number(text);
+  return n <= 0xffffffff ? n : undefined;
+}
+
+const hex = (n: number) => `0x${n.toString(16)}`;
 
 const ALL6 = [0, 0, 0, 0, 0, 0, 0, 0];
 const ALL4: [number, number] = [0, 0];
@@ -123,9 +135,13 @@ export function compileFilters(exprs: readonly string[]): CompiledFilter {
         break;
       case 'mark':
         for (const v of values) {
-          const [val, mask] = v.split('/').map((x) => Number(x));
-          if (!Number.isInteger(val) || val < 0 || val > 0xffffffff || (mask !== undefined && (!Number.isInteger(mask) || mask < 0 || mask > 0xffffffff))) throw bad(expr, `'${v}' is not a mark (value or value/mask, e.g. 0x10/0xff)`);
-          k.marks.push([val >>> 0, (mask ?? 0xffffffff) >>> 0]);
+          // Each part a number of its own: Number('') is 0, and a mask of 0 matches no mark at all.
+          const parts = v.split('/');
+          const nums = parts.map(markNumber);
+          const [val, mask] = nums;
+          if (parts.length > 2 || nums.some((n) => n === undefined)) throw bad(expr, `'${v}' is not a mark (value or value/mask, each 0 to 0xffffffff, e.g. 0x10/0xff)`);
+          if (mask !== undefined && ((val! & ~mask) >>> 0) !== 0) throw bad(expr, `'${v}': the value has bits outside the mask, so no mark can match (did you mean ${hex((val! & mask) >>> 0)}/${hex(mask)}?)`);
+          k.marks.push([val! >>> 0, (mask ?? 0xffffffff) >>> 0]);
         }
         kernelUsed = true;
         break;
@@ -140,8 +156,8 @@ export function compileFilters(exprs: readonly string[]): CompiledFilter {
       case 'dport':
       case 'port':
       case 'zone': {
-        const nums = values.map((v) => Number(v));
-        if (nums.some((n) => !Number.isInteger(n) || n < 0 || n > 65535)) throw bad(expr, `${key} takes numbers 0-65535`);
+        const nums = values.map((v) => (/^\d{1,5}$/.test(v) ? Number(v) : NaN));
+        if (nums.some((n) => !(n <= 65535))) throw bad(expr, `${key} takes numbers 0-65535`);
         const set = new Set(nums);
         user.push(
           key === 'sport' ? (e) => e.sport !== undefined && set.has(e.sport)

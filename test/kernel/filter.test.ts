@@ -93,5 +93,17 @@ describe('kernel-side filters (real kernel, own namespace)', () => {
     expect(() => compileFilters(['src 300.1.1.1'])).toThrow(/not an address or CIDR/);
     expect(() => compileFilters(['state FLYING'])).toThrow(/unknown TCP state/);
     expect(() => compileFilters(['colour blue'])).toThrow(/unknown key 'colour'/);
+    // a slash with nothing after it was read as /0 (every address) or a mask of 0 (no mark)
+    expect(() => compileFilters(['src 127.0.0.0/'])).toThrow(/write the prefix length after the slash, 0-32/);
+    expect(() => compileFilters(['dst 2001:db8::/'])).toThrow(/write the prefix length after the slash, 0-128/);
+    expect(() => compileFilters(['src 10.0.0.0/8/8'])).toThrow(/not an address or CIDR/);
+    expect(() => compileFilters(['src 10.0.0.0/ 8'])).toThrow(/prefix length/);
+    expect(() => compileFilters(['mark 0x1/'])).toThrow(/'0x1\/' is not a mark/);
+    expect(() => compileFilters(['mark /0xff'])).toThrow(/is not a mark/);
+    expect(() => compileFilters(['mark 0x10/0x0f'])).toThrow(/bits outside the mask/);
+    expect(() => compileFilters(['mark 1e3'])).toThrow(/is not a mark/);
+    expect(() => compileFilters(['dport 0x50'])).toThrow(/dport takes numbers 0-65535/);
+    expect(compileFilters(['mark 0x10/0xf0', 'src 10.0.0.0/8']).kernel).toMatchObject({ marks: [[0x10, 0xf0]], src4: [[0x0a000000, 0xff000000]] });
+    expect(compileFilters(['mark 4294967295']).kernel!.marks).toEqual([[0xffffffff, 0xffffffff]]);
   });
 });
