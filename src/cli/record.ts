@@ -88,7 +88,7 @@ export async function record(argv: string[]): Promise<number> {
   const duration = values.duration ? parseDuration(values.duration, '--duration') : undefined;
   const maxCount = values.count ? parseCount(values.count, '--count') : undefined;
 
-  const account = values.user ? lookupUser(values.user) : undefined;
+  const account = values.user !== undefined ? lookupUser(values.user) : undefined;
   let fatal: CtwatchError | undefined;
   let source: LiveSource | undefined;
   const output = openOutput(values.output ?? '-', (err) => {

@@ -5,6 +5,7 @@
 import type { ChurnSnapshot, KeyChurn } from '../churn/snapshot.js';
 import type { Alert } from '../alerts/types.js';
 import { formatMicros } from '../recording/time.js';
+import { printable } from '../util/printable.js';
 
 export interface ViewExtras {
   /** source counters line */
@@ -40,7 +41,7 @@ function table(title: string, rows: KeyChurn[], withStates: boolean, limit: numb
     : `${pad(title, 28)}${pad('NEW/s', 9, true)}${pad('10s', 9, true)}${pad('END/s', 9, true)}${pad('LIVE', 10, true)}`;
   const out = [head];
   for (const r of rows.slice(0, limit)) {
-    let line = `${pad(r.key, 28)}${pad(n(r.new1, 1), 9, true)}${pad(n(r.new10, 1), 9, true)}${pad(n(r.end1, 1), 9, true)}${pad(n(r.live), 10, true)}`;
+    let line = `${pad(printable(r.key), 28)}${pad(n(r.new1, 1), 9, true)}${pad(n(r.new10, 1), 9, true)}${pad(n(r.end1, 1), 9, true)}${pad(n(r.live), 10, true)}`;
     if (withStates) {
       line += `${pad(n(r.states?.TIME_WAIT ?? 0), 11, true)}${pad(secs(r.lifetimeP50), 10, true)}${pad(secs(r.lifetimeP99), 10, true)}${pad(r.shortLived === undefined ? '-' : pct(r.shortLived), 7, true)}`;
     }
@@ -81,5 +82,9 @@ export function renderTop(s: ChurnSnapshot, extras: ViewExtras = {}): string {
   if (s.groups && s.groups.length > 0) lines.push('', ...table('UNIT / CONTAINER', s.groups, false, 4));
   lines.push('', ...table('PROTOCOL', s.protocols, false, 4));
   const width = extras.width ?? 120;
-  return lines.map((l) => (l.length > width ? l.slice(0, width) : l)).join('\n');
+  // Process and unit names are chosen by whoever runs the process: never let them drive the terminal.
+  return lines.map((l) => {
+    const safe = printable(l);
+    return safe.length > width ? safe.slice(0, width) : safe;
+  }).join('\n');
 }

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { createSinks, parseSinkConfigs, systemHost, type SinkSet } from '../sinks/index.js';
-import { MetricsExporter, parseListenAddress } from '../metrics/index.js';
+import { MetricsExporter, formatListenAddress, parseListenAddress } from '../metrics/index.js';
 import type { SinkRecord } from '../formats/index.js';
 import { logger, onSignals, parse } from './common.js';
 import { openEngineSource, SOURCE_HELP, SOURCE_OPTIONS } from './engine-options.js';
@@ -35,7 +35,8 @@ ${SOURCE_HELP}
   --churn TIME          also write a "churn" line every TIME (e.g. 10s)
   --sinks FILE          SIEM feed: syslog (UDP/TCP/TLS), Splunk HEC, Elasticsearch, HTTP, files,
                         in ECS, OCSF, CEF or JSONL, with a disk spool (YAML, docs/siem.md)
-  --metrics ADDR        serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9477
+  --metrics ADDR        serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9477; a bare
+                        PORT is loopback, :PORT every interface
                         (docs/metrics.md)
   --no-processes        do not look up which process owns each flow (sock_diag + /proc)
   --user NAME           after opening the kernel sockets, run as NAME keeping only CAP_NET_ADMIN
@@ -105,8 +106,8 @@ export async function watch(argv: string[]): Promise<number> {
     process.stdout.write(`${values.rules ?? '(built-in rules)'}: ${config.rules.length} rules, ${config.deliver.length} deliveries: valid\n`);
     return 0;
   }
-  if (values.metrics) parseListenAddress(values.metrics);
-  const account = values.user ? lookupUser(values.user) : undefined;
+  if (values.metrics !== undefined) parseListenAddress(values.metrics);
+  const account = values.user !== undefined ? lookupUser(values.user) : undefined;
   const sinks = values.sinks ? await loadSinks(values.sinks, log) : undefined;
   const churnUs = values.churn ? Math.round(parseDuration(values.churn, '--churn') * 1e6) : undefined;
   if (churnUs !== undefined && (churnUs < 1e6 || churnUs % 1e6 !== 0)) {
@@ -141,7 +142,7 @@ export async function watch(argv: string[]): Promise<number> {
     for (const r of records) writeRecord(lines, r as never);
     return output.write(lines.take()) ? undefined : output.drained();
   };
-  const metrics = values.metrics ? new MetricsExporter() : undefined;
+  const metrics = values.metrics !== undefined ? new MetricsExporter() : undefined;
   let fired = 0;
   const watcher = new Watcher(source, config, {
     events: sinks ? (batch) => { for (const e of batch) sinks.write(e as SinkRecord); } : undefined,
@@ -163,11 +164,11 @@ export async function watch(argv: string[]): Promise<number> {
       if (churnUs && snap.time % churnUs === 0) return write([snap]);
     },
   }, log, { processes: !values['no-processes'] });
-  const metricsServer = metrics && values.metrics ? await metrics.listen(values.metrics).catch(async (err) => {
+  const metricsServer = metrics && values.metrics !== undefined ? await metrics.listen(values.metrics).catch(async (err) => {
     await source.close();
     throw err;
   }) : undefined;
-  log.info({ netns: values.netns ?? '(own)', rules: values.rules ?? '(built-in)', rulesCount: config.rules.length, deliveries: config.deliver.length, output: output?.path ?? '(none)' }, 'watching the conntrack table');
+  log.info({ netns: values.netns ?? '(own)', rules: values.rules ?? '(built-in)', rulesCount: config.rules.length, deliveries: config.deliver.length, output: output?.path ?? '(none)', ...(metricsServer ? { metrics: `http://${formatListenAddress(metricsServer.host, metricsServer.port)}/metrics` } : {}) }, 'watching the conntrack table');
 
   const offSignals = onSignals(
     log,

@@ -13,8 +13,9 @@ export interface ListenAddress {
 }
 
 /**
- * "127.0.0.1:9477", ":9477", "[::1]:9477", "localhost:9477" or a bare "9477" (all interfaces, as
- * ":9477"). Port 0 asks the kernel for a free port. An unbracketed IPv6 address is refused: in
+ * "127.0.0.1:9477", ":9477" (every interface), "[::1]:9477", "localhost:9477" or a bare "9477"
+ * (loopback, 127.0.0.1: the metrics name the busiest destinations, so every interface has to be
+ * asked for, with ":9477"). Port 0 asks the kernel for a free port. An unbracketed IPv6 address is refused: in
  * "::1:9477" nobody can tell where the address ends.
  */
 export function parseListenAddress(address: string): ListenAddress {
@@ -22,12 +23,13 @@ export function parseListenAddress(address: string): ListenAddress {
   const bad = (why: string): CtwatchError =>
     new CtwatchError(
       'ERR_METRICS_ADDRESS',
-      `metrics: bad listen address "${address}": ${why}; write HOST:PORT, :PORT (all interfaces) or [IPv6]:PORT, e.g. 127.0.0.1:9477`,
+      `metrics: bad listen address "${address}": ${why}; write HOST:PORT, PORT (loopback), :PORT (every interface) or [IPv6]:PORT, e.g. 127.0.0.1:9477`,
       { exitCode: EXIT.usage },
     );
   let host: string | undefined;
   let portText: string;
   if (/^\d+$/.test(text)) {
+    host = '127.0.0.1';
     portText = text;
   } else if (text.startsWith('[')) {
     const m = /^\[([^\]]+)\]:(\d*)$/.exec(text);
@@ -94,6 +96,8 @@ export class MetricsListenError extends CtwatchError {
 export interface MetricsServer {
   /** the bound port: the one asked for, or the kernel's pick for port 0 */
   readonly port: number;
+  /** the bound address ('127.0.0.1', '::' for every interface, ...) */
+  readonly host: string;
   /** Stops listening and drops open connections; safe to call twice. */
   close(): Promise<void>;
 }
@@ -149,9 +153,11 @@ export async function serveMetrics(source: MetricsSource, address: string): Prom
   server.on('error', () => {});
   const bound = server.address();
   const boundPort = typeof bound === 'object' && bound !== null ? bound.port : port;
+  const boundHost = typeof bound === 'object' && bound !== null ? bound.address : host ?? '';
   let closing: Promise<void> | undefined;
   return {
     port: boundPort,
+    host: boundHost,
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -15,6 +15,8 @@ export interface Account {
 }
 
 export function lookupUser(name: string, passwd = '/etc/passwd'): Account {
+  // `--user ""` (an unset variable in a unit file) must not quietly leave the daemon root.
+  if (name.trim() === '') throw new CtwatchError('ERR_USER', `--user is empty: give the account to run as, e.g. --user ctwatch (or leave --user out to stay root)`, { exitCode: EXIT.usage });
   const text = existsSync(passwd) ? readFileSync(passwd, 'utf8') : '';
   for (const line of text.split('\n')) {
     const f = line.split(':');

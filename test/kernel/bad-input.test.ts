@@ -77,6 +77,8 @@ interface Case {
   argv: (c: Ctx) => string[];
   /** command prefix: run as another user, or without capabilities */
   as?: string[];
+  /** extra environment variables */
+  env?: Record<string, string>;
   exit: number;
   /** words the error line must contain (substring, or a pattern) */
   says: (string | RegExp)[];
@@ -103,11 +105,11 @@ interface Result {
  */
 const HANG_MS = 4000;
 
-function runCli(prefix: string[] | undefined, args: string[], timeoutMs: number): Promise<Result> {
+function runCli(prefix: string[] | undefined, args: string[], timeoutMs: number, env?: Record<string, string>): Promise<Result> {
   const argv = [...(prefix ?? []), process.execPath, CLI, ...args];
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const p = spawn(argv[0], argv.slice(1), { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(argv[0], argv.slice(1), { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -359,6 +361,77 @@ const CASES: Case[] = [
     argv: () => ['top', '--replay', fx('valid.jsonl'), '--speed', 'fast', '--batch'],
     exit: EXIT.usage,
     says: ['--speed', '"fast"'],
+  },
+
+  {
+    name: "--filter 'src 127.0.0.0/' (a slash without a length)",
+    argv: () => ['record', '--filter', 'src 127.0.0.0/', '--duration', '1s'],
+    exit: EXIT.usage,
+    says: ["--filter 'src 127.0.0.0/'", 'write the prefix length after the slash, 0-32'],
+  },
+  {
+    name: "--filter 'dst ::1/' (a slash without a length, IPv6)",
+    argv: () => ['top', '--filter', 'dst ::1/', '--batch'],
+    exit: EXIT.usage,
+    says: ["--filter 'dst ::1/'", 'write the prefix length after the slash, 0-128'],
+  },
+  {
+    name: "--filter 'mark 0x1/' (a slash without a mask)",
+    argv: () => ['record', '--filter', 'mark 0x1/', '--duration', '1s'],
+    exit: EXIT.usage,
+    says: ["'0x1/' is not a mark", 'e.g. 0x10/0xff'],
+  },
+  {
+    name: "--filter 'mark 0x10/0x0f' (a value outside its mask matches nothing)",
+    argv: () => ['watch', '--filter', 'mark 0x10/0x0f', '--status', '0'],
+    exit: EXIT.usage,
+    says: ['the value has bits outside the mask, so no mark can match'],
+  },
+  {
+    name: "--filter 'mark 0x100000000' (past 32 bits)",
+    argv: () => ['record', '--filter', 'mark 0x100000000', '--duration', '1s'],
+    exit: EXIT.usage,
+    says: ["'0x100000000' is not a mark", 'each 0 to 0xffffffff'],
+  },
+  {
+    name: "--filter 'dport 70000' (past 65535)",
+    argv: () => ['record', '--filter', 'dport 70000', '--duration', '1s'],
+    exit: EXIT.usage,
+    says: ['dport takes numbers 0-65535'],
+  },
+  {
+    name: '--user "" (empty: must not stay root quietly)',
+    argv: () => ['record', '--user', '', '--duration', '1s'],
+    exit: EXIT.usage,
+    says: ['--user is empty', 'leave --user out to stay root'],
+  },
+  {
+    name: 'watch --user " " (blank)',
+    argv: () => ['watch', '--user', ' ', '--status', '0'],
+    exit: EXIT.usage,
+    says: ['--user is empty'],
+  },
+  {
+    name: '--user of an account that does not exist',
+    argv: () => ['record', '--user', 'ctwatch-no-such-user', '--duration', '1s'],
+    exit: EXIT.noInput,
+    says: ['--user ctwatch-no-such-user: no such user', 'useradd --system'],
+  },
+  {
+    name: 'CTWATCH_LOG_LEVEL=bogus',
+    env: { CTWATCH_LOG_LEVEL: 'bogus' },
+    argv: () => ['stats'],
+    exit: EXIT.usage,
+    says: ['CTWATCH_LOG_LEVEL="bogus" is not a log level', 'trace, debug, info, warn, error, fatal, silent'],
+    never: ['internal error'],
+  },
+  {
+    name: 'CTWATCH_LOG_LEVEL with an escape sequence in it',
+    env: { CTWATCH_LOG_LEVEL: '\x1b[2Jloud' },
+    argv: () => ['replay', fx('valid.jsonl')],
+    exit: EXIT.usage,
+    says: ['is not a log level', '\\\\x1b[2Jloud'],
+    never: ['\x1b'],
   },
 
   // --- output
@@ -641,6 +714,12 @@ const CASES: Case[] = [
     says: ['put an IPv6 address in brackets, e.g. [::1]:9477'],
   },
   {
+    name: 'watch --metrics "" (empty)',
+    argv: () => ['watch', '--metrics', '', '--status', '0'],
+    exit: EXIT.usage,
+    says: ['bad listen address ""', 'the port is missing', 'PORT (loopback)'],
+  },
+  {
     name: 'watch --metrics on a port that is in use',
     argv: (c) => ['watch', '--netns', c.ns, '--metrics', `127.0.0.1:${c.busyPort}`, '--status', '0'],
     exit: EXIT.unavailable,
@@ -678,8 +757,8 @@ describe('bad input catalogue: one line that says what to do, and the right exit
 
   for (const c of CASES) {
     it.concurrent(`${c.name}: exit ${c.exit}`, async ({ expect }) => {
-      const r = await runCli(c.as, c.argv(ctx), 30_000);
-      const why = `${[...(c.as ?? []), 'ctwatch', ...c.argv(ctx)].join(' ')}\n  ${describeResult(r)}`;
+      const r = await runCli(c.as, c.argv(ctx), 30_000, c.env);
+      const why = `${[...Object.entries(c.env ?? {}).map(([k, v]) => `${k}=${v}`), ...(c.as ?? []), 'ctwatch', ...c.argv(ctx)].join(' ')}\n  ${describeResult(r)}`;
       expect(r.timedOut, why).toBe(false);
       expect(r.code, why).toBe(c.exit);
       const lines = c.check ? r.stdout.trim().split('\n').filter(Boolean) : errorLines(r, false);

@@ -8,7 +8,8 @@ describe('parseListenAddress', () => {
   it.each([
     ['127.0.0.1:9477', { host: '127.0.0.1', port: 9477 }],
     [':9477', { host: undefined, port: 9477 }],
-    ['9477', { host: undefined, port: 9477 }],
+    // a bare port is loopback only: every interface must be asked for (:PORT)
+    ['9477', { host: '127.0.0.1', port: 9477 }],
     ['[::1]:9477', { host: '::1', port: 9477 }],
     ['[::]:0', { host: '::', port: 0 }],
     ['localhost:65535', { host: 'localhost', port: 65535 }],
@@ -144,6 +145,13 @@ describe('MetricsExporter.listen', () => {
 
   it('listens on every interface with :PORT', async () => {
     const s = await listen(new MetricsExporter(), ':0');
+    expect((await get(s.port, '/healthz')).status).toBe(200);
+    expect(['::', '0.0.0.0']).toContain(s.host);
+  });
+
+  it('a bare PORT listens on loopback only', async () => {
+    const s = await listen(new MetricsExporter(), '0');
+    expect(s.host).toBe('127.0.0.1');
     expect((await get(s.port, '/healthz')).status).toBe(200);
   });
 
