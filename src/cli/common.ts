@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { createLogger, type LogFormat, type Logger } from '../util/log.js';
+import { takeEarlySignals } from './signals.js';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -28,7 +29,8 @@ export function logger(values: { 'log-format'?: string }): Logger {
 
 /**
  * SIGTERM/SIGINT: the first asks for a clean stop (drain, flush, summary, exit 0); a second one
- * exits at once. SIGHUP calls `onHup` (reopen files for logrotate, reload rules).
+ * exits at once. SIGHUP calls `onHup` (reopen files for logrotate, reload rules); without one,
+ * SIGHUP keeps its default action (a `top` whose terminal closed ends instead of lingering).
  */
 export function onSignals(log: Logger, stop: (signal: string) => void, onHup?: () => void): () => void {
   let stopping = false;
@@ -43,10 +45,15 @@ export function onSignals(log: Logger, stop: (signal: string) => void, onHup?: (
   const hup = () => onHup?.();
   process.on('SIGTERM', term);
   process.on('SIGINT', term);
-  process.on('SIGHUP', hup);
+  if (onHup) {
+    process.on('SIGHUP', hup);
+    // A SIGHUP that came while we were starting (held by the launcher) is acted on now: logrotate
+    // may have moved the file we just opened.
+    if (takeEarlySignals()) setImmediate(hup);
+  }
   return () => {
     process.off('SIGTERM', term);
     process.off('SIGINT', term);
-    process.off('SIGHUP', hup);
+    if (onHup) process.off('SIGHUP', hup);
   };
 }

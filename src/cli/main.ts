@@ -6,6 +6,7 @@ import { stats, STATS_HELP } from './stats.js';
 import { top, TOP_HELP } from './top.js';
 import { watch, WATCH_HELP } from './watch.js';
 import { demo, DEMO_HELP } from './demo.js';
+import { releaseEarlySignals } from './signals.js';
 import { doctor, DOCTOR_HELP } from './doctor.js';
 
 export const HELP = `ctwatch — watch Linux connection tracking: who fills the conntrack table, and how fast
@@ -33,6 +34,9 @@ Docs: README.md (troubleshooting), docs/schema.md (every JSON field).
 
 type Command = (argv: string[]) => Promise<number>;
 
+/** Commands whose SIGHUP handler (onSignals) takes a SIGHUP held while they started. */
+const HANDLES_SIGHUP = new Set(['record', 'watch']);
+
 const COMMANDS: Record<string, { run: Command; help: string }> = {
   record: { run: record, help: RECORD_HELP },
   demo: { run: demo, help: DEMO_HELP },
@@ -59,6 +63,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`ctwatch: unknown command '${name}' (commands: ${Object.keys(COMMANDS).join(', ')}; see ctwatch --help)\n`);
     return EXIT.usage;
   }
+  // Only record and watch handle SIGHUP (reopen, reload); the others end on it as they always did.
+  if (!HANDLES_SIGHUP.has(name)) releaseEarlySignals();
   try {
     return await cmd.run(rest);
   } catch (err) {
