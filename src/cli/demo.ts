@@ -8,10 +8,12 @@
 import { defaultConfig } from '../alerts/index.js';
 import type { Alert } from '../alerts/types.js';
 import type { ChurnSnapshot } from '../churn/snapshot.js';
+import { constants as osConstants } from 'node:os';
 import { Lab } from '../lab/lab.js';
 import { Watcher } from '../pipeline/watcher.js';
 import { LiveSource } from '../source/live.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
+import { parseCount } from './args.js';
 import { logger, parse } from './common.js';
 import { renderTop } from './top-view.js';
 
@@ -69,21 +71,33 @@ export async function demo(argv: string[]): Promise<number> {
   if (process.getuid?.() !== 0) throw new CtwatchError('ERR_NOT_ROOT', 'the demo creates a network namespace and reads conntrack events: run it as root (sudo)', { exitCode: EXIT.noPerm });
   const quick = values.quick ?? false;
   const stopBeforeFull = values['stop-before-full'] || quick;
-  const leakRate = values['leak-rate'] ? Number(values['leak-rate']) : quick ? 2000 : 0;
+  const leakRate = values['leak-rate'] !== undefined ? parseCount(values['leak-rate'], '--leak-rate') : quick ? 2000 : 0;
+  if (leakRate > 1_000_000) throw new CtwatchError('ERR_USAGE', `--leak-rate ${leakRate} is out of range: use 1 to 1000000 connections per second (or leave it out: as fast as it goes)`, { exitCode: EXIT.usage });
   const normalMs = quick ? 2000 : 5000;
   const leakMaxS = quick ? 8 : 90;
   const resolveWaitMs = quick ? 25_000 : 30_000;
   const tty = process.stdout.isTTY && !values.json;
 
+  Lab.sweepStale();
   const lab = new Lab();
+  // Every way out removes the namespace (and the full table in it): Ctrl-C, kill, the terminal
+  // closing (SIGHUP, then EIO on every write), an exception, process.exit. Only kill -9 cannot;
+  // the next demo sweeps what that left.
   const cleanup = () => lab.destroy();
-  const onSignal = () => {
+  const onSignal = (signal: NodeJS.Signals) => {
     cleanup();
-    process.stderr.write('\nctwatch demo: interrupted; the namespace was removed\n');
-    process.exit(130);
+    try {
+      process.stderr.write(`\nctwatch demo: ${signal === 'SIGHUP' ? 'the terminal went away' : 'interrupted'}; the namespace was removed\n`);
+    } catch {
+      /* no terminal to say it on */
+    }
+    process.exit(128 + (osConstants.signals[signal] ?? 1));
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const onOutputError = () => onSignal('SIGHUP');
+  const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
+  for (const s of SIGNALS) process.on(s, onSignal);
+  process.stdout.on('error', onOutputError);
+  process.stderr.on('error', onOutputError);
   process.once('exit', cleanup);
 
   const started = Date.now();
@@ -197,8 +211,9 @@ export async function demo(argv: string[]): Promise<number> {
     return 0;
   } finally {
     cleanup();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const s of SIGNALS) process.off(s, onSignal);
+    process.stdout.off('error', onOutputError);
+    process.stderr.off('error', onOutputError);
     process.off('exit', cleanup);
   }
 }

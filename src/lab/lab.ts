@@ -4,7 +4,7 @@
  * namespace on loopback addresses, and `destroy()` removes it all, also on Ctrl-C.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CtwatchError, EXIT } from '../util/errors.js';
@@ -86,15 +86,48 @@ export class Lab {
     });
   }
 
-  /** Kills every program and deletes the namespace (its conntrack table goes with it). */
+  /** Kills every program and deletes the namespace (its conntrack table goes with it). Synchronous,
+   * so it also runs from an 'exit' handler. */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
     for (const c of this.children) c.kill('SIGKILL');
+    removeNamespace(this.name);
+  }
+
+  /** Deletes what demos that were killed outright (kill -9) left behind: ctwatch-demo-PID
+   * namespaces whose PID is gone, with any program still running in them. */
+  static sweepStale(): void {
+    let names: string[];
     try {
-      execFileSync('ip', ['netns', 'del', this.name], { stdio: 'ignore' });
+      names = readdirSync('/run/netns');
     } catch {
-      /* already gone */
+      return;
     }
+    for (const name of names) {
+      const m = /^ctwatch-demo-(\d+)$/.exec(name);
+      if (m && !existsSync(`/proc/${m[1]}`)) removeNamespace(name);
+    }
+  }
+}
+
+/** A namespace lives on while a process is in it: kill those first, then delete it. */
+function removeNamespace(name: string): void {
+  try {
+    const pids = execFileSync('ip', ['netns', 'pids', name], { stdio: ['ignore', 'pipe', 'ignore'], encoding: 'utf8' });
+    for (const pid of pids.split(/\s+/).filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  } catch {
+    /* no such namespace */
+  }
+  try {
+    execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+  } catch {
+    /* already gone */
   }
 }

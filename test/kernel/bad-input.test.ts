@@ -434,6 +434,19 @@ const CASES: Case[] = [
     never: ['\x1b'],
   },
 
+  {
+    name: 'demo --leak-rate that is not a number',
+    argv: () => ['demo', '--leak-rate', 'fast'],
+    exit: EXIT.usage,
+    says: ['--leak-rate "fast" is not a whole number'],
+  },
+  {
+    name: 'demo --leak-rate out of range',
+    argv: () => ['demo', '--leak-rate', '5000000'],
+    exit: EXIT.usage,
+    says: ['--leak-rate 5000000 is out of range', 'use 1 to 1000000'],
+  },
+
   // --- output
   {
     name: 'record -o into a directory that does not exist',

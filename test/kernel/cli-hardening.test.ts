@@ -5,7 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, GENERATOR, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
 
@@ -87,5 +90,179 @@ describe('the metrics port', () => {
       w.child.kill('SIGTERM');
       expect((await w.done).code).toBe(0);
     }
+  });
+});
+
+/** A signal mask from /proc/PID/status (SigCgt, SigIgn, ...): is `signo` in it? */
+function inMask(pid: number, field: string, signo: number): boolean {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const hex = new RegExp(`^${field}:\\s+([0-9a-f]+)`, 'm').exec(status)?.[1];
+    return hex !== undefined && ((BigInt(`0x${hex}`) >> BigInt(signo - 1)) & 1n) === 1n;
+  } catch {
+    return false;
+  }
+}
+
+const addonLoaded = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/maps`, 'utf8').includes('ctwatch.node');
+  } catch {
+    return false;
+  }
+};
+
+describe('signals while starting', () => {
+  let ns: Netns;
+  let dir: string;
+  beforeAll(async () => {
+    ns = await createNetns();
+    dir = mkdtempSync(join(tmpdir(), 'ctwatch-hup-'));
+  });
+  afterAll(async () => {
+    await ns?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('record: SIGHUPs from the first moment of start-up are held, then acted on; none kills it', async () => {
+    const file = join(dir, 'ct.jsonl');
+    const r = cli(['record', '--netns', ns.name, '-o', file]);
+    const pid = r.child.pid!;
+    // The handler must be there before ctwatch loads the rest of itself (the addon comes late).
+    const first = await waitFor(() => (inMask(pid, 'SigCgt', 1) ? { addon: addonLoaded(pid) } : r.child.exitCode !== null ? { addon: 'exited' } : undefined), 'a SIGHUP handler', 10_000, 1);
+    expect(first.addon, 'SIGHUP is caught only after the start-up').toBe(false);
+    let sent = 0;
+    const hups = setInterval(() => {
+      if (r.child.exitCode === null && r.child.signalCode === null) {
+        r.child.kill('SIGHUP');
+        sent++;
+      }
+    }, 10);
+    try {
+      await waitFor(() => r.err().includes('recording conntrack events') || r.child.exitCode !== null || r.child.signalCode !== null, 'record to start');
+    } finally {
+      clearInterval(hups);
+    }
+    expect(r.child.signalCode, r.err()).toBe(null);
+    expect(sent).toBeGreaterThan(0);
+    // the held one is acted on once ready: the output is reopened
+    await waitFor(() => r.err().includes('reopened output (SIGHUP)'), 'the held SIGHUP to reopen the output');
+    await ns.generate({ listen: [{ proto: 'tcp', host: '127.0.0.5', port: 6391 }], run: [{ kind: 'connect', host: '127.0.0.5', port: 6391, count: 5, rate: 0 }] });
+    await waitFor(() => existsSync(file) && readFileSync(file, 'utf8').includes('"dport":6391'), 'events in the file');
+    r.child.kill('SIGTERM');
+    const done = await r.done;
+    expect(done.signal, done.stderr).toBe(null);
+    expect(done.code, done.stderr).toBe(0);
+  });
+
+  it('a command without a SIGHUP handler still ends on one (top)', async () => {
+    const t = cli(['top', '--netns', ns.name, '--batch']);
+    await waitFor(() => t.out().includes('ctwatch top'), 'the first screen', 15_000);
+    t.child.kill('SIGHUP');
+    const done = await t.done;
+    expect(done.signal).toBe('SIGHUP');
+  });
+});
+
+describe('demo: the namespace goes on every way out', () => {
+  /** The demo's namespace, once it exists: name, pid of the demo, and the namespace's inode. */
+  const demoNamespace = (pid: number) => {
+    const name = `ctwatch-demo-${pid}`;
+    return existsSync(`/run/netns/${name}`) ? { name, pid, inode: statSync(`/run/netns/${name}`).ino } : undefined;
+  };
+  /** the demo's pid: the child itself, or under script(1) the program script runs */
+  const demoPid = (child: ChildProcess, underScript: boolean) =>
+    underScript ? Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]) : child.pid!;
+  /** pids of processes still in the namespace with this inode */
+  const inNamespace = (inode: number) =>
+    readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try {
+        return statSync(`/proc/${p}/ns/net`).ino === inode;
+      } catch {
+        return false;
+      }
+    });
+
+  async function interrupt(start: () => ChildProcess, stop: (demo: ChildProcess, pid: number) => void, out: () => string, underScript = false) {
+    const demo = start();
+    let ns: ReturnType<typeof demoNamespace>;
+    try {
+      await waitFor(() => out().includes('LEAK'), 'the demo to start leaking', 30_000);
+      ns = demoNamespace(demoPid(demo, underScript));
+      expect(ns).toBeDefined();
+      expect(inNamespace(ns!.inode).length).toBeGreaterThan(0);
+      stop(demo, ns!.pid);
+      await waitFor(() => !existsSync(`/proc/${ns!.pid}`), 'the demo to exit', 15_000);
+      expect(existsSync(`/run/netns/${ns!.name}`)).toBe(false);
+      await waitFor(() => inNamespace(ns!.inode).length === 0, 'every program in the namespace to be gone', 5000);
+    } finally {
+      demo.kill('SIGKILL');
+      if (ns && existsSync(`/run/netns/${ns.name}`)) {
+        for (const p of inNamespace(ns.inode)) process.kill(Number(p), 'SIGKILL');
+        await run('ip', ['netns', 'del', ns.name]).catch(() => {});
+      }
+    }
+  }
+
+  it('its terminal closes (a real pty hung up): SIGHUP, then EIO on every write', async () => {
+    let out = '';
+    await interrupt(
+      () => {
+        // script(1) gives the demo a terminal; killing script closes the pty's master side
+        const s = track(spawn('script', ['-qfec', `exec ${process.execPath} ${CLI} demo --quick`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] }));
+        s.stdout!.on('data', (d) => (out += d));
+        return s;
+      },
+      (script) => script.kill('SIGKILL'),
+      () => out,
+      true,
+    );
+  });
+
+  it('SIGTERM', async () => {
+    let out = '';
+    let code: number | null = null;
+    await interrupt(
+      () => {
+        const d = cli(['demo', '--quick']);
+        d.child.stdout!.on('data', (c) => (out += c));
+        d.child.once('exit', (c) => (code = c));
+        return d.child;
+      },
+      (demo) => demo.kill('SIGTERM'),
+      () => out,
+    );
+    expect(code).toBe(143);
+  });
+
+  it('a namespace left by a demo killed outright is swept by the next one', async () => {
+    let out = '';
+    let first: ChildProcess | undefined;
+    const firstNs = await (async () => {
+      const d = cli(['demo', '--quick']);
+      first = d.child;
+      d.child.stdout!.on('data', (c) => (out += c));
+      await waitFor(() => out.includes('LEAK'), 'the demo to start leaking', 30_000);
+      const ns = demoNamespace(d.child.pid!)!;
+      d.child.kill('SIGKILL');
+      await d.done;
+      return ns;
+    })();
+    expect(existsSync(`/run/netns/${firstNs.name}`)).toBe(true);
+    let out2 = '';
+    await interrupt(
+      () => {
+        const d = cli(['demo', '--quick']);
+        d.child.stdout!.on('data', (c) => (out2 += c));
+        return d.child;
+      },
+      (demo) => {
+        expect(existsSync(`/run/netns/${firstNs.name}`)).toBe(false);
+        expect(inNamespace(firstNs.inode)).toEqual([]);
+        demo.kill('SIGINT');
+      },
+      () => out2,
+    );
+    first?.kill('SIGKILL');
   });
 });
