@@ -4,7 +4,7 @@
  * into exactly the events that were written.
  */
 import { isIP } from 'node:net';
-import { STATUS_FLAGS, TCP_STATES } from '../source/names.js';
+import { protoNumber, STATUS_FLAGS, TCP_STATES } from '../source/names.js';
 import type { ConntrackEvent, Counters, IcmpFields, SourceEvent, Tuple } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import { LineBuffer } from './line-buffer.js';
@@ -278,7 +278,6 @@ const U16 = 0xffff;
 const U32 = 0xffffffff;
 const STATES = new Set<string>(TCP_STATES);
 const FLAGS = new Set<string>(STATUS_FLAGS);
-const PROTO_NAMES = new Set(['tcp', 'udp', 'icmp', 'icmpv6', 'sctp', 'udplite', 'dccp', 'gre', 'igmp']);
 // Addresses repeat endlessly in a recording; each distinct text is checked once (bounded cache).
 const goodAddress = new Map<string, 4 | 6>();
 
@@ -353,7 +352,8 @@ class FieldCheck {
     if (o.family !== 'ipv4' && o.family !== 'ipv6') this.fail('family', '"ipv4" or "ipv6"', o.family);
     const family = o.family === 'ipv4' ? 4 : 6;
     const p = o.proto;
-    if (typeof p !== 'string' || !(PROTO_NAMES.has(p) || (/^\d{1,3}$/.test(p) && Number(p) < 256))) {
+    // a name from the protocol table, or the number as the decoder writes it (decimal, 0-255)
+    if (typeof p !== 'string' || protoNumber(p) === undefined || (/^[^a-z]/.test(p) && !/^\d{1,3}$/.test(p))) {
       this.fail('proto', 'a protocol name (tcp, udp, icmp, ...) or number 0-255 as text', p);
     }
     this.tuple(o, family, '');
