@@ -420,7 +420,7 @@ const CASES: Case[] = [
   {
     name: 'CTWATCH_LOG_LEVEL=bogus',
     env: { CTWATCH_LOG_LEVEL: 'bogus' },
-    argv: () => ['stats'],
+    argv: () => ['record', '--duration', '1s'],
     exit: EXIT.usage,
     says: ['CTWATCH_LOG_LEVEL="bogus" is not a log level', 'trace, debug, info, warn, error, fatal, silent'],
     never: ['internal error'],
