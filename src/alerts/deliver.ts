@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'undici';
 import type { Alert } from './types.js';
 import { SEVERITIES, type DeliverySpec, type Severity } from './rules.js';
+import { setLongTimeout } from '../util/timers.js';
 
 export interface DeliveryStats {
   /** delivered: 2xx from the webhook, exit 0 from the hook */
@@ -234,11 +235,13 @@ export class ExecHook implements Delivery {
     let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
     let stderr = '';
     const timers: NodeJS.Timeout[] = [];
+    const cancels: (() => void)[] = [];
 
     const finish = (spawnError?: unknown): void => {
       if (finished) return;
       finished = true;
       for (const t of timers) clearTimeout(t);
+      for (const c of cancels) c();
       this.running.delete(child);
       child?.stderr?.destroy();
       this.busy--;
@@ -293,13 +296,13 @@ export class ExecHook implements Delivery {
     // a hook that does not read stdin closes it early: EPIPE then is not a failure of the hook
     child.stdin?.on('error', () => {});
     child.stdin?.end(`${JSON.stringify(alert)}\n`);
-    timers.push(
-      setTimeout(() => {
-        timedOut = true;
-        killGroup(child, 'SIGTERM');
-        timers.push(setTimeout(() => killGroup(child, 'SIGKILL'), this.killGraceMs));
-      }, this.timeoutMs),
-    );
+    // the operator's timeout may be longer than one Node timer holds (24.8 days)
+    const timeout = setLongTimeout(() => {
+      timedOut = true;
+      killGroup(child, 'SIGTERM');
+      timers.push(setTimeout(() => killGroup(child, 'SIGKILL'), this.killGraceMs));
+    }, this.timeoutMs);
+    cancels.push(() => timeout.clear());
   }
 }
 

@@ -114,24 +114,8 @@ export function formatLifetime(seconds: number): string {
   return formatDuration(seconds, false);
 }
 
-const DURATION_UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, min: 60, h: 3600, d: 86400 };
-
 /**
- * Parses "500ms", "5s", "2m", "1h", "1d" and combinations such as "1m30s" into seconds. Returns null
- * on anything else. A bare number is accepted only as 0: "for: 10" could mean seconds or minutes, and
- * guessing wrong makes an alert fire 60 times late.
+ * Reading durations is the config grammar's job (src/config/units.ts); this name stays for callers
+ * that want null instead of a reason.
  */
-export function parseDuration(text: string | number): number | null {
-  if (typeof text === 'number') return text === 0 ? 0 : null;
-  const t = text.trim();
-  if (t === '0') return 0;
-  const re = /(\d+(?:\.\d+)?)\s*(ms|min|s|m|h|d)/gy;
-  let total = 0;
-  let pos = 0;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(t)) !== null) {
-    total += Number(m[1]) * DURATION_UNITS[m[2]];
-    pos = re.lastIndex;
-  }
-  return pos > 0 && pos === t.length ? total : null;
-}
+export { durationOrNull as parseDuration } from '../config/units.js';

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair } from 'yaml';
 import type { Alert } from './types.js';
-import { parseDuration } from './format.js';
+import { parseDuration, ValueError, type Range } from '../config/units.js';
 
 export type Severity = Alert['severity'];
 export const SEVERITIES: readonly Severity[] = ['info', 'warning', 'critical'];
@@ -673,13 +673,14 @@ class Parser {
     const p = f.get(key);
     if (!p) return d;
     const raw = this.scalar(p.value);
-    const v = typeof raw === 'string' || typeof raw === 'number' ? parseDuration(raw) : null;
-    if (v === null) {
-      const hint = typeof raw === 'number' ? 'a duration needs a unit, e.g. 10s, 2m, 1h' : 'expected a duration such as 500ms, 10s, 2m, 1h';
-      return this.fail(p.value, `${field}.${key}`, hint) ?? d;
+    const range: Range = positive ? { positive: true } : {};
+    try {
+      if (typeof raw === 'string' || typeof raw === 'number') return parseDuration(raw, range);
+      return this.fail(p.value, `${field}.${key}`, 'expected a duration: write e.g. 500ms, 10s, 5m, 1h30m') ?? d;
+    } catch (err) {
+      if (!(err instanceof ValueError)) throw err;
+      return this.fail(p.value, `${field}.${key}`, err.reason) ?? d;
     }
-    if (positive && v <= 0) return this.fail(p.value, `${field}.${key}`, 'must be more than 0') ?? d;
-    return v;
   }
 
   private template(node: unknown, field: string): string | undefined {

@@ -8,6 +8,7 @@ import { watch, WATCH_HELP } from './watch.js';
 import { demo, DEMO_HELP } from './demo.js';
 import { releaseEarlySignals } from './signals.js';
 import { doctor, DOCTOR_HELP } from './doctor.js';
+import { DURATION_SYNTAX, SIZE_SYNTAX } from './args.js';
 
 export const HELP = `ctwatch — watch Linux connection tracking: who fills the conntrack table, and how fast
 
@@ -28,6 +29,10 @@ Start here:
   sudo ctwatch top                                   who is filling the table, live
   sudo ctwatch stats -w 70 -c 90                     a Nagios/Icinga check (exit 0/1/2/3)
   sudo ctwatch record --flows --churn 10s -o ct.jsonl   keep a record to replay later
+
+Values (flags, the rules file and the sinks file read them alike):
+  ${DURATION_SYNTAX}
+  ${SIZE_SYNTAX}
 
 Docs: README.md (troubleshooting), docs/schema.md (every JSON field).
 `;

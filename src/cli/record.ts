@@ -5,6 +5,7 @@ import { openOutput } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { dropPrivileges, lookupUser } from '../util/privileges.js';
 import { parseCount, parseDuration, parseSize } from './args.js';
+import { setLongTimeout } from '../util/timers.js';
 import { ChurnEngine } from '../churn/engine.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { liveTable } from '../pipeline/table.js';
@@ -85,7 +86,7 @@ export async function record(argv: string[]): Promise<number> {
   const log = logger(values);
   const events = values.events !== undefined ? parseEventList(values.events) : undefined;
   const rcvbuf = values.rcvbuf ? parseSize(values.rcvbuf, '--rcvbuf') : DEFAULT_RCVBUF;
-  const duration = values.duration ? parseDuration(values.duration, '--duration') : undefined;
+  const duration = values.duration ? parseDuration(values.duration, '--duration', { positive: true }) : undefined;
   const maxCount = values.count ? parseCount(values.count, '--count') : undefined;
 
   const account = values.user !== undefined ? lookupUser(values.user) : undefined;
@@ -119,7 +120,7 @@ export async function record(argv: string[]): Promise<number> {
     output.reopen();
     log.info({ output: output.path }, 'reopened output (SIGHUP)');
   });
-  const timer = duration !== undefined ? setTimeout(stop, duration * 1000) : undefined;
+  const timer = duration !== undefined ? setLongTimeout(stop, duration * 1000) : undefined;
 
   // A namespace where no ruleset references conntrack tracks nothing; say so instead of
   // recording nothing in silence.
@@ -180,7 +181,7 @@ export async function record(argv: string[]): Promise<number> {
     useEngine ? engineOptions(src) : {},
   );
   await pipeline.run();
-  if (timer) clearTimeout(timer);
+  timer?.clear();
   clearTimeout(quietCheck);
   await output.end();
   offSignals();

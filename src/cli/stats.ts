@@ -16,6 +16,7 @@ import { LiveSource } from '../source/live.js';
 import type { KernelStats } from '../source/native.js';
 import { CtwatchError, EXIT, fromNativeError } from '../util/errors.js';
 import { parseDuration } from './args.js';
+import { setLongTimeout, type LongTimer } from '../util/timers.js';
 import { logger, parse } from './common.js';
 import { openEngineSource } from './engine-options.js';
 import { COMMON_DEFS, optionHelp, parserOptions, type CommandDef, type OptionDef } from './options.js';
@@ -205,9 +206,9 @@ interface StatsValues {
 
 /** Runs `work` with a deadline; the loser is told to stop through `onTimeout`. */
 export async function withDeadline<T>(work: Promise<T>, ms: number, onTimeout: () => void): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined;
+  let timer: LongTimer | undefined;
   const late = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => {
+    timer = setLongTimeout(() => {
       onTimeout();
       resolve('timeout');
     }, ms);
@@ -215,7 +216,7 @@ export async function withDeadline<T>(work: Promise<T>, ms: number, onTimeout: (
   try {
     return await Promise.race([work, late]);
   } finally {
-    clearTimeout(timer);
+    timer?.clear();
   }
 }
 
@@ -246,11 +247,12 @@ async function runStats(values: StatsValues): Promise<number> {
   logger(values);
   const warn = parseRange(values.warning ?? '70', '-w');
   const crit = parseRange(values.critical ?? '90', '-c');
-  const timeoutMs = parseDuration(values.timeout ?? '10s', '-t') * 1000;
+  // the plugin guidelines give -t in seconds: the one place a bare number is read as a unit
+  const timeoutMs = parseDuration(values.timeout ?? '10s', '-t', { bareSeconds: true }) * 1000;
   if (!(timeoutMs > 0)) throw new CtwatchError('ERR_USAGE', `-t ${values.timeout}: give a timeout above 0, e.g. 10 or 30s`, { exitCode: EXIT.usage });
   // Past the deadline the check answers UNKNOWN whatever is still running; the process must not
   // outlive the monitoring system's own timeout.
-  setTimeout(() => {
+  setLongTimeout(() => {
     process.stdout.write(`CONNTRACK UNKNOWN - no answer within ${timeoutMs / 1000} s and the kernel socket did not close\n`);
     process.exit(UNKNOWN);
   }, timeoutMs + 2000).unref();
@@ -289,7 +291,7 @@ async function runStats(values: StatsValues): Promise<number> {
       events: (batch) => {
         if (first === undefined && batch.some((e) => e.event === 'snapshot_done')) {
           first = readTable(0);
-          setTimeout(finish, intervalMs);
+          setLongTimeout(finish, intervalMs);
         }
       },
     },

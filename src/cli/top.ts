@@ -8,6 +8,7 @@ import { ProcessAttribution } from '../pipeline/attribution.js';
 import { RecordingSource } from '../source/recording.js';
 import type { EventSource } from '../source/types.js';
 import { parseDuration } from './args.js';
+import { setLongTimeout } from '../util/timers.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { logger, onSignals, parse } from './common.js';
 import { openEngineSource, SOURCE_HELP, SOURCE_OPTIONS } from './engine-options.js';
@@ -50,7 +51,7 @@ export async function top(argv: string[]): Promise<number> {
   const log = logger(values);
   const speed = values.speed === undefined ? 1 : Number(values.speed);
   if (!Number.isFinite(speed) || speed < 0) throw new CtwatchError('ERR_USAGE', `--speed ${JSON.stringify(values.speed)}: give a number, 1 = as recorded, 0 = as fast as possible`, { exitCode: EXIT.usage });
-  const durationS = values.duration ? parseDuration(values.duration, '--duration') : undefined;
+  const durationS = values.duration ? parseDuration(values.duration, '--duration', { positive: true }) : undefined;
   const tty = process.stdout.isTTY && !values.batch;
   let source: EventSource;
   let table;
@@ -74,7 +75,7 @@ export async function top(argv: string[]): Promise<number> {
   }
   const stop = () => void source.close();
   const offSignals = onSignals(log, stop);
-  const timer = durationS !== undefined ? setTimeout(stop, durationS * 1000) : undefined;
+  const timer = durationS !== undefined ? setLongTimeout(stop, durationS * 1000) : undefined;
   if (tty && process.stdin.isTTY) {
     process.stdin.setRawMode(true);
     process.stdin.on('data', (d) => {
@@ -107,7 +108,7 @@ export async function top(argv: string[]): Promise<number> {
     { engine, wallClock, table, recovery, attribution },
   );
   await pipeline.run();
-  if (timer) clearTimeout(timer);
+  timer?.clear();
   offSignals();
   if (tty && process.stdin.isTTY) {
     process.stdin.setRawMode(false);

@@ -6,6 +6,7 @@ import { LineBuffer } from '../recording/line-buffer.js';
 import { openOutput, type Output } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseDuration } from './args.js';
+import { setLongInterval } from '../util/timers.js';
 import { dropPrivileges, lookupUser } from '../util/privileges.js';
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -190,7 +191,7 @@ export async function watch(argv: string[]): Promise<number> {
     },
   );
   const status = statusMs > 0
-    ? setInterval(() => {
+    ? setLongInterval(() => {
         const s = watcher.last;
         const c = source.counters;
         log.info({ events: c.events, overflows: c.overflows, live: s?.live, fill: s?.table.fill === null || s === undefined ? undefined : Math.round(s.table.fill * 1000) / 10, newPerS: s ? Math.round(s.overall.new10) : undefined, alerts: watcher.activeAlerts().length }, 'status');
@@ -199,7 +200,7 @@ export async function watch(argv: string[]): Promise<number> {
   status?.unref();
 
   await watcher.run();
-  if (status) clearInterval(status);
+  status?.clear();
   const drained = await watcher.close(5000);
   await sinks?.close(5000);
   await metricsServer?.close();

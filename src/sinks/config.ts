@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { hostname as osHostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { CtwatchError, EXIT } from '../util/errors.js';
+import { parseDuration, parseSize, ValueError, type Range } from '../config/units.js';
 import { FORMAT_NAMES, type FormatName, formatFor, formatInfo } from '../formats/index.js';
 import { type FormatOptions, type HostInfo, type ProductInfo, type SinkRecord, recordKind } from '../formats/common.js';
 import { FACILITIES } from '../formats/syslog.js';
@@ -114,13 +115,6 @@ export type SinkSpec = SyslogSinkSpec | HttpSinkSpec | FileSinkSpec;
 
 type Obj = Record<string, unknown>;
 
-const SIZE_RE = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i;
-const SIZE_UNITS: Record<string, number> = {
-  b: 1, k: 1024, kib: 1024, kb: 1000, m: 1024 ** 2, mib: 1024 ** 2, mb: 1e6, g: 1024 ** 3, gib: 1024 ** 3, gb: 1e9,
-};
-const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
 /** Reads one sink's fields, collecting issues instead of throwing at the first. */
 class Reader {
   readonly used = new Set<string>();
@@ -175,29 +169,27 @@ class Reader {
     return v;
   }
 
-  size(key: string): number | undefined {
-    const v = this.raw(key);
-    if (v === undefined || v === null) return undefined;
-    if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;
-    const m = typeof v === 'string' ? SIZE_RE.exec(v.trim()) : null;
-    if (!m || Number(m[1]) <= 0) {
-      this.issue(key, 'must be a size such as 1048576, "512KiB" or "256MiB"');
-      return undefined;
-    }
-    return Math.floor(Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()]);
+  size(key: string, range: Range = { positive: true }): number | undefined {
+    return this.value(key, (v) => parseSize(v, range));
   }
 
-  /** A duration in ms: a number of seconds, or "250ms", "30s", "5m", "1h", "1d". */
-  duration(key: string): number | undefined {
+  /** A duration, in ms. */
+  duration(key: string, range: Range = {}): number | undefined {
+    const s = this.value(key, (v) => parseDuration(v, range));
+    return s === undefined ? undefined : Math.round(s * 1000);
+  }
+
+  private value(key: string, read: (v: string | number) => number): number | undefined {
     const v = this.raw(key);
     if (v === undefined || v === null) return undefined;
-    if (typeof v === 'number' && v >= 0 && Number.isFinite(v)) return Math.round(v * 1000);
-    const m = typeof v === 'string' ? DURATION_RE.exec(v.trim()) : null;
-    if (!m) {
-      this.issue(key, 'must be a duration such as 30 (seconds), "250ms", "30s", "5m" or "1h"');
-      return undefined;
+    try {
+      if (typeof v === 'string' || typeof v === 'number') return read(v);
+      read(JSON.stringify(v));
+    } catch (err) {
+      if (!(err instanceof ValueError)) throw err;
+      this.issue(key, err.reason);
     }
-    return Math.round(Number(m[1]) * DURATION_UNITS[m[2]]);
+    return undefined;
   }
 
   oneOf<T extends string>(key: string, allowed: readonly T[], dflt?: T): T | undefined {
@@ -349,15 +341,15 @@ function readCommon(
     }
   }
   const b = r.obj('batch');
-  const batch = b ? { maxRecords: b.int('max_records', 1, 100_000), maxBytes: b.size('max_bytes'), maxWaitMs: b.duration('max_wait') } : {};
+  const batch = b ? { maxRecords: b.int('max_records', 1, 100_000), maxBytes: b.size('max_bytes'), maxWaitMs: b.duration('max_wait', { max: 600 }) } : {};
   b?.unknown();
   const rt = r.obj('retry');
   const retry: Partial<RetryOptions> = {};
   if (rt) {
-    const initial = rt.duration('initial');
-    const max = rt.duration('max');
+    const initial = rt.duration('initial', { positive: true, max: 3600 });
+    const max = rt.duration('max', { positive: true, max: 86_400 });
     const attempts = rt.int('max_attempts', 1, 1_000_000);
-    const ra = rt.duration('max_retry_after');
+    const ra = rt.duration('max_retry_after', { max: 86_400 });
     if (initial !== undefined) retry.initialMs = initial;
     if (max !== undefined) retry.maxMs = max;
     if (attempts !== undefined) retry.maxAttempts = attempts;
@@ -432,7 +424,7 @@ function readHttp(r: Reader, type: 'splunk_hec' | 'elasticsearch' | 'http', comm
   if (type === 'splunk_hec' && !token) r.issue('token_file', 'a HEC token is required (token_file or token_env)');
   const spec: Partial<HttpSinkSpec> = {
     gzip: r.bool('gzip', true),
-    timeoutMs: r.duration('timeout') ?? 30_000,
+    timeoutMs: r.duration('timeout', { positive: true, max: 3600 }) ?? 30_000,
     headers: r.stringMap('headers') ?? {},
     tls: readTls(r),
   };
@@ -455,7 +447,7 @@ function readFile_(r: Reader, common: CommonSpec): FileSinkSpec | undefined {
   const path = r.str('path', true);
   const rot = r.obj('rotate');
   const rotateBytes = rot?.size('max_bytes');
-  const rotateIntervalMs = rot?.duration('interval');
+  const rotateIntervalMs = rot?.duration('interval', { min: 1 });
   rot?.unknown();
   const gzip = r.bool('gzip', true);
   const maxFiles = r.int('max_files', 1, 100_000);

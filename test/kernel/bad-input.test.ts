@@ -280,6 +280,30 @@ const CASES: Case[] = [
     says: ['--duration "forever" is not a duration', '10s, 5m, 1h30m'],
   },
   {
+    name: 'record --duration with no unit (one grammar: a bare number is refused everywhere)',
+    argv: () => ['record', '--duration', '30'],
+    exit: EXIT.usage,
+    says: ['--duration "30" needs a unit', 'write 30s, 30m or 30h'],
+  },
+  {
+    name: 'record --duration 0',
+    argv: () => ['record', '--duration', '0'],
+    exit: EXIT.usage,
+    says: ['--duration "0" is out of range', 'use more than 0'],
+  },
+  {
+    name: 'watch --status with a negative duration',
+    argv: () => ['watch', '--status=-1m'],
+    exit: EXIT.usage,
+    says: ['--status "-1m" is not a duration', '500ms, 10s, 5m, 1h30m'],
+  },
+  {
+    name: 'record --rcvbuf with a unit that does not exist',
+    argv: () => ['record', '--rcvbuf', '64Q'],
+    exit: EXIT.usage,
+    says: ['--rcvbuf "64Q" is not a size', '64M, 512K or 1G'],
+  },
+  {
     name: 'record --count that is not a number',
     argv: () => ['record', '--count', 'ten'],
     exit: EXIT.usage,
@@ -652,7 +676,7 @@ const CASES: Case[] = [
     name: 'rules file with a duration written in words',
     argv: () => ['watch', '--rules', fx('rules-bad-duration.yaml'), '--status', '0'],
     exit: EXIT.config,
-    says: [`${fx('rules-bad-duration.yaml')}:4: rules.time_wait_pileup.for`, 'a duration such as 500ms, 10s, 2m, 1h'],
+    says: [`${fx('rules-bad-duration.yaml')}:4: rules.time_wait_pileup.for`, '"10 minutes" is not a duration', '500ms, 10s, 5m, 1h30m'],
   },
   {
     name: 'rules file with a table fill above 100 %',

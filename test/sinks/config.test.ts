@@ -32,7 +32,7 @@ describe('parseSinkConfigs', () => {
         tls: { ca_file: '/etc/ctwatch/ca.pem' }, spool: { dir: '/var/lib/ctwatch/spool/siem', max_bytes: '256MiB' } },
       { type: 'splunk_hec', url: 'https://splunk:8088', token_env: 'HEC_TOKEN', batch: { max_records: 1000, max_wait: '2s' } },
       { type: 'elasticsearch', url: 'https://es:9200', index: 'logs-ctwatch-default', api_key_file: '/k' },
-      { type: 'http', url: 'http://127.0.0.1:9000/in', format: 'ocsf', gzip: false, retry: { initial: 0.5, max: '1m', max_attempts: 10 } },
+      { type: 'http', url: 'http://127.0.0.1:9000/in', format: 'ocsf', gzip: false, retry: { initial: '500ms', max: '1m', max_attempts: 10 } },
       { type: 'file', path: '/var/log/ctwatch/flows.jsonl', rotate: { max_bytes: '100MB', interval: '1d' }, max_files: 7 },
     ]);
     expect(specs.map((s) => s.type)).toEqual(['syslog', 'splunk_hec', 'elasticsearch', 'http', 'file']);
@@ -68,6 +68,22 @@ describe('parseSinkConfigs', () => {
       'sinks[5].spool.policy: must be one of drop-oldest, drop-newest',
       'sinks[5].formt: unknown key',
       'sinks[6]: must be a mapping',
+    ]);
+  });
+
+  it('reads durations and sizes with the grammar of the flags and the rules file', () => {
+    // a bare number was seconds here and refused in the rules file; now a unit is required in both
+    expect(issues([{ type: 'http', url: 'http://x', retry: { initial: 0.5 }, batch: { max_wait: '1m30s' } }])).toEqual([
+      'sinks[0].retry.initial: 0.5 needs a unit: write 0.5s, 0.5m or 0.5h',
+    ]);
+    const [s] = parseSinkConfigs([{ type: 'http', url: 'http://x', batch: { max_wait: '1m30s', max_bytes: '64K' }, memory: { max_bytes: '64MB' } }]);
+    expect(s.batch).toMatchObject({ maxWaitMs: 90_000, maxBytes: 65_536 });
+    expect(s.memory.maxBytes).toBe(64_000_000);
+    expect(issues([{ type: 'http', url: 'http://x', timeout: '2h', batch: { max_wait: '30d', max_bytes: 0 }, retry: { initial: '30d' } }])).toEqual([
+      'sinks[0].batch.max_bytes: 0 is out of range: use more than 0',
+      'sinks[0].batch.max_wait: "30d" is out of range: use at most 10m',
+      'sinks[0].retry.initial: "30d" is out of range: use at most 1h',
+      'sinks[0].timeout: "2h" is out of range: use at most 1h',
     ]);
   });
 

@@ -284,6 +284,16 @@ describe('ExecHook', () => {
     await until('grandchild dead', () => !alive(sleeper));
   });
 
+  it('a timeout past 24.8 days is honoured, not turned into an immediate kill', async () => {
+    const file = join(dir, 'long-timeout.txt');
+    const h = new ExecHook({ argv: ['sh', '-c', 'sleep 0.2; echo done > "$1"', 'sh', file], timeoutMs: 30 * 86_400_000 });
+    cleanups.push(() => h.close(1000));
+    h.send(alert());
+    await until('hook run', () => h.stats().sent + h.stats().timedOut + h.stats().failed === 1);
+    expect(h.stats()).toMatchObject({ sent: 1, timedOut: 0, failed: 0 });
+    expect(readFileSync(file, 'utf8')).toBe('done\n');
+  });
+
   it('counts a failing hook with its exit status and last stderr line', async () => {
     const h = new ExecHook({ argv: ['sh', '-c', 'echo starting >&2; echo boom >&2; exit 3'] });
     cleanups.push(() => h.close(1000));

@@ -160,10 +160,10 @@ describe('bad files: every problem has file:line: field: reason', () => {
 
   it('a duration without a unit, and one that is not a duration', () => {
     expect(rejects('rules:\n  table_fill:\n    for: 10\n').message).toBe(
-      'rules.yaml:3: rules.table_fill.for: a duration needs a unit, e.g. 10s, 2m, 1h',
+      'rules.yaml:3: rules.table_fill.for: 10 needs a unit: write 10s, 10m or 10h',
     );
     expect(rejects('rules:\n  table_fill:\n    cooldown: soon\n').message).toBe(
-      'rules.yaml:3: rules.table_fill.cooldown: expected a duration such as 500ms, 10s, 2m, 1h',
+      'rules.yaml:3: rules.table_fill.cooldown: "soon" is not a duration: write e.g. 500ms, 10s, 5m, 1h30m',
     );
   });
 
