@@ -7,7 +7,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'undici';
 import type { Alert } from './types.js';
-import { SEVERITIES, type DeliverySpec, type Severity } from './rules.js';
+import { readFileSync } from 'node:fs';
+import { SEVERITIES, type DeliverySpec, type Severity, type WebhookSpec } from './rules.js';
+import { resolveSecret, type SecretRef } from '../config/secrets.js';
+import { CtwatchError, EXIT } from '../util/errors.js';
 import { setLongTimeout } from '../util/timers.js';
 
 export interface DeliveryStats {
@@ -581,6 +584,19 @@ export class Dispatcher {
   }
 }
 
+/** A webhook's headers with its secrets read (loadAlertConfig has done so already). */
+function resolvedHeaders(spec: WebhookSpec, env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  const read = (ref: SecretRef): string => {
+    const r = resolveSecret(ref, env, (p) => readFileSync(p));
+    if (r.reason) throw new CtwatchError('ERR_RULES', `webhook ${new URL(spec.url).origin}: ${r.reason}`, { exitCode: EXIT.config });
+    return r.value!;
+  };
+  for (const [name, v] of Object.entries(spec.headers)) out[name] = typeof v === 'string' ? v : read(v);
+  if (spec.token) out.Authorization = `Bearer ${read(spec.token)}`;
+  return out;
+}
+
 /** Builds the deliveries a rules file's `deliver:` section names. */
 export function createDispatcher(
   specs: readonly DeliverySpec[],
@@ -597,7 +613,7 @@ export function createDispatcher(
       spec.type === 'webhook'
         ? new WebhookDelivery({
             url: spec.url,
-            headers: spec.headers,
+            headers: resolvedHeaders(spec, options.env ?? process.env),
             timeoutMs: spec.timeout * 1000,
             retries: spec.retries,
             queueSize: spec.queue,

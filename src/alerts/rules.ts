@@ -3,10 +3,14 @@
  * adds more, and names where alerts go. A bad file is rejected as a whole, with `file:line: field:
  * reason` for every problem, because a half-loaded rule set fails silently at 3 a.m.
  */
-import { readFile } from 'node:fs/promises';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair } from 'yaml';
+import { readFileSync } from 'node:fs';
+import { isScalar } from 'yaml';
 import type { Alert } from './types.js';
-import { parseDuration, ValueError, type Range } from '../config/units.js';
+import { ConfigError, ConfigReader, parseConfigText, readConfigFile, type ConfigIssue, type Fields } from '../config/reader.js';
+
+import { readHeaders, readSecretRef, resolveSecret, type HeaderValue, type SecretRef } from '../config/secrets.js';
+
+export { ConfigError, type ConfigIssue } from '../config/reader.js';
 
 export type Severity = Alert['severity'];
 export const SEVERITIES: readonly Severity[] = ['info', 'warning', 'critical'];
@@ -143,7 +147,10 @@ export interface DeliveryCommon {
 export interface WebhookSpec extends DeliveryCommon {
   type: 'webhook';
   url: string;
-  headers: Record<string, string>;
+  /** plain values, or credentials read from a file or the environment (src/config/secrets.ts) */
+  headers: Record<string, HeaderValue>;
+  /** sent as `Authorization: Bearer <token>` */
+  token?: SecretRef;
   /** attempts after the first */
   retries: number;
 }
@@ -166,29 +173,6 @@ export interface AlertConfig {
 
 /** Placeholders a `resolved_message` template may use. */
 export const RESOLVED_PLACEHOLDERS = ['rule', 'subject', 'severity', 'netns', 'value', 'duration'] as const;
-
-export class ConfigError extends Error {
-  readonly code = 'ERR_RULES';
-  constructor(
-    message: string,
-    readonly file: string,
-    /** 1-based; 0 when the problem has no place in the file */
-    readonly line: number,
-    /** dotted path, e.g. "rules.table_fill.threshold" */
-    readonly field: string,
-    /** every problem found, the first of which is `line`/`field` */
-    readonly issues: ConfigIssue[] = [],
-  ) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
-
-export interface ConfigIssue {
-  line: number;
-  field: string;
-  reason: string;
-}
 
 const MINUTE = 60;
 
@@ -282,37 +266,48 @@ export function defaultConfig(): AlertConfig {
 }
 
 // ---------------------------------------------------------------------------------------------
-// YAML loading
+// YAML loading (src/config/reader.ts: one reader and one error model for every config file)
 
-export async function loadAlertConfig(path: string): Promise<AlertConfig> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new ConfigError(`${path}: cannot read: ${reason}`, path, 0, '', [{ line: 0, field: '', reason }]);
-  }
-  return parseAlertConfig(text, path);
+/** Rules in one file: each is judged on every snapshot, and a list this long is a mistake. */
+export const MAX_RULES = 1000;
+/** Deliveries in one file. */
+export const MAX_DELIVERIES = 32;
+
+/**
+ * Reads a rules file, and the secrets its deliveries name (now, so a missing token file refuses the
+ * file at start-up or at SIGHUP, not at the first alert).
+ */
+export async function loadAlertConfig(path: string, env: NodeJS.ProcessEnv = process.env): Promise<AlertConfig> {
+  const config = parseAlertConfig(await readConfigFile(path, 'rules file', 'ERR_RULES'), path);
+  const issues: ConfigIssue[] = [];
+  config.deliver = config.deliver.map((d, i) => {
+    if (d.type !== 'webhook') return d;
+    const read = (ref: SecretRef, field: string): string | undefined => {
+      const r = resolveSecret(ref, env, (p) => readFileSync(p));
+      if (r.reason) issues.push({ line: 0, field: `deliver[${i}].${field}`, reason: r.reason });
+      return r.value;
+    };
+    const headers: Record<string, HeaderValue> = {};
+    for (const [name, v] of Object.entries(d.headers)) headers[name] = typeof v === 'string' ? v : (read(v, `headers.${name}`) ?? '');
+    if (d.token) {
+      const t = read(d.token, d.token.env ? 'token_env' : 'token_file');
+      if (t) headers.Authorization = `Bearer ${t}`;
+    }
+    const { token: _read, ...rest } = d;
+    return { ...rest, headers };
+  });
+  if (issues.length) throw new ConfigError('ERR_RULES', path, issues);
+  return config;
 }
 
 /** Parses a rules file. `file` only names it in error messages. */
 export function parseAlertConfig(text: string, file = '<rules>'): AlertConfig {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: true });
-  const issues: ConfigIssue[] = [];
-  for (const e of doc.errors) {
-    // the library appends "at line N, column M:" and a code excerpt; our prefix already says where
-    const reason = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
-    issues.push({ line: e.linePos?.[0].line ?? 0, field: 'yaml', reason });
-  }
-  if (issues.length === 0) {
-    const p = new Parser(lc, issues);
-    const config = p.config(doc.contents);
-    if (issues.length === 0) return config;
-  }
-  const first = issues[0];
-  const lines = issues.map((i) => `${file}:${i.line}: ${i.field}: ${i.reason}`);
-  throw new ConfigError(lines.join('\n'), file, first.line, first.field, issues);
+  const doc = parseConfigText(text);
+  if (doc.issues.length) throw new ConfigError('ERR_RULES', file, doc.issues);
+  const reader = new ConfigReader(doc.lines);
+  const config = new Parser(reader).config(doc.root);
+  if (reader.issues.length) throw new ConfigError('ERR_RULES', file, reader.sorted());
+  return config;
 }
 
 const COMMON_FIELDS = ['kind', 'enabled', 'severity', 'for', 'resolve_for', 'cooldown', 'resolved_message'];
@@ -326,400 +321,249 @@ const KIND_FIELDS: Record<RuleKind, string[]> = {
   churn_baseline: ['factor', 'min_rate', 'resolve_factor', 'resolve_min_rate', ...FILTER_FIELDS],
 };
 
-/** Walks the document, recording every problem instead of stopping at the first. */
+function isEmpty(node: unknown): boolean {
+  return node === null || node === undefined || (isScalar(node) && node.value === null);
+}
+
+/** Walks a rules document with the shared reader, recording every problem instead of stopping. */
 class Parser {
-  constructor(
-    private readonly lc: LineCounter,
-    private readonly issues: ConfigIssue[],
-  ) {}
-
-  private lineOf(node: unknown): number {
-    const range = (node as YamlNode | null)?.range;
-    return range ? this.lc.linePos(range[0]).line : 0;
-  }
-
-  private fail(node: unknown, field: string, reason: string): undefined {
-    this.issues.push({ line: this.lineOf(node), field, reason });
-    return undefined;
-  }
-
-  /** The pairs of a mapping, rejecting keys outside `allowed` with a did-you-mean. */
-  private pairs(node: unknown, field: string, allowed?: readonly string[]): Map<string, Pair<unknown, unknown>> {
-    const out = new Map<string, Pair<unknown, unknown>>();
-    if (!isMap(node)) {
-      this.fail(node, field, 'expected a mapping');
-      return out;
-    }
-    for (const pair of node.items) {
-      const key = isScalar(pair.key) ? String(pair.key.value) : '';
-      const path = field ? `${field}.${key}` : key;
-      if (allowed && !allowed.includes(key)) {
-        const near = closest(key, allowed);
-        this.fail(pair.key, path, `unknown field${near ? ` (did you mean ${near}?)` : ''}`);
-        continue;
-      }
-      out.set(key, pair);
-    }
-    return out;
-  }
+  constructor(private readonly reader: ConfigReader) {}
 
   config(root: unknown): AlertConfig {
     const config = defaultConfig();
     // an empty file is a valid "defaults only" file
-    if (root === null || (isScalar(root) && root.value === null)) return config;
-    const top = this.pairs(root, '', ['rules', 'baseline', 'deliver']);
-    const b = top.get('baseline');
-    if (b) config.baseline = this.baseline(b.value, config.baseline);
-    const r = top.get('rules');
-    if (r) config.rules = this.rules(r.value, config.rules);
-    const d = top.get('deliver');
-    if (d) config.deliver = this.deliveries(d.value);
+    if (isEmpty(root)) return config;
+    const top = this.reader.fields(root, '');
+    if (!top) return config;
+    top.unknown('', ['rules', 'baseline', 'deliver']);
+    const b = top.obj('baseline');
+    if (b) config.baseline = this.baseline(b, config.baseline);
+    if (top.has('rules')) config.rules = this.rules(top.value('rules'), config.rules);
+    if (top.has('deliver')) config.deliver = this.deliveries(top.value('deliver'));
     return config;
   }
 
-  private baseline(node: unknown, base: BaselineConfig): BaselineConfig {
+  private baseline(f: Fields, base: BaselineConfig): BaselineConfig {
+    f.unknown('', ['rate', 'window', 'bucket', 'min_samples', 'max_keys']);
     const out = { ...base };
-    const f = this.pairs(node, 'baseline', ['rate', 'window', 'bucket', 'min_samples', 'max_keys']);
-    const rate = f.get('rate');
-    if (rate) out.rate = this.oneOf(rate.value, 'baseline.rate', RATE_WINDOWS) ?? out.rate;
-    out.window = this.durationField(f, 'window', 'baseline', out.window, true);
-    out.bucket = this.durationField(f, 'bucket', 'baseline', out.bucket, true);
-    out.minSamples = this.intField(f, 'min_samples', 'baseline', out.minSamples, 1);
-    out.maxKeys = this.intField(f, 'max_keys', 'baseline', out.maxKeys, 1);
+    out.rate = f.oneOf('rate', RATE_WINDOWS, out.rate)!;
+    out.window = f.seconds('window', { positive: true }) ?? out.window;
+    out.bucket = f.seconds('bucket', { positive: true }) ?? out.bucket;
+    out.minSamples = f.int('min_samples', 1, 1_000_000) ?? out.minSamples;
+    out.maxKeys = f.int('max_keys', 1, 1_000_000) ?? out.maxKeys;
     const slots = Math.floor(out.window / out.bucket);
-    const at = f.get('window') ?? f.get('bucket') ?? f.get('min_samples');
-    if (slots < 1 || slots > 10_000) this.fail(at?.value ?? node, 'baseline.window', `window / bucket must give 1..10000 slots, not ${slots}`);
+    const at = f.value('window') ?? f.value('bucket') ?? f.value('min_samples') ?? f.node;
+    if (slots < 1 || slots > 10_000) this.reader.fail(at, 'baseline.window', `window / bucket must give 1..10000 slots, not ${slots}`);
     else if (out.minSamples > slots) {
-      this.fail(at?.value ?? node, 'baseline.min_samples', `needs ${out.minSamples} slots but window / bucket holds ${slots}`);
+      this.reader.fail(at, 'baseline.min_samples', `needs ${out.minSamples} slots but window / bucket holds ${slots}`);
     }
     return out;
   }
 
   private rules(node: unknown, defaults: Rule[]): Rule[] {
     const byName = new Map(defaults.map((r) => [r.name, r] as const));
-    const seen = this.pairs(node, 'rules');
-    for (const [name, pair] of seen) {
+    const all = this.reader.fields(node, 'rules');
+    if (!all) return defaults;
+    const names = all.keys();
+    if (names.length > MAX_RULES) {
+      this.reader.fail(node, 'rules', `${names.length} rules: at most ${MAX_RULES} (one rule's match: can cover many destinations)`);
+      return defaults;
+    }
+    for (const name of names) {
       const field = `rules.${name}`;
+      const value = all.value(name);
       if (!/^[A-Za-z0-9_.-]+$/.test(name)) {
-        this.fail(pair.key, field, 'rule names may use letters, digits, _ . -');
-        continue;
-      }
-      // `table_fill: false` is the short way to switch a built-in off
-      if (isScalar(pair.value) && typeof pair.value.value === 'boolean') {
-        const builtin = byName.get(name);
-        if (!builtin) this.fail(pair.value, field, 'only built-in rules can be switched with true/false');
-        else byName.set(name, { ...builtin, enabled: pair.value.value });
+        this.reader.fail(all.keyNode(name), field, 'rule names may use letters, digits, _ . -');
         continue;
       }
       const builtin = byName.get(name);
+      // `table_fill: false` is the short way to switch a built-in off
+      if (isScalar(value) && typeof value.value === 'boolean') {
+        if (!builtin) this.reader.fail(value, field, 'only built-in rules can be switched with true/false');
+        else byName.set(name, { ...builtin, enabled: value.value });
+        continue;
+      }
+      const required = `required for a rule that is not built in (one of ${RULE_KINDS.join(', ')})`;
       // `churn_per_destination:` with nothing under it keeps the built-in as it is
-      const empty = pair.value === null || (isScalar(pair.value) && pair.value.value === null);
-      const f = empty ? new Map<string, Pair<unknown, unknown>>() : this.pairs(pair.value, field);
+      if (value === undefined) {
+        if (!builtin) this.reader.fail(all.keyNode(name), `${field}.kind`, required);
+        continue;
+      }
+      const f = this.reader.fields(value, field);
+      if (!f) continue;
       let kind: RuleKind | undefined = builtin?.kind;
-      const kindPair = f.get('kind');
-      if (kindPair) {
-        const k = this.oneOf(kindPair.value, `${field}.kind`, RULE_KINDS);
+      if (f.has('kind')) {
+        const k = f.oneOf('kind', RULE_KINDS);
         if (k && builtin && k !== builtin.kind) {
-          this.fail(kindPair.value, `${field}.kind`, `${name} is the built-in ${builtin.kind} rule; pick another name`);
+          f.issue('kind', `${name} is the built-in ${builtin.kind} rule; pick another name`);
           continue;
         }
         kind = k;
       } else if (!builtin) {
-        this.fail(pair.key, `${field}.kind`, `required for a rule that is not built in (one of ${RULE_KINDS.join(', ')})`);
+        this.reader.fail(all.keyNode(name), `${field}.kind`, required);
         continue;
       }
       if (!kind) continue;
-      const allowed = [...COMMON_FIELDS, ...KIND_FIELDS[kind]];
-      for (const [key, p] of f) {
-        if (!allowed.includes(key)) {
-          const near = closest(key, allowed);
-          this.fail(p.key, `${field}.${key}`, `unknown field for ${kind}${near ? ` (did you mean ${near}?)` : ''}`);
-          f.delete(key);
-        }
-      }
+      f.unknown(`for ${kind}`, [...COMMON_FIELDS, ...KIND_FIELDS[kind]]);
       const base = builtin ?? defaultRules().find((r) => r.kind === kind)!;
-      byName.set(name, this.rule(field, f, { ...base, name }, pair.key));
+      byName.set(name, this.rule(f, { ...base, name }));
     }
     return [...byName.values()];
   }
 
-  private rule(field: string, f: Map<string, Pair<unknown, unknown>>, base: Rule, at: unknown): Rule {
+  private rule(f: Fields, base: Rule): Rule {
     const r = { ...base } as Rule;
-    const e = f.get('enabled');
-    if (e) r.enabled = this.bool(e.value, `${field}.enabled`) ?? r.enabled;
-    const s = f.get('severity');
-    if (s) r.severity = this.oneOf(s.value, `${field}.severity`, SEVERITIES) ?? r.severity;
-    r.for = this.durationField(f, 'for', field, r.for);
-    r.resolveFor = this.durationField(f, 'resolve_for', field, r.resolveFor);
-    r.cooldown = this.durationField(f, 'cooldown', field, r.cooldown);
-    const m = f.get('resolved_message');
-    if (m) r.resolvedMessage = this.template(m.value, `${field}.resolved_message`) ?? r.resolvedMessage;
+    r.enabled = f.bool('enabled', r.enabled);
+    r.severity = f.oneOf('severity', SEVERITIES, r.severity)!;
+    r.for = f.seconds('for') ?? r.for;
+    r.resolveFor = f.seconds('resolve_for') ?? r.resolveFor;
+    r.cooldown = f.seconds('cooldown') ?? r.cooldown;
+    if (f.has('resolved_message')) r.resolvedMessage = this.template(f, 'resolved_message') ?? r.resolvedMessage;
 
     // resolve follows threshold when only threshold is given, so raising one never inverts the pair
-    const hysteresis = (derive: (t: number) => number, direction: 'above' | 'below', read: (k: string, d: number) => number): void => {
-      const t = f.get('threshold');
-      const rs = f.get('resolve');
+    const hysteresis = (derive: (t: number) => number, direction: 'above' | 'below', read: (k: string) => number | undefined): void => {
       const rr = r as { threshold: number; resolve: number };
-      const threshold = read('threshold', rr.threshold);
-      const resolve = rs ? read('resolve', rr.resolve) : t ? derive(threshold) : rr.resolve;
+      const threshold = read('threshold') ?? rr.threshold;
+      const resolve = f.has('resolve') ? (read('resolve') ?? rr.resolve) : f.has('threshold') ? derive(threshold) : rr.resolve;
       if (direction === 'above' ? resolve > threshold : resolve < threshold) {
-        this.fail((rs ?? t)?.value ?? at, `${field}.resolve`, direction === 'above'
-          ? `resolve (${resolve}) must not be above threshold (${threshold}), or the alert would flap`
-          : `resolve (${resolve}) must not be below threshold (${threshold}), or the alert would flap`);
+        this.reader.fail(
+          f.value('resolve') ?? f.value('threshold') ?? f.node,
+          f.at('resolve'),
+          `resolve (${resolve}) must not be ${direction} threshold (${threshold}), or the alert would flap`,
+        );
       }
       rr.threshold = threshold;
       rr.resolve = resolve;
     };
-    const num = (k: string, d: number): number => this.numberField(f, k, field, d, 0);
+    const num = (k: string): number | undefined => f.number(k, 0);
 
     switch (r.kind) {
-      case 'churn_per_destination': {
-        const rate = f.get('rate');
-        if (rate) r.rate = this.oneOf(rate.value, `${field}.rate`, RATE_WINDOWS) ?? r.rate;
+      case 'churn_per_destination':
+        r.rate = f.oneOf('rate', RATE_WINDOWS, r.rate)!;
         hysteresis((t) => t * 0.8, 'above', num);
-        this.filter(f, field, r);
+        this.filter(f, r);
         break;
-      }
       case 'table_fill':
-        hysteresis((t) => Math.max(t - 10, t / 2), 'above', (k, d) => this.percentField(f, k, field, d));
+        hysteresis((t) => Math.max(t - 10, t / 2), 'above', (k) => this.percent(f, k));
         break;
       case 'time_to_full':
-        hysteresis((t) => t * 2, 'below', (k, d) => this.durationField(f, k, field, d, true));
+        hysteresis((t) => t * 2, 'below', (k) => f.seconds(k, { positive: true }));
         break;
-      case 'kernel_drops': {
-        const c = f.get('counters');
-        if (c) r.counters = this.stringList(c.value, `${field}.counters`, false) ?? r.counters;
-        if (r.counters.length === 0) this.fail(c?.value ?? at, `${field}.counters`, 'needs at least one counter');
+      case 'kernel_drops':
+        r.counters = f.stringList('counters') ?? r.counters;
+        if (r.counters.length === 0) f.issue('counters', 'needs at least one counter');
         hysteresis((t) => t, 'above', num);
         break;
-      }
       case 'time_wait_pileup': {
-        const st = f.get('state');
-        if (st) {
-          const v = this.string(st.value, `${field}.state`);
-          if (v !== undefined) r.state = v.toUpperCase();
-        }
+        const st = f.str('state');
+        if (st !== undefined) r.state = st.toUpperCase();
         hysteresis((t) => t * 0.75, 'above', num);
-        this.filter(f, field, r);
+        this.filter(f, r);
         break;
       }
-      case 'churn_baseline': {
-        r.factor = this.numberField(f, 'factor', field, r.factor, 1);
-        r.minRate = this.numberField(f, 'min_rate', field, r.minRate, 0);
-        r.resolveFactor = f.has('resolve_factor')
-          ? this.numberField(f, 'resolve_factor', field, r.resolveFactor, 0)
-          : f.has('factor') ? r.factor / 2 : r.resolveFactor;
-        r.resolveMinRate = f.has('resolve_min_rate')
-          ? this.numberField(f, 'resolve_min_rate', field, r.resolveMinRate, 0)
-          : f.has('min_rate') ? r.minRate / 2 : r.resolveMinRate;
-        if (r.resolveFactor > r.factor) {
-          this.fail(f.get('resolve_factor')?.value ?? at, `${field}.resolve_factor`, 'must not be above factor, or the alert would flap');
-        }
-        if (r.resolveMinRate > r.minRate) {
-          this.fail(f.get('resolve_min_rate')?.value ?? at, `${field}.resolve_min_rate`, 'must not be above min_rate, or the alert would flap');
-        }
-        this.filter(f, field, r);
+      case 'churn_baseline':
+        r.factor = f.number('factor', 1) ?? r.factor;
+        r.minRate = f.number('min_rate', 0) ?? r.minRate;
+        r.resolveFactor = f.has('resolve_factor') ? (f.number('resolve_factor', 0) ?? r.resolveFactor) : f.has('factor') ? r.factor / 2 : r.resolveFactor;
+        r.resolveMinRate = f.has('resolve_min_rate') ? (f.number('resolve_min_rate', 0) ?? r.resolveMinRate) : f.has('min_rate') ? r.minRate / 2 : r.resolveMinRate;
+        if (r.resolveFactor > r.factor) f.issue('resolve_factor', 'must not be above factor, or the alert would flap');
+        if (r.resolveMinRate > r.minRate) f.issue('resolve_min_rate', 'must not be above min_rate, or the alert would flap');
+        this.filter(f, r);
         break;
-      }
     }
     return r;
   }
 
-  private filter(f: Map<string, Pair<unknown, unknown>>, field: string, r: DestinationFilter): void {
-    for (const key of ['match', 'ignore'] as const) {
-      const p = f.get(key);
-      if (p) r[key] = this.stringList(p.value, `${field}.${key}`, true) ?? r[key];
-    }
+  private filter(f: Fields, r: DestinationFilter): void {
+    for (const key of ['match', 'ignore'] as const) r[key] = f.stringList(key, true) ?? r[key];
   }
 
-  private deliveries(node: unknown): DeliverySpec[] {
-    const out: DeliverySpec[] = [];
-    if (!isSeq(node)) {
-      this.fail(node, 'deliver', 'expected a list of deliveries (- webhook: URL, or - exec: [argv])');
-      return out;
-    }
-    node.items.forEach((item, i) => {
-      const field = `deliver[${i}]`;
-      const common = ['min_severity', 'send_resolved', 'timeout', 'queue'];
-      const probe = isMap(item) ? item.items.map((p) => (isScalar(p.key) ? String(p.key.value) : '')) : [];
-      const isWebhook = probe.includes('webhook');
-      const isExec = probe.includes('exec');
-      if (isWebhook === isExec) {
-        this.fail(item, field, 'each delivery needs exactly one of webhook: URL or exec: [argv]');
-        return;
-      }
-      const f = this.pairs(item, field, isWebhook ? ['webhook', 'headers', 'retries', ...common] : ['exec', 'concurrency', ...common]);
-      const base: DeliveryCommon = {
-        minSeverity: 'info',
-        sendResolved: true,
-        timeout: isWebhook ? 5 : 10,
-        queue: isWebhook ? 1000 : 100,
-      };
-      const ms = f.get('min_severity');
-      if (ms) base.minSeverity = this.oneOf(ms.value, `${field}.min_severity`, SEVERITIES) ?? base.minSeverity;
-      const sr = f.get('send_resolved');
-      if (sr) base.sendResolved = this.bool(sr.value, `${field}.send_resolved`) ?? base.sendResolved;
-      base.timeout = this.durationField(f, 'timeout', field, base.timeout, true);
-      base.queue = this.intField(f, 'queue', field, base.queue, 1);
-      if (isWebhook) {
-        const u = f.get('webhook')!;
-        const url = this.string(u.value, `${field}.webhook`);
-        if (url !== undefined) {
-          let ok = false;
-          try {
-            ok = ['http:', 'https:'].includes(new URL(url).protocol);
-          } catch {
-            // reported below
-          }
-          if (!ok) this.fail(u.value, `${field}.webhook`, 'expected an http:// or https:// URL');
-        }
-        const headers: Record<string, string> = {};
-        const h = f.get('headers');
-        if (h) {
-          for (const [k, p] of this.pairs(h.value, `${field}.headers`)) {
-            const v = isScalar(p.value) ? p.value.value : undefined;
-            if (typeof v === 'string' || typeof v === 'number') headers[k] = String(v);
-            else this.fail(p.value, `${field}.headers.${k}`, 'expected a string');
-          }
-        }
-        out.push({ ...base, type: 'webhook', url: url ?? '', headers, retries: this.intField(f, 'retries', field, 5, 0) });
-      } else {
-        const x = f.get('exec')!;
-        if (isScalar(x.value) && typeof x.value.value === 'string') {
-          this.fail(x.value, `${field}.exec`, 'give the command as a list, e.g. [/usr/local/bin/page, --team, infra]; no shell is used');
-          return;
-        }
-        const argv = this.stringList(x.value, `${field}.exec`, false);
-        if (argv && argv.length === 0) this.fail(x.value, `${field}.exec`, 'needs the command to run');
-        out.push({ ...base, type: 'exec', argv: argv ?? [], concurrency: this.intField(f, 'concurrency', field, 2, 1) });
-      }
-    });
-    return out;
-  }
-
-  // --- scalar readers: each reports its own problem and returns undefined (or the default)
-
-  private scalar(node: unknown): unknown {
-    return isScalar(node) ? node.value : undefined;
-  }
-
-  private string(node: unknown, field: string): string | undefined {
-    const v = this.scalar(node);
-    if (typeof v === 'string' && v.length > 0) return v;
-    return this.fail(node, field, 'expected a non-empty string');
-  }
-
-  private bool(node: unknown, field: string): boolean | undefined {
-    const v = this.scalar(node);
-    if (typeof v === 'boolean') return v;
-    return this.fail(node, field, 'expected true or false');
-  }
-
-  private oneOf<T extends string>(node: unknown, field: string, options: readonly T[]): T | undefined {
-    const v = this.scalar(node);
-    if (typeof v === 'string' && (options as readonly string[]).includes(v)) return v as T;
-    return this.fail(node, field, `expected one of ${options.join(', ')}`);
-  }
-
-  private stringList(node: unknown, field: string, allowSingle: boolean): string[] | undefined {
-    if (allowSingle && isScalar(node)) {
-      const s = this.string(node, field);
-      return s === undefined ? undefined : [s];
-    }
-    if (!isSeq(node)) return this.fail(node, field, 'expected a list of strings');
-    const out: string[] = [];
-    node.items.forEach((item, i) => {
-      const v = this.scalar(item);
-      // numbers are allowed because YAML reads an argv entry such as 30 as a number
-      if (typeof v === 'string' || typeof v === 'number') out.push(String(v));
-      else this.fail(item, `${field}[${i}]`, 'expected a string');
-    });
-    return out;
-  }
-
-  private numberField(f: Map<string, Pair<unknown, unknown>>, key: string, field: string, d: number, min: number): number {
-    const p = f.get(key);
-    if (!p) return d;
-    const v = this.scalar(p.value);
-    if (typeof v !== 'number' || !Number.isFinite(v)) return this.fail(p.value, `${field}.${key}`, 'expected a number') ?? d;
-    if (v < min) return this.fail(p.value, `${field}.${key}`, `must be at least ${min}`) ?? d;
-    return v;
-  }
-
-  private intField(f: Map<string, Pair<unknown, unknown>>, key: string, field: string, d: number, min: number): number {
-    const v = this.numberField(f, key, field, d, min);
-    if (!Number.isInteger(v)) return this.fail(f.get(key)?.value, `${field}.${key}`, 'expected a whole number') ?? d;
-    return v;
-  }
-
-  private percentField(f: Map<string, Pair<unknown, unknown>>, key: string, field: string, d: number): number {
-    const p = f.get(key);
-    if (!p) return d;
-    const raw = this.scalar(p.value);
+  /** 80 or "80%" */
+  private percent(f: Fields, key: string): number | undefined {
+    const raw = f.raw(key);
+    if (raw === undefined) return undefined;
     const v = typeof raw === 'string' && /^\s*\d+(\.\d+)?\s*%\s*$/.test(raw) ? parseFloat(raw) : raw;
     if (typeof v !== 'number' || !(v > 0 && v <= 100)) {
-      return this.fail(p.value, `${field}.${key}`, 'expected a percentage of the table, 0 < x <= 100 (e.g. 80 or "80%")') ?? d;
+      return f.issue(key, 'expected a percentage of the table, 0 < x <= 100 (e.g. 80 or "80%")');
     }
     return v;
   }
 
-  private durationField(
-    f: Map<string, Pair<unknown, unknown>>,
-    key: string,
-    field: string,
-    d: number,
-    positive = false,
-  ): number {
-    const p = f.get(key);
-    if (!p) return d;
-    const raw = this.scalar(p.value);
-    const range: Range = positive ? { positive: true } : {};
-    try {
-      if (typeof raw === 'string' || typeof raw === 'number') return parseDuration(raw, range);
-      return this.fail(p.value, `${field}.${key}`, 'expected a duration: write e.g. 500ms, 10s, 5m, 1h30m') ?? d;
-    } catch (err) {
-      if (!(err instanceof ValueError)) throw err;
-      return this.fail(p.value, `${field}.${key}`, err.reason) ?? d;
-    }
-  }
-
-  private template(node: unknown, field: string): string | undefined {
-    const s = this.string(node, field);
+  private template(f: Fields, key: string): string | undefined {
+    const s = f.str(key);
     if (s === undefined) return undefined;
     for (const m of s.matchAll(/\{([^{}]*)\}/g)) {
       if (!(RESOLVED_PLACEHOLDERS as readonly string[]).includes(m[1])) {
-        return this.fail(node, field, `unknown placeholder {${m[1]}} (use ${RESOLVED_PLACEHOLDERS.map((p) => `{${p}}`).join(' ')})`);
+        return f.issue(key, `unknown placeholder {${m[1]}} (use ${RESOLVED_PLACEHOLDERS.map((p) => `{${p}}`).join(' ')})`);
       }
     }
     return s;
   }
+
+  private deliveries(node: unknown): DeliverySpec[] {
+    const out: DeliverySpec[] = [];
+    const items = this.reader.list(node, 'deliver', 'a list of deliveries (- webhook: URL, or - exec: [argv])');
+    if (!items) return out;
+    if (items.length > MAX_DELIVERIES) {
+      this.reader.fail(node, 'deliver', `${items.length} deliveries: at most ${MAX_DELIVERIES}`);
+      return out;
+    }
+    items.forEach((item, i) => {
+      const f = this.reader.fields(item, `deliver[${i}]`);
+      if (!f) return;
+      const isWebhook = f.keys().includes('webhook');
+      const isExec = f.keys().includes('exec');
+      if (isWebhook === isExec) {
+        f.issue('', 'each delivery needs exactly one of webhook: URL or exec: [argv]');
+        return;
+      }
+      const spec = isWebhook ? this.webhook(f) : this.exec(f);
+      if (spec) out.push(spec);
+    });
+    return out;
+  }
+
+  private common(f: Fields, webhook: boolean): DeliveryCommon {
+    return {
+      minSeverity: f.oneOf('min_severity', SEVERITIES, 'info')!,
+      sendResolved: f.bool('send_resolved', true),
+      // a webhook request, like an HTTP sink's, ends within the hour; a hook may run up to a day
+      timeout: f.seconds('timeout', { positive: true, max: webhook ? 3600 : 86_400 }) ?? (webhook ? 5 : 10),
+      queue: f.int('queue', 1, 1_000_000) ?? (webhook ? 1000 : 100),
+    };
+  }
+
+  private webhook(f: Fields): WebhookSpec {
+    f.unknown('for a webhook', ['webhook', 'headers', 'token_file', 'token_env', 'retries', ...DELIVERY_COMMON_FIELDS]);
+    let url = f.str('webhook', true);
+    if (url !== undefined) {
+      let ok = false;
+      try {
+        ok = ['http:', 'https:'].includes(new URL(url).protocol);
+      } catch {
+        // reported below
+      }
+      if (!ok) url = f.issue('webhook', 'expected an http:// or https:// URL');
+    }
+    const headers = readHeaders(f) ?? {};
+    const token = readSecretRef(f, 'token_file', 'token_env');
+    return { ...this.common(f, true), type: 'webhook', url: url ?? '', headers, ...(token ? { token } : {}), retries: f.int('retries', 0, 1000) ?? 5 };
+  }
+
+  private exec(f: Fields): ExecSpec | undefined {
+    f.unknown('for an exec hook', ['exec', 'concurrency', ...DELIVERY_COMMON_FIELDS]);
+    const x = f.value('exec');
+    if (isScalar(x) && typeof x.value === 'string') {
+      f.issue('exec', 'give the command as a list, e.g. [/usr/local/bin/page, --team, infra]; no shell is used');
+      return undefined;
+    }
+    const argv = f.stringList('exec');
+    if (argv && argv.length === 0) f.issue('exec', 'needs the command to run');
+    return { ...this.common(f, false), type: 'exec', argv: argv ?? [], concurrency: f.int('concurrency', 1, 64) ?? 2 };
+  }
 }
 
-/** The allowed word within two edits of a typo, so "thresold" points at "threshold". */
-function closest(word: string, options: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = 3;
-  for (const o of options) {
-    const d = editDistance(word, o);
-    if (d < bestD) {
-      best = o;
-      bestD = d;
-    }
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
-}
+const DELIVERY_COMMON_FIELDS = ['min_severity', 'send_resolved', 'timeout', 'queue'];
 
 /**
  * A destination filter as one predicate, compiled once per rule set rather than per snapshot.

@@ -8,10 +8,7 @@ import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseDuration } from './args.js';
 import { setLongInterval } from '../util/timers.js';
 import { dropPrivileges, lookupUser } from '../util/privileges.js';
-import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
-import { createSinks, parseSinkConfigs, systemHost, type SinkSet } from '../sinks/index.js';
+import { createSinks, loadSinkConfig, SinkConfigError, systemHost, type SinkSet } from '../sinks/index.js';
 import { MetricsExporter, formatListenAddress, parseListenAddress } from '../metrics/index.js';
 import type { SinkRecord } from '../formats/index.js';
 import { logger, onSignals, parse } from './common.js';
@@ -30,7 +27,8 @@ Options:
 ${SOURCE_HELP}
   --events LIST         kernel events (default new,update,destroy: updates give TCP states)
   --rules FILE          alert rules and deliveries (YAML, docs/alerts.md); reloaded on SIGHUP
-  --check-rules         validate --rules and exit (0 valid, 78 invalid: file:line: reason)
+  --check-rules         validate --rules and --sinks and exit: every problem as FILE:LINE: field:
+                        reason, one per line (0 valid, 78 invalid)
   -o, --output FILE|-   write alerts (and --flows, --churn lines) as JSON lines; reopened on SIGHUP
   --flows               also write a "flow" line per flow that ends
   --churn TIME          also write a "churn" line every TIME (e.g. 10s)
@@ -53,34 +51,45 @@ Example:
 A systemd unit is in contrib/ctwatch.service.
 `;
 
+/** A refused config file: a command prints one line, the first problem and how many more. */
+function oneLine(err: unknown): never {
+  if (err instanceof ConfigError) throw new CtwatchError(err.code, err.summary, { exitCode: err.exitCode, cause: err });
+  throw err;
+}
+
 async function loadRules(path: string | undefined): Promise<AlertConfig> {
   if (!path) return defaultConfig();
-  if (!existsSync(path)) throw new CtwatchError('ERR_RULES', `rules file ${path} does not exist`, { exitCode: EXIT.noInput });
-  try {
-    return await loadAlertConfig(path);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new CtwatchError('ERR_RULES', err.message.split('\n')[0], { exitCode: EXIT.config, cause: err });
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOENT') throw new CtwatchError('ERR_RULES', `rules file ${path} does not exist`, { exitCode: EXIT.noInput });
-    throw err;
-  }
+  return loadAlertConfig(path).catch(oneLine);
 }
 
 /** The SIEM feed: a YAML file whose `sinks:` list is validated whole before anything starts. */
 async function loadSinks(path: string, log: { warn(o: object, m: string): void; error(o: object, m: string): void; info(o: object, m: string): void }): Promise<SinkSet> {
-  let raw: unknown;
-  try {
-    raw = parseYaml(await readFile(path, 'utf8'));
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOENT') throw new CtwatchError('ERR_SINK_CONFIG', `sinks file ${path} does not exist`, { exitCode: EXIT.noInput });
-    throw new CtwatchError('ERR_SINK_CONFIG', `${path}: not valid YAML: ${e.message.split('\n')[0]}`, { exitCode: EXIT.config });
-  }
-  const list = (raw as { sinks?: unknown } | null)?.sinks;
-  if (list === undefined) throw new CtwatchError('ERR_SINK_CONFIG', `${path}: expected a top-level 'sinks:' list (see docs/siem.md)`, { exitCode: EXIT.config });
-  const specs = parseSinkConfigs(list);
+  const specs = await loadSinkConfig(path).catch(oneLine);
   const host = systemHost();
-  return createSinks(specs, { logger: log as never, host: host.host, localAddresses: host.localAddresses });
+  try {
+    return createSinks(specs, { logger: log as never, host: host.host, localAddresses: host.localAddresses });
+  } catch (err) {
+    // secrets and TLS files are read now: name the file the sink came from
+    if (err instanceof SinkConfigError) oneLine(new SinkConfigError(err.issues, path));
+    throw err;
+  }
+}
+
+/** `--check-rules`: every problem in --rules (and --sinks), one line each; 0 when both are valid. */
+async function checkFiles(rules: string | undefined, sinks: string | undefined): Promise<number> {
+  let status = 0;
+  const report = (err: unknown): void => {
+    if (!(err instanceof ConfigError)) throw err;
+    for (const line of err.message.split('\n')) process.stderr.write(`ctwatch watch: ${line}\n`);
+    status ||= err.exitCode;
+  };
+  const config = rules ? await loadAlertConfig(rules).catch(report) : defaultConfig();
+  const specs = sinks ? await loadSinkConfig(sinks).catch(report) : undefined;
+  if (status === 0) {
+    if (config) process.stdout.write(`${rules ?? '(built-in rules)'}: ${config.rules.length} rules, ${config.deliver.length} deliveries: valid\n`);
+    if (specs) process.stdout.write(`${sinks}: ${specs.length} sinks: valid\n`);
+  }
+  return status;
 }
 
 export async function watch(argv: string[]): Promise<number> {
@@ -102,11 +111,8 @@ export async function watch(argv: string[]): Promise<number> {
     return 0;
   }
   const log = logger(values);
+  if (values['check-rules']) return checkFiles(values.rules, values.sinks);
   let config = await loadRules(values.rules);
-  if (values['check-rules']) {
-    process.stdout.write(`${values.rules ?? '(built-in rules)'}: ${config.rules.length} rules, ${config.deliver.length} deliveries: valid\n`);
-    return 0;
-  }
   if (values.metrics !== undefined) parseListenAddress(values.metrics);
   const account = values.user !== undefined ? lookupUser(values.user) : undefined;
   const sinks = values.sinks ? await loadSinks(values.sinks, log) : undefined;

@@ -1,14 +1,20 @@
 /**
- * Sinks from configuration: `parseSinkConfigs` validates the `sinks:` list (already parsed from
- * YAML, snake_case keys like the rest of ctwatch's config) into typed specs, reporting every
- * problem with its path (`sinks[2].url: must be http(s) URL`); `createSinks` builds them, reading
- * token, key and CA files — the only I/O here, done once at start-up.
+ * Sinks from configuration: the sinks file read with the config reader (src/config/reader.ts), so a
+ * problem reads `sinks.yaml:12: sinks[2].url: expected an http:// or https:// URL` like any rules
+ * file problem; `parseSinkConfigs` validates the `sinks:` list into typed specs, reporting every
+ * problem; `createSinks` builds them, reading token, key and CA files — the only I/O here, done once
+ * at start-up. Secrets follow src/config/secrets.ts: from files or the environment, never inline.
+ *
+ * Adding a sink type: a `SinkType`, its spec, a `read<Type>(fields, common)` that asks for each of
+ * its keys through `Fields` (unknown keys are then reported for it), and a transport in createSinks.
  */
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import { CtwatchError, EXIT } from '../util/errors.js';
-import { parseDuration, parseSize, ValueError, type Range } from '../config/units.js';
+import { isScalar, type LineCounter } from 'yaml';
+import { EXIT } from '../util/errors.js';
+import { ConfigError, ConfigReader, parseConfigText, readConfigFile, toNode, type ConfigIssue, type Fields } from '../config/reader.js';
+import { basicForms, readHeaders, readSecretRef, resolveSecret, secretForms, type HeaderValue, type SecretRef } from '../config/secrets.js';
 import { FORMAT_NAMES, type FormatName, formatFor, formatInfo } from '../formats/index.js';
 import { type FormatOptions, type HostInfo, type ProductInfo, type SinkRecord, recordKind } from '../formats/common.js';
 import { FACILITIES } from '../formats/syslog.js';
@@ -20,22 +26,23 @@ import { SyslogTransport, type SyslogTlsOptions } from './syslog.js';
 import { type OverflowPolicy, type Sink, type SinkCounters, type SinkLogger, type Transport, silentLogger } from './types.js';
 import type { RetryOptions } from './util.js';
 
-export interface SinkConfigIssue {
-  path: string;
-  message: string;
-}
+export type { SecretRef } from '../config/secrets.js';
 
-export class SinkConfigError extends CtwatchError {
-  readonly issues: SinkConfigIssue[];
-  constructor(issues: SinkConfigIssue[]) {
-    super('ERR_SINK_CONFIG', issues.map((i) => `${i.path}: ${i.message}`).join('; '), { exitCode: EXIT.config });
+/** A refused sinks configuration (exit 78): every problem as `file:line: field: reason`. */
+export class SinkConfigError extends ConfigError {
+  constructor(issues: ConfigIssue[], file = '', exitCode: number = EXIT.config) {
+    super('ERR_SINK_CONFIG', file, issues, exitCode);
     this.name = 'SinkConfigError';
-    this.issues = issues;
   }
 }
 
+export type SinkConfigIssue = ConfigIssue;
+
 export type SinkType = 'syslog' | 'splunk_hec' | 'elasticsearch' | 'http' | 'file';
 const SINK_TYPES: SinkType[] = ['syslog', 'splunk_hec', 'elasticsearch', 'http', 'file'];
+
+/** Sinks in one file: each holds memory and a connection, and a list this long is a mistake. */
+export const MAX_SINKS = 64;
 
 /** Event kinds a sink can select; `conntrack` = new+update+destroy+snapshot, `other` = the rest. */
 export const EVENT_KINDS = [
@@ -54,14 +61,10 @@ export interface TlsFiles {
   verify: boolean;
 }
 
-/** Where a secret comes from: never inline in the config (it would end up in backups and diffs). */
-export interface SecretRef {
-  file?: string;
-  env?: string;
-}
-
 interface CommonSpec {
   name: string;
+  /** where the sink was configured, for errors found when it is built: `sinks[2]` */
+  at: string;
   format: FormatName;
   events: EventKind[];
   batch: { maxRecords?: number; maxBytes?: number; maxWaitMs?: number };
@@ -92,7 +95,8 @@ export interface HttpSinkSpec extends CommonSpec {
   username?: string;
   gzip: boolean;
   timeoutMs: number;
-  headers: Record<string, string>;
+  /** plain values, or secrets read at start-up (credential headers) */
+  headers: Record<string, HeaderValue>;
   tls?: TlsFiles;
   index?: string;
   source?: string;
@@ -113,124 +117,7 @@ export interface FileSinkSpec extends CommonSpec {
 
 export type SinkSpec = SyslogSinkSpec | HttpSinkSpec | FileSinkSpec;
 
-type Obj = Record<string, unknown>;
-
-/** Reads one sink's fields, collecting issues instead of throwing at the first. */
-class Reader {
-  readonly used = new Set<string>();
-  constructor(
-    private readonly o: Obj,
-    readonly path: string,
-    private readonly issues: SinkConfigIssue[],
-  ) {}
-
-  issue(key: string, message: string): void {
-    this.issues.push({ path: key ? `${this.path}.${key}` : this.path, message });
-  }
-
-  raw(key: string): unknown {
-    this.used.add(key);
-    return this.o[key];
-  }
-
-  str(key: string, required = false): string | undefined {
-    const v = this.raw(key);
-    if (v === undefined || v === null) {
-      if (required) this.issue(key, 'is required');
-      return undefined;
-    }
-    if (typeof v !== 'string' || v === '') {
-      this.issue(key, 'must be a non-empty string');
-      return undefined;
-    }
-    return v;
-  }
-
-  bool(key: string, dflt: boolean): boolean {
-    const v = this.raw(key);
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== 'boolean') {
-      this.issue(key, 'must be true or false');
-      return dflt;
-    }
-    return v;
-  }
-
-  int(key: string, min: number, max: number, required = false): number | undefined {
-    const v = this.raw(key);
-    if (v === undefined || v === null) {
-      if (required) this.issue(key, 'is required');
-      return undefined;
-    }
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-      this.issue(key, `must be an integer from ${min} to ${max}`);
-      return undefined;
-    }
-    return v;
-  }
-
-  size(key: string, range: Range = { positive: true }): number | undefined {
-    return this.value(key, (v) => parseSize(v, range));
-  }
-
-  /** A duration, in ms. */
-  duration(key: string, range: Range = {}): number | undefined {
-    const s = this.value(key, (v) => parseDuration(v, range));
-    return s === undefined ? undefined : Math.round(s * 1000);
-  }
-
-  private value(key: string, read: (v: string | number) => number): number | undefined {
-    const v = this.raw(key);
-    if (v === undefined || v === null) return undefined;
-    try {
-      if (typeof v === 'string' || typeof v === 'number') return read(v);
-      read(JSON.stringify(v));
-    } catch (err) {
-      if (!(err instanceof ValueError)) throw err;
-      this.issue(key, err.reason);
-    }
-    return undefined;
-  }
-
-  oneOf<T extends string>(key: string, allowed: readonly T[], dflt?: T): T | undefined {
-    const v = this.raw(key);
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-      this.issue(key, `must be one of ${allowed.join(', ')}`);
-      return dflt;
-    }
-    return v as T;
-  }
-
-  obj(key: string): Reader | undefined {
-    const v = this.raw(key);
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'object' || Array.isArray(v)) {
-      this.issue(key, 'must be a mapping');
-      return undefined;
-    }
-    return new Reader(v as Obj, `${this.path}.${key}`, this.issues);
-  }
-
-  stringMap(key: string): Record<string, string> | undefined {
-    const v = this.raw(key);
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'object' || Array.isArray(v) || Object.values(v as Obj).some((x) => typeof x !== 'string')) {
-      this.issue(key, 'must be a mapping of strings');
-      return undefined;
-    }
-    return { ...(v as Record<string, string>) };
-  }
-
-  /** Flag keys nobody read: a typo (`tokenfile`) must not silently fall back to a default. */
-  unknown(): void {
-    for (const k of Object.keys(this.o)) {
-      if (!this.used.has(k)) this.issue(k, 'unknown key');
-    }
-  }
-}
-
-function readTls(r: Reader): TlsFiles | undefined {
+function readTls(r: Fields): TlsFiles | undefined {
   const t = r.obj('tls');
   if (!t) return undefined;
   const spec: TlsFiles = {
@@ -245,26 +132,16 @@ function readTls(r: Reader): TlsFiles | undefined {
   return spec;
 }
 
-function readSecret(r: Reader, fileKey: string, envKey: string): SecretRef | undefined {
-  const file = r.str(fileKey);
-  const env = r.str(envKey);
-  if (file && env) r.issue(fileKey, `give ${fileKey} or ${envKey}, not both`);
-  if (r.raw('token') !== undefined || r.raw('password') !== undefined || r.raw('api_key') !== undefined) {
-    r.issue('', `secrets are not accepted inline: use ${fileKey} or ${envKey}`);
-  }
-  return file || env ? { file, env } : undefined;
-}
-
-function httpUrl(r: Reader): string | undefined {
-  const url = r.str('url', true);
+function httpUrl(r: Fields, key = 'url'): string | undefined {
+  const url = r.str(key, true);
   if (url === undefined) return undefined;
+  let ok = false;
   try {
-    const u = new URL(url);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+    ok = ['http:', 'https:'].includes(new URL(url).protocol);
   } catch {
-    r.issue('url', 'must be http(s) URL');
-    return undefined;
+    // reported below
   }
+  if (!ok) return r.issue(key, 'expected an http:// or https:// URL');
   return url;
 }
 
@@ -277,27 +154,66 @@ export interface ParseOptions {
   spoolRoot?: string;
   /** the key the list was found under, for error paths (default 'sinks') */
   path?: string;
+  /** the file the list came from, and its line positions, for `file:line:` in errors */
+  file?: string;
+  lines?: LineCounter;
 }
 
-/** Validate the `sinks:` list; throws SinkConfigError listing every problem found. */
+/** Reads a sinks file: a bounded read, then the whole `sinks:` list validated at once. */
+export async function loadSinkConfig(path: string, opts: Omit<ParseOptions, 'file' | 'lines'> = {}): Promise<SinkSpec[]> {
+  const text = await readConfigFile(path, 'sinks file', 'ERR_SINK_CONFIG');
+  return parseSinkFile(text, path, opts);
+}
+
+/** A sinks file's text: a mapping with a `sinks:` list. `file` names it in errors. */
+export function parseSinkFile(text: string, file = '<sinks>', opts: Omit<ParseOptions, 'file' | 'lines'> = {}): SinkSpec[] {
+  const doc = parseConfigText(text);
+  if (doc.issues.length) throw new SinkConfigError(doc.issues, file);
+  const reader = new ConfigReader(doc.lines);
+  const root = doc.root;
+  const top = root === null || (isScalar(root) && root.value === null) ? undefined : reader.fields(root, '', "a mapping with a top-level 'sinks:' list");
+  if (top && !top.has('sinks')) {
+    const near = top.keys()[0];
+    reader.fail(root, 'sinks', `expected a top-level 'sinks:' list${near ? `, not '${near}:'` : ''} (see docs/siem.md)`);
+  } else if (!top && reader.issues.length === 0) {
+    reader.fail(root, 'sinks', "expected a top-level 'sinks:' list (see docs/siem.md)");
+  }
+  let specs: SinkSpec[] = [];
+  if (top?.has('sinks')) specs = readSinkList(reader, top.value('sinks'), { ...opts, path: 'sinks' });
+  if (reader.issues.length) throw new SinkConfigError(reader.sorted(), file);
+  return specs;
+}
+
+/**
+ * Validates a `sinks:` list — parsed from a file (YAML nodes, with `opts.lines`) or built in code
+ * (plain data) — and throws SinkConfigError listing every problem found.
+ */
 export function parseSinkConfigs(raw: unknown, opts: ParseOptions = {}): SinkSpec[] {
-  const base = opts.path ?? 'sinks';
-  const issues: SinkConfigIssue[] = [];
   if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw)) throw new SinkConfigError([{ path: base, message: 'must be a list of sinks' }]);
+  const reader = new ConfigReader(opts.lines);
+  const specs = readSinkList(reader, toNode(raw), opts);
+  if (reader.issues.length) throw new SinkConfigError(reader.sorted(), opts.file);
+  return specs;
+}
+
+function readSinkList(reader: ConfigReader, node: unknown, opts: ParseOptions): SinkSpec[] {
+  const base = opts.path ?? 'sinks';
+  const items = reader.list(node, base, 'a list of sinks');
+  if (!items) return [];
+  if (items.length > MAX_SINKS) {
+    reader.fail(node, base, `${items.length} sinks: at most ${MAX_SINKS} (one sink can take several kinds of events)`);
+    return [];
+  }
   const specs: SinkSpec[] = [];
   const names = new Set<string>();
   const spoolDirs = new Map<string, string>();
-  raw.forEach((item, i) => {
+  items.forEach((item, i) => {
     const path = `${base}[${i}]`;
-    if (typeof item !== 'object' || item === null || Array.isArray(item)) {
-      issues.push({ path, message: 'must be a mapping' });
-      return;
-    }
-    const r = new Reader(item as Obj, path, issues);
+    const r = reader.fields(item, path);
+    if (!r) return;
     const type = r.oneOf('type', SINK_TYPES);
     if (!type) {
-      if (r.raw('type') === undefined) r.issue('type', `is required (${SINK_TYPES.join(', ')})`);
+      if (!r.has('type')) r.issue('type', `is required (${SINK_TYPES.join(', ')})`);
       return;
     }
     const common = readCommon(r, type, i, names, opts, spoolDirs);
@@ -305,15 +221,14 @@ export function parseSinkConfigs(raw: unknown, opts: ParseOptions = {}): SinkSpe
     if (type === 'syslog') spec = readSyslog(r, common);
     else if (type === 'file') spec = readFile_(r, common);
     else spec = readHttp(r, type, common);
-    r.unknown();
+    r.unknown(`for type ${type}`);
     if (spec) specs.push(spec);
   });
-  if (issues.length) throw new SinkConfigError(issues);
   return specs;
 }
 
 function readCommon(
-  r: Reader,
+  r: Fields,
   type: SinkType,
   index: number,
   names: Set<string>,
@@ -328,15 +243,16 @@ function readCommon(
   names.add(name);
   const format = r.oneOf('format', FORMAT_NAMES, type === 'elasticsearch' ? 'ecs' : 'jsonl')!;
   let events = DEFAULT_EVENTS;
-  const ev = r.raw('events');
+  const ev = r.list('events', `a non-empty list of: ${EVENT_KINDS.join(', ')}`);
   if (ev !== undefined) {
-    if (!Array.isArray(ev) || ev.length === 0) {
-      r.issue('events', `must be a non-empty list of: ${EVENT_KINDS.join(', ')}`);
+    if (ev.length === 0) {
+      r.issue('events', `expected a non-empty list of: ${EVENT_KINDS.join(', ')}`);
     } else {
       events = [];
-      ev.forEach((k, j) => {
+      ev.forEach((node, j) => {
+        const k = isScalar(node) ? node.value : undefined;
         if (typeof k === 'string' && (EVENT_KINDS as readonly string[]).includes(k)) events.push(k as EventKind);
-        else r.issue(`events[${j}]`, `unknown event kind ${JSON.stringify(k)} (one of ${EVENT_KINDS.join(', ')})`);
+        else r.reader.fail(node, `${r.at('events')}[${j}]`, `unknown event kind ${JSON.stringify(k)} (one of ${EVENT_KINDS.join(', ')})`);
       });
     }
   }
@@ -385,10 +301,10 @@ function readCommon(
     if (other) r.issue('spool.dir', `is also the spool of sink "${other}"; each sink needs its own`);
     spoolDirs.set(spool.dir, name);
   }
-  return { name, format, events, batch, retry, memory, overflow, spool };
+  return { name, at: r.path, format, events, batch, retry, memory, overflow, spool };
 }
 
-function readSyslog(r: Reader, common: CommonSpec): SyslogSinkSpec | undefined {
+function readSyslog(r: Fields, common: CommonSpec): SyslogSinkSpec | undefined {
   const protocol = r.oneOf('protocol', ['udp', 'tcp', 'tls'] as const, 'tls')!;
   const host = r.str('host', true);
   const port = r.int('port', 1, 65535) ?? (protocol === 'tls' ? 6514 : 514);
@@ -396,7 +312,7 @@ function readSyslog(r: Reader, common: CommonSpec): SyslogSinkSpec | undefined {
   let facility = FACILITIES.local0;
   if (typeof fac === 'string' && fac in FACILITIES) facility = FACILITIES[fac];
   else if (typeof fac === 'number' && Number.isInteger(fac) && fac >= 0 && fac <= 23) facility = fac;
-  else if (fac !== undefined) r.issue('facility', 'must be a facility name (local0..local7, daemon, ...) or 0..23');
+  else if (fac !== undefined) r.issue('facility', 'expected a facility name (local0..local7, daemon, ...) or 0..23');
   const appName = r.str('app_name') ?? 'ctwatch';
   const hostname = r.str('hostname');
   const structuredData = r.bool('structured_data', true);
@@ -411,21 +327,21 @@ function readSyslog(r: Reader, common: CommonSpec): SyslogSinkSpec | undefined {
   };
 }
 
-function readHttp(r: Reader, type: 'splunk_hec' | 'elasticsearch' | 'http', common: CommonSpec): HttpSinkSpec | undefined {
+function readHttp(r: Fields, type: 'splunk_hec' | 'elasticsearch' | 'http', common: CommonSpec): HttpSinkSpec | undefined {
   const url = httpUrl(r);
   let token: SecretRef | undefined;
   let username: string | undefined;
   if (type === 'elasticsearch') {
     username = r.str('username');
-    token = username ? readSecret(r, 'password_file', 'password_env') : readSecret(r, 'api_key_file', 'api_key_env');
+    token = username ? readSecretRef(r, 'password_file', 'password_env') : readSecretRef(r, 'api_key_file', 'api_key_env');
   } else {
-    token = readSecret(r, 'token_file', 'token_env');
+    token = readSecretRef(r, 'token_file', 'token_env');
   }
-  if (type === 'splunk_hec' && !token) r.issue('token_file', 'a HEC token is required (token_file or token_env)');
+  if (type === 'splunk_hec' && !token) r.missing('token_file', 'a HEC token is required (token_file or token_env)');
   const spec: Partial<HttpSinkSpec> = {
     gzip: r.bool('gzip', true),
     timeoutMs: r.duration('timeout', { positive: true, max: 3600 }) ?? 30_000,
-    headers: r.stringMap('headers') ?? {},
+    headers: readHeaders(r) ?? {},
     tls: readTls(r),
   };
   if (type === 'splunk_hec') {
@@ -443,7 +359,7 @@ function readHttp(r: Reader, type: 'splunk_hec' | 'elasticsearch' | 'http', comm
   return { ...common, ...spec, type, url, token, username } as HttpSinkSpec;
 }
 
-function readFile_(r: Reader, common: CommonSpec): FileSinkSpec | undefined {
+function readFile_(r: Fields, common: CommonSpec): FileSinkSpec | undefined {
   const path = r.str('path', true);
   const rot = r.obj('rotate');
   const rotateBytes = rot?.size('max_bytes');
@@ -521,37 +437,33 @@ export function createSinks(specs: readonly SinkSpec[], opts: CreateOptions = {}
   const env = opts.env ?? process.env;
   const read = opts.readFile ?? ((p: string) => readFileSync(p));
   const logger = opts.logger ?? silentLogger;
-  const issues: SinkConfigIssue[] = [];
+  const issues: ConfigIssue[] = [];
   const built: Sink[] = [];
   const prepared: {
     spec: SinkSpec;
     fmtOpts: FormatOptions;
     tlsOpts: SyslogTlsOptions | undefined;
     auth: HttpAuth | undefined;
-    secrets: string[];
+    headers: Record<string, string>;
+    secretHeaders: string[];
   }[] = [];
   specs.forEach((spec, i) => {
-    const path = `sinks[${i}]`;
+    const path = spec.at ?? `sinks[${i}]`;
+    const problem = (key: string, reason: string): void => void issues.push({ line: 0, field: `${path}.${key}`, reason });
     const file = (key: string, p: string | undefined): Buffer | undefined => {
       if (!p) return undefined;
       try {
         return read(p);
       } catch (err) {
-        issues.push({ path: `${path}.${key}`, message: `cannot read ${p} (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+        problem(key, `cannot read ${p} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
         return undefined;
       }
     };
-    const secret = (ref: SecretRef | undefined, what: string): string | undefined => {
+    const secret = (ref: SecretRef | undefined, key: string): string | undefined => {
       if (!ref) return undefined;
-      if (ref.env) {
-        const v = env[ref.env];
-        if (!v) issues.push({ path: `${path}.${what}_env`, message: `environment variable ${ref.env} is not set` });
-        return v?.trim() || undefined;
-      }
-      const buf = file(`${what}_file`, ref.file);
-      const v = buf?.toString('utf8').trim();
-      if (buf && !v) issues.push({ path: `${path}.${what}_file`, message: `${ref.file} is empty` });
-      return v || undefined;
+      const r = resolveSecret(ref, env, read);
+      if (r.reason) problem(ref.env ? `${key}_env` : `${key}_file`, r.reason);
+      return r.value;
     };
     const tls = spec.type !== 'file' ? spec.tls : undefined;
     const tlsOpts = tls && {
@@ -569,12 +481,12 @@ export function createSinks(specs: readonly SinkSpec[], opts: CreateOptions = {}
       localAddresses: opts.localAddresses,
       communityIdSeed: opts.communityIdSeed,
     };
-    const secrets: string[] = [];
     let auth: HttpAuth | undefined;
+    const headers: Record<string, string> = {};
+    const secretHeaders: string[] = [];
     if (spec.type === 'splunk_hec' || spec.type === 'elasticsearch' || spec.type === 'http') {
       const what = spec.type === 'elasticsearch' ? (spec.username ? 'password' : 'api_key') : 'token';
       const value = secret(spec.token, what);
-      if (value) secrets.push(value);
       auth = value
         ? spec.type === 'splunk_hec'
           ? { scheme: 'splunk', secret: value }
@@ -584,11 +496,23 @@ export function createSinks(specs: readonly SinkSpec[], opts: CreateOptions = {}
               : { scheme: 'apikey', secret: value }
             : { scheme: 'bearer', secret: value }
         : undefined;
+      for (const [name, v] of Object.entries(spec.headers)) {
+        if (typeof v === 'string') {
+          headers[name] = v;
+        } else {
+          const r = resolveSecret(v, env, read);
+          if (r.reason) problem(`headers.${name}`, r.reason);
+          else {
+            headers[name] = r.value!;
+            secretHeaders.push(name);
+          }
+        }
+      }
     }
-    prepared.push({ spec, fmtOpts, tlsOpts, auth, secrets });
+    prepared.push({ spec, fmtOpts, tlsOpts, auth, headers, secretHeaders });
   });
   if (issues.length) throw new SinkConfigError(issues);
-  for (const { spec, fmtOpts, tlsOpts, auth, secrets } of prepared) {
+  for (const { spec, fmtOpts, tlsOpts, auth, headers, secretHeaders } of prepared) {
     let transport: Transport;
     if (spec.type === 'syslog') {
       transport = new SyslogTransport({
@@ -619,7 +543,8 @@ export function createSinks(specs: readonly SinkSpec[], opts: CreateOptions = {}
         api: spec.type === 'splunk_hec' ? 'splunk-hec' : spec.type === 'elasticsearch' ? 'elasticsearch' : 'ndjson',
         url: spec.url,
         auth,
-        headers: spec.headers,
+        headers,
+        secretHeaders,
         gzip: spec.gzip,
         timeoutMs: spec.timeoutMs,
         tls: tlsOpts,
@@ -644,7 +569,6 @@ export function createSinks(specs: readonly SinkSpec[], opts: CreateOptions = {}
       overflow: spec.overflow,
       spool: spec.spool,
       logger,
-      secrets,
     };
     built.push(new DeliverySink(transport, sinkOpts));
   }

@@ -17,7 +17,8 @@ import { gzip as gzipCb } from 'node:zlib';
 import { Pool } from 'undici';
 import type { SinkRecord } from '../formats/common.js';
 import { type SendOutcome, type Transport, TransportError } from './types.js';
-import { errorMessage, parseRetryAfter, scrub } from './util.js';
+import { errorMessage, parseRetryAfter } from './util.js';
+import { basicForms, scrub, secretForms } from '../config/secrets.js';
 
 const gzip = promisify(gzipCb);
 
@@ -44,6 +45,8 @@ export interface HttpTransportOptions {
   url: string;
   auth?: HttpAuth;
   headers?: Record<string, string>;
+  /** names of `headers` whose values are credentials: scrubbed from every error like `auth` */
+  secretHeaders?: readonly string[];
   gzip?: boolean;
   /** zlib level (default 1: JSON compresses ~8x at level 1 and the collector must stay cheap) */
   gzipLevel?: number;
@@ -97,7 +100,8 @@ export class HttpTransport implements Transport {
   private readonly url: URL;
   private readonly pool: Pool;
   private readonly headers: Record<string, string>;
-  private readonly secrets: string[];
+  /** every form of every credential this transport sends, for scrubbing */
+  readonly secrets: readonly string[];
 
   constructor(private readonly o: HttpTransportOptions) {
     this.url = endpoint(o.api, o.url);
@@ -113,7 +117,13 @@ export class HttpTransport implements Transport {
       this.url.password = '';
     }
     this.description = `${o.api} ${this.url.origin}${this.url.pathname}`;
-    this.secrets = auth ? [auth.secret] : [];
+    const secrets: string[] = [];
+    if (auth) secrets.push(...(auth.scheme === 'basic' ? basicForms(auth.username ?? '', auth.secret) : secretForms(auth.secret)));
+    for (const name of o.secretHeaders ?? []) {
+      const v = o.headers?.[name];
+      if (v) secrets.push(...secretForms(v));
+    }
+    this.secrets = secrets;
     this.headers = {
       'content-type': o.api === 'splunk-hec' ? 'application/json' : 'application/x-ndjson',
       'user-agent': 'ctwatch',

@@ -16,6 +16,8 @@ export { HttpTransport, type HttpTransportOptions, type HttpApi, type HttpAuth }
 export { FileTransport, type FileTransportOptions } from './file.js';
 export {
   parseSinkConfigs,
+  parseSinkFile,
+  loadSinkConfig,
   createSinks,
   eventFilter,
   systemHost,

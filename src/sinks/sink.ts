@@ -23,6 +23,7 @@ import {
   silentLogger,
 } from './types.js';
 import { DEFAULT_RETRY, RateLimitedWarning, type RetryOptions, backoffMs, errorMessage, sleep } from './util.js';
+import { scrub } from '../config/secrets.js';
 
 export interface BatchOptions {
   maxRecords: number;
@@ -160,9 +161,8 @@ export class DeliverySink implements Sink {
   }
 
   private clean(err: unknown): string {
-    let msg = typeof err === 'string' ? err : errorMessage(err);
-    for (const s of this.o.secrets ?? []) if (s && s.length >= 4) msg = msg.split(s).join('[REDACTED]');
-    return msg;
+    const msg = typeof err === 'string' ? err : errorMessage(err);
+    return scrub(msg, [...(this.o.secrets ?? []), ...(this.transport.secrets ?? [])]);
   }
 
   private noteDrop(count: number, reason: string): void {

@@ -82,6 +82,8 @@ export interface Transport {
   close(): Promise<void>;
   /** reopen files (SIGHUP, logrotate) or connections */
   reopen?(): void;
+  /** credentials it sends, in every form, to scrub from errors before they reach lastError or a log */
+  readonly secrets?: readonly string[];
   /** transport-specific counters merged into the sink's (truncated, ...) */
   readonly stats?: { truncated: number };
 }

@@ -100,14 +100,7 @@ export class RateLimitedWarning {
   }
 }
 
-/** Replace every occurrence of each secret so an echoed header or URL cannot leak into logs. */
-export function scrub(text: string, secrets: readonly (string | undefined)[]): string {
-  let out = text;
-  for (const s of secrets) {
-    if (s && s.length >= 4) out = out.split(s).join('[REDACTED]');
-  }
-  return out;
-}
+export { scrub } from '../config/secrets.js';
 
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) {

@@ -20,7 +20,7 @@ function issues(raw: unknown): string[] {
   } catch (err) {
     expect(err).toBeInstanceOf(SinkConfigError);
     expect((err as SinkConfigError).code).toBe('ERR_SINK_CONFIG');
-    return (err as SinkConfigError).issues.map((i) => `${i.path}: ${i.message}`);
+    return (err as SinkConfigError).issues.map((i) => `${i.field}: ${i.reason}`);
   }
   return [];
 }
@@ -57,17 +57,18 @@ describe('parseSinkConfigs', () => {
         'nope',
       ]),
     ).toEqual([
-      'sinks[0].port: must be an integer from 1 to 65535',
+      // one error model with the rules file: its wording, and a did-you-mean for unknown keys
+      'sinks[0].port: 70000 is out of range: use 1 to 65535',
       'sinks[0].tls: only applies to protocol: tls (this sink uses tcp)',
       'sinks[1]: secrets are not accepted inline: use token_file or token_env',
       'sinks[1].token_file: a HEC token is required (token_file or token_env)',
-      'sinks[2].url: must be http(s) URL',
+      'sinks[2].url: expected an http:// or https:// URL',
       'sinks[3].path: is required',
-      'sinks[4].type: must be one of syslog, splunk_hec, elasticsearch, http, file',
+      'sinks[4].type: expected one of syslog, splunk_hec, elasticsearch, http, file',
       'sinks[5].events[0]: unknown event kind "flows" (one of new, update, destroy, snapshot, conntrack, flow, alert, resolved, overflow, snapshot_done, other)',
-      'sinks[5].spool.policy: must be one of drop-oldest, drop-newest',
-      'sinks[5].formt: unknown key',
-      'sinks[6]: must be a mapping',
+      'sinks[5].spool.policy: expected one of drop-oldest, drop-newest',
+      'sinks[5].formt: unknown field for type http (did you mean format?)',
+      'sinks[6]: expected a mapping',
     ]);
   });
 
@@ -89,7 +90,7 @@ describe('parseSinkConfigs', () => {
 
   it('the error message carries the paths', () => {
     expect(() => parseSinkConfigs([{ type: 'http' }, { type: 'http', url: 'x' }])).toThrow(
-      'sinks[0].url: is required; sinks[1].url: must be http(s) URL',
+      'sinks[0].url: is required\nsinks[1].url: expected an http:// or https:// URL',
     );
   });
 
@@ -133,7 +134,7 @@ describe('createSinks', () => {
       createSinks(specs, { env: {} });
       expect.unreachable();
     } catch (err) {
-      expect((err as SinkConfigError).issues.map((i) => i.path)).toEqual([
+      expect((err as SinkConfigError).issues.map((i) => i.field)).toEqual([
         'sinks[0].token_env',
         'sinks[1].password_file',
         'sinks[2].tls.ca_file',

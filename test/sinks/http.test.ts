@@ -211,6 +211,36 @@ describe('generic NDJSON', () => {
     await s.close();
   });
 
+  it('scrubs every credential it sends from errors: a custom credential header, Basic credentials as sent', async () => {
+    const logger = capture();
+    const key = 'xk-9d8c7b6a5f4e';
+    writeFileSync(join(dir, 'key'), `${key}\n`);
+    // the receiver echoes every request header back in its error answer
+    rx.script = (req) => ({ status: 400, body: JSON.stringify({ error: 'denied', echo: req.headers }) });
+    const set = createSinks(
+      parseSinkConfigs([
+        {
+          name: 'echo', type: 'http', url: `http://svc:pa55-word-1@127.0.0.1:${rx.port}/ingest`, gzip: false,
+          headers: { 'X-Api-Key': { file: join(dir, 'key') }, 'X-Team': 'infra' }, batch: { max_wait: '1ms' },
+        },
+      ]),
+      { logger },
+    );
+    set.write(flow(1));
+    expect(await set.flush(5000)).toBe(true);
+    expect(rx.requests[0].headers['x-api-key']).toBe(key);
+    const basic = Buffer.from('svc:pa55-word-1').toString('base64');
+    expect(rx.requests[0].headers.authorization).toBe(`Basic ${basic}`);
+    const c = set.counters().echo;
+    expect(c.lastError).toContain('denied');
+    expect(c.lastError).toContain('infra');
+    for (const secret of [key, basic, 'pa55-word-1']) {
+      expect(c.lastError).not.toContain(secret);
+      expect(logger.lines.join('\n')).not.toContain(secret);
+    }
+    await set.close();
+  });
+
   it('without a spool, gives up after max attempts and counts the drop', async () => {
     rx.script = () => ({ status: 503 });
     const s = sink({}, { retry: { ...fastRetry, maxAttempts: 3 } });

@@ -93,7 +93,9 @@ describe('good files', () => {
       {
         type: 'webhook',
         url: 'http://127.0.0.1:9093/ctwatch',
-        headers: { Authorization: 'Bearer change-me' },
+        // secrets are never inline: the token is read from its file when the file is loaded
+        headers: { 'X-Team': 'infra' },
+        token: { file: '/etc/ctwatch/webhook.token' },
         timeout: 5,
         retries: 5,
         queue: 1000,
