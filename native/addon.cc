@@ -4,6 +4,7 @@
 
 #include <cstddef>
 
+#include "attribution/attribution.h"
 #include "privileges.h"
 #include "conntrack/reader.h"
 #include "attribution/sockdiag.h"
@@ -19,7 +20,9 @@ Napi::Object Layout(Napi::Env env) {
   FIELD(reply_sport); FIELD(reply_dport); FIELD(icmp_type); FIELD(icmp_code); FIELD(icmp_id);
   FIELD(src); FIELD(dst); FIELD(reply_src); FIELD(reply_dst); FIELD(orig_packets);
   FIELD(orig_bytes); FIELD(reply_packets); FIELD(reply_bytes); FIELD(ts_start); FIELD(ts_stop);
-  FIELD(time_us); FIELD(secmark);
+  FIELD(time_us); FIELD(secmark); FIELD(owner_pid); FIELD(owner_tid); FIELD(owner_uid);
+  FIELD(owner_age_us); FIELD(owner_cgroup); FIELD(owner_start_ns); FIELD(owner_comm); FIELD(owner_side);
+  FIELD(owner_via); FIELD(unattributed);
 #undef FIELD
   o.Set("size", Napi::Number::New(env, sizeof(Record)));
   return o;
@@ -28,6 +31,7 @@ Napi::Object Layout(Napi::Env env) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Reader", Reader::Init(env));
   exports.Set("layout", Layout(env));
+  exports.Set("Attribution", Attribution::Init(env));
   InitPrivileges(env, exports);
   RegisterSockDiag(env, exports);
   return exports;
