@@ -9,14 +9,16 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 77
 fi
 
-# Build: libnetfilter-conntrack-dev libmnl-dev build-essential pkg-config python3 (node-gyp)
+# Build: libnetfilter-conntrack-dev libmnl-dev build-essential pkg-config python3 (node-gyp);
+# clang llvm bpftool libbpf-dev libelf-dev (the attribution BPF programs and their skeleton, built
+# into the addon: at run time only libbpf1 is needed)
 # Run and test: nftables iproute2 conntrack (conntrack -E is the reference in tests and benchmarks)
 # iputils-ping (ICMP flows), rsyslog + TLS modules and openssl (SIEM receivers in tests), procps,
 # prometheus (scrapes the metrics endpoint in tests; promtool checks the rules),
 # prometheus-node-exporter (reads stats --textfile in tests), logrotate (the contrib snippet), curl
-packages=(libnetfilter-conntrack-dev libmnl-dev build-essential pkg-config python3 nftables iproute2
-  conntrack iputils-ping procps rsyslog rsyslog-gnutls rsyslog-openssl openssl gnutls-bin prometheus
-  prometheus-node-exporter logrotate curl)
+packages=(libnetfilter-conntrack-dev libmnl-dev build-essential pkg-config python3 clang llvm bpftool libbpf-dev
+  libelf-dev nftables iproute2 conntrack iputils-ping procps rsyslog rsyslog-gnutls rsyslog-openssl openssl
+  gnutls-bin prometheus prometheus-node-exporter logrotate curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
