@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <future>
 
+#include "attribution/attribution.h"
 #include "conntrack/decode.h"
 #include "privileges.h"
 
@@ -40,6 +41,16 @@ uint64_t MonotonicMs() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
 }
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// A batch whose records wait for their owner is tried again this often (each try costs a few
+// map lookups per record).
+constexpr uint64_t kRetryNs = 500'000;
 
 // Reads the filter TypeScript compiled (src/source/filter.ts); it has already been validated.
 void ReadFilter(const Napi::Object& f, KernelFilter* out) {
@@ -103,6 +114,7 @@ Reader::Reader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Reader>(info),
   batch_size_ = std::max<uint32_t>(1, GetU32(o, "batchSize", 1024));
   max_batches_ = std::max<uint32_t>(1, GetU32(o, "maxBatches", 64));
   flush_ms_ = GetU32(o, "flushMs", 5);
+  join_factory_ = Attribution::FactoryOf(o.Get("attribution"));
   callback_ = Napi::Persistent(info[1].As<Napi::Function>());
 }
 
@@ -168,6 +180,11 @@ void Reader::Stop() {
   wake_fd_ = -1;
   delete current_;
   current_ = nullptr;
+  for (Batch* b : sealed_) delete b;  // the thread settled and sent them; this is for a failed open
+  sealed_.clear();
+  // The join holds the attribution programs: a closed reader lets go of them now.
+  join_.reset();
+  join_factory_.reset();
   if (hook_added_) {
     napi_remove_env_cleanup_hook(env_, CleanupHook, this);
     hook_added_ = false;
@@ -197,6 +214,12 @@ void Reader::Run(std::promise<OpenError>* opened) {
   pthread_setname_np(pthread_self(), "ctwatch-reader");
   OpenError e = OpenSockets(options_, &sockets_);
   if (e.ok()) rcvbuf_ = sockets_.rcvbuf;
+  empty_ns_ = MonotonicNs();
+  if (e.ok() && join_factory_) {
+    join_ = join_factory_->NewJoin();
+    e = join_->Open(options_.netns, nfct_fd(sockets_.events));
+    if (!e.ok()) sockets_.Close();
+  }
   bool ok = e.ok();
   opened->set_value(std::move(e));  // `opened` is dead after this line
   if (!ok) return;
@@ -219,6 +242,8 @@ void Reader::Run(std::promise<OpenError>* opened) {
       set = &fds[1];
       nfds = 1;
       timeout = static_cast<int>(std::min<uint64_t>(flush_ms_ - age, kLingerMs));
+    } else if (!sealed_.empty()) {
+      timeout = 1;  // a sealed batch waits for an owner: try it again soon
     }
     fds[0].revents = 0;
     fds[1].revents = 0;
@@ -252,6 +277,7 @@ void Reader::Run(std::promise<OpenError>* opened) {
       Deliver(false);
     }
     Drain();
+    if (!sealed_.empty()) Pump(false, false);
   }
   // Whatever was read is delivered, then a kEnd record tells JavaScript nothing follows.
   Record* end = Append(true);
@@ -273,10 +299,16 @@ void Reader::Drain() {
     msgs[i].msg_hdr.msg_iovlen = 1;
   }
   while (!stopping_.load(std::memory_order_relaxed)) {
+    // What this call reads was queued after the last call that found the socket empty began.
+    const uint64_t before = MonotonicNs();
+    const ReadWindow window{empty_ns_, before};
     int got = recvmmsg(fd, msgs, kBurst, MSG_DONTWAIT, nullptr);
     if (got < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        empty_ns_ = before;
+        return;
+      }
       if (errno == ENOBUFS) {
         // The kernel dropped events because our buffer was full. This record is the only trace of
         // that loss, so it is never coalesced or skipped.
@@ -303,14 +335,27 @@ void Reader::Drain() {
         Record* r = Append(false);
         if (DecodeMessage(nlh, 0, now, r)) {
           ++events_;
+          if (join_ && r->kind == kNew) Attribute(r, window);
         } else {
           current_->records.pop_back();
           ++decode_errors_;
         }
       }
     }
-    if (got < static_cast<int>(kBurst)) return;  // the socket is drained
+    if (got < static_cast<int>(kBurst)) {  // the socket is drained
+      empty_ns_ = before;
+      return;
+    }
   }
+}
+
+void Reader::Attribute(Record* r, const ReadWindow& window) {
+  if (join_->Attach(r, window, false)) return;
+  Batch::Unsettled u{static_cast<uint32_t>(current_->records.size() - 1), window};
+  current_->unsettled.push_back(u);
+  current_->deadline_ns = std::max(current_->deadline_ns, window.read_ns + join_->WaitNs());
+  std::lock_guard<std::mutex> lock(join_mu_);
+  join_counters_.waited++;
 }
 
 void Reader::RunDump() {
@@ -320,6 +365,10 @@ void Reader::RunDump() {
     Record* r = Append(false);
     if (DecodeMessage(m, kSnapshot, RealtimeUs(), r)) {
       ++count;
+      if (join_) {
+        const uint64_t now = MonotonicNs();
+        join_->Attach(r, ReadWindow{now, now}, true);
+      }
     } else {
       current_->records.pop_back();
       ++decode_errors_;
@@ -345,7 +394,38 @@ Record* Reader::Append(bool ignore_credits) {
 }
 
 void Reader::Deliver(bool ignore_credits) {
-  if (current_->records.empty()) return;
+  if (!current_->records.empty()) {
+    sealed_.push_back(current_);
+    current_ = new Batch();
+    current_->records.reserve(batch_size_);
+  }
+  // At the end (ignore_credits) nothing more will come: every record settles now.
+  Pump(ignore_credits, ignore_credits);
+}
+
+// Hands over sealed batches in order; one whose records still wait for an owner holds back the
+// ones behind it until they settle or its deadline passes.
+void Reader::Pump(bool ignore_credits, bool force) {
+  while (!sealed_.empty()) {
+    Batch* batch = sealed_.front();
+    if (!batch->unsettled.empty()) {
+      const uint64_t now = MonotonicNs();
+      const bool last = force || now >= batch->deadline_ns;
+      if (!last && now < batch->next_try_ns) return;
+      batch->next_try_ns = now + kRetryNs;
+      size_t keep = 0;
+      for (const Batch::Unsettled& u : batch->unsettled) {
+        if (!join_->Attach(&batch->records[u.index], u.window, last)) batch->unsettled[keep++] = u;
+      }
+      batch->unsettled.resize(keep);
+      if (keep > 0) return;
+    }
+    sealed_.pop_front();
+    Send(batch, ignore_credits);
+  }
+}
+
+void Reader::Send(Batch* batch, bool ignore_credits) {
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (!ignore_credits) {
@@ -357,9 +437,12 @@ void Reader::Deliver(bool ignore_credits) {
     uint64_t hw = high_water_.load();
     if (in_flight_ > hw) high_water_ = in_flight_;
   }
-  Batch* batch = current_;
-  current_ = new Batch();
-  current_->records.reserve(batch_size_);
+  if (join_) {
+    std::lock_guard<std::mutex> lock(join_mu_);
+    const uint64_t waited = join_counters_.waited;
+    join_->Counters(&join_counters_);
+    join_counters_.waited = waited;
+  }
   ++batches_;
   if (tsfn_.NonBlockingCall(batch) != napi_ok) delete batch;  // only while the env is torn down
 }
@@ -439,6 +522,10 @@ Napi::Value Reader::Counters(const Napi::CallbackInfo& info) {
   o.Set("queueHighWater", Napi::Number::New(env, static_cast<double>(high_water_.load())));
   o.Set("dumps", Napi::Number::New(env, static_cast<double>(dumps_.load())));
   o.Set("rcvbuf", Napi::Number::New(env, rcvbuf_.load()));
+  if (join_factory_) {
+    std::lock_guard<std::mutex> lock(join_mu_);
+    o.Set("attribution", JoinCountersObject(env, join_factory_->mode(), join_counters_));
+  }
   return o;
 }
 

@@ -8,12 +8,14 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <future>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include "attribution/join.h"
 #include "conntrack/record.h"
 #include "conntrack/sockets.h"
 
@@ -21,6 +23,15 @@ namespace ctwatch {
 
 struct Batch {
   std::vector<Record> records;
+  // Records whose owner may still come (attribution/join.h): the batch waits for them, at most
+  // until `deadline_ns`, and batches behind it wait too, so order is kept.
+  struct Unsettled {
+    uint32_t index;
+    ReadWindow window;
+  };
+  std::vector<Unsettled> unsettled;
+  uint64_t deadline_ns = 0;
+  uint64_t next_try_ns = 0;
 };
 
 class Reader : public Napi::ObjectWrap<Reader> {
@@ -47,6 +58,9 @@ class Reader : public Napi::ObjectWrap<Reader> {
   void RunDump();
   Record* Append(bool ignore_credits);
   void Deliver(bool ignore_credits);
+  void Pump(bool ignore_credits, bool force);
+  void Send(Batch* batch, bool ignore_credits);
+  void Attribute(Record* r, const ReadWindow& window);
   void Wake();
 
   void Stop();  // idempotent; joins the thread and lets the process exit
@@ -67,6 +81,14 @@ class Reader : public Napi::ObjectWrap<Reader> {
   Batch* current_ = nullptr;
   uint64_t batch_started_ms_ = 0;  // reader thread only
   uint64_t flush_ms_ = 5;
+  // Attribution (absent when off): the mode's factory, this reader's join (reader thread only),
+  // batches sealed but waiting for an owner, and the join's counters as last published.
+  std::shared_ptr<JoinFactory> join_factory_;
+  std::unique_ptr<Join> join_;
+  std::deque<Batch*> sealed_;
+  uint64_t empty_ns_ = 0;  // reader thread: when the event socket was last seen empty
+  std::mutex join_mu_;
+  JoinCounters join_counters_;  // guarded by join_mu_
 
   std::mutex mu_;
   std::condition_variable credit_cv_;
