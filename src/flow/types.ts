@@ -1,4 +1,6 @@
-import type { Counters, Family, Tuple } from '../source/types.js';
+import type { Counters, Family, ProcessInfo, Tuple, Unattributed } from '../source/types.js';
+
+export type { ProcessInfo } from '../source/types.js';
 
 /** How a flow's duration was measured. */
 export type DurationClock = 'kernel' | 'collector';
@@ -41,17 +43,8 @@ export interface FlowEnd {
   mark?: number;
   zone?: number;
   netns?: string;
-  /** filled by process attribution when known */
+  /** the process that owned the flow's local socket, when known */
   process?: ProcessInfo | null;
-}
-
-export interface ProcessInfo {
-  pid: number;
-  comm: string;
-  exe?: string;
-  uid?: number;
-  user?: string;
-  cgroup?: string;
-  unit?: string;
-  container?: string;
+  /** attribution ran and found no owner: why */
+  unattributed?: Unattributed;
 }

@@ -2,7 +2,7 @@
  * Batch of native records → events. The record layout comes from the addon (native/conntrack/record.h);
  * this file only knows field names.
  */
-import type { ConntrackEvent, ConntrackEventKind, SourceEvent } from './types.js';
+import type { ConntrackEvent, ConntrackEventKind, NativeOwner, SourceEvent, Unattributed } from './types.js';
 import type { RecordLayout } from './native.js';
 import { ipv4, ipv6 } from './address.js';
 import { protoName, statusNames, tcpStateName } from './names.js';
@@ -12,7 +12,11 @@ export const KIND = { new: 1, update: 2, destroy: 3, snapshot: 4, overflow: 5, s
 const HAS = {
   ports: 1 << 0, icmp: 1 << 1, tcpState: 1 << 2, status: 1 << 3, mark: 1 << 4, zone: 1 << 5,
   timeout: 1 << 6, counters: 1 << 7, tsStart: 1 << 8, tsStop: 1 << 9, secmark: 1 << 10, reply: 1 << 11,
+  attribution: 1 << 12, owner: 1 << 13,
 } as const;
+// native/conntrack/record.h: Unattributed, OwnerSide; attribution/bpf/stamp.h: stamp_via (7: sock_diag)
+const UNATTRIBUTED: (Unattributed | undefined)[] = [undefined, 'not-local', 'unsupported', 'no-stamp', 'preexisting', 'ambiguous', 'no-hook', 'gone', 'no-pid', 'denied', 'shared', 'late', 'overload'];
+const VIA: NativeOwner['via'][] = ['connect', 'connect', 'sendto', 'send', 'listen', 'bind', 'seeded', 'sockdiag'];
 const AF_INET = 2;
 const EVENT_KINDS: Record<number, ConntrackEventKind> = { 1: 'new', 2: 'update', 3: 'destroy', 4: 'snapshot' };
 const TWO32 = 4294967296;
@@ -37,6 +41,11 @@ export function makeDecoder(layout: RecordLayout, netns?: string) {
     const dumpErrors: number[] = [];
     let end = false;
     const u64 = (at: number) => view.getUint32(at, true) + view.getUint32(at + 4, true) * TWO32;
+    const comm = (at: number) => {
+      let text = '';
+      for (let k = 0; k < 16 && bytes[at + k] !== 0; k++) text += String.fromCharCode(bytes[at + k]);
+      return text;
+    };
 
     for (let i = 0; i < count; i++) {
       const base = i * size;
@@ -98,6 +107,21 @@ export function makeDecoder(layout: RecordLayout, netns?: string) {
       }
       if (present & HAS.tsStart) ev.start = u64(base + L.ts_start);
       if (present & HAS.tsStop) ev.end = u64(base + L.ts_stop);
+      if (present & HAS.owner) {
+        ev.owner = {
+          pid: view.getUint32(base + L.owner_pid, true),
+          tid: view.getUint32(base + L.owner_tid, true),
+          uid: view.getUint32(base + L.owner_uid, true),
+          comm: comm(base + L.owner_comm),
+          cgroupId: u64(base + L.owner_cgroup),
+          startNs: u64(base + L.owner_start_ns),
+          side: bytes[base + L.owner_side] === 2 ? 'listener' : 'origin',
+          via: VIA[bytes[base + L.owner_via]] ?? 'connect',
+          ageUs: view.getUint32(base + L.owner_age_us, true),
+        };
+      } else if (present & HAS.attribution) {
+        ev.unattributed = UNATTRIBUTED[bytes[base + L.unattributed]] ?? 'no-stamp';
+      }
       if (netns) ev.netns = netns;
       events.push(ev);
     }

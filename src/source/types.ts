@@ -30,6 +30,62 @@ export interface Tuple {
   icmp?: IcmpFields;
 }
 
+/** Why a flow has no process (docs/attribution.md has what each one means and what to do). */
+export type Unattributed =
+  | 'not-local'
+  | 'unsupported'
+  | 'no-stamp'
+  | 'preexisting'
+  | 'ambiguous'
+  | 'no-hook'
+  | 'gone'
+  | 'no-pid'
+  | 'denied'
+  | 'shared'
+  | 'late'
+  | 'overload'
+  | 'off'
+  | 'unseen';
+
+/** The process that owned a flow's local socket (docs/schema.md, "process"). */
+export interface ProcessInfo {
+  pid: number;
+  comm: string;
+  /** the thread that connected, sent or listened */
+  tid?: number;
+  uid?: number;
+  user?: string;
+  exe?: string;
+  /** cgroup v2 path */
+  cgroup?: string;
+  /** systemd unit, from the cgroup path */
+  unit?: string;
+  /** container id (docker, containerd, cri-o, podman), from the cgroup path */
+  container?: string;
+  /** Kubernetes pod UID and QoS class, from the kubepods cgroup path */
+  pod?: string;
+  qos?: string;
+  /** which socket it holds: the one that started the flow, or the listener that accepted it */
+  side?: 'origin' | 'listener';
+}
+
+/** The owner as the reader thread joined it (native/attribution/join.h), before enrichment. */
+export interface NativeOwner {
+  pid: number;
+  tid: number;
+  uid: number;
+  comm: string;
+  /** cgroup v2 id (the inode of the cgroup's directory) */
+  cgroupId: number;
+  /** process start, ns since boot: with the pid, the process's identity */
+  startNs: number;
+  side: 'origin' | 'listener';
+  /** which hook saw the socket used */
+  via: 'connect' | 'sendto' | 'send' | 'listen' | 'bind' | 'seeded' | 'sockdiag';
+  /** µs between the socket's use and the reader reading the event */
+  ageUs: number;
+}
+
 export interface ConntrackEvent extends Tuple {
   event: ConntrackEventKind;
   /** microseconds since the Unix epoch, taken by the reader thread when the message was read */
@@ -56,6 +112,12 @@ export interface ConntrackEvent extends Tuple {
   end?: number;
   /** name or path of the network namespace the event came from, absent for the collector's own */
   netns?: string;
+  /** new / snapshot with attribution on: the owner the reader joined (replaced by `process`) */
+  owner?: NativeOwner;
+  /** the process that owns the flow's local socket */
+  process?: ProcessInfo;
+  /** attribution ran and found no owner: why */
+  unattributed?: Unattributed;
 }
 
 /** The kernel dropped events for us: the socket buffer overflowed (ENOBUFS). */
