@@ -5,7 +5,7 @@
  * and the kernel then reports the loss (ENOBUFS) as an `overflow` event in the stream.
  */
 import { CtwatchError, EXIT, fromNativeError } from '../util/errors.js';
-import { loadAddon, type KernelStats, type NativeReader } from './native.js';
+import { loadAddon, type KernelStats, type NativeAttribution, type NativeJoinCounters, type NativeReader } from './native.js';
 import { KIND, makeDecoder } from './decode.js';
 import { compileFilters } from './filter.js';
 import type { ConntrackEvent, EventSource, SourceCounters, SourceEvent } from './types.js';
@@ -31,6 +31,9 @@ export interface LiveSourceOptions {
   filter?: string[];
   /** dump the existing table after subscribing (as `snapshot` events, then `snapshot_done`) */
   snapshot?: boolean;
+  /** an opened attribution handle (src/process/attribution.ts): NEW and snapshot events carry
+   * their owner */
+  attribution?: NativeAttribution;
 }
 
 export const DEFAULT_RCVBUF = 32 * 1024 * 1024;
@@ -104,6 +107,7 @@ export class LiveSource implements EventSource {
         maxBatches: options.maxBatches ?? 64,
         flushMs: options.flushMs ?? 5,
         filter: compiled.kernel,
+        attribution: options.attribution,
       },
       (batch) => this.onBatch(batch),
     );
@@ -129,6 +133,11 @@ export class LiveSource implements EventSource {
   get counters(): SourceCounters {
     const c = this.reader.counters();
     return { events: c.events, batches: c.batches, overflows: c.overflows, decodeErrors: c.decodeErrors, queueHighWater: c.queueHighWater, rcvbuf: c.rcvbuf };
+  }
+
+  /** the reader's join, when attribution is on */
+  get attribution(): NativeJoinCounters | undefined {
+    return this.reader.counters().attribution;
   }
 
   /** entries, limit and the kernel's per-CPU counters for this namespace (netlink, not procfs) */

@@ -20,6 +20,43 @@ export interface ReaderOptions {
   flushMs: number;
   /** kernel-side event filter (src/source/filter.ts) */
   filter?: NativeFilter;
+  /** an opened attribution handle: the reader joins every NEW with its owner */
+  attribution?: NativeAttribution;
+}
+
+/** native/attribution/attribution.h */
+export interface NativeAttribution {
+  /** loads what the mode needs; throws a typed error (ERR_BPF_*, ...) when it cannot run here */
+  open(): void;
+  info(): NativeAttributionInfo;
+  /** lets go of this handle; programs stay attached while a reader still uses them */
+  close(): void;
+}
+
+export interface NativeAttributionInfo {
+  mode: string;
+  open: boolean;
+  /** ebpf: connected UDP is covered (sock:sock_send_length exists) */
+  sendsCovered?: boolean;
+  cgroupRoot?: string;
+  /** ebpf: ids of the attached programs (bpftool prog show id N) */
+  programIds?: number[];
+  /** ebpf: stamps written, by hook */
+  stamps?: Record<string, number>;
+}
+
+/** A reader's join (native/attribution/join.h JoinCounters). */
+export interface NativeJoinCounters {
+  mode: string;
+  records: number;
+  origin: number;
+  listener: number;
+  reasons: Record<string, number>;
+  waited: number;
+  lookups: number;
+  busyUs: number;
+  seeded: number;
+  seedDenied: number;
 }
 
 export interface KernelStats {
@@ -36,6 +73,7 @@ export interface NativeCounters {
   queueHighWater: number;
   dumps: number;
   rcvbuf: number;
+  attribution?: NativeJoinCounters;
 }
 
 export interface NativeReader {
@@ -55,6 +93,7 @@ export type RecordLayout = Record<string, number> & { size: number };
 
 export interface NativeAddon {
   Reader: new (options: ReaderOptions, onBatch: (batch: ArrayBuffer) => void) => NativeReader;
+  Attribution: new (options: { mode: string }) => NativeAttribution;
   layout: RecordLayout;
 }
 
