@@ -8,6 +8,13 @@
 //       a pool that opens a new connection per request: connect, PING, PONG, close. The client
 //       closes first, so every entry ends in TIME_WAIT (120 s), as in the story. RATE 0 = as fast
 //       as possible. Prints one JSON line per second: {"t":s,"made":n,"failed":f}
+//   ctwatch-lab churn NAME tcp|udp HOST PORT COUNT RATE [rst|unbound|bound|connected|server]
+//       short-lived sockets for attribution tests and benchmarks, under the process name NAME:
+//       tcp: a non-blocking connect, then a reset at once (SO_LINGER 0: the socket lives
+//       microseconds); udp unbound: a new socket per datagram (sendto); bound: one socket bound to
+//       an ephemeral port; connected: connect + send + close per flow. UDP goes to PORT, PORT+1,
+//       ... (up to 20 000 ports) so that every datagram is a flow of its own, except in mode
+//       `server`: unbound sockets all sending to PORT (a UDP server's clients). HOST may be IPv6. Prints {"pid":p,"made":n,"failed":f} at the end.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -159,9 +166,89 @@ static int leak(int argc, char **argv) {
   return 0;
 }
 
+static void pace(double start, long i, double rate) {
+  if (rate <= 0) return;
+  double wait = start + i / rate - now();
+  if (wait > 0) {
+    struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static int churn(int argc, char **argv) {
+  prctl(PR_SET_NAME, argv[2]);
+  const int tcp = strcmp(argv[3], "tcp") == 0;
+  const char *mode = argc > 8 ? argv[8] : (tcp ? "rst" : "unbound");
+  const int port = atoi(argv[5]);
+  const long count = atol(argv[6]);
+  const double rate = atof(argv[7]);
+  struct sockaddr_storage dst = {0};
+  socklen_t len;
+  int family;
+  if (strchr(argv[4], ':')) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&dst;
+    a->sin6_family = family = AF_INET6;
+    inet_pton(AF_INET6, argv[4], &a->sin6_addr);
+    len = sizeof(*a);
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&dst;
+    a->sin_family = family = AF_INET;
+    inet_pton(AF_INET, argv[4], &a->sin_addr);
+    len = sizeof(*a);
+  }
+  in_port_t *dport = family == AF_INET6 ? &((struct sockaddr_in6 *)&dst)->sin6_port : &((struct sockaddr_in *)&dst)->sin_port;
+  *dport = htons(port);
+  long ok = 0, bad = 0;
+  int shared = -1;
+  if (!tcp && strcmp(mode, "bound") == 0) {
+    shared = socket(family, SOCK_DGRAM, 0);
+    struct sockaddr_storage any = {0};
+    any.ss_family = family;
+    if (bind(shared, (struct sockaddr *)&any, len) < 0) {
+      perror("ctwatch-lab churn: bind");
+      return 1;
+    }
+  }
+  const double start = now();
+  for (long i = 0; i < count; i++) {
+    pace(start, i, rate);
+    if (!tcp && strcmp(mode, "server") != 0) *dport = htons(port + (int)(i % 20000));
+    if (tcp) {
+      int s = socket(family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      int r = s < 0 ? -1 : connect(s, (struct sockaddr *)&dst, len);
+      if (s >= 0 && (r == 0 || errno == EINPROGRESS)) ok++;
+      else bad++;
+      struct linger lg = {1, 0};
+      if (s >= 0) {
+        setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(s);
+      }
+    } else if (shared >= 0) {
+      if (sendto(shared, "x", 1, 0, (struct sockaddr *)&dst, len) == 1) ok++;
+      else bad++;
+    } else {
+      int s = socket(family, SOCK_DGRAM, 0);
+      int r;
+      if (strcmp(mode, "connected") == 0) {
+        r = connect(s, (struct sockaddr *)&dst, len) == 0 && send(s, "x", 1, 0) == 1;
+      } else {
+        r = sendto(s, "x", 1, 0, (struct sockaddr *)&dst, len) == 1;
+      }
+      if (r) ok++;
+      else bad++;
+      close(s);
+    }
+  }
+  printf("{\"pid\":%d,\"made\":%ld,\"failed\":%ld,\"seconds\":%.3f}\n", getpid(), ok, bad, now() - start);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 4 && strcmp(argv[1], "serve") == 0) return serve(argv[2], atoi(argv[3]));
   if (argc >= 7 && strcmp(argv[1], "leak") == 0) return leak(argc, argv);
-  fprintf(stderr, "usage: ctwatch-lab serve HOST PORT | leak HOST PORT SRC[,SRC] RATE SECONDS [THREADS]\n");
+  if (argc >= 8 && strcmp(argv[1], "churn") == 0) return churn(argc, argv);
+  fprintf(stderr,
+          "usage: ctwatch-lab serve HOST PORT | leak HOST PORT SRC[,SRC] RATE SECONDS [THREADS] |\n"
+          "       churn NAME tcp|udp HOST PORT COUNT RATE [rst|unbound|bound|connected|server]\n");
   return 64;
 }
