@@ -134,7 +134,7 @@ function statusBytes(w: LineBuffer, status: readonly string[]): void {
 export const FLOW_FIELDS = {
   event: 0, time: 1, id: 2, family: 3, proto: 4, src: 5, dst: 6, sport: 7, dport: 8, icmp: 9, begin: 10,
   duration: 11, open: 12, clock: 13, preexisting: 14, state: 15, assured: 16, replied: 17, orig: 18,
-  reply: 19, reason: 20, mark: 21, zone: 22, netns: 23, process: 24,
+  reply: 19, reason: 20, mark: 21, zone: 22, netns: 23, process: 24, unattributed: 25,
 } as const satisfies Record<keyof FlowEnd, number>;
 
 /**
@@ -184,6 +184,7 @@ export function writeFlow(w: LineBuffer, f: FlowEnd): void {
     if (f.process === null) w.ascii('null');
     else w.object(f.process);
   }
+  if (f.unattributed !== undefined) { w.ascii(',"unattributed":'); w.string(f.unattributed); }
   w.ascii('}\n');
 }
 

@@ -28,7 +28,7 @@ const flows: Record<string, FlowEnd> = {
   },
   icmp6: {
     ...base, family: 'ipv6', proto: 'icmpv6', src: '2001:db8::1', dst: 'fe80::1', sport: undefined, dport: undefined,
-    icmp: { type: 128, code: 0, id: 65535 }, duration: 0, clock: 'kernel', preexisting: true, process: null, reason: 'resync',
+    icmp: { type: 128, code: 0, id: 65535 }, duration: 0, clock: 'kernel', preexisting: true, process: null, unattributed: 'unsupported', reason: 'resync',
   },
   odd: { ...base, id: 0, duration: Number.NaN, begin: 0, time: 1 },
 };
@@ -54,8 +54,9 @@ describe('flow lines', () => {
 
   it('write every field a flow end can have', () => {
     const keys = Object.keys(JSON.parse(toLine(flows.everything)));
-    for (const k of Object.keys(FLOW_FIELDS)) if (k !== 'icmp' && k !== 'event') expect(keys, k).toContain(k);
+    for (const k of Object.keys(FLOW_FIELDS)) if (k !== 'icmp' && k !== 'event' && k !== 'unattributed') expect(keys, k).toContain(k);
     expect(Object.keys(JSON.parse(toLine(flows.icmp6)))).toContain('icmp');
+    expect(Object.keys(JSON.parse(toLine(flows.icmp6)))).toContain('unattributed');
   });
 });
 
