@@ -1,25 +1,141 @@
-// Where every field of an event is decoded: netlink message -> Record. libnetfilter_conntrack does
-// the attribute parsing (nfct_nlmsg_parse validates each nesting level); we copy out only what is
-// present and record presence bits, because "no counter" is not 0.
+// Where every field of an event is decoded: ctnetlink message -> Record, with libmnl, on the
+// reader thread. As libnetfilter_conntrack's parse_mnl.c does, each nesting level has a validator
+// that checks every attribute the kernel defines for that level against its payload size and
+// fills a table; then the fields are read from the tables, with presence bits, because "no
+// counter" is not 0. Attributes newer than these headers are skipped; a malformed one makes the
+// whole message a decode error. Going through nfct_nlmsg_parse instead cost a heap object per
+// message and a second copy of every field (bench/README.md, "hot path").
 #include "conntrack/decode.h"
 
 #include <arpa/inet.h>
+#include <endian.h>
+#include <libmnl/libmnl.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <netinet/in.h>
+
 #include <cstring>
 
 namespace ctwatch {
 
 namespace {
 
-// nfct_nlmsg_parse only ever sets attributes, and the library has no way to clear an object
-// without knowing its internals (labels and helper info are heap-allocated), so each message gets
-// a fresh object. The allocation is small and measured in bench/ (it is not where the time goes).
-struct ScopedConntrack {
-  nf_conntrack* ct = nfct_new();
-  ~ScopedConntrack() { if (ct) nfct_destroy(ct); }
+// One level of attributes, by type; null where absent.
+template <int Max>
+struct Level {
+  const nlattr* at[Max + 1] = {};
+  const nlattr* operator[](int type) const { return at[type]; }
 };
+
+// The payload type each known attribute must have, per level (MNL_TYPE_UNSPEC: not used here,
+// taken as it comes).
+mnl_attr_data_type TopType(int type) {
+  switch (type) {
+    case CTA_TUPLE_ORIG: case CTA_TUPLE_REPLY: case CTA_PROTOINFO: case CTA_COUNTERS_ORIG:
+    case CTA_COUNTERS_REPLY: case CTA_TIMESTAMP:
+      return MNL_TYPE_NESTED;
+    case CTA_STATUS: case CTA_TIMEOUT: case CTA_MARK: case CTA_ID: case CTA_SECMARK:
+      return MNL_TYPE_U32;
+    case CTA_ZONE:
+      return MNL_TYPE_U16;
+    default:
+      return MNL_TYPE_UNSPEC;
+  }
+}
+
+mnl_attr_data_type TupleType(int type) {
+  return type == CTA_TUPLE_IP || type == CTA_TUPLE_PROTO ? MNL_TYPE_NESTED
+         : type == CTA_TUPLE_ZONE                          ? MNL_TYPE_U16
+                                                           : MNL_TYPE_UNSPEC;
+}
+
+mnl_attr_data_type IpType(int type) {
+  return type == CTA_IP_V4_SRC || type == CTA_IP_V4_DST ? MNL_TYPE_U32 : MNL_TYPE_UNSPEC;
+}
+
+mnl_attr_data_type ProtoType(int type) {
+  switch (type) {
+    case CTA_PROTO_NUM: case CTA_PROTO_ICMP_TYPE: case CTA_PROTO_ICMP_CODE: case CTA_PROTO_ICMPV6_TYPE:
+    case CTA_PROTO_ICMPV6_CODE:
+      return MNL_TYPE_U8;
+    case CTA_PROTO_SRC_PORT: case CTA_PROTO_DST_PORT: case CTA_PROTO_ICMP_ID: case CTA_PROTO_ICMPV6_ID:
+      return MNL_TYPE_U16;
+    default:
+      return MNL_TYPE_UNSPEC;
+  }
+}
+
+mnl_attr_data_type ProtoinfoType(int type) { return type == CTA_PROTOINFO_TCP ? MNL_TYPE_NESTED : MNL_TYPE_UNSPEC; }
+
+mnl_attr_data_type TcpType(int type) { return type == CTA_PROTOINFO_TCP_STATE ? MNL_TYPE_U8 : MNL_TYPE_UNSPEC; }
+
+mnl_attr_data_type CountersType(int type) {
+  return type == CTA_COUNTERS_PACKETS || type == CTA_COUNTERS_BYTES     ? MNL_TYPE_U64
+         : type == CTA_COUNTERS32_PACKETS || type == CTA_COUNTERS32_BYTES ? MNL_TYPE_U32
+                                                                        : MNL_TYPE_UNSPEC;
+}
+
+mnl_attr_data_type TimestampType(int type) {
+  return type == CTA_TIMESTAMP_START || type == CTA_TIMESTAMP_STOP ? MNL_TYPE_U64 : MNL_TYPE_UNSPEC;
+}
+
+// Fills `level` from the attributes in [payload, payload + len): false on a malformed attribute.
+template <int Max>
+bool Fill(const void* payload, size_t len, mnl_attr_data_type (*type_of)(int), Level<Max>* level) {
+  const char* const end = static_cast<const char*>(payload) + len;
+  for (auto* attr = static_cast<const nlattr*>(payload); mnl_attr_ok(attr, static_cast<int>(end - reinterpret_cast<const char*>(attr)));
+       attr = mnl_attr_next(attr)) {
+    const int type = mnl_attr_get_type(attr);
+    if (type > Max) continue;  // newer than these headers
+    const mnl_attr_data_type want = type_of(type);
+    if (want != MNL_TYPE_UNSPEC && mnl_attr_validate(attr, want) < 0) return false;
+    level->at[type] = attr;
+  }
+  // Bytes after the last whole attribute are ignored, as libmnl's own parser does.
+  return true;
+}
+
+template <int Max>
+bool FillNested(const nlattr* nest, mnl_attr_data_type (*type_of)(int), Level<Max>* level) {
+  return Fill(mnl_attr_get_payload(nest), mnl_attr_get_payload_len(nest), type_of, level);
+}
+
+// One direction of the flow: addresses (raw, network order), and the protocol level.
+struct Tuple {
+  Level<CTA_IP_MAX> ip;
+  Level<CTA_PROTO_MAX> proto;
+};
+
+bool ParseTuple(const nlattr* nest, Tuple* t) {
+  Level<CTA_TUPLE_MAX> tuple;
+  if (!FillNested(nest, TupleType, &tuple)) return false;
+  if (tuple[CTA_TUPLE_IP] && !FillNested(tuple[CTA_TUPLE_IP], IpType, &t->ip)) return false;
+  if (tuple[CTA_TUPLE_PROTO] && !FillNested(tuple[CTA_TUPLE_PROTO], ProtoType, &t->proto)) return false;
+  return true;
+}
+
+// Copies the address attribute into `out` when it has the family's size; false when it has not.
+bool Address(const nlattr* a, size_t size, uint8_t* out) {
+  if (a == nullptr) return true;
+  if (mnl_attr_get_payload_len(a) != size) return false;
+  memcpy(out, mnl_attr_get_payload(a), size);
+  return true;
+}
+
+uint16_t Be16(const nlattr* a) { return ntohs(mnl_attr_get_u16(a)); }
+uint32_t Be32(const nlattr* a) { return ntohl(mnl_attr_get_u32(a)); }
+uint64_t Be64(const nlattr* a) { return be64toh(mnl_attr_get_u64(a)); }
+
+// CTA_COUNTERS_*: 64-bit counters, or the 32-bit ones older kernels send.
+bool ParseCounters(const nlattr* nest, bool* present, uint64_t* packets, uint64_t* bytes) {
+  Level<CTA_COUNTERS_MAX> c;
+  if (!FillNested(nest, CountersType, &c)) return false;
+  if (c[CTA_COUNTERS_PACKETS]) *packets = Be64(c[CTA_COUNTERS_PACKETS]), *present = true;
+  else if (c[CTA_COUNTERS32_PACKETS]) *packets = Be32(c[CTA_COUNTERS32_PACKETS]), *present = true;
+  if (c[CTA_COUNTERS_BYTES]) *bytes = Be64(c[CTA_COUNTERS_BYTES]);
+  else if (c[CTA_COUNTERS32_BYTES]) *bytes = Be32(c[CTA_COUNTERS32_BYTES]);
+  return true;
+}
 
 }  // namespace
 
@@ -35,91 +151,78 @@ bool DecodeMessage(const nlmsghdr* nlh, uint8_t kind, uint64_t time_us, Record* 
       return false;
     }
   }
-  memset(r, 0, sizeof(*r));
-  ScopedConntrack scoped;
-  nf_conntrack* ct = scoped.ct;
-  if (ct == nullptr || nfct_nlmsg_parse(nlh, ct) < 0) return false;
-
-  r->kind = kind;
-  r->time_us = time_us;
-  r->family = nfct_get_attr_u8(ct, ATTR_ORIG_L3PROTO);
-  r->proto = nfct_get_attr_u8(ct, ATTR_ORIG_L4PROTO);
-  uint32_t present = 0;
-
-  if (r->family == AF_INET) {
-    uint32_t a;
-    a = nfct_get_attr_u32(ct, ATTR_ORIG_IPV4_SRC); memcpy(r->src, &a, 4);
-    a = nfct_get_attr_u32(ct, ATTR_ORIG_IPV4_DST); memcpy(r->dst, &a, 4);
-    if (nfct_attr_is_set(ct, ATTR_REPL_IPV4_SRC) > 0) {
-      present |= kHasReplyTuple;
-      a = nfct_get_attr_u32(ct, ATTR_REPL_IPV4_SRC); memcpy(r->reply_src, &a, 4);
-      a = nfct_get_attr_u32(ct, ATTR_REPL_IPV4_DST); memcpy(r->reply_dst, &a, 4);
-    }
-  } else if (r->family == AF_INET6) {
-    const void* p;
-    if ((p = nfct_get_attr(ct, ATTR_ORIG_IPV6_SRC))) memcpy(r->src, p, 16);
-    if ((p = nfct_get_attr(ct, ATTR_ORIG_IPV6_DST))) memcpy(r->dst, p, 16);
-    if ((p = nfct_get_attr(ct, ATTR_REPL_IPV6_SRC))) {
-      present |= kHasReplyTuple;
-      memcpy(r->reply_src, p, 16);
-      if ((p = nfct_get_attr(ct, ATTR_REPL_IPV6_DST))) memcpy(r->reply_dst, p, 16);
-    }
-  } else {
+  if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(nfgenmsg))) return false;
+  const auto* nfg = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
+  Level<CTA_MAX> top;
+  if (!Fill(mnl_nlmsg_get_payload_offset(nlh, sizeof(nfgenmsg)), nlh->nlmsg_len - mnl_nlmsg_size(sizeof(nfgenmsg)), TopType, &top)) {
     return false;
   }
+  memset(r, 0, sizeof(*r));
+  r->kind = kind;
+  r->time_us = time_us;
+  // The family of the entry is the message's; the protocol is the original tuple's.
+  r->family = nfg->nfgen_family;
+  const size_t size = r->family == AF_INET ? 4 : r->family == AF_INET6 ? 16 : 0;
+  if (size == 0) return false;
+  const int src = size == 4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC;
+  const int dst = size == 4 ? CTA_IP_V4_DST : CTA_IP_V6_DST;
+  uint32_t present = 0;
 
-  if (nfct_attr_is_set(ct, ATTR_ORIG_PORT_SRC) > 0) {
+  Tuple orig, reply;
+  if (top[CTA_TUPLE_ORIG] && !ParseTuple(top[CTA_TUPLE_ORIG], &orig)) return false;
+  if (top[CTA_TUPLE_REPLY] && !ParseTuple(top[CTA_TUPLE_REPLY], &reply)) return false;
+  if (!Address(orig.ip[src], size, r->src) || !Address(orig.ip[dst], size, r->dst)) return false;
+  if (reply.ip[src]) {
+    present |= kHasReplyTuple;
+    if (!Address(reply.ip[src], size, r->reply_src) || !Address(reply.ip[dst], size, r->reply_dst)) return false;
+  }
+  const auto& p = orig.proto;
+  if (p[CTA_PROTO_NUM]) r->proto = mnl_attr_get_u8(p[CTA_PROTO_NUM]);
+  if (p[CTA_PROTO_SRC_PORT]) {
     present |= kHasPorts;
-    r->sport = ntohs(nfct_get_attr_u16(ct, ATTR_ORIG_PORT_SRC));
-    r->dport = ntohs(nfct_get_attr_u16(ct, ATTR_ORIG_PORT_DST));
-    r->reply_sport = ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_SRC));
-    r->reply_dport = ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_DST));
+    r->sport = Be16(p[CTA_PROTO_SRC_PORT]);
+    if (p[CTA_PROTO_DST_PORT]) r->dport = Be16(p[CTA_PROTO_DST_PORT]);
+    if (reply.proto[CTA_PROTO_SRC_PORT]) r->reply_sport = Be16(reply.proto[CTA_PROTO_SRC_PORT]);
+    if (reply.proto[CTA_PROTO_DST_PORT]) r->reply_dport = Be16(reply.proto[CTA_PROTO_DST_PORT]);
   }
-  if (nfct_attr_is_set(ct, ATTR_ICMP_TYPE) > 0) {
+  // ICMP and ICMPv6 fill the same fields: the echo id of the original direction, type and code.
+  const bool v6 = p[CTA_PROTO_ICMPV6_TYPE] != nullptr;
+  const nlattr* icmp_type = v6 ? p[CTA_PROTO_ICMPV6_TYPE] : p[CTA_PROTO_ICMP_TYPE];
+  if (icmp_type) {
     present |= kHasIcmp;
-    r->icmp_type = nfct_get_attr_u8(ct, ATTR_ICMP_TYPE);
-    r->icmp_code = nfct_get_attr_u8(ct, ATTR_ICMP_CODE);
-    r->icmp_id = ntohs(nfct_get_attr_u16(ct, ATTR_ICMP_ID));
+    r->icmp_type = mnl_attr_get_u8(icmp_type);
+    const nlattr* code = v6 ? p[CTA_PROTO_ICMPV6_CODE] : p[CTA_PROTO_ICMP_CODE];
+    const nlattr* id = v6 ? p[CTA_PROTO_ICMPV6_ID] : p[CTA_PROTO_ICMP_ID];
+    if (code) r->icmp_code = mnl_attr_get_u8(code);
+    if (id) r->icmp_id = Be16(id);
   }
-  if (nfct_attr_is_set(ct, ATTR_TCP_STATE) > 0) {
-    present |= kHasTcpState;
-    r->tcp_state = nfct_get_attr_u8(ct, ATTR_TCP_STATE);
+  if (top[CTA_PROTOINFO]) {
+    Level<CTA_PROTOINFO_MAX> info;
+    if (!FillNested(top[CTA_PROTOINFO], ProtoinfoType, &info)) return false;
+    if (info[CTA_PROTOINFO_TCP]) {
+      Level<CTA_PROTOINFO_TCP_MAX> tcp;
+      if (!FillNested(info[CTA_PROTOINFO_TCP], TcpType, &tcp)) return false;
+      if (tcp[CTA_PROTOINFO_TCP_STATE]) {
+        present |= kHasTcpState;
+        r->tcp_state = mnl_attr_get_u8(tcp[CTA_PROTOINFO_TCP_STATE]);
+      }
+    }
   }
-  if (nfct_attr_is_set(ct, ATTR_ID) > 0) r->id = nfct_get_attr_u32(ct, ATTR_ID);
-  if (nfct_attr_is_set(ct, ATTR_STATUS) > 0) {
-    present |= kHasStatus;
-    r->status = nfct_get_attr_u32(ct, ATTR_STATUS);
-  }
-  if (nfct_attr_is_set(ct, ATTR_MARK) > 0) {
-    present |= kHasMark;
-    r->mark = nfct_get_attr_u32(ct, ATTR_MARK);
-  }
-  if (nfct_attr_is_set(ct, ATTR_ZONE) > 0) {
-    present |= kHasZone;
-    r->zone = nfct_get_attr_u16(ct, ATTR_ZONE);
-  }
-  if (nfct_attr_is_set(ct, ATTR_TIMEOUT) > 0) {
-    present |= kHasTimeout;
-    r->timeout = nfct_get_attr_u32(ct, ATTR_TIMEOUT);
-  }
-  if (nfct_attr_is_set(ct, ATTR_ORIG_COUNTER_PACKETS) > 0) {
-    present |= kHasCounters;
-    r->orig_packets = nfct_get_attr_u64(ct, ATTR_ORIG_COUNTER_PACKETS);
-    r->orig_bytes = nfct_get_attr_u64(ct, ATTR_ORIG_COUNTER_BYTES);
-    r->reply_packets = nfct_get_attr_u64(ct, ATTR_REPL_COUNTER_PACKETS);
-    r->reply_bytes = nfct_get_attr_u64(ct, ATTR_REPL_COUNTER_BYTES);
-  }
-  if (nfct_attr_is_set(ct, ATTR_TIMESTAMP_START) > 0) {
-    present |= kHasTimestampStart;
-    r->ts_start = nfct_get_attr_u64(ct, ATTR_TIMESTAMP_START);
-  }
-  if (nfct_attr_is_set(ct, ATTR_TIMESTAMP_STOP) > 0) {
-    present |= kHasTimestampStop;
-    r->ts_stop = nfct_get_attr_u64(ct, ATTR_TIMESTAMP_STOP);
-  }
-  if (nfct_attr_is_set(ct, ATTR_SECMARK) > 0) {
-    present |= kHasSecmark;
-    r->secmark = nfct_get_attr_u32(ct, ATTR_SECMARK);
+  if (top[CTA_ID]) r->id = Be32(top[CTA_ID]);
+  if (top[CTA_STATUS]) present |= kHasStatus, r->status = Be32(top[CTA_STATUS]);
+  if (top[CTA_MARK]) present |= kHasMark, r->mark = Be32(top[CTA_MARK]);
+  if (top[CTA_ZONE]) present |= kHasZone, r->zone = Be16(top[CTA_ZONE]);
+  if (top[CTA_TIMEOUT]) present |= kHasTimeout, r->timeout = Be32(top[CTA_TIMEOUT]);
+  if (top[CTA_SECMARK]) present |= kHasSecmark, r->secmark = Be32(top[CTA_SECMARK]);
+  bool counted = false, ignored = false;
+  if (top[CTA_COUNTERS_ORIG] && !ParseCounters(top[CTA_COUNTERS_ORIG], &counted, &r->orig_packets, &r->orig_bytes)) return false;
+  if (top[CTA_COUNTERS_REPLY] && !ParseCounters(top[CTA_COUNTERS_REPLY], &ignored, &r->reply_packets, &r->reply_bytes)) return false;
+  if (counted) present |= kHasCounters;
+  if (top[CTA_TIMESTAMP]) {
+    Level<CTA_TIMESTAMP_MAX> ts;
+    if (!FillNested(top[CTA_TIMESTAMP], TimestampType, &ts)) return false;
+    if (ts[CTA_TIMESTAMP_START]) present |= kHasTimestampStart, r->ts_start = Be64(ts[CTA_TIMESTAMP_START]);
+    if (ts[CTA_TIMESTAMP_STOP]) present |= kHasTimestampStop, r->ts_stop = Be64(ts[CTA_TIMESTAMP_STOP]);
   }
   r->present = present;
   return true;
