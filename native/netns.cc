@@ -4,7 +4,13 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
+
+#include <string>
 
 namespace ctwatch {
 
@@ -20,7 +26,28 @@ OpenError MakeOpenError(const char* code, int err, const char* syscall, std::str
 OpenError EnterNetns(const std::string& path, int* self_ns) {
   *self_ns = -1;
   if (path.empty()) return {};
-  int target = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_PATH first: it never blocks (a FIFO without a writer hung a plain open) and has no side
+  // effects (opening some devices does something). Only an nsfs file is opened for setns.
+  int target = open(path.c_str(), O_PATH | O_CLOEXEC);
+  if (target >= 0) {
+    struct statfs sf;
+    struct stat st;
+    if (fstatfs(target, &sf) != 0 || sf.f_type != NSFS_MAGIC) {
+      const bool got = fstat(target, &st) == 0;
+      close(target);
+      const char* kind = !got ? "" : S_ISFIFO(st.st_mode) ? " (it is a FIFO)" : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? " (it is a device)"
+                         : S_ISDIR(st.st_mode) ? " (it is a directory)" : S_ISSOCK(st.st_mode) ? " (it is a socket)" : "";
+      return MakeOpenError("ERR_NETNS", EINVAL, "open",
+                           path + " is not a network namespace file" + kind + ": name one under /run/netns, or a path such as /proc/PID/ns/net");
+    }
+    // The same file again, now readable for setns(2): through our descriptor, not the path.
+    const std::string self = "/proc/self/fd/" + std::to_string(target);
+    int fd = open(self.c_str(), O_RDONLY | O_CLOEXEC);
+    int err = errno;
+    close(target);
+    target = fd;
+    errno = err;
+  }
   if (target < 0) {
     int err = errno;
     if (err == EACCES || err == EPERM) {

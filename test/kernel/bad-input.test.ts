@@ -72,6 +72,7 @@ const FILES = {
   'loop.jsonl': (p: string) => symlinkSync(p, p),
   'huge-rules.yaml': (p: string) => writeFileSync(p, `# ${'x'.repeat(300 << 10)}\n`),
   'many-rules.yaml': (p: string) => writeFileSync(p, `rules:\n${Array.from({ length: 1001 }, (_, i) => `  r${i}: { kind: table_fill }\n`).join('')}`),
+  'fifo-link': (p: string) => symlinkSync('no-writer.fifo', p),
 } satisfies Record<string, (path: string) => void>;
 
 interface Case {
@@ -209,6 +210,36 @@ const CASES: Case[] = [
     argv: () => ['top', '--netns', '/etc/hostname', '--batch', '--duration', '1s'],
     exit: EXIT.noInput,
     says: ['/etc/hostname is not a network namespace file'],
+  },
+  {
+    name: '--netns a FIFO nobody writes to (a blocking open hung)',
+    argv: (c) => ['record', '--netns', c.file('no-writer.fifo'), '--duration', '1s'],
+    exit: EXIT.noInput,
+    says: ['no-writer.fifo is not a network namespace file (it is a FIFO)', '/proc/PID/ns/net'],
+  },
+  {
+    name: '--netns a symlink to a FIFO',
+    argv: (c) => ['watch', '--netns', c.file('fifo-link'), '--status', '0'],
+    exit: EXIT.noInput,
+    says: ['fifo-link is not a network namespace file (it is a FIFO)'],
+  },
+  {
+    name: '--netns /dev/zero (a device)',
+    argv: () => ['top', '--netns', '/dev/zero', '--batch', '--duration', '1s'],
+    exit: EXIT.noInput,
+    says: ['/dev/zero is not a network namespace file (it is a device)'],
+  },
+  {
+    name: '--netns a directory',
+    argv: (c) => ['record', '--netns', c.dir, '--duration', '1s'],
+    exit: EXIT.noInput,
+    says: ['is not a network namespace file (it is a directory)'],
+  },
+  {
+    name: '--netns of another kind of namespace (/proc/self/ns/mnt)',
+    argv: () => ['record', '--netns', '/proc/self/ns/mnt', '--duration', '1s'],
+    exit: EXIT.noInput,
+    says: ['/proc/self/ns/mnt is not a network namespace file'],
   },
   {
     name: '--netns without its value',
