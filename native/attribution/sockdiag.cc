@@ -74,10 +74,24 @@ Napi::Value SockDiag::Open(const Napi::CallbackInfo& info) {
 
   std::promise<OpenError> opened;
   std::future<OpenError> result = opened.get_future();
-  thread_ = std::thread(&SockDiag::Run, this, &opened);
-  OpenError e = result.get();
+  OpenError e;
+  try {
+    // The entry catches everything: an exception leaving a std::thread is std::terminate.
+    thread_ = std::thread([this, &opened] {
+      try {
+        Run(&opened);
+      } catch (...) {
+        OpenError failed = CurrentException("the socket lookup thread failed");
+        if (!answered_) opened.set_value(failed);
+        else FailQueued(failed);
+      }
+    });
+    e = result.get();
+  } catch (...) {
+    e = CurrentException("cannot start the socket lookup thread");
+  }
   if (!e.ok()) {
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
     tsfn_.Release();
     tsfn_live_ = false;
     stopped_ = true;
@@ -116,6 +130,7 @@ void SockDiag::Run(std::promise<OpenError>* opened) {
     }
   }
   bool ok = e.ok();
+  answered_ = true;
   opened->set_value(std::move(e));  // `opened` is dead after this line
   if (!ok) return;
 
@@ -142,8 +157,12 @@ void SockDiag::Run(std::promise<OpenError>* opened) {
         queue_.pop_front();
       }
       const uint64_t t0 = MonotonicUs();
-      if (job->kind == DiagJob::kLookup) RunLookup(job);
-      else RunRoutes(job);
+      try {
+        if (job->kind == DiagJob::kLookup) RunLookup(job);
+        else RunRoutes(job);
+      } catch (...) {
+        job->error = CurrentException("a socket lookup failed");  // this one, not the thread
+      }
       busy_us_ += MonotonicUs() - t0;
       if (tsfn_.NonBlockingCall(job) != napi_ok) delete job;  // only while the env is torn down
       if (ct_fd_ >= 0) {
@@ -183,6 +202,24 @@ void SockDiag::Run(std::promise<OpenError>* opened) {
   if (cap_) {
     for (auto& kv : cap_->procs) close(kv.second.dirfd);
     cap_->procs.clear();
+  }
+}
+
+// After the thread failed: nothing more will be answered, so every queued lookup is rejected now
+// rather than left waiting.
+void SockDiag::FailQueued(const OpenError& why) noexcept {
+  try {
+    std::deque<DiagJob*> left;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      left.swap(queue_);
+    }
+    for (DiagJob* job : left) {
+      job->error = why;
+      if (tsfn_.NonBlockingCall(job) != napi_ok) delete job;
+    }
+  } catch (...) {
   }
 }
 

@@ -64,6 +64,8 @@ class SockDiag : public Napi::ObjectWrap<SockDiag> {
 
   // worker thread
   void Run(std::promise<OpenError>* opened);
+  void FailQueued(const OpenError& why) noexcept;
+  std::atomic<bool> answered_{false};  // Open() has its answer: the thread runs
   void RunLookup(DiagJob* job);
   void RunRoutes(DiagJob* job);
   void LookupMany(const std::vector<DiagRequest>& reqs, uint32_t* out);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <future>
 
 #include "attribution/attribution.h"
@@ -35,6 +36,9 @@ constexpr size_t kDatagram = 8192;
 constexpr unsigned kBurst = 64;
 // How long a partial batch lets events accumulate in the socket between reads.
 constexpr uint64_t kLingerMs = 1;
+// After a stop, what the kernel had queued is read within these bounds (time; datagrams).
+constexpr uint64_t kFinalDrainMs = 1000;
+constexpr uint64_t kFinalDrainRecords = 1u << 20;
 
 uint64_t MonotonicMs() {
   timespec ts;
@@ -98,6 +102,7 @@ Napi::Function Reader::Init(Napi::Env env) {
                          InstanceMethod<&Reader::SetRcvbuf>("setRcvbuf"),
                          InstanceMethod<&Reader::Ref>("ref"),
                          InstanceMethod<&Reader::Unref>("unref"),
+                         InstanceMethod<&Reader::Failure>("failure"),
                      });
 }
 
@@ -123,24 +128,37 @@ Reader::~Reader() { Stop(); }
 Napi::Value Reader::Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (opened_) return env.Undefined();
+  // The first batch and the thread can fail (out of memory; the task limit of a pids cgroup or
+  // RLIMIT_NPROC): typed errors, never std::terminate.
+  std::unique_ptr<Batch> first = Guarded(env, "cannot allocate the conntrack reader's batches", [&] {
+    std::unique_ptr<Batch> b(new Batch());
+    b->records.reserve(batch_size_);
+    return b;
+  });
   opened_ = true;
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  current_ = new Batch();
-  current_->records.reserve(batch_size_);
+  current_ = first.release();
   tsfn_ = Tsfn::New(env, callback_.Value(), "ctwatch-reader", 0, 1, this);
   tsfn_live_ = true;
 
   std::promise<OpenError> opened;
   std::future<OpenError> result = opened.get_future();
-  thread_ = std::thread(&Reader::Run, this, &opened);
-  OpenError e = result.get();
+  OpenError e;
+  try {
+    thread_ = std::thread(&Reader::Run, this, &opened);
+    e = result.get();
+  } catch (...) {
+    e = CurrentException("cannot start the conntrack reader thread");
+  }
   if (!e.ok()) {
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
     tsfn_.Release();
     tsfn_live_ = false;
     stopped_ = true;
     close(wake_fd_);
     wake_fd_ = -1;
+    delete current_;
+    current_ = nullptr;
     throw MakeError(env, e);
   }
   napi_add_env_cleanup_hook(env, CleanupHook, this);
@@ -195,10 +213,30 @@ bool Reader::RunOnThread(std::function<void()> fn) {
   std::unique_lock<std::mutex> lock(task_mu_);
   task_ = std::move(fn);
   task_done_ = false;
+  task_pending_ = true;
+  // The reader may be waiting for a batch credit rather than in poll(): wake it there too. Taking
+  // mu_ once orders the flag before its predicate check (no lost wake-up).
+  { std::lock_guard<std::mutex> credit(mu_); }
+  credit_cv_.notify_all();
   Wake();
   bool done = task_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return task_done_; });
-  if (!done) task_ = nullptr;
+  if (!done) {
+    task_ = nullptr;
+    task_pending_ = false;
+  }
   return done;
+}
+
+// Reader thread: runs the step another thread is waiting for, if there is one.
+void Reader::RunPendingTask() {
+  std::lock_guard<std::mutex> lock(task_mu_);
+  if (task_) {
+    task_();
+    task_ = nullptr;
+    task_done_ = true;
+    task_cv_.notify_all();
+  }
+  task_pending_ = false;
 }
 
 void Reader::Wake() {
@@ -209,7 +247,60 @@ void Reader::Wake() {
   }
 }
 
+// The thread's entry: nothing may escape it (an exception leaving a std::thread is std::terminate).
+// Before Open() has its answer, a failure is that answer; after, it ends the stream with the end
+// marker, and failure() tells JavaScript why.
 void Reader::Run(std::promise<OpenError>* opened) {
+  bool answered = false;
+  try {
+    RunLoop(opened, &answered);
+  } catch (...) {
+    OpenError e = CurrentException("the conntrack reader thread failed");
+    if (!answered) {
+      opened->set_value(std::move(e));
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(failure_mu_);
+      failure_ = std::move(e);
+    }
+    EndAfterFailure();
+  }
+}
+
+void Reader::EndAfterFailure() noexcept {
+  try {
+    // What was read still goes out, as it is (no new allocation of a full batch), then the end.
+    // Records still waiting for their owner go without one.
+    while (!sealed_.empty()) {
+      Batch* b = sealed_.front();
+      sealed_.pop_front();
+      ++batches_;
+      if (tsfn_.NonBlockingCall(b) != napi_ok) delete b;
+    }
+    if (current_ != nullptr && !current_->records.empty()) {
+      Batch* rest = current_;
+      current_ = nullptr;
+      ++batches_;
+      if (tsfn_.NonBlockingCall(rest) != napi_ok) delete rest;
+    }
+    Batch* end = new Batch();
+    end->records.resize(1);
+    end->records[0].kind = kEnd;
+    end->records[0].time_us = RealtimeUs();
+    if (tsfn_.NonBlockingCall(end) != napi_ok) delete end;
+  } catch (...) {
+    // Out of memory even for one record: nothing more can be said from here.
+  }
+}
+
+Napi::Value Reader::Failure(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(failure_mu_);
+  if (failure_.ok()) return info.Env().Null();
+  return MakeError(info.Env(), failure_).Value();
+}
+
+void Reader::RunLoop(std::promise<OpenError>* opened, bool* answered) {
   // `top -H` and /proc/PID/task/*/comm show where the time goes only if threads have names.
   pthread_setname_np(pthread_self(), "ctwatch-reader");
   OpenError e = OpenSockets(options_, &sockets_);
@@ -221,6 +312,7 @@ void Reader::Run(std::promise<OpenError>* opened) {
     if (!e.ok()) sockets_.Close();
   }
   bool ok = e.ok();
+  *answered = true;
   opened->set_value(std::move(e));  // `opened` is dead after this line
   if (!ok) return;
 
@@ -260,15 +352,7 @@ void Reader::Run(std::promise<OpenError>* opened) {
     if (stopping_.load(std::memory_order_relaxed)) break;
     int want = rcvbuf_request_.exchange(0);
     if (want > 0) rcvbuf_ = SetReceiveBuffer(fd, want);
-    {
-      std::lock_guard<std::mutex> lock(task_mu_);
-      if (task_) {
-        task_();
-        task_ = nullptr;
-        task_done_ = true;
-        task_cv_.notify_all();
-      }
-    }
+    if (task_pending_.load()) RunPendingTask();
     if (dump_requested_.exchange(false)) {
       // Read what the kernel queued before the dump first: those events are older than the dump,
       // and stamping them after it would make a resync keep flows that are already gone.
@@ -279,15 +363,19 @@ void Reader::Run(std::promise<OpenError>* opened) {
     Drain();
     if (!sealed_.empty()) Pump(false, false);
   }
-  // Whatever was read is delivered, then a kEnd record tells JavaScript nothing follows.
+  // What the kernel had already queued for us when we were told to stop is read too, within a
+  // bound (a SIGTERM must not drop events that were already on their way); then whatever was
+  // read is delivered, and a kEnd record tells JavaScript nothing follows.
+  Drain(MonotonicMs() + kFinalDrainMs);
   Record* end = Append(true);
   end->kind = kEnd;
   end->time_us = RealtimeUs();
   Deliver(true);
 }
 
-void Reader::Drain() {
+void Reader::Drain(uint64_t final_until_ms) {
   const int fd = nfct_fd(sockets_.events);
+  uint64_t final_records = 0;
   // recvmmsg takes up to kBurst datagrams (one event each, usually) per system call.
   static thread_local std::vector<char> storage(kBurst * kDatagram);
   static thread_local mmsghdr msgs[kBurst];
@@ -298,11 +386,15 @@ void Reader::Drain() {
     msgs[i].msg_hdr.msg_iov = &iov[i];
     msgs[i].msg_hdr.msg_iovlen = 1;
   }
-  while (!stopping_.load(std::memory_order_relaxed)) {
+  // Normally until the socket is empty or we are told to stop; the final drain (after the stop)
+  // until the socket is empty or the bound is reached.
+  while (final_until_ms ? MonotonicMs() < final_until_ms && final_records < kFinalDrainRecords
+                        : !stopping_.load(std::memory_order_relaxed)) {
     // What this call reads was queued after the last call that found the socket empty began.
     const uint64_t before = MonotonicNs();
     const ReadWindow window{empty_ns_, before};
     int got = recvmmsg(fd, msgs, kBurst, MSG_DONTWAIT, nullptr);
+    if (got > 0) final_records += static_cast<uint64_t>(got);
     if (got < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -313,7 +405,7 @@ void Reader::Drain() {
         // The kernel dropped events because our buffer was full. This record is the only trace of
         // that loss, so it is never coalesced or skipped.
         uint64_t count = ++overflows_;
-        Record* r = Append(false);
+        Record* r = Append(final_until_ms != 0);
         r->kind = kOverflow;
         r->time_us = RealtimeUs();
         r->id = static_cast<uint32_t>(count);
@@ -332,7 +424,7 @@ void Reader::Drain() {
       for (auto* nlh = reinterpret_cast<const nlmsghdr*>(iov[i].iov_base); mnl_nlmsg_ok(nlh, len);
            nlh = mnl_nlmsg_next(nlh, &len)) {
         if (nlh->nlmsg_type < NLMSG_MIN_TYPE) continue;  // NOOP / ERROR / DONE carry no entry
-        Record* r = Append(false);
+        Record* r = Append(final_until_ms != 0);
         if (DecodeMessage(nlh, 0, now, r)) {
           ++events_;
           if (join_ && r->kind == kNew) Attribute(r, window);
@@ -384,6 +476,8 @@ void Reader::RunDump() {
   done->kind = kSnapshotDone;
   done->time_us = RealtimeUs();
   done->id = count;
+  // A failed dump is incomplete: whoever reconciles with it must know (0: complete).
+  done->status = e.ok() ? 0 : static_cast<uint32_t>(e.err ? e.err : EIO);
 }
 
 Record* Reader::Append(bool ignore_credits) {
@@ -394,10 +488,14 @@ Record* Reader::Append(bool ignore_credits) {
 }
 
 void Reader::Deliver(bool ignore_credits) {
+  // A step another thread waits for runs between batches, even in a long dump.
+  if (task_pending_.load()) RunPendingTask();
   if (!current_->records.empty()) {
+    // The next batch first: if that allocation fails, nothing has been sealed or counted.
+    std::unique_ptr<Batch> next(new Batch());
+    next->records.reserve(batch_size_);
     sealed_.push_back(current_);
-    current_ = new Batch();
-    current_->records.reserve(batch_size_);
+    current_ = next.release();
   }
   // At the end (ignore_credits) nothing more will come: every record settles now.
   Pump(ignore_credits, ignore_credits);
@@ -431,7 +529,15 @@ void Reader::Send(Batch* batch, bool ignore_credits) {
     if (!ignore_credits) {
       // Backpressure: wait for JavaScript to finish a batch. While we wait, nothing reads the
       // socket, so a sustained backlog ends in ENOBUFS, which Drain() turns into a record.
-      credit_cv_.wait(lock, [&] { return in_flight_ < max_batches_ || stopping_.load(); });
+      // A step another thread waits for (the privilege switch, a stats request) still runs: the
+      // thread waiting may be the very one that would give the credits back.
+      for (;;) {
+        credit_cv_.wait(lock, [&] { return in_flight_ < max_batches_ || stopping_.load() || task_pending_.load(); });
+        if (in_flight_ < max_batches_ || stopping_.load()) break;
+        lock.unlock();
+        RunPendingTask();
+        lock.lock();
+      }
     }
     ++in_flight_;
     uint64_t hw = high_water_.load();
@@ -496,8 +602,17 @@ Napi::Value Reader::Stats(const Napi::CallbackInfo& info) {
     e.message = "the conntrack source is closed";
     throw MakeError(env, e);
   }
+  {
+    std::lock_guard<std::mutex> lock(failure_mu_);
+    if (!failure_.ok()) throw MakeError(env, failure_);
+  }
+  // Sent from the reader thread, which keeps CAP_NET_ADMIN after --user: the JavaScript thread
+  // keeps no capability at all (native/privileges.h).
   TableStats s;
-  OpenError e = QueryStats(sockets_.stats, &s);
+  OpenError e;
+  if (!RunOnThread([&] { e = QueryStats(sockets_.stats, &s); })) {
+    e = OpenError{"ERR_STATS_TIMEOUT", ETIMEDOUT, "", "the conntrack reader thread did not answer a table stats request within 2 s"};
+  }
   if (!e.ok()) throw MakeError(env, e);
   Napi::Object out = Napi::Object::New(env);
   out.Set("entries", s.entries >= 0 ? Napi::Value(Napi::Number::New(env, s.entries)) : env.Null());

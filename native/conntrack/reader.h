@@ -51,10 +51,16 @@ class Reader : public Napi::ObjectWrap<Reader> {
   Napi::Value SetRcvbuf(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);
   Napi::Value Unref(const Napi::CallbackInfo& info);
+  // null, or the error that ended the reader thread (the stream then ends early)
+  Napi::Value Failure(const Napi::CallbackInfo& info);
 
   // reader thread
   void Run(std::promise<OpenError>* opened);
-  void Drain();
+  void RunLoop(std::promise<OpenError>* opened, bool* answered);
+  void EndAfterFailure() noexcept;
+  void RunPendingTask();
+  // final_until_ms: 0 while running; after a stop, read what is queued until then (bounded)
+  void Drain(uint64_t final_until_ms = 0);
   void RunDump();
   Record* Append(bool ignore_credits);
   void Deliver(bool ignore_credits);
@@ -105,6 +111,9 @@ class Reader : public Napi::ObjectWrap<Reader> {
   std::condition_variable task_cv_;
   std::function<void()> task_;
   bool task_done_ = false;
+  std::atomic<bool> task_pending_{false};
+  std::mutex failure_mu_;
+  OpenError failure_;  // guarded by failure_mu_
   bool RunOnThread(std::function<void()> fn);
   std::atomic<uint64_t> events_{0}, batches_{0}, overflows_{0}, decode_errors_{0},
       high_water_{0}, dumps_{0};

@@ -175,6 +175,8 @@ export class LiveSource implements EventSource {
       if (!this.closed) this.reader.release();
       const { events, end, dumpErrors } = this.decode(buffer);
       if (dumpErrors.length) this.dumpErrors.push(...dumpErrors);
+      // An end we did not ask for: the reader thread failed (out of memory, ...). Say why, loudly.
+      const failure = end && !this.closed ? this.reader.failure() : null;
       if (end) this.ended = true;
       const keep = this.userFilter;
       let out = events;
@@ -183,6 +185,7 @@ export class LiveSource implements EventSource {
         this.filteredInUserSpace += events.length - out.length;
       }
       if (out.length > 0) yield out;
+      if (failure) throw fromNativeError(failure);
     }
   }
 

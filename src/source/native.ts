@@ -87,6 +87,8 @@ export interface NativeReader {
   setRcvbuf(bytes: number): void;
   ref(): void;
   unref(): void;
+  /** null, or the typed error that ended the reader thread (the stream then ended early) */
+  failure(): Error | null;
 }
 
 export type RecordLayout = Record<string, number> & { size: number };

@@ -25,6 +25,7 @@ export const EXIT = {
   dataErr: 65, // EX_DATAERR: malformed recording, rule or config file
   noInput: 66, // EX_NOINPUT: a file or namespace that does not exist
   unavailable: 69, // EX_UNAVAILABLE: kernel interface missing
+  osErr: 71, // EX_OSERR: the system refused a resource (a thread at the task limit, memory)
   cantCreate: 73, // EX_CANTCREAT: output cannot be written
   ioErr: 74, // EX_IOERR
   noPerm: 77, // EX_NOPERM: missing capability
@@ -43,6 +44,8 @@ export function fromNativeError(err: unknown): CtwatchError {
         ? EXIT.noInput
         : code === 'ERR_NO_CTNETLINK'
           ? EXIT.unavailable
+          : code === 'ERR_TASK_LIMIT' || code === 'ERR_NO_MEMORY' || code === 'ERR_NATIVE'
+            ? EXIT.osErr
           : EXIT.failure;
   return new CtwatchError(code, e?.message ?? String(err), { errno: e?.errno, exitCode, cause: err });
 }
