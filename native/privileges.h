@@ -1,9 +1,11 @@
 // Giving up root after the sockets are open. Credentials are per thread on Linux: glibc's
 // setuid() changes them on every thread, but capabilities survive only on threads that asked to
-// keep them (PR_SET_KEEPCAPS), and capset() acts on the calling thread alone. So the threads that
-// still send netlink requests (the JS thread: stats; each reader thread: table dumps) keep exactly
-// CAP_NET_ADMIN, which nfnetlink checks on the sending thread, and every other thread (V8, libuv)
-// ends with none.
+// keep them (PR_SET_KEEPCAPS), and capset() acts on the calling thread alone. So only the reader
+// threads, which send every netlink request (table dumps, stats, receive buffer changes), keep
+// exactly CAP_NET_ADMIN, which nfnetlink checks on the sending thread; the JavaScript thread and
+// every other thread (V8, libuv) end with none. Before the uid changes, the JavaScript thread and
+// the reader threads empty their capability bounding sets and set NO_NEW_PRIVS, so nothing they
+// (or the programs they start: exec hooks) execute can gain a privilege again.
 #pragma once
 #include <napi.h>
 

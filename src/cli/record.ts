@@ -103,8 +103,11 @@ export async function record(argv: string[]): Promise<number> {
   const useEngine = values.flows || churnUs !== undefined;
   source = new LiveSource({ netns: values.netns, events, rcvbuf, reliable: values.reliable, snapshot: values.snapshot || useEngine, filter: values.filter });
   for (const note of source.filterNotes) log.info(note);
+  const engine: Partial<ReturnType<typeof engineOptions>> = useEngine ? engineOptions(source) : {};
   if (account) {
     try {
+      // the lookups' thread starts now, while it can still subscribe to conntrack events
+      engine.attribution?.prepare(values.netns);
       dropPrivileges(account);
     } catch (err) {
       await source.close();
@@ -174,11 +177,11 @@ export async function record(argv: string[]): Promise<number> {
       flows: values.flows ? writeRecords : undefined,
       snapshot: churnUs !== undefined ? (snap) => (snap.time % churnUs === 0 ? writeRecords([snap]) : undefined) : undefined,
       resync: (r) => {
-        log.warn({ vanished: r.vanished, appeared: r.appeared, entries: r.entries, rcvbuf: r.rcvbuf }, 'resynchronised with the kernel table after lost events');
+        log.warn({ vanished: r.vanished, appeared: r.appeared, entries: r.entries, rcvbuf: r.rcvbuf }, OverflowRecovery.describe(r));
         return writeRecords([r]);
       },
     },
-    useEngine ? engineOptions(src) : {},
+    engine,
   );
   await pipeline.run();
   timer?.clear();

@@ -133,15 +133,6 @@ export async function watch(argv: string[]): Promise<number> {
   }
   const source = openEngineSource(values);
   closeSource = () => void source.close();
-  if (account) {
-    try {
-      dropPrivileges(account);
-    } catch (err) {
-      await source.close();
-      throw err;
-    }
-    log.info({ user: account.name, uid: account.uid }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
-  }
   const lines = new LineBuffer();
   const write = (records: { event: string; time: number }[]) => {
     if (sinks) for (const r of records) sinks.write(r as SinkRecord);
@@ -171,6 +162,17 @@ export async function watch(argv: string[]): Promise<number> {
       if (churnUs && snap.time % churnUs === 0) return write([snap]);
     },
   }, log, { processes: !values['no-processes'] });
+  if (account) {
+    try {
+      // the lookups' thread starts now, while it can still subscribe to conntrack events
+      watcher.attribution?.prepare(values.netns);
+      dropPrivileges(account);
+    } catch (err) {
+      await source.close();
+      throw err;
+    }
+    log.info({ user: account.name, uid: account.uid }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
+  }
   const metricsServer = metrics && values.metrics !== undefined ? await metrics.listen(values.metrics).catch(async (err) => {
     await source.close();
     throw err;

@@ -28,6 +28,11 @@ export class ProcessAttribution {
     });
   }
 
+  /** Opens a namespace's lookups now (before giving up root: see Attributor.prepare). */
+  prepare(netns: string | undefined): void {
+    this.attributor.prepare(netns);
+  }
+
   /** Before the engine: queue lookups for new flows (cheap, synchronous). */
   before(part: readonly SourceEvent[]): void {
     this.attributor.attribute(part);

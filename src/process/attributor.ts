@@ -411,6 +411,15 @@ export class Attributor {
     await this.settled();
   }
 
+  /**
+   * Opens the lookups for a namespace now rather than at its first event: before `--user`, so
+   * their thread starts with the privileges it needs (the NEW-time capture subscribes to
+   * conntrack events: CAP_NET_ADMIN), which the JavaScript thread no longer has afterwards.
+   */
+  prepare(netns: string | undefined): void {
+    if (!this.closed) this.ns(netns);
+  }
+
   // --- per namespace ------------------------------------------------------------------------
 
   private ns(netns: string | undefined): Ns {
