@@ -4,7 +4,11 @@
  * back-off dump the table and reconcile the flow tracker with it: flows that vanished while we
  * were deaf end with reason `resync`, flows we never saw are added (marked as seen late). A
  * permanently overloaded host does not dump in a loop: resyncs are at least `minIntervalMs` apart.
+ * A dump that failed part way shows only part of the table: reconciling with it would end live
+ * flows as `resync`. Nothing is ended then; the record says the dump failed, and the dump is
+ * tried again after the back-off.
  */
+import { constants } from 'node:os';
 import type { ChurnEngine } from '../churn/engine.js';
 import type { FlowEnd } from '../flow/types.js';
 import type { SourceEvent } from '../source/types.js';
@@ -38,6 +42,8 @@ export interface ResyncRecord {
   entries: number;
   /** overflows since the previous resync */
   overflows: number;
+  /** the dump failed part way with this errno: nothing was reconciled (vanished is 0), a retry follows */
+  failed?: number;
   /** receive buffer now, bytes */
   rcvbuf: number;
   netns?: string;
@@ -56,6 +62,9 @@ export class OverflowRecovery {
   private ids = new Set<number>();
   private appeared = 0;
   resyncs = 0;
+  /** dumps that failed part way (not reconciled, retried) */
+  failedDumps = 0;
+  private failedStreak = 0;
 
   constructor(
     private readonly source: Resyncable,
@@ -89,6 +98,28 @@ export class OverflowRecovery {
     if (!this.dumping) return { flows: [] };
     const done = part.find((e) => e.event === 'snapshot_done');
     if (!done) return { flows: [] };
+    if (done.failed) {
+      const record: ResyncRecord = {
+        event: 'resync',
+        time: done.time,
+        vanished: 0,
+        appeared: this.appeared,
+        entries: this.ids.size,
+        overflows: this.overflowsSince,
+        rcvbuf: this.source.counters.rcvbuf,
+        failed: done.failed,
+        ...(done.netns !== undefined ? { netns: done.netns } : {}),
+      };
+      this.dumping = false;
+      this.ids = new Set();
+      this.appeared = 0;
+      this.failedDumps++;
+      // again after the back-off, doubling while it keeps failing (never more than minIntervalMs)
+      this.failedStreak++;
+      this.schedule(this.now() + Math.min(this.backoffMs * 2 ** (this.failedStreak - 1), this.minIntervalMs));
+      return { flows: [], record };
+    }
+    this.failedStreak = 0;
     const flows = this.engine.reconcile(this.ids, done.time, Number.isNaN(this.dumpStartedUs) ? done.time : this.dumpStartedUs);
     const record: ResyncRecord = {
       event: 'resync',
@@ -117,7 +148,11 @@ export class OverflowRecovery {
       this.source.setReceiveBuffer(Math.min(current, this.maxRcvbuf / 2));
     }
     if (this.pending || this.dumping) return;
-    const at = Math.max(this.now() + this.backoffMs, this.lastResyncMs + this.minIntervalMs);
+    this.schedule(Math.max(this.now() + this.backoffMs, this.lastResyncMs + this.minIntervalMs));
+  }
+
+  private schedule(at: number): void {
+    if (this.pending || this.dumping) return;
     this.pending = setTimeout(() => {
       this.pending = undefined;
       this.dumping = true;
@@ -128,8 +163,20 @@ export class OverflowRecovery {
     this.pending.unref();
   }
 
+  /** One log line for a resync record, in the operator's words. */
+  static describe(r: ResyncRecord): string {
+    return r.failed
+      ? `a table dump after lost events failed (${errnoName(r.failed)}): nothing was reconciled, no flow was ended; trying again`
+      : 'resynchronised with the kernel table after lost events';
+  }
+
   stop(): void {
     if (this.pending) clearTimeout(this.pending);
     this.pending = undefined;
   }
+}
+
+function errnoName(errno: number): string {
+  const name = Object.entries(constants.errno).find(([, n]) => n === errno)?.[0];
+  return name ? `${name}, errno ${errno}` : `errno ${errno}`;
 }

@@ -51,7 +51,7 @@ export class Watcher {
         flows: hooks.flows,
         snapshot: (snap) => this.onSnapshot(snap),
         resync: (r) => {
-          this.log?.warn({ vanished: r.vanished, appeared: r.appeared, entries: r.entries, overflows: r.overflows, rcvbuf: r.rcvbuf }, 'resynchronised with the kernel table after lost events');
+          this.log?.warn({ vanished: r.vanished, appeared: r.appeared, entries: r.entries, overflows: r.overflows, rcvbuf: r.rcvbuf }, OverflowRecovery.describe(r));
           return hooks.resync?.(r);
         },
       },

@@ -56,7 +56,9 @@ export function makeDecoder(layout: RecordLayout, netns?: string) {
         continue;
       }
       if (kind === KIND.snapshotDone) {
-        events.push({ event: 'snapshot_done', time, entries: view.getUint32(base + L.id, true), ...(netns ? { netns } : {}) });
+        // status: the errno of a dump that failed part way (0: complete)
+        const failed = view.getUint32(base + L.status, true);
+        events.push({ event: 'snapshot_done', time, entries: view.getUint32(base + L.id, true), ...(failed ? { failed } : {}), ...(netns ? { netns } : {}) });
         continue;
       }
       if (kind === KIND.end) { end = true; continue; }

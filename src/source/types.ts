@@ -134,6 +134,8 @@ export interface SnapshotDoneEvent {
   event: 'snapshot_done';
   time: number;
   entries: number;
+  /** the dump failed part way with this errno: `entries` is not the whole table */
+  failed?: number;
   netns?: string;
 }
 

@@ -8,7 +8,9 @@ import { ChurnEngine } from '../../src/churn/engine.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { OverflowRecovery, type ResyncRecord } from '../../src/pipeline/recovery.js';
 import { LiveSource } from '../../src/source/live.js';
-import { createNetns, waitFor, type Netns } from '../helpers/netns.js';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
 
 describe('overflow recovery (real kernel, own namespace)', () => {
   let ns: Netns;
@@ -77,5 +79,31 @@ describe('overflow recovery (real kernel, own namespace)', () => {
       await source.close();
       await done;
     }
+  });
+
+  it('a resync dump that fails in the kernel (EPERM) ends no flow: it is reported and tried again', async () => {
+    // 300 flows in TIME_WAIT before the collector starts: its start-up dump holds them.
+    await ns.generate({ listen: [{ proto: 'tcp', host: '127.0.0.7', port: 6381 }], run: [{ kind: 'connect', host: '127.0.0.7', port: 6381, count: 300, rate: 0, concurrency: 32 }] });
+    const child = track(spawn(process.execPath, [join(ROOT, 'test/fixtures/failed-dump-child.mjs'), ns.name], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (err += d));
+    const lines = () => out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    const ready = await waitFor(() => lines().find((l) => l.step === 'ready'), `the child's start-up dump (${err})`, 15_000);
+    expect(ready.live).toBeGreaterThanOrEqual(300);
+    // A burst far beyond the 4 KiB buffer: an overflow, so a resync dump, which the kernel refuses.
+    await ns.generate({ listen: [{ proto: 'tcp', host: '127.0.0.8', port: 6382 }], run: [{ kind: 'connect', host: '127.0.0.8', port: 6382, count: 2000, rate: 0, concurrency: 64 }] });
+    child.stdin!.end('go\n');
+    const after = await waitFor(() => lines().find((l) => l.step === 'after'), `the child's report (${err})`, 25_000);
+    expect(await exited).toBe(0);
+    expect(after.overflows).toBeGreaterThan(0);
+    expect(after.resyncs.length).toBeGreaterThanOrEqual(2); // the first, and the retry
+    for (const r of after.resyncs) expect(r).toMatchObject({ event: 'resync', failed: 1, vanished: 0 });
+    expect(after.failedDumps).toBe(after.resyncs.length);
+    // nothing was ended on the word of an incomplete dump
+    expect(after.endedByResync).toBe(0);
+    expect(after.live).toBeGreaterThanOrEqual(ready.live);
   });
 });
