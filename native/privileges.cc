@@ -49,20 +49,24 @@ int KeepOnlyNetAdmin() {
 
 // Empties the calling thread's capability bounding set (per thread, like everything here): no
 // later execve can gain a capability, whatever file capabilities or set-uid bits it meets.
-// Needs CAP_SETPCAP, so it runs while still root.
-int DropBoundingSet() {
+// Needs CAP_SETPCAP; a unit that does not grant it (CapabilityBoundingSet= without it) leaves the
+// set as it is, and NO_NEW_PRIVS alone keeps exec from gaining anything. *dropped says which.
+int DropBoundingSet(bool* dropped) {
+  *dropped = false;
+  if (prctl(PR_CAPBSET_READ, CAP_SETPCAP) != 1) return 0;  // not even in our bounding set
   for (int cap = 0; cap < 64; cap++) {
     if (prctl(PR_CAPBSET_READ, cap) < 0) break;  // past the kernel's last capability
-    if (prctl(PR_CAPBSET_DROP, cap) != 0) return errno;
+    if (prctl(PR_CAPBSET_DROP, cap) != 0) return errno == EPERM && cap == 0 ? 0 : errno;  // EPERM at once: no CAP_SETPCAP
   }
+  *dropped = true;
   return 0;
 }
 
-// A thread that gives up everything it could gain: no bounding set, no new privileges on exec.
-int Harden() {
-  int err = DropBoundingSet();
-  if (err != 0) return err;
-  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 ? 0 : errno;
+// A thread that gives up everything it could gain: no new privileges on exec (always), and no
+// bounding set (when it may drop it).
+int Harden(bool* bounding_dropped) {
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
+  return DropBoundingSet(bounding_dropped);
 }
 
 // Capabilities of the calling thread, effective | permitted (low word: CAP_NET_ADMIN is 12).
@@ -84,12 +88,14 @@ Napi::Value DropPrivileges(const Napi::CallbackInfo& info) {
     // 1. While still root: every thread we control empties its bounding set and sets
     //    NO_NEW_PRIVS; the reader threads also ask to keep their permitted set across the uid
     //    change. (Threads created later inherit this from the JS thread that creates them.)
-    int err = Harden();
-    if (err != 0) throw Fail(env, "ERR_PRIVILEGES", err, std::string("could not drop the capability bounding set: ") + strerror(err));
+    bool dropped = false;
+    int err = Harden(&dropped);
+    if (err != 0) throw Fail(env, "ERR_PRIVILEGES", err, std::string("could not set NO_NEW_PRIVS or drop the capability bounding set: ") + strerror(err));
     for (auto& [key, run] : Registry()) {
       int thread_err = 0;
       if (!run([&] {
-            thread_err = Harden();
+            bool thread_dropped = false;
+            thread_err = Harden(&thread_dropped);
             if (thread_err == 0 && prctl(PR_SET_KEEPCAPS, 1) != 0) thread_err = errno;
           })) {
         throw Fail(env, "ERR_PRIVILEGES", ETIMEDOUT, "a conntrack reader thread did not answer within 2 s (it is stuck): not switching users");
@@ -117,7 +123,9 @@ Napi::Value DropPrivileges(const Napi::CallbackInfo& info) {
         throw Fail(env, "ERR_PRIVILEGES", errno, "the JavaScript thread kept capabilities after the switch");
       }
     }
-    return env.Undefined();
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("boundingSetDropped", Napi::Boolean::New(env, dropped));
+    return result;
   });
 }
 

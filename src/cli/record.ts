@@ -104,16 +104,17 @@ export async function record(argv: string[]): Promise<number> {
   source = new LiveSource({ netns: values.netns, events, rcvbuf, reliable: values.reliable, snapshot: values.snapshot || useEngine, filter: values.filter });
   for (const note of source.filterNotes) log.info(note);
   const engine: Partial<ReturnType<typeof engineOptions>> = useEngine ? engineOptions(source) : {};
+  let dropped: { boundingSetDropped: boolean } | undefined;
   if (account) {
     try {
       // the lookups' thread starts now, while it can still subscribe to conntrack events
       engine.attribution?.prepare(values.netns);
-      dropPrivileges(account);
+      dropped = dropPrivileges(account);
     } catch (err) {
       await source.close();
       throw err;
     }
-    log.info({ user: account.name, uid: account.uid }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
+    log.info({ user: account.name, uid: account.uid, boundingSet: dropped?.boundingSetDropped ? 'empty' : 'kept (no CAP_SETPCAP; NO_NEW_PRIVS is set)' }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
   }
   const src = source;
   log.info({ netns: values.netns ?? '(own)', events: (events ?? ['new', 'destroy']).join(','), rcvbuf: src.counters.rcvbuf, output: output.path }, 'recording conntrack events');

@@ -162,16 +162,17 @@ export async function watch(argv: string[]): Promise<number> {
       if (churnUs && snap.time % churnUs === 0) return write([snap]);
     },
   }, log, { processes: !values['no-processes'] });
+  let dropped: { boundingSetDropped: boolean } | undefined;
   if (account) {
     try {
       // the lookups' thread starts now, while it can still subscribe to conntrack events
       watcher.attribution?.prepare(values.netns);
-      dropPrivileges(account);
+      dropped = dropPrivileges(account);
     } catch (err) {
       await source.close();
       throw err;
     }
-    log.info({ user: account.name, uid: account.uid }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
+    log.info({ user: account.name, uid: account.uid, boundingSet: dropped?.boundingSetDropped ? 'empty' : 'kept (no CAP_SETPCAP; NO_NEW_PRIVS is set)' }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
   }
   const metricsServer = metrics && values.metrics !== undefined ? await metrics.listen(values.metrics).catch(async (err) => {
     await source.close();

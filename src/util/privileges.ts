@@ -32,11 +32,15 @@ export function capabilities(): { effective: bigint; permitted: bigint; uid: num
   return { effective: hex('CapEff'), permitted: hex('CapPrm'), uid: Number(/^Uid:\s+\d+\s+(\d+)/m.exec(status)![1]) };
 }
 
-export function dropPrivileges(account: Account): void {
+/**
+ * Becomes `account` (native/privileges.h has the steps). Says whether the capability bounding set
+ * was emptied: that needs CAP_SETPCAP, which a unit may not grant; NO_NEW_PRIVS is set either way.
+ */
+export function dropPrivileges(account: Account): { boundingSetDropped: boolean } {
   if (process.getuid?.() !== 0) throw new CtwatchError('ERR_USER', '--user needs ctwatch to start as root (it opens the kernel sockets, then switches)', { exitCode: EXIT.noPerm });
-  const addon = loadAddon() as unknown as { dropPrivileges(uid: number, gid: number): void };
+  const addon = loadAddon() as unknown as { dropPrivileges(uid: number, gid: number): { boundingSetDropped: boolean } };
   try {
-    addon.dropPrivileges(account.uid, account.gid);
+    return addon.dropPrivileges(account.uid, account.gid);
   } catch (err) {
     const e = err as { code?: string; message?: string };
     throw new CtwatchError(e.code ?? 'ERR_PRIVILEGES', `could not switch to user ${account.name}: ${e.message}`, { exitCode: EXIT.noPerm, cause: err });
