@@ -173,11 +173,29 @@ describe('demo: the namespace goes on every way out', () => {
   /** the demo's pid: the child itself, or under script(1) the program script runs */
   const demoPid = (child: ChildProcess, underScript: boolean) =>
     underScript ? Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]) : child.pid!;
-  /** pids of processes still in the namespace with this inode */
+  /** processes in the namespace with this inode, each as pid and start time (an inode number
+   * is reused once its namespace is gone, so "still there" is asked of these very processes) */
   const inNamespace = (inode: number) =>
     readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
       try {
         return statSync(`/proc/${p}/ns/net`).ino === inode;
+      } catch {
+        return false;
+      }
+    }).map((pid) => ({ pid, started: startTime(pid) }));
+  const startTime = (pid: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[19];
+    } catch {
+      return undefined;
+    }
+  };
+  /** those of `procs` still running (not exited, and not a new process with the same pid) */
+  const stillRunning = (procs: { pid: string; started: string | undefined }[]) =>
+    procs.filter((p) => {
+      if (startTime(p.pid) !== p.started) return false;
+      try {
+        return !/^State:\s+Z/m.test(readFileSync(`/proc/${p.pid}/status`, 'utf8'));
       } catch {
         return false;
       }
@@ -190,15 +208,16 @@ describe('demo: the namespace goes on every way out', () => {
       await waitFor(() => out().includes('LEAK'), 'the demo to start leaking', 30_000);
       ns = demoNamespace(demoPid(demo, underScript));
       expect(ns).toBeDefined();
-      expect(inNamespace(ns!.inode).length).toBeGreaterThan(0);
+      const inside = inNamespace(ns!.inode);
+      expect(inside.length).toBeGreaterThan(0);
       stop(demo, ns!.pid);
       await waitFor(() => !existsSync(`/proc/${ns!.pid}`), 'the demo to exit', 15_000);
       expect(existsSync(`/run/netns/${ns!.name}`)).toBe(false);
-      await waitFor(() => inNamespace(ns!.inode).length === 0, 'every program in the namespace to be gone', 5000);
+      await waitFor(() => stillRunning(inside).length === 0, 'every program in the namespace to be gone', 5000);
     } finally {
       demo.kill('SIGKILL');
       if (ns && existsSync(`/run/netns/${ns.name}`)) {
-        for (const p of inNamespace(ns.inode)) process.kill(Number(p), 'SIGKILL');
+        for (const p of inNamespace(ns.inode)) process.kill(Number(p.pid), 'SIGKILL');
         await run('ip', ['netns', 'del', ns.name]).catch(() => {});
       }
     }
@@ -244,11 +263,14 @@ describe('demo: the namespace goes on every way out', () => {
       d.child.stdout!.on('data', (c) => (out += c));
       await waitFor(() => out.includes('LEAK'), 'the demo to start leaking', 30_000);
       const ns = demoNamespace(d.child.pid!)!;
+      const inside = inNamespace(ns.inode);
       d.child.kill('SIGKILL');
       await d.done;
-      return ns;
+      return { ...ns, inside };
     })();
     expect(existsSync(`/run/netns/${firstNs.name}`)).toBe(true);
+    // what kill -9 leaves: the namespace, and the lab's server still running in it
+    expect(stillRunning(firstNs.inside).length).toBeGreaterThan(0);
     let out2 = '';
     await interrupt(
       () => {
@@ -258,7 +280,8 @@ describe('demo: the namespace goes on every way out', () => {
       },
       (demo) => {
         expect(existsSync(`/run/netns/${firstNs.name}`)).toBe(false);
-        expect(inNamespace(firstNs.inode)).toEqual([]);
+        expect(firstNs.inside.length).toBeGreaterThan(0);
+        expect(stillRunning(firstNs.inside)).toEqual([]);
         demo.kill('SIGINT');
       },
       () => out2,
