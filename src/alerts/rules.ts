@@ -1,269 +1,34 @@
 /**
- * Alert rules: built-in defaults that are useful with no file at all, and a YAML file that tunes them,
- * adds more, and names where alerts go. A bad file is rejected as a whole, with `file:line: field:
- * reason` for every problem, because a half-loaded rule set fails silently at 3 a.m.
+ * The rules file: a YAML file that tunes the built-in rules (./rule-set.ts), adds more, and names
+ * where alerts go. A bad file is rejected as a whole, with `file:line: field: reason` for every
+ * problem (the config reader's model, src/config/reader.ts), because a half-loaded rule set fails
+ * silently at 3 a.m.
  */
-import { readFileSync } from 'node:fs';
 import { isScalar } from 'yaml';
-import type { Alert } from './types.js';
 import { ConfigError, ConfigReader, parseConfigText, readConfigFile, type ConfigIssue, type Fields } from '../config/reader.js';
-
-import { readHeaders, readSecretRef, resolveSecret, type HeaderValue, type SecretRef } from '../config/secrets.js';
+import { prepareSink, readWebhookDelivery } from '../sinks/config.js';
 
 export { ConfigError, type ConfigIssue } from '../config/reader.js';
 
-export type Severity = Alert['severity'];
-export const SEVERITIES: readonly Severity[] = ['info', 'warning', 'critical'];
+import {
+  defaultConfig,
+  defaultRules,
+  RATE_WINDOWS,
+  RESOLVED_PLACEHOLDERS,
+  RULE_KINDS,
+  SEVERITIES,
+  type AlertConfig,
+  type BaselineConfig,
+  type DeliveryCommon,
+  type DeliverySpec,
+  type DestinationFilter,
+  type ExecSpec,
+  type Rule,
+  type RuleKind,
+  type WebhookSpec,
+} from './rule-set.js';
 
-/** Which of the snapshot's rate windows a rule reads. */
-export type RateWindow = 'new1' | 'new10' | 'new60';
-const RATE_WINDOWS: readonly RateWindow[] = ['new1', 'new10', 'new60'];
-
-export type RuleKind =
-  | 'churn_per_destination'
-  | 'table_fill'
-  | 'time_to_full'
-  | 'kernel_drops'
-  | 'time_wait_pileup'
-  | 'churn_baseline';
-export const RULE_KINDS: readonly RuleKind[] = [
-  'churn_per_destination',
-  'table_fill',
-  'time_to_full',
-  'kernel_drops',
-  'time_wait_pileup',
-  'churn_baseline',
-];
-
-/** Fields every rule has. Durations are seconds. */
-export interface RuleBase {
-  /** unique; the alert's `rule` field. Built-in rules are named after their kind. */
-  name: string;
-  kind: RuleKind;
-  enabled: boolean;
-  severity: Severity;
-  /** the condition must hold this long before the alert fires */
-  for: number;
-  /** the resolve condition must hold this long before the alert resolves (stops flapping) */
-  resolveFor: number;
-  /** after resolving, the same rule+subject does not fire again for this long */
-  cooldown: number;
-  /** template for the resolved line; placeholders in RESOLVED_PLACEHOLDERS */
-  resolvedMessage?: string;
-}
-
-/** Destination rules can be narrowed to, or kept away from, some destinations (globs on the key). */
-export interface DestinationFilter {
-  /** globs on the destination key ("*:6379/tcp"); empty = all */
-  match: string[];
-  ignore: string[];
-}
-
-export interface ChurnPerDestinationRule extends RuleBase, DestinationFilter {
-  kind: 'churn_per_destination';
-  rate: RateWindow;
-  /** new flows/s; fires above */
-  threshold: number;
-  /** resolves at or below */
-  resolve: number;
-}
-
-export interface TableFillRule extends RuleBase {
-  kind: 'table_fill';
-  /** percent of nf_conntrack_max; fires above */
-  threshold: number;
-  resolve: number;
-}
-
-export interface TimeToFullRule extends RuleBase {
-  kind: 'time_to_full';
-  /** seconds; fires when the table would be full sooner than this */
-  threshold: number;
-  /** seconds; resolves when full no sooner than this, or not growing */
-  resolve: number;
-}
-
-export interface KernelDropsRule extends RuleBase {
-  kind: 'kernel_drops';
-  /** kernel counter names whose increase counts */
-  counters: string[];
-  /** increase per second; fires above (0: any increase) */
-  threshold: number;
-  resolve: number;
-}
-
-export interface TimeWaitPileupRule extends RuleBase, DestinationFilter {
-  kind: 'time_wait_pileup';
-  /** the TCP state counted; TIME_WAIT unless a rule watches, say, SYN_SENT */
-  state: string;
-  /** live flows in that state per destination; fires above */
-  threshold: number;
-  resolve: number;
-}
-
-export interface ChurnBaselineRule extends RuleBase, DestinationFilter {
-  kind: 'churn_baseline';
-  /** fires when the rate is above factor × the destination's learned median ... */
-  factor: number;
-  /** ... and at least this many new flows/s, so a quiet destination going 1 -> 10/s stays quiet */
-  minRate: number;
-  /** resolves when the rate is at or below resolveFactor × median, or below resolveMinRate */
-  resolveFactor: number;
-  resolveMinRate: number;
-}
-
-export type Rule =
-  | ChurnPerDestinationRule
-  | TableFillRule
-  | TimeToFullRule
-  | KernelDropsRule
-  | TimeWaitPileupRule
-  | ChurnBaselineRule;
-
-/** How each destination's normal churn is learned (shared by every rule that quotes "its median"). */
-export interface BaselineConfig {
-  rate: RateWindow;
-  /** history the median covers, seconds: the last window / bucket buckets in which the key was learned */
-  window: number;
-  /** seconds per bucket; each holds the mean rate over that time */
-  bucket: number;
-  /** completed slots needed before a destination's baseline counts as learned */
-  minSamples: number;
-  /** destinations remembered; the least recently seen is forgotten first */
-  maxKeys: number;
-}
-
-export interface DeliveryCommon {
-  /** alerts below this severity are not sent to this delivery */
-  minSeverity: Severity;
-  /** also send the `resolved` events */
-  sendResolved: boolean;
-  /** seconds per attempt (webhook) or per run (exec) */
-  timeout: number;
-  /** bounded queue; the oldest waiting alert is dropped when full */
-  queue: number;
-}
-
-export interface WebhookSpec extends DeliveryCommon {
-  type: 'webhook';
-  url: string;
-  /** plain values, or credentials read from a file or the environment (src/config/secrets.ts) */
-  headers: Record<string, HeaderValue>;
-  /** sent as `Authorization: Bearer <token>` */
-  token?: SecretRef;
-  /** attempts after the first */
-  retries: number;
-}
-
-export interface ExecSpec extends DeliveryCommon {
-  type: 'exec';
-  /** command and arguments; no shell */
-  argv: string[];
-  /** hooks running at once */
-  concurrency: number;
-}
-
-export type DeliverySpec = WebhookSpec | ExecSpec;
-
-export interface AlertConfig {
-  rules: Rule[];
-  baseline: BaselineConfig;
-  deliver: DeliverySpec[];
-}
-
-/** Placeholders a `resolved_message` template may use. */
-export const RESOLVED_PLACEHOLDERS = ['rule', 'subject', 'severity', 'netns', 'value', 'duration'] as const;
-
-const MINUTE = 60;
-
-export const DEFAULT_BASELINE: Readonly<BaselineConfig> = {
-  rate: 'new10',
-  window: 30 * MINUTE,
-  bucket: MINUTE,
-  minSamples: 10,
-  maxKeys: 1000,
-};
-
-/**
- * The rules in force with no file. Thresholds are for a host with the stock 65 536-entry table:
- * 500 new/s to one destination keeps ~60 000 TIME_WAIT entries alive at the default 120 s timeout,
- * which is the table; the rest follow the same arithmetic or the kernel's own "dropping packet".
- */
-export function defaultRules(): Rule[] {
-  const common = { enabled: true, resolveFor: 10, cooldown: 5 * MINUTE } as const;
-  const anyDestination = (): DestinationFilter => ({ match: [], ignore: [] });
-  return [
-    {
-      ...common,
-      ...anyDestination(),
-      name: 'churn_per_destination',
-      kind: 'churn_per_destination',
-      severity: 'warning',
-      for: 5,
-      rate: 'new10',
-      threshold: 500,
-      resolve: 400,
-    },
-    {
-      ...common,
-      name: 'table_fill',
-      kind: 'table_fill',
-      severity: 'warning',
-      for: 10,
-      threshold: 80,
-      resolve: 70,
-    },
-    {
-      ...common,
-      name: 'time_to_full',
-      kind: 'time_to_full',
-      severity: 'critical',
-      for: 30,
-      threshold: 5 * MINUTE,
-      resolve: 10 * MINUTE,
-    },
-    {
-      ...common,
-      name: 'kernel_drops',
-      kind: 'kernel_drops',
-      severity: 'critical',
-      for: 0,
-      // drops come in bursts; a minute without any before calling it over
-      resolveFor: MINUTE,
-      counters: ['drop', 'early_drop', 'insert_failed'],
-      threshold: 0,
-      resolve: 0,
-    },
-    {
-      ...common,
-      ...anyDestination(),
-      name: 'time_wait_pileup',
-      kind: 'time_wait_pileup',
-      severity: 'warning',
-      for: 30,
-      state: 'TIME_WAIT',
-      threshold: 2000,
-      resolve: 1500,
-    },
-    {
-      ...common,
-      ...anyDestination(),
-      name: 'churn_baseline',
-      kind: 'churn_baseline',
-      severity: 'warning',
-      // longer than a cron burst's 10 s window, shorter than a leak takes to fill the table
-      for: 30,
-      factor: 5,
-      minRate: 100,
-      resolveFactor: 2.5,
-      resolveMinRate: 50,
-    },
-  ];
-}
-
-export function defaultConfig(): AlertConfig {
-  return { rules: defaultRules(), baseline: { ...DEFAULT_BASELINE }, deliver: [] };
-}
+export * from './rule-set.js';
 
 // ---------------------------------------------------------------------------------------------
 // YAML loading (src/config/reader.ts: one reader and one error model for every config file)
@@ -274,28 +39,13 @@ export const MAX_RULES = 1000;
 export const MAX_DELIVERIES = 32;
 
 /**
- * Reads a rules file, and the secrets its deliveries name (now, so a missing token file refuses the
- * file at start-up or at SIGHUP, not at the first alert).
+ * Reads a rules file, and checks the secrets its webhooks name (now, so a missing token file refuses
+ * the file at start-up or at SIGHUP, not at the first alert).
  */
 export async function loadAlertConfig(path: string, env: NodeJS.ProcessEnv = process.env): Promise<AlertConfig> {
   const config = parseAlertConfig(await readConfigFile(path, 'rules file', 'ERR_RULES'), path);
   const issues: ConfigIssue[] = [];
-  config.deliver = config.deliver.map((d, i) => {
-    if (d.type !== 'webhook') return d;
-    const read = (ref: SecretRef, field: string): string | undefined => {
-      const r = resolveSecret(ref, env, (p) => readFileSync(p));
-      if (r.reason) issues.push({ line: 0, field: `deliver[${i}].${field}`, reason: r.reason });
-      return r.value;
-    };
-    const headers: Record<string, HeaderValue> = {};
-    for (const [name, v] of Object.entries(d.headers)) headers[name] = typeof v === 'string' ? v : (read(v, `headers.${name}`) ?? '');
-    if (d.token) {
-      const t = read(d.token, d.token.env ? 'token_env' : 'token_file');
-      if (t) headers.Authorization = `Bearer ${t}`;
-    }
-    const { token: _read, ...rest } = d;
-    return { ...rest, headers };
-  });
+  for (const d of config.deliver) if (d.type === 'webhook') prepareSink(d.sink, issues, { env });
   if (issues.length) throw new ConfigError('ERR_RULES', path, issues);
   return config;
 }
@@ -523,35 +273,18 @@ class Parser {
     return out;
   }
 
-  private common(f: Fields, webhook: boolean): DeliveryCommon {
-    return {
-      minSeverity: f.oneOf('min_severity', SEVERITIES, 'info')!,
-      sendResolved: f.bool('send_resolved', true),
-      // a webhook request, like an HTTP sink's, ends within the hour; a hook may run up to a day
-      timeout: f.seconds('timeout', { positive: true, max: webhook ? 3600 : 86_400 }) ?? (webhook ? 5 : 10),
-      queue: f.int('queue', 1, 1_000_000) ?? (webhook ? 1000 : 100),
-    };
+  private route(f: Fields): DeliveryCommon {
+    return { minSeverity: f.oneOf('min_severity', SEVERITIES, 'info')!, sendResolved: f.bool('send_resolved', true) };
   }
 
-  private webhook(f: Fields): WebhookSpec {
-    f.unknown('for a webhook', ['webhook', 'headers', 'token_file', 'token_env', 'retries', ...DELIVERY_COMMON_FIELDS]);
-    let url = f.str('webhook', true);
-    if (url !== undefined) {
-      let ok = false;
-      try {
-        ok = ['http:', 'https:'].includes(new URL(url).protocol);
-      } catch {
-        // reported below
-      }
-      if (!ok) url = f.issue('webhook', 'expected an http:// or https:// URL');
-    }
-    const headers = readHeaders(f) ?? {};
-    const token = readSecretRef(f, 'token_file', 'token_env');
-    return { ...this.common(f, true), type: 'webhook', url: url ?? '', headers, ...(token ? { token } : {}), retries: f.int('retries', 0, 1000) ?? 5 };
+  private webhook(f: Fields): WebhookSpec | undefined {
+    const sink = readWebhookDelivery(f, ROUTE_FIELDS);
+    const route = this.route(f);
+    return sink ? { ...route, type: 'webhook', sink } : undefined;
   }
 
   private exec(f: Fields): ExecSpec | undefined {
-    f.unknown('for an exec hook', ['exec', 'concurrency', ...DELIVERY_COMMON_FIELDS]);
+    f.unknown('for an exec hook', ['exec', 'timeout', 'queue', 'concurrency', 'env', ...ROUTE_FIELDS]);
     const x = f.value('exec');
     if (isScalar(x) && typeof x.value === 'string') {
       f.issue('exec', 'give the command as a list, e.g. [/usr/local/bin/page, --team, infra]; no shell is used');
@@ -559,22 +292,20 @@ class Parser {
     }
     const argv = f.stringList('exec');
     if (argv && argv.length === 0) f.issue('exec', 'needs the command to run');
-    return { ...this.common(f, false), type: 'exec', argv: argv ?? [], concurrency: f.int('concurrency', 1, 64) ?? 2 };
+    const env = f.stringList('env') ?? [];
+    for (const name of env) if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) f.issue('env', `${JSON.stringify(name)} is not an environment variable name`);
+    return {
+      ...this.route(f),
+      type: 'exec',
+      argv: argv ?? [],
+      // a hook may run up to a day; past that it is stuck
+      timeout: f.seconds('timeout', { positive: true, max: 86_400 }) ?? 10,
+      queue: f.int('queue', 1, 1_000_000) ?? 100,
+      concurrency: f.int('concurrency', 1, 64) ?? 2,
+      env,
+    };
   }
 }
 
-const DELIVERY_COMMON_FIELDS = ['min_severity', 'send_resolved', 'timeout', 'queue'];
+const ROUTE_FIELDS = ['min_severity', 'send_resolved'];
 
-/**
- * A destination filter as one predicate, compiled once per rule set rather than per snapshot.
- * Globs: `*` any run of characters, `?` one.
- */
-export function compileFilter(filter: DestinationFilter): (key: string) => boolean {
-  const toRe = (globs: string[]): RegExp | null =>
-    globs.length === 0
-      ? null
-      : new RegExp(`^(?:${globs.map((g) => g.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')).join('|')})$`);
-  const match = toRe(filter.match);
-  const ignore = toRe(filter.ignore);
-  return (key) => (match === null || match.test(key)) && (ignore === null || !ignore.test(key));
-}

@@ -8,38 +8,24 @@
  * Adding a sink type: a `SinkType`, its spec, a `read<Type>(fields, common)` that asks for each of
  * its keys through `Fields` (unknown keys are then reported for it), and a transport in createSinks.
  */
-import { readFileSync } from 'node:fs';
-import { hostname as osHostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { isScalar, type LineCounter } from 'yaml';
-import { EXIT } from '../util/errors.js';
-import { ConfigError, ConfigReader, parseConfigText, readConfigFile, toNode, type ConfigIssue, type Fields } from '../config/reader.js';
-import { basicForms, readHeaders, readSecretRef, resolveSecret, secretForms, type HeaderValue, type SecretRef } from '../config/secrets.js';
-import { FORMAT_NAMES, type FormatName, formatFor, formatInfo } from '../formats/index.js';
-import { type FormatOptions, type HostInfo, type ProductInfo, type SinkRecord, recordKind } from '../formats/common.js';
+import { ConfigReader, parseConfigText, readConfigFile, toNode, type ConfigIssue, type Fields } from '../config/reader.js';
+import { readHeaders, readSecretRef, type HeaderValue, type SecretRef } from '../config/secrets.js';
+import { FORMAT_NAMES, type FormatName } from '../formats/index.js';
 import { FACILITIES } from '../formats/syslog.js';
-import { FileTransport } from './file.js';
-import { type HttpAuth, HttpTransport } from './http.js';
-import { DeliverySink, type SinkOptions } from './sink.js';
+import { SinkConfigError } from './errors.js';
 import type { SpoolOptions } from './spool.js';
-import { SyslogTransport, type SyslogTlsOptions } from './syslog.js';
-import { type OverflowPolicy, type Sink, type SinkCounters, type SinkLogger, type Transport, silentLogger } from './types.js';
+import type { OverflowPolicy } from './types.js';
 import type { RetryOptions } from './util.js';
 
 export type { SecretRef } from '../config/secrets.js';
-
-/** A refused sinks configuration (exit 78): every problem as `file:line: field: reason`. */
-export class SinkConfigError extends ConfigError {
-  constructor(issues: ConfigIssue[], file = '', exitCode: number = EXIT.config) {
-    super('ERR_SINK_CONFIG', file, issues, exitCode);
-    this.name = 'SinkConfigError';
-  }
-}
+export { SinkConfigError } from './errors.js';
 
 export type SinkConfigIssue = ConfigIssue;
 
-export type SinkType = 'syslog' | 'splunk_hec' | 'elasticsearch' | 'http' | 'file';
-const SINK_TYPES: SinkType[] = ['syslog', 'splunk_hec', 'elasticsearch', 'http', 'file'];
+export type SinkType = 'syslog' | 'splunk_hec' | 'elasticsearch' | 'http' | 'webhook' | 'file';
+const SINK_TYPES: SinkType[] = ['syslog', 'splunk_hec', 'elasticsearch', 'http', 'webhook', 'file'];
 
 /** Sinks in one file: each holds memory and a connection, and a list this long is a mistake. */
 export const MAX_SINKS = 64;
@@ -85,11 +71,13 @@ export interface SyslogSinkSpec extends CommonSpec {
   structuredData: boolean;
   pen?: number;
   maxMessageBytes?: number;
+  /** deadline for one batch to be taken by the receiver's socket; then reconnect and retry */
+  timeoutMs: number;
   tls?: TlsFiles;
 }
 
 export interface HttpSinkSpec extends CommonSpec {
-  type: 'splunk_hec' | 'elasticsearch' | 'http';
+  type: 'splunk_hec' | 'elasticsearch' | 'http' | 'webhook';
   url: string;
   token?: SecretRef;
   username?: string;
@@ -227,6 +215,22 @@ function readSinkList(reader: ConfigReader, node: unknown, opts: ParseOptions): 
   return specs;
 }
 
+/**
+ * The alert webhook's policy, as config: alerts are few and urgent, so one per POST, a short
+ * timeout, a bounded number of tries, the oldest waiting alert dropped when the queue is full, and
+ * a receiver asking to wait longer than 2 minutes gets that alert given up rather than holding the
+ * ones behind it. A SIEM sink keeps its data instead (unbounded retries, a spool). Every one of
+ * these can be set in the file like any sink's.
+ */
+export const WEBHOOK_POLICY = {
+  events: ['alert', 'resolved'] as EventKind[],
+  batch: { maxRecords: 1, maxWaitMs: 0 },
+  retry: { initialMs: 500, maxMs: 30_000, maxAttempts: 6, maxRetryAfterMs: 120_000, longRetryAfter: 'give-up' } as Partial<RetryOptions>,
+  memory: { maxRecords: 1000 },
+  overflow: 'drop-oldest' as OverflowPolicy,
+  timeoutMs: 5000,
+};
+
 function readCommon(
   r: Fields,
   type: SinkType,
@@ -241,60 +245,36 @@ function readCommon(
     name = `${name}-${index}`;
   }
   names.add(name);
-  const format = r.oneOf('format', FORMAT_NAMES, type === 'elasticsearch' ? 'ecs' : 'jsonl')!;
-  let events = DEFAULT_EVENTS;
-  const ev = r.list('events', `a non-empty list of: ${EVENT_KINDS.join(', ')}`);
+  const webhook = type === 'webhook';
+  // a webhook posts the alert object itself (docs/alerts.md): no format to choose, alerts only
+  const format = webhook ? 'jsonl' : r.oneOf('format', FORMAT_NAMES, type === 'elasticsearch' ? 'ecs' : 'jsonl')!;
+  const kinds: readonly EventKind[] = webhook ? WEBHOOK_POLICY.events : EVENT_KINDS;
+  let events = webhook ? WEBHOOK_POLICY.events : DEFAULT_EVENTS;
+  const ev = r.list('events', `a non-empty list of: ${kinds.join(', ')}`);
   if (ev !== undefined) {
     if (ev.length === 0) {
-      r.issue('events', `expected a non-empty list of: ${EVENT_KINDS.join(', ')}`);
+      r.issue('events', `expected a non-empty list of: ${kinds.join(', ')}`);
     } else {
       events = [];
       ev.forEach((node, j) => {
         const k = isScalar(node) ? node.value : undefined;
-        if (typeof k === 'string' && (EVENT_KINDS as readonly string[]).includes(k)) events.push(k as EventKind);
-        else r.reader.fail(node, `${r.at('events')}[${j}]`, `unknown event kind ${JSON.stringify(k)} (one of ${EVENT_KINDS.join(', ')})`);
+        if (typeof k === 'string' && (kinds as readonly string[]).includes(k)) events.push(k as EventKind);
+        else r.reader.fail(node, `${r.at('events')}[${j}]`, `unknown event kind ${JSON.stringify(k)} (one of ${kinds.join(', ')})`);
       });
     }
   }
-  const b = r.obj('batch');
-  const batch = b ? { maxRecords: b.int('max_records', 1, 100_000), maxBytes: b.size('max_bytes'), maxWaitMs: b.duration('max_wait', { max: 600 }) } : {};
-  b?.unknown();
-  const rt = r.obj('retry');
-  const retry: Partial<RetryOptions> = {};
-  if (rt) {
-    const initial = rt.duration('initial', { positive: true, max: 3600 });
-    const max = rt.duration('max', { positive: true, max: 86_400 });
-    const attempts = rt.int('max_attempts', 1, 1_000_000);
-    const ra = rt.duration('max_retry_after', { max: 86_400 });
-    if (initial !== undefined) retry.initialMs = initial;
-    if (max !== undefined) retry.maxMs = max;
-    if (attempts !== undefined) retry.maxAttempts = attempts;
-    if (ra !== undefined) retry.maxRetryAfterMs = ra;
-    rt.unknown();
+  let batch: CommonSpec['batch'] = webhook ? { ...WEBHOOK_POLICY.batch } : {};
+  if (!webhook) {
+    const b = r.obj('batch');
+    if (b) batch = { maxRecords: b.int('max_records', 1, 100_000), maxBytes: b.size('max_bytes'), maxWaitMs: b.duration('max_wait', { max: 600 }) };
+    b?.unknown();
   }
+  const retry: Partial<RetryOptions> = { ...(webhook ? WEBHOOK_POLICY.retry : {}), ...readRetry(r) };
   const m = r.obj('memory');
-  const memory = m ? { maxRecords: m.int('max_records', 1, 100_000_000), maxBytes: m.size('max_bytes') } : {};
+  const memory = { ...(webhook ? WEBHOOK_POLICY.memory : {}), ...(m ? defined({ maxRecords: m.int('max_records', 1, 100_000_000), maxBytes: m.size('max_bytes') }) : {}) };
   m?.unknown();
-  const overflow = r.oneOf<OverflowPolicy>('overflow', ['drop-oldest', 'drop-newest'], 'drop-newest')!;
-
-  let spool: SpoolOptions | undefined;
-  const sraw = r.raw('spool');
-  if (sraw === true) {
-    if (!opts.spoolRoot) r.issue('spool', 'needs a dir (spool: { dir: ..., max_bytes: ... })');
-    else spool = { dir: join(opts.spoolRoot, sanitizeName(name)), maxBytes: 256 << 20, policy: 'drop-oldest' };
-  } else if (sraw !== undefined && sraw !== false) {
-    const s = r.obj('spool');
-    if (s) {
-      const dir = s.str('dir') ?? (opts.spoolRoot ? join(opts.spoolRoot, sanitizeName(name)) : undefined);
-      if (!dir) s.issue('dir', 'is required');
-      const maxBytes = s.size('max_bytes') ?? 256 << 20;
-      const policy = s.oneOf<OverflowPolicy>('policy', ['drop-oldest', 'drop-newest'], 'drop-oldest')!;
-      const segmentBytes = s.size('segment_bytes');
-      const fsync = s.bool('fsync', false);
-      s.unknown();
-      if (dir) spool = { dir, maxBytes, policy, segmentBytes, fsync };
-    }
-  }
+  const overflow = r.oneOf<OverflowPolicy>('overflow', ['drop-oldest', 'drop-newest'], webhook ? WEBHOOK_POLICY.overflow : 'drop-newest')!;
+  const spool = readSpool(r, name, opts.spoolRoot);
   if (type === 'file' && spool) r.issue('spool', 'a file sink does not need a spool');
   if (spool) {
     const other = spoolDirs.get(spool.dir);
@@ -302,6 +282,87 @@ function readCommon(
     spoolDirs.set(spool.dir, name);
   }
   return { name, at: r.path, format, events, batch, retry, memory, overflow, spool };
+}
+
+/** `retry: { initial, max, max_attempts, max_retry_after, long_retry_after }`: only what is given. */
+function readRetry(r: Fields): Partial<RetryOptions> {
+  const rt = r.obj('retry');
+  if (!rt) return {};
+  const retry = defined({
+    initialMs: rt.duration('initial', { positive: true, max: 3600 }),
+    maxMs: rt.duration('max', { positive: true, max: 86_400 }),
+    maxAttempts: rt.int('max_attempts', 1, 1_000_000),
+    maxRetryAfterMs: rt.duration('max_retry_after', { max: 86_400 }),
+    longRetryAfter: ({ wait: 'wait', give_up: 'give-up' } as const)[rt.oneOf('long_retry_after', ['wait', 'give_up'] as const) ?? 'wait'],
+  });
+  if (!rt.has('long_retry_after')) delete retry.longRetryAfter;
+  rt.unknown();
+  return retry;
+}
+
+function readSpool(r: Fields, name: string, spoolRoot: string | undefined): SpoolOptions | undefined {
+  const sraw = r.raw('spool');
+  if (sraw === true) {
+    if (!spoolRoot) return r.issue('spool', 'needs a dir (spool: { dir: ..., max_bytes: ... })');
+    return { dir: join(spoolRoot, sanitizeName(name)), maxBytes: 256 << 20, policy: 'drop-oldest' };
+  }
+  if (sraw === undefined || sraw === false) return undefined;
+  const s = r.obj('spool');
+  if (!s) return undefined;
+  const dir = s.str('dir') ?? (spoolRoot ? join(spoolRoot, sanitizeName(name)) : undefined);
+  if (!dir) s.missing('dir');
+  const maxBytes = s.size('max_bytes') ?? 256 << 20;
+  const policy = s.oneOf<OverflowPolicy>('policy', ['drop-oldest', 'drop-newest'], 'drop-oldest')!;
+  const segmentBytes = s.size('segment_bytes');
+  const fsync = s.bool('fsync', false);
+  s.unknown();
+  return dir ? { dir, maxBytes, policy, segmentBytes, fsync } : undefined;
+}
+
+function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * A rules file's `- webhook: URL` delivery, read as the HTTP sink it is. Its own keys: `retries`
+ * (attempts after the first) and `queue` (alerts kept), shorthands of `retry.max_attempts` and
+ * `memory.max_records`; and like any sink: timeout, token_file/token_env, headers, tls, retry,
+ * spool. `min_severity` and `send_resolved` are the rules file's (routing, not delivery).
+ */
+export function readWebhookDelivery(f: Fields, route: readonly string[]): HttpSinkSpec | undefined {
+  f.unknown('for a webhook', ['webhook', 'headers', 'token_file', 'token_env', 'timeout', 'retries', 'retry', 'queue', 'spool', 'tls', ...route]);
+  const url = httpUrl(f, 'webhook');
+  const token = readSecretRef(f, 'token_file', 'token_env');
+  const headers = readHeaders(f) ?? {};
+  const timeoutMs = f.duration('timeout', { positive: true, max: 3600 }) ?? WEBHOOK_POLICY.timeoutMs;
+  const retry: Partial<RetryOptions> = { ...WEBHOOK_POLICY.retry, ...readRetry(f) };
+  const retries = f.int('retries', 0, 1000);
+  if (retries !== undefined) {
+    if (f.obj('retry')?.has('max_attempts')) f.issue('retries', 'give retries or retry.max_attempts, not both');
+    retry.maxAttempts = retries + 1;
+  }
+  const queue = f.int('queue', 1, 1_000_000);
+  const spool = readSpool(f, 'webhook', undefined);
+  const tls = readTls(f);
+  if (!url) return undefined;
+  return {
+    type: 'webhook',
+    name: `webhook ${new URL(url).origin}`,
+    at: f.path,
+    url,
+    format: 'jsonl',
+    events: WEBHOOK_POLICY.events,
+    batch: { ...WEBHOOK_POLICY.batch },
+    retry,
+    memory: { maxRecords: queue ?? WEBHOOK_POLICY.memory.maxRecords },
+    overflow: WEBHOOK_POLICY.overflow,
+    ...(spool ? { spool } : {}),
+    ...(token ? { token } : {}),
+    headers,
+    gzip: false,
+    timeoutMs,
+    ...(tls ? { tls } : {}),
+  };
 }
 
 function readSyslog(r: Fields, common: CommonSpec): SyslogSinkSpec | undefined {
@@ -318,16 +379,17 @@ function readSyslog(r: Fields, common: CommonSpec): SyslogSinkSpec | undefined {
   const structuredData = r.bool('structured_data', true);
   const pen = r.int('pen', 1, 2 ** 31);
   const maxMessageBytes = r.int('max_message_bytes', 480, 1 << 20);
+  const timeoutMs = r.duration('timeout', { positive: true, max: 3600 }) ?? 30_000;
   const tls = readTls(r);
   if (tls && protocol !== 'tls') r.issue('tls', `only applies to protocol: tls (this sink uses ${protocol})`);
   if (!host) return undefined;
   return {
     ...common, type: 'syslog', protocol, host, port, facility, appName, hostname, structuredData, pen,
-    maxMessageBytes, tls: tls ?? (protocol === 'tls' ? { verify: true } : undefined),
+    maxMessageBytes, timeoutMs, tls: tls ?? (protocol === 'tls' ? { verify: true } : undefined),
   };
 }
 
-function readHttp(r: Fields, type: 'splunk_hec' | 'elasticsearch' | 'http', common: CommonSpec): HttpSinkSpec | undefined {
+function readHttp(r: Fields, type: HttpSinkSpec['type'], common: CommonSpec): HttpSinkSpec | undefined {
   const url = httpUrl(r);
   let token: SecretRef | undefined;
   let username: string | undefined;
@@ -339,8 +401,8 @@ function readHttp(r: Fields, type: 'splunk_hec' | 'elasticsearch' | 'http', comm
   }
   if (type === 'splunk_hec' && !token) r.missing('token_file', 'a HEC token is required (token_file or token_env)');
   const spec: Partial<HttpSinkSpec> = {
-    gzip: r.bool('gzip', true),
-    timeoutMs: r.duration('timeout', { positive: true, max: 3600 }) ?? 30_000,
+    gzip: r.bool('gzip', type !== 'webhook'),
+    timeoutMs: r.duration('timeout', { positive: true, max: 3600 }) ?? (type === 'webhook' ? WEBHOOK_POLICY.timeoutMs : 30_000),
     headers: readHeaders(r) ?? {},
     tls: readTls(r),
   };
@@ -371,210 +433,4 @@ function readFile_(r: Fields, common: CommonSpec): FileSinkSpec | undefined {
   return { ...common, type: 'file', path, rotateBytes, rotateIntervalMs, gzip, maxFiles };
 }
 
-/** Which records a sink takes, as a predicate. */
-export function eventFilter(kinds: readonly EventKind[]): (rec: SinkRecord) => boolean {
-  const set = new Set<string>(kinds);
-  if (set.has('conntrack')) for (const k of ['new', 'update', 'destroy', 'snapshot']) set.add(k);
-  const other = set.has('other');
-  return (rec) => {
-    if (set.has(rec.event)) return true;
-    return other && recordKind(rec) === 'other' && rec.event !== 'overflow' && rec.event !== 'snapshot_done';
-  };
-}
-
-export interface CreateOptions {
-  logger?: SinkLogger;
-  env?: NodeJS.ProcessEnv;
-  host?: HostInfo;
-  observer?: FormatOptions['observer'];
-  product?: ProductInfo;
-  localAddresses?: string[];
-  communityIdSeed?: number;
-  /** how the files named in the config are read (tests) */
-  readFile?: (path: string) => Buffer;
-}
-
-/** The machine's identity, for formats (host.*) and syslog HOSTNAME. */
-export function systemHost(): { host: HostInfo; localAddresses: string[] } {
-  const name = osHostname();
-  const ips: string[] = [];
-  for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) ips.push(a.address.replace(/%.*$/, ''));
-  }
-  return { host: { name: name.split('.')[0], hostname: name, ip: ips.filter((a) => a !== '127.0.0.1' && a !== '::1') }, localAddresses: ips };
-}
-
-/** Several sinks fed together. */
-export class SinkSet {
-  constructor(readonly sinks: Sink[]) {}
-
-  write(rec: SinkRecord): void {
-    for (const s of this.sinks) s.write(rec);
-  }
-
-  counters(): Record<string, SinkCounters> {
-    const out: Record<string, SinkCounters> = {};
-    for (const s of this.sinks) out[s.name] = { ...s.counters };
-    return out;
-  }
-
-  reopen(): void {
-    for (const s of this.sinks) s.reopen();
-  }
-
-  async flush(timeoutMs = 10_000): Promise<boolean> {
-    const r = await Promise.all(this.sinks.map((s) => s.flush(timeoutMs)));
-    return r.every(Boolean);
-  }
-
-  async close(timeoutMs = 5000): Promise<void> {
-    await Promise.all(this.sinks.map((s) => s.close(timeoutMs)));
-  }
-}
-
-/** Build the sinks. Reads secrets and TLS files now, so a bad path fails at start-up, not later. */
-export function createSinks(specs: readonly SinkSpec[], opts: CreateOptions = {}): SinkSet {
-  const env = opts.env ?? process.env;
-  const read = opts.readFile ?? ((p: string) => readFileSync(p));
-  const logger = opts.logger ?? silentLogger;
-  const issues: ConfigIssue[] = [];
-  const built: Sink[] = [];
-  const prepared: {
-    spec: SinkSpec;
-    fmtOpts: FormatOptions;
-    tlsOpts: SyslogTlsOptions | undefined;
-    auth: HttpAuth | undefined;
-    headers: Record<string, string>;
-    secretHeaders: string[];
-  }[] = [];
-  specs.forEach((spec, i) => {
-    const path = spec.at ?? `sinks[${i}]`;
-    const problem = (key: string, reason: string): void => void issues.push({ line: 0, field: `${path}.${key}`, reason });
-    const file = (key: string, p: string | undefined): Buffer | undefined => {
-      if (!p) return undefined;
-      try {
-        return read(p);
-      } catch (err) {
-        problem(key, `cannot read ${p} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-        return undefined;
-      }
-    };
-    const secret = (ref: SecretRef | undefined, key: string): string | undefined => {
-      if (!ref) return undefined;
-      const r = resolveSecret(ref, env, read);
-      if (r.reason) problem(ref.env ? `${key}_env` : `${key}_file`, r.reason);
-      return r.value;
-    };
-    const tls = spec.type !== 'file' ? spec.tls : undefined;
-    const tlsOpts = tls && {
-      ca: file('tls.ca_file', tls.caFile),
-      cert: file('tls.cert_file', tls.certFile),
-      key: file('tls.key_file', tls.keyFile),
-      servername: tls.servername,
-      rejectUnauthorized: tls.verify,
-    };
-    if (tls && !tls.verify) logger.warn({ sink: spec.name }, 'TLS certificate verification is off for this sink');
-    const fmtOpts: FormatOptions = {
-      host: opts.host,
-      observer: opts.observer,
-      product: opts.product,
-      localAddresses: opts.localAddresses,
-      communityIdSeed: opts.communityIdSeed,
-    };
-    let auth: HttpAuth | undefined;
-    const headers: Record<string, string> = {};
-    const secretHeaders: string[] = [];
-    if (spec.type === 'splunk_hec' || spec.type === 'elasticsearch' || spec.type === 'http') {
-      const what = spec.type === 'elasticsearch' ? (spec.username ? 'password' : 'api_key') : 'token';
-      const value = secret(spec.token, what);
-      auth = value
-        ? spec.type === 'splunk_hec'
-          ? { scheme: 'splunk', secret: value }
-          : spec.type === 'elasticsearch'
-            ? spec.username
-              ? { scheme: 'basic', username: spec.username, secret: value }
-              : { scheme: 'apikey', secret: value }
-            : { scheme: 'bearer', secret: value }
-        : undefined;
-      for (const [name, v] of Object.entries(spec.headers)) {
-        if (typeof v === 'string') {
-          headers[name] = v;
-        } else {
-          const r = resolveSecret(v, env, read);
-          if (r.reason) problem(`headers.${name}`, r.reason);
-          else {
-            headers[name] = r.value!;
-            secretHeaders.push(name);
-          }
-        }
-      }
-    }
-    prepared.push({ spec, fmtOpts, tlsOpts, auth, headers, secretHeaders });
-  });
-  if (issues.length) throw new SinkConfigError(issues);
-  for (const { spec, fmtOpts, tlsOpts, auth, headers, secretHeaders } of prepared) {
-    let transport: Transport;
-    if (spec.type === 'syslog') {
-      transport = new SyslogTransport({
-        protocol: spec.protocol,
-        host: spec.host,
-        port: spec.port,
-        maxMessageBytes: spec.maxMessageBytes,
-        tls: tlsOpts,
-        header: {
-          facility: spec.facility,
-          appName: spec.appName,
-          hostname: spec.hostname ?? opts.host?.hostname ?? opts.host?.name,
-          procId: process.pid,
-          pen: spec.pen,
-          structuredData: spec.structuredData,
-        },
-      });
-    } else if (spec.type === 'file') {
-      transport = new FileTransport({
-        path: spec.path,
-        maxBytes: spec.rotateBytes,
-        intervalMs: spec.rotateIntervalMs,
-        gzip: spec.gzip,
-        maxFiles: spec.maxFiles,
-      });
-    } else {
-      transport = new HttpTransport({
-        api: spec.type === 'splunk_hec' ? 'splunk-hec' : spec.type === 'elasticsearch' ? 'elasticsearch' : 'ndjson',
-        url: spec.url,
-        auth,
-        headers,
-        secretHeaders,
-        gzip: spec.gzip,
-        timeoutMs: spec.timeoutMs,
-        tls: tlsOpts,
-        lineIsJson: formatInfo(spec.format).json,
-        hec: {
-          index: spec.index,
-          source: spec.source,
-          sourcetype: spec.sourcetype ?? `ctwatch:${spec.format}`,
-          host: opts.host?.hostname ?? opts.host?.name,
-          fields: spec.fields,
-        },
-        elasticsearch: spec.index ? { index: spec.index, op: spec.op, pipeline: spec.pipeline } : undefined,
-      });
-    }
-    const sinkOpts: SinkOptions = {
-      name: spec.name,
-      format: formatFor(spec.format, fmtOpts),
-      filter: eventFilter(spec.events),
-      batch: spec.type === 'syslog' ? { maxWaitMs: 0, ...defined(spec.batch) } : defined(spec.batch),
-      retry: spec.retry,
-      memory: defined(spec.memory),
-      overflow: spec.overflow,
-      spool: spec.spool,
-      logger,
-    };
-    built.push(new DeliverySink(transport, sinkOpts));
-  }
-  return new SinkSet(built);
-}
-
-function defined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
+export { createSinks, prepareSink, buildSink, eventFilter, systemHost, SinkSet, type CreateOptions, type PreparedSink } from './build.js';

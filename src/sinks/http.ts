@@ -1,5 +1,6 @@
 /**
- * HTTP(S) batch delivery with undici: Splunk HEC, Elasticsearch `_bulk`, and a generic NDJSON POST.
+ * HTTP(S) delivery with undici: Splunk HEC, Elasticsearch `_bulk`, a generic NDJSON POST, and the
+ * alert webhook (one JSON document per POST) — one transport for the SIEM feed and for alerts.
  *
  * Status handling (the engine retries with backoff, honouring Retry-After):
  *   2xx                      delivered (for _bulk: per-item results, see below)
@@ -9,20 +10,32 @@
  *   other 4xx                rejected for good (counted as dropped, lastError says why)
  * `_bulk` answers 200 with per-item statuses: 429/5xx items are retried (only those), a 409 on
  * `create` means the document (deterministic _id) is already there from an earlier attempt, other
- * item errors are rejections.
+ * item errors are rejections. An answer that cannot be read item by item is a rejection too:
+ * retrying the same batch would get the same answer, forever.
+ *
+ * A receiver cannot hold a send or the memory: the whole request (connect, upload, answer) has one
+ * deadline, `timeoutMs`, however slowly the answer trickles in, and at most MAX_ANSWER bytes of an
+ * answer are read (the rest is cut off with the connection).
  */
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
-import { Pool } from 'undici';
+import { type Dispatcher, Pool } from 'undici';
 import type { SinkRecord } from '../formats/common.js';
 import { type SendOutcome, type Transport, TransportError } from './types.js';
 import { errorMessage, parseRetryAfter } from './util.js';
-import { basicForms, scrub, secretForms } from '../config/secrets.js';
+import { basicForms, isCredentialHeader, scrub, secretForms } from '../config/secrets.js';
+import { deadlineSignal, MAX_TIMER_MS } from '../util/timers.js';
+import { formatDurationValue } from '../config/units.js';
 
 const gzip = promisify(gzipCb);
 
-export type HttpApi = 'splunk-hec' | 'elasticsearch' | 'ndjson';
+export type HttpApi = 'splunk-hec' | 'elasticsearch' | 'ndjson' | 'webhook';
+
+/** Bytes of an answer read: enough for any error object; the rest is not read. */
+export const MAX_ANSWER = 64 << 10;
+/** A `_bulk` answer lists every item (filter_path keeps each to ~40 bytes): read more of it. */
+export const MAX_BULK_ANSWER = 4 << 20;
 
 export interface HttpTlsOptions {
   ca?: string | Buffer;
@@ -45,11 +58,13 @@ export interface HttpTransportOptions {
   url: string;
   auth?: HttpAuth;
   headers?: Record<string, string>;
-  /** names of `headers` whose values are credentials: scrubbed from every error like `auth` */
+  /** names of `headers` whose values are credentials (besides those named like one, see
+   * isCredentialHeader): scrubbed from every error like `auth` */
   secretHeaders?: readonly string[];
   gzip?: boolean;
   /** zlib level (default 1: JSON compresses ~8x at level 1 and the collector must stay cheap) */
   gzipLevel?: number;
+  /** deadline for a whole request, answer included; default 30 000 */
   timeoutMs?: number;
   tls?: HttpTlsOptions;
   /** the formatted line is a JSON object (false for CEF) */
@@ -95,11 +110,44 @@ interface BulkItem {
   error?: { type?: string; reason?: string };
 }
 
+/** `{ "create": { "status": 201, ... } }`: one operation with a numeric status. */
+function isBulkItem(w: unknown): w is Record<string, BulkItem> {
+  if (w === null || typeof w !== 'object' || Array.isArray(w)) return false;
+  const e = Object.values(w);
+  return e.length === 1 && e[0] !== null && typeof e[0] === 'object' && Number.isInteger((e[0] as BulkItem).status);
+}
+
+/**
+ * A 2xx `_bulk` answer that does not say what happened to each item. Not retried: the same batch
+ * would get the same answer, for ever; the records are counted as failed and lastError says why.
+ */
+function unreadable(why: string): TransportError {
+  return new TransportError(`unreadable _bulk answer (${why}): cannot tell which records were stored`, { retryable: false });
+}
+
+/** Reads at most `limit` bytes of an answer; past it, stops reading and drops the connection. */
+async function readBounded(body: Dispatcher.ResponseData['body'], limit: number): Promise<{ text: string; cut: boolean }> {
+  const chunks: Buffer[] = [];
+  let got = 0;
+  for await (const chunk of body) {
+    const b = chunk as Buffer;
+    if (got + b.length > limit) {
+      chunks.push(b.subarray(0, limit - got));
+      body.destroy();
+      return { text: Buffer.concat(chunks).toString('utf8'), cut: true };
+    }
+    chunks.push(b);
+    got += b.length;
+  }
+  return { text: Buffer.concat(chunks).toString('utf8'), cut: false };
+}
+
 export class HttpTransport implements Transport {
   readonly description: string;
   private readonly url: URL;
   private readonly pool: Pool;
   private readonly headers: Record<string, string>;
+  private readonly timeoutMs: number;
   /** every form of every credential this transport sends, for scrubbing */
   readonly secrets: readonly string[];
 
@@ -116,16 +164,18 @@ export class HttpTransport implements Transport {
       this.url.username = '';
       this.url.password = '';
     }
-    this.description = `${o.api} ${this.url.origin}${this.url.pathname}`;
+    // a webhook's path often is its token (chat and paging services): the origin only
+    this.description = o.api === 'webhook' ? `webhook ${this.url.origin}` : `${o.api} ${this.url.origin}${this.url.pathname}`;
     const secrets: string[] = [];
     if (auth) secrets.push(...(auth.scheme === 'basic' ? basicForms(auth.username ?? '', auth.secret) : secretForms(auth.secret)));
-    for (const name of o.secretHeaders ?? []) {
-      const v = o.headers?.[name];
-      if (v) secrets.push(...secretForms(v));
+    for (const [name, v] of Object.entries(o.headers ?? {})) {
+      if (v && (isCredentialHeader(name) || o.secretHeaders?.includes(name))) secrets.push(...secretForms(v));
     }
+    if (o.api === 'webhook' && this.url.pathname.length > 1) secrets.push(this.url.pathname, this.url.pathname.slice(1));
     this.secrets = secrets;
+    this.timeoutMs = o.timeoutMs ?? 30_000;
     this.headers = {
-      'content-type': o.api === 'splunk-hec' ? 'application/json' : 'application/x-ndjson',
+      'content-type': o.api === 'splunk-hec' || o.api === 'webhook' ? 'application/json' : 'application/x-ndjson',
       'user-agent': 'ctwatch',
       ...o.headers,
     };
@@ -135,8 +185,9 @@ export class HttpTransport implements Transport {
     this.pool = new Pool(this.url.origin, {
       connections: 2,
       pipelining: 1,
-      headersTimeout: o.timeoutMs ?? 30_000,
-      bodyTimeout: o.timeoutMs ?? 30_000,
+      // per-chunk timers (a trickle resets them); the deadline in send() bounds the whole request
+      headersTimeout: Math.min(this.timeoutMs, MAX_TIMER_MS),
+      bodyTimeout: Math.min(this.timeoutMs, MAX_TIMER_MS),
       connect: {
         ca: t.ca,
         cert: t.cert,
@@ -177,12 +228,16 @@ export class HttpTransport implements Transport {
   }
 
   async send(batch: readonly string[], signal: AbortSignal): Promise<SendOutcome | void> {
-    const text = this.o.api === 'splunk-hec' ? batch.join('\n') : batch.join('\n') + '\n';
+    const api = this.o.api;
+    const text =
+      api === 'webhook' ? (batch.length === 1 ? batch[0] : `[${batch.join(',')}]`) : api === 'splunk-hec' ? batch.join('\n') : batch.join('\n') + '\n';
     let body: Buffer = Buffer.from(text, 'utf8');
     if (this.o.gzip) body = await gzip(body, { level: this.o.gzipLevel ?? 1 });
     let status: number;
     let headers: Record<string, string | string[] | undefined>;
     let answer: string;
+    let cut: boolean;
+    const deadline = deadlineSignal(this.timeoutMs, signal);
     try {
       const res = await this.pool.request({
         origin: this.url.origin,
@@ -190,25 +245,36 @@ export class HttpTransport implements Transport {
         method: 'POST',
         headers: this.headers,
         body,
-        signal,
+        signal: deadline.signal,
       });
       status = res.statusCode;
       headers = res.headers;
-      answer = await res.body.text();
+      ({ text: answer, cut } = await readBounded(res.body, api === 'elasticsearch' && status < 300 ? MAX_BULK_ANSWER : MAX_ANSWER));
     } catch (err) {
-      throw new TransportError(this.scrub(`${this.description}: ${errorMessage(err)}`), { retryable: true, cause: err });
+      if (deadline.expired()) {
+        throw new TransportError(`no complete answer within ${formatDurationValue(this.timeoutMs / 1000)} (timeout): the receiver is slow, or trickling its answer`, { retryable: true });
+      }
+      throw new TransportError(this.scrub(errorMessage(err)), { retryable: true, cause: err });
+    } finally {
+      deadline.clear();
     }
     const retryAfterMs = parseRetryAfter(headers['retry-after'] as string | undefined);
-    const snippet = this.scrub(answer.slice(0, 300).replace(/\s+/g, ' '));
     if (status >= 200 && status < 300) {
-      if (this.o.api === 'elasticsearch') return this.bulkOutcome(answer, batch.length, retryAfterMs);
+      if (api === 'elasticsearch') {
+        if (cut) throw new TransportError(`_bulk answered more than ${MAX_BULK_ANSWER >> 20} MiB: cannot read per-item results (does a proxy drop filter_path?)`, { retryable: false });
+        return this.bulkOutcome(answer, batch.length, retryAfterMs);
+      }
       return;
     }
-    const msg = `${this.description}: HTTP ${status}${snippet ? `: ${snippet}` : ''}`;
+    // an API's error object (JSON) or a line of text says why; an HTML error page is noise
+    const type = String(headers['content-type'] ?? '');
+    const quoted = /json|text\/plain/i.test(type) ? this.scrub(answer.slice(0, 300).replace(/\s+/g, ' ').trim()) : '';
+    const msg = `HTTP ${status}${quoted ? `: ${quoted}` : ''}`;
     if (status === 413) throw new TransportError(msg, { retryable: true, split: true });
     if (status === 408 || status === 429 || status >= 500) throw new TransportError(msg, { retryable: true, retryAfterMs });
     if (status === 401 || status === 403) {
-      throw new TransportError(`${msg} (check the token; records are kept and retried)`, { retryable: true, retryAfterMs });
+      // a rotated credential gets fixed by an operator: retried like any failure, within the retry policy
+      throw new TransportError(`${msg} (check the credentials)`, { retryable: true, retryAfterMs });
     }
     throw new TransportError(msg, { retryable: false });
   }
@@ -218,21 +284,22 @@ export class HttpTransport implements Transport {
     try {
       parsed = JSON.parse(answer);
     } catch {
-      throw new TransportError(`${this.description}: unparseable _bulk response`, { retryable: true });
+      throw unreadable('not JSON');
     }
+    if (parsed === null || typeof parsed !== 'object') throw unreadable('not an object');
     if (!parsed.errors) return;
-    const items = parsed.items ?? [];
-    if (items.length !== n) {
-      throw new TransportError(`${this.description}: _bulk answered ${items.length} items for ${n}`, { retryable: true });
-    }
+    const items = Array.isArray(parsed.items) ? parsed.items : [];
+    if (items.length !== n) throw unreadable(`${items.length} items for ${n}`);
+    const bad = items.findIndex((w) => !isBulkItem(w));
+    if (bad >= 0) throw unreadable(`item ${bad} is ${JSON.stringify(items[bad])?.slice(0, 60)}, not { op: { status } }`);
     const retry: number[] = [];
     const rejected: number[] = [];
     let duplicates = 0;
     let firstRejected: string | undefined;
     let firstRetry: string | undefined;
     items.forEach((wrapper, i) => {
-      const [op, item] = Object.entries(wrapper)[0] ?? ['', {}];
-      const st = item.status ?? 0;
+      const [op, item] = Object.entries(wrapper)[0];
+      const st = item.status!;
       if (st >= 200 && st < 300) return;
       if (st === 409 && op === 'create') {
         duplicates++;
@@ -255,7 +322,7 @@ export class HttpTransport implements Transport {
       retryAfterMs,
       // the rejection first: it is the one that needs a human (a mapping to fix)
       error: this.scrub(
-        `${this.description}: _bulk ${rejected.length} rejected, ${retry.length} to retry` +
+        `_bulk ${rejected.length} rejected, ${retry.length} to retry` +
           (firstRejected ? `; ${firstRejected}` : '') +
           (firstRetry ? `; ${firstRetry}` : ''),
       ),

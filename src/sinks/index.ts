@@ -10,9 +10,22 @@ export {
   silentLogger,
 } from './types.js';
 export { DeliverySink, type SinkOptions, type BatchOptions, type MemoryOptions } from './sink.js';
+export { RecordQueue, type QueueBounds } from './queue.js';
+export { ExecHook, hookEnv, type ExecHookOptions } from './exec.js';
+export {
+  SinkDelivery,
+  WebhookDelivery,
+  webhookDelivery,
+  webhookSpec,
+  type Delivery,
+  type DeliveryStats,
+  type WebhookOptions,
+  type WebhookStats,
+  type ExecStats,
+} from './delivery.js';
 export { Spool, type SpoolOptions, type SpoolBatch, type AppendResult } from './spool.js';
 export { SyslogTransport, type SyslogTransportOptions, type SyslogTlsOptions } from './syslog.js';
-export { HttpTransport, type HttpTransportOptions, type HttpApi, type HttpAuth } from './http.js';
+export { HttpTransport, MAX_ANSWER, MAX_BULK_ANSWER, type HttpTransportOptions, type HttpApi, type HttpAuth } from './http.js';
 export { FileTransport, type FileTransportOptions } from './file.js';
 export {
   parseSinkConfigs,
@@ -23,6 +36,10 @@ export {
   systemHost,
   SinkSet,
   SinkConfigError,
+  WEBHOOK_POLICY,
+  readWebhookDelivery,
+  prepareSink,
+  buildSink,
   DEFAULT_EVENTS,
   EVENT_KINDS,
   type SinkSpec,

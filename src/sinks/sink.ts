@@ -9,6 +9,9 @@
  * Order is kept across the switch: the batch that failed (or is still in flight when the receiver
  * turns slow) goes to the spool before anything queued after it. A batch still in flight at the
  * switch is left to finish; if it succeeds, its copy at the head of the spool is skipped.
+ *
+ * Longer than most files here on purpose: the two modes, the switch between them and the order
+ * guarantee are one state machine, and reading it in one place is how it stays correct.
  */
 import type { Formatter } from '../formats/index.js';
 import type { SinkRecord } from '../formats/common.js';
@@ -22,7 +25,9 @@ import {
   TransportError,
   silentLogger,
 } from './types.js';
-import { DEFAULT_RETRY, RateLimitedWarning, type RetryOptions, backoffMs, errorMessage, sleep } from './util.js';
+import { DEFAULT_RETRY, RateLimitedWarning, type RetryOptions, backoffMs, errorMessage } from './util.js';
+import { RecordQueue } from './queue.js';
+import { sleep } from '../util/timers.js';
 import { scrub } from '../config/secrets.js';
 
 export interface BatchOptions {
@@ -53,8 +58,10 @@ export interface SinkOptions {
   overflow?: OverflowPolicy;
   spool?: SpoolOptions;
   logger?: SinkLogger;
-  /** secrets to scrub from errors before they reach lastError or a log line */
+  /** secrets to scrub from errors before they reach lastError or a log line (the transport's own are added) */
   secrets?: readonly string[];
+  /** jitter source for the backoff, 0..1 (tests); default Math.random */
+  random?: () => number;
 }
 
 export const DEFAULT_BATCH: BatchOptions = { maxRecords: 500, maxBytes: 1 << 20, maxWaitMs: 1000 };
@@ -81,6 +88,7 @@ export class DeliverySink implements Sink {
     retried: 0,
     spooled: 0,
     dropped: 0,
+    failed: 0,
     lastError: null,
     queued: 0,
     spoolRecords: 0,
@@ -94,9 +102,7 @@ export class DeliverySink implements Sink {
   private readonly logger: SinkLogger;
   private readonly dropWarning: RateLimitedWarning;
 
-  private mem: string[] = [];
-  private memHead = 0;
-  private memBytes = 0;
+  private readonly mem: RecordQueue<string>;
   private firstQueuedAt = 0;
 
   private mode: 'direct' | 'spool' = 'direct';
@@ -128,6 +134,7 @@ export class DeliverySink implements Sink {
     this.retry = { ...DEFAULT_RETRY, ...o.retry };
     this.memory = { ...DEFAULT_MEMORY, ...o.memory };
     this.overflow = o.spool?.policy ?? o.overflow ?? 'drop-newest';
+    this.mem = new RecordQueue<string>(this.memory, this.overflow, (p) => p.length);
     this.logger = o.logger ?? silentLogger;
     this.dropWarning = new RateLimitedWarning(this.logger, 'sink dropped records', 60_000);
     this.ready = this.openSpool();
@@ -138,7 +145,7 @@ export class DeliverySink implements Sink {
   }
 
   get counters(): Readonly<SinkCounters> {
-    this.c.queued = this.mem.length - this.memHead;
+    this.c.queued = this.mem.length;
     const skipping = this.spool && this.skip.generation === this.spool.generation ? this.skip.count : 0;
     this.c.spoolRecords = this.spool ? Math.max(0, this.spool.pendingRecords - skipping) : 0;
     this.c.spoolBytes = this.spool ? this.spool.pendingBytes : 0;
@@ -172,7 +179,19 @@ export class DeliverySink implements Sink {
   }
 
   private get queued(): number {
-    return this.mem.length - this.memHead;
+    return this.mem.length;
+  }
+
+  /** Records handed to the transport and not yet settled (delivered, given up, or spooled). */
+  get inFlight(): number {
+    return this.inflight?.records.length ?? 0;
+  }
+
+  /** Given up after trying: also counted in `dropped`, and in `failed`. */
+  private giveUp(count: number, reason: string, error: string): void {
+    this.c.lastError = this.clean(error);
+    this.c.failed += count;
+    this.noteDrop(count, reason);
   }
 
   write(rec: SinkRecord): void {
@@ -194,24 +213,17 @@ export class DeliverySink implements Sink {
       this.noteDrop(1, 'encode');
       return;
     }
-    if (this.queued >= this.memory.maxRecords || this.memBytes + payload.length > this.memory.maxBytes) {
-      if (this.overflow === 'drop-newest' || this.queued === 0) {
-        this.noteDrop(1, 'memory full');
-        return;
-      }
-      this.memBytes -= this.mem[this.memHead].length;
-      this.memHead++;
-      this.noteDrop(1, 'memory full');
-    }
-    if (this.queued === 0) this.firstQueuedAt = Date.now();
-    this.mem.push(payload);
-    this.memBytes += payload.length;
+    const wasEmpty = this.queued === 0;
+    const dropped = this.mem.push(payload);
+    if (dropped) this.noteDrop(dropped, 'memory full');
+    if (this.queued === 0) return;
+    if (wasEmpty) this.firstQueuedAt = Date.now();
 
     if (this.mode === 'spool') {
       this.kickSpooler();
-    } else if (this.spoolUsable && this.memBytes > (this.memory.spillBytes ?? this.memory.maxBytes / 4)) {
+    } else if (this.spoolUsable && this.mem.bytes > (this.memory.spillBytes ?? this.memory.maxBytes / 4)) {
       this.spill('receiver slow');
-    } else if (this.queued >= this.batch.maxRecords || this.memBytes >= this.batch.maxBytes) {
+    } else if (this.queued >= this.batch.maxRecords || this.mem.bytes >= this.batch.maxBytes) {
       this.wake();
     } else {
       this.armTimer();
@@ -245,24 +257,7 @@ export class DeliverySink implements Sink {
   }
 
   private takeMem(maxRecords: number, maxBytes: number): string[] {
-    const out: string[] = [];
-    let bytes = 0;
-    while (this.memHead < this.mem.length && out.length < maxRecords) {
-      const p = this.mem[this.memHead];
-      if (out.length > 0 && bytes + p.length > maxBytes) break;
-      out.push(p);
-      bytes += p.length;
-      this.memHead++;
-    }
-    this.memBytes -= bytes;
-    if (this.memHead === this.mem.length) {
-      this.mem = [];
-      this.memHead = 0;
-    } else if (this.memHead > 4096 && this.memHead * 2 > this.mem.length) {
-      this.mem = this.mem.slice(this.memHead);
-      this.memHead = 0;
-    }
-    return out;
+    return this.mem.take(maxRecords, maxBytes);
   }
 
   /** The spool is configured and did not fail to open (it may still be opening). */
@@ -327,10 +322,7 @@ export class DeliverySink implements Sink {
         const retry = out.retry ?? [];
         const rejected = out.rejected ?? [];
         this.c.sent += pending.length - retry.length - rejected.length;
-        if (rejected.length) {
-          this.c.lastError = this.clean(out.error ?? 'records rejected by the receiver');
-          this.noteDrop(rejected.length, 'rejected');
-        }
+        if (rejected.length) this.giveUp(rejected.length, 'rejected', out.error ?? 'records rejected by the receiver');
         if (retry.length === 0) return { left: [], handedOff: false };
         this.c.lastError = this.clean(out.error ?? 'some records failed');
         retryAfter = out.retryAfterMs;
@@ -340,12 +332,12 @@ export class DeliverySink implements Sink {
         this.c.lastError = this.clean(err);
         const te = err instanceof TransportError ? err : null;
         if (te && !te.retryable) {
-          this.noteDrop(pending.length, 'rejected');
+          this.giveUp(pending.length, 'rejected', this.c.lastError);
           return { left: [], handedOff: false };
         }
         if (te?.split) {
           if (pending.length === 1) {
-            this.noteDrop(1, 'too large');
+            this.giveUp(1, 'too large', this.c.lastError);
             return { left: [], handedOff: false };
           }
           const half = Math.ceil(pending.length / 2);
@@ -359,6 +351,17 @@ export class DeliverySink implements Sink {
         retryAfter = te?.retryAfterMs;
       }
       attempt++;
+      const error = this.c.lastError ?? 'send failed';
+      if (!fromSpool && !this.spoolUsable && attempt >= this.retry.maxAttempts) {
+        this.giveUp(pending.length, 'retries exhausted', `${error} after ${attempt} attempts`);
+        return { left: [], handedOff: false };
+      }
+      if (retryAfter !== undefined && retryAfter > this.retry.maxRetryAfterMs && this.retry.longRetryAfter === 'give-up') {
+        const s = (ms: number) => Math.round(ms / 1000);
+        this.giveUp(pending.length, 'retry-after too long', `${error} with Retry-After ${s(retryAfter)} s, over the ${s(this.retry.maxRetryAfterMs)} s limit`);
+        return { left: [], handedOff: false };
+      }
+      // counted only when another attempt follows, from here or from the spool
       this.c.retried += pending.length;
       if (!fromSpool) {
         if (this.spoolUsable) {
@@ -370,13 +373,9 @@ export class DeliverySink implements Sink {
           this.spill('send failed');
           return { left: [], handedOff: true };
         }
-        if (attempt >= this.retry.maxAttempts) {
-          this.noteDrop(pending.length, 'retries exhausted');
-          return { left: [], handedOff: false };
-        }
       }
       if (valid && !valid()) return { left: [], handedOff: false };
-      const delay = backoffMs(attempt, this.retry, retryAfter);
+      const delay = backoffMs(attempt, this.retry, retryAfter, this.o.random);
       if (Date.now() + delay > this.closeDeadline) return { left: pending, handedOff: false };
       await sleep(delay, this.abort.signal);
       if (this.abort.signal.aborted) return { left: pending, handedOff: false };
@@ -408,7 +407,7 @@ export class DeliverySink implements Sink {
         await this.waitForWork();
         continue;
       }
-      const full = this.queued >= this.batch.maxRecords || this.memBytes >= this.batch.maxBytes;
+      const full = this.queued >= this.batch.maxRecords || this.mem.bytes >= this.batch.maxBytes;
       if (!full && !this.closing && Date.now() - this.firstQueuedAt < this.batch.maxWaitMs) {
         await this.waitForWork();
         continue;
@@ -491,8 +490,12 @@ export class DeliverySink implements Sink {
     this.transport.reopen?.();
   }
 
-  async close(timeoutMs = 5000): Promise<void> {
-    if (this.closed || this.closing) return;
+  /**
+   * Stops: delivers what it can within the timeout, spools the rest (or counts it as dropped).
+   * Resolves true when nothing was left over.
+   */
+  async close(timeoutMs = 5000): Promise<boolean> {
+    if (this.closed || this.closing) return true;
     this.closing = true;
     this.closeDeadline = Date.now() + timeoutMs;
     const timer = setTimeout(() => this.abort.abort(), timeoutMs);
@@ -502,10 +505,7 @@ export class DeliverySink implements Sink {
     this.abort.abort();
     if (this.timer) clearTimeout(this.timer);
     // whatever could not be delivered in time goes to the spool (sent on the next start) or is lost
-    const rest = [...this.leftovers, ...this.mem.slice(this.memHead)];
-    this.mem = [];
-    this.memHead = 0;
-    this.memBytes = 0;
+    const rest = [...this.leftovers, ...this.mem.clear()];
     this.leftovers = [];
     if (this.spoolUsable) {
       while (this.spooler) await sleep(1);
@@ -520,5 +520,6 @@ export class DeliverySink implements Sink {
     this.dropWarning.stop();
     this.closed = true;
     await this.transport.close().catch(() => {});
+    return rest.length === 0;
   }
 }

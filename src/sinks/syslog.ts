@@ -13,6 +13,8 @@ import type { SinkRecord } from '../formats/common.js';
 import { type SyslogHeaderOptions, octetFrameBatch, syslogMessage, truncateUtf8 } from '../formats/syslog.js';
 import { type SendOutcome, type Transport, TransportError } from './types.js';
 import { errorMessage } from './util.js';
+import { setLongTimeout } from '../util/timers.js';
+import { formatDurationValue } from '../config/units.js';
 
 export interface SyslogTlsOptions {
   /** PEM contents (read at the edge from caFile / certFile / keyFile) */
@@ -34,6 +36,12 @@ export interface SyslogTransportOptions {
   maxMessageBytes?: number;
   tls?: SyslogTlsOptions;
   connectTimeoutMs?: number;
+  /**
+   * TCP/TLS: a batch not taken by the receiver's socket within this long (it accepted the
+   * connection and stopped reading) fails: the connection is dropped, the batch retried on a new
+   * one, spooled meanwhile, and lastError says so. Default 30 000.
+   */
+  sendTimeoutMs?: number;
   /** a new connection must stay open this long before anything is written on it (the server may
    * turn it away right after accepting it: see connect()); default 200 */
   acceptWaitMs?: number;
@@ -73,29 +81,49 @@ export class SyslogTransport implements Transport {
     if (this.o.protocol === 'udp') return this.sendUdp(batch);
     const sock = await this.connect(signal);
     const buf = octetFrameBatch(batch);
+    const timeoutMs = this.o.sendTimeoutMs ?? 30_000;
     await new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        sock.destroy();
-        reject(new TransportError('aborted', { retryable: true }));
+      let settled = false;
+      const settle = (err?: TransportError): void => {
+        if (settled) return;
+        settled = true;
+        deadline.clear();
+        signal.removeEventListener('abort', onAbort);
+        sock.removeListener('drain', onDrain);
+        sock.removeListener('close', onClose);
+        if (err) reject(err);
+        else resolve();
       };
+      const onAbort = (): void => {
+        sock.destroy();
+        settle(new TransportError('aborted', { retryable: true }));
+      };
+      const onDrain = (): void => settle();
+      const onClose = (): void => settle(new TransportError(`${this.description}: the connection closed during the send`, { retryable: true }));
+      // A receiver that accepts and stops reading fills its socket, then ours: without a deadline
+      // the send would wait for 'drain' for ever, delivering nothing and saying nothing.
+      const deadline = setLongTimeout(() => {
+        const taken = Math.max(0, buf.length - sock.writableLength);
+        this.drop(sock);
+        settle(
+          new TransportError(
+            `${this.description}: the receiver took ${taken} of ${buf.length} bytes in ${formatDurationValue(timeoutMs / 1000)} and stopped reading: reconnecting`,
+            { retryable: true },
+          ),
+        );
+      }, timeoutMs);
       signal.addEventListener('abort', onAbort, { once: true });
+      sock.once('close', onClose);
       const ok = sock.write(buf, (err) => {
         if (err) {
-          signal.removeEventListener('abort', onAbort);
           this.drop(sock);
-          reject(new TransportError(`${this.description}: write failed: ${errorMessage(err)}`, { retryable: true }));
+          settle(new TransportError(`${this.description}: write failed: ${errorMessage(err)}`, { retryable: true }));
         } else if (ok) {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
+          settle();
         }
       });
-      if (!ok) {
-        // the kernel buffer is full: the receiver is slow; wait so the engine can spool
-        sock.once('drain', () => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        });
-      }
+      // the kernel buffer is full: the receiver is slow; the engine spools meanwhile
+      if (!ok) sock.once('drain', onDrain);
     });
   }
 

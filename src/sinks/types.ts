@@ -22,12 +22,15 @@ export const silentLogger: SinkLogger = {
 export interface SinkCounters {
   /** records the receiver accepted (at least once: a replay after a failure can count twice) */
   sent: number;
-  /** record-sends that failed with a transient error and were tried again */
+  /** record-sends that failed with a transient error and were tried again (a last failed attempt
+   * that is given up on counts in `failed`, not here) */
   retried: number;
   /** records written to the spool because the receiver was down or slow */
   spooled: number;
   /** records lost for good: spool/memory full, rejected by the receiver, unencodable */
   dropped: number;
+  /** of `dropped`, those given up after the receiver was tried: rejected, too large, retries exhausted */
+  failed: number;
   /** the most recent delivery error, secrets removed; null until one happens */
   lastError: string | null;
   /** records waiting in memory */
@@ -96,8 +99,9 @@ export interface Sink {
   write(rec: SinkRecord): void;
   /** resolves true once everything written so far is delivered, false at the timeout */
   flush(timeoutMs?: number): Promise<boolean>;
-  /** stop: deliver what can be delivered within the timeout, spool (or count as dropped) the rest */
-  close(timeoutMs?: number): Promise<void>;
+  /** stop: deliver what can be delivered within the timeout, spool (or count as dropped) the rest;
+   * DeliverySink resolves true when nothing was left over */
+  close(timeoutMs?: number): Promise<boolean | void>;
   reopen(): void;
   readonly counters: Readonly<SinkCounters>;
 }

@@ -10,6 +10,11 @@ export interface RetryOptions {
   maxAttempts: number;
   /** longest Retry-After we obey, ms (a misconfigured receiver must not park us for a day) */
   maxRetryAfterMs: number;
+  /**
+   * A longer Retry-After: 'wait' maxRetryAfterMs and try again (the data is kept, e.g. spooled), or
+   * 'give-up' on the batch at once (alerts: a stale page is worth less than the queue behind it).
+   */
+  longRetryAfter: 'wait' | 'give-up';
 }
 
 export const DEFAULT_RETRY: RetryOptions = {
@@ -17,6 +22,7 @@ export const DEFAULT_RETRY: RetryOptions = {
   maxMs: 30_000,
   maxAttempts: Infinity,
   maxRetryAfterMs: 300_000,
+  longRetryAfter: 'wait',
 };
 
 /**
@@ -42,19 +48,6 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
   return Math.max(0, t - now);
 }
 
-/** Resolves after ms, or early (without rejecting) when the signal aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
 
 /**
  * Warn at most once per interval, with the counts accumulated meanwhile: a receiver that is down
@@ -105,8 +98,10 @@ export { scrub } from '../config/secrets.js';
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
-    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
-    return code && !err.message.includes(code) ? `${err.message} (${code})${cause}` : err.message + cause;
+    // a wrapper that already quotes its cause (TransportError) does not say it twice
+    const cause = err.cause instanceof Error && err.cause.message && !err.message.includes(err.cause.message) ? `: ${err.cause.message}` : '';
+    const message = err.message || code || err.name;
+    return code && !message.includes(code) ? `${message} (${code})${cause}` : message + cause;
   }
   return String(err);
 }

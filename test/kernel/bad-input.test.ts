@@ -775,6 +775,24 @@ const CASES: Case[] = [
     says: [`${fx('rules-exec-timeout-30d.yaml')}:3: deliver[0].timeout: "30d" is out of range`, 'at most 1d'],
   },
   {
+    name: 'rules file with an exec hook env: name that is not a variable name',
+    argv: () => ['watch', '--rules', fx('rules-exec-env-bad.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('rules-exec-env-bad.yaml')}:3: deliver[0].env: "CTWATCH TEAM" is not an environment variable name`],
+  },
+  {
+    name: 'rules file with a webhook given retries and retry.max_attempts',
+    argv: () => ['watch', '--rules', fx('rules-webhook-retries-both.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('rules-webhook-retries-both.yaml')}:3: deliver[0].retries: give retries or retry.max_attempts, not both`],
+  },
+  {
+    name: 'sinks file with a webhook asked for flow records (webhooks take alerts)',
+    argv: () => ['watch', '--sinks', fx('sinks-webhook-flow.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-webhook-flow.yaml')}:5: sinks[0].events[0]: unknown event kind "flow" (one of alert, resolved)`],
+  },
+  {
     name: 'rules file with two problems: the first, and how many more',
     argv: () => ['watch', '--rules', fx('rules-two-problems.yaml'), '--status', '0'],
     exit: EXIT.config,
@@ -847,7 +865,7 @@ const CASES: Case[] = [
     name: 'sinks file with an unknown sink type',
     argv: () => ['watch', '--sinks', fx('sinks-unknown-type.yaml'), '--status', '0'],
     exit: EXIT.config,
-    says: [`${fx('sinks-unknown-type.yaml')}:3: sinks[0].type: expected one of syslog, splunk_hec, elasticsearch, http, file`],
+    says: [`${fx('sinks-unknown-type.yaml')}:3: sinks[0].type: expected one of syslog, splunk_hec, elasticsearch, http, webhook, file`],
   },
   {
     name: 'sinks file with an inline secret',

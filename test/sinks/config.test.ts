@@ -64,7 +64,7 @@ describe('parseSinkConfigs', () => {
       'sinks[1].token_file: a HEC token is required (token_file or token_env)',
       'sinks[2].url: expected an http:// or https:// URL',
       'sinks[3].path: is required',
-      'sinks[4].type: expected one of syslog, splunk_hec, elasticsearch, http, file',
+      'sinks[4].type: expected one of syslog, splunk_hec, elasticsearch, http, webhook, file',
       'sinks[5].events[0]: unknown event kind "flows" (one of new, update, destroy, snapshot, conntrack, flow, alert, resolved, overflow, snapshot_done, other)',
       'sinks[5].spool.policy: expected one of drop-oldest, drop-newest',
       'sinks[5].formt: unknown field for type http (did you mean format?)',

@@ -248,7 +248,10 @@ describe('generic NDJSON', () => {
     expect(await s.flush(5000)).toBe(true);
     expect(rx.requests).toHaveLength(3);
     expect(s.counters.dropped).toBe(1);
-    expect(s.counters.retried).toBe(3);
+    expect(s.counters.failed).toBe(1);
+    // retried counts sends that were tried again: the third failure is given up, not retried
+    expect(s.counters.retried).toBe(2);
+    expect(s.counters.lastError).toMatch(/^HTTP 503.* after 3 attempts$/);
     await s.close();
   });
 });

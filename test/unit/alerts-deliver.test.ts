@@ -180,6 +180,16 @@ describe('WebhookDelivery', () => {
     expect(s.lastError).toMatch(/after 4 attempts$/);
   });
 
+  it('a 401 is retried within the webhook policy (a rotated token gets fixed), then given up', async () => {
+    const rx = await receiver(() => ({ status: 401 }));
+    const w = new WebhookDelivery({ url: rx.url, retries: 2, backoffMs: 10 });
+    cleanups.push(() => w.close(1000), () => rx.close());
+    w.send(alert());
+    await until('giving up', () => w.stats().failed === 1);
+    expect(rx.requests).toHaveLength(3);
+    expect(w.stats()).toMatchObject({ sent: 0, retried: 2, failed: 1, dropped: 0, lastError: 'HTTP 401 (check the credentials) after 3 attempts' });
+  });
+
   it('keeps a bounded queue, dropping the oldest', async () => {
     const rx = await receiver();
     const w = new WebhookDelivery({ url: rx.url, queueSize: 3 });
@@ -238,11 +248,13 @@ describe('ExecHook', () => {
     expect(h.stats()).toEqual({ sent: 1, failed: 0, timedOut: 0, dropped: 0, queued: 0, lastError: null });
   });
 
-  it('gives the hook only PATH, CTWATCH_* and the alert fields', async () => {
+  it('gives the hook only PATH, the variables it is allowed, and the alert fields', async () => {
     const file = join(dir, 'env.txt');
     const h = new ExecHook({
       argv: ['sh', '-c', 'env > "$1"', 'sh', file],
-      env: { PATH: process.env.PATH, CTWATCH_TOKEN: 'from-operator', AWS_SECRET_ACCESS_KEY: 'nope', HOME: '/root' },
+      // an allow-list: the sinks' secrets (CTWATCH_HEC_TOKEN, CTWATCH_ES_API_KEY) used to pass as CTWATCH_*
+      env: { PATH: process.env.PATH, CTWATCH_TOKEN: 'from-operator', CTWATCH_HEC_TOKEN: 'hec-secret', CTWATCH_ES_API_KEY: 'es-secret', AWS_SECRET_ACCESS_KEY: 'nope', HOME: '/root' },
+      passEnv: ['CTWATCH_TOKEN'],
     });
     cleanups.push(() => h.close(1000));
     h.send(alert({ netns: 'blue' }));
@@ -267,6 +279,20 @@ describe('ExecHook', () => {
       'PATH',
     ]);
     expect(env).toMatchObject({ CTWATCH_TOKEN: 'from-operator', CTWATCH_RULE: 'churn_per_destination', CTWATCH_NETNS: 'blue', PATH: process.env.PATH });
+  });
+
+  it("the rules file's env: lets a hook see the variables it lists, and none of ctwatch's secrets", async () => {
+    const file = join(dir, 'env-rules.txt');
+    const config = parseAlertConfig(`deliver:\n  - exec: [sh, -c, 'env > "$1"', sh, ${JSON.stringify(file)}]\n    env: [CTWATCH_TEAM, PAGER_URL]\n`);
+    const d = createDispatcher(config.deliver, {
+      env: { PATH: process.env.PATH, CTWATCH_TEAM: 'infra', PAGER_URL: 'https://pager.example', CTWATCH_HEC_TOKEN: 'hec-secret', CTWATCH_ES_API_KEY: 'es-secret' },
+    });
+    d.dispatch(alert());
+    expect(await d.close(3000)).toBe(true);
+    const text = readFileSync(file, 'utf8');
+    expect(text).toContain('CTWATCH_TEAM=infra\n');
+    expect(text).toContain('PAGER_URL=https://pager.example\n');
+    expect(text).not.toMatch(/hec-secret|es-secret|CTWATCH_HEC_TOKEN|CTWATCH_ES_API_KEY/);
   });
 
   it('kills a hook at its timeout, with everything it started', async () => {

@@ -92,15 +92,27 @@ describe('good files', () => {
     expect(c.deliver).toEqual([
       {
         type: 'webhook',
-        url: 'http://127.0.0.1:9093/ctwatch',
-        // secrets are never inline: the token is read from its file when the file is loaded
-        headers: { 'X-Team': 'infra' },
-        token: { file: '/etc/ctwatch/webhook.token' },
-        timeout: 5,
-        retries: 5,
-        queue: 1000,
         minSeverity: 'warning',
         sendResolved: true,
+        // a webhook is an HTTP sink for alert records, with the webhook policy
+        sink: {
+          type: 'webhook',
+          name: 'webhook http://127.0.0.1:9093',
+          at: 'deliver[0]',
+          url: 'http://127.0.0.1:9093/ctwatch',
+          format: 'jsonl',
+          events: ['alert', 'resolved'],
+          batch: { maxRecords: 1, maxWaitMs: 0 },
+          // retries: 5 is six attempts
+          retry: { initialMs: 500, maxMs: 30_000, maxAttempts: 6, maxRetryAfterMs: 120_000, longRetryAfter: 'give-up' },
+          memory: { maxRecords: 1000 },
+          overflow: 'drop-oldest',
+          // secrets are never inline: the token is read from its file when the file is loaded
+          token: { file: '/etc/ctwatch/webhook.token' },
+          headers: { 'X-Team': 'infra' },
+          gzip: false,
+          timeoutMs: 5000,
+        },
       },
       {
         type: 'exec',
@@ -110,6 +122,7 @@ describe('good files', () => {
         queue: 100,
         minSeverity: 'critical',
         sendResolved: false,
+        env: [],
       },
     ]);
   });

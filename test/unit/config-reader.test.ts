@@ -114,7 +114,7 @@ describe('one secrets policy', () => {
     const good = join(dir, 'hook.yaml');
     writeFileSync(good, `deliver:\n  - webhook: http://127.0.0.1:9/x\n    token_file: ${tok}\n    headers: { X-Key: { env: CTW_TEST_KEY } }\n`);
     const c = await loadAlertConfig(good, { CTW_TEST_KEY: 'key-abcdef' });
-    expect(c.deliver[0]).toMatchObject({ headers: { Authorization: 'Bearer tok-123456', 'X-Key': 'key-abcdef' } });
+    expect(c.deliver[0]).toMatchObject({ type: 'webhook', sink: { token: { file: tok }, headers: { 'X-Key': { env: 'CTW_TEST_KEY' } } } });
     const e = await refused(loadAlertConfig(good, {}));
     expect(e.message).toBe(`${good}: deliver[0].headers.X-Key: environment variable CTW_TEST_KEY is not set`);
   });
