@@ -14,7 +14,7 @@
 //       microseconds); udp unbound: a new socket per datagram (sendto); bound: one socket bound to
 //       an ephemeral port; connected: connect + send + close per flow. UDP goes to PORT, PORT+1,
 //       ... (up to 20 000 ports) so that every datagram is a flow of its own, except in mode
-//       `server`: unbound sockets all sending to PORT (a UDP server's clients). HOST may be IPv6. Prints {"pid":p,"made":n,"failed":f} at the end.
+//       `server`: a socket per datagram, each from its own source port (20000 + i), all sending to PORT (a UDP server's clients). HOST may be IPv6. Prints {"pid":p,"made":n,"failed":f} at the end.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -229,6 +229,19 @@ static int churn(int argc, char **argv) {
     } else {
       int s = socket(family, SOCK_DGRAM, 0);
       int r;
+      if (strcmp(mode, "server") == 0) {
+        // One source port per client, chosen here: ports the kernel picks at random for unbound
+        // sockets repeat (200 picks from 28 000 collide about half the time), and a repeated
+        // tuple is the same conntrack entry, not a new flow.
+        struct sockaddr_storage from = {0};
+        from.ss_family = family;
+        in_port_t sp = htons(20000 + (int)(i % 20000));
+        if (family == AF_INET6) ((struct sockaddr_in6 *)&from)->sin6_port = sp;
+        else ((struct sockaddr_in *)&from)->sin_port = sp;
+        int one = 1;
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        bind(s, (struct sockaddr *)&from, len);
+      }
       if (strcmp(mode, "connected") == 0) {
         r = connect(s, (struct sockaddr *)&dst, len) == 0 && send(s, "x", 1, 0) == 1;
       } else {

@@ -30,7 +30,9 @@ describe('decoded fields (real kernel, own namespace)', () => {
   let ns: Netns;
   let tcp: ChildProcess | undefined;
   beforeAll(async () => {
-    ns = await createNetns({ sysctls: { 'net.netfilter.nf_conntrack_acct': 1, 'net.netfilter.nf_conntrack_timestamp': 1 } });
+    // events=1: the UDP flow is made before the source subscribes, and with the default 2 ("auto")
+    // an entry older than every listener never sends its DESTROY.
+    ns = await createNetns({ sysctls: { 'net.netfilter.nf_conntrack_acct': 1, 'net.netfilter.nf_conntrack_timestamp': 1, 'net.netfilter.nf_conntrack_udp_timeout': 600, 'net.netfilter.nf_conntrack_events': 1 } });
     const rules = [
       'add chain inet ctwatch_test zone { type filter hook output priority -300; }',
       'add rule inet ctwatch_test zone udp dport 5353 ct zone set 7',
