@@ -15,7 +15,7 @@ import { LiveSource } from '../source/live.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseCount } from './args.js';
 import { logger, parse } from './common.js';
-import { renderTop } from './top-view.js';
+import { renderTop, TopHistory } from './top-view.js';
 
 export const DEMO_HELP = `Usage: ctwatch demo [options]
 
@@ -121,6 +121,7 @@ export async function demo(argv: string[]): Promise<number> {
     let dropsAtStart: number | undefined;
     let leaking = false;
     let last: ChurnSnapshot | undefined;
+    const history = new TopHistory();
     const watcher = new Watcher(source, defaultConfig(), {
       alerts: (alerts) => {
         for (const a of alerts) {
@@ -139,6 +140,7 @@ export async function demo(argv: string[]): Promise<number> {
       },
       snapshot: (snap, active) => {
         last = snap;
+        history.push(snap);
         const top = snap.destinations[0];
         if (top && top.new1 > summary.peakRate) {
           summary.peakRate = top.new1;
@@ -154,7 +156,7 @@ export async function demo(argv: string[]): Promise<number> {
         summary.kernelDrops = drops - dropsAtStart;
         if (tty) {
           const head = [`ctwatch demo — ${phase}`, ...banner.slice(-6), ''];
-          process.stdout.write(`\x1b[H\x1b[2J${head.join('\n')}\n${renderTop(snap, { alerts: active, source: source.counters, width: process.stdout.columns ?? 120, rows: (process.stdout.rows ?? 40) - head.length })}\n`);
+          process.stdout.write(`\x1b[H\x1b[2J${head.join('\n')}\n${renderTop(snap, { alerts: active, source: source.counters, history, width: process.stdout.columns ?? 120, rows: (process.stdout.rows ?? 40) - head.length })}\n`);
         } else if (!values.json && Math.round(snap.time / 1e6) % 2 === 0) {
           const fill = snap.table.fill === null ? '-' : `${(snap.table.fill * 100).toFixed(0)} %`;
           process.stdout.write(`t+${t().toFixed(0)}s  ${phase}: ${Math.round(snap.overall.new1)} new/s, table ${fill}, ${snap.states.TIME_WAIT ?? 0} in TIME_WAIT, ${active.length} alert(s)\n`);

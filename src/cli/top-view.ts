@@ -6,6 +6,7 @@ import type { ChurnSnapshot, KeyChurn } from '../churn/snapshot.js';
 import type { Alert } from '../alerts/types.js';
 import { formatMicros } from '../recording/time.js';
 import { printable } from '../util/printable.js';
+import { History, sparkline } from './sparkline.js';
 
 export interface ViewExtras {
   /** source counters line */
@@ -13,6 +14,40 @@ export interface ViewExtras {
   alerts?: Alert[];
   width?: number;
   rows?: number;
+  /** the last minute, drawn as sparklines under the figures */
+  history?: TopHistory;
+}
+
+/**
+ * The last minute of table fill and churn, one value per snapshot, for the sparklines. Fill is the
+ * kernel's entries / max; without kernel figures (a replay of a recording without churn lines) it
+ * is the flows the engine tracks, scaled to their own peak, and says so.
+ */
+export class TopHistory {
+  readonly fill = new History(60);
+  readonly tracked = new History(60);
+  readonly opened = new History(60);
+  readonly ended = new History(60);
+
+  push(s: ChurnSnapshot): void {
+    this.fill.push(s.table.fill);
+    this.tracked.push(s.live);
+    this.opened.push(s.overall.new1);
+    this.ended.push(s.overall.end1);
+  }
+
+  /** The two sparkline lines. */
+  lines(width = 60): string[] {
+    const w = Math.min(60, Math.max(10, width));
+    const anyFill = this.fill.all.some((v) => v !== null);
+    const peak = (vs: readonly (number | null)[]) => vs.reduce<number>((m, v) => (v !== null && v > m ? v : m), 0);
+    const fillLine = anyFill
+      ? `fill 1m ${sparkline(this.fill.all, { width: w, max: 1 })}  (0–100 %)`
+      : `live 1m ${sparkline(this.tracked.all, { width: w })}  (peak ${n(peak(this.tracked.all))} tracked)`;
+    const churnPeak = Math.max(peak(this.opened.all), peak(this.ended.all));
+    const churnLine = `new  1m ${sparkline(this.opened.all, { width: w, max: churnPeak })}  (peak ${n(peak(this.opened.all), 1)}/s; ended peak ${n(peak(this.ended.all), 1)}/s)`;
+    return [fillLine, churnLine];
+  }
 }
 
 const n = (x: number | null | undefined, digits = 0): string => {
@@ -68,6 +103,7 @@ export function renderTop(s: ChurnSnapshot, extras: ViewExtras = {}): string {
   }
   const o = s.overall;
   lines.push(`churn   new ${n(o.new1, 1)}/s (10s ${n(o.new10, 1)}/s, 60s ${n(o.new60, 1)}/s)   ended ${n(o.end1, 1)}/s   live ${n(s.live)}   short-lived ${pct(s.shortLived)}`);
+  if (extras.history) lines.push(...extras.history.lines((extras.width ?? 120) - 40));
   const states = Object.entries(s.states).sort((a, b) => b[1] - a[1]);
   if (states.length > 0) lines.push(`states  ${states.map(([name, c]) => `${name} ${n(c)}`).join('   ')}`);
   if (extras.alerts && extras.alerts.length > 0) {

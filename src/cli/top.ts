@@ -12,12 +12,12 @@ import { setLongTimeout } from '../util/timers.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { logger, onSignals, parse } from './common.js';
 import { openEngineSource, SOURCE_HELP, SOURCE_OPTIONS } from './engine-options.js';
-import { renderTop } from './top-view.js';
+import { renderTop, TopHistory } from './top-view.js';
 
 export const TOP_HELP = `Usage: ctwatch top [options]
 
 A live view of the conntrack table, refreshed every second: fill and time to full, churn
-(new and ended flows per second), and who causes it: top destinations with their live
+(new and ended flows per second), the last minute of both drawn as sparklines, and who causes it: top destinations with their live
 entries by TCP state (TIME_WAIT pile-ups) and flow lifetimes, top sources, protocols.
 
 Options:
@@ -85,8 +85,9 @@ export async function top(argv: string[]): Promise<number> {
   let last: ChurnSnapshot | undefined;
   let lastShownAt = 0;
   let previousTick = NaN;
+  const history = new TopHistory();
   const show = (snap: ChurnSnapshot) => {
-    const screen = renderTop(snap, { source: source.counters, width: process.stdout.columns ?? 120, rows: process.stdout.rows ?? 40 });
+    const screen = renderTop(snap, { source: source.counters, history, width: process.stdout.columns ?? 120, rows: process.stdout.rows ?? 40 });
     if (tty) process.stdout.write(`\x1b[H\x1b[2J${screen}\n`);
     else process.stdout.write(`${screen}\n\n`);
   };
@@ -95,6 +96,7 @@ export async function top(argv: string[]): Promise<number> {
     {
       snapshot: async (snap) => {
         last = snap;
+        history.push(snap);
         if (values.replay) {
           if (speed === 0) return;
           // Pace the replay by recorded time.
