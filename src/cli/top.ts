@@ -17,8 +17,9 @@ import { renderTop, TopHistory } from './top-view.js';
 export const TOP_HELP = `Usage: ctwatch top [options]
 
 A live view of the conntrack table, refreshed every second: fill and time to full, churn
-(new and ended flows per second), the last minute of both drawn as sparklines, and who causes it: top destinations with their live
-entries by TCP state (TIME_WAIT pile-ups) and flow lifetimes, top sources, protocols.
+(new and ended flows per second), the last minute of both drawn as sparklines, and who causes
+it: top destinations with their live entries by TCP state (TIME_WAIT pile-ups) and flow
+lifetimes, top sources, protocols.
 
 Options:
 ${SOURCE_HELP}
