@@ -24,6 +24,17 @@ export function isCredentialHeader(name: string): boolean {
 }
 
 /**
+ * A header value that is a credential whatever its header is called: an HTTP authentication
+ * scheme followed by its credentials (`Basic dXNlcjpw…`, `Bearer …`, `Splunk …`), or a JWT.
+ */
+export function looksLikeCredential(value: string): boolean {
+  return (
+    /^\s*(basic|bearer|token|splunk|apikey|api-key|digest|negotiate|hmac|aws4-hmac-sha256)\s+\S{4,}/i.test(value) ||
+    /\beyJ[\w-]{4,}\.eyJ[\w-]{4,}\./.test(value)
+  );
+}
+
+/**
  * Reads `fileKey` / `envKey` (one of them, not both) and refuses the inline spellings.
  * `label` names the pair in the reason ("token_file or token_env").
  */
@@ -58,7 +69,7 @@ export function readHeaders(f: Fields, key = 'headers'): Record<string, HeaderVa
       if (!!file === !!env) ref.issue('', 'give the value as { file: PATH } or { env: NAME }');
       else out[name] = { file, env };
     } else if (typeof v === 'string' || typeof v === 'number') {
-      if (isCredentialHeader(name)) {
+      if (isCredentialHeader(name) || looksLikeCredential(String(v))) {
         m.reader.fail(m.value(name), m.at(name), `secrets are not accepted inline: give it as { file: PATH } or { env: NAME }`);
       } else {
         out[name] = String(v);
@@ -110,9 +121,36 @@ export function secretForms(secret: string): string[] {
   return [...out];
 }
 
-/** The forms of a Basic user:password credential (the password, the pair, its base64). */
+/**
+ * The forms of a Basic user:password credential (the password, the pair, its base64). Without a
+ * password the user is the secret (`https://TOKEN@host`, as several services hand out tokens).
+ */
 export function basicForms(user: string, password: string): string[] {
-  return [...secretForms(password), ...secretForms(`Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`)];
+  return [
+    ...secretForms(password || user),
+    ...secretForms(`Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`),
+    ...(password ? [] : [`${user}:`]),
+  ];
+}
+
+/**
+ * Every form of every credential a set of request headers carries: those marked secret (read
+ * from a file or the environment), those named like one, and values that look like one.
+ */
+export function headerSecrets(headers: Record<string, string>, marked: readonly string[] = []): string[] {
+  const out: string[] = [];
+  for (const [name, v] of Object.entries(headers)) {
+    if (v && (marked.includes(name) || isCredentialHeader(name) || looksLikeCredential(v))) out.push(...secretForms(v.trim()));
+  }
+  return out;
+}
+
+/** The credentials a URL carries: its userinfo, and query values named like a credential (`?api_key=`). */
+export function urlSecrets(url: URL): string[] {
+  const out: string[] = [];
+  if (url.username || url.password) out.push(...basicForms(decodeURIComponent(url.username), decodeURIComponent(url.password)));
+  for (const [name, v] of url.searchParams) if (v && isCredentialHeader(name)) out.push(...secretForms(v));
+  return out;
 }
 
 /** Replaces every occurrence of each secret (longest first, so a part never leaves a tail). */

@@ -24,7 +24,7 @@ import { type Dispatcher, Pool } from 'undici';
 import type { SinkRecord } from '../formats/common.js';
 import { type SendOutcome, type Transport, TransportError } from './types.js';
 import { errorMessage, parseRetryAfter } from './util.js';
-import { basicForms, isCredentialHeader, scrub, secretForms } from '../config/secrets.js';
+import { basicForms, headerSecrets, scrub, secretForms, urlSecrets } from '../config/secrets.js';
 import { deadlineSignal, MAX_TIMER_MS } from '../util/timers.js';
 import { formatDurationValue } from '../config/units.js';
 
@@ -58,8 +58,8 @@ export interface HttpTransportOptions {
   url: string;
   auth?: HttpAuth;
   headers?: Record<string, string>;
-  /** names of `headers` whose values are credentials (besides those named like one, see
-   * isCredentialHeader): scrubbed from every error like `auth` */
+  /** names of `headers` whose values are credentials (besides those named or looking like one,
+   * see headerSecrets): scrubbed from every error like `auth` */
   secretHeaders?: readonly string[];
   gzip?: boolean;
   /** zlib level (default 1: JSON compresses ~8x at level 1 and the collector must stay cheap) */
@@ -153,6 +153,7 @@ export class HttpTransport implements Transport {
 
   constructor(private readonly o: HttpTransportOptions) {
     this.url = endpoint(o.api, o.url);
+    const secrets = urlSecrets(this.url);
     // credentials in the URL would end up in logs: move them to a header and out of the URL
     let auth = o.auth;
     if (this.url.username || this.url.password) {
@@ -166,11 +167,8 @@ export class HttpTransport implements Transport {
     }
     // a webhook's path often is its token (chat and paging services): the origin only
     this.description = o.api === 'webhook' ? `webhook ${this.url.origin}` : `${o.api} ${this.url.origin}${this.url.pathname}`;
-    const secrets: string[] = [];
     if (auth) secrets.push(...(auth.scheme === 'basic' ? basicForms(auth.username ?? '', auth.secret) : secretForms(auth.secret)));
-    for (const [name, v] of Object.entries(o.headers ?? {})) {
-      if (v && (isCredentialHeader(name) || o.secretHeaders?.includes(name))) secrets.push(...secretForms(v));
-    }
+    secrets.push(...headerSecrets(o.headers ?? {}, o.secretHeaders));
     if (o.api === 'webhook' && this.url.pathname.length > 1) secrets.push(this.url.pathname, this.url.pathname.slice(1));
     this.secrets = secrets;
     this.timeoutMs = o.timeoutMs ?? 30_000;
@@ -268,7 +266,8 @@ export class HttpTransport implements Transport {
     }
     // an API's error object (JSON) or a line of text says why; an HTML error page is noise
     const type = String(headers['content-type'] ?? '');
-    const quoted = /json|text\/plain/i.test(type) ? this.scrub(answer.slice(0, 300).replace(/\s+/g, ' ').trim()) : '';
+    // scrubbed before it is cut: a secret cut in two would leave its head unscrubbed
+    const quoted = /json|text\/plain/i.test(type) ? this.scrub(answer).slice(0, 300).replace(/\s+/g, ' ').trim() : '';
     const msg = `HTTP ${status}${quoted ? `: ${quoted}` : ''}`;
     if (status === 413) throw new TransportError(msg, { retryable: true, split: true });
     if (status === 408 || status === 429 || status >= 500) throw new TransportError(msg, { retryable: true, retryAfterMs });

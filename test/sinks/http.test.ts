@@ -241,6 +241,46 @@ describe('generic NDJSON', () => {
     await set.close();
   });
 
+  it('scrubs a credential under any header name, a token in the userinfo, a key in the query', async () => {
+    const logger = capture();
+    // the receiver echoes the request (path and query, the credentials as sent and decoded) in its answer
+    rx.script = (req) => {
+      const h = req.headers;
+      const decoded = Buffer.from(String(h['x-forwarded-basic']).slice(6), 'base64').toString();
+      const user = Buffer.from(String(h.authorization).slice(6), 'base64').toString();
+      const echo = [user, h['x-forwarded-basic'], decoded, h['x-upstream'], h['x-plain-jwt']];
+      return { status: 400, body: JSON.stringify({ error: 'denied', url: req.path, echo }) };
+    };
+    const basic = Buffer.from('ops:hunter2-pw').toString('base64');
+    const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjdHdhdGNoIn0.c2lnbmF0dXJlLXh5eg';
+    const s = sink(
+      {
+        // a token as the URL's user (no password), an API key in the query string
+        url: `http://tok-5f4e3d2c1b@127.0.0.1:${rx.port}/ingest?api_key=qk-77aa88bb99&team=infra`,
+        // header names that say nothing about credentials, values that are credentials
+        headers: { 'X-Forwarded-Basic': `Basic ${basic}`, 'X-Upstream': `Bearer ${jwt}`, 'X-Plain-Jwt': jwt, 'X-Team': 'infra' },
+      },
+      { logger, retry: { ...fastRetry, maxAttempts: 1 } },
+    );
+    s.write(flow(1));
+    expect(await s.flush(5000)).toBe(true);
+    expect(rx.requests[0].headers['x-forwarded-basic']).toBe(`Basic ${basic}`);
+    const c = s.counters;
+    expect(c.lastError).toContain('denied');
+    expect(c.lastError).toContain('infra');
+    for (const secret of [basic, 'ops:hunter2-pw', 'hunter2-pw', jwt, 'tok-5f4e3d2c1b', 'qk-77aa88bb99']) {
+      expect(c.lastError).not.toContain(secret);
+      expect(logger.lines.join('\n')).not.toContain(secret);
+    }
+    await s.close();
+  });
+
+  it('a sinks file refuses a credential-looking header value inline whatever the header is called', () => {
+    expect(() =>
+      parseSinkConfigs([{ name: 'x', type: 'http', url: 'http://127.0.0.1:9/in', headers: { 'X-Upstream': 'Bearer abcdef123456' } }]),
+    ).toThrow(/headers\.X-Upstream: secrets are not accepted inline: give it as \{ file: PATH \} or \{ env: NAME \}/);
+  });
+
   it('without a spool, gives up after max attempts and counts the drop', async () => {
     rx.script = () => ({ status: 503 });
     const s = sink({}, { retry: { ...fastRetry, maxAttempts: 3 } });
