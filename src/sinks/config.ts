@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { isScalar, type LineCounter } from 'yaml';
 import { ConfigReader, parseConfigText, readConfigFile, toNode, type ConfigIssue, type Fields } from '../config/reader.js';
 import { readHeaders, readSecretRef, type HeaderValue, type SecretRef } from '../config/secrets.js';
+import { formatDurationValue, formatSizeValue } from '../config/units.js';
 import { FORMAT_NAMES, type FormatName } from '../formats/index.js';
 import { FACILITIES } from '../formats/syslog.js';
 import { SinkConfigError } from './errors.js';
@@ -104,6 +105,13 @@ export interface FileSinkSpec extends CommonSpec {
 }
 
 export type SinkSpec = SyslogSinkSpec | HttpSinkSpec | FileSinkSpec;
+
+/** A batch is one request body: past 64 MiB most receivers refuse it (Elasticsearch stops at 100 MB). */
+const MAX_BATCH_BYTES = 64 << 20;
+/** The memory queue lives in the JavaScript heap (about 4 GiB): a bigger bound would crash, not bound. */
+const MAX_MEMORY_BYTES = 1 << 30;
+/** The spool's smallest segment (src/sinks/spool.ts never writes smaller ones). */
+const MIN_SEGMENT_BYTES = 4096;
 
 function readTls(r: Fields): TlsFiles | undefined {
   const t = r.obj('tls');
@@ -266,12 +274,12 @@ function readCommon(
   let batch: CommonSpec['batch'] = webhook ? { ...WEBHOOK_POLICY.batch } : {};
   if (!webhook) {
     const b = r.obj('batch');
-    if (b) batch = { maxRecords: b.int('max_records', 1, 100_000), maxBytes: b.size('max_bytes'), maxWaitMs: b.duration('max_wait', { max: 600 }) };
+    if (b) batch = { maxRecords: b.int('max_records', 1, 100_000), maxBytes: b.size('max_bytes', { positive: true, max: MAX_BATCH_BYTES }), maxWaitMs: b.duration('max_wait', { max: 600 }) };
     b?.unknown();
   }
   const retry: Partial<RetryOptions> = { ...(webhook ? WEBHOOK_POLICY.retry : {}), ...readRetry(r) };
   const m = r.obj('memory');
-  const memory = { ...(webhook ? WEBHOOK_POLICY.memory : {}), ...(m ? defined({ maxRecords: m.int('max_records', 1, 100_000_000), maxBytes: m.size('max_bytes') }) : {}) };
+  const memory = { ...(webhook ? WEBHOOK_POLICY.memory : {}), ...(m ? defined({ maxRecords: m.int('max_records', 1, 100_000_000), maxBytes: m.size('max_bytes', { positive: true, max: MAX_MEMORY_BYTES }) }) : {}) };
   m?.unknown();
   const overflow = r.oneOf<OverflowPolicy>('overflow', ['drop-oldest', 'drop-newest'], webhook ? WEBHOOK_POLICY.overflow : 'drop-newest')!;
   const spool = readSpool(r, name, opts.spoolRoot);
@@ -296,6 +304,9 @@ function readRetry(r: Fields): Partial<RetryOptions> {
     longRetryAfter: ({ wait: 'wait', give_up: 'give-up' } as const)[rt.oneOf('long_retry_after', ['wait', 'give_up'] as const) ?? 'wait'],
   });
   if (!rt.has('long_retry_after')) delete retry.longRetryAfter;
+  if (retry.initialMs !== undefined && retry.maxMs !== undefined && retry.initialMs > retry.maxMs) {
+    rt.issue('initial', `${formatDurationValue(retry.initialMs / 1000)} is more than retry.max (${formatDurationValue(retry.maxMs / 1000)}): the first wait cannot be longer than the longest`);
+  }
   rt.unknown();
   return retry;
 }
@@ -313,7 +324,10 @@ function readSpool(r: Fields, name: string, spoolRoot: string | undefined): Spoo
   if (!dir) s.missing('dir');
   const maxBytes = s.size('max_bytes') ?? 256 << 20;
   const policy = s.oneOf<OverflowPolicy>('policy', ['drop-oldest', 'drop-newest'], 'drop-oldest')!;
-  const segmentBytes = s.size('segment_bytes');
+  const segmentBytes = s.size('segment_bytes', { min: MIN_SEGMENT_BYTES });
+  if (segmentBytes !== undefined && segmentBytes > maxBytes) {
+    s.issue('segment_bytes', `${formatSizeValue(segmentBytes)} is more than spool.max_bytes (${formatSizeValue(maxBytes)}): a spool holds whole segments`);
+  }
   const fsync = s.bool('fsync', false);
   s.unknown();
   return dir ? { dir, maxBytes, policy, segmentBytes, fsync } : undefined;

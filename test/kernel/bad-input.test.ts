@@ -800,6 +800,110 @@ const CASES: Case[] = [
   },
 
   // --- SIEM sinks
+  // out-of-range sink and webhook settings (issue 11: each value has a documented range)
+  {
+    name: 'sinks file with a batch of 100G (a request body no receiver takes)',
+    argv: () => ['watch', '--sinks', fx('sinks-batch-bytes-100g.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-batch-bytes-100g.yaml')}:6: sinks[0].batch.max_bytes: "100G" is out of range: use at most 64M`],
+  },
+  {
+    name: 'sinks file with batches of 0 records',
+    argv: () => ['watch', '--sinks', fx('sinks-batch-records-zero.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-batch-records-zero.yaml')}:6: sinks[0].batch.max_records: 0 is out of range: use 1 to 100000`],
+  },
+  {
+    name: 'sinks file with a 1T memory queue (past the JavaScript heap)',
+    argv: () => ['watch', '--sinks', fx('sinks-memory-1t.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-memory-1t.yaml')}:6: sinks[0].memory.max_bytes: "1T" is out of range: use at most 1G`],
+  },
+  {
+    name: 'sinks file with a spool segment bigger than the spool',
+    argv: () => ['watch', '--sinks', fx('sinks-segment-over-spool.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-segment-over-spool.yaml')}:8: sinks[0].spool.segment_bytes: 64M is more than spool.max_bytes (1M): a spool holds whole segments`],
+  },
+  {
+    name: 'sinks file with 1K spool segments (raised silently before)',
+    argv: () => ['watch', '--sinks', fx('sinks-segment-1k.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-segment-1k.yaml')}:7: sinks[0].spool.segment_bytes: "1K" is out of range: use at least 4K`],
+  },
+  {
+    name: 'sinks file whose first retry waits longer than the longest',
+    argv: () => ['watch', '--sinks', fx('sinks-retry-initial-over-max.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-retry-initial-over-max.yaml')}:6: sinks[0].retry.initial: 10m is more than retry.max (1s): the first wait cannot be longer than the longest`],
+  },
+  {
+    name: 'sinks file with a 30-day retry wait (past a Node timer)',
+    argv: () => ['watch', '--sinks', fx('sinks-retry-max-30d.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-retry-max-30d.yaml')}:6: sinks[0].retry.max: "30d" is out of range: use at most 1d`],
+  },
+  {
+    name: 'sinks file with 0 retry attempts',
+    argv: () => ['watch', '--sinks', fx('sinks-retry-attempts-zero.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-retry-attempts-zero.yaml')}:6: sinks[0].retry.max_attempts: 0 is out of range: use 1 to 1000000`],
+  },
+  {
+    name: 'sinks file with a 30-day request timeout (past a Node timer)',
+    argv: () => ['watch', '--sinks', fx('sinks-timeout-30d.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-timeout-30d.yaml')}:5: sinks[0].timeout: "30d" is out of range: use at most 1h`],
+  },
+  {
+    name: 'sinks file with Basic credentials inline under a header of any name',
+    argv: () => ['watch', '--sinks', fx('sinks-header-basic-value.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-header-basic-value.yaml')}:6: sinks[0].headers.X-Upstream: secrets are not accepted inline: give it as { file: PATH } or { env: NAME }`],
+    never: ['c3ZjOnA0NTV3MHJkLWlubGluZQ'],
+  },
+  {
+    name: 'sinks file with syslog messages of at most 100 bytes',
+    argv: () => ['watch', '--sinks', fx('sinks-syslog-message-100.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-syslog-message-100.yaml')}:6: sinks[0].max_message_bytes: 100 is out of range: use 480 to 1048576`],
+  },
+  {
+    name: 'sinks file with syslog facility 24',
+    argv: () => ['watch', '--sinks', fx('sinks-syslog-facility-24.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-syslog-facility-24.yaml')}:6: sinks[0].facility: expected a facility name (local0..local7, daemon, ...) or 0..23`],
+  },
+  {
+    name: 'sinks file keeping 0 rotated files',
+    argv: () => ['watch', '--sinks', fx('sinks-file-max-files-zero.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-file-max-files-zero.yaml')}:5: sinks[0].max_files: 0 is out of range: use 1 to 100000`],
+  },
+  {
+    name: 'sinks file rotating every 0s',
+    argv: () => ['watch', '--sinks', fx('sinks-file-rotate-zero.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('sinks-file-rotate-zero.yaml')}:6: sinks[0].rotate.interval: "0s" is out of range: use at least 1s`],
+  },
+  {
+    name: 'rules file with a webhook retried 100000 times',
+    argv: () => ['watch', '--rules', fx('rules-webhook-retries-huge.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('rules-webhook-retries-huge.yaml')}:3: deliver[0].retries: 100000 is out of range: use 0 to 1000`],
+  },
+  {
+    name: 'rules file with a webhook queue of 0 alerts',
+    argv: () => ['watch', '--rules', fx('rules-webhook-queue-zero.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('rules-webhook-queue-zero.yaml')}:3: deliver[0].queue: 0 is out of range: use 1 to 1000000`],
+  },
+  {
+    name: 'rules file with a 30-day webhook timeout (past a Node timer)',
+    argv: () => ['watch', '--rules', fx('rules-webhook-timeout-30d.yaml'), '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('rules-webhook-timeout-30d.yaml')}:3: deliver[0].timeout: "30d" is out of range: use at most 1h`],
+  },
   {
     name: 'sinks file that is a device',
     argv: () => ['watch', '--sinks', '/dev/zero', '--status', '0'],

@@ -81,7 +81,7 @@ describe('parseSinkConfigs', () => {
     expect(s.batch).toMatchObject({ maxWaitMs: 90_000, maxBytes: 65_536 });
     expect(s.memory.maxBytes).toBe(64_000_000);
     expect(issues([{ type: 'http', url: 'http://x', timeout: '2h', batch: { max_wait: '30d', max_bytes: 0 }, retry: { initial: '30d' } }])).toEqual([
-      'sinks[0].batch.max_bytes: 0 is out of range: use more than 0',
+      'sinks[0].batch.max_bytes: 0 is out of range: use more than 0, at most 64M',
       'sinks[0].batch.max_wait: "30d" is out of range: use at most 10m',
       'sinks[0].retry.initial: "30d" is out of range: use at most 1h',
       'sinks[0].timeout: "2h" is out of range: use at most 1h',
