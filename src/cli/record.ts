@@ -1,6 +1,6 @@
 /** `ctwatch record`: conntrack events to JSONL, losslessly or loudly. */
 import { LiveSource, parseEventList, DEFAULT_RCVBUF } from '../source/live.js';
-import { toLine } from '../recording/schema.js';
+import { RecordWriter, type WritableRecord } from '../recording/writer.js';
 import { openOutput } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { dropPrivileges, lookupUser } from '../util/privileges.js';
@@ -145,11 +145,12 @@ export async function record(argv: string[]): Promise<number> {
   let written = 0;
   let overflows = 0;
   let lastOverflowLog = 0;
+  const writer = new RecordWriter(output);
   const writeEvents = (batch: SourceEvent[]) => {
-    // One write per batch: the lines are joined first, so the writer sees a few large strings
-    // instead of one per event.
-    let chunk = '';
-    for (const ev of batch) {
+    // One write per batch, up to the event that reaches --count.
+    let end = batch.length;
+    for (let i = 0; i < batch.length; i++) {
+      const ev = batch[i];
       if (ev.event === 'overflow') {
         overflows++;
         if (ev.time - lastOverflowLog > 10e6) {
@@ -157,20 +158,16 @@ export async function record(argv: string[]): Promise<number> {
           log.warn({ overflows: ev.overflows, rcvbuf: src.counters.rcvbuf }, 'the kernel dropped events: socket buffer overflow (ENOBUFS); raise --rcvbuf or reduce --events');
         }
       }
-      chunk += `${toLine(ev)}\n`;
       written++;
       if (maxCount !== undefined && ev.event !== 'overflow' && ev.event !== 'snapshot_done' && written >= maxCount) {
         stop();
+        end = i + 1;
         break;
       }
     }
-    return output.write(chunk) ? undefined : output.drained();
+    return writer.write(end === batch.length ? batch : batch.slice(0, end));
   };
-  const writeRecords = (records: { event: string; time: number }[]) => {
-    let chunk = '';
-    for (const r of records) chunk += `${toLine(r as never)}\n`;
-    return output.write(chunk) ? undefined : output.drained();
-  };
+  const writeRecords = (records: WritableRecord[]) => writer.write(records);
   const pipeline = new Pipeline(
     src,
     {

@@ -2,7 +2,7 @@
 import { ChurnEngine } from '../churn/engine.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { RecordedTables } from '../pipeline/table.js';
-import { toLine } from '../recording/schema.js';
+import { RecordWriter, type WritableRecord } from '../recording/writer.js';
 import { openOutput } from '../recording/output.js';
 import { RecordingSource } from '../source/recording.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
@@ -59,11 +59,8 @@ export async function replay(argv: string[]): Promise<number> {
     fatal ??= err;
     void source.close();
   });
-  const write = (records: { event: string; time: number }[]) => {
-    let chunk = '';
-    for (const r of records) chunk += `${toLine(r as never)}\n`;
-    return output.write(chunk) ? undefined : output.drained();
-  };
+  const writer = new RecordWriter(output);
+  const write = (records: WritableRecord[]) => writer.write(records);
   const pipeline = new Pipeline(
     source,
     {

@@ -1,8 +1,7 @@
 /** `ctwatch watch`: the daemon. Collection, engine and alerting until SIGTERM. */
 import { ConfigError, defaultConfig, loadAlertConfig, type AlertConfig } from '../alerts/index.js';
 import { Watcher } from '../pipeline/watcher.js';
-import { writeRecord } from '../recording/schema.js';
-import { LineBuffer } from '../recording/line-buffer.js';
+import { RecordWriter, type WritableRecord } from '../recording/writer.js';
 import { openOutput, type Output } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseDuration } from './args.js';
@@ -133,12 +132,10 @@ export async function watch(argv: string[]): Promise<number> {
   }
   const source = openEngineSource(values);
   closeSource = () => void source.close();
-  const lines = new LineBuffer();
-  const write = (records: { event: string; time: number }[]) => {
+  const writer = output ? new RecordWriter(output) : undefined;
+  const write = (records: WritableRecord[]) => {
     if (sinks) for (const r of records) sinks.write(r as SinkRecord);
-    if (!output) return;
-    for (const r of records) writeRecord(lines, r as never);
-    return output.write(lines.take()) ? undefined : output.drained();
+    return writer?.write(records);
   };
   const metrics = values.metrics !== undefined ? new MetricsExporter() : undefined;
   let fired = 0;
@@ -151,10 +148,7 @@ export async function watch(argv: string[]): Promise<number> {
     // Sinks pick flow ends by their own filter; the JSONL output only with --flows.
     flows: values.flows || sinks ? (flows) => {
       if (sinks) for (const f of flows) sinks.write(f);
-      if (values.flows && output) {
-        for (const r of flows) writeRecord(lines, r);
-        return output.write(lines.take()) ? undefined : output.drained();
-      }
+      if (values.flows) return writer?.write(flows);
     } : undefined,
     resync: (r) => write([r]),
     snapshot: (snap, active) => {
