@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/netns.cc",
+        "native/files.cc",
         "native/privileges.cc",
         "native/conntrack/reader.cc",
         "native/conntrack/decode.cc",

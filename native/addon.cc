@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include "attribution/attribution.h"
+#include "files.h"
 #include "privileges.h"
 #include "conntrack/reader.h"
 #include "attribution/sockdiag.h"
@@ -33,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("layout", Layout(env));
   exports.Set("Attribution", Attribution::Init(env));
   InitPrivileges(env, exports);
+  InitFiles(env, exports);
   RegisterSockDiag(env, exports);
   return exports;
 }

@@ -49,6 +49,7 @@ import {
   type Stats,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { loadAddon } from '../source/native.js';
 
 /** The account files are handed to (`--user`): the same shape as privileges.ts's Account. */
 export interface FileOwner {
@@ -409,4 +410,19 @@ function can(st: Stats, owner: FileOwner, bit: number): boolean {
   if (st.uid === owner.uid) return (st.mode & (bit << 6)) !== 0;
   if (st.gid === owner.gid) return (st.mode & (bit << 3)) !== 0;
   return (st.mode & bit) !== 0;
+}
+
+/**
+ * flock(2) on an open descriptor, never waiting: true when this descriptor now holds the lock,
+ * false when another holds it. The kernel releases it when the descriptor closes or the process
+ * dies, so a lock left by a dead process cannot block anyone (no pid read back and trusted).
+ */
+export function lockFd(fd: number, exclusive = true): boolean {
+  const addon = loadAddon() as unknown as { flock(fd: number, exclusive: boolean): boolean };
+  try {
+    return addon.flock(fd, exclusive);
+  } catch (err) {
+    const e = err as { code?: string; errno?: number; message?: string };
+    throw new FileRefused(e.message ?? 'cannot lock', e.code ?? 'ERR_LOCK', undefined, e.errno);
+  }
 }
