@@ -246,9 +246,10 @@ export class MetricsExporter {
     'Per alert delivery: alerts waiting or in progress.',
     ['delivery'],
   );
-  private readonly sink = SINK_COUNTERS.map(
-    ([key, help]) => [key, this.c(`sink_records_${key}_total`, `Per SIEM sink: ${help}.`, ['sink'])] as const,
-  );
+  private readonly sink = [
+    ...SINK_COUNTERS.map(([key, help]) => [key, this.c(`sink_records_${key}_total`, `Per SIEM sink: ${help}.`, ['sink'])] as const),
+    ['spoolCorruptBytes', this.c('sink_spool_corrupt_bytes_total', 'Per SIEM sink: spool bytes skipped as corrupt (torn records cut at start-up, damage stepped over when reading).', ['sink'])] as const,
+  ];
   private readonly sinkGauges = SINK_GAUGES.map(
     ([key, name, help]) => [key, this.g(`sink_${name}`, `Per SIEM sink: ${help}.`, ['sink'])] as const,
   );

@@ -62,6 +62,8 @@ export interface SinkOptions {
   secrets?: readonly string[];
   /** jitter source for the backoff, 0..1 (tests); default Math.random */
   random?: () => number;
+  /** do not open the spool in the constructor: the owner calls start() (after --user) */
+  deferSpool?: boolean;
 }
 
 export const DEFAULT_BATCH: BatchOptions = { maxRecords: 500, maxBytes: 1 << 20, maxWaitMs: 1000 };
@@ -93,6 +95,7 @@ export class DeliverySink implements Sink {
     queued: 0,
     spoolRecords: 0,
     spoolBytes: 0,
+    spoolCorruptBytes: 0,
     truncated: 0,
   };
   private readonly batch: BatchOptions;
@@ -108,7 +111,9 @@ export class DeliverySink implements Sink {
   private mode: 'direct' | 'spool' = 'direct';
   private spool: Spool | null = null;
   private spoolFailed = false;
-  private readonly ready: Promise<void>;
+  private ready!: Promise<void>;
+  private spoolStarted = false;
+  private loopRestarts = 0;
   /** spool appends not yet finished; the spool serialises them in call order */
   private appending = 0;
   private spooler = false;
@@ -137,11 +142,43 @@ export class DeliverySink implements Sink {
     this.mem = new RecordQueue<string>(this.memory, this.overflow, (p) => p.length);
     this.logger = o.logger ?? silentLogger;
     this.dropWarning = new RateLimitedWarning(this.logger, 'sink dropped records', 60_000);
-    this.ready = this.openSpool();
-    this.loop = this.run().catch((err) => {
-      this.c.lastError = this.clean(err);
-      this.logger.error({ sink: this.name, err: this.c.lastError }, 'sink delivery loop failed');
-    });
+    // `deferSpool`: the daemon opens spools itself (start()), after --user, and fails loudly
+    if (!o.deferSpool) void this.start().catch(() => {});
+    this.loop = this.supervise();
+  }
+
+  /**
+   * Opens the spool (once; the constructor does it unless `deferSpool`). Rejects, in one line,
+   * when the spool cannot be used; delivery then goes on from memory only, and says so.
+   */
+  start(): Promise<void> {
+    if (!this.spoolStarted) {
+      this.spoolStarted = true;
+      this.ready = this.openSpool();
+      this.ready.catch(() => {});
+    }
+    return this.ready;
+  }
+
+  /**
+   * The delivery loop never ends before close(): an error it did not expect (an I/O error on the
+   * spool) is logged once per restart and the loop starts again after a backoff.
+   */
+  private async supervise(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.run();
+        return;
+      } catch (err) {
+        this.inflight = null;
+        if (this.abort.signal.aborted || (this.closing && Date.now() >= this.closeDeadline)) return;
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+        this.loopRestarts++;
+        this.c.lastError = this.clean(err);
+        this.logger.error({ sink: this.name, err: this.c.lastError, restarts: this.loopRestarts, retryInMs: delay }, 'sink delivery loop failed: restarting it');
+        await sleep(Math.min(delay, Math.max(0, this.closeDeadline - Date.now())), this.abort.signal);
+      }
+    }
   }
 
   get counters(): Readonly<SinkCounters> {
@@ -149,13 +186,14 @@ export class DeliverySink implements Sink {
     const skipping = this.spool && this.skip.generation === this.spool.generation ? this.skip.count : 0;
     this.c.spoolRecords = this.spool ? Math.max(0, this.spool.pendingRecords - skipping) : 0;
     this.c.spoolBytes = this.spool ? this.spool.pendingBytes : 0;
+    this.c.spoolCorruptBytes = this.spool ? this.spool.corruptBytes : 0;
     this.c.truncated = this.transport.stats?.truncated ?? 0;
     return this.c;
   }
 
   private async openSpool(): Promise<void> {
     if (!this.o.spool) return;
-    this.spool = await Spool.open(this.o.spool);
+    this.spool = await Spool.open(this.o.spool, this.logger);
     if (this.spool.pendingRecords > 0) {
       // a previous run left records: they go first, everything new queues behind them
       this.mode = 'spool';
@@ -275,6 +313,10 @@ export class DeliverySink implements Sink {
       (r) => {
         this.c.spooled += r.appended;
         this.noteDrop(r.dropped, 'spool full');
+        if (r.failed > 0) {
+          this.c.lastError = `spool write failed: ${this.clean(r.error ?? 'unknown error')}`;
+          this.noteDrop(r.failed, 'spool write failed');
+        }
       },
       (err) => {
         this.c.lastError = `spool write failed: ${this.clean(err)}`;
@@ -385,14 +427,19 @@ export class DeliverySink implements Sink {
   }
 
   private async run(): Promise<void> {
-    try {
-      await this.ready;
-    } catch (err) {
-      this.c.lastError = `cannot open spool: ${this.clean(err)}`;
-      this.logger.error({ sink: this.name, err: this.c.lastError }, 'spool unavailable: delivering from memory only');
-      this.spool = null;
-      this.spoolFailed = true;
-      if (this.mode === 'spool') this.mode = 'direct';
+    if (this.o.spool && !this.spoolFailed) {
+      // deferSpool: wait for start() (the daemon calls it at once, after --user)
+      while (!this.spoolStarted && !this.closing) await sleep(10, this.abort.signal);
+      try {
+        if (this.spoolStarted) await this.ready;
+        else throw new Error('closed before the spool was opened');
+      } catch (err) {
+        this.c.lastError = `cannot open spool: ${this.clean(err)}`;
+        this.logger.error({ sink: this.name, err: this.c.lastError }, 'spool unavailable: delivering from memory only');
+        this.spool = null;
+        this.spoolFailed = true;
+        if (this.mode === 'spool') this.mode = 'direct';
+      }
     }
     for (;;) {
       if (this.abort.signal.aborted) return;
@@ -456,12 +503,16 @@ export class DeliverySink implements Sink {
         this.skip = { count: 0, generation: -1 };
       }
     }
+    if (batch.skippedBytes > 0) {
+      this.logger.warn({ sink: this.name, bytes: batch.skippedBytes, segment: batch.seq }, 'spool: skipped corrupt bytes to the next whole record');
+    }
     if (records.length > 0) {
       const res = await this.deliver(records, true, () => spool.generation === batch.generation);
       // cut short by close(): the batch stays in the spool and is sent on the next start
       if (res.left.length) return 'stop';
     }
     await spool.commit(batch);
+    if (spool.stateError) this.c.lastError = this.clean(spool.stateError);
     return this.closing && Date.now() > this.closeDeadline ? 'stop' : 'sent';
   }
 

@@ -1,22 +1,44 @@
 /**
  * A bounded on-disk FIFO of payloads for at-least-once delivery.
  *
- * Layout of the spool directory (created 0700):
+ * Layout of the spool directory (SECURITY.md: private, 0700, owned by the account ctwatch runs as):
  *   seg-000000000001.log ...  segments, appended to in order; a record is `LEN:PAYLOAD\n`, LEN the
  *                             payload's UTF-8 byte length, so payloads may contain anything
- *   state.json                the committed read position {seq, offset, index}, replaced atomically
- *   lock                      the pid of the process using the spool
+ *   state.json                the committed read position {seq, offset}, rewritten in place
+ *   lock                      flock(2)ed for the life of the spool; holds the pid, for people only
  *
  * A record is removed (its read position committed) only after the receiver accepted it, so after
  * a crash or restart everything uncommitted is sent again: at least once, in order. Segments are
  * written with plain write(2): a kill -9 loses nothing that append() resolved (it is in the page
- * cache); a power cut can, unless `fsync` is on. A torn record at the end of a segment (killed in
- * the middle of a write) is cut off when the spool is reopened.
+ * cache); a power cut can, unless `fsync` is on.
+ *
+ * Root is dangerous here (SECURITY.md T2): the directory must be ctwatch's own and reached by a
+ * way only root can change (src/util/safe-file.ts privateDirectory), every file in it is opened
+ * with O_NOFOLLOW and checked on its descriptor (regular, one link, ours), and truncation and
+ * locking act on descriptors, never on paths.
+ *
+ * A full disk (or any failed write) never leaves a torn record for later writes to pile up behind:
+ * the segment is cut back to where the write began (ftruncate on the descriptor), or, when even
+ * that fails, closed and a new segment begun. The records of the failed write are reported lost.
+ * Whatever corruption a segment holds anyway (an older version, a crash mid-write, a disk error) is
+ * skipped to the next whole record and counted (`corruptBytes`); a torn tail is cut at open, counted
+ * and logged. A state.json that parses but points nowhere (an offset past the end, a segment past
+ * the newest) is ignored with a log line: the spool is replayed, never deleted.
  */
-import { mkdir, open, readFile, readdir, rename, rm, truncate, unlink, writeFile } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
+import { close, closeSync, fdatasync, ftruncate, ftruncateSync, read, readSync, write, writeSync } from 'node:fs';
+import { readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { OverflowPolicy } from './types.js';
+import { promisify } from 'node:util';
+import { FileRefused, lockFd, openFile, privateDirectory } from '../util/safe-file.js';
+import type { OverflowPolicy, SinkLogger } from './types.js';
+
+const writeAsync = (fd: number, buf: Buffer, off: number, len: number, pos: number | null): Promise<number> =>
+  new Promise((resolve, reject) => write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+const readAsync = (fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> =>
+  new Promise((resolve, reject) => read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+const ftruncateAsync = promisify(ftruncate);
+const fdatasyncAsync = promisify(fdatasync);
+const closeAsync = promisify(close);
 
 export interface SpoolOptions {
   dir: string;
@@ -35,16 +57,34 @@ export interface SpoolBatch {
   readonly seq: number;
   readonly endOffset: number;
   readonly generation: number;
+  /** corrupt bytes this batch steps over (counted when it is committed) */
+  readonly skippedBytes: number;
 }
 
 export interface AppendResult {
   appended: number;
   /** records dropped by the policy: new ones (drop-newest) or older ones (drop-oldest) */
   dropped: number;
+  /** records whose write failed (a full disk): lost, with `error` saying why */
+  failed: number;
+  error?: string;
+}
+
+/** A spool that cannot be used, in one line (the reason names the path; the code says the kind). */
+export class SpoolError extends Error {
+  constructor(
+    message: string,
+    /** ERR_SPOOL_BUSY, ERR_UNSAFE_PATH, ERR_UNSAFE_FILE, or an errno name */
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = 'SpoolError';
+  }
 }
 
 interface Segment {
   seq: number;
+  /** bytes of whole records; a torn tail past it (a write that could not be cut back) is ignored */
   bytes: number;
   records: number;
 }
@@ -55,8 +95,10 @@ interface State {
 }
 
 const SEG_RE = /^seg-(\d{12})\.log$/;
-const NL = Buffer.from('\n');
+const NL = 0x0a;
 const COLON = 0x3a;
+/** state.json is rewritten in place at this fixed size: no new block is needed, even on a full disk */
+const STATE_BYTES = 64;
 const openInProcess = new Set<string>();
 
 function segName(seq: number): string {
@@ -65,52 +107,88 @@ function segName(seq: number): string {
 
 function frame(payload: string): Buffer {
   const body = Buffer.from(payload, 'utf8');
-  return Buffer.concat([Buffer.from(`${body.length}:`), body, NL]);
+  return Buffer.concat([Buffer.from(`${body.length}:`), body, Buffer.from('\n')]);
 }
 
-/** Parse complete frames from buf[start..]; returns the payloads and where parsing stopped. */
-function parseFrames(
-  buf: Buffer,
-  start: number,
-  maxRecords: number,
-  maxBytes: number,
-): { records: string[]; end: number; torn: boolean } {
+type FrameAt = { kind: 'frame'; body: number; end: number } | { kind: 'partial' } | { kind: 'bad' };
+
+/** What starts at buf[pos]: a whole record (`end` past its newline), the start of one cut off by the buffer's end, or not a record. */
+function frameAt(buf: Buffer, pos: number): FrameAt {
+  let i = pos;
+  while (i < buf.length && i - pos <= 12 && buf[i] >= 0x30 && buf[i] <= 0x39) i++;
+  if (i - pos > 12) return { kind: 'bad' };
+  if (i === buf.length) return { kind: 'partial' };
+  if (i === pos || buf[i] !== COLON) return { kind: 'bad' };
+  const newline = i + 1 + Number(buf.toString('latin1', pos, i));
+  if (newline >= buf.length) return { kind: 'partial' };
+  return buf[newline] === NL ? { kind: 'frame', body: i + 1, end: newline + 1 } : { kind: 'bad' };
+}
+
+/**
+ * The next place after `pos` where a whole record starts (or, not `final`, may start past the
+ * buffer). Every byte is a candidate, not only those after a newline: a torn record is followed by
+ * the next one without a newline between them.
+ */
+function resync(buf: Buffer, pos: number, final: boolean): number {
+  for (let i = pos + 1; i < buf.length; i++) {
+    const c = buf[i];
+    if (c < 0x30 || c > 0x39) continue;
+    const p = buf[i - 1];
+    if (p >= 0x30 && p <= 0x39) continue; // inside a number: its start was tried
+    const f = frameAt(buf, i);
+    if (f.kind === 'frame' || (f.kind === 'partial' && !final)) return i;
+  }
+  return buf.length;
+}
+
+interface Parsed {
+  records: string[];
+  /** where parsing stopped */
+  end: number;
+  /** corrupt bytes stepped over */
+  skipped: number;
+  /** end of the last whole record (0 when none) */
+  lastFrameEnd: number;
+  /** end of each whole record, when asked for */
+  ends?: number[];
+}
+
+/**
+ * Records from buf[start..]; corruption is stepped over to the next whole record and counted.
+ * `final`: the buffer ends where the data ends, so a record cut off at its end is torn, not partial.
+ */
+export function parseFrames(buf: Buffer, start: number, maxRecords: number, maxBytes: number, final = false, keepEnds = false, decode = true): Parsed {
   const records: string[] = [];
+  const ends: number[] | undefined = keepEnds ? [] : undefined;
   let pos = start;
   let bytes = 0;
-  let torn = false;
-  while (pos < buf.length && records.length < maxRecords) {
-    const colon = buf.indexOf(COLON, pos);
-    if (colon < 0 || colon - pos > 12) {
-      torn = true;
-      break;
+  let skipped = 0;
+  let lastFrameEnd = 0;
+  let count = 0;
+  while (pos < buf.length && count < maxRecords) {
+    const f = frameAt(buf, pos);
+    if (f.kind === 'frame') {
+      const len = f.end - 1 - f.body;
+      if (count > 0 && bytes + len > maxBytes) break;
+      if (decode) records.push(buf.toString('utf8', f.body, f.end - 1));
+      ends?.push(f.end);
+      count++;
+      bytes += len;
+      pos = lastFrameEnd = f.end;
+      continue;
     }
-    const lenText = buf.toString('latin1', pos, colon);
-    if (!/^\d+$/.test(lenText)) {
-      torn = true;
-      break;
-    }
-    const len = Number(lenText);
-    const end = colon + 1 + len;
-    if (end + 1 > buf.length || buf[end] !== 0x0a) {
-      torn = true;
-      break;
-    }
-    if (records.length > 0 && bytes + len > maxBytes) break;
-    records.push(buf.toString('utf8', colon + 1, end));
-    bytes += len;
-    pos = end + 1;
+    if (f.kind === 'partial' && !final) break;
+    const next = resync(buf, pos, final);
+    skipped += next - pos;
+    pos = next;
   }
-  return { records, end: pos, torn };
+  return { records, end: pos, skipped, lastFrameEnd, ends };
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+function message(err: unknown): string {
+  if (err instanceof FileRefused) return err.message;
+  const e = err as NodeJS.ErrnoException;
+  return e.code === 'ENOSPC' ? 'the disk is full (ENOSPC)' : e.code ? `${e.code}: ${e.message}` : String(e?.message ?? err);
 }
 
 export class Spool {
@@ -118,18 +196,24 @@ export class Spool {
   /** committed read position: always inside segments[0] when there is one */
   private head = { offset: 0, index: 0 };
   private nextSeq = 1;
-  private active: { seg: Segment; fh: FileHandle } | null = null;
+  private active: { seg: Segment; fd: number } | null = null;
+  private reader: { seq: number; fd: number } | null = null;
   private chain: Promise<unknown> = Promise.resolve();
   private generation_ = 0;
   private closed = false;
+  private corrupt = 0;
+  private stateError_: string | null = null;
   private readonly segmentBytes: number;
 
-  private constructor(private readonly o: SpoolOptions) {
+  private constructor(
+    private readonly o: SpoolOptions,
+    /** the real path of the directory */
+    readonly dir: string,
+    private readonly lockFd: number,
+    private readonly stateFd: number,
+    private readonly log: SinkLogger | undefined,
+  ) {
     this.segmentBytes = Math.max(4096, o.segmentBytes ?? Math.min(8 << 20, Math.floor(o.maxBytes / 8)));
-  }
-
-  get dir(): string {
-    return this.o.dir;
   }
 
   /** Bumped whenever drop-oldest removes undelivered records; a batch read before is void. */
@@ -137,16 +221,45 @@ export class Spool {
     return this.generation_;
   }
 
-  static async open(o: SpoolOptions): Promise<Spool> {
+  /** corrupt bytes skipped by reads and cut at open (each a record, or part of one, lost) */
+  get corruptBytes(): number {
+    return this.corrupt;
+  }
+
+  /** the last failure to write state.json (delivery goes on; a restart replays a little more), or null */
+  get stateError(): string | null {
+    return this.stateError_;
+  }
+
+  /**
+   * Opens (creating it private when missing) and locks the spool, and recovers what a previous run
+   * left. Throws SpoolError, in one line, when the directory or a file in it is not safe to use or
+   * another process holds the lock.
+   */
+  static async open(o: SpoolOptions, log?: SinkLogger): Promise<Spool> {
     if (!(o.maxBytes > 0)) throw new RangeError('spool maxBytes must be > 0');
-    await mkdir(o.dir, { recursive: true, mode: 0o700 });
-    const s = new Spool(o);
-    await s.lock();
+    let dir: string;
+    try {
+      dir = privateDirectory(o.dir);
+    } catch (err) {
+      throw refused(o.dir, err);
+    }
+    if (openInProcess.has(dir)) throw new SpoolError(`spool ${dir} is already open in this process (give each sink its own spool dir)`, 'ERR_SPOOL_BUSY');
+    const lock = takeLock(dir);
+    let stateFd: number;
+    try {
+      stateFd = openFile(join(dir, 'state.json'), { access: 'read-write', create: true, mode: 0o600 }).fd;
+    } catch (err) {
+      closeSync(lock);
+      throw refused(dir, err);
+    }
+    const s = new Spool(o, dir, lock, stateFd, log);
+    openInProcess.add(dir);
     try {
       await s.recover();
     } catch (err) {
-      await s.unlock();
-      throw err;
+      s.release();
+      throw refused(dir, err);
     }
     return s;
   }
@@ -165,69 +278,102 @@ export class Spool {
   }
 
   private path(name: string): string {
-    return join(this.o.dir, name);
+    return join(this.dir, name);
   }
 
-  private async lock(): Promise<void> {
-    const key = this.o.dir;
-    if (openInProcess.has(key)) throw new Error(`spool ${key} is already open in this process`);
-    const lockPath = this.path('lock');
-    try {
-      const text = await readFile(lockPath, 'utf8');
-      const pid = Number(text.trim());
-      if (pid > 0 && pid !== process.pid && pidAlive(pid)) {
-        throw new Error(`spool ${key} is in use by pid ${pid}`);
+  private release(): void {
+    openInProcess.delete(this.dir);
+    for (const fd of [this.stateFd, this.lockFd]) {
+      try {
+        closeSync(fd);
+      } catch {
+        /* already closed */
       }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    await writeFile(lockPath, `${process.pid}\n`, { mode: 0o600 });
-    openInProcess.add(key);
   }
 
-  private async unlock(): Promise<void> {
-    openInProcess.delete(this.o.dir);
-    await unlink(this.path('lock')).catch(() => {});
+  private readState(): State | undefined {
+    const buf = Buffer.alloc(4096);
+    const n = readSync(this.stateFd, buf, 0, buf.length, 0);
+    const text = buf.toString('utf8', 0, n).trim();
+    if (text === '') return undefined;
+    try {
+      const p = JSON.parse(text) as Partial<State>;
+      if (Number.isSafeInteger(p.seq) && Number.isSafeInteger(p.offset) && p.seq! >= 0 && p.offset! >= 0) return { seq: p.seq!, offset: p.offset! };
+    } catch {
+      /* reported below */
+    }
+    this.log?.warn({ spool: this.dir, state: text.slice(0, 80) }, 'spool state.json is not a read position: replaying the spool from its oldest record');
+    return undefined;
   }
 
   private async recover(): Promise<void> {
-    let state: State = { seq: 0, offset: 0 };
-    try {
-      const parsed = JSON.parse(await readFile(this.path('state.json'), 'utf8')) as State;
-      if (Number.isInteger(parsed.seq) && Number.isInteger(parsed.offset)) state = parsed;
-    } catch {
-      // no state yet (or unreadable): start from the oldest segment, replaying is the safe side
+    let state = this.readState();
+    const seqs = (await readdir(this.dir)).map((n) => SEG_RE.exec(n)).filter((m) => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b);
+    const newest = seqs.length ? seqs[seqs.length - 1] : 0;
+    this.nextSeq = newest + 1;
+    if (state && seqs.length && state.seq > newest) {
+      // garbage that parses: believing it would delete every segment as "already delivered"
+      this.log?.warn({ spool: this.dir, stateSeq: state.seq, newestSegment: newest }, 'spool state.json points past the newest segment: replaying the spool from its oldest record');
+      state = undefined;
     }
-    const names = (await readdir(this.o.dir)).filter((n) => SEG_RE.test(n)).sort();
-    for (const name of names) {
-      const seq = Number(SEG_RE.exec(name)![1]);
-      this.nextSeq = Math.max(this.nextSeq, seq + 1);
-      if (seq < state.seq) {
+    let cut = 0;
+    for (const seq of seqs) {
+      const name = segName(seq);
+      if (state && seq < state.seq) {
+        await unlink(this.path(name)); // delivered and committed
+        continue;
+      }
+      const f = openFile(this.path(name), { access: 'read-write', create: false });
+      let seg: Segment;
+      let ends: number[];
+      try {
+        const buf = Buffer.allocUnsafe(f.size);
+        let off = 0;
+        while (off < f.size) {
+          const n = readSync(f.fd, buf, off, f.size - off, off);
+          if (n === 0) break;
+          off += n;
+        }
+        const scan = parseFrames(buf.subarray(0, off), 0, Infinity, Infinity, true, true, false);
+        ends = scan.ends!;
+        const tail = off - scan.lastFrameEnd;
+        if (tail > 0) {
+          // a write that ended half way (killed, or an older version on a full disk): cut through the descriptor
+          ftruncateSync(f.fd, scan.lastFrameEnd);
+          cut += tail;
+          this.log?.warn({ spool: this.dir, segment: name, bytes: tail, at: scan.lastFrameEnd }, 'spool segment ends in a torn record: cut it off');
+        }
+        const inside = scan.skipped - tail;
+        if (inside > 0) this.log?.warn({ spool: this.dir, segment: name, bytes: inside }, 'spool segment has corrupt bytes between records: they will be skipped and counted');
+        seg = { seq, bytes: scan.lastFrameEnd, records: ends.length };
+      } finally {
+        closeSync(f.fd);
+      }
+      if (seg.records === 0) {
         await unlink(this.path(name));
         continue;
       }
-      const buf = await readFile(this.path(name));
-      const scan = parseFrames(buf, 0, Infinity, Infinity);
-      if (scan.end < buf.length) await truncate(this.path(name), scan.end);
-      if (scan.records.length === 0) {
-        await unlink(this.path(name));
-        continue;
-      }
-      const seg: Segment = { seq, bytes: scan.end, records: scan.records.length };
-      if (seq === state.seq && state.offset > 0) {
-        // count the records before the committed offset
-        const before = parseFrames(buf.subarray(0, Math.min(state.offset, scan.end)), 0, Infinity, Infinity);
-        this.head = { offset: before.end, index: before.records.length };
+      if (this.segments.length === 0 && state && seq === state.seq && state.offset > 0) {
+        if (state.offset > seg.bytes) {
+          this.log?.warn({ spool: this.dir, segment: name, stateOffset: state.offset, bytes: seg.bytes }, 'spool state.json offset is past the end of its segment: replaying the segment');
+        } else {
+          // the last whole record at or before the committed offset (inside a record: it comes again)
+          let index = 0;
+          while (index < ends.length && ends[index] <= state.offset) index++;
+          this.head = { offset: index > 0 ? ends[index - 1] : 0, index };
+        }
       }
       this.segments.push(seg);
     }
+    this.corrupt += cut;
     const first = this.segments[0];
-    if (first && first.seq !== state.seq) this.head = { offset: 0, index: 0 };
     if (first && this.head.offset >= first.bytes) {
       await unlink(this.path(segName(first.seq)));
       this.segments.shift();
       this.head = { offset: 0, index: 0 };
     }
+    await this.saveState();
   }
 
   /** Serialise every mutation (and reads, which must not see a segment being deleted). */
@@ -243,31 +389,35 @@ export class Spool {
   }
 
   private async doAppend(payloads: readonly string[]): Promise<AppendResult> {
-    let appended = 0;
-    let dropped = 0;
+    const r: AppendResult = { appended: 0, dropped: 0, failed: 0 };
     let bufs: Buffer[] = [];
     let bufLen = 0;
     const flush = async () => {
       if (bufs.length === 0) return;
-      await this.writeActive(Buffer.concat(bufs, bufLen), bufs.length);
-      appended += bufs.length;
+      try {
+        await this.writeActive(Buffer.concat(bufs, bufLen), bufs.length);
+        r.appended += bufs.length;
+      } catch (err) {
+        r.failed += bufs.length;
+        r.error = message(err);
+      }
       bufs = [];
       bufLen = 0;
     };
     for (const p of payloads) {
       const f = frame(p);
       if (f.length > this.o.maxBytes) {
-        dropped++;
+        r.dropped++;
         continue;
       }
       if (this.pendingBytes + bufLen + f.length > this.o.maxBytes) {
         if (this.o.policy === 'drop-newest') {
-          dropped++;
+          r.dropped++;
           continue;
         }
         await flush();
         while (this.segments.length > 0 && this.pendingBytes + f.length > this.o.maxBytes) {
-          dropped += await this.dropOldest();
+          r.dropped += await this.dropOldest();
         }
       }
       const activeBytes = this.active ? this.active.seg.bytes : 0;
@@ -279,32 +429,56 @@ export class Spool {
       bufLen += f.length;
     }
     await flush();
-    return { appended, dropped };
+    return r;
   }
 
   private async writeActive(buf: Buffer, count: number): Promise<void> {
     if (!this.active) {
       const seg: Segment = { seq: this.nextSeq++, bytes: 0, records: 0 };
-      const fh = await open(this.path(segName(seg.seq)), 'a', 0o600);
-      this.active = { seg, fh };
+      const { fd } = openFile(this.path(segName(seg.seq)), { access: 'append', exclusive: true, mode: 0o600 });
+      this.active = { seg, fd };
       this.segments.push(seg);
     }
-    const { seg, fh } = this.active;
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await fh.write(buf, off, buf.length - off);
-      off += bytesWritten;
+    const { seg, fd } = this.active;
+    const start = seg.bytes;
+    try {
+      let off = 0;
+      while (off < buf.length) off += await writeAsync(fd, buf, off, buf.length - off, null);
+      if (this.o.fsync) await fdatasyncAsync(fd);
+    } catch (err) {
+      // nothing may follow a torn record: cut it back, or begin a new segment when even that fails
+      try {
+        await ftruncateAsync(fd, start);
+      } catch {
+        await this.roll();
+      }
+      throw err;
     }
-    if (this.o.fsync) await fh.datasync();
     seg.bytes += buf.length;
     seg.records += count;
   }
 
   private async roll(): Promise<void> {
     if (!this.active) return;
-    const { fh } = this.active;
+    const { fd } = this.active;
     this.active = null;
-    await fh.close();
+    await closeAsync(fd).catch(() => {});
+  }
+
+  private async closeReader(): Promise<void> {
+    const r = this.reader;
+    this.reader = null;
+    if (r) await closeAsync(r.fd).catch(() => {});
+  }
+
+  /** Removes the head segment (delivered, dropped, or never written to). */
+  private async removeHead(): Promise<void> {
+    const seg = this.segments.shift();
+    if (!seg) return;
+    if (this.active?.seg === seg) await this.roll();
+    if (this.reader?.seq === seg.seq) await this.closeReader();
+    await unlink(this.path(segName(seg.seq))).catch(() => {});
+    this.head = { offset: 0, index: 0 };
   }
 
   /** Remove the oldest segment; returns how many undelivered records went with it. */
@@ -312,10 +486,7 @@ export class Spool {
     const seg = this.segments[0];
     if (!seg) return 0;
     const lost = seg.records - this.head.index;
-    if (this.active?.seg === seg) await this.roll();
-    await unlink(this.path(segName(seg.seq))).catch(() => {});
-    this.segments.shift();
-    this.head = { offset: 0, index: 0 };
+    await this.removeHead();
     this.generation_++;
     await this.saveState();
     return lost;
@@ -324,30 +495,42 @@ export class Spool {
   /** The oldest uncommitted records, without removing them; null when the spool is empty. */
   read(maxRecords: number, maxBytes: number): Promise<SpoolBatch | null> {
     return this.run(async () => {
-      const seg = this.segments[0];
+      let seg = this.segments[0];
+      // a segment whose every write failed holds nothing: step over it
+      while (seg && this.head.offset >= seg.bytes && this.segments.length > 1) {
+        await this.removeHead();
+        seg = this.segments[0];
+      }
       if (!seg || this.head.offset >= seg.bytes) return null;
+      if (this.reader?.seq !== seg.seq) {
+        await this.closeReader();
+        this.reader = { seq: seg.seq, fd: openFile(this.path(segName(seg.seq)), { access: 'read', create: false }).fd };
+      }
       const avail = seg.bytes - this.head.offset;
       let want = Math.min(avail, Math.max(maxBytes + 64, 64 * 1024));
-      const fh = await open(this.path(segName(seg.seq)), 'r');
-      try {
-        for (;;) {
-          const buf = Buffer.allocUnsafe(want);
-          const { bytesRead } = await fh.read(buf, 0, want, this.head.offset);
-          const r = parseFrames(buf.subarray(0, bytesRead), 0, maxRecords, maxBytes);
-          if (r.records.length > 0) {
-            return {
-              records: r.records,
-              seq: seg.seq,
-              endOffset: this.head.offset + r.end,
-              generation: this.generation_,
-            };
-          }
-          if (want >= avail) throw new Error(`spool segment ${segName(seg.seq)} is corrupt at ${this.head.offset}`);
-          // a single record larger than the read size: read more
-          want = Math.min(avail, want * 4);
+      for (;;) {
+        const buf = Buffer.allocUnsafe(want);
+        let got = 0;
+        while (got < want) {
+          const n = await readAsync(this.reader.fd, buf, got, want - got, this.head.offset + got);
+          if (n === 0) break;
+          got += n;
         }
-      } finally {
-        await fh.close();
+        // shorter than what was written to it (cut by someone): what is missing is skipped, and counted
+        const short = got < want;
+        const r = parseFrames(buf.subarray(0, got), 0, maxRecords, maxBytes, short || want >= avail);
+        if (r.end > 0 || short) {
+          const nothing = r.end === 0;
+          return {
+            records: r.records,
+            seq: seg.seq,
+            endOffset: this.head.offset + (nothing ? avail : r.end),
+            generation: this.generation_,
+            skippedBytes: nothing ? avail : r.skipped,
+          };
+        }
+        // a single record larger than the read size: read more
+        want = Math.min(avail, want * 4);
       }
     });
   }
@@ -360,23 +543,31 @@ export class Spool {
     return this.run(async () => {
       const seg = this.segments[0];
       if (batch.generation !== this.generation_ || !seg || seg.seq !== batch.seq) return false;
+      this.corrupt += batch.skippedBytes;
       this.head = { offset: batch.endOffset, index: this.head.index + batch.records.length };
-      if (this.head.offset >= seg.bytes) {
-        if (this.active?.seg === seg) await this.roll();
-        await unlink(this.path(segName(seg.seq))).catch(() => {});
-        this.segments.shift();
-        this.head = { offset: 0, index: 0 };
-      }
+      if (this.head.offset >= seg.bytes) await this.removeHead();
       await this.saveState();
       return true;
     });
   }
 
+  /**
+   * Writes the read position over state.json through its descriptor, at a fixed size, so it needs
+   * no new disk block. A failure is kept in `stateError`, not thrown: delivery goes on, and a
+   * restart replays from the last position that was written (at least once).
+   */
   private async saveState(): Promise<void> {
-    const state: State = { seq: this.segments[0]?.seq ?? this.nextSeq, offset: this.head.offset };
-    const tmp = this.path('state.json.tmp');
-    await writeFile(tmp, JSON.stringify(state), { mode: 0o600 });
-    await rename(tmp, this.path('state.json'));
+    const text = JSON.stringify({ seq: this.segments[0]?.seq ?? this.nextSeq, offset: this.head.offset });
+    const buf = Buffer.from(text.padEnd(STATE_BYTES - 1, ' ') + '\n');
+    try {
+      let off = 0;
+      while (off < buf.length) off += await writeAsync(this.stateFd, buf, off, buf.length - off, off);
+      ftruncateSync(this.stateFd, buf.length);
+      if (this.o.fsync) await fdatasyncAsync(this.stateFd);
+      this.stateError_ = null;
+    } catch (err) {
+      this.stateError_ = `cannot write ${this.path('state.json')}: ${message(err)}`;
+    }
   }
 
   async close(): Promise<void> {
@@ -384,13 +575,58 @@ export class Spool {
     await this.run(async () => {
       this.closed = true;
       await this.roll();
+      await this.closeReader();
       await this.saveState();
     });
-    await this.unlock();
+    this.release();
   }
 
   /** Remove everything (tests, `ctwatch spool --purge`). */
   static async purge(dir: string): Promise<void> {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** flock on `dir/lock`, kept for the life of the spool (the descriptor is returned, open). */
+function takeLock(dir: string): number {
+  let fd: number;
+  try {
+    fd = openFile(join(dir, 'lock'), { access: 'read-write', create: true, mode: 0o600 }).fd;
+  } catch (err) {
+    throw refused(dir, err);
+  }
+  let held: boolean;
+  try {
+    held = lockFd(fd);
+  } catch (err) {
+    closeSync(fd);
+    throw refused(dir, err);
+  }
+  if (!held) {
+    const buf = Buffer.alloc(32);
+    let pid = '';
+    try {
+      pid = buf.toString('utf8', 0, readSync(fd, buf, 0, buf.length, 0)).trim();
+    } catch {
+      /* the pid is only a hint */
+    }
+    closeSync(fd);
+    throw new SpoolError(`spool ${dir} is in use by another ctwatch${/^\d+$/.test(pid) ? ` (pid ${pid})` : ''}: stop it, or give this sink its own spool dir`, 'ERR_SPOOL_BUSY');
+  }
+  try {
+    // for people reading the directory; the lock itself is the flock
+    const text = Buffer.from(`${process.pid}\n`);
+    ftruncateSync(fd, 0);
+    writeSync(fd, text, 0, text.length, 0);
+  } catch {
+    /* a full disk: the lock is held all the same */
+  }
+  return fd;
+}
+
+function refused(dir: string, err: unknown): SpoolError {
+  if (err instanceof SpoolError) return err;
+  if (err instanceof FileRefused) return new SpoolError(`spool ${dir}: ${err.message}`, err.code);
+  const e = err as NodeJS.ErrnoException;
+  return new SpoolError(`spool ${dir}: ${message(err)}`, e?.code ?? 'EIO');
 }

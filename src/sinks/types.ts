@@ -38,6 +38,8 @@ export interface SinkCounters {
   /** records and bytes waiting in the spool */
   spoolRecords: number;
   spoolBytes: number;
+  /** bytes of the spool skipped as corrupt (torn records cut at open, damage stepped over in reads) */
+  spoolCorruptBytes: number;
   /** messages cut to the transport's size limit (syslog) */
   truncated: number;
 }
