@@ -1,8 +1,10 @@
 // Process attribution, native half: socket lookups by exact tuple with sock_diag in one network
 // namespace (SockDiag, with its NEW-time capture in capture.cc and the requests in diag.cc), and
 // reads of /proc for the inode -> pid index (ScanProcesses, ProcInfo in proc_scan.cc).
-// Policy (what to look up, which side of a flow is its own, reasons, pid reuse, enrichment, the
-// caches that outlive a socket) lives in TypeScript (src/process/).
+// Policy (what to look up, which side of a flow is its own, reasons, pid reuse, enrichment, how
+// long an answer is trusted) lives in TypeScript (src/process/). The one thing kept here past a
+// socket's life is the NEW-time capture below: what was seen while the socket lived, per tuple,
+// bounded, handed to the next lookup of that tuple.
 //
 // NEW-time capture (option `capture`). A socket that lives a few milliseconds is gone before a
 // lookup driven from JavaScript can reach it: the event waits for the reader's batch, the JS

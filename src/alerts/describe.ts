@@ -45,9 +45,10 @@ export interface ProcessRef {
 }
 
 /**
- * The engine's process keys are not fixed yet, so the common spellings are all read:
- * "api-worker[4121]", "4121 api-worker", "4121/api-worker", "api-worker/4121", "pid 4121", "4121".
- * Anything else is taken as the command name.
+ * Reads a process key back into pid and command. The engine writes one spelling, "api-worker[4121]"
+ * (src/process/attributor.ts processKey); "4121 api-worker", "4121/api-worker", "api-worker/4121",
+ * "pid 4121" and "4121" are read too, for subjects written by hand or by other tools. Anything else
+ * is taken as the command name. (Carrying the pid and command structured would make this go away.)
  */
 export function parseProcessKey(key: string): ProcessRef {
   let m = /^(.+?)\[(\d+)\]$/.exec(key);

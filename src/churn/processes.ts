@@ -55,7 +55,7 @@ export class ProcessChurn {
     else this.live.delete(key);
   }
 
-  /** The top processes by new flows over the last second, as KeyChurn rows. */
+  /** The top processes by new flows over the last 10 seconds (new10; then live flows, then key), as KeyChurn rows. */
   snapshot(t: number): KeyChurn[] {
     const rows: KeyChurn[] = [];
     this.heavy.forEach((key, s, _count, error) => {
