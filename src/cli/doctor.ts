@@ -7,7 +7,8 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { DEFAULT_RCVBUF, LiveSource, netnsPath } from '../source/live.js';
+import { DEFAULT_RCVBUF, LiveSource } from '../source/live.js';
+import { netnsPath } from '../util/netns.js';
 import type { KernelStats } from '../source/native.js';
 import { CtwatchError, EXIT, fromNativeError } from '../util/errors.js';
 import { logger, parse } from './common.js';

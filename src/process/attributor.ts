@@ -52,7 +52,7 @@
 import { statSync } from 'node:fs';
 import type { ProcessInfo } from '../flow/types.js';
 import type { ConntrackEvent, SourceEvent } from '../source/types.js';
-import { netnsPath } from '../source/live.js';
+import { netnsPath } from '../util/netns.js';
 import { CtwatchError, fromNativeError } from '../util/errors.js';
 import { LocalAddresses } from './local.js';
 import { FROM_CAPTURE, RESULT_WIDTH } from './native.js';

@@ -3,7 +3,7 @@
  * checking and defaults live in the TypeScript wrappers (sockdiag.ts, procfs.ts); the addon trusts
  * what it is given.
  */
-import { loadAddon } from '../source/native.js';
+import { requireAddon } from '../util/addon.js';
 
 /** Per-request words in a lookup answer (kResultWidth in sockdiag.cc): errno, inode, uid, state,
  * remote port, local port, flags (FROM_CAPTURE), owner pid, owner start time (low 32 bits). */
@@ -100,5 +100,5 @@ export interface NativeProcessAddon {
 }
 
 export function loadProcessAddon(): NativeProcessAddon {
-  return loadAddon() as unknown as NativeProcessAddon;
+  return requireAddon<NativeProcessAddon>();
 }

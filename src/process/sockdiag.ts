@@ -4,7 +4,7 @@
  * encodes requests and decodes answers; what to look up and what an answer means is attributor.ts.
  */
 import { CtwatchError, fromNativeError } from '../util/errors.js';
-import { netnsPath } from '../source/live.js';
+import { netnsPath } from '../util/netns.js';
 import { FROM_CAPTURE, loadProcessAddon, RESULT_WIDTH, type NativeSockDiag, type NativeSockDiagCounters } from './native.js';
 
 export type SocketProto = 'tcp' | 'udp';

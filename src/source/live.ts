@@ -5,6 +5,7 @@
  * and the kernel then reports the loss (ENOBUFS) as an `overflow` event in the stream.
  */
 import { CtwatchError, EXIT, fromNativeError } from '../util/errors.js';
+import { netnsPath } from '../util/netns.js';
 import { loadAddon, type KernelStats, type NativeAttribution, type NativeJoinCounters, type NativeReader } from './native.js';
 import { KIND, makeDecoder } from './decode.js';
 import { compileFilters } from './filter.js';
@@ -38,10 +39,6 @@ export interface LiveSourceOptions {
 
 export const DEFAULT_RCVBUF = 32 * 1024 * 1024;
 const GROUP_BITS: Record<SubscribedEvent, number> = { new: 1, update: 2, destroy: 4 };
-
-export function netnsPath(netns: string): string {
-  return netns.includes('/') ? netns : `/run/netns/${netns}`;
-}
 
 export function parseEventList(text: string): SubscribedEvent[] {
   const list = text.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);

@@ -1,11 +1,8 @@
 /**
- * Loads the addon and describes it with types. Argument checking and defaults live in live.ts; the
- * addon trusts what it is given.
+ * The addon's conntrack half, described with types (native/conntrack/, native/addon.cc). Argument
+ * checking and defaults live in live.ts; the addon trusts what it is given.
  */
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { CtwatchError, EXIT } from '../util/errors.js';
+import { requireAddon } from '../util/addon.js';
 import type { NativeFilter } from './filter.js';
 
 export interface ReaderOptions {
@@ -99,27 +96,7 @@ export interface NativeAddon {
   layout: RecordLayout;
 }
 
-let addon: NativeAddon | undefined;
-
+/** The addon, seen as the conntrack reader's half (the loading is src/util/addon.ts). */
 export function loadAddon(): NativeAddon {
-  if (addon) return addon;
-  const here = dirname(fileURLToPath(import.meta.url));
-  const require = createRequire(import.meta.url);
-  // Works from src/ (vitest) and dist/ (the CLI): both sit one level below the project root.
-  const tried: string[] = [];
-  for (const kind of ['Release', 'Debug']) {
-    const path = join(here, '..', '..', 'build', kind, 'ctwatch.node');
-    tried.push(path);
-    try {
-      addon = require(path) as NativeAddon;
-      return addon;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
-    }
-  }
-  throw new CtwatchError(
-    'ERR_ADDON_MISSING',
-    `the native addon is not built (tried ${tried.join(', ')}): run 'npm run build'`,
-    { exitCode: EXIT.unavailable },
-  );
+  return requireAddon<NativeAddon>();
 }

@@ -5,7 +5,7 @@
  * switch (src/util/safe-file.ts).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { loadAddon } from '../source/native.js';
+import { requireAddon } from './addon.js';
 import { CtwatchError, EXIT } from './errors.js';
 
 export interface Account {
@@ -38,7 +38,7 @@ export function capabilities(): { effective: bigint; permitted: bigint; uid: num
  */
 export function dropPrivileges(account: Account): { boundingSetDropped: boolean } {
   if (process.getuid?.() !== 0) throw new CtwatchError('ERR_USER', '--user needs ctwatch to start as root (it opens the kernel sockets, then switches)', { exitCode: EXIT.noPerm });
-  const addon = loadAddon() as unknown as { dropPrivileges(uid: number, gid: number): { boundingSetDropped: boolean } };
+  const addon = requireAddon<{ dropPrivileges(uid: number, gid: number): { boundingSetDropped: boolean } }>();
   try {
     return addon.dropPrivileges(account.uid, account.gid);
   } catch (err) {
