@@ -6,8 +6,14 @@
  * firing condition holds and whether its resolve condition holds. One state machine, shared by all
  * rules, adds `for`, hysteresis (the two conditions differ), `resolve_for`, cooldown and dedup.
  * Snapshots from several network namespaces may be interleaved: all memory is kept per netns.
+ *
+ * Each destination rule judges its own candidates, not the snapshot's top-N list (which decoys
+ * churning a little faster could fill): given the engine's figures (ChurnEngine.figures), every
+ * destination with rate figures, or for a pile-up every destination with that many flows in the
+ * state, and every subject pending or firing, on its exact figures. `ignore`/`match` apply before
+ * anything else. A subject the figures say nothing about is unknown, and unknown never resolves.
  */
-import type { ChurnSnapshot, KeyChurn } from '../churn/snapshot.js';
+import type { ChurnSnapshot, DestinationFigure, DestinationFigures, KeyChurn } from '../churn/snapshot.js';
 import type { Alert } from './types.js';
 import { BaselineTracker } from './baseline.js';
 import {
@@ -76,6 +82,8 @@ interface Context {
   median: (key: string) => number | null;
   /** kernel counter increases since the previous snapshot of this netns, and over how long */
   kernel: { deltas: Record<string, number>; seconds: number } | null;
+  /** figures beyond the snapshot's top-N; absent (unit tests, old callers): the snapshot's list only */
+  figures?: DestinationFigures;
 }
 
 const US = 1e6;
@@ -108,8 +116,11 @@ export class AlertEvaluator {
     if (!this.baseline?.reconfigure(config.baseline)) this.baseline = new BaselineTracker(config.baseline);
   }
 
-  /** Alerts fired or resolved by this snapshot, in rule order. */
-  evaluate(s: ChurnSnapshot): Alert[] {
+  /**
+   * Alerts fired or resolved by this snapshot, in rule order. `figures` are the engine's figures
+   * at the snapshot's time (ChurnEngine.figures), so rules see beyond the top-N list.
+   */
+  evaluate(s: ChurnSnapshot, figures?: DestinationFigures): Alert[] {
     const ns = s.netns ?? '';
     const t = s.time;
     const ctx: Context = {
@@ -118,6 +129,7 @@ export class AlertEvaluator {
       t,
       median: (key) => this.baseline.median(`${ns}\0${key}`, t),
       kernel: this.kernelDeltas(ns, s),
+      figures,
     };
     const out: Alert[] = [];
     for (const c of this.compiled) {
@@ -165,6 +177,22 @@ export class AlertEvaluator {
     }
     this.install(config);
     return out;
+  }
+
+  /**
+   * Destinations some rule is judging in this netns (pending or firing): the engine counts them on
+   * their own (ChurnEngine.watch) so their figures stay exact when they leave the top-K.
+   */
+  watching(netns?: string): string[] {
+    const ns = netns ?? '';
+    const out = new Set<string>();
+    for (const c of this.compiled) {
+      if (!DESTINATION_KINDS.has(c.rule.kind)) continue;
+      for (const st of this.states.get(c.rule.name)?.values() ?? []) {
+        if (st.ns === ns && (st.firing || st.pendingSince !== undefined)) out.add(st.subject);
+      }
+    }
+    return [...out];
   }
 
   /** Alerts firing now, for a status view. */
@@ -285,23 +313,22 @@ export class AlertEvaluator {
       out.set('table', this.observeTable(r, ctx));
       return out;
     }
-    for (const d of s.destinations) {
-      if (c.accepts(d.key)) out.set(d.key, this.observeDestination(r, d, ctx));
-    }
-    // A firing destination that left the top list has dropped below the heaviest hitters; it counts
-    // as resolving (resolve_for still applies, so one absent snapshot does not close it).
-    for (const st of this.states.get(r.name)?.values() ?? []) {
-      if (st.ns !== ctx.ns || out.has(st.subject)) continue;
-      const what = r.kind === 'time_wait_pileup' ? `${r.state} flows to ${st.subject}` : `churn to ${st.subject}`;
-      out.set(st.subject, {
-        fire: false,
-        clear: true,
-        values: { value: null },
-        value: () => 'unknown',
-        message: () => '',
-        resolved: () => `resolved: ${what} dropped out of the top destinations`,
-        hint: conntrackHint(st.subject, s.netns),
-      });
+    // The rule's own candidates, filtered before anything is ranked or judged.
+    const candidates = new Set<string>();
+    const figures = ctx.figures;
+    if (!figures) for (const d of s.destinations) candidates.add(d.key);
+    else if (r.kind === 'time_wait_pileup') for (const key of figures.inState(r.state, r.threshold)) candidates.add(key);
+    else for (const key of figures.keys()) candidates.add(key);
+    // every subject pending or firing is judged again, wherever it ranks now
+    for (const st of this.states.get(r.name)?.values() ?? []) if (st.ns === ctx.ns) candidates.add(st.subject);
+    const listed = figures ? undefined : new Map(s.destinations.map((d) => [d.key, d] as const));
+    for (const key of candidates) {
+      if (!c.accepts(key)) continue;
+      const d: DestinationFigure | KeyChurn | null | undefined = figures ? figures.get(key) : listed!.get(key);
+      // unknown (no figures at all, or no rate for a churn rule) leaves the state as it is: it
+      // never resolves an alert, and never fires one
+      if (!d || (r.kind !== 'time_wait_pileup' && 'rated' in d && !d.rated)) out.set(key, null);
+      else out.set(key, this.observeDestination(r, d, ctx));
     }
     return out;
   }
@@ -489,6 +516,8 @@ export class AlertEvaluator {
     }
   }
 }
+
+const DESTINATION_KINDS: ReadonlySet<Rule['kind']> = new Set(['churn_per_destination', 'time_wait_pileup', 'churn_baseline']);
 
 function nsPrefix(s: ChurnSnapshot): string {
   return s.netns ? `netns ${s.netns}: ` : '';

@@ -28,7 +28,7 @@ import type { ConntrackEvent, SourceEvent } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import { FlowTracker } from '../flow/tracker.js';
 import { destinationOf } from '../flow/keys.js';
-import type { ChurnSnapshot, KeyChurn, Rates } from './snapshot.js';
+import type { ChurnSnapshot, DestinationFigure, DestinationFigures, KeyChurn, Rates } from './snapshot.js';
 import { DEFAULT_CAPACITY, HeavyHitters } from './heavy.js';
 import { LifetimeHistogram } from './lifetime.js';
 import { GROWTH_WINDOW_US, growthRate, sumPerCpu, tablePressure } from './pressure.js';
@@ -83,6 +83,11 @@ export class ChurnEngine {
   private readonly destinations: HeavyHitters<DestinationRates>;
   private readonly sources: HeavyHitters<KeyRates>;
   private readonly protocols = new Map<string, KeyRates>();
+  /**
+   * Destinations an alert rule is judging (pending or firing), counted on their own whether or not
+   * they hold a heavy-hitter slot: decoys that push a leak out of the top-K cannot blind the rule.
+   */
+  private watched = new Map<string, DestinationRates>();
 
   /** µs of the first event; NaN before */
   private origin = NaN;
@@ -101,7 +106,7 @@ export class ChurnEngine {
     this.tracker = new FlowTracker({ capacity: options.capacity });
     this.destinations = new HeavyHitters<DestinationRates>(
       topK,
-      () => ({ ...endRates(), lifetimes: new LifetimeHistogram() }),
+      destinationRates,
       (d) => {
         resetRates(d);
         d.timed.reset();
@@ -169,6 +174,85 @@ export class ChurnEngine {
     return this.withNetns(this.tracker.drain(time));
   }
 
+  /**
+   * Counts these destinations on their own from now on (and stops counting any other watched
+   * before): the subjects alert rules are judging, so their figures stay exact outside the top-K.
+   */
+  watch(keys: Iterable<string>, time: number): void {
+    const next = new Map<string, DestinationRates>();
+    for (const key of keys) {
+      let w = this.watched.get(key);
+      if (w === undefined) {
+        w = destinationRates();
+        startRates(w, time);
+      }
+      next.set(key, w);
+    }
+    this.watched = next;
+  }
+
+  /** Keys counted on their own (watch()). */
+  get watching(): string[] {
+    return [...this.watched.keys()];
+  }
+
+  /**
+   * Figures for any destination at `time`, beyond a snapshot's top-N: what alert rules judge. Rates
+   * come from the heavy-hitter slot or the watched counters, whichever has counted longer; live
+   * counts and states from the tracker (exact). Built on demand, once per key.
+   */
+  figures(time: number): DestinationFigures {
+    const memo = new Map<string, DestinationFigure | null>();
+    return {
+      keys: () => {
+        const keys: string[] = [];
+        this.destinations.forEach((key) => keys.push(key));
+        for (const key of this.watched.keys()) if (this.destinations.get(key) === undefined) keys.push(key);
+        return keys;
+      },
+      get: (key) => {
+        let f = memo.get(key);
+        if (f === undefined) memo.set(key, (f = this.destinationFigure(key, time)));
+        return f;
+      },
+      inState: (state, above) => this.tracker.destinationsInState(state, above).map((x) => x.key),
+    };
+  }
+
+  private destinationFigure(key: string, time: number): DestinationFigure | null {
+    const heavy = this.destinations.get(key);
+    const watched = this.watched.get(key);
+    const h = heavy !== undefined && heavy.since === heavy.since ? heavy : undefined;
+    // the one that began counting first has seen more of this destination's flows
+    const d = h !== undefined && (watched === undefined || h.since <= watched.since) ? h : watched;
+    if (d === undefined) {
+      const live = this.tracker.liveByDestination(key);
+      if (live === 0) return null;
+      const zero = { new1: 0, new10: 0, new60: 0, end1: 0, end10: 0, end60: 0 };
+      return { key, ...zero, live, states: this.tracker.destinationStates(key), rated: false };
+    }
+    const error = d === h ? this.destinations.error(key) : 0;
+    return { ...this.describeDestination(key, d, error, time), rated: true };
+  }
+
+  private describeDestination(key: string, d: DestinationRates, error: number, time: number): KeyChurn {
+    const churn: KeyChurn = {
+      key,
+      ...ratesOf(d, time),
+      live: this.tracker.liveByDestination(key),
+      states: this.tracker.destinationStates(key),
+    };
+    const p50 = d.lifetimes.quantile(0.5);
+    if (p50 !== undefined) {
+      churn.lifetimeP50 = p50;
+      churn.lifetimeP99 = d.lifetimes.quantile(0.99);
+    }
+    const short = share(d.short.count(time, 60), d.timed.count(time, 60));
+    if (short !== undefined) churn.shortLived = short;
+    churn.error = error;
+    return churn;
+  }
+
   /** The churn view at `time` (µs); `table` is the kernel's statistics when they were read. */
   snapshot(time: number, table?: TableReading): ChurnSnapshot {
     let growth: number;
@@ -194,23 +278,7 @@ export class ChurnEngine {
       states: this.tracker.stateCounts(),
       shortLived: share(all.short.count(time, 60), all.timed.count(time, 60)) ?? 0,
       table: tablePressure(table?.entries ?? null, table?.max ?? null, growth, kernel),
-      destinations: this.top(this.destinations, time, (key, d, error) => {
-        const churn: KeyChurn = {
-          key,
-          ...ratesOf(d, time),
-          live: this.tracker.liveByDestination(key),
-          states: this.tracker.destinationStates(key),
-        };
-        const p50 = d.lifetimes.quantile(0.5);
-        if (p50 !== undefined) {
-          churn.lifetimeP50 = p50;
-          churn.lifetimeP99 = d.lifetimes.quantile(0.99);
-        }
-        const short = share(d.short.count(time, 60), d.timed.count(time, 60));
-        if (short !== undefined) churn.shortLived = short;
-        churn.error = error;
-        return churn;
-      }),
+      destinations: this.top(this.destinations, time, (key, d, error) => this.describeDestination(key, d, error, time)),
       sources: this.top(this.sources, time, (key, s, error) => ({
         key,
         ...ratesOf(s, time),
@@ -228,6 +296,7 @@ export class ChurnEngine {
     const t = ev.time;
     this.all.opened.add(t);
     this.track(this.destinations, key, t).opened.add(t);
+    if (this.watched.size > 0) this.watched.get(key)?.opened.add(t);
     this.track(this.sources, ev.src, t).opened.add(t);
     this.protocol(ev.proto).opened.add(t);
   }
@@ -236,19 +305,17 @@ export class ChurnEngine {
   private closed(end: FlowEnd, key: string): void {
     const t = end.time;
     const all = this.all;
-    const d = this.track(this.destinations, key, t);
     all.closed.add(t);
-    d.closed.add(t);
     this.track(this.sources, end.src, t).closed.add(t);
     this.protocol(end.proto).closed.add(t);
-    if (end.clock === 'kernel' || !end.preexisting) {
-      all.timed.add(t);
-      d.timed.add(t);
-      d.lifetimes.add(end.duration);
-      if (end.duration < SHORT_LIVED_S) {
-        all.short.add(t);
-        d.short.add(t);
-      }
+    const timed = end.clock === 'kernel' || !end.preexisting;
+    const short = timed && end.duration < SHORT_LIVED_S;
+    if (timed) all.timed.add(t);
+    if (short) all.short.add(t);
+    endOf(this.track(this.destinations, key, t), end, timed, short);
+    if (this.watched.size > 0) {
+      const w = this.watched.get(key);
+      if (w !== undefined) endOf(w, end, timed, short);
     }
   }
 
@@ -282,6 +349,7 @@ export class ChurnEngine {
       this.destinations.decay(factor);
       this.sources.decay(factor);
       this.destinations.forEach((_key, d) => d.lifetimes.decay(factor));
+      for (const w of this.watched.values()) w.lifetimes.decay(factor);
       this.nextDecay += periods * DECAY_EVERY_US;
     }
     pushSample(this.liveSamples, { time: t, entries: this.tracker.size });
@@ -329,6 +397,21 @@ function keyRates(): KeyRates {
 
 function endRates(): EndRates {
   return { ...keyRates(), timed: new RateWindow(), short: new RateWindow() };
+}
+
+function destinationRates(): DestinationRates {
+  return { ...endRates(), lifetimes: new LifetimeHistogram() };
+}
+
+/** One ended flow on a destination's figures. */
+function endOf(d: DestinationRates, end: FlowEnd, timed: boolean, short: boolean): void {
+  const t = end.time;
+  d.closed.add(t);
+  if (timed) {
+    d.timed.add(t);
+    d.lifetimes.add(end.duration);
+    if (short) d.short.add(t);
+  }
 }
 
 function startRates(s: KeyRates | EndRates, t: number): void {

@@ -67,3 +67,21 @@ export interface ChurnSnapshot {
   /** per systemd unit ("unit:nginx.service") or container ("container:0123456789ab") */
   groups?: KeyChurn[];
 }
+
+/** A destination's figures for a rule; `rated` is false when no rate was counted (only live counts). */
+export interface DestinationFigure extends KeyChurn {
+  rated: boolean;
+}
+
+/**
+ * Figures for any destination at a snapshot's time, beyond its top-N list: what alert rules judge,
+ * so a rule's candidates are its own and not whatever made the list (ChurnEngine.figures()).
+ */
+export interface DestinationFigures {
+  /** destinations with rate figures: the tracked heavy hitters and the watched keys */
+  keys(): string[];
+  /** one destination's figures; null when nothing is known of it (no rates, no live flows) */
+  get(key: string): DestinationFigure | null;
+  /** destinations with more than `above` live flows in TCP state `state` (exact, from the table) */
+  inState(state: string, above: number): string[];
+}

@@ -326,6 +326,22 @@ export class FlowTracker {
     return d < 0 ? {} : this.countsOf(this.dstStates, d * STATE_CODES);
   }
 
+  /**
+   * Destination keys with more than `above` live flows in TCP state `state`, and how many: what a
+   * pile-up rule judges, whatever their new-flow rate. One pass over the per-destination rows.
+   */
+  destinationsInState(state: string, above: number): { key: string; count: number }[] {
+    const code = this.stateCodes.get(state);
+    const out: { key: string; count: number }[] = [];
+    if (code === undefined) return out;
+    const rows = this.destinations.capacity;
+    for (let d = 0; d < rows; d++) {
+      const n = this.dstStates[d * STATE_CODES + code];
+      if (n > above && this.destinations.refsOf(d) > 0) out.push({ key: this.destinations.key(d), count: n });
+    }
+    return out;
+  }
+
   liveByDestination(destination: string): number {
     return this.destinations.count(destination);
   }

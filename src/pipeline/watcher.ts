@@ -75,7 +75,10 @@ export class Watcher {
 
   private async onSnapshot(snap: ChurnSnapshot): Promise<void> {
     this.last = snap;
-    const alerts = this.evaluator.evaluate(snap);
+    // rules judge their own candidates on the engine's figures, not only the snapshot's top-N,
+    // and the subjects they are judging are counted on their own from now on
+    const alerts = this.evaluator.evaluate(snap, this.engine.figures(snap.time));
+    this.engine.watch(this.evaluator.watching(snap.netns), snap.time);
     if (alerts.length > 0) await this.emit(alerts);
     if (this.hooks.snapshot) await this.hooks.snapshot(snap, this.evaluator.active());
   }

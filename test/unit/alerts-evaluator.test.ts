@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { ChurnSnapshot, KeyChurn, Rates, TablePressure } from '../../src/churn/snapshot.js';
+import type { ChurnSnapshot, DestinationFigures, KeyChurn, Rates, TablePressure } from '../../src/churn/snapshot.js';
 import type { Alert } from '../../src/alerts/types.js';
 import { AlertEvaluator, type RuleSet } from '../../src/alerts/evaluator.js';
 import { BaselineTracker } from '../../src/alerts/baseline.js';
@@ -134,14 +134,83 @@ describe('for, hysteresis, cooldown, dedup', () => {
     expect(out[2].since).toBe(us(12));
   });
 
-  it('resolves a destination that dropped out of the top list', () => {
+  it('never resolves a destination that left the top list without figures: unknown is not over', () => {
     const ev = new AlertEvaluator(only('churn_per_destination', { for: 0, resolveFor: 5 }));
     const out = feed(ev, 0, 30, (s) => snap(s, { dests: s < 10 ? [dest(REDIS, 600)] : [dest('10.9.9.9:80/tcp', 5)] }));
-    expect(out.map((a) => [a.at, a.event])).toEqual([
+    expect(out.map((a) => [a.at, a.event])).toEqual([[0, 'alert']]);
+    expect(ev.active().map((a) => a.subject)).toEqual([REDIS]);
+    expect(ev.watching()).toEqual([REDIS]);
+  });
+
+  it('keeps judging a firing destination on its own figures when decoys fill the top list', () => {
+    const ev = new AlertEvaluator(only('churn_per_destination', { for: 0, resolveFor: 5 }));
+    const decoys = Array.from({ length: 12 }, (_, i) => dest(`127.0.0.${20 + i}:53/udp`, 750));
+    // decoys ignored by nothing: they fire too, but the leak's own figures keep it firing
+    let leakRate = 700;
+    const view = (all: KeyChurn[]): DestinationFigures => ({
+      keys: () => all.map((d) => d.key),
+      get: (key) => {
+        const d = all.find((x) => x.key === key);
+        return d ? { ...d, rated: true } : null;
+      },
+      inState: () => [],
+    });
+    const out: Alert[] = [];
+    for (let sec = 0; sec < 60; sec++) {
+      if (sec === 40) leakRate = 10;
+      const all = [...(sec >= 5 ? decoys : []), dest(REDIS, leakRate)];
+      // the snapshot's list is the ten fastest: from second 5 the leak is not in it
+      const s = snap(sec, { dests: [...all].sort((a, b) => b.new1 - a.new1).slice(0, 10) });
+      out.push(...ev.evaluate(s, view(all)).filter((a) => a.subject === REDIS));
+    }
+    expect(out.map((a) => [(a.time - us(0)) / 1e6, a.event])).toEqual([
       [0, 'alert'],
-      [15, 'resolved'],
+      // only once its own rate has been at or below `resolve` for resolve_for
+      [45, 'resolved'],
     ]);
-    expect(out[1].message).toBe(`resolved: churn to ${REDIS} dropped out of the top destinations after 15 s`);
+    expect(out[1].message).toMatch(/^resolved: churn to 127\.0\.0\.5:6379\/tcp back to 10 new\/s/);
+  });
+
+  it('ignores before ranking: ignored destinations are not candidates, the rest are judged whatever their rank', () => {
+    const rs = only('churn_per_destination', { for: 0, ignore: ['*:53/udp'] } as Partial<Rule>);
+    const ev = new AlertEvaluator(rs);
+    const all = [...Array.from({ length: 12 }, (_, i) => dest(`127.0.0.${20 + i}:53/udp`, 5000)), dest(REDIS, 600)];
+    const figures: DestinationFigures = {
+      keys: () => all.map((d) => d.key),
+      get: (key) => ({ ...all.find((x) => x.key === key)!, rated: true }),
+      inState: () => [],
+    };
+    const out = ev.evaluate(snap(0, { dests: all.slice(0, 10) }), figures);
+    expect(out.map((a) => a.subject)).toEqual([REDIS]);
+  });
+
+  it('judges time_wait_pileup by TIME_WAIT count, not by new-flow rank, and an unrated figure is enough', () => {
+    const ev = new AlertEvaluator(only('time_wait_pileup', { for: 0 }));
+    const quiet = '127.0.0.9:5432/tcp';
+    const figures: DestinationFigures = {
+      keys: () => [],
+      get: (key) => (key === quiet ? { ...dest(quiet, 0, { live: 3000, states: { TIME_WAIT: 2900 } }), rated: false } : null),
+      inState: (state, above) => (state === 'TIME_WAIT' && 2900 > above ? [quiet] : []),
+    };
+    const out = ev.evaluate(snap(0, { dests: [dest(REDIS, 900, { states: { ESTABLISHED: 3 } })] }), figures);
+    expect(out.map((a) => [a.rule, a.subject])).toEqual([['time_wait_pileup', quiet]]);
+    expect(out[0].message).toContain('2 900 TIME_WAIT flows to 127.0.0.9:5432/tcp'.replace(/ /, '\u202f'));
+  });
+
+  it('an unrated churn subject is unknown: neither fires nor resolves', () => {
+    const ev = new AlertEvaluator(only('churn_per_destination', { for: 0, resolveFor: 0 }));
+    let rated = true;
+    const figures = (rate: number): DestinationFigures => ({
+      keys: () => [REDIS],
+      get: () => ({ ...dest(REDIS, rate), rated }),
+      inState: () => [],
+    });
+    expect(ev.evaluate(snap(0), figures(900)).map((a) => a.event)).toEqual(['alert']);
+    rated = false;
+    expect(ev.evaluate(snap(1), figures(0))).toEqual([]);
+    expect(ev.active()).toHaveLength(1);
+    rated = true;
+    expect(ev.evaluate(snap(2), figures(0)).map((a) => a.event)).toEqual(['resolved']);
   });
 
   it('honours match and ignore', () => {

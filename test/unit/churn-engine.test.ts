@@ -224,4 +224,42 @@ describe('ChurnEngine', () => {
     expect(snap.live).toBe(125_000);
     expect(snap.sources[1].error).toBeGreaterThan(0);
   });
+  it('counts a watched destination on its own after decoys evict it from the heavy hitters', () => {
+    const engine = new ChurnEngine({ topK: 4, topN: 2 });
+    const leak = '127.0.0.5:6379/tcp';
+    let id = 1;
+    const events: ConntrackEvent[] = [];
+    // second 0: the leak alone (500/s), watched from the end of it
+    for (let i = 0; i < 500; i++) events.push(ev('new', id++, T0 + i * 2 * MS, { state: 'TIME_WAIT' }));
+    feed(engine, events);
+    engine.watch([leak], T0 + S);
+    // seconds 1..2: the leak goes on at 500/s, eight decoys at 600/s each take every slot
+    const more: ConntrackEvent[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const t = T0 + S + i * 2 * MS;
+      more.push(ev('new', id++, t, { state: 'TIME_WAIT' }));
+      for (let k = 0; k < 8; k++) if (i % 5 !== 0) more.push(ev('new', id++, t, { dst: `127.0.0.${20 + k}`, dport: 53, proto: 'udp' }));
+    }
+    feed(engine, more);
+    const t = T0 + 3 * S;
+    const snap = engine.snapshot(t);
+    expect(snap.destinations.map((d) => d.key)).not.toContain(leak);
+    const figures = engine.figures(t);
+    const f = figures.get(leak)!;
+    expect(f.rated).toBe(true);
+    // exact since the watch began: 1000 new over 2 s
+    expect(f.new10).toBe(500);
+    expect(f.live).toBe(1500);
+    expect(f.states).toEqual({ TIME_WAIT: 1500 });
+    expect(figures.keys()).toContain(leak);
+    // exact from the table, whatever the rates: the pile-up rule's candidates
+    expect(figures.inState('TIME_WAIT', 1000)).toEqual([leak]);
+    expect(figures.inState('TIME_WAIT', 1500)).toEqual([]);
+    expect(figures.get('10.1.1.1:1/tcp')).toBeNull();
+    // no longer watched: no rates any more, only the live counts
+    engine.watch([], t);
+    const g = engine.figures(t).get(leak)!;
+    expect(g.live).toBe(1500);
+    expect(engine.watching).toEqual([]);
+  });
 });
