@@ -4,7 +4,7 @@ import { Pipeline } from '../pipeline/pipeline.js';
 import { RecordedTables } from '../pipeline/table.js';
 import { RecordWriter, type WritableRecord } from '../recording/writer.js';
 import { openOutput } from '../recording/output.js';
-import { RecordingSource } from '../source/recording.js';
+import { RecordingSource } from '../recording/input.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseDuration } from './args.js';
 import { logger, parse } from './common.js';

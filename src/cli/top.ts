@@ -5,7 +5,7 @@ import { Pipeline } from '../pipeline/pipeline.js';
 import { liveTable, RecordedTables } from '../pipeline/table.js';
 import { OverflowRecovery } from '../pipeline/recovery.js';
 import { ProcessAttribution } from '../pipeline/attribution.js';
-import { RecordingSource } from '../source/recording.js';
+import { RecordingSource } from '../recording/input.js';
 import type { EventSource } from '../source/types.js';
 import { parseDuration } from './args.js';
 import { setLongTimeout } from '../util/timers.js';

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseLine, toLine, RecordingError } from '../../src/recording/schema.js';
-import { MAX_LINE, RecordingSource } from '../../src/source/recording.js';
+import { MAX_LINE, RecordingSource } from '../../src/recording/input.js';
 
 const EVENT = {
   v: 1, event: 'destroy', time: '2026-11-25T15:04:05.000000Z', id: 7, family: 'ipv4', proto: 'tcp',

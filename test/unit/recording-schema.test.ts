@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventLine, eventRecord, parseLine, toLine, RecordingError } from '../../src/recording/schema.js';
 import { formatMicros, formatNanos, parseMicros, parseNanos } from '../../src/recording/time.js';
-import { RecordingSource } from '../../src/source/recording.js';
+import { RecordingSource } from '../../src/recording/input.js';
 import { ipv6 } from '../../src/source/address.js';
 import type { ConntrackEvent } from '../../src/source/types.js';
 

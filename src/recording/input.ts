@@ -13,8 +13,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CtwatchError, EXIT } from '../util/errors.js';
-import { parseLine, RecordingError, type AnyRecord } from '../recording/schema.js';
-import type { EventSource, SourceCounters, SourceEvent } from './types.js';
+import { parseLine, RecordingError, type AnyRecord } from './schema.js';
+import type { EventSource, SourceCounters, SourceEvent } from '../source/types.js';
 
 export interface RecordingSourceOptions {
   batchSize?: number;
