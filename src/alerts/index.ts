@@ -33,3 +33,4 @@ export {
   type WebhookStats,
 } from './deliver.js';
 export type { Grouping } from './format.js';
+export { AlertHistory, type AlertHistoryOptions } from './history.js';

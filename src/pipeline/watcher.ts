@@ -5,6 +5,7 @@
  */
 import { AlertEvaluator, createDispatcher, defaultConfig, type AlertConfig, type Dispatcher } from '../alerts/index.js';
 import type { Alert } from '../alerts/types.js';
+import { AlertHistory, type AlertHistoryOptions } from '../alerts/history.js';
 import { ChurnEngine } from '../churn/engine.js';
 import type { ChurnSnapshot } from '../churn/snapshot.js';
 import type { FlowEnd } from '../flow/types.js';
@@ -29,8 +30,8 @@ export class Watcher {
   private evaluator: AlertEvaluator;
   private dispatcher: Dispatcher;
   private readonly pipeline: Pipeline;
-  /** every alert and resolution so far, in order */
-  readonly history: Alert[] = [];
+  /** the latest alerts and resolutions, in order: bounded by count and age (AlertHistory) */
+  readonly history: AlertHistory;
   /** process attribution, unless turned off */
   attribution?: ProcessAttribution;
   last?: ChurnSnapshot;
@@ -40,8 +41,9 @@ export class Watcher {
     private config: AlertConfig = defaultConfig(),
     private readonly hooks: WatcherHooks = {},
     private readonly log?: Logger,
-    options: { processes?: boolean } = {},
+    options: { processes?: boolean; history?: AlertHistoryOptions } = {},
   ) {
+    this.history = new AlertHistory(options.history);
     this.evaluator = new AlertEvaluator(config);
     this.dispatcher = createDispatcher(config.deliver, { log });
     this.pipeline = new Pipeline(
