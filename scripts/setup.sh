@@ -15,10 +15,11 @@ fi
 # Run and test: nftables iproute2 conntrack (conntrack -E is the reference in tests and benchmarks)
 # iputils-ping (ICMP flows), rsyslog + TLS modules and openssl (SIEM receivers in tests), procps,
 # prometheus (scrapes the metrics endpoint in tests; promtool checks the rules),
-# prometheus-node-exporter (reads stats --textfile in tests), logrotate (the contrib snippet), curl
+# prometheus-node-exporter (reads stats --textfile in tests), logrotate (the contrib snippet), curl,
+# nats-server (the nats sink and `ctwatch fleet`: tests start their own 3-node JetStream cluster)
 packages=(libnetfilter-conntrack-dev libmnl-dev build-essential pkg-config python3 clang llvm bpftool libbpf-dev
   libelf-dev nftables iproute2 conntrack iputils-ping procps rsyslog rsyslog-gnutls rsyslog-openssl openssl
-  gnutls-bin prometheus prometheus-node-exporter logrotate curl)
+  gnutls-bin prometheus prometheus-node-exporter logrotate curl nats-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,6 +36,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # Nor the packaged node_exporter: tests start their own on loopback ports.
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus-node-exporter 2>/dev/null; then
     systemctl stop prometheus-node-exporter || true
+  fi
+  # Nor the packaged nats-server: tests start their own cluster on loopback ports.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nats-server 2>/dev/null; then
+    systemctl stop nats-server || true
   fi
 fi
 

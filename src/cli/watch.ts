@@ -153,7 +153,10 @@ export async function watch(argv: string[]): Promise<number> {
     resync: (r) => write([r]),
     snapshot: (snap, active) => {
       metrics?.update({ snapshot: snap, source: source.counters, activeAlerts: active, firedTotal: fired, deliveries: watcher.deliveryStats(), sinks: sinks?.counters(), attribution: watcher.attribution?.attributor.stats });
-      if (churnUs && snap.time % churnUs === 0) return write([snap]);
+      // every snapshot to the sinks (those that take `churn`: a nats sink feeding `ctwatch fleet`);
+      // to --output only every --churn TIME
+      sinks?.write(snap as unknown as SinkRecord);
+      if (churnUs && snap.time % churnUs === 0) return writer?.write([snap]);
     },
   }, log, { processes: !values['no-processes'] });
   let dropped: { boundingSetDropped: boolean } | undefined;

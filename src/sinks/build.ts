@@ -15,6 +15,7 @@ import { FileTransport } from './file.js';
 import { type HttpAuth, HttpTransport } from './http.js';
 import { DeliverySink, type SinkOptions } from './sink.js';
 import { SyslogTransport, type SyslogTlsOptions } from './syslog.js';
+import { NatsTransport, subjectToken } from './nats.js';
 import { type Sink, type SinkCounters, type SinkLogger, type Transport, silentLogger } from './types.js';
 
 /** Which records a sink takes, as a predicate. */
@@ -24,7 +25,8 @@ export function eventFilter(kinds: readonly EventKind[]): (rec: SinkRecord) => b
   const other = set.has('other');
   return (rec) => {
     if (set.has(rec.event)) return true;
-    return other && recordKind(rec) === 'other' && rec.event !== 'overflow' && rec.event !== 'snapshot_done';
+    // churn snapshots come once a second: only to sinks that name `churn`
+    return other && recordKind(rec) === 'other' && rec.event !== 'overflow' && rec.event !== 'snapshot_done' && rec.event !== 'churn';
   };
 }
 
@@ -85,6 +87,8 @@ export interface PreparedSink {
   auth: HttpAuth | undefined;
   headers: Record<string, string>;
   secretHeaders: string[];
+  /** a nats sink's credentials, read */
+  nats?: { password?: string; token?: string; creds?: string };
 }
 
 /**
@@ -149,7 +153,12 @@ export function prepareSink(spec: SinkSpec, issues: ConfigIssue[], opts: CreateO
       }
     }
   }
-  return issues.length > before ? undefined : { spec, tls, auth, headers, secretHeaders };
+  let nats: PreparedSink['nats'];
+  if (spec.type === 'nats') {
+    const credsBuf = file('creds_file', spec.credsFile);
+    nats = { password: secret(spec.password, 'password'), token: secret(spec.token, 'token'), creds: credsBuf?.toString('utf8') };
+  }
+  return issues.length > before ? undefined : { spec, tls, auth, headers, secretHeaders, nats };
 }
 
 /**
@@ -188,6 +197,23 @@ export function buildSink(p: PreparedSink, opts: CreateOptions = {}, extra: Part
         pen: spec.pen,
         structuredData: spec.structuredData,
       },
+    });
+  } else if (spec.type === 'nats') {
+    const host = spec.host ?? subjectToken(opts.host?.name ?? 'localhost');
+    transport = new NatsTransport({
+      servers: spec.servers,
+      host,
+      prefix: spec.subjectPrefix,
+      user: spec.user,
+      password: p.nats?.password,
+      token: p.nats?.token,
+      creds: p.nats?.creds,
+      tls: tls && { ...tls, ca: tls.ca?.toString('utf8'), cert: tls.cert?.toString('utf8'), key: tls.key?.toString('utf8') },
+      timeoutMs: spec.timeoutMs,
+      maxInflight: spec.maxInflight,
+      stream: spec.stream,
+      name: `ctwatch ${host}`,
+      logger,
     });
   } else if (spec.type === 'file') {
     transport = new FileTransport({

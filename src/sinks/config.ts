@@ -25,8 +25,8 @@ export { SinkConfigError } from './errors.js';
 
 export type SinkConfigIssue = ConfigIssue;
 
-export type SinkType = 'syslog' | 'splunk_hec' | 'elasticsearch' | 'http' | 'webhook' | 'file';
-const SINK_TYPES: SinkType[] = ['syslog', 'splunk_hec', 'elasticsearch', 'http', 'webhook', 'file'];
+export type SinkType = 'syslog' | 'splunk_hec' | 'elasticsearch' | 'http' | 'webhook' | 'file' | 'nats';
+const SINK_TYPES: SinkType[] = ['syslog', 'splunk_hec', 'elasticsearch', 'http', 'webhook', 'file', 'nats'];
 
 /** Sinks in one file: each holds memory and a connection, and a list this long is a mistake. */
 export const MAX_SINKS = 64;
@@ -34,11 +34,13 @@ export const MAX_SINKS = 64;
 /** Event kinds a sink can select; `conntrack` = new+update+destroy+snapshot, `other` = the rest. */
 export const EVENT_KINDS = [
   'new', 'update', 'destroy', 'snapshot', 'conntrack', 'flow', 'alert', 'resolved',
-  'overflow', 'snapshot_done', 'other',
+  'overflow', 'snapshot_done', 'churn', 'other',
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 /** Raw conntrack events can run at 100k/s: a SIEM sink gets them only when asked. */
 export const DEFAULT_EVENTS: EventKind[] = ['flow', 'alert', 'resolved', 'overflow'];
+/** A nats sink feeds `ctwatch fleet`: the churn snapshots (one a second) too. */
+export const NATS_DEFAULT_EVENTS: EventKind[] = ['flow', 'alert', 'resolved', 'churn', 'overflow'];
 
 export interface TlsFiles {
   caFile?: string;
@@ -104,7 +106,34 @@ export interface FileSinkSpec extends CommonSpec {
   maxFiles?: number;
 }
 
-export type SinkSpec = SyslogSinkSpec | HttpSinkSpec | FileSinkSpec;
+export interface NatsSinkSpec extends CommonSpec {
+  type: 'nats';
+  servers: string[];
+  /** the subject's host token (default: this machine's short host name) */
+  host?: string;
+  subjectPrefix: string;
+  user?: string;
+  password?: SecretRef;
+  token?: SecretRef;
+  credsFile?: string;
+  tls?: TlsFiles;
+  /** deadline for a connect and for a batch's PubAcks */
+  timeoutMs: number;
+  /** PubAcks outstanding at once (1 = wait for each) */
+  maxInflight: number;
+  stream?: {
+    name: string;
+    create: boolean;
+    replicas?: number;
+    maxAgeMs?: number;
+    maxBytes?: number;
+    maxMsgs?: number;
+    duplicateWindowMs?: number;
+    storage?: 'file' | 'memory';
+  };
+}
+
+export type SinkSpec = SyslogSinkSpec | HttpSinkSpec | FileSinkSpec | NatsSinkSpec;
 
 /** A batch is one request body: past 64 MiB most receivers refuse it (Elasticsearch stops at 100 MB). */
 const MAX_BATCH_BYTES = 64 << 20;
@@ -216,6 +245,7 @@ function readSinkList(reader: ConfigReader, node: unknown, opts: ParseOptions): 
     let spec: SinkSpec | undefined;
     if (type === 'syslog') spec = readSyslog(r, common);
     else if (type === 'file') spec = readFile_(r, common);
+    else if (type === 'nats') spec = readNats(r, common);
     else spec = readHttp(r, type, common);
     r.unknown(`for type ${type}`);
     if (spec) specs.push(spec);
@@ -257,7 +287,7 @@ function readCommon(
   // a webhook posts the alert object itself (docs/alerts.md): no format to choose, alerts only
   const format = webhook ? 'jsonl' : r.oneOf('format', FORMAT_NAMES, type === 'elasticsearch' ? 'ecs' : 'jsonl')!;
   const kinds: readonly EventKind[] = webhook ? WEBHOOK_POLICY.events : EVENT_KINDS;
-  let events = webhook ? WEBHOOK_POLICY.events : DEFAULT_EVENTS;
+  let events = webhook ? WEBHOOK_POLICY.events : type === 'nats' ? NATS_DEFAULT_EVENTS : DEFAULT_EVENTS;
   const ev = r.list('events', `a non-empty list of: ${kinds.join(', ')}`);
   if (ev !== undefined) {
     if (ev.length === 0) {
@@ -433,6 +463,65 @@ function readHttp(r: Fields, type: HttpSinkSpec['type'], common: CommonSpec): Ht
   }
   if (!url) return undefined;
   return { ...common, ...spec, type, url, token, username } as HttpSinkSpec;
+}
+
+function natsUrl(r: Fields): string[] | undefined {
+  const list = r.has('servers') ? r.stringList('servers', true) : r.has('url') ? r.stringList('url', true) : r.missing('servers', 'give servers: [nats://HOST:4222, ...] (or url:)');
+  if (!list) return undefined;
+  const key = r.has('servers') ? 'servers' : 'url';
+  if (list.length === 0) return r.issue(key, 'expected at least one nats:// or tls:// URL');
+  for (const u of list) {
+    let ok = false;
+    try {
+      const url = new URL(u);
+      ok = ['nats:', 'tls:'].includes(url.protocol) && url.username === '' && url.password === '';
+    } catch {
+      // reported below
+    }
+    if (!ok) return r.issue(key, `${JSON.stringify(u.replace(/\/\/[^@/]*@/, '//'))}: expected nats://HOST:PORT or tls://HOST:PORT, credentials in password_file/token_file/creds_file`);
+  }
+  return list;
+}
+
+function readNats(r: Fields, common: CommonSpec): NatsSinkSpec | undefined {
+  const servers = natsUrl(r);
+  const host = r.str('host');
+  if (host !== undefined && !/^[A-Za-z0-9_-]+$/.test(host)) r.issue('host', 'expected one subject token: letters, digits, - and _');
+  const subjectPrefix = r.str('subject_prefix') ?? 'ctwatch';
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(subjectPrefix)) r.issue('subject_prefix', 'expected subject tokens (letters, digits, - and _) separated by dots');
+  const user = r.str('user');
+  const password = readSecretRef(r, 'password_file', 'password_env');
+  const token = readSecretRef(r, 'token_file', 'token_env');
+  const credsFile = r.str('creds_file');
+  if (user && !password) r.issue('user', 'needs password_file or password_env');
+  if (password && !user) r.issue('password_file', 'needs user');
+  if ([user, token, credsFile].filter(Boolean).length > 1) r.issue('', 'give one of user + password_file, token_file or creds_file');
+  const tls = readTls(r);
+  const timeoutMs = r.duration('timeout', { positive: true, max: 3600 }) ?? 10_000;
+  const maxInflight = r.int('max_inflight', 1, 100_000) ?? 1000;
+  const st = r.obj('stream');
+  let stream: NatsSinkSpec['stream'];
+  if (st) {
+    stream = {
+      name: st.str('name') ?? 'CTWATCH',
+      create: st.bool('create', false),
+      ...defined({
+        replicas: st.int('replicas', 1, 5),
+        maxAgeMs: st.duration('max_age', { positive: true }),
+        maxBytes: st.size('max_bytes'),
+        maxMsgs: st.int('max_msgs', 1, Number.MAX_SAFE_INTEGER),
+        duplicateWindowMs: st.duration('duplicate_window', { positive: true, max: 86_400 }),
+        storage: st.oneOf('storage', ['file', 'memory'] as const),
+      }),
+    };
+    if (!/^[A-Za-z0-9_-]+$/.test(stream.name)) st.issue('name', 'expected letters, digits, - and _');
+    st.unknown();
+  }
+  if (!servers) return undefined;
+  return {
+    ...common, type: 'nats', servers, host, subjectPrefix, user, password, token, credsFile,
+    tls: tls ?? (servers.some((u) => u.startsWith('tls:')) ? { verify: true } : undefined), timeoutMs, maxInflight, stream,
+  };
 }
 
 function readFile_(r: Fields, common: CommonSpec): FileSinkSpec | undefined {

@@ -27,6 +27,7 @@ export { Spool, type SpoolOptions, type SpoolBatch, type AppendResult } from './
 export { SyslogTransport, type SyslogTransportOptions, type SyslogTlsOptions } from './syslog.js';
 export { HttpTransport, MAX_ANSWER, MAX_BULK_ANSWER, type HttpTransportOptions, type HttpApi, type HttpAuth } from './http.js';
 export { FileTransport, type FileTransportOptions } from './file.js';
+export { NatsTransport, FLEET_SCHEMA, natsKind, natsMsgId, subjectToken, splitPayload, type NatsTransportOptions } from './nats.js';
 export {
   parseSinkConfigs,
   parseSinkFile,
@@ -46,6 +47,7 @@ export {
   type SyslogSinkSpec,
   type HttpSinkSpec,
   type FileSinkSpec,
+  type NatsSinkSpec,
   type EventKind,
   type CreateOptions,
   type ParseOptions,

@@ -969,7 +969,7 @@ const CASES: Case[] = [
     name: 'sinks file with an unknown sink type',
     argv: () => ['watch', '--sinks', fx('sinks-unknown-type.yaml'), '--status', '0'],
     exit: EXIT.config,
-    says: [`${fx('sinks-unknown-type.yaml')}:3: sinks[0].type: expected one of syslog, splunk_hec, elasticsearch, http, webhook, file`],
+    says: [`${fx('sinks-unknown-type.yaml')}:3: sinks[0].type: expected one of syslog, splunk_hec, elasticsearch, http, webhook, file, nats`],
   },
   {
     name: 'sinks file with an inline secret',
