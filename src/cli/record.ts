@@ -6,11 +6,7 @@ import { CtwatchError, EXIT } from '../util/errors.js';
 import { dropPrivileges, lookupUser } from '../util/privileges.js';
 import { parseCount, parseDuration, parseSize } from './args.js';
 import { setLongTimeout } from '../util/timers.js';
-import { ChurnEngine } from '../churn/engine.js';
-import { Pipeline } from '../pipeline/pipeline.js';
-import { liveTable } from '../pipeline/table.js';
-import { OverflowRecovery } from '../pipeline/recovery.js';
-import { ProcessAttribution } from '../pipeline/attribution.js';
+import { assembleLive } from '../pipeline/assemble.js';
 import type { SourceEvent } from '../source/types.js';
 import { logger, onSignals, parse } from './common.js';
 
@@ -58,12 +54,6 @@ Exit status: 0 done, 64 usage, 66 no such namespace, 69 conntrack netlink missin
 73 output not writable, 74 write failed, 77 not permitted (needs CAP_NET_ADMIN).
 `;
 
-function engineOptions(src: LiveSource) {
-  const engine = new ChurnEngine();
-  // Flow ends name their process; snapshots list the top processes.
-  return { engine, wallClock: true, table: liveTable(src), recovery: new OverflowRecovery(src, engine), attribution: new ProcessAttribution() };
-}
-
 export async function record(argv: string[]): Promise<number> {
   const { values } = parse('record', argv, {
     netns: { type: 'string' },
@@ -103,12 +93,12 @@ export async function record(argv: string[]): Promise<number> {
   const useEngine = values.flows || churnUs !== undefined;
   source = new LiveSource({ netns: values.netns, events, rcvbuf, reliable: values.reliable, snapshot: values.snapshot || useEngine, filter: values.filter });
   for (const note of source.filterNotes) log.info(note);
-  const engine: Partial<ReturnType<typeof engineOptions>> = useEngine ? engineOptions(source) : {};
+  const assembly = assembleLive(source, { engine: useEngine, log });
   let dropped: { boundingSetDropped: boolean } | undefined;
   if (account) {
     try {
       // the lookups' thread starts now, while it can still subscribe to conntrack events
-      engine.attribution?.prepare(values.netns);
+      assembly.attribution?.prepare(values.netns);
       dropped = dropPrivileges(account);
     } catch (err) {
       await source.close();
@@ -168,20 +158,12 @@ export async function record(argv: string[]): Promise<number> {
     return writer.write(end === batch.length ? batch : batch.slice(0, end));
   };
   const writeRecords = (records: WritableRecord[]) => writer.write(records);
-  const pipeline = new Pipeline(
-    src,
-    {
-      events: writeEvents,
-      flows: values.flows ? writeRecords : undefined,
-      snapshot: churnUs !== undefined ? (snap) => (snap.time % churnUs === 0 ? writeRecords([snap]) : undefined) : undefined,
-      resync: (r) => {
-        log.warn({ vanished: r.vanished, appeared: r.appeared, entries: r.entries, rcvbuf: r.rcvbuf }, OverflowRecovery.describe(r));
-        return writeRecords([r]);
-      },
-    },
-    engine,
-  );
-  await pipeline.run();
+  await assembly.run({
+    events: writeEvents,
+    flows: values.flows ? writeRecords : undefined,
+    snapshot: churnUs !== undefined ? (snap) => (snap.time % churnUs === 0 ? writeRecords([snap]) : undefined) : undefined,
+    resync: (r) => writeRecords([r]),
+  });
   timer?.clear();
   clearTimeout(quietCheck);
   await output.end();

@@ -1,10 +1,7 @@
 /** `ctwatch replay FILE`: the whole engine on a recording, deterministic. */
-import { ChurnEngine } from '../churn/engine.js';
-import { Pipeline } from '../pipeline/pipeline.js';
-import { RecordedTables } from '../pipeline/table.js';
+import { assembleReplay } from '../pipeline/assemble.js';
 import { RecordWriter, type WritableRecord } from '../recording/writer.js';
 import { openOutput } from '../recording/output.js';
-import { RecordingSource } from '../recording/input.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseDuration } from './args.js';
 import { logger, parse } from './common.js';
@@ -51,9 +48,8 @@ export async function replay(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new CtwatchError('ERR_USAGE', `replay needs exactly one recording file (see 'ctwatch replay --help')`, { exitCode: EXIT.usage });
   const churnUs = Math.round(parseDuration(values.churn ?? '10s', '--churn') * 1e6);
   if (churnUs < 1e6 || churnUs % 1e6 !== 0) throw new CtwatchError('ERR_USAGE', `--churn ${values.churn}: use whole seconds, at least 1s`, { exitCode: EXIT.usage });
-  const tables = new RecordedTables();
-  const source = new RecordingSource(positionals[0], { onError: values['skip-bad-lines'] ? 'skip' : 'stop', onOther: tables.onRecord });
-  await source.check();
+  const assembly = await assembleReplay(positionals[0], { onError: values['skip-bad-lines'] ? 'skip' : 'stop' });
+  const source = assembly.source;
   let fatal: CtwatchError | undefined;
   const output = openOutput(values.output ?? '-', (err) => {
     fatal ??= err;
@@ -61,21 +57,16 @@ export async function replay(argv: string[]): Promise<number> {
   });
   const writer = new RecordWriter(output);
   const write = (records: WritableRecord[]) => writer.write(records);
-  const pipeline = new Pipeline(
-    source,
-    {
-      flows: values['no-flows'] ? undefined : write,
-      snapshot: (snap) => (snap.time % churnUs === 0 ? write([snap]) : undefined),
-    },
-    { engine: new ChurnEngine(), table: tables.reading },
-  );
-  await pipeline.run();
+  await assembly.run({
+    flows: values['no-flows'] ? undefined : write,
+    snapshot: (snap) => (snap.time % churnUs === 0 ? write([snap]) : undefined),
+  });
   await output.end();
   if (fatal && fatal.code !== 'ERR_OUTPUT_CLOSED') {
     log.error(fatal.message);
     return fatal.exitCode;
   }
   if (source.counters.decodeErrors > 0) log.warn({ skipped: source.counters.decodeErrors }, 'malformed lines were skipped');
-  log.debug({ events: source.counters.events, snapshots: pipeline.snapshots }, 'replayed');
+  log.debug({ events: source.counters.events, snapshots: assembly.snapshots }, 'replayed');
   return 0;
 }

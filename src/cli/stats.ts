@@ -7,10 +7,9 @@
  */
 import { closeSync, constants, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { ChurnEngine, type TableReading } from '../churn/engine.js';
+import type { TableReading } from '../churn/engine.js';
 import type { ChurnSnapshot } from '../churn/snapshot.js';
-import { Pipeline } from '../pipeline/pipeline.js';
-import { liveTable } from '../pipeline/table.js';
+import { assembleLive } from '../pipeline/assemble.js';
 import { toLine } from '../recording/schema.js';
 import { LiveSource } from '../source/live.js';
 import type { KernelStats } from '../source/native.js';
@@ -276,28 +275,25 @@ async function runStats(values: StatsValues): Promise<number> {
   if (intervalMs >= timeoutMs) {
     throw new CtwatchError('ERR_USAGE', `--interval ${values.interval ?? '2s'} does not fit in -t ${values.timeout ?? '10s'}: measuring takes the interval plus the table dump`, { exitCode: EXIT.usage });
   }
-  const source = openEngineSource(values);
-  const readTable = liveTable(source);
-  const engine = new ChurnEngine();
+  // No process lookups: the check names destinations only.
+  const assembly = assembleLive(openEngineSource(values), { processes: false });
+  const source = assembly.source;
+  const readTable = assembly.table;
   let first: TableReading | undefined;
   let final: ChurnSnapshot | undefined;
   const finish = () => {
-    final = engine.snapshot(Date.now() * 1000, readTable(0));
+    final = assembly.engine.snapshot(Date.now() * 1000, readTable(0));
     void source.close();
   };
-  const pipeline = new Pipeline(
-    source,
-    {
-      events: (batch) => {
-        if (first === undefined && batch.some((e) => e.event === 'snapshot_done')) {
-          first = readTable(0);
-          setLongTimeout(finish, intervalMs);
-        }
-      },
+  const run = assembly.run({
+    events: (batch) => {
+      if (first === undefined && batch.some((e) => e.event === 'snapshot_done')) {
+        first = readTable(0);
+        setLongTimeout(finish, intervalMs);
+      }
     },
-    { engine, wallClock: true, table: readTable },
-  );
-  const outcome = await withDeadline(pipeline.run(), timeoutMs, () => void source.close());
+  });
+  const outcome = await withDeadline(run, timeoutMs, () => void source.close());
   if (outcome === 'timeout' && !final) {
     throw new CtwatchError('ERR_TIMEOUT', `no answer within ${timeoutMs / 1000} s (${first === undefined ? 'the table dump did not finish' : 'measuring did not finish'}); raise -t`, { exitCode: UNKNOWN });
   }

@@ -1,12 +1,6 @@
 /** `ctwatch top`: the live view (or a recording played back at its own pace). */
-import { ChurnEngine } from '../churn/engine.js';
 import type { ChurnSnapshot } from '../churn/snapshot.js';
-import { Pipeline } from '../pipeline/pipeline.js';
-import { liveTable, RecordedTables } from '../pipeline/table.js';
-import { OverflowRecovery } from '../pipeline/recovery.js';
-import { ProcessAttribution } from '../pipeline/attribution.js';
-import { RecordingSource } from '../recording/input.js';
-import type { EventSource } from '../source/types.js';
+import { assembleLive, assembleReplay } from '../pipeline/assemble.js';
 import { parseDuration } from './args.js';
 import { setLongTimeout } from '../util/timers.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
@@ -54,26 +48,10 @@ export async function top(argv: string[]): Promise<number> {
   if (!Number.isFinite(speed) || speed < 0) throw new CtwatchError('ERR_USAGE', `--speed ${JSON.stringify(values.speed)}: give a number, 1 = as recorded, 0 = as fast as possible`, { exitCode: EXIT.usage });
   const durationS = values.duration ? parseDuration(values.duration, '--duration', { positive: true }) : undefined;
   const tty = process.stdout.isTTY && !values.batch;
-  let source: EventSource;
-  let table;
-  let wallClock = false;
-  const engine = new ChurnEngine();
-  let recovery: OverflowRecovery | undefined;
-  let attribution: ProcessAttribution | undefined;
-  if (values.replay) {
-    const tables = new RecordedTables();
-    const rec = new RecordingSource(values.replay, { onOther: tables.onRecord });
-    await rec.check();
-    source = rec;
-    table = tables.reading;
-  } else {
-    const live = openEngineSource(values);
-    source = live;
-    table = liveTable(live);
-    wallClock = true;
-    recovery = new OverflowRecovery(live, engine);
-    if (!values['no-processes']) attribution = new ProcessAttribution();
-  }
+  const assembly = values.replay
+    ? await assembleReplay(values.replay)
+    : assembleLive(openEngineSource(values), { processes: !values['no-processes'] });
+  const source = assembly.source;
   const stop = () => void source.close();
   const offSignals = onSignals(log, stop);
   const timer = durationS !== undefined ? setLongTimeout(stop, durationS * 1000) : undefined;
@@ -92,25 +70,20 @@ export async function top(argv: string[]): Promise<number> {
     if (tty) process.stdout.write(`\x1b[H\x1b[2J${screen}\n`);
     else process.stdout.write(`${screen}\n\n`);
   };
-  const pipeline = new Pipeline(
-    source,
-    {
-      snapshot: async (snap) => {
-        last = snap;
-        history.push(snap);
-        if (values.replay) {
-          if (speed === 0) return;
-          // Pace the replay by recorded time.
-          if (!Number.isNaN(previousTick)) await new Promise((r) => setTimeout(r, (snap.time - previousTick) / 1000 / speed));
-          previousTick = snap.time;
-        }
-        lastShownAt = Date.now();
-        show(snap);
-      },
+  await assembly.run({
+    snapshot: async (snap) => {
+      last = snap;
+      history.push(snap);
+      if (values.replay) {
+        if (speed === 0) return;
+        // Pace the replay by recorded time.
+        if (!Number.isNaN(previousTick)) await new Promise((r) => setTimeout(r, (snap.time - previousTick) / 1000 / speed));
+        previousTick = snap.time;
+      }
+      lastShownAt = Date.now();
+      show(snap);
     },
-    { engine, wallClock, table, recovery, attribution },
-  );
-  await pipeline.run();
+  });
   timer?.clear();
   offSignals();
   if (tty && process.stdin.isTTY) {

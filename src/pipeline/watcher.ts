@@ -6,16 +6,15 @@
 import { AlertEvaluator, createDispatcher, defaultConfig, type AlertConfig, type Dispatcher } from '../alerts/index.js';
 import type { Alert } from '../alerts/types.js';
 import { AlertHistory, type AlertHistoryOptions } from '../alerts/history.js';
-import { ChurnEngine } from '../churn/engine.js';
+import type { ChurnEngine } from '../churn/engine.js';
 import type { ChurnSnapshot } from '../churn/snapshot.js';
 import type { FlowEnd } from '../flow/types.js';
 import type { LiveSource } from '../source/live.js';
 import type { SourceEvent } from '../source/types.js';
 import type { Logger } from '../util/log.js';
-import { Pipeline } from './pipeline.js';
-import { liveTable } from './table.js';
-import { OverflowRecovery, type ResyncRecord } from './recovery.js';
-import { ProcessAttribution } from './attribution.js';
+import { assembleLive, type Assembly } from './assemble.js';
+import type { ResyncRecord } from './recovery.js';
+import type { ProcessAttribution } from './attribution.js';
 
 export interface WatcherHooks {
   events?(batch: SourceEvent[]): void | Promise<void>;
@@ -26,10 +25,10 @@ export interface WatcherHooks {
 }
 
 export class Watcher {
-  readonly engine = new ChurnEngine();
+  readonly engine: ChurnEngine;
   private evaluator: AlertEvaluator;
   private dispatcher: Dispatcher;
-  private readonly pipeline: Pipeline;
+  private readonly assembly: Assembly;
   /** the latest alerts and resolutions, in order: bounded by count and age (AlertHistory) */
   readonly history: AlertHistory;
   /** process attribution, unless turned off */
@@ -46,29 +45,18 @@ export class Watcher {
     this.history = new AlertHistory(options.history);
     this.evaluator = new AlertEvaluator(config);
     this.dispatcher = createDispatcher(config.deliver, { log });
-    this.pipeline = new Pipeline(
-      source,
-      {
-        events: hooks.events,
-        flows: hooks.flows,
-        snapshot: (snap) => this.onSnapshot(snap),
-        resync: (r) => {
-          this.log?.warn({ vanished: r.vanished, appeared: r.appeared, entries: r.entries, overflows: r.overflows, rcvbuf: r.rcvbuf }, OverflowRecovery.describe(r));
-          return hooks.resync?.(r);
-        },
-      },
-      {
-        engine: this.engine,
-        wallClock: true,
-        table: liveTable(source),
-        recovery: new OverflowRecovery(source, this.engine),
-        attribution: options.processes === false ? undefined : (this.attribution = new ProcessAttribution()),
-      },
-    );
+    this.assembly = assembleLive(source, { processes: options.processes, log });
+    this.engine = this.assembly.engine;
+    this.attribution = this.assembly.attribution;
   }
 
   run(): Promise<void> {
-    return this.pipeline.run();
+    return this.assembly.run({
+      events: this.hooks.events,
+      flows: this.hooks.flows,
+      snapshot: (snap) => this.onSnapshot(snap),
+      resync: this.hooks.resync,
+    });
   }
 
   activeAlerts(): Alert[] {

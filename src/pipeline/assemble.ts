@@ -1,0 +1,96 @@
+/**
+ * The one place a pipeline is composed. Commands parse their options, open a source, assemble,
+ * run with the hooks that print or write, and report; none of them wires the stages itself.
+ *
+ *   live:   LiveSource → OverflowRecovery → ProcessAttribution → ChurnEngine (tracker) → hooks
+ *           kernel table figures read at each tick; wall-clock ticks while the table is quiet
+ *   replay: RecordingSource → ChurnEngine (tracker) → hooks
+ *           the recorded table figures at the same tick; event time only, so replay == live
+ *
+ * Every live engine run gets overflow recovery: a lost event otherwise leaves a flow open in the
+ * tracker for good (and `stats` would measure from a tracker that drifted from the table).
+ */
+import { ChurnEngine, type TableReading } from '../churn/engine.js';
+import type { LiveSource } from '../source/live.js';
+import { RecordingSource, type RecordingSourceOptions } from '../recording/input.js';
+import type { EventSource } from '../source/types.js';
+import type { Logger } from '../util/log.js';
+import { ProcessAttribution } from './attribution.js';
+import { Pipeline, type PipelineHooks, type PipelineOptions } from './pipeline.js';
+import { OverflowRecovery } from './recovery.js';
+import { liveTable, RecordedTables } from './table.js';
+
+export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
+  private pipeline?: Pipeline;
+
+  constructor(
+    readonly source: EventSource,
+    readonly engine: E,
+    private readonly options: Omit<PipelineOptions, 'engine'>,
+    private readonly log?: Logger,
+  ) {}
+
+  get recovery(): OverflowRecovery | undefined {
+    return this.options.recovery;
+  }
+
+  get attribution(): ProcessAttribution | undefined {
+    return this.options.attribution;
+  }
+
+  /** The kernel's table figures for a tick (live: read now; replay: as recorded; else none). */
+  get table(): (time: number) => TableReading | undefined {
+    return this.options.table ?? (() => undefined);
+  }
+
+  /** Snapshots taken so far. */
+  get snapshots(): number {
+    return this.pipeline?.snapshots ?? 0;
+  }
+
+  /** Runs until the source ends; a resync is logged here, in the operator's words, before `hooks.resync`. */
+  run(hooks: PipelineHooks): Promise<void> {
+    const log = this.log;
+    const resync: PipelineHooks['resync'] = log
+      ? (r) => {
+          log.warn({ vanished: r.vanished, appeared: r.appeared, entries: r.entries, overflows: r.overflows, rcvbuf: r.rcvbuf }, OverflowRecovery.describe(r));
+          return hooks.resync?.(r);
+        }
+      : hooks.resync;
+    this.pipeline = new Pipeline(this.source, { ...hooks, resync }, { ...this.options, engine: this.engine });
+    return this.pipeline.run();
+  }
+}
+
+export interface LiveAssemblyOptions {
+  /** false: events only, no engine work at all (plain `record`) */
+  engine?: boolean;
+  /** look up which process owns each flow (default true) */
+  processes?: boolean;
+  /** where a resync is logged (none: not logged) */
+  log?: Logger;
+}
+
+/** The kernel as a source: its table figures each tick, wall-clock ticks, recovery, attribution. */
+export function assembleLive(source: LiveSource, o: LiveAssemblyOptions & { engine: false }): Assembly<undefined>;
+export function assembleLive(source: LiveSource, o?: LiveAssemblyOptions & { engine?: true }): Assembly;
+export function assembleLive(source: LiveSource, o: LiveAssemblyOptions): Assembly<ChurnEngine | undefined>;
+export function assembleLive(source: LiveSource, o: LiveAssemblyOptions = {}): Assembly<ChurnEngine | undefined> {
+  if (o.engine === false) return new Assembly(source, undefined, {}, o.log);
+  const engine = new ChurnEngine();
+  return new Assembly(source, engine, {
+    wallClock: true,
+    table: liveTable(source),
+    recovery: new OverflowRecovery(source, engine),
+    // flow ends name their process; snapshots list the top processes
+    attribution: o.processes === false ? undefined : new ProcessAttribution(),
+  }, o.log);
+}
+
+/** A recording as a source, checked (a missing file or a device is refused now, not mid-run). */
+export async function assembleReplay(file: string, o: Omit<RecordingSourceOptions, 'onOther'> = {}): Promise<Assembly> {
+  const tables = new RecordedTables();
+  const source = new RecordingSource(file, { ...o, onOther: tables.onRecord });
+  await source.check();
+  return new Assembly(source, new ChurnEngine(), { table: tables.reading });
+}
