@@ -2,6 +2,7 @@
 import { CtwatchError, EXIT, fromNativeError } from '../util/errors.js';
 import { record, RECORD_HELP } from './record.js';
 import { replay, REPLAY_HELP } from './replay.js';
+import { report, REPORT_HELP } from './report.js';
 import { stats, STATS_HELP } from './stats.js';
 import { top, TOP_HELP } from './top.js';
 import { watch, WATCH_HELP } from './watch.js';
@@ -21,6 +22,7 @@ Commands:
   stats      one snapshot and exit: a monitoring check, JSON, or a node_exporter textfile
   record     write conntrack events (and flow ends, churn snapshots) as JSON lines
   replay     run the engine on a recording: flow ends and churn, deterministic
+  report     a recording as one self-contained HTML page: charts, alerts, a postmortem summary
   doctor     why no events, bytes or processes: each check with its fix
 
 Start here:
@@ -49,6 +51,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   watch: { run: watch, help: WATCH_HELP },
   stats: { run: stats, help: STATS_HELP },
   replay: { run: replay, help: REPLAY_HELP },
+  report: { run: report, help: REPORT_HELP },
   doctor: { run: doctor, help: DOCTOR_HELP },
 };
 

@@ -84,6 +84,14 @@ export class Pipeline {
     }
   }
 
+  /**
+   * After run(): the ticks up to `timeUs` that no event reached. A recording's quiet tail (churn
+   * lines after the last event) is replayed this way by `report`, which shows the whole recording.
+   */
+  async tickUntil(timeUs: number): Promise<void> {
+    await this.ticksUpTo(timeUs);
+  }
+
   private align(timeUs: number): number {
     return Math.ceil(timeUs / this.tickUs) * this.tickUs;
   }

@@ -553,6 +553,36 @@ const CASES: Case[] = [
     says: [`${fx('malformed.jsonl')}:3: not JSON`],
   },
   {
+    name: 'report without -o',
+    argv: () => ['report', fx('valid.jsonl')],
+    exit: EXIT.usage,
+    says: ['report needs -o FILE.html'],
+  },
+  {
+    name: 'report --top out of range',
+    argv: () => ['report', fx('valid.jsonl'), '-o', '-', '--top', '50'],
+    exit: EXIT.usage,
+    says: ['--top "50": give a whole number from 1 to 10'],
+  },
+  {
+    name: 'report a file that does not exist',
+    argv: () => ['report', '/nonexistent/ct.jsonl', '-o', '-'],
+    exit: EXIT.noInput,
+    says: ['cannot read recording /nonexistent/ct.jsonl', 'no such file'],
+  },
+  {
+    name: 'report a malformed line',
+    argv: () => ['report', fx('malformed.jsonl'), '-o', '-'],
+    exit: EXIT.dataErr,
+    says: [`${fx('malformed.jsonl')}:3: not JSON`],
+  },
+  {
+    name: 'report into a directory that does not exist',
+    argv: () => ['report', fx('valid.jsonl'), '-o', '/nonexistent/dir/incident.html'],
+    exit: EXIT.cantCreate,
+    says: ['cannot write /nonexistent/dir/incident.html'],
+  },
+  {
     name: 'replay a recording of another schema version',
     argv: () => ['replay', fx('schema-v2.jsonl')],
     exit: EXIT.dataErr,
