@@ -10,7 +10,7 @@ import type { ChurnSnapshot, KeyChurn } from '../churn/snapshot.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { RecordedTables } from '../pipeline/table.js';
 import type { AnyRecord } from '../recording/schema.js';
-import { RecordingSource } from '../source/recording.js';
+import { RecordingSource } from '../recording/input.js';
 import { destinationOf } from '../flow/keys.js';
 
 /** One second of the recording, as the replayed snapshot saw it. */
