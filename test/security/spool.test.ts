@@ -275,7 +275,7 @@ describe('spool on a full disk (a real 256 KiB tmpfs) with a real HTTP receiver'
     await waitFor(() => sink.counters.spooled + sink.counters.dropped >= n, 15_000, 'every record spooled or dropped');
     expect(sink.counters.dropped).toBeGreaterThan(0);
     expect(sink.counters.spooled).toBeGreaterThan(0);
-    expect(sink.counters.lastError).toMatch(/spool write failed: the disk is full \(ENOSPC\)/);
+    // (lastError is the latest error: a refused connection may have come after the disk filled)
     const drops = log.lines.filter((l) => l.msg === 'sink dropped records');
     expect(drops.some((d) => d.obj.reason === 'spool write failed'), JSON.stringify(drops)).toBe(true);
     // no segment holds a torn record behind which later ones were written
