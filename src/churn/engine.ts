@@ -31,7 +31,7 @@ import { destinationOf } from '../flow/keys.js';
 import type { ChurnSnapshot, DestinationFigure, DestinationFigures, KeyChurn, Rates } from './snapshot.js';
 import { DEFAULT_CAPACITY, HeavyHitters } from './heavy.js';
 import { LifetimeHistogram } from './lifetime.js';
-import { GROWTH_WINDOW_US, growthRate, sumPerCpu, tablePressure } from './pressure.js';
+import { GROWTH_WINDOW_US, growthRate, kernelTotals, tablePressure } from './pressure.js';
 import type { KernelStats, TableSample } from './pressure.js';
 import { RateWindow, US_PER_S } from './window.js';
 
@@ -260,11 +260,7 @@ export class ChurnEngine {
     if (table !== undefined) {
       pushSample(this.tableSamples, { time, entries: table.entries });
       growth = growthRate(this.tableSamples, time);
-      if (table.kernel !== undefined) {
-        kernel = Array.isArray(table.kernel)
-          ? sumPerCpu(table.kernel)
-          : { ...(table.kernel as KernelStats) };
-      }
+      kernel = kernelTotals(table.kernel);
     } else {
       growth = growthRate([...this.liveSamples, { time, entries: this.tracker.size }], time);
     }

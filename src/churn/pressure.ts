@@ -79,6 +79,13 @@ export function sumPerCpu(records: readonly KernelStats[]): KernelStats {
   return total;
 }
 
+/** The kernel's counters as one total per name, whether read per CPU (live) or already summed
+ * (a recording's `churn` line). */
+export function kernelTotals(k: KernelStats | readonly KernelStats[] | undefined): KernelStats {
+  if (k === undefined) return {};
+  return Array.isArray(k) ? sumPerCpu(k) : { ...(k as KernelStats) };
+}
+
 /**
  * What each counter added between two totals. A counter that went down was reset (module reload,
  * CPU hot-unplug), so its delta is its current value, as Prometheus treats counter resets; a

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { DEFAULT_RCVBUF, LiveSource } from '../source/live.js';
 import { netnsPath } from '../util/netns.js';
 import type { KernelStats } from '../source/native.js';
+import { sumPerCpu } from '../churn/pressure.js';
 import { CtwatchError, EXIT, fromNativeError } from '../util/errors.js';
 import { logger, parse } from './common.js';
 import { COMMON_DEFS, optionHelp, parserOptions, type CommandDef, type OptionDef } from './options.js';
@@ -116,7 +117,6 @@ function inNetns(netns: string | undefined, cmd: string): string {
 }
 
 const num = (x: number): string => x.toLocaleString('en-US').replace(/,/g, ' ');
-const sum = (rows: Record<string, number>[] | undefined, key: string): number => (rows ?? []).reduce((a, r) => a + (r[key] ?? 0), 0);
 const NF = 'net.netfilter.nf_conntrack_';
 
 export function netlinkFinding(f: Facts): Finding {
@@ -198,8 +198,9 @@ export function tableFinding(f: Facts): Finding {
   const chain = buckets > 0 ? max / buckets : Infinity;
   const parts = [`limit ${num(max)}, ${num(buckets)} hash buckets (${chain.toFixed(chain < 10 ? 1 : 0)} per bucket at full)`];
   if (entries !== undefined && entries !== null) parts.push(`${num(entries)} entries (${Math.round((entries / Math.max(1, max)) * 100)} %)`);
-  const drops = sum(cpus, 'drop') + sum(cpus, 'early_drop');
-  const tooLong = sum(cpus, 'chaintoolong');
+  const totals = sumPerCpu(cpus ?? []);
+  const drops = (totals.drop ?? 0) + (totals.early_drop ?? 0);
+  const tooLong = totals.chaintoolong ?? 0;
   if (drops > 0) parts.push(`the kernel dropped ${num(drops)} packets for a full table since boot`);
   if (tooLong > 0) parts.push(`${num(tooLong)} inserts refused for a hash chain too long`);
   const finding = parts.join('; ');

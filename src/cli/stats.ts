@@ -8,6 +8,7 @@
 import { closeSync, constants, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { TableReading } from '../churn/engine.js';
+import { kernelTotals, statsDelta, sumPerCpu } from '../churn/pressure.js';
 import type { ChurnSnapshot } from '../churn/snapshot.js';
 import { assembleLive } from '../pipeline/assemble.js';
 import { toLine } from '../recording/schema.js';
@@ -98,7 +99,6 @@ export function scaleRange(r: Range, factor: number): string {
 
 // ---- the status line -----------------------------------------------------------------------
 
-const sum = (rows: Record<string, number>[] | undefined, key: string) => (rows ?? []).reduce((a, r) => a + (r[key] ?? 0), 0);
 const num = (x: number) => x.toLocaleString('en-US').replace(/,/g, ' ');
 
 export function checkResult(s: ChurnSnapshot, warn: Range, crit: Range, dropsWhileMeasuring: number): { code: number; line: string } {
@@ -148,8 +148,9 @@ export function nodeTextfile(s: KernelStats, netns?: string): string {
   // In another namespace every series says which, so several files can sit side by side.
   const labels = netns === undefined ? '' : `{netns="${netns.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"}`;
   const out: string[] = [];
+  const totals = sumPerCpu(s.cpus);
   for (const [name, help, stat] of NODE_METRICS) {
-    const value = stat === undefined ? (name.endsWith('_limit') ? s.max : s.entries) : s.cpus.some((c) => stat in c) ? sum(s.cpus, stat) : null;
+    const value = stat === undefined ? (name.endsWith('_limit') ? s.max : s.entries) : (totals[stat] ?? null);
     if (value === null) continue; // unknown is absent, never 0
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name}${labels} ${value}`);
   }
@@ -298,10 +299,11 @@ async function runStats(values: StatsValues): Promise<number> {
     throw new CtwatchError('ERR_TIMEOUT', `no answer within ${timeoutMs / 1000} s (${first === undefined ? 'the table dump did not finish' : 'measuring did not finish'}); raise -t`, { exitCode: UNKNOWN });
   }
   if (!final) throw new CtwatchError('ERR_STATS', 'the table dump did not complete', { exitCode: UNKNOWN });
-  const k0 = first?.kernel as Record<string, number>[] | undefined;
+  // what the kernel dropped while we measured (a counter reset counts from 0, as in Prometheus)
   const k = final.table.kernel;
-  const drops = k.drop !== undefined ? (k.drop ?? 0) + (k.early_drop ?? 0) - sum(k0, 'drop') - sum(k0, 'early_drop') : 0;
-  const result = checkResult(final, warn, crit, Math.max(0, drops));
+  const delta = statsDelta(kernelTotals(first?.kernel), k);
+  const drops = k.drop !== undefined ? (delta.drop ?? 0) + (delta.early_drop ?? 0) : 0;
+  const result = checkResult(final, warn, crit, drops);
   process.stdout.write(values.json ? `${toLine(final as never)}\n` : `${result.line}\n`);
   return result.code;
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   fillRatio,
   growthRate,
+  kernelTotals,
   statsDelta,
   sumPerCpu,
   tablePressure,
@@ -69,6 +70,14 @@ describe('kernel statistics', () => {
       ]),
     ).toEqual({ found: 11, drop: 5, early_drop: 0, insert_failed: 7 });
     expect(sumPerCpu([])).toEqual({});
+  });
+
+  it('totals counters read per CPU (live) or already summed (a recording), and none', () => {
+    const summed = { drop: 5 };
+    expect(kernelTotals([{ drop: 2 }, { drop: 3, found: 1 }])).toEqual({ drop: 5, found: 1 });
+    expect(kernelTotals(summed)).toEqual({ drop: 5 });
+    expect(kernelTotals(summed)).not.toBe(summed);
+    expect(kernelTotals(undefined)).toEqual({});
   });
 
   it('takes deltas, counting a reset counter from 0', () => {
