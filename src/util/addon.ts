@@ -2,7 +2,8 @@
  * Loads the native addon (build/Release or build/Debug ctwatch.node) once, for every layer that
  * talks to it. Each half of the addon describes its own face with types beside the code that uses
  * it: src/source/native.ts (the conntrack reader), src/process/native.ts (process attribution),
- * src/util/privileges.ts (the privilege switch). This file knows only where the binary is.
+ * src/util/privileges.ts (the privilege switch), src/util/safe-file.ts (flock). This file knows
+ * only where the binary is.
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';

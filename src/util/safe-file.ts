@@ -49,7 +49,7 @@ import {
   type Stats,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { loadAddon } from '../source/native.js';
+import { requireAddon } from './addon.js';
 
 /** The account files are handed to (`--user`): the same shape as privileges.ts's Account. */
 export interface FileOwner {
@@ -418,7 +418,7 @@ function can(st: Stats, owner: FileOwner, bit: number): boolean {
  * dies, so a lock left by a dead process cannot block anyone (no pid read back and trusted).
  */
 export function lockFd(fd: number, exclusive = true): boolean {
-  const addon = loadAddon() as unknown as { flock(fd: number, exclusive: boolean): boolean };
+  const addon = requireAddon<{ flock(fd: number, exclusive: boolean): boolean }>();
   try {
     return addon.flock(fd, exclusive);
   } catch (err) {
