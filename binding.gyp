@@ -45,13 +45,6 @@
       "cflags_cc!": ["-fno-exceptions"],
       "libraries": ["<!@(pkg-config --libs libnetfilter_conntrack libmnl)", "-lbpf"],
       "cflags": ["<!@(pkg-config --cflags libnetfilter_conntrack libmnl)"]
-    },
-    {
-      "target_name": "ctwatch-lab",
-      "type": "executable",
-      "sources": ["src/lab/ctwatch-lab.c"],
-      "cflags": ["-O2", "-Wall", "-pthread"],
-      "ldflags": ["-pthread"]
     }
   ]
 }

@@ -111,6 +111,11 @@ export async function demo(argv: string[]): Promise<number> {
 
   try {
     lab.create();
+    if (lab.fallback) {
+      const line = `the fast load generator is not available (${lab.fallback}): the leak runs in Node instead, slower; for the full rate install one (apt-get install gcc)`;
+      process.stderr.write(`ctwatch demo: ${line}\n`);
+      note('load generator: Node (no C compiler)');
+    }
     const server = lab.server('127.0.0.5', 6379);
     await new Promise<void>((resolve, reject) => {
       server.stdout!.once('data', () => resolve());

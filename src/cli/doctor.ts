@@ -11,6 +11,7 @@ import { DEFAULT_RCVBUF, LiveSource } from '../source/live.js';
 import { netnsPath } from '../util/netns.js';
 import type { KernelStats } from '../source/native.js';
 import { sumPerCpu } from '../churn/pressure.js';
+import { addonOrigin } from '../util/addon.js';
 import { CtwatchError, EXIT, fromNativeError } from '../util/errors.js';
 import { logger, parse } from './common.js';
 import { COMMON_DEFS, optionHelp, parserOptions, type CommandDef, type OptionDef } from './options.js';
@@ -101,6 +102,8 @@ export interface Facts {
     hidepid?: string;
   };
   dump?: { ms: number; entries: number; done: boolean } | { error: string };
+  /** the native addon: where it was loaded from, or why none loads */
+  addon: { ok: true; path: string; kind: 'prebuild' | 'local build'; glibc?: string; skipped: { path: string; reason: string }[] } | { ok: false; message: string };
 }
 
 // ---- the findings: pure functions of the facts ----------------------------------------------
@@ -118,6 +121,21 @@ function inNetns(netns: string | undefined, cmd: string): string {
 
 const num = (x: number): string => x.toLocaleString('en-US').replace(/,/g, ' ');
 const NF = 'net.netfilter.nf_conntrack_';
+
+export function addonFinding(f: Facts): Finding {
+  const check = 'addon';
+  const a = f.addon;
+  if (!a.ok) {
+    // native/load.cjs says "... (tried PATH: why; ...): FIX"
+    const i = a.message.lastIndexOf('): ');
+    return i < 0 ? { check, status: 'fail', finding: a.message } : { check, status: 'fail', finding: a.message.slice(0, i + 1), fix: a.message.slice(i + 3) };
+  }
+  const what = `${a.kind} ${a.path}${a.glibc ? ` (needs glibc >= ${a.glibc})` : ''}`;
+  if (a.skipped.length > 0) {
+    return { check, status: 'warn', finding: `${what}; did not load: ${a.skipped.map((x) => `${x.path}: ${x.reason}`).join('; ')}`, fix: "rebuild it ('npm run build' in the package), or delete the broken build so the prebuild is used" };
+  }
+  return { check, status: 'ok', finding: what };
+}
 
 export function netlinkFinding(f: Facts): Finding {
   const check = 'netlink';
@@ -312,6 +330,7 @@ export function dumpFinding(f: Facts): Finding {
 
 export function findings(f: Facts): Finding[] {
   return [
+    addonFinding(f),
     netlinkFinding(f),
     capabilitiesFinding(f),
     eventsFinding(f),
@@ -478,8 +497,18 @@ async function timeDump(source: LiveSource, deadlineMs: number): Promise<NonNull
   return { ms, entries, done };
 }
 
+function addonFacts(): Facts['addon'] {
+  try {
+    const o = addonOrigin();
+    return { ok: true, path: o.path, kind: o.kind, skipped: o.skipped, ...(o.kind === 'prebuild' && o.glibc ? { glibc: o.glibc } : {}) };
+  } catch (err) {
+    return { ok: false, message: (err as Error).message };
+  }
+}
+
 export async function gatherFacts(netns: string | undefined, dumpDeadlineMs = 30_000): Promise<Facts> {
   const ps = procStatus();
+  const addon = addonFacts();
   let source: LiveSource | undefined;
   let open: Facts['open'];
   try {
@@ -517,6 +546,7 @@ export async function gatherFacts(netns: string | undefined, dumpDeadlineMs = 30
       uid: ps.uid,
       attribution: attributionFacts(),
       dump,
+      addon,
     };
   } finally {
     await source?.close();

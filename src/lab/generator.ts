@@ -32,6 +32,8 @@ export interface ConnectStep {
   concurrency?: number;
   /** report each connection's tuple (for tests that check exact tuples) */
   report?: boolean;
+  /** stop starting connections after this long, even if fewer than `count` were made */
+  durationMs?: number;
 }
 
 /** A few long-lived connections doing request/response: the healthy pool. */
@@ -65,6 +67,8 @@ export interface Spec {
   parallel?: boolean;
   /** keep listeners open this long after the steps finish */
   lingerMs?: number;
+  /** print {"listening":[...]} once every listener is open (a server others wait for) */
+  announce?: boolean;
 }
 
 export interface StepResult {
@@ -140,6 +144,7 @@ async function runConnect(step: ConnectStep, index: number): Promise<StepResult>
     for (;;) {
       const i = next++;
       if (i >= step.count) return;
+      if (step.durationMs !== undefined && performance.now() - started >= step.durationMs) return;
       if (interval > 0) {
         const due = started + i * interval;
         const wait = due - performance.now();
@@ -202,6 +207,7 @@ async function runUdp(step: UdpStep, index: number): Promise<StepResult> {
 
 export async function runSpec(spec: Spec, onResult: (r: StepResult) => void = () => {}): Promise<StepResult[]> {
   const closers = await Promise.all((spec.listen ?? []).map(listen));
+  if (spec.announce) process.stdout.write(`${JSON.stringify({ listening: (spec.listen ?? []).map((l) => `${l.host}:${l.port}`) })}\n`);
   const steps = spec.run ?? [];
   const runOne = async (step: Step, i: number) => {
     const startedAt = Date.now();

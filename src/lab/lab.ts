@@ -4,19 +4,24 @@
  * namespace on loopback addresses, and `destroy()` removes it all, also on Ctrl-C.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { CtwatchError, EXIT } from '../util/errors.js';
+import { ensureLabProgram, ROOT } from './build.js';
+import type { Spec } from './generator.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const LAB_BINARY = join(ROOT, 'build', 'Release', 'ctwatch-lab');
+export { LAB_BINARY } from './build.js';
 export const GENERATOR = join(ROOT, 'dist', 'lab', 'generator.js');
 
 export class Lab {
   readonly name: string;
   private readonly children = new Set<ChildProcess>();
   private destroyed = false;
+  /** the compiled load generator; null: the Node generator stands in (see `fallback`) */
+  private program: string | null = null;
+  private temporary?: string;
+  /** why the compiled load generator is not used, when it is not */
+  fallback?: string;
 
   constructor(name = `ctwatch-demo-${process.pid}`) {
     this.name = name;
@@ -25,8 +30,16 @@ export class Lab {
   /** Creates the namespace: lo up, a ruleset that makes the kernel track connections, and the
    * whole port range for clients (one source address can then hold ~64 k TIME_WAIT entries). */
   create(): void {
-    if (!existsSync(LAB_BINARY)) {
-      throw new CtwatchError('ERR_LAB', `the lab programs are not built (${LAB_BINARY}): run 'npm run build'`, { exitCode: EXIT.unavailable });
+    if (!existsSync(GENERATOR)) {
+      throw new CtwatchError('ERR_LAB', `the lab programs are not built (${GENERATOR}): run 'npm run build'`, { exitCode: EXIT.unavailable });
+    }
+    // Built on first use (not at install); without a compiler the Node generator does the same
+    // traffic, slower.
+    const program = ensureLabProgram();
+    if (program.path === null) this.fallback = program.why;
+    else {
+      this.program = program.path;
+      this.temporary = program.temporary;
     }
     const run = (args: string[], input?: string) => {
       try {
@@ -66,17 +79,28 @@ export class Lab {
   }
 
   server(host: string, port: number): ChildProcess {
-    return this.spawn(LAB_BINARY, ['serve', host, String(port)]);
+    if (this.program) return this.spawn(this.program, ['serve', host, String(port)]);
+    return this.generate({ listen: [{ proto: 'tcp', host, port }], announce: true, lingerMs: 3_600_000 });
   }
 
   /** The healthy client: a few pooled connections reused for every request. */
   pooledClient(host: string, port: number, rate: number): ChildProcess {
-    return this.spawn(process.execPath, [GENERATOR, JSON.stringify({ run: [{ kind: 'pool', host, port, connections: 8, rate, durationMs: 3_600_000 }] })]);
+    return this.generate({ run: [{ kind: 'pool', host, port, connections: 8, rate, durationMs: 3_600_000 }] });
+  }
+
+  private generate(spec: Spec): ChildProcess {
+    return this.spawn(process.execPath, [GENERATOR, JSON.stringify(spec)]);
   }
 
   /** The leak: a new connection per request, from the given source addresses. */
   leakyClient(host: string, port: number, sources: string[], rate: number, seconds: number, onProgress?: (made: number) => void): ChildProcess {
-    return this.spawn(LAB_BINARY, ['leak', host, String(port), sources.join(','), String(rate), String(seconds), '2'], (line) => {
+    if (!this.program) {
+      // One paced step per source address, side by side; "as fast as it goes" is 64 in flight each.
+      const share = rate > 0 ? rate / sources.length : 0;
+      const count = rate > 0 ? Math.ceil(share * seconds) : 1_000_000;
+      return this.generate({ parallel: true, run: sources.map((from) => ({ kind: 'connect' as const, host, port, from, count, rate: share, concurrency: 64, durationMs: seconds * 1000 })) });
+    }
+    return this.spawn(this.program, ['leak', host, String(port), sources.join(','), String(rate), String(seconds), '2'], (line) => {
       try {
         const o = JSON.parse(line) as { made?: number };
         if (o.made !== undefined) onProgress?.(o.made);
@@ -93,6 +117,7 @@ export class Lab {
     this.destroyed = true;
     for (const c of this.children) c.kill('SIGKILL');
     removeNamespace(this.name);
+    if (this.temporary) rmSync(this.temporary, { recursive: true, force: true });
   }
 
   /** Deletes what demos that were killed outright (kill -9) left behind: ctwatch-demo-PID

@@ -55,7 +55,7 @@ describe('ctwatch doctor (own namespaces)', () => {
     const r = await doctor(['--netns', good.name]);
     expect(r.stderr).toBe('');
     const lines = r.stdout.trim().split('\n');
-    expect(lines).toHaveLength(11);
+    expect(lines).toHaveLength(12);
     for (const l of lines) expect(l).toMatch(/^ok {4}\S+ +\S/);
     expect(r.code).toBe(0);
     const j = JSON.parse((await doctor(['--netns', good.name, '--json'])).stdout) as Report;

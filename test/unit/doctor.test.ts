@@ -45,6 +45,7 @@ function facts(over: Partial<Facts> = {}): Facts {
     uid: 0,
     attribution: { ebpfBuilt: true, btf: true, cgroup2: '/sys/fs/cgroup' },
     dump: { ms: 12, entries: 10, done: true },
+    addon: { ok: true, path: '/usr/lib/node_modules/ctwatch/prebuilds/linux-x64/ctwatch.napi.node', kind: 'prebuild', glibc: '2.34', skipped: [] },
     ...over,
   };
 }
@@ -53,10 +54,10 @@ describe('doctor findings', () => {
   it('a healthy host: every check ok, exit 0, one line each', () => {
     const list = findings(facts());
     expect(list.map((x) => [x.check, x.status])).toEqual(
-      ['netlink', 'capabilities', 'events', 'ruleset', 'accounting', 'timestamps', 'table', 'timeouts', 'rcvbuf', 'attribution', 'dump'].map((c) => [c, 'ok']),
+      ['addon', 'netlink', 'capabilities', 'events', 'ruleset', 'accounting', 'timestamps', 'table', 'timeouts', 'rcvbuf', 'attribution', 'dump'].map((c) => [c, 'ok']),
     );
     expect(exitStatus(list)).toBe(0);
-    expect(renderFindings(list).trim().split('\n')).toHaveLength(11);
+    expect(renderFindings(list).trim().split('\n')).toHaveLength(12);
   });
 
   it('fixes run in the namespace that was checked', () => {
