@@ -19,6 +19,7 @@ import { ProcessAttribution } from './attribution.js';
 import { Pipeline, type PipelineHooks, type PipelineOptions } from './pipeline.js';
 import { OverflowRecovery } from './recovery.js';
 import { liveTable, RecordedTables } from './table.js';
+import { EventTimeline, systemClock } from '../util/clock.js';
 
 export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
   private pipeline?: Pipeline;
@@ -80,11 +81,28 @@ export function assembleLive(source: LiveSource, o: LiveAssemblyOptions = {}): A
   const engine = new ChurnEngine();
   return new Assembly(source, engine, {
     wallClock: true,
+    timeline: liveTimeline(o.log),
     table: liveTable(source),
     recovery: new OverflowRecovery(source, engine),
     // flow ends name their process; snapshots list the top processes
     attribution: o.processes === false ? undefined : new ProcessAttribution(),
   }, o.log);
+}
+
+/**
+ * Live event times across wall-clock steps (src/util/clock.ts), each step logged in the operator's
+ * words: a backward one is not followed, so the log says how far ahead of the wall clock times run.
+ */
+function liveTimeline(log?: Logger): EventTimeline {
+  const s = (us: number): number => Math.round(Math.abs(us) / 1e6);
+  return new EventTimeline(systemClock, (step) =>
+    log?.warn(
+      { stepMs: Math.round(step.stepUs / 1000), aheadMs: Math.round(step.aheadUs / 1000) },
+      step.stepUs < 0
+        ? `the wall clock stepped back ${s(step.stepUs)} s: event times keep running on the monotonic clock, ${s(step.aheadUs)} s ahead of it until it steps forward again or ctwatch restarts`
+        : `the wall clock stepped forward ${s(step.stepUs)} s: event times follow it${step.aheadUs > 0 ? `, still ${s(step.aheadUs)} s ahead` : ''}`,
+    ),
+  );
 }
 
 /** A recording as a source, checked (a missing file or a device is refused now, not mid-run). */

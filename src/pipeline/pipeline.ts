@@ -4,6 +4,9 @@
  * boundary), so a recording replayed gives the same snapshots as the live run that made it. A live
  * source also ticks on the wall clock when the table is quiet, a little after the boundary (`grace`)
  * so that events read before it have arrived.
+ *
+ * Live event times are re-timed onto an EventTimeline (src/util/clock.ts) before anything sees them:
+ * a backward step of the wall clock must not stop snapshots, alerts and deliveries for its length.
  */
 import type { ChurnEngine, TableReading } from '../churn/engine.js';
 import type { ChurnSnapshot } from '../churn/snapshot.js';
@@ -11,6 +14,7 @@ import type { FlowEnd } from '../flow/types.js';
 import type { EventSource, SourceEvent } from '../source/types.js';
 import type { OverflowRecovery, ResyncRecord } from './recovery.js';
 import type { ProcessAttribution } from './attribution.js';
+import { EventTimeline } from '../util/clock.js';
 
 export interface PipelineHooks {
   /** every batch as it came from the source (before the engine sees it) */
@@ -30,8 +34,10 @@ export interface PipelineOptions {
   tickUs?: number;
   /** the kernel's table statistics for a tick (live: read now; replay: as recorded) */
   table?: (time: number) => TableReading | undefined;
-  /** tick on the wall clock too (live sources) */
+  /** tick on the wall clock too, and re-time events across its steps (live sources) */
   wallClock?: boolean;
+  /** the timeline for wallClock; default one on the system clocks */
+  timeline?: EventTimeline;
   graceUs?: number;
   /** overflow recovery (live sources): grow the buffer, dump, reconcile */
   recovery?: OverflowRecovery;
@@ -49,6 +55,7 @@ export class Pipeline {
   private readonly graceUs: number;
   private nextTick = NaN;
   private busy: Promise<void> = Promise.resolve();
+  private readonly timeline?: EventTimeline;
   snapshots = 0;
 
   constructor(
@@ -59,19 +66,23 @@ export class Pipeline {
     this.engine = options.engine;
     this.tickUs = options.tickUs ?? 1_000_000;
     this.graceUs = options.graceUs ?? 100_000;
+    if (options.wallClock) this.timeline = options.timeline ?? new EventTimeline();
   }
 
   async run(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    if (this.engine && this.options.wallClock) {
-      this.nextTick = this.align(Date.now() * 1000);
+    const timeline = this.timeline;
+    if (this.engine && timeline) {
+      this.nextTick = this.align(timeline.now());
       timer = setInterval(() => {
         // Only between batches: ticks run in the same queue as batch processing.
-        this.busy = this.busy.then(() => this.ticksUpTo(Date.now() * 1000 - this.graceUs));
+        this.busy = this.busy.then(() => this.ticksUpTo(timeline.now() - this.graceUs));
       }, 100);
     }
     try {
       for await (const batch of this.source) {
+        // before anyone sees the batch, so recordings hold the times the engine used
+        timeline?.align(batch);
         // Batches and wall-clock ticks share one queue, so a tick never lands inside a batch.
         this.busy = this.busy.then(() => this.process(batch));
         await this.busy;

@@ -12,6 +12,7 @@ import { constants } from 'node:os';
 import type { ChurnEngine } from '../churn/engine.js';
 import type { FlowEnd } from '../flow/types.js';
 import type { SourceEvent } from '../source/types.js';
+import { monoMs } from '../util/clock.js';
 
 /** What a live source must offer for recovery. */
 export interface Resyncable {
@@ -74,7 +75,8 @@ export class OverflowRecovery {
     this.maxRcvbuf = options.maxRcvbuf ?? 512 * 1024 * 1024;
     this.backoffMs = options.backoffMs ?? 1000;
     this.minIntervalMs = options.minIntervalMs ?? 30_000;
-    this.now = options.now ?? Date.now;
+    // intervals and back-off: the monotonic clock, which a wall-clock step cannot stretch
+    this.now = options.now ?? monoMs;
   }
 
   /** Before the engine sees `part`: note overflows, and which dumped entries are news to us. */

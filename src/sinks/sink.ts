@@ -29,6 +29,8 @@ import { DEFAULT_RETRY, RateLimitedWarning, type RetryOptions, backoffMs, errorM
 import { RecordQueue } from './queue.js';
 import { sleep } from '../util/timers.js';
 import { scrub } from '../config/secrets.js';
+// batching, back-off and drain deadlines on the monotonic clock: a wall-clock step cannot hold a batch
+import { monoMs } from '../util/clock.js';
 
 export interface BatchOptions {
   maxRecords: number;
@@ -171,12 +173,12 @@ export class DeliverySink implements Sink {
         return;
       } catch (err) {
         this.inflight = null;
-        if (this.abort.signal.aborted || (this.closing && Date.now() >= this.closeDeadline)) return;
+        if (this.abort.signal.aborted || (this.closing && monoMs() >= this.closeDeadline)) return;
         const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
         this.loopRestarts++;
         this.c.lastError = this.clean(err);
         this.logger.error({ sink: this.name, err: this.c.lastError, restarts: this.loopRestarts, retryInMs: delay }, 'sink delivery loop failed: restarting it');
-        await sleep(Math.min(delay, Math.max(0, this.closeDeadline - Date.now())), this.abort.signal);
+        await sleep(Math.min(delay, Math.max(0, this.closeDeadline - monoMs())), this.abort.signal);
       }
     }
   }
@@ -255,7 +257,7 @@ export class DeliverySink implements Sink {
     const dropped = this.mem.push(payload);
     if (dropped) this.noteDrop(dropped, 'memory full');
     if (this.queued === 0) return;
-    if (wasEmpty) this.firstQueuedAt = Date.now();
+    if (wasEmpty) this.firstQueuedAt = monoMs();
 
     if (this.mode === 'spool') {
       this.kickSpooler();
@@ -270,7 +272,7 @@ export class DeliverySink implements Sink {
 
   private armTimer(): void {
     if (this.timer || !this.waiter) return;
-    const wait = Math.max(0, this.firstQueuedAt + this.batch.maxWaitMs - Date.now());
+    const wait = Math.max(0, this.firstQueuedAt + this.batch.maxWaitMs - monoMs());
     this.timer = setTimeout(() => {
       this.timer = null;
       this.wake();
@@ -418,7 +420,7 @@ export class DeliverySink implements Sink {
       }
       if (valid && !valid()) return { left: [], handedOff: false };
       const delay = backoffMs(attempt, this.retry, retryAfter, this.o.random);
-      if (Date.now() + delay > this.closeDeadline) return { left: pending, handedOff: false };
+      if (monoMs() + delay > this.closeDeadline) return { left: pending, handedOff: false };
       await sleep(delay, this.abort.signal);
       if (this.abort.signal.aborted) return { left: pending, handedOff: false };
       if (valid && !valid()) return { left: [], handedOff: false };
@@ -455,7 +457,7 @@ export class DeliverySink implements Sink {
         continue;
       }
       const full = this.queued >= this.batch.maxRecords || this.mem.bytes >= this.batch.maxBytes;
-      if (!full && !this.closing && Date.now() - this.firstQueuedAt < this.batch.maxWaitMs) {
+      if (!full && !this.closing && monoMs() - this.firstQueuedAt < this.batch.maxWaitMs) {
         await this.waitForWork();
         continue;
       }
@@ -464,7 +466,7 @@ export class DeliverySink implements Sink {
         copied: false,
         copyGeneration: -1,
       };
-      if (this.queued > 0) this.firstQueuedAt = Date.now();
+      if (this.queued > 0) this.firstQueuedAt = monoMs();
       this.inflight = inflight;
       const res = await this.deliver(inflight.records, false);
       this.inflight = null;
@@ -491,7 +493,7 @@ export class DeliverySink implements Sink {
         this.logger.info({ sink: this.name }, 'sink spool drained');
         return 'sent';
       }
-      return this.closing && Date.now() > this.closeDeadline ? 'stop' : 'wait';
+      return this.closing && monoMs() > this.closeDeadline ? 'stop' : 'wait';
     }
     let records = batch.records;
     if (this.skip.count > 0) {
@@ -513,7 +515,7 @@ export class DeliverySink implements Sink {
     }
     await spool.commit(batch);
     if (spool.stateError) this.c.lastError = this.clean(spool.stateError);
-    return this.closing && Date.now() > this.closeDeadline ? 'stop' : 'sent';
+    return this.closing && monoMs() > this.closeDeadline ? 'stop' : 'sent';
   }
 
   private isIdle(): boolean {
@@ -521,15 +523,15 @@ export class DeliverySink implements Sink {
   }
 
   async flush(timeoutMs = 10_000): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = monoMs() + timeoutMs;
     const saved = this.batch.maxWaitMs;
     // a flush means "now": do not let a partial batch wait for its timer
     this.batch.maxWaitMs = 0;
     try {
       while (!this.isIdle()) {
-        if (Date.now() >= deadline) return false;
+        if (monoMs() >= deadline) return false;
         this.wake();
-        await sleep(Math.min(20, Math.max(1, deadline - Date.now())));
+        await sleep(Math.min(20, Math.max(1, deadline - monoMs())));
       }
       return true;
     } finally {
@@ -548,7 +550,7 @@ export class DeliverySink implements Sink {
   async close(timeoutMs = 5000): Promise<boolean> {
     if (this.closed || this.closing) return true;
     this.closing = true;
-    this.closeDeadline = Date.now() + timeoutMs;
+    this.closeDeadline = monoMs() + timeoutMs;
     const timer = setTimeout(() => this.abort.abort(), timeoutMs);
     this.wake();
     await this.loop;

@@ -1,5 +1,6 @@
 /** Small helpers for the sinks: backoff, Retry-After, rate-limited warnings, secret scrubbing. */
 import type { SinkLogger } from './types.js';
+import { monoMs } from '../util/clock.js';
 
 export interface RetryOptions {
   /** first delay, ms */
@@ -62,7 +63,7 @@ export class RateLimitedWarning {
     private readonly logger: SinkLogger,
     private readonly msg: string,
     private readonly intervalMs = 60_000,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = monoMs,
   ) {}
 
   note(count: number, detail: object = {}): void {
