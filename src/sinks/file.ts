@@ -2,10 +2,17 @@
  * File transport: one formatted record per line, rotated by size and/or on UTC-aligned time
  * boundaries, rotated files optionally gzipped, reopen() for SIGHUP after an external logrotate.
  * Files are created 0600: flow records say who talked to whom.
+ *
+ * Every file it writes (the live file, a rotated file's .gz) is opened by src/util/safe-file.ts as
+ * `-o` is: no symlink followed, only a regular file with one link and our owner, created O_EXCL,
+ * mode set on the descriptor; the file gzip reads is opened the same way. Renames and unlinks act
+ * on directory entries, never on what they point to. With `--user`, prepare(owner) creates the
+ * live file for that account before the switch; everything after is done as the account.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { type FileHandle, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { close, createReadStream, createWriteStream, write } from 'node:fs';
+import { lstat, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { type FileOwner, openFile } from '../util/safe-file.js';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type { SinkRecord } from '../formats/common.js';
@@ -32,7 +39,7 @@ function stamp(ms: number): string {
 
 export class FileTransport implements Transport {
   readonly description: string;
-  private fh: FileHandle | null = null;
+  private fd: number | null = null;
   private size = 0;
   private openedAt = 0;
   private reopenRequested = false;
@@ -48,22 +55,36 @@ export class FileTransport implements Transport {
     return line;
   }
 
-  private async ensureOpen(): Promise<FileHandle> {
+  /**
+   * Opens (creates) the live file now, with the same checks as every later open; `owner`: root
+   * creates it for the `--user` account, through the descriptor, before the switch. Throws
+   * FileRefused (one line) when the path is not safe to write.
+   */
+  prepare(owner?: FileOwner): void {
+    if (this.fd !== null) return;
+    this.openNow(owner);
+  }
+
+  private openNow(owner?: FileOwner): number {
+    const f = openFile(this.o.path, { access: 'append', mode: this.o.mode ?? 0o600, owner });
+    this.fd = f.fd;
+    this.size = f.size;
+    this.openedAt = this.now();
+    return f.fd;
+  }
+
+  private async ensureOpen(): Promise<number> {
     if (this.reopenRequested) {
       this.reopenRequested = false;
       await this.closeFile();
     }
-    if (this.fh) return this.fh;
-    this.fh = await open(this.o.path, 'a', this.o.mode ?? 0o600);
-    this.size = (await this.fh.stat()).size;
-    this.openedAt = this.now();
-    return this.fh;
+    return this.fd ?? this.openNow();
   }
 
   private async closeFile(): Promise<void> {
-    const fh = this.fh;
-    this.fh = null;
-    await fh?.close();
+    const fd = this.fd;
+    this.fd = null;
+    if (fd !== null) await new Promise<void>((resolve) => close(fd, () => resolve()));
   }
 
   async send(batch: readonly string[]): Promise<void> {
@@ -74,11 +95,10 @@ export class FileTransport implements Transport {
     const bySize = this.o.maxBytes !== undefined && this.size > 0 && this.size + buf.length > this.o.maxBytes;
     const byTime = iv !== undefined && this.size > 0 && Math.floor(now / iv) !== Math.floor(this.openedAt / iv);
     if (bySize || byTime) await this.rotate();
-    const fh = await this.ensureOpen();
+    const fd = await this.ensureOpen();
     let off = 0;
     while (off < buf.length) {
-      const { bytesWritten } = await fh.write(buf, off, buf.length - off);
-      off += bytesWritten;
+      off += await new Promise<number>((resolve, reject) => write(fd, buf, off, buf.length - off, null, (err, n) => (err ? reject(err) : resolve(n))));
     }
     this.size += buf.length;
   }
@@ -100,7 +120,16 @@ export class FileTransport implements Transport {
   }
 
   private async compress(file: string): Promise<void> {
-    await pipeline(createReadStream(file), createGzip(), createWriteStream(`${file}.gz`, { mode: this.o.mode ?? 0o600 }));
+    // both ends checked on their descriptors: the rotated name could have been swapped for a link
+    const from = openFile(file, { access: 'read', create: false });
+    let to: number;
+    try {
+      to = openFile(`${file}.gz`, { access: 'append', exclusive: true, mode: this.o.mode ?? 0o600 }).fd;
+    } catch (err) {
+      await new Promise<void>((resolve) => close(from.fd, () => resolve()));
+      throw err;
+    }
+    await pipeline(createReadStream('', { fd: from.fd }), createGzip(), createWriteStream('', { fd: to }));
     await unlink(file);
     await this.prune();
   }
@@ -133,9 +162,10 @@ export class FileTransport implements Transport {
   }
 }
 
+/** whether the entry exists (a dangling link too: lstat, never following it) */
 async function exists(p: string): Promise<boolean> {
   try {
-    await stat(p);
+    await lstat(p);
     return true;
   } catch {
     return false;
