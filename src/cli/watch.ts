@@ -7,7 +7,7 @@ import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseDuration } from './args.js';
 import { setLongInterval } from '../util/timers.js';
 import { dropPrivileges, lookupUser } from '../util/privileges.js';
-import { createSinks, loadSinkConfig, SinkConfigError, systemHost, type SinkSet } from '../sinks/index.js';
+import { createSinks, loadSinkConfig, SinkConfigError, SinkStartError, systemHost, type SinkSet } from '../sinks/index.js';
 import { MetricsExporter, formatListenAddress, parseListenAddress } from '../metrics/index.js';
 import type { SinkRecord } from '../formats/index.js';
 import { logger, onSignals, parse } from './common.js';
@@ -66,12 +66,19 @@ async function loadSinks(path: string, log: { warn(o: object, m: string): void; 
   const specs = await loadSinkConfig(path).catch(oneLine);
   const host = systemHost();
   try {
-    return createSinks(specs, { logger: log as never, host: host.host, localAddresses: host.localAddresses });
+    // spools open in sinkStart(), after --user: created now, as root, they would be root's
+    return createSinks(specs, { logger: log as never, host: host.host, localAddresses: host.localAddresses, deferSpool: true });
   } catch (err) {
     // secrets and TLS files are read now: name the file the sink came from
     if (err instanceof SinkConfigError) oneLine(new SinkConfigError(err.issues, path));
     throw err;
   }
+}
+
+/** A sink that cannot start (its spool or file is unsafe, or locked): one line, exit 73. */
+function sinkStartFailed(err: unknown): CtwatchError {
+  if (!(err instanceof SinkStartError)) throw err;
+  return new CtwatchError('ERR_SINK', `cannot start ${err.message}`, { exitCode: EXIT.cantCreate, cause: err });
 }
 
 /** `--check-rules`: every problem in --rules (and --sinks), one line each; 0 when both are valid. */
@@ -130,6 +137,20 @@ export async function watch(argv: string[]): Promise<number> {
       closeSource();
     }, { owner: account });
   }
+  // File sinks' files and (for --user) spool directories, as the daemon's first acts: deterministic,
+  // before the switch, and a refusal stops it before any kernel source is open. Without --user the
+  // spools open now too; with it, right after the switch, as the account.
+  const abandon = async (err: unknown): Promise<never> => {
+    await sinks?.close(0);
+    await output?.end().catch(() => {});
+    throw err;
+  };
+  try {
+    sinks?.prepare(account);
+    if (!account) await sinks?.start();
+  } catch (err) {
+    await abandon(sinkStartFailed(err));
+  }
   const source = openEngineSource(values);
   closeSource = () => void source.close();
   const writer = output ? new RecordWriter(output) : undefined;
@@ -165,9 +186,12 @@ export async function watch(argv: string[]): Promise<number> {
       // the lookups' thread starts now, while it can still subscribe to conntrack events
       watcher.attribution?.prepare(values.netns);
       dropped = dropPrivileges(account);
+      await sinks?.start().catch((err) => {
+        throw sinkStartFailed(err);
+      });
     } catch (err) {
       await source.close();
-      throw err;
+      await abandon(err);
     }
     log.info({ user: account.name, uid: account.uid, boundingSet: dropped?.boundingSetDropped ? 'empty' : 'kept (no CAP_SETPCAP; NO_NEW_PRIVS is set)' }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
   }

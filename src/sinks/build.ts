@@ -14,6 +14,7 @@ import { SinkConfigError } from './errors.js';
 import { FileTransport } from './file.js';
 import { type HttpAuth, HttpTransport } from './http.js';
 import { DeliverySink, type SinkOptions } from './sink.js';
+import type { FileOwner } from '../util/safe-file.js';
 import { SyslogTransport, type SyslogTlsOptions } from './syslog.js';
 import { NatsTransport, subjectToken } from './nats.js';
 import { type Sink, type SinkCounters, type SinkLogger, type Transport, silentLogger } from './types.js';
@@ -40,6 +41,8 @@ export interface CreateOptions {
   communityIdSeed?: number;
   /** how the files named in the config are read (tests) */
   readFile?: (path: string) => Buffer;
+  /** spools are opened by SinkSet.start() (the daemon: after --user), not as sinks are built */
+  deferSpool?: boolean;
 }
 
 /** The machine's identity, for formats (host.*) and syslog HOSTNAME. */
@@ -50,6 +53,19 @@ export function systemHost(): { host: HostInfo; localAddresses: string[] } {
     for (const a of list ?? []) ips.push(a.address.replace(/%.*$/, ''));
   }
   return { host: { name: name.split('.')[0], hostname: name, ip: ips.filter((a) => a !== '127.0.0.1' && a !== '::1') }, localAddresses: ips };
+}
+
+/** A sink that cannot start: its spool or file is not safe to use, or its spool is locked. */
+export class SinkStartError extends Error {
+  readonly code: string;
+  constructor(
+    readonly sink: string,
+    cause: unknown,
+  ) {
+    super(`sink "${sink}": ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = 'SinkStartError';
+    this.code = (cause as { code?: string })?.code ?? 'EIO';
+  }
 }
 
 /** Several sinks fed together. */
@@ -68,6 +84,27 @@ export class SinkSet {
 
   reopen(): void {
     for (const s of this.sinks) s.reopen();
+  }
+
+  /**
+   * Start-up, before `--user` switches: opens file sinks' files and hands spool directories to
+   * `owner` (see DeliverySink.prepare). Throws SinkStartError naming the sink, in one line.
+   */
+  prepare(owner?: FileOwner): void {
+    for (const s of this.sinks) {
+      try {
+        (s as DeliverySink).prepare?.(owner);
+      } catch (err) {
+        throw new SinkStartError(s.name, err);
+      }
+    }
+  }
+
+  /** Opens every spool (after `--user`, as the account); rejects with the first that cannot be used. */
+  async start(): Promise<void> {
+    const results = await Promise.allSettled(this.sinks.map((s) => (s as DeliverySink).start?.()));
+    const i = results.findIndex((r) => r.status === 'rejected');
+    if (i >= 0) throw new SinkStartError(this.sinks[i].name, (results[i] as PromiseRejectedResult).reason);
   }
 
   async flush(timeoutMs = 10_000): Promise<boolean> {
@@ -253,6 +290,7 @@ export function buildSink(p: PreparedSink, opts: CreateOptions = {}, extra: Part
     memory: defined(spec.memory),
     overflow: spec.overflow,
     spool: spec.spool,
+    deferSpool: opts.deferSpool,
     logger,
     ...extra,
   };

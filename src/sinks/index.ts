@@ -36,6 +36,7 @@ export {
   eventFilter,
   systemHost,
   SinkSet,
+  SinkStartError,
   SinkConfigError,
   WEBHOOK_POLICY,
   readWebhookDelivery,

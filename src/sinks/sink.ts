@@ -15,7 +15,8 @@
  */
 import type { Formatter } from '../formats/index.js';
 import type { SinkRecord } from '../formats/common.js';
-import { Spool, type SpoolBatch, type SpoolOptions } from './spool.js';
+import { Spool, SpoolError, type SpoolBatch, type SpoolOptions } from './spool.js';
+import { privateDirectoryFor, type FileOwner } from '../util/safe-file.js';
 import {
   type OverflowPolicy,
   type Sink,
@@ -147,6 +148,23 @@ export class DeliverySink implements Sink {
     // `deferSpool`: the daemon opens spools itself (start()), after --user, and fails loudly
     if (!o.deferSpool) void this.start().catch(() => {});
     this.loop = this.supervise();
+  }
+
+  /**
+   * Start-up, before `--user` switches: opens the transport's files (file sinks) and, for `owner`,
+   * creates the spool directory for that account (0700, handed over through its descriptor) or
+   * checks it is already the account's own; the spool itself is opened by start(), after the
+   * switch, as the account. Throws one line (SpoolError, FileRefused) when something is not safe.
+   */
+  prepare(owner?: FileOwner): void {
+    if (this.o.spool && owner) {
+      try {
+        privateDirectoryFor(this.o.spool.dir, owner);
+      } catch (err) {
+        throw new SpoolError(`spool ${this.o.spool.dir}: ${(err as Error).message}`, (err as { code?: string }).code ?? 'EIO');
+      }
+    }
+    this.transport.prepare?.(owner);
   }
 
   /**
@@ -437,7 +455,8 @@ export class DeliverySink implements Sink {
         else throw new Error('closed before the spool was opened');
       } catch (err) {
         this.c.lastError = `cannot open spool: ${this.clean(err)}`;
-        this.logger.error({ sink: this.name, err: this.c.lastError }, 'spool unavailable: delivering from memory only');
+        // deferSpool: start()'s caller was told, and stops (watch exits with one line)
+        if (!this.o.deferSpool) this.logger.error({ sink: this.name, err: this.c.lastError }, 'spool unavailable: delivering from memory only');
         this.spool = null;
         this.spoolFailed = true;
         if (this.mode === 'spool') this.mode = 'direct';

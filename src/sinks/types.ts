@@ -87,6 +87,9 @@ export interface Transport {
   close(): Promise<void>;
   /** reopen files (SIGHUP, logrotate) or connections */
   reopen?(): void;
+  /** open its files now, with the safe-file checks (start-up); `owner`: created for the `--user`
+   * account before the switch. Throws a one-line error when a path is not safe to write. */
+  prepare?(owner?: { name: string; uid: number; gid: number }): void;
   /** credentials it sends, in every form, to scrub from errors before they reach lastError or a log */
   readonly secrets?: readonly string[];
   /** transport-specific counters merged into the sink's (truncated, ...) */

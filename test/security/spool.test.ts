@@ -6,7 +6,7 @@
  * nowhere; corruption between records; a real 256 KiB tmpfs filled up while a real HTTP receiver is
  * down, then back. Root files keep owner, mode and content; every record is delivered or counted.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, chmodSync, chownSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +19,7 @@ import { DeliverySink } from '../../src/sinks/sink.js';
 import { Spool, SpoolError, parseFrames, type SpoolOptions } from '../../src/sinks/spool.js';
 import type { SinkLogger } from '../../src/sinks/types.js';
 import { HttpReceiver, freeTcpPort, waitFor } from '../helpers/receivers.js';
+import { CLI, createNetns, track, type Netns } from '../helpers/netns.js';
 
 const run = promisify(execFile);
 const NOBODY = 65534;
@@ -312,4 +313,112 @@ describe('spool on a full disk (a real 256 KiB tmpfs) with a real HTTP receiver'
     await again.close();
     expect(existsSync(join(spool, 'lock'))).toBe(true);
   }, 60_000);
+});
+
+describe('watch --sinks with a spool: handed over before --user, refused loudly', () => {
+  let ns: Netns;
+  beforeAll(async () => {
+    ns = await createNetns();
+  });
+  afterAll(async () => {
+    await ns?.destroy();
+  });
+
+  const sinksFile = (spool: string, extra = '') => {
+    const f = join(dir, 'sinks.yaml');
+    writeFileSync(f, `sinks:
+  - name: siem
+    type: http
+    url: http://127.0.0.1:9/ingest
+    format: ecs
+    events: [flow]
+    spool: { dir: ${spool} }
+${extra}`);
+    return f;
+  };
+
+  /** Runs watch until `until` shows in stderr (then SIGTERM) or it exits by itself. */
+  function watch(args: string[], until?: RegExp): Promise<{ code: number | null; stderr: string }> {
+    return new Promise((resolve) => {
+      const p = track(spawn(process.execPath, [CLI, 'watch', '--netns', ns.name, '--status', '0', '--no-processes', ...args], { cwd: '/', stdio: ['ignore', 'ignore', 'pipe'] }));
+      let stderr = '';
+      let stopped = false;
+      p.stderr!.on('data', (d) => {
+        stderr += d;
+        if (until && !stopped && until.test(stderr)) {
+          stopped = true;
+          setTimeout(() => p.kill('SIGTERM'), 500);
+        }
+      });
+      const timer = setTimeout(() => p.kill('SIGKILL'), 20_000);
+      p.once('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, stderr });
+      });
+    });
+  }
+  const errorLines = (stderr: string) => stderr.split('\n').filter((l) => l && !/^ctwatch info:|"level":"info"|^\{"level":30/.test(l));
+
+  it('--user nobody: a missing spool directory is created for nobody before the switch (0700), and its lock and state are nobody\'s', async () => {
+    const spool = join(dir, 'spool');
+    const r = await watch(['--sinks', sinksFile(spool), '--user', 'nobody'], /watching the conntrack table/);
+    expect(r.code, r.stderr).toBe(0);
+    const st = statSync(spool);
+    expect({ uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 }).toEqual({ uid: NOBODY, gid: NOBODY, mode: 0o700 });
+    for (const f of ['lock', 'state.json']) expect(statSync(join(spool, f)).uid).toBe(NOBODY);
+    expect(r.stderr).not.toMatch(/memory only/);
+  });
+
+  it('--user nobody and a spool directory that is root\'s: exit 73, one line, nothing created in it', async () => {
+    const spool = join(dir, 'spool');
+    mkdirSync(spool, 0o700);
+    const r = await watch(['--sinks', sinksFile(spool), '--user', 'nobody']);
+    expect(r.code, r.stderr).toBe(73);
+    expect(errorLines(r.stderr), r.stderr).toHaveLength(1);
+    expect(r.stderr).toMatch(/cannot start sink "siem": spool .*spool: .*spool belongs to root \(uid 0\), but ctwatch keeps its files there as nobody \(uid 65534\)/);
+    expect(readdirSync(spool)).toEqual([]);
+  });
+
+  it('a spool directory nobody owns (no --user): exit 73, one line', async () => {
+    const spool = join(dir, 'spool');
+    mkdirSync(spool, 0o700);
+    chownSync(spool, NOBODY, NOBODY);
+    const r = await watch(['--sinks', sinksFile(spool)]);
+    expect(r.code, r.stderr).toBe(73);
+    expect(errorLines(r.stderr), r.stderr).toHaveLength(1);
+    expect(r.stderr).toMatch(/cannot start sink "siem": spool .*belongs to nobody \(uid 65534\)/);
+  });
+
+  it('a spool another ctwatch holds: exit 73, one line naming it, never "from memory only"', async () => {
+    const spool = join(dir, 'spool');
+    const first = await Spool.open(opts(spool));
+    try {
+      const r = await watch(['--sinks', sinksFile(spool)]);
+      expect(r.code, r.stderr).toBe(73);
+      expect(errorLines(r.stderr), r.stderr).toHaveLength(1);
+      expect(r.stderr).toMatch(new RegExp(`cannot start sink "siem": spool .*spool is in use by another ctwatch \\(pid ${process.pid}\\)`));
+      expect(r.stderr).not.toMatch(/memory only/);
+    } finally {
+      await first.close();
+    }
+  });
+
+  it('--user nobody: a file sink is created for nobody before the switch; a symlink in its place is refused at start (exit 73)', async () => {
+    const out = join(dir, 'out');
+    mkdirSync(out);
+    const file = join(out, 'flows.jsonl');
+    const f = join(dir, 'file-sinks.yaml');
+    writeFileSync(f, `sinks:\n  - name: archive\n    type: file\n    path: ${file}\n    format: jsonl\n`);
+    const r = await watch(['--sinks', f, '--user', 'nobody'], /watching the conntrack table/);
+    expect(r.code, r.stderr).toBe(0);
+    const st = statSync(file);
+    expect({ uid: st.uid, mode: st.mode & 0o7777 }).toEqual({ uid: NOBODY, mode: 0o600 });
+    rmSync(file);
+    symlinkSync(secret, file);
+    const bad = await watch(['--sinks', f, '--user', 'nobody']);
+    expect(bad.code, bad.stderr).toBe(73);
+    expect(errorLines(bad.stderr), bad.stderr).toHaveLength(1);
+    expect(bad.stderr).toMatch(/cannot start sink "archive": .*flows\.jsonl is a symbolic link/);
+    expectUntouched();
+  });
 });
