@@ -9,9 +9,9 @@ import type { HttpSinkSpec } from '../sinks/config.js';
 export type Severity = Alert['severity'];
 export const SEVERITIES: readonly Severity[] = ['info', 'warning', 'critical'];
 
-/** Which of the snapshot's rate windows a rule reads. */
-export type RateWindow = 'new1' | 'new10' | 'new60';
-export const RATE_WINDOWS: readonly RateWindow[] = ['new1', 'new10', 'new60'];
+/** Which of the snapshot's rates a rule reads (new flows per second over 1, 10 or 60 s). */
+export type RateName = 'new1' | 'new10' | 'new60';
+export const RATE_NAMES: readonly RateName[] = ['new1', 'new10', 'new60'];
 
 export type RuleKind =
   | 'churn_per_destination'
@@ -55,7 +55,7 @@ export interface DestinationFilter {
 
 export interface ChurnPerDestinationRule extends RuleBase, DestinationFilter {
   kind: 'churn_per_destination';
-  rate: RateWindow;
+  rate: RateName;
   /** new flows/s; fires above */
   threshold: number;
   /** resolves at or below */
@@ -116,7 +116,7 @@ export type Rule =
 
 /** How each destination's normal churn is learned (shared by every rule that quotes "its median"). */
 export interface BaselineConfig {
-  rate: RateWindow;
+  rate: RateName;
   /** history the median covers, seconds: the last window / bucket buckets in which the key was learned */
   window: number;
   /** seconds per bucket; each holds the mean rate over that time */

@@ -13,7 +13,7 @@ export { ConfigError, type ConfigIssue } from '../config/reader.js';
 import {
   defaultConfig,
   defaultRules,
-  RATE_WINDOWS,
+  RATE_NAMES,
   RESOLVED_PLACEHOLDERS,
   RULE_KINDS,
   SEVERITIES,
@@ -96,7 +96,7 @@ class Parser {
   private baseline(f: Fields, base: BaselineConfig): BaselineConfig {
     f.unknown('', ['rate', 'window', 'bucket', 'min_samples', 'max_keys']);
     const out = { ...base };
-    out.rate = f.oneOf('rate', RATE_WINDOWS, out.rate)!;
+    out.rate = f.oneOf('rate', RATE_NAMES, out.rate)!;
     out.window = f.seconds('window', { positive: true }) ?? out.window;
     out.bucket = f.seconds('bucket', { positive: true }) ?? out.bucket;
     out.minSamples = f.int('min_samples', 1, 1_000_000) ?? out.minSamples;
@@ -189,7 +189,7 @@ class Parser {
 
     switch (r.kind) {
       case 'churn_per_destination':
-        r.rate = f.oneOf('rate', RATE_WINDOWS, r.rate)!;
+        r.rate = f.oneOf('rate', RATE_NAMES, r.rate)!;
         hysteresis((t) => t * 0.8, 'above', num);
         this.filter(f, r);
         break;

@@ -146,7 +146,7 @@ export class ChurnEngine {
           break;
         }
         case 'snapshot':
-          this.tracker.snapshot(ev, out);
+          this.tracker.insertDumped(ev, out);
           break;
         case 'update':
           this.tracker.update(ev, out);

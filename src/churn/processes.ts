@@ -56,7 +56,7 @@ export class ProcessChurn {
   }
 
   /** The top processes by new flows over the last 10 seconds (new10; then live flows, then key), as KeyChurn rows. */
-  snapshot(t: number): KeyChurn[] {
+  top(t: number): KeyChurn[] {
     const rows: KeyChurn[] = [];
     this.heavy.forEach((key, s, _count, error) => {
       rows.push({ key, ...ratesOf(s, t), live: this.live.get(key) ?? 0, error });

@@ -169,7 +169,7 @@ export class FlowTracker {
       case 'new':
         return this.open(ev, out, destination);
       case 'snapshot':
-        return this.snapshot(ev, out, destination);
+        return this.insertDumped(ev, out, destination);
       case 'update':
         return this.update(ev, out, destination);
       case 'destroy':
@@ -193,7 +193,8 @@ export class FlowTracker {
     return 'opened';
   }
 
-  snapshot(ev: ConntrackEvent, out: FlowEnd[], destination?: string): 'inserted' | 'ignored' {
+  /** An entry from a table dump (a `snapshot` event): inserted as a live flow unless already held. */
+  insertDumped(ev: ConntrackEvent, out: FlowEnd[], destination?: string): 'inserted' | 'ignored' {
     if (this.held(ev, out) >= 0) return 'ignored';
     this.insert(ev, destination ?? destinationOf(ev), PREEXISTING);
     return 'inserted';

@@ -53,9 +53,9 @@ export class ProcessAttribution {
   }
 
   decorate(snap: ChurnSnapshot): void {
-    const rows = this.churn.snapshot(snap.time);
+    const rows = this.churn.top(snap.time);
     if (rows.length > 0) snap.processes = rows;
-    const groups = this.groups.snapshot(snap.time);
+    const groups = this.groups.top(snap.time);
     if (groups.length > 0) snap.groups = groups;
   }
 

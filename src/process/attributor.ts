@@ -57,7 +57,7 @@ import { CtwatchError, fromNativeError } from '../util/errors.js';
 import { LocalAddresses } from './local.js';
 import { FROM_CAPTURE, RESULT_WIDTH } from './native.js';
 import { ProcIndex, type ProcIndexOptions, type ProcIndexStats } from './procfs.js';
-import { EAGAIN, ENOENT, SockDiag, TCP_STATE } from './sockdiag.js';
+import { EAGAIN, ENOENT, SockDiag, SOCKET_STATE } from './sockdiag.js';
 import type { NativeSockDiagCounters } from './native.js';
 
 export type Side = 'origin' | 'reply' | 'listener';
@@ -188,7 +188,7 @@ interface Ns {
 }
 
 const LOOKUP_PROTO: Record<string, number> = { tcp: 6, udp: 17 };
-const NOT_YET_ACCEPTED = new Set<number>([TCP_STATE.ESTABLISHED, TCP_STATE.SYN_RECV, TCP_STATE.NEW_SYN_RECV, TCP_STATE.CLOSE_WAIT]);
+const NOT_YET_ACCEPTED = new Set<number>([SOCKET_STATE.ESTABLISHED, SOCKET_STATE.SYN_RECV, SOCKET_STATE.NEW_SYN_RECV, SOCKET_STATE.CLOSE_WAIT]);
 
 const UNSUPPORTED: Readonly<Attribution> = Object.freeze({ process: null, reason: 'unsupported' });
 const NOT_LOCAL: Readonly<Attribution> = Object.freeze({ process: null, reason: 'not-local' });
@@ -558,7 +558,7 @@ export class Attributor {
       if (errno !== EAGAIN) this.lastError = new CtwatchError('ERR_SOCKDIAG_LOOKUP', `socket lookup failed with errno ${errno}`, { errno });
       return this.done(j, null, 'error');
     }
-    if (tcp && state === TCP_STATE.LISTEN) {
+    if (tcp && state === SOCKET_STATE.LISTEN) {
       // No connected socket: the kernel fell back to the port's listener. The listener accepted a
       // flow that ends here; a flow that began here has lost its socket.
       if (j.side === 'origin') return this.done(j, null, 'no-socket');

@@ -7,7 +7,7 @@ export { Attributor, flowKey, groupKey, processKey } from './attributor.js';
 export type { Attribution, AttributorOptions, AttributorStats, DiagHandle, FlowRef, MissReason, Side } from './attributor.js';
 export { ProcIndex, toProcessInfo } from './procfs.js';
 export type { Owner, ProcIndexOptions, ProcIndexStats, ProcSource } from './procfs.js';
-export { SockDiag, TCP_STATE, encodeQuery } from './sockdiag.js';
+export { SockDiag, SOCKET_STATE, encodeQuery } from './sockdiag.js';
 export type { SocketAnswer, SocketQuery, SockDiagOptions } from './sockdiag.js';
 export { cgroupFacts, cgroupPath, parsePasswd, Users } from './enrich.js';
 export { LocalAddresses } from './local.js';

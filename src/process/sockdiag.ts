@@ -20,9 +20,10 @@ export interface SocketQuery {
   rport: number;
 }
 
-/** TCP states as the kernel numbers them (include/net/tcp_states.h). UDP sockets report
+/** Socket states as the kernel numbers them (include/net/tcp_states.h; not conntrack's TCP_STATES,
+ * which number nf_conntrack_tcp.h). UDP sockets report
  * ESTABLISHED when connected and CLOSE when not. */
-export const TCP_STATE = {
+export const SOCKET_STATE = {
   ESTABLISHED: 1,
   SYN_SENT: 2,
   SYN_RECV: 3,

@@ -18,7 +18,7 @@ const HAS = {
 const UNATTRIBUTED: (Unattributed | undefined)[] = [undefined, 'not-local', 'unsupported', 'no-stamp', 'preexisting', 'ambiguous', 'no-hook', 'gone', 'no-pid', 'denied', 'shared', 'late', 'overload'];
 const VIA: NativeOwner['via'][] = ['connect', 'connect', 'sendto', 'send', 'listen', 'bind', 'seeded', 'sockdiag'];
 const AF_INET = 2;
-const EVENT_KINDS: Record<number, ConntrackEventKind> = { 1: 'new', 2: 'update', 3: 'destroy', 4: 'snapshot' };
+const KIND_NAMES: Record<number, ConntrackEventKind> = { 1: 'new', 2: 'update', 3: 'destroy', 4: 'snapshot' };
 const TWO32 = 4294967296;
 
 export interface DecodedBatch {
@@ -63,7 +63,7 @@ export function makeDecoder(layout: RecordLayout, netns?: string) {
       }
       if (kind === KIND.end) { end = true; continue; }
       if (kind === KIND.dumpError) { dumpErrors.push(view.getUint32(base + L.status, true)); continue; }
-      const eventKind = EVENT_KINDS[kind];
+      const eventKind = KIND_NAMES[kind];
       if (eventKind === undefined) continue;
 
       const present = view.getUint32(base + L.present, true);

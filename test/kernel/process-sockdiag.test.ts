@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { SockDiag, TCP_STATE, type SocketQuery } from '../../src/process/sockdiag.js';
+import { SockDiag, SOCKET_STATE, type SocketQuery } from '../../src/process/sockdiag.js';
 import { ROOT, createNetns, waitFor, type Netns } from '../helpers/netns.js';
 
 interface End {
@@ -62,9 +62,9 @@ describe('SockDiag (real kernel, own namespace)', () => {
       { family: 'ipv4', proto: 'tcp', local: '127.0.0.9', lport: 7000, remote: '127.0.0.1', rport: 1 },
     ]);
     const held = socketInodes(info.pid);
-    expect(client).toMatchObject({ errno: 0, uid: 0, state: TCP_STATE.ESTABLISHED, lport: info.tcp4.lport, rport: 7000 });
-    expect(server).toMatchObject({ errno: 0, state: TCP_STATE.ESTABLISHED, lport: 7000, rport: info.tcp4.lport });
-    expect(listener).toMatchObject({ errno: 0, state: TCP_STATE.LISTEN, lport: 7000, rport: 0 });
+    expect(client).toMatchObject({ errno: 0, uid: 0, state: SOCKET_STATE.ESTABLISHED, lport: info.tcp4.lport, rport: 7000 });
+    expect(server).toMatchObject({ errno: 0, state: SOCKET_STATE.ESTABLISHED, lport: 7000, rport: info.tcp4.lport });
+    expect(listener).toMatchObject({ errno: 0, state: SOCKET_STATE.LISTEN, lport: 7000, rport: 0 });
     for (const a of [client, server, listener]) expect(held.has(a.inode)).toBe(true);
     expect(new Set([client.inode, server.inode, listener.inode]).size).toBe(3);
     expect(none).toMatchObject({ errno: 2, inode: 0 });
@@ -78,10 +78,10 @@ describe('SockDiag (real kernel, own namespace)', () => {
       { family: 'ipv4', proto: 'udp', local: '127.0.0.3', lport: 5353, remote: null, rport: 0 },
     ]);
     const held = socketInodes(info.pid);
-    expect(v6).toMatchObject({ errno: 0, state: TCP_STATE.ESTABLISHED });
-    expect(udpClient).toMatchObject({ errno: 0, state: TCP_STATE.ESTABLISHED, lport: info.udp4.lport, rport: 5353 });
+    expect(v6).toMatchObject({ errno: 0, state: SOCKET_STATE.ESTABLISHED });
+    expect(udpClient).toMatchObject({ errno: 0, state: SOCKET_STATE.ESTABLISHED, lport: info.udp4.lport, rport: 5353 });
     // The server's socket is not connected: the kernel finds it by its local end alone.
-    expect(udpServer).toMatchObject({ errno: 0, state: TCP_STATE.CLOSE, lport: 5353, rport: 0 });
+    expect(udpServer).toMatchObject({ errno: 0, state: SOCKET_STATE.CLOSE, lport: 5353, rport: 0 });
     expect(udpWild.inode).toBe(udpServer.inode);
     for (const a of [v6, udpClient, udpServer]) expect(held.has(a.inode)).toBe(true);
   });
@@ -90,7 +90,7 @@ describe('SockDiag (real kernel, own namespace)', () => {
     holder.kill('SIGUSR2'); // `ip netns exec` execs node: this pid is the node process
     await waitFor(() => out.includes('closed'), 'the client to close');
     const [a] = await diag.lookup([q(info.tcp4, 'tcp')]);
-    expect(a).toMatchObject({ errno: 0, inode: 0, state: TCP_STATE.TIME_WAIT });
+    expect(a).toMatchObject({ errno: 0, inode: 0, state: SOCKET_STATE.TIME_WAIT });
   });
 
   it('lists the namespace\'s local routes', async () => {
@@ -106,7 +106,7 @@ describe('SockDiag (real kernel, own namespace)', () => {
     const ms = performance.now() - t0;
     expect(answers).toHaveLength(20_000);
     expect(answers.filter((a) => a.errno === 2)).toHaveLength(19_999);
-    expect(answers[12_345].state).toBe(TCP_STATE.LISTEN);
+    expect(answers[12_345].state).toBe(SOCKET_STATE.LISTEN);
     expect(diag.counters.retried).toBe(0);
     // A generous bound: ~1 µs per query in the kernel; catches a per-query round trip.
     expect(ms).toBeLessThan(2_000);
