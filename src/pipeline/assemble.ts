@@ -4,7 +4,7 @@
  *
  *   live:   LiveSource → OverflowRecovery → ProcessAttribution → ChurnEngine (tracker) → hooks
  *           kernel table figures read at each tick; wall-clock ticks while the table is quiet
- *   replay: RecordingSource → ChurnEngine (tracker) → hooks
+ *   replay: RecordingSource → ChurnEngine (tracker) → hooks     (replay, top --replay, report)
  *           the recorded table figures at the same tick; event time only, so replay == live
  *
  * Every live engine run gets overflow recovery: a lost event otherwise leaves a flow open in the
@@ -61,6 +61,11 @@ export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
     this.pipeline = new Pipeline(this.source, { ...hooks, resync }, { ...this.options, engine: this.engine });
     return this.pipeline.run();
   }
+
+  /** After run(): the ticks up to `timeUs` that no event reached (a recording's quiet tail). */
+  async tickUntil(timeUs: number): Promise<void> {
+    await this.pipeline?.tickUntil(timeUs);
+  }
 }
 
 export interface LiveAssemblyOptions {
@@ -105,10 +110,18 @@ function liveTimeline(log?: Logger): EventTimeline {
   );
 }
 
-/** A recording as a source, checked (a missing file or a device is refused now, not mid-run). */
-export async function assembleReplay(file: string, o: Omit<RecordingSourceOptions, 'onOther'> = {}): Promise<Assembly> {
+/**
+ * A recording as a source, checked (a missing file or a device is refused now, not mid-run). Its
+ * other records (churn, alert, ...) lend their table figures to the replayed ticks, then go to
+ * `onOther`.
+ */
+export async function assembleReplay(file: string, o: RecordingSourceOptions = {}): Promise<Assembly> {
   const tables = new RecordedTables();
-  const source = new RecordingSource(file, { ...o, onOther: tables.onRecord });
+  const onOther = o.onOther;
+  const source = new RecordingSource(file, {
+    ...o,
+    onOther: onOther ? (rec) => { tables.onRecord(rec); onOther(rec); } : tables.onRecord,
+  });
   await source.check();
   return new Assembly(source, new ChurnEngine(), { table: tables.reading });
 }

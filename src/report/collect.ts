@@ -5,12 +5,9 @@
  */
 import { AlertEvaluator, defaultConfig, type AlertConfig } from '../alerts/index.js';
 import type { Alert } from '../alerts/types.js';
-import { ChurnEngine } from '../churn/engine.js';
 import type { ChurnSnapshot, KeyChurn } from '../churn/snapshot.js';
-import { Pipeline } from '../pipeline/pipeline.js';
-import { RecordedTables } from '../pipeline/table.js';
+import { assembleReplay } from '../pipeline/assemble.js';
 import type { AnyRecord } from '../recording/schema.js';
-import { RecordingSource } from '../recording/input.js';
 import { destinationOf } from '../flow/keys.js';
 
 /** One second of the recording, as the replayed snapshot saw it. */
@@ -127,20 +124,18 @@ export function pointOf(s: ChurnSnapshot): ReportPoint {
 
 /** Replays `file` and keeps what the page shows. */
 export async function collectReport(file: string, options: CollectOptions = {}): Promise<ReportData> {
-  const tables = new RecordedTables();
   const recordedAlerts: AnyRecord[] = [];
   /** processes are looked up live only: the recording's churn lines carry them */
   const recordedProcesses = new Map<number, KeyChurn[]>();
   /** the last churn line's time: the live run's ticks went on after the last event */
   let lastTick = NaN;
   const onOther = (rec: AnyRecord) => {
-    tables.onRecord(rec);
     if (rec.event === 'churn') lastTick = rec.time;
     if (rec.event === 'alert' || rec.event === 'resolved') recordedAlerts.push(rec);
     if (rec.event === 'churn' && Array.isArray(rec.processes)) recordedProcesses.set(rec.time, rec.processes as KeyChurn[]);
   };
-  const source = new RecordingSource(file, { onOther, onError: options.onError });
-  await source.check();
+  const assembly = await assembleReplay(file, { onOther, onError: options.onError });
+  const source = assembly.source;
   const evaluator = new AlertEvaluator(options.rules ?? defaultConfig());
   const snaps: ChurnSnapshot[] = [];
   const alerts: Alert[] = [];
@@ -148,28 +143,23 @@ export async function collectReport(file: string, options: CollectOptions = {}):
   let newConnections = 0;
   const byDestination = new Map<string, number>();
   const bySource = new Map<string, number>();
-  const pipeline = new Pipeline(
-    source,
-    {
-      events: (batch) => {
-        for (const ev of batch) {
-          if (ev.event !== 'new') continue;
-          newConnections++;
-          const d = destinationOf(ev);
-          byDestination.set(d, (byDestination.get(d) ?? 0) + 1);
-          bySource.set(ev.src, (bySource.get(ev.src) ?? 0) + 1);
-        }
-      },
-      snapshot: (snap) => {
-        netns ??= snap.netns;
-        snaps.push(snap);
-        alerts.push(...evaluator.evaluate(snap));
-      },
+  await assembly.run({
+    events: (batch) => {
+      for (const ev of batch) {
+        if (ev.event !== 'new') continue;
+        newConnections++;
+        const d = destinationOf(ev);
+        byDestination.set(d, (byDestination.get(d) ?? 0) + 1);
+        bySource.set(ev.src, (bySource.get(ev.src) ?? 0) + 1);
+      }
     },
-    { engine: new ChurnEngine(), table: tables.reading },
-  );
-  await pipeline.run();
-  if (!Number.isNaN(lastTick)) await pipeline.tickUntil(lastTick);
+    snapshot: (snap) => {
+      netns ??= snap.netns;
+      snaps.push(snap);
+      alerts.push(...evaluator.evaluate(snap));
+    },
+  });
+  if (!Number.isNaN(lastTick)) await assembly.tickUntil(lastTick);
   const n = options.topN ?? 5;
   const times = snaps.map((s) => s.time);
   return {
