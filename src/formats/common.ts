@@ -4,7 +4,7 @@
  */
 import type { ConntrackEvent } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
-import type { Alert } from '../alerts/types.js';
+import type { Alert } from '../recording/alert.js';
 import { formatMicros } from '../recording/time.js';
 
 /** Any other record the collector emits (overflow, snapshot_done, churn summaries, ...). */

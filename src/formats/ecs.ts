@@ -5,7 +5,7 @@
  */
 import type { ConntrackEvent } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
-import type { Alert } from '../alerts/types.js';
+import type { Alert } from '../recording/alert.js';
 import { communityId } from './community-id.js';
 import {
   type FormatOptions,

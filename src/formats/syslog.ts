@@ -3,7 +3,7 @@
  * MSG is a formatted record (JSON, ECS, OCSF or CEF); an optional SD element repeats the few fields
  * a syslog server can route or filter on without parsing the body.
  */
-import type { Alert } from '../alerts/types.js';
+import type { Alert } from '../recording/alert.js';
 import { communityId } from './community-id.js';
 import { type SinkRecord, isAlert, isConntrack, isFlow, isoFromMicros } from './common.js';
 

@@ -4,7 +4,7 @@
  * and the webhook policy) seen through SinkDelivery; exec hooks (./exec.ts) are their own kind
  * with the same queue and counters.
  */
-import type { Alert } from '../alerts/types.js';
+import type { Alert } from '../recording/alert.js';
 import type { SinkRecord } from '../formats/common.js';
 import type { ConfigIssue } from '../config/reader.js';
 import { SinkConfigError } from './errors.js';

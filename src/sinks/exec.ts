@@ -6,7 +6,7 @@
  * everything it started.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Alert } from '../alerts/types.js';
+import type { Alert } from '../recording/alert.js';
 import { setLongTimeout } from '../util/timers.js';
 import { RecordQueue } from './queue.js';
 import { errorText, IdleWaiters, untilIdleOr, type Delivery, type DeliveryLogger, type ExecStats } from './delivery.js';
