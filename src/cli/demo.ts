@@ -15,6 +15,8 @@ import { LiveSource } from '../source/live.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseCount } from './args.js';
 import { logger, parse } from './common.js';
+import { OwnerAttribution } from '../pipeline/attribution.js';
+import { chooseAttribution, describeAttribution } from '../process/attribution.js';
 import { renderTop, TopHistory } from './top-view.js';
 
 export const DEMO_HELP = `Usage: ctwatch demo [options]
@@ -121,7 +123,15 @@ export async function demo(argv: string[]): Promise<number> {
       server.stdout!.once('data', () => resolve());
       server.once('exit', (code) => reject(new CtwatchError('ERR_LAB', `the demo Redis server exited (${code})`)));
     });
-    const source = new LiveSource({ netns: lab.name, events: ['new', 'update', 'destroy'], snapshot: true });
+    // Which process fills the table: eBPF stamps when they load here, else sockdiag.
+    const attribution = chooseAttribution('auto');
+    note(describeAttribution(attribution));
+    let source: LiveSource;
+    try {
+      source = new LiveSource({ netns: lab.name, events: ['new', 'update', 'destroy'], snapshot: true, attribution: attribution.handle });
+    } finally {
+      attribution.handle?.close();
+    }
     const summary: Summary = { leakStartedAt: NaN, peakRate: 0, peakFill: null, peakEntries: null, max: null, kernelDrops: 0, alerts: [] };
     let dropsAtStart: number | undefined;
     let leaking = false;
@@ -167,7 +177,7 @@ export async function demo(argv: string[]): Promise<number> {
           process.stdout.write(`t+${t().toFixed(0)}s  ${phase}: ${Math.round(snap.overall.new1)} new/s, table ${fill}, ${snap.states.TIME_WAIT ?? 0} in TIME_WAIT, ${active.length} alert(s)\n`);
         }
       },
-    }, log.child({ demo: true }));
+    }, log.child({ demo: true }), { attribution: attribution.mode === 'ebpf' ? new OwnerAttribution() : undefined });
     // The log would scribble over the screen; the demo shows alerts itself.
     log.level = 'error';
     const run = watcher.run();

@@ -1,7 +1,10 @@
 /** Options shared by the commands that run the flow engine (record --flows, top, stats, watch). */
 import { LiveSource, parseEventList, DEFAULT_RCVBUF, type SubscribedEvent } from '../source/live.js';
+import { OwnerAttribution, ProcessAttribution, type FlowAttribution } from '../pipeline/attribution.js';
+import { chooseAttribution, describeAttribution, parseAttributionMode, type AttributionChoice } from '../process/attribution.js';
 import { parseSize } from './args.js';
 import type { Options } from './common.js';
+import type { Logger } from '../util/log.js';
 
 export const SOURCE_OPTIONS = {
   netns: { type: 'string' },
@@ -19,6 +22,41 @@ export const SOURCE_HELP = `  --netns NAME|PATH     namespace to watch: a name f
                         proto tcp | src 127.0.0.0/8 | dst ::1 | state ESTABLISHED | mark 0x1/0xff
                         | family ipv4; ports and zone (dport 6379, zone 1) run in user space`;
 
+export const ATTRIBUTION_OPTIONS = {
+  attribution: { type: 'string' },
+  'no-processes': { type: 'boolean' },
+} as const satisfies Options;
+
+export const ATTRIBUTION_HELP = `  --attribution MODE    which process owns each flow: auto (default: ebpf when it loads here, else
+                        sockdiag), ebpf (stamped by eBPF when the socket is used; CAP_BPF,
+                        CAP_PERFMON), sockdiag (socket lookups + /proc; CAP_SYS_PTRACE,
+                        CAP_DAC_READ_SEARCH for other users' processes), off
+  --no-processes        the same as --attribution off`;
+
+export interface AttributionValues {
+  attribution?: string;
+  'no-processes'?: boolean;
+}
+
+/** The mode chosen at start, and what the pipeline runs for it. */
+export interface StartedAttribution {
+  choice: AttributionChoice;
+  pipeline?: FlowAttribution;
+}
+
+/**
+ * Chooses the attribution mode (before the source opens and before --user: loading BPF needs
+ * root) and logs the one line that says which runs and why.
+ */
+export function startAttribution(v: AttributionValues, log: Logger): StartedAttribution {
+  const choice = chooseAttribution(parseAttributionMode(v.attribution, v['no-processes']), { noProcessesFlag: v['no-processes'] });
+  const line = describeAttribution(choice);
+  if (choice.refused) log.warn(line);
+  else log.info(line);
+  const pipeline = choice.mode === 'ebpf' ? new OwnerAttribution() : choice.mode === 'sockdiag' ? new ProcessAttribution() : undefined;
+  return { choice, pipeline };
+}
+
 export interface SourceValues {
   netns?: string;
   events?: string;
@@ -31,13 +69,20 @@ export interface SourceValues {
  * The engine needs TCP state changes to count TIME_WAIT per destination, so it subscribes to
  * updates by default; `--events new,destroy` trades that for a third of the volume.
  */
-export function openEngineSource(v: SourceValues, defaults: SubscribedEvent[] = ['new', 'update', 'destroy']): LiveSource {
-  return new LiveSource({
+export function openEngineSource(v: SourceValues, defaults: SubscribedEvent[] = ['new', 'update', 'destroy'], attribution?: StartedAttribution): LiveSource {
+  const handle = attribution?.choice.handle;
+  try {
+    return new LiveSource({
     netns: v.netns,
     events: v.events !== undefined ? parseEventList(v.events) : defaults,
     rcvbuf: v.rcvbuf ? parseSize(v.rcvbuf, '--rcvbuf') : DEFAULT_RCVBUF,
     reliable: v.reliable,
     filter: v.filter,
     snapshot: true,
+    attribution: handle,
   });
+  } finally {
+    // The reader holds its own share of the programs: they stay attached while it reads.
+    handle?.close();
+  }
 }

@@ -7,6 +7,7 @@ import { dropPrivileges, lookupUser } from '../util/privileges.js';
 import { parseCount, parseDuration, parseSize } from './args.js';
 import { setLongTimeout } from '../util/timers.js';
 import { assembleLive } from '../pipeline/assemble.js';
+import { ATTRIBUTION_HELP, ATTRIBUTION_OPTIONS, startAttribution } from './engine-options.js';
 import type { SourceEvent } from '../source/types.js';
 import { logger, onSignals, parse } from './common.js';
 
@@ -39,6 +40,8 @@ Options:
                         last TCP state (implies --snapshot; see docs/schema.md)
   --churn TIME          also write a "churn" line every TIME (e.g. 10s): rates per destination,
                         source and protocol, table fill, time to full
+${ATTRIBUTION_HELP}
+                        (with --flows or --churn)
   --log-format text|json  diagnostics on stderr (default text)
   -h, --help            this help
 
@@ -68,6 +71,7 @@ export async function record(argv: string[]): Promise<number> {
     churn: { type: 'string' },
     filter: { type: 'string', multiple: true },
     user: { type: 'string' },
+    ...ATTRIBUTION_OPTIONS,
   });
   if (values.help) {
     process.stdout.write(RECORD_HELP);
@@ -91,9 +95,15 @@ export async function record(argv: string[]): Promise<number> {
     throw new CtwatchError('ERR_USAGE', `--churn ${values.churn}: use whole seconds, at least 1s`, { exitCode: EXIT.usage });
   }
   const useEngine = values.flows || churnUs !== undefined;
-  source = new LiveSource({ netns: values.netns, events, rcvbuf, reliable: values.reliable, snapshot: values.snapshot || useEngine, filter: values.filter });
+  // Flow lines name their process (loaded before --user: BPF needs root).
+  const attribution = useEngine ? startAttribution(values, log) : undefined;
+  try {
+    source = new LiveSource({ netns: values.netns, events, rcvbuf, reliable: values.reliable, snapshot: values.snapshot || useEngine, filter: values.filter, attribution: attribution?.choice.handle });
+  } finally {
+    attribution?.choice.handle?.close();
+  }
   for (const note of source.filterNotes) log.info(note);
-  const assembly = assembleLive(source, { engine: useEngine, log });
+  const assembly = assembleLive(source, { engine: useEngine, log, attribution: attribution?.pipeline, processes: false });
   let dropped: { boundingSetDropped: boolean } | undefined;
   if (account) {
     try {

@@ -5,7 +5,7 @@ import { parseDuration } from './args.js';
 import { setLongTimeout } from '../util/timers.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { logger, onSignals, parse } from './common.js';
-import { openEngineSource, SOURCE_HELP, SOURCE_OPTIONS } from './engine-options.js';
+import { ATTRIBUTION_HELP, ATTRIBUTION_OPTIONS, openEngineSource, SOURCE_HELP, SOURCE_OPTIONS, startAttribution } from './engine-options.js';
 import { renderTop, TopHistory } from './top-view.js';
 
 export const TOP_HELP = `Usage: ctwatch top [options]
@@ -23,7 +23,7 @@ ${SOURCE_HELP}
                         0 = as fast as possible (prints only the last screen)
   -b, --batch           print each screen one after another (for logs and pipes), like top -b
   --duration TIME       stop after this long
-  --no-processes        do not look up which process owns each flow
+${ATTRIBUTION_HELP}
   -h, --help            this help
 
 Keys: q or Ctrl-C quits.
@@ -37,7 +37,7 @@ export async function top(argv: string[]): Promise<number> {
     speed: { type: 'string' },
     batch: { type: 'boolean', short: 'b' },
     duration: { type: 'string' },
-    'no-processes': { type: 'boolean' },
+    ...ATTRIBUTION_OPTIONS,
   });
   if (values.help) {
     process.stdout.write(TOP_HELP);
@@ -48,9 +48,11 @@ export async function top(argv: string[]): Promise<number> {
   if (!Number.isFinite(speed) || speed < 0) throw new CtwatchError('ERR_USAGE', `--speed ${JSON.stringify(values.speed)}: give a number, 1 = as recorded, 0 = as fast as possible`, { exitCode: EXIT.usage });
   const durationS = values.duration ? parseDuration(values.duration, '--duration', { positive: true }) : undefined;
   const tty = process.stdout.isTTY && !values.batch;
+  let started: ReturnType<typeof startAttribution> | undefined;
   const assembly = values.replay
     ? await assembleReplay(values.replay)
-    : assembleLive(openEngineSource(values), { processes: !values['no-processes'] });
+    : assembleLive(openEngineSource(values, undefined, (started = startAttribution(values))), { attribution: started.pipeline, processes: false });
+  started?.announce(log);
   const source = assembly.source;
   const stop = () => void source.close();
   const offSignals = onSignals(log, stop);

@@ -11,7 +11,7 @@ import { createSinks, loadSinkConfig, SinkConfigError, SinkStartError, systemHos
 import { MetricsExporter, formatListenAddress, parseListenAddress } from '../metrics/index.js';
 import type { SinkRecord } from '../formats/index.js';
 import { logger, onSignals, parse } from './common.js';
-import { openEngineSource, SOURCE_HELP, SOURCE_OPTIONS } from './engine-options.js';
+import { ATTRIBUTION_HELP, ATTRIBUTION_OPTIONS, openEngineSource, SOURCE_HELP, SOURCE_OPTIONS, startAttribution } from './engine-options.js';
 
 export const WATCH_HELP = `Usage: ctwatch watch [options]
 
@@ -36,9 +36,10 @@ ${SOURCE_HELP}
   --metrics ADDR        serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9477; a bare
                         PORT is loopback, :PORT every interface
                         (docs/metrics.md)
-  --no-processes        do not look up which process owns each flow (sock_diag + /proc)
+${ATTRIBUTION_HELP}
   --user NAME           after opening the kernel sockets, run as NAME keeping only CAP_NET_ADMIN
-                        (process attribution then sees only what NAME may read in /proc)
+                        (ebpf attribution loses nothing; sockdiag then sees only what NAME may
+                        read in /proc)
   --status TIME         log a status line every TIME (default 1m; 0 = never)
   --log-format text|json
   -h, --help            this help
@@ -109,7 +110,7 @@ export async function watch(argv: string[]): Promise<number> {
     status: { type: 'string' },
     sinks: { type: 'string' },
     metrics: { type: 'string' },
-    'no-processes': { type: 'boolean' },
+    ...ATTRIBUTION_OPTIONS,
     user: { type: 'string' },
   });
   if (values.help) {
@@ -151,7 +152,8 @@ export async function watch(argv: string[]): Promise<number> {
   } catch (err) {
     await abandon(sinkStartFailed(err));
   }
-  const source = openEngineSource(values);
+  const attribution = startAttribution(values, log);
+  const source = openEngineSource(values, undefined, attribution);
   closeSource = () => void source.close();
   const writer = output ? new RecordWriter(output) : undefined;
   const write = (records: WritableRecord[]) => {
@@ -173,13 +175,13 @@ export async function watch(argv: string[]): Promise<number> {
     } : undefined,
     resync: (r) => write([r]),
     snapshot: (snap, active) => {
-      metrics?.update({ snapshot: snap, source: source.counters, activeAlerts: active, firedTotal: fired, deliveries: watcher.deliveryStats(), sinks: sinks?.counters(), attribution: watcher.attribution?.attributor.stats });
+      metrics?.update({ snapshot: snap, source: source.counters, activeAlerts: active, firedTotal: fired, deliveries: watcher.deliveryStats(), sinks: sinks?.counters(), attribution: watcher.attribution?.stats });
       // every snapshot to the sinks (those that take `churn`: a nats sink feeding `ctwatch fleet`);
       // to --output only every --churn TIME
       sinks?.write(snap as unknown as SinkRecord);
       if (churnUs && snap.time % churnUs === 0) return writer?.write([snap]);
     },
-  }, log, { processes: !values['no-processes'] });
+  }, log, { attribution: attribution.pipeline, processes: false });
   let dropped: { boundingSetDropped: boolean } | undefined;
   if (account) {
     try {

@@ -2,7 +2,7 @@
  * The one place a pipeline is composed. Commands parse their options, open a source, assemble,
  * run with the hooks that print or write, and report; none of them wires the stages itself.
  *
- *   live:   LiveSource → OverflowRecovery → ProcessAttribution → ChurnEngine (tracker) → hooks
+ *   live:   LiveSource → OverflowRecovery → attribution (eBPF owners or sockdiag) → ChurnEngine (tracker) → hooks
  *           kernel table figures read at each tick; wall-clock ticks while the table is quiet
  *   replay: RecordingSource → ChurnEngine (tracker) → hooks     (replay, top --replay, report)
  *           the recorded table figures at the same tick; event time only, so replay == live
@@ -15,7 +15,7 @@ import type { LiveSource } from '../source/live.js';
 import { RecordingSource, type RecordingSourceOptions } from '../recording/input.js';
 import type { EventSource } from '../source/types.js';
 import type { Logger } from '../util/log.js';
-import { ProcessAttribution } from './attribution.js';
+import { ProcessAttribution, type FlowAttribution } from './attribution.js';
 import { Pipeline, type PipelineHooks, type PipelineOptions } from './pipeline.js';
 import { OverflowRecovery } from './recovery.js';
 import { liveTable, RecordedTables } from './table.js';
@@ -35,7 +35,7 @@ export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
     return this.options.recovery;
   }
 
-  get attribution(): ProcessAttribution | undefined {
+  get attribution(): FlowAttribution | undefined {
     return this.options.attribution;
   }
 
@@ -71,8 +71,10 @@ export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
 export interface LiveAssemblyOptions {
   /** false: events only, no engine work at all (plain `record`) */
   engine?: boolean;
-  /** look up which process owns each flow (default true) */
+  /** look up which process owns each flow (default true: sockdiag) */
   processes?: boolean;
+  /** the mode chosen at start (src/process/attribution.ts), instead of the sockdiag default */
+  attribution?: FlowAttribution;
   /** where a resync is logged (none: not logged) */
   log?: Logger;
 }
@@ -90,7 +92,7 @@ export function assembleLive(source: LiveSource, o: LiveAssemblyOptions = {}): A
     table: liveTable(source),
     recovery: new OverflowRecovery(source, engine),
     // flow ends name their process; snapshots list the top processes
-    attribution: o.processes === false ? undefined : new ProcessAttribution(),
+    attribution: o.attribution ?? (o.processes === false ? undefined : new ProcessAttribution()),
   }, o.log);
 }
 

@@ -13,7 +13,7 @@ import type { ChurnSnapshot } from '../churn/snapshot.js';
 import type { FlowEnd } from '../flow/types.js';
 import type { EventSource, SourceEvent } from '../source/types.js';
 import type { OverflowRecovery, ResyncRecord } from './recovery.js';
-import type { ProcessAttribution } from './attribution.js';
+import type { FlowAttribution } from './attribution.js';
 import { EventTimeline } from '../util/clock.js';
 
 export interface PipelineHooks {
@@ -42,7 +42,7 @@ export interface PipelineOptions {
   /** overflow recovery (live sources): grow the buffer, dump, reconcile */
   recovery?: OverflowRecovery;
   /** process attribution (live sources): flow ends and snapshots name processes */
-  attribution?: ProcessAttribution;
+  attribution?: FlowAttribution;
 }
 
 /** After this many empty ticks in a row, every window is empty: skip ahead instead of emitting

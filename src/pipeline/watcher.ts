@@ -14,7 +14,7 @@ import type { SourceEvent } from '../source/types.js';
 import type { Logger } from '../util/log.js';
 import { assembleLive, type Assembly } from './assemble.js';
 import type { ResyncRecord } from './recovery.js';
-import type { ProcessAttribution } from './attribution.js';
+import type { FlowAttribution } from './attribution.js';
 
 export interface WatcherHooks {
   events?(batch: SourceEvent[]): void | Promise<void>;
@@ -32,7 +32,7 @@ export class Watcher {
   /** the latest alerts and resolutions, in order: bounded by count and age (AlertHistory) */
   readonly history: AlertHistory;
   /** process attribution, unless turned off */
-  attribution?: ProcessAttribution;
+  attribution?: FlowAttribution;
   last?: ChurnSnapshot;
 
   constructor(
@@ -40,12 +40,13 @@ export class Watcher {
     private config: AlertConfig = defaultConfig(),
     private readonly hooks: WatcherHooks = {},
     private readonly log?: Logger,
-    options: { processes?: boolean; history?: AlertHistoryOptions } = {},
+    /** `attribution`: the mode's (src/process/attribution.ts); else sockdiag unless processes is false */
+    options: { processes?: boolean; attribution?: FlowAttribution; history?: AlertHistoryOptions } = {},
   ) {
     this.history = new AlertHistory(options.history);
     this.evaluator = new AlertEvaluator(config);
     this.dispatcher = createDispatcher(config.deliver, { log });
-    this.assembly = assembleLive(source, { processes: options.processes, log });
+    this.assembly = assembleLive(source, { processes: options.processes, attribution: options.attribution, log });
     this.engine = this.assembly.engine;
     this.attribution = this.assembly.attribution;
   }

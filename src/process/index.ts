@@ -10,4 +10,5 @@ export type { Owner, ProcIndexOptions, ProcIndexStats, ProcSource } from './proc
 export { SockDiag, SOCKET_STATE, encodeQuery } from './sockdiag.js';
 export type { SocketAnswer, SocketQuery, SockDiagOptions } from './sockdiag.js';
 export { cgroupFacts, cgroupPath, parsePasswd, Users } from './enrich.js';
+export type { CgroupFacts } from './enrich.js';
 export { LocalAddresses } from './local.js';

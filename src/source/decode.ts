@@ -29,6 +29,8 @@ export interface DecodedBatch {
   dumpErrors: number[];
 }
 
+const UTF8 = new TextDecoder('utf-8');
+
 export function makeDecoder(layout: RecordLayout, netns?: string) {
   const L = layout;
   const size = L.size;
@@ -41,9 +43,15 @@ export function makeDecoder(layout: RecordLayout, netns?: string) {
     const dumpErrors: number[] = [];
     let end = false;
     const u64 = (at: number) => view.getUint32(at, true) + view.getUint32(at + 4, true) * TWO32;
+    // The task's name as the kernel holds it: bytes, read as UTF-8 the way /proc/PID/stat is
+    // (names are set with prctl/exec and may be anything; a cut multi-byte tail becomes U+FFFD).
     const comm = (at: number) => {
+      let n = 0;
+      let ascii = true;
+      for (; n < 16 && bytes[at + n] !== 0; n++) if (bytes[at + n] > 0x7f) ascii = false;
+      if (!ascii) return UTF8.decode(bytes.subarray(at, at + n));
       let text = '';
-      for (let k = 0; k < 16 && bytes[at + k] !== 0; k++) text += String.fromCharCode(bytes[at + k]);
+      for (let k = 0; k < n; k++) text += String.fromCharCode(bytes[at + k]);
       return text;
     };
 

@@ -1,0 +1,89 @@
+/** The attribution mode choice and the eBPF mode's bookkeeping (pure logic; the kernel side is in
+ * test/kernel/attribution-ebpf.test.ts and attribution-mode.test.ts). */
+import { describe, expect, it } from 'vitest';
+import { chooseAttribution, describeAttribution, parseAttributionMode, probeAttribution } from '../../src/process/attribution.js';
+import { OwnerAttribution } from '../../src/pipeline/attribution.js';
+import type { NativeAttribution } from '../../src/source/native.js';
+import type { ConntrackEvent } from '../../src/source/types.js';
+import type { FlowEnd } from '../../src/flow/types.js';
+
+const refused = () => ({ refused: { code: 'ERR_BPF_PERMISSION', message: 'missing: CAP_BPF, CAP_PERFMON' } });
+const loaded = (closed: string[]) => () => ({
+  handle: { open() {}, info: () => ({ mode: 'ebpf', open: true }), close: () => void closed.push('closed') } as NativeAttribution,
+});
+
+describe('parseAttributionMode', () => {
+  it('defaults to auto; --no-processes is off; a contradiction or an unknown mode is a usage error', () => {
+    expect(parseAttributionMode(undefined)).toBe('auto');
+    expect(parseAttributionMode('SockDiag')).toBe('sockdiag');
+    expect(parseAttributionMode(undefined, true)).toBe('off');
+    expect(parseAttributionMode('off', true)).toBe('off');
+    expect(() => parseAttributionMode('ebpf', true)).toThrow(/contradict/);
+    expect(() => parseAttributionMode('bpf')).toThrow(/use auto, ebpf, sockdiag or off/);
+  });
+});
+
+describe('chooseAttribution', () => {
+  it('auto: ebpf when it loads, else sockdiag with the reason', () => {
+    const closed: string[] = [];
+    expect(chooseAttribution('auto', { tryEbpf: loaded(closed) })).toMatchObject({ mode: 'ebpf', why: 'the eBPF programs loaded' });
+    const c = chooseAttribution('auto', { tryEbpf: refused });
+    expect(c).toMatchObject({ mode: 'sockdiag', refused: { code: 'ERR_BPF_PERMISSION' } });
+    expect(describeAttribution(c)).toBe('attribution: sockdiag (eBPF refused: missing: CAP_BPF, CAP_PERFMON)');
+  });
+
+  it('ebpf that cannot load throws (exit 69); sockdiag and off never try BPF', () => {
+    expect(() => chooseAttribution('ebpf', { tryEbpf: refused })).toThrow(expect.objectContaining({ exitCode: 69 }));
+    const never = () => {
+      throw new Error('tried');
+    };
+    expect(chooseAttribution('sockdiag', { tryEbpf: never }).mode).toBe('sockdiag');
+    expect(describeAttribution(chooseAttribution('off', { tryEbpf: never, noProcessesFlag: true }))).toBe('attribution: off (--no-processes)');
+  });
+
+  it('probeAttribution (for doctor) lets go of what it loaded', () => {
+    const closed: string[] = [];
+    expect(probeAttribution(loaded(closed))).toEqual({ mode: 'ebpf', why: 'the eBPF programs loaded' });
+    expect(closed).toEqual(['closed']);
+    expect(probeAttribution(refused)).toMatchObject({ mode: 'sockdiag', refused: { code: 'ERR_BPF_PERMISSION' } });
+  });
+});
+
+const tuple = { family: 'ipv4', proto: 'tcp', src: '127.0.0.1', dst: '127.0.0.1', dport: 80 } as const;
+function news(sport: number, owner?: Partial<NonNullable<ConntrackEvent['owner']>>, unattributed?: ConntrackEvent['unattributed']): ConntrackEvent {
+  return {
+    ...tuple, sport, event: 'new', time: 1_000_000, id: sport, status: [], reply: { src: '127.0.0.1', dst: '127.0.0.1', sport: 80, dport: sport },
+    ...(owner ? { owner: { pid: 42, tid: 42, uid: 0, comm: 'client', cgroupId: 0, startNs: 1, side: 'origin', via: 'connect', ageUs: 3, ...owner } } : {}),
+    ...(unattributed ? { unattributed } : {}),
+  } as ConntrackEvent;
+}
+const end = (sport: number) => ({ ...tuple, sport, event: 'flow', time: 2_000_000, id: sport }) as unknown as FlowEnd;
+
+describe('OwnerAttribution (eBPF mode)', () => {
+  it('flow ends name the owner joined at NEW, or say why none; per-process churn counts them', () => {
+    const a = new OwnerAttribution();
+    const batch = [news(1000, {}), news(1001, {}), news(1002, undefined, 'no-stamp')];
+    a.before(batch);
+    expect(batch[0].process).toMatchObject({ pid: 42, comm: 'client', side: 'origin' });
+    const ends = [end(1000), end(1002), end(1003)];
+    a.flows(ends);
+    expect(ends[0].process).toMatchObject({ pid: 42 });
+    expect(ends[0].unattributed).toBeUndefined();
+    expect(ends[1]).toMatchObject({ process: null, unattributed: 'no-stamp' });
+    expect(ends[2]).toMatchObject({ process: null, unattributed: 'unseen' });
+    expect(a.stats).toMatchObject({ flows: 3, attributed: 2, reasons: { 'no-stamp': 1 }, remembered: 1 });
+    const snap = { time: 2_000_000 } as Parameters<OwnerAttribution['decorate']>[0];
+    a.decorate(snap);
+    expect(snap.processes?.[0]).toMatchObject({ key: 'client[42]', live: 1 });
+  });
+
+  it('remembers at most maxFlows flows, the oldest going first', () => {
+    const a = new OwnerAttribution(2);
+    a.before([news(1, {}), news(2, {}), news(3, {})]);
+    expect(a.stats).toMatchObject({ remembered: 2, evicted: 1 });
+    const ends = [end(1), end(3)];
+    a.flows(ends);
+    expect(ends[0]).toMatchObject({ process: null, unattributed: 'unseen' });
+    expect(ends[1].process).toMatchObject({ pid: 42 });
+  });
+});
