@@ -42,19 +42,25 @@ export interface AttributionValues {
 export interface StartedAttribution {
   choice: AttributionChoice;
   pipeline?: FlowAttribution;
+  announce(log: Logger): void;
 }
 
 /**
  * Chooses the attribution mode (before the source opens and before --user: loading BPF needs
- * root) and logs the one line that says which runs and why.
+ * root). `announce` logs the one line that says which runs and why; callers call it once start-up
+ * has gone through, so a failed start still says one thing only.
  */
-export function startAttribution(v: AttributionValues, log: Logger): StartedAttribution {
+export function startAttribution(v: AttributionValues): StartedAttribution {
   const choice = chooseAttribution(parseAttributionMode(v.attribution, v['no-processes']), { noProcessesFlag: v['no-processes'] });
-  const line = describeAttribution(choice);
-  if (choice.refused) log.warn(line);
-  else log.info(line);
   const pipeline = choice.mode === 'ebpf' ? new OwnerAttribution() : choice.mode === 'sockdiag' ? new ProcessAttribution() : undefined;
-  return { choice, pipeline };
+  return {
+    choice,
+    pipeline,
+    announce(log: Logger) {
+      if (choice.refused) log.warn(describeAttribution(choice));
+      else log.info(describeAttribution(choice));
+    },
+  };
 }
 
 export interface SourceValues {

@@ -96,7 +96,7 @@ export async function record(argv: string[]): Promise<number> {
   }
   const useEngine = values.flows || churnUs !== undefined;
   // Flow lines name their process (loaded before --user: BPF needs root).
-  const attribution = useEngine ? startAttribution(values, log) : undefined;
+  const attribution = useEngine ? startAttribution(values) : undefined;
   try {
     source = new LiveSource({ netns: values.netns, events, rcvbuf, reliable: values.reliable, snapshot: values.snapshot || useEngine, filter: values.filter, attribution: attribution?.choice.handle });
   } finally {
@@ -117,6 +117,7 @@ export async function record(argv: string[]): Promise<number> {
     log.info({ user: account.name, uid: account.uid, boundingSet: dropped?.boundingSetDropped ? 'empty' : 'kept (no CAP_SETPCAP; NO_NEW_PRIVS is set)' }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
   }
   const src = source;
+  attribution?.announce(log);
   log.info({ netns: values.netns ?? '(own)', events: (events ?? ['new', 'destroy']).join(','), rcvbuf: src.counters.rcvbuf, output: output.path }, 'recording conntrack events');
 
   const stop = () => void src.close();

@@ -152,7 +152,12 @@ export async function watch(argv: string[]): Promise<number> {
   } catch (err) {
     await abandon(sinkStartFailed(err));
   }
-  const attribution = startAttribution(values, log);
+  let attribution: ReturnType<typeof startAttribution>;
+  try {
+    attribution = startAttribution(values);
+  } catch (err) {
+    return abandon(err);
+  }
   const source = openEngineSource(values, undefined, attribution);
   closeSource = () => void source.close();
   const writer = output ? new RecordWriter(output) : undefined;
@@ -201,6 +206,7 @@ export async function watch(argv: string[]): Promise<number> {
     await source.close();
     throw err;
   }) : undefined;
+  attribution.announce(log);
   log.info({ netns: values.netns ?? '(own)', rules: values.rules ?? '(built-in)', rulesCount: config.rules.length, deliveries: config.deliver.length, output: output?.path ?? '(none)', ...(metricsServer ? { metrics: `http://${formatListenAddress(metricsServer.host, metricsServer.port)}/metrics` } : {}) }, 'watching the conntrack table');
 
   const offSignals = onSignals(
