@@ -41,6 +41,14 @@ const MISS_AS_UNATTRIBUTED: Record<string, Unattributed> = {
   denied: 'denied', shared: 'shared', error: 'unseen', overload: 'overload', pending: 'late', unseen: 'unseen',
 };
 
+/** Snapshots gain the top processes and units / containers (both modes). */
+function topRows(a: Pick<FlowAttribution, 'churn' | 'groups'>, snap: ChurnSnapshot): void {
+  const rows = a.churn.top(snap.time);
+  if (rows.length > 0) snap.processes = rows;
+  const groups = a.groups.top(snap.time);
+  if (groups.length > 0) snap.groups = groups;
+}
+
 export class ProcessAttribution implements FlowAttribution {
   readonly mode = 'sockdiag' as const;
   readonly attributor: Attributor;
@@ -92,10 +100,7 @@ export class ProcessAttribution implements FlowAttribution {
   }
 
   decorate(snap: ChurnSnapshot): void {
-    const rows = this.churn.top(snap.time);
-    if (rows.length > 0) snap.processes = rows;
-    const groups = this.groups.top(snap.time);
-    if (groups.length > 0) snap.groups = groups;
+    topRows(this, snap);
   }
 
   /** Stops lookups; bounded, so a lookup that never answers cannot hold up shutdown. */
@@ -185,10 +190,7 @@ export class OwnerAttribution implements FlowAttribution {
   }
 
   decorate(snap: ChurnSnapshot): void {
-    const rows = this.churn.snapshot(snap.time);
-    if (rows.length > 0) snap.processes = rows;
-    const groups = this.groups.snapshot(snap.time);
-    if (groups.length > 0) snap.groups = groups;
+    topRows(this, snap);
   }
 
   async close(): Promise<void> {
