@@ -5,13 +5,13 @@
  * functions of them, unit-tested, so the same facts always give the same advice.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { DEFAULT_RCVBUF, LiveSource } from '../source/live.js';
 import { netnsPath } from '../util/netns.js';
 import type { KernelStats } from '../source/native.js';
 import { sumPerCpu } from '../churn/pressure.js';
-import { addonOrigin } from '../util/addon.js';
+import { addonOrigin, requireAddon } from '../util/addon.js';
 import { CtwatchError, EXIT, fromNativeError } from '../util/errors.js';
 import { logger, parse } from './common.js';
 import { COMMON_DEFS, optionHelp, parserOptions, type CommandDef, type OptionDef } from './options.js';
@@ -31,8 +31,9 @@ export const DOCTOR_HELP = `Usage: ctwatch doctor [options]
 Checks what decides whether ctwatch sees events, bytes and processes, one line each with the
 fix: the conntrack netlink interface, the events sysctl, a ruleset that makes the namespace
 track anything, accounting, timestamps, hash buckets against the table limit, per-protocol
-timeouts, the receive buffer, what process attribution can use, the capabilities held, and
-how long a full table dump takes. It changes nothing.
+timeouts, the receive buffer, what process attribution can use (it reads one other user's
+/proc/PID/fd, and loads the addon's eBPF programs for a moment to see the kernel takes them),
+the capabilities held, and how long a full table dump takes. It changes nothing.
 
 Options:
 ${optionHelp(DOCTOR_OPTIONS)}
@@ -92,8 +93,11 @@ export interface Facts {
   caps: { effective: bigint; bounding: bigint };
   uid: number;
   attribution: {
-    /** this build of the addon can attribute with eBPF */
-    ebpfBuilt: boolean;
+    /** the addon's eBPF attribution: in this build? did its programs load here (tried for a moment)? */
+    ebpf: { built: false } | { built: true; loaded: true; sendsCovered: boolean; cgroupRoot?: string } | { built: true; loaded: false; code: string; message: string };
+    /** reading /proc/PID/fd of a process of another user: what sock_diag attribution needs */
+    otherUsersFd: 'readable' | 'denied' | 'untested';
+    otherPid?: number;
     btf: boolean;
     cgroup2?: string;
     /** /sys/kernel/security/lockdown's current mode, e.g. "integrity" */
@@ -283,33 +287,44 @@ export function rcvbufFinding(f: Facts): Finding {
   return { check, status: 'ok', finding: `the event socket got ${Math.round(granted / MiB)} MiB (asked ${DEFAULT_RCVBUF / MiB} MiB; grows to 512 MiB after an overflow)${limit}` };
 }
 
+/** What record, watch and top attribute flows with: the addon's sock_diag lookups, and the owner
+ * of each socket found through /proc/PID/fd. The addon also carries eBPF attribution (stamps at
+ * the socket, native/attribution/bpf_*); doctor reports whether it loads here, but the commands do
+ * not use it yet, so it never decides this check's status. */
+export const ATTRIBUTION_USED = 'sock_diag + /proc';
+
+export function ebpfSummary(f: Facts): string {
+  const a = f.attribution;
+  const e = f.caps.effective;
+  const caps = (has(e, 'BPF') && has(e, 'PERFMON')) || has(e, 'SYS_ADMIN') ? 'CAP_BPF + CAP_PERFMON held' : 'CAP_BPF + CAP_PERFMON not held';
+  if (!a.ebpf.built) return 'eBPF attribution: not in this addon';
+  if (a.ebpf.loaded) return `eBPF attribution (in the addon, not used by the commands yet): loads here (${caps}, BTF, attached at cgroup ${a.ebpf.cgroupRoot ?? a.cgroup2 ?? '?'}${a.ebpf.sendsCovered ? ', connected UDP covered' : ''})`;
+  return `eBPF attribution (in the addon, not used by the commands yet): does not load here: ${a.ebpf.message} (${a.ebpf.code}; ${caps}${a.btf ? '' : ', no BTF'}${a.cgroup2 ? '' : ', no cgroup2 mount'}${a.lockdown === 'confidentiality' ? ', lockdown=confidentiality' : ''})`;
+}
+
 export function attributionFinding(f: Facts): Finding {
   const check = 'attribution';
   const a = f.attribution;
   const e = f.caps.effective;
-  const bpfCaps = (has(e, 'BPF') && has(e, 'PERFMON')) || has(e, 'SYS_ADMIN');
-  const ebpfWhyNot: string[] = [];
-  if (!a.ebpfBuilt) ebpfWhyNot.push('this build has no eBPF attribution');
-  if (!a.btf) ebpfWhyNot.push('no BTF (/sys/kernel/btf/vmlinux)');
-  if (!bpfCaps) ebpfWhyNot.push('no CAP_BPF + CAP_PERFMON');
-  if (!a.cgroup2) ebpfWhyNot.push('no cgroup2 mount');
-  if (a.lockdown === 'confidentiality') ebpfWhyNot.push('kernel lockdown=confidentiality');
-  if (ebpfWhyNot.length === 0) return { check, status: 'ok', finding: `eBPF at the socket (BTF, CAP_BPF + CAP_PERFMON, cgroup2 at ${a.cgroup2})` };
-  // The sock_diag fallback maps sockets to processes through /proc/PID/fd: other users' need both.
-  const others = has(e, 'SYS_PTRACE') && has(e, 'DAC_READ_SEARCH');
-  const mode = `sock_diag + /proc (${ebpfWhyNot.join(', ')})`;
+  const ebpf = ebpfSummary(f);
+  const data = { mode: ATTRIBUTION_USED, ebpf: !a.ebpf.built ? 'absent' : a.ebpf.loaded ? 'loads' : a.ebpf.code, otherUsersFd: a.otherUsersFd };
+  // Sockets map to processes through /proc/PID/fd: other users' need both capabilities. Tried on a
+  // real process of another user when there is one; otherwise judged by the capabilities held.
+  const others = a.otherUsersFd === 'untested' ? has(e, 'SYS_PTRACE') && has(e, 'DAC_READ_SEARCH') : a.otherUsersFd === 'readable';
+  const tried = a.otherUsersFd === 'untested' ? '' : ` (tried on pid ${a.otherPid})`;
   if (a.hidepid && a.hidepid !== '0' && a.hidepid !== 'off' && !others) {
-    return { check, status: 'warn', finding: `${mode}; /proc is mounted hidepid=${a.hidepid}: other users' processes are invisible`, fix: 'grant CAP_SYS_PTRACE CAP_DAC_READ_SEARCH (contrib/ctwatch.service), or remount /proc without hidepid' };
+    return { check, status: 'warn', finding: `${ATTRIBUTION_USED}; /proc is mounted hidepid=${a.hidepid}: other users' processes are invisible${tried}; ${ebpf}`, fix: 'grant CAP_SYS_PTRACE CAP_DAC_READ_SEARCH (contrib/ctwatch.service), or remount /proc without hidepid', data };
   }
   if (!others) {
     return {
       check,
       status: 'warn',
-      finding: `${mode}: only processes of uid ${f.uid} can be named (reading other users' /proc/PID/fd needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)`,
+      finding: `${ATTRIBUTION_USED}: only processes of uid ${f.uid} can be named (reading other users' /proc/PID/fd needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)${tried}; ${ebpf}`,
       fix: 'grant CAP_SYS_PTRACE CAP_DAC_READ_SEARCH (systemd: CapabilityBoundingSet= and AmbientCapabilities=, see contrib/ctwatch.service)',
+      data,
     };
   }
-  return { check, status: 'ok', finding: `${mode}: every process can be named` };
+  return { check, status: 'ok', finding: `${ATTRIBUTION_USED}: every process can be named${tried}; ${ebpf}`, data };
 }
 
 /** A dump slower than this makes start-up and every resync after lost events that much blinder. */
@@ -469,7 +484,64 @@ function attributionFacts(): Facts['attribution'] {
   } catch {
     /* no lockdown LSM */
   }
-  return { ebpfBuilt: false, btf: existsSync('/sys/kernel/btf/vmlinux'), cgroup2, lockdown, hidepid };
+  const other = otherUsersFd();
+  return { ebpf: ebpfProbe(), ...other, btf: existsSync('/sys/kernel/btf/vmlinux'), cgroup2, lockdown, hidepid };
+}
+
+/** Loads the addon's eBPF programs and lets go of them at once: the only way to know the kernel
+ * takes them (verifier, BTF, capabilities, lockdown, cgroup). Attached for milliseconds. */
+function ebpfProbe(): Facts['attribution']['ebpf'] {
+  let addon: { Attribution?: new (o: { mode: string }) => { open(): void; info(): { sendsCovered?: boolean; cgroupRoot?: string }; close(): void } };
+  try {
+    addon = requireAddon();
+  } catch {
+    return { built: false };
+  }
+  if (typeof addon.Attribution !== 'function') return { built: false };
+  const h = new addon.Attribution({ mode: 'ebpf' });
+  try {
+    h.open();
+    const info = h.info();
+    return { built: true, loaded: true, sendsCovered: info.sendsCovered === true, ...(info.cgroupRoot ? { cgroupRoot: info.cgroupRoot } : {}) };
+  } catch (err) {
+    const e = fromNativeError(err);
+    return { built: true, loaded: false, code: e.code, message: e.message };
+  } finally {
+    h.close();
+  }
+}
+
+/** Tries to list the open files of one process of another user, as the sock_diag attribution must. */
+function otherUsersFd(): Pick<Facts['attribution'], 'otherUsersFd' | 'otherPid'> {
+  const me = process.geteuid?.() ?? 0;
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    return { otherUsersFd: 'untested' };
+  }
+  for (const pid of pids.slice(0, 4096)) {
+    let uid: number;
+    try {
+      uid = Number(/^Uid:\s+\d+\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    } catch {
+      continue; // gone, or hidden
+    }
+    if (!Number.isFinite(uid) || uid === me) continue;
+    try {
+      // Listing the directory can pass on CAP_DAC_OVERRIDE alone; what attribution reads is the
+      // link (socket:[INODE]), which needs ptrace access to that process.
+      const fds = readdirSync(`/proc/${pid}/fd`);
+      if (fds.length === 0) continue;
+      readlinkSync(`/proc/${pid}/fd/${fds[0]}`);
+      return { otherUsersFd: 'readable', otherPid: Number(pid) };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') continue; // exited meanwhile
+      return { otherUsersFd: 'denied', otherPid: Number(pid) };
+    }
+  }
+  return { otherUsersFd: 'untested' };
 }
 
 /** How long the kernel takes to dump the whole table, as ctwatch's start-up and resync do. */

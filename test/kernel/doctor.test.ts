@@ -3,7 +3,7 @@
  * fix is a command that works (the test runs it), and after the fixes every check passes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CLI, createNetns, type Netns } from '../helpers/netns.js';
 
@@ -98,6 +98,30 @@ describe('ctwatch doctor (own namespaces)', () => {
     expect(a.fix).toContain('CAP_SYS_PTRACE CAP_DAC_READ_SEARCH');
     expect(check(own, 'capabilities').finding).not.toContain('CAP_SYS_PTRACE');
     expect(own.status).toBe('warn');
+  });
+
+  it('attribution, tried for real: eBPF programs load and are let go; another user\'s /proc/PID/fd is read, or refused without the capabilities', async () => {
+    // a process of another user for the /proc probe to try
+    const other = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', 'sleep', '60'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const j = JSON.parse((await doctor(['--json'])).stdout) as Report;
+      const a = check(j, 'attribution');
+      expect(a.status).toBe('ok');
+      expect(a.data).toMatchObject({ mode: 'sock_diag + /proc', ebpf: 'loads', otherUsersFd: 'readable' });
+      expect(a.finding).toMatch(/eBPF attribution \(in the addon, not used by the commands yet\): loads here/);
+      // nothing stays attached: the probe let go of its programs
+      const progs = await run('bpftool', ['prog', 'show']).then((r) => r.stdout, () => '');
+      expect(progs).not.toMatch(/owner_bpf|ctwatch/);
+
+      const r = await doctor(['--json'], ['setpriv', '--inh-caps=-all', '--bounding-set=-sys_ptrace,-dac_read_search,-bpf,-perfmon,-sys_admin', '--']);
+      const d = check(JSON.parse(r.stdout) as Report, 'attribution');
+      expect(d.status).toBe('warn');
+      expect(d.data).toMatchObject({ otherUsersFd: 'denied', ebpf: 'ERR_BPF_PERMISSION' });
+      expect(d.finding).toMatch(/only processes of uid 0 can be named .*\(tried on pid \d+\); eBPF attribution .*does not load here: .*CAP_BPF \+ CAP_PERFMON not held/);
+    } finally {
+      other.kill('SIGKILL');
+    }
   });
 
   it('--netns without CAP_SYS_ADMIN: capabilities fail and say so; the netlink checks were not tried', async () => {

@@ -43,7 +43,7 @@ function facts(over: Partial<Facts> = {}): Facts {
     ruleset: { usesConntrack: true },
     caps: { effective: ALL, bounding: ALL },
     uid: 0,
-    attribution: { ebpfBuilt: true, btf: true, cgroup2: '/sys/fs/cgroup' },
+    attribution: { ebpf: { built: true, loaded: true, sendsCovered: true, cgroupRoot: '/sys/fs/cgroup' }, otherUsersFd: 'readable', otherPid: 42, btf: true, cgroup2: '/sys/fs/cgroup' },
     dump: { ms: 12, entries: 10, done: true },
     addon: { ok: true, path: '/usr/lib/node_modules/ctwatch/prebuilds/linux-x64/ctwatch.napi.node', kind: 'prebuild', glibc: '2.34', skipped: [] },
     ...over,
@@ -119,15 +119,27 @@ describe('doctor findings', () => {
     expect(rulesetUsesConntrack({ nftables: [{ metainfo: { version: '1.0.6' } }] })).toBe(false);
   });
 
-  it('attribution: eBPF when everything is there; otherwise sock_diag, and what other users need', () => {
-    expect(attributionFinding(facts()).finding).toMatch(/^eBPF/);
-    const noBpf = attributionFinding(facts({ caps: { effective: caps('NET_ADMIN', 'SYS_PTRACE', 'DAC_READ_SEARCH'), bounding: 0n } }));
-    expect(noBpf.status).toBe('ok');
-    expect(noBpf.finding).toContain('no CAP_BPF + CAP_PERFMON');
-    const own = attributionFinding(facts({ uid: 0, caps: { effective: caps('NET_ADMIN', 'SYS_ADMIN'), bounding: 0n }, attribution: { ebpfBuilt: false, btf: true, cgroup2: '/x' } }));
+  it('attribution: says what the commands use (sock_diag + /proc) and whether the eBPF in the addon loads, without letting eBPF decide', () => {
+    const ok = attributionFinding(facts());
+    expect(ok.status).toBe('ok');
+    expect(ok.finding).toMatch(/^sock_diag \+ \/proc: every process can be named \(tried on pid 42\); eBPF attribution \(in the addon, not used by the commands yet\): loads here/);
+    expect(ok.data).toMatchObject({ mode: 'sock_diag + /proc', ebpf: 'loads', otherUsersFd: 'readable' });
+    // eBPF refused: reported with the kernel's reason and the capabilities, still ok (not used)
+    const refused = attributionFinding(facts({ caps: { effective: caps('NET_ADMIN', 'SYS_PTRACE', 'DAC_READ_SEARCH'), bounding: 0n }, attribution: { ...facts().attribution, ebpf: { built: true, loaded: false, code: 'ERR_BPF_PERMISSION', message: 'loading BPF programs needs CAP_BPF and CAP_PERFMON' } } }));
+    expect(refused.status).toBe('ok');
+    expect(refused.finding).toContain('does not load here: loading BPF programs needs CAP_BPF and CAP_PERFMON (ERR_BPF_PERMISSION; CAP_BPF + CAP_PERFMON not held)');
+    expect(refused.data!.ebpf).toBe('ERR_BPF_PERMISSION');
+    // another user's /proc/PID/fd really refused: warn, whatever the capabilities say
+    const denied = attributionFinding(facts({ attribution: { ...facts().attribution, otherUsersFd: 'denied', otherPid: 7 } }));
+    expect(denied.status).toBe('warn');
+    expect(denied.finding).toContain('only processes of uid 0 can be named');
+    expect(denied.finding).toContain('(tried on pid 7)');
+    expect(denied.fix).toContain('CAP_SYS_PTRACE CAP_DAC_READ_SEARCH');
+    // no process of another user to try: judged by the capabilities
+    const own = attributionFinding(facts({ uid: 0, caps: { effective: caps('NET_ADMIN', 'SYS_ADMIN'), bounding: 0n }, attribution: { ebpf: { built: false }, otherUsersFd: 'untested', btf: true, cgroup2: '/x' } }));
     expect(own.status).toBe('warn');
     expect(own.finding).toContain('only processes of uid 0');
-    expect(own.fix).toContain('CAP_SYS_PTRACE CAP_DAC_READ_SEARCH');
+    expect(own.finding).toContain('eBPF attribution: not in this addon');
   });
 
   it('a slow or unfinished dump warns; a failed one fails', () => {
