@@ -313,6 +313,7 @@ export class AlertEvaluator {
       out.set('table', this.observeTable(r, ctx));
       return out;
     }
+    if (r.kind === 'unreplied_pileup') return this.observeUnreplied(c, r, ctx);
     // The rule's own candidates, filtered before anything is ranked or judged.
     const candidates = new Set<string>();
     const figures = ctx.figures;
@@ -329,6 +330,40 @@ export class AlertEvaluator {
       // never resolves an alert, and never fires one
       if (!d || (r.kind !== 'time_wait_pileup' && 'rated' in d && !d.rated)) out.set(key, null);
       else out.set(key, this.observeDestination(r, d, ctx));
+    }
+    return out;
+  }
+
+  /**
+   * unreplied_pileup: per destination, the live entries unreplied for over the stale age. A
+   * destination pending or firing that is no longer listed has none, when the list is complete;
+   * without unreplied figures (no UPDATE events) nothing is judged.
+   */
+  private observeUnreplied(c: Compiled, r: Extract<Rule, { kind: 'unreplied_pileup' }>, ctx: Context): Map<string, Observation | null> {
+    const out = new Map<string, Observation | null>();
+    const s = ctx.s;
+    const u = s.unreplied;
+    const known = new Map((u?.destinations ?? []).map((d) => [d.key, d] as const));
+    const subjects = new Set<string>(known.keys());
+    for (const st of this.states.get(r.name)?.values() ?? []) if (st.ns === ctx.ns) subjects.add(st.subject);
+    const g = this.grouping;
+    for (const key of subjects) {
+      if (!c.accepts(key)) continue;
+      const d = known.get(key) ?? (u?.complete ? { key, unreplied: 0, stale: 0, dnat: 0, oldestAge: 0 } : undefined);
+      if (!u || !d) {
+        out.set(key, null);
+        continue;
+      }
+      const dnat = d.dnat > 0 ? ` (DNATed: ${formatCount(d.dnat, g)} of them; the backend may be gone)` : '';
+      out.set(key, {
+        fire: d.stale > r.threshold,
+        clear: d.stale <= r.resolve,
+        values: { value: d.stale, threshold: r.threshold, resolve: r.resolve, unreplied: d.unreplied, dnat: d.dnat, oldestAge: Math.round(d.oldestAge) },
+        value: () => formatCount(d.stale, g),
+        message: () => `${formatCount(d.stale, g)} entries to ${key} unreplied for over ${u.staleAfter} s${dnat}, oldest ${formatDuration(d.oldestAge, false)}; ${formatCount(d.unreplied, g)} unreplied in all`,
+        resolved: () => `resolved: unreplied entries to ${key} down to ${formatCount(d.stale, g)} (≤ ${formatCount(r.resolve, g)})`,
+        hint: conntrackHint(key, s.netns),
+      });
     }
     return out;
   }

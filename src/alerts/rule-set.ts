@@ -19,7 +19,8 @@ export type RuleKind =
   | 'time_to_full'
   | 'kernel_drops'
   | 'time_wait_pileup'
-  | 'churn_baseline';
+  | 'churn_baseline'
+  | 'unreplied_pileup';
 export const RULE_KINDS: readonly RuleKind[] = [
   'churn_per_destination',
   'table_fill',
@@ -27,6 +28,7 @@ export const RULE_KINDS: readonly RuleKind[] = [
   'kernel_drops',
   'time_wait_pileup',
   'churn_baseline',
+  'unreplied_pileup',
 ];
 
 /** Fields every rule has. Durations are seconds. */
@@ -106,13 +108,21 @@ export interface ChurnBaselineRule extends RuleBase, DestinationFilter {
   resolveMinRate: number;
 }
 
+export interface UnrepliedPileupRule extends RuleBase, DestinationFilter {
+  kind: 'unreplied_pileup';
+  /** live entries to one destination unreplied for over 5 s (the stale age); fires above */
+  threshold: number;
+  resolve: number;
+}
+
 export type Rule =
   | ChurnPerDestinationRule
   | TableFillRule
   | TimeToFullRule
   | KernelDropsRule
   | TimeWaitPileupRule
-  | ChurnBaselineRule;
+  | ChurnBaselineRule
+  | UnrepliedPileupRule;
 
 /** How each destination's normal churn is learned (shared by every rule that quotes "its median"). */
 export interface BaselineConfig {
@@ -251,6 +261,18 @@ export function defaultRules(): Rule[] {
       minRate: 100,
       resolveFactor: 2.5,
       resolveMinRate: 50,
+    },
+    {
+      ...common,
+      ...anyDestination(),
+      // the stale UDP DNAT class (kubernetes #139628): sends into a backend that is gone, each
+      // entry kept alive by the next packet, never a reply
+      name: 'unreplied_pileup',
+      kind: 'unreplied_pileup',
+      severity: 'warning',
+      for: 30,
+      threshold: 100,
+      resolve: 50,
     },
   ];
 }

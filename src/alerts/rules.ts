@@ -69,6 +69,7 @@ const KIND_FIELDS: Record<RuleKind, string[]> = {
   kernel_drops: ['counters', 'threshold', 'resolve'],
   time_wait_pileup: ['state', 'threshold', 'resolve', ...FILTER_FIELDS],
   churn_baseline: ['factor', 'min_rate', 'resolve_factor', 'resolve_min_rate', ...FILTER_FIELDS],
+  unreplied_pileup: ['threshold', 'resolve', ...FILTER_FIELDS],
 };
 
 function isEmpty(node: unknown): boolean {
@@ -211,6 +212,10 @@ class Parser {
         this.filter(f, r);
         break;
       }
+      case 'unreplied_pileup':
+        hysteresis((t) => t / 2, 'above', num);
+        this.filter(f, r);
+        break;
       case 'churn_baseline':
         r.factor = f.number('factor', 1) ?? r.factor;
         r.minRate = f.number('min_rate', 0) ?? r.minRate;

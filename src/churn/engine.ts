@@ -28,7 +28,7 @@ import type { ConntrackEvent, SourceEvent } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import { FlowTracker } from '../flow/tracker.js';
 import { destinationOf } from '../flow/keys.js';
-import type { ChurnSnapshot, DestinationFigure, DestinationFigures, KeyChurn, Rates } from './snapshot.js';
+import type { ChurnSnapshot, DestinationFigure, DestinationFigures, KeyChurn, Rates, UnrepliedView } from './snapshot.js';
 import { DEFAULT_CAPACITY, HeavyHitters } from './heavy.js';
 import { LifetimeHistogram } from './lifetime.js';
 import { GROWTH_WINDOW_US, growthRate, kernelTotals, tablePressure } from './pressure.js';
@@ -57,7 +57,13 @@ export interface ChurnEngineOptions {
   topN?: number;
   /** initial live-flow table capacity; default 1024 */
   capacity?: number;
+  /** UPDATE events are subscribed, so a flow without SEEN_REPLY really has no reply (live: the
+   * assembly knows; a replay infers it from the first UPDATE) */
+  replies?: boolean;
 }
+
+/** An entry unreplied this long is stale: no real peer takes 5 s to answer (TCP retries its SYN at 1 s and 3 s). */
+export const UNREPLIED_STALE_S = 5;
 
 interface KeyRates {
   /** µs, when the key began to be tracked; NaN in a fresh or recycled slot */
@@ -99,10 +105,12 @@ export class ChurnEngine {
   private readonly tableSamples: TableSample[] = [];
   private overflowCount = 0;
   private ns: string | undefined;
+  private replies: boolean;
 
   constructor(options: ChurnEngineOptions = {}) {
     const topK = options.topK ?? DEFAULT_CAPACITY;
     this.topN = options.topN ?? 10;
+    this.replies = options.replies ?? false;
     this.tracker = new FlowTracker({ capacity: options.capacity });
     this.destinations = new HeavyHitters<DestinationRates>(
       topK,
@@ -149,6 +157,7 @@ export class ChurnEngine {
           this.tracker.insertDumped(ev, out);
           break;
         case 'update':
+          this.replies = true;
           this.tracker.update(ev, out);
           break;
         case 'overflow':
@@ -281,11 +290,17 @@ export class ChurnEngine {
         live: this.tracker.liveBySource(key),
         error,
       })),
+      ...(this.replies ? { unreplied: this.unrepliedView(time) } : {}),
       protocols: ranked(
         [...this.protocols].map(([key, s]) => ({ key, s, error: 0, new1: s.opened.rate(time, 1), new10: s.opened.rate(time, 10) })),
         this.topN,
       ).map(({ key, s }) => ({ key, ...ratesOf(s, time), live: this.tracker.liveByProtocol(key) })),
     };
+  }
+
+  private unrepliedView(time: number): UnrepliedView {
+    const u = this.tracker.unreplied(time, UNREPLIED_STALE_S * US_PER_S, this.topN);
+    return { total: u.total, stale: u.stale, staleAfter: UNREPLIED_STALE_S, destinations: u.destinations, complete: u.complete };
   }
 
   private opened(ev: ConntrackEvent, key: string): void {

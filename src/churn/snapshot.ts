@@ -45,6 +45,19 @@ export interface TablePressure {
   kernel: Record<string, number>;
 }
 
+/** Live entries that never got a reply, per destination (the stale UDP DNAT class). */
+export interface UnrepliedView {
+  /** live entries without SEEN_REPLY, whole table */
+  total: number;
+  /** of them, unreplied for longer than `staleAfter` seconds */
+  stale: number;
+  staleAfter: number;
+  /** top destinations by stale then unreplied entries; `dnat` counts the DNATed ones */
+  destinations: { key: string; unreplied: number; stale: number; dnat: number; oldestAge: number }[];
+  /** every destination with unreplied entries is in the list */
+  complete: boolean;
+}
+
 export interface ChurnSnapshot {
   event: 'churn';
   /** µs since epoch (recorded time on replay) */
@@ -64,6 +77,8 @@ export interface ChurnSnapshot {
   protocols: KeyChurn[];
   /** per-process churn ("comm[pid]"), filled once attribution exists */
   processes?: KeyChurn[];
+  /** unreplied entries; absent unless UPDATE events arrive (a reply is only seen through one) */
+  unreplied?: UnrepliedView;
   /** per systemd unit ("unit:nginx.service") or container ("container:0123456789ab") */
   groups?: KeyChurn[];
 }

@@ -86,6 +86,16 @@ function table(title: string, rows: KeyChurn[], withStates: boolean, limit: numb
   return out;
 }
 
+/** Live entries that never got a reply: a backend gone, a stale DNAT, a one-way sender. */
+function unrepliedTable(s: ChurnSnapshot, limit: number): string[] {
+  const u = s.unreplied!;
+  const out = [`${pad(`UNREPLIED (${n(u.total)}, ${n(u.stale)} over ${u.staleAfter} s)`, 40)}${pad('LIVE', 10, true)}${pad('STALE', 10, true)}${pad('OLDEST', 10, true)}  DNAT`];
+  for (const d of u.destinations.slice(0, limit)) {
+    out.push(`${pad(printable(d.key), 40)}${pad(n(d.unreplied), 10, true)}${pad(n(d.stale), 10, true)}${pad(secs(d.oldestAge), 10, true)}  ${d.dnat > 0 ? `yes (${n(d.dnat)})` : '-'}`);
+  }
+  return out;
+}
+
 export function renderTop(s: ChurnSnapshot, extras: ViewExtras = {}): string {
   const lines: string[] = [];
   const where = s.netns ? `netns ${s.netns}` : 'this host';
@@ -116,6 +126,7 @@ export function renderTop(s: ChurnSnapshot, extras: ViewExtras = {}): string {
   lines.push('', ...table('SOURCE', s.sources, false, each));
   if (s.processes && s.processes.length > 0) lines.push('', ...table('PROCESS', s.processes, false, each));
   if (s.groups && s.groups.length > 0) lines.push('', ...table('UNIT / CONTAINER', s.groups, false, 4));
+  if (s.unreplied && s.unreplied.total > 0) lines.push('', ...unrepliedTable(s, 4));
   lines.push('', ...table('PROTOCOL', s.protocols, false, 4));
   const width = extras.width ?? 120;
   // Process and unit names are chosen by whoever runs the process: never let them drive the terminal.

@@ -37,7 +37,7 @@ import type { FlowEnd, FlowEndReason } from './types.js';
 import { InternTable } from './intern.js';
 import { destinationOf, protoCode, protoName } from './keys.js';
 
-// flag bits, one byte per flow
+// flag bits, 16 per flow
 const ASSURED = 1;
 const REPLIED = 2;
 const PREEXISTING = 4;
@@ -46,6 +46,8 @@ const PORTS = 16;
 const ICMP = 32;
 const MARK = 64;
 const ZONE = 128;
+/** the kernel translated the destination (DST_NAT): a DNATed service address, e.g. a ClusterIP */
+const DNAT = 256;
 
 /** State codes per flow are a byte, but per-destination counts keep a row of this many. */
 const STATE_CODES = 16;
@@ -93,6 +95,27 @@ export interface FlowView {
   zone?: number;
 }
 
+/** Unreplied live entries of one destination (FlowTracker.unreplied). */
+export interface UnrepliedDestination {
+  key: string;
+  /** live entries that never saw a reply */
+  unreplied: number;
+  /** of them, older than the stale age */
+  stale: number;
+  /** of them, DNATed (the destination is a translated service address) */
+  dnat: number;
+  /** seconds since the oldest of them began */
+  oldestAge: number;
+}
+
+export interface UnrepliedFigures {
+  total: number;
+  stale: number;
+  destinations: UnrepliedDestination[];
+  /** every destination with unreplied entries is listed */
+  complete: boolean;
+}
+
 export interface TrackerOptions {
   /** flows the table holds before its first growth, and never shrinks below (default 1024) */
   capacity?: number;
@@ -118,7 +141,7 @@ export class FlowTracker {
    * left ESTABLISHED for a closing one); NaN while open, unknown, or without update events */
   private closings!: Float32Array;
   private states!: Uint8Array;
-  private flags!: Uint8Array;
+  private flags!: Uint16Array;
   private protos!: Uint8Array;
   private dsts!: Uint32Array;
   private srcs!: Uint32Array;
@@ -341,6 +364,45 @@ export class FlowTracker {
       if (n > above && this.destinations.refsOf(d) > 0) out.push({ key: this.destinations.key(d), count: n });
     }
     return out;
+  }
+
+  /**
+   * Live flows that never saw a reply (no SEEN_REPLY), per destination: how many, how many of them
+   * are older than `staleUs`, how many were DNATed, and the oldest one's age. Only meaningful when
+   * UPDATE events arrive (SEEN_REPLY is set by one). One pass over the table; the `limit`
+   * destinations with most stale entries (then most unreplied) come back.
+   */
+  unreplied(now: number, staleUs: number, limit: number): UnrepliedFigures {
+    const rows = this.destinations.capacity;
+    const count = new Uint32Array(rows);
+    const stale = new Uint32Array(rows);
+    const dnat = new Uint32Array(rows);
+    const oldest = new Float64Array(rows).fill(Infinity);
+    let total = 0;
+    let staleTotal = 0;
+    for (let p = 0; p < this.n; p++) {
+      const f = this.flags[p];
+      if (f & REPLIED) continue;
+      const d = this.dsts[p];
+      // the kernel's start when known: a flow found by the start-up dump may be hours old
+      const ks = this.kernelStarts[p];
+      const start = ks === ks ? ks / 1000 : this.starts[p];
+      count[d]++;
+      total++;
+      if (now - start >= staleUs) {
+        stale[d]++;
+        staleTotal++;
+      }
+      if (f & DNAT) dnat[d]++;
+      if (start < oldest[d]) oldest[d] = start;
+    }
+    const out: UnrepliedDestination[] = [];
+    for (let d = 0; d < rows; d++) {
+      if (count[d] === 0) continue;
+      out.push({ key: this.destinations.key(d), unreplied: count[d], stale: stale[d], dnat: dnat[d], oldestAge: Math.max(0, (now - oldest[d]) / 1e6) });
+    }
+    out.sort((a, b) => b.stale - a.stale || b.unreplied - a.unreplied || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return { total, stale: staleTotal, destinations: out.slice(0, limit), complete: out.length <= limit };
   }
 
   liveByDestination(destination: string): number {
@@ -649,7 +711,7 @@ export class FlowTracker {
     this.kernelStarts = grow(this.kernelStarts, Float64Array);
     this.closings = grow(this.closings, Float32Array);
     this.states = grow(this.states, Uint8Array);
-    this.flags = grow(this.flags, Uint8Array);
+    this.flags = grow(this.flags, Uint16Array);
     this.protos = grow(this.protos, Uint8Array);
     this.dsts = grow(this.dsts, Uint32Array);
     this.srcs = grow(this.srcs, Uint32Array);
@@ -672,6 +734,7 @@ function statusBits(status: readonly string[]): number {
   for (const s of status) {
     if (s === 'ASSURED') bits |= ASSURED;
     else if (s === 'SEEN_REPLY') bits |= REPLIED;
+    else if (s === 'DST_NAT') bits |= DNAT;
   }
   return bits;
 }

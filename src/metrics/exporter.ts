@@ -187,6 +187,14 @@ export class MetricsExporter {
     'flows_short_lived_ratio',
     'Share of the flows that ended in the last 60 s which lived less than 1 s, 0..1.',
   );
+  // entries that never got a reply (only with UPDATE events: a reply is seen through one)
+  private readonly unreplied = this.g('flows_unreplied', 'Live flows that never saw a reply (no SEEN_REPLY); stale: unreplied for over 5 s.', ['age']);
+  private readonly topUnreplied = this.g(
+    'top_destination_flows_unreplied',
+    'Unreplied live flows to each destination with most stale ones; dnat="true" counts those whose destination was DNATed.',
+    ['destination', 'age', 'dnat'],
+  );
+  private readonly topUnrepliedAge = this.g('top_destination_unreplied_oldest_seconds', 'Age of the oldest unreplied live flow to each destination listed in top_destination_flows_unreplied.', ['destination']);
   private readonly snapshotTime = this.g(
     'snapshot_timestamp_seconds',
     'Time of the churn snapshot behind these figures (recorded time on replay), Unix seconds.',
@@ -327,6 +335,20 @@ export class MetricsExporter {
     for (const [state, n] of Object.entries(s.states)) setGauge(this.tcpLive, n, { state });
     setGauge(this.shortLived, s.shortLived);
     setGauge(this.snapshotTime, s.time / 1e6);
+    this.unreplied.reset();
+    this.topUnreplied.reset();
+    this.topUnrepliedAge.reset();
+    if (s.unreplied) {
+      const u = s.unreplied;
+      this.unreplied.set({ age: 'any' }, u.total);
+      this.unreplied.set({ age: 'stale' }, u.stale);
+      for (const d of u.destinations.slice(0, this.topN)) {
+        this.topUnreplied.set({ destination: d.key, age: 'any', dnat: 'false' }, d.unreplied - d.dnat);
+        this.topUnreplied.set({ destination: d.key, age: 'any', dnat: 'true' }, d.dnat);
+        this.topUnreplied.set({ destination: d.key, age: 'stale', dnat: 'any' }, d.stale);
+        this.topUnrepliedAge.set({ destination: d.key }, Math.round(d.oldestAge * 1000) / 1000);
+      }
+    }
 
     this.applyTop(this.top.destination, s.destinations);
     this.applyTop(this.top.source, s.sources);

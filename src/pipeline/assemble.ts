@@ -85,7 +85,7 @@ export function assembleLive(source: LiveSource, o?: LiveAssemblyOptions & { eng
 export function assembleLive(source: LiveSource, o: LiveAssemblyOptions): Assembly<ChurnEngine | undefined>;
 export function assembleLive(source: LiveSource, o: LiveAssemblyOptions = {}): Assembly<ChurnEngine | undefined> {
   if (o.engine === false) return new Assembly(source, undefined, {}, o.log);
-  const engine = new ChurnEngine();
+  const engine = new ChurnEngine({ replies: source.subscribed.includes('update') });
   return new Assembly(source, engine, {
     wallClock: true,
     timeline: liveTimeline(o.log),

@@ -72,9 +72,13 @@ export class LiveSource implements EventSource {
   filteredInUserSpace = 0;
   private readonly userFilter?: (e: ConntrackEvent) => boolean;
 
+  /** the kernel events subscribed to */
+  readonly subscribed: readonly SubscribedEvent[];
+
   constructor(options: LiveSourceOptions = {}) {
     const addon = loadAddon();
     const events = options.events ?? ['new', 'destroy'];
+    this.subscribed = events;
     let groups = 0;
     for (const e of events) groups |= GROUP_BITS[e];
     const rcvbuf = options.rcvbuf ?? DEFAULT_RCVBUF;

@@ -35,7 +35,7 @@ function rejects(text: string): ConfigError {
 }
 
 describe('defaults', () => {
-  it('has the six built-in rules, enabled, with their thresholds', () => {
+  it('has the seven built-in rules, enabled, with their thresholds', () => {
     const c = defaultConfig();
     expect(c.rules.map((r) => r.name)).toEqual([
       'churn_per_destination',
@@ -44,6 +44,7 @@ describe('defaults', () => {
       'kernel_drops',
       'time_wait_pileup',
       'churn_baseline',
+      'unreplied_pileup',
     ]);
     expect(c.rules.every((r) => r.enabled && r.name === r.kind)).toBe(true);
     expect(rule(c.rules, 'churn_per_destination', 'churn_per_destination')).toMatchObject({ threshold: 500, resolve: 400, rate: 'new10' });
@@ -52,6 +53,7 @@ describe('defaults', () => {
     expect(rule(c.rules, 'kernel_drops', 'kernel_drops')).toMatchObject({ counters: ['drop', 'early_drop', 'insert_failed'], threshold: 0 });
     expect(rule(c.rules, 'time_wait_pileup', 'time_wait_pileup')).toMatchObject({ state: 'TIME_WAIT', threshold: 2000, resolve: 1500 });
     expect(rule(c.rules, 'churn_baseline', 'churn_baseline')).toMatchObject({ factor: 5, minRate: 100 });
+    expect(rule(c.rules, 'unreplied_pileup', 'unreplied_pileup')).toMatchObject({ threshold: 100, resolve: 50, for: 30 });
     expect(c.deliver).toEqual([]);
   });
 
@@ -72,7 +74,7 @@ describe('good files', () => {
     expect(rule(c.rules, 'kernel_drops', 'kernel_drops').enabled).toBe(false);
     const redis = rule(c.rules, 'redis', 'time_wait_pileup');
     expect(redis).toMatchObject({ match: ['*:6379/tcp'], threshold: 500, resolve: 375, state: 'TIME_WAIT', severity: 'warning' });
-    expect(c.rules).toHaveLength(7);
+    expect(c.rules).toHaveLength(8);
   });
 
   it('parses the documented example in full', () => {
