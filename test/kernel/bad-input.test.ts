@@ -10,10 +10,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, linkSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, ROOT, createNetns, waitFor, type Netns } from '../helpers/netns.js';
 
@@ -73,6 +73,46 @@ const FILES = {
   'huge-rules.yaml': (p: string) => writeFileSync(p, `# ${'x'.repeat(300 << 10)}\n`),
   'many-rules.yaml': (p: string) => writeFileSync(p, `rules:\n${Array.from({ length: 1001 }, (_, i) => `  r${i}: { kind: table_fill }\n`).join('')}`),
   'fifo-link': (p: string) => symlinkSync('no-writer.fifo', p),
+  // spools and file sinks (issue 11 items 1, 2, 7): directories and files other accounts own or planted
+  'spool-nobody': (p: string) => {
+    mkdirSync(p, 0o700);
+    chownSync(p, 65534, 65534);
+  },
+  'spool-group-writable': (p: string) => {
+    mkdirSync(p);
+    chownSync(p, 0, 65534);
+    chmodSync(p, 0o770);
+  },
+  'spool-lock-link': (p: string) => {
+    mkdirSync(p, 0o700);
+    writeFileSync(join(dirname(p), 'root-file'), 'root\n', { mode: 0o640 });
+    symlinkSync(join(dirname(p), 'root-file'), join(p, 'lock'));
+  },
+  'spool-segment-hardlink': (p: string) => {
+    mkdirSync(p, 0o700);
+    writeFileSync(join(dirname(p), 'root-file-2'), 'root\n', { mode: 0o640 });
+    linkSync(join(dirname(p), 'root-file-2'), join(p, 'seg-000000000001.log'));
+  },
+  'spool-root-only': (p: string) => mkdirSync(p, 0o700),
+  'spool-is-a-file': (p: string) => writeFileSync(p, ''),
+  'sink-link.jsonl': (p: string) => symlinkSync(join(dirname(p), 'root-file'), p),
+  'sink-nobody.jsonl': (p: string) => {
+    writeFileSync(p, '');
+    chownSync(p, 65534, 65534);
+  },
+  'sink.fifo': (p: string) => execFileSync('mkfifo', [p]),
+  ...Object.fromEntries(
+    ['spool-nobody', 'spool-group-writable', 'spool-lock-link', 'spool-segment-hardlink', 'spool-root-only', 'spool-is-a-file'].map((d) => [
+      `sinks-${d}.yaml`,
+      (p: string) => writeFileSync(p, `sinks:\n  - name: siem\n    type: http\n    url: http://127.0.0.1:9/in\n    format: ecs\n    spool: { dir: ${join(dirname(p), d)} }\n`),
+    ]),
+  ),
+  ...Object.fromEntries(
+    ['sink-link.jsonl', 'sink-nobody.jsonl', 'sink.fifo'].map((f) => [
+      `sinks-file-${f}.yaml`,
+      (p: string) => writeFileSync(p, `sinks:\n  - name: archive\n    type: file\n    path: ${join(dirname(p), f)}\n    format: jsonl\n`),
+    ]),
+  ),
 } satisfies Record<string, (path: string) => void>;
 
 interface Case {
@@ -830,6 +870,62 @@ const CASES: Case[] = [
   },
 
   // --- SIEM sinks
+  // spool directories and file-sink paths that are not safe to use as root (issue 11 items 1, 2, 7)
+  {
+    name: 'sinks file whose spool directory belongs to nobody',
+    argv: (c) => ['watch', '--sinks', c.file('sinks-spool-nobody.yaml'), '--status', '0'],
+    exit: EXIT.cantCreate,
+    says: [/cannot start sink "siem": spool .*spool-nobody: .*spool-nobody belongs to nobody \(uid 65534\), but ctwatch keeps its files there as root \(uid 0\)/],
+  },
+  {
+    name: 'sinks file whose spool directory is group-writable',
+    argv: (c) => ['watch', '--sinks', c.file('sinks-spool-group-writable.yaml'), '--status', '0'],
+    exit: EXIT.cantCreate,
+    says: [/spool-group-writable is writable by group nogroup \(gid 65534\) \(chmod 700 /],
+  },
+  {
+    name: 'sinks file whose spool lock is a symlink to a root file',
+    argv: (c) => ['watch', '--sinks', c.file('sinks-spool-lock-link.yaml'), '--status', '0'],
+    exit: EXIT.cantCreate,
+    says: [/spool-lock-link\/lock is a symbolic link, and ctwatch follows none where it writes/],
+  },
+  {
+    name: 'sinks file whose spool segment is a hard link to a root file',
+    argv: (c) => ['watch', '--sinks', c.file('sinks-spool-segment-hardlink.yaml'), '--status', '0'],
+    exit: EXIT.cantCreate,
+    says: [/seg-000000000001\.log has 2 hard links, and ctwatch writes only files with one name/],
+  },
+  {
+    name: 'sinks file whose spool is a regular file, not a directory',
+    argv: (c) => ['watch', '--sinks', c.file('sinks-spool-is-a-file.yaml'), '--status', '0'],
+    exit: EXIT.cantCreate,
+    says: [/spool-is-a-file is a regular file, not a directory/],
+  },
+  {
+    name: '--user nobody and a spool directory that is root\'s (it would run "from memory only")',
+    argv: (c) => ['watch', '--sinks', c.file('sinks-spool-root-only.yaml'), '--status', '0', '--user', 'nobody'],
+    exit: EXIT.cantCreate,
+    says: [/spool-root-only belongs to root \(uid 0\), but ctwatch keeps its files there as nobody \(uid 65534\)/],
+    never: ['memory only'],
+  },
+  {
+    name: 'file sink path that is a symlink to a root file',
+    argv: (c) => ['watch', '--sinks', c.file('sinks-file-sink-link.jsonl.yaml'), '--status', '0'],
+    exit: EXIT.cantCreate,
+    says: [/cannot start sink "archive": .*sink-link\.jsonl is a symbolic link, and ctwatch follows none where it writes/],
+  },
+  {
+    name: "file sink path that is nobody's file",
+    argv: (c) => ['watch', '--sinks', c.file('sinks-file-sink-nobody.jsonl.yaml'), '--status', '0'],
+    exit: EXIT.cantCreate,
+    says: [/sink-nobody\.jsonl belongs to nobody \(uid 65534\), not to root \(uid 0\)/],
+  },
+  {
+    name: 'file sink path that is a FIFO (no hang on open)',
+    argv: (c) => ['watch', '--sinks', c.file('sinks-file-sink.fifo.yaml'), '--status', '0'],
+    exit: EXIT.cantCreate,
+    says: [/sink\.fifo is a FIFO or socket, not a regular file/],
+  },
   // out-of-range sink and webhook settings (issue 11: each value has a documented range)
   {
     name: 'sinks file with a batch of 100G (a request body no receiver takes)',
