@@ -6,7 +6,8 @@
  */
 import { isScalar } from 'yaml';
 import { ConfigError, ConfigReader, parseConfigText, readConfigFile, type ConfigIssue, type Fields } from '../config/reader.js';
-import { prepareSink, readWebhookDelivery } from '../sinks/config.js';
+import { readWebhookDelivery } from '../sinks/config.js';
+import { prepareSink } from '../sinks/build.js';
 
 export { ConfigError, type ConfigIssue } from '../config/reader.js';
 

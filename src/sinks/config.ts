@@ -536,4 +536,3 @@ function readFile_(r: Fields, common: CommonSpec): FileSinkSpec | undefined {
   return { ...common, type: 'file', path, rotateBytes, rotateIntervalMs, gzip, maxFiles };
 }
 
-export { createSinks, prepareSink, buildSink, eventFilter, systemHost, SinkSet, SinkStartError, type CreateOptions, type PreparedSink } from './build.js';

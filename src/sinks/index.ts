@@ -32,16 +32,9 @@ export {
   parseSinkConfigs,
   parseSinkFile,
   loadSinkConfig,
-  createSinks,
-  eventFilter,
-  systemHost,
-  SinkSet,
-  SinkStartError,
   SinkConfigError,
   WEBHOOK_POLICY,
   readWebhookDelivery,
-  prepareSink,
-  buildSink,
   DEFAULT_EVENTS,
   EVENT_KINDS,
   type SinkSpec,
@@ -50,8 +43,8 @@ export {
   type FileSinkSpec,
   type NatsSinkSpec,
   type EventKind,
-  type CreateOptions,
   type ParseOptions,
   type SinkConfigIssue,
 } from './config.js';
+export { createSinks, prepareSink, buildSink, eventFilter, systemHost, SinkSet, SinkStartError, type CreateOptions, type PreparedSink } from './build.js';
 export { type RetryOptions, DEFAULT_RETRY, backoffMs, parseRetryAfter } from './util.js';

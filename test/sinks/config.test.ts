@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createSinks, eventFilter, parseSinkConfigs, SinkConfigError } from '../../src/sinks/config.js';
+import { createSinks, eventFilter, parseSinkConfigs, SinkConfigError } from '../../src/sinks/index.js';
 import { HttpReceiver } from '../helpers/receivers.js';
 
 let dir: string;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { formatFor } from '../../src/formats/index.js';
 import type { FlowEnd } from '../../src/flow/types.js';
-import { createSinks, parseSinkConfigs } from '../../src/sinks/config.js';
+import { createSinks, parseSinkConfigs } from '../../src/sinks/index.js';
 import { HttpTransport, type HttpTransportOptions } from '../../src/sinks/http.js';
 import { DeliverySink, type SinkOptions } from '../../src/sinks/sink.js';
 import type { SinkLogger } from '../../src/sinks/types.js';

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Alert } from '../../src/alerts/types.js';
 import { WebhookDelivery } from '../../src/alerts/deliver.js';
-import { createSinks, parseSinkConfigs, type SinkSet } from '../../src/sinks/config.js';
+import { createSinks, parseSinkConfigs, type SinkSet } from '../../src/sinks/index.js';
 import { waitFor } from '../helpers/receivers.js';
 
 function alert(i: number, message = `churn to 127.0.0.5:6379/tcp ${i}`): Alert {

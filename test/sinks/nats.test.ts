@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { FlowEnd } from '../../src/flow/types.js';
-import { createSinks, parseSinkFile } from '../../src/sinks/config.js';
+import { createSinks, parseSinkFile } from '../../src/sinks/index.js';
 import type { NatsTransport } from '../../src/sinks/nats.js';
 import { NatsCluster } from '../helpers/nats.js';
 import { waitFor } from '../helpers/netns.js';

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSinks, parseSinkConfigs, type SinkSet } from '../../src/sinks/config.js';
+import { createSinks, parseSinkConfigs, type SinkSet } from '../../src/sinks/index.js';
 import { SyslogTransport } from '../../src/sinks/syslog.js';
 import { syslogMessage } from '../../src/formats/syslog.js';
 import type { FlowEnd } from '../../src/flow/types.js';
