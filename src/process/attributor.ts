@@ -203,9 +203,11 @@ export function processKey(p: ProcessInfo | null | undefined): string | null {
   return p ? `${p.comm}[${p.pid}]` : null;
 }
 
-/** The key per-unit / per-container churn is counted under, when the process has one. */
+/** The key per-unit / per-container churn is counted under, when the process has one: a pod's
+ * containers count together under the pod ("pod:<uid> burstable"), not under 64-hex ids. */
 export function groupKey(p: ProcessInfo | null | undefined): string | null {
   if (!p) return null;
+  if (p.pod) return `pod:${p.pod}${p.qos ? ` ${p.qos}` : ''}`;
   if (p.container) return `container:${p.container.slice(0, 12)}`;
   return p.unit ? `unit:${p.unit}` : null;
 }

@@ -12,6 +12,42 @@ export interface CgroupFacts {
   unit?: string;
   /** container id: 64 hex digits from docker, containerd/CRI, cri-o, podman/libpod paths */
   container?: string;
+  /** Kubernetes pod UID (dashed) and QoS class, from a kubepods cgroup path */
+  pod?: string;
+  qos?: PodQos;
+}
+
+export type PodQos = 'guaranteed' | 'burstable' | 'besteffort';
+
+// kubelet's systemd driver escapes the UID's dashes as underscores in slice names:
+//   kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_with_underscores>.slice
+//   kubepods.slice/kubepods-pod<uid>.slice (guaranteed: no QoS level of its own)
+// the cgroupfs driver uses plain directories: /kubepods/burstable/pod<uid>, /kubepods/pod<uid>
+const POD_SLICE = /^kubepods(?:-(burstable|besteffort))?-pod([0-9a-f_]{36})\.slice$/;
+const POD_DIR = /^pod([0-9a-f-]{36})$/;
+const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Pod UID and QoS class from a cgroup path under kubepods (systemd or cgroupfs driver), or
+ * undefined when the path is not a pod's. A pod directly under kubepods is Guaranteed.
+ */
+export function podOf(path: string | undefined): { pod: string; qos: PodQos } | undefined {
+  if (path === undefined) return undefined;
+  const parts = path.split('/').filter(Boolean);
+  const root = parts.findIndex((p) => p === 'kubepods' || p === 'kubepods.slice');
+  if (root < 0) return undefined;
+  for (let i = root + 1; i < parts.length; i++) {
+    const seg = parts[i];
+    const slice = POD_SLICE.exec(seg);
+    const dir = slice ? null : POD_DIR.exec(seg);
+    const uid = slice ? slice[2].replace(/_/g, '-') : dir?.[1];
+    if (uid === undefined || !UID.test(uid)) continue;
+    let qos: PodQos = 'guaranteed';
+    if (slice?.[1]) qos = slice[1] as PodQos;
+    else if (dir && (parts[i - 1] === 'burstable' || parts[i - 1] === 'besteffort')) qos = parts[i - 1] as PodQos;
+    return { pod: uid, qos };
+  }
+  return undefined;
 }
 
 // v1 controllers in the order we trust them to carry the same path as the container's cgroup.
@@ -63,6 +99,11 @@ export function cgroupFacts(path: string | undefined): CgroupFacts {
       // "user@1000.service/app.slice/x.scope": the innermost unit is the process's own.
       out.unit = seg;
     }
+  }
+  const pod = podOf(path);
+  if (pod) {
+    out.pod = pod.pod;
+    out.qos = pod.qos;
   }
   // A unit outside the container (containerd.service holding a shim) is not the container's unit.
   if (out.container !== undefined && out.unit !== undefined) {

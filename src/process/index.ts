@@ -9,6 +9,6 @@ export { ProcIndex, toProcessInfo } from './procfs.js';
 export type { Owner, ProcIndexOptions, ProcIndexStats, ProcSource } from './procfs.js';
 export { SockDiag, SOCKET_STATE, encodeQuery } from './sockdiag.js';
 export type { SocketAnswer, SocketQuery, SockDiagOptions } from './sockdiag.js';
-export { cgroupFacts, cgroupPath, parsePasswd, Users } from './enrich.js';
+export { cgroupFacts, cgroupPath, parsePasswd, podOf, Users, type PodQos } from './enrich.js';
 export type { CgroupFacts } from './enrich.js';
 export { LocalAddresses } from './local.js';

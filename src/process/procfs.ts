@@ -102,6 +102,10 @@ export function toProcessInfo(raw: NativeProcInfo, user: string | undefined): Pr
   if (facts.cgroup !== undefined) p.cgroup = facts.cgroup;
   if (facts.unit !== undefined) p.unit = facts.unit;
   if (facts.container !== undefined) p.container = facts.container;
+  if (facts.pod !== undefined) {
+    p.pod = facts.pod;
+    p.qos = facts.qos;
+  }
   return Object.freeze(p);
 }
 

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cgroupFacts, cgroupPath, parsePasswd, Users } from '../../src/process/enrich.js';
+import { cgroupFacts, cgroupPath, parsePasswd, podOf, Users } from '../../src/process/enrich.js';
+import { groupKey } from '../../src/process/attributor.js';
 import { LocalAddresses, parseIPv6 } from '../../src/process/local.js';
 
 const fixture = (name: string) => readFileSync(join(__dirname, '..', 'fixtures', 'process', name), 'utf8');
@@ -23,6 +24,21 @@ describe('cgroup facts', () => {
     const f = facts('cgroup-v2-k8s.txt');
     expect(f.container).toBe('aa11bb22cc33dd44ee55ff6677889900aa11bb22cc33dd44ee55ff6677889900');
     expect(f.unit).toBeUndefined();
+  });
+  it('a pod: UID and QoS class from the kubepods path, systemd driver (underscores) and cgroupfs', () => {
+    expect(facts('cgroup-v2-k8s.txt')).toMatchObject({ pod: '1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d', qos: 'burstable' });
+    expect(facts('cgroup-v2-k8s-systemd-guaranteed.txt')).toMatchObject({ pod: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', qos: 'guaranteed', container: 'bb11bb22cc33dd44ee55ff6677889900aa11bb22cc33dd44ee55ff6677889900' });
+    expect(facts('cgroup-v2-k8s-systemd-besteffort.txt')).toMatchObject({ pod: '11111111-2222-3333-4444-555555555555', qos: 'besteffort' });
+    expect(facts('cgroup-v2-k8s-cgroupfs-burstable.txt')).toMatchObject({ pod: '9a8b7c6d-5e4f-3a2b-1c0d-9e8f7a6b5c4d', qos: 'burstable', container: 'dd11bb22cc33dd44ee55ff6677889900aa11bb22cc33dd44ee55ff6677889900' });
+    expect(facts('cgroup-v1-k8s-cgroupfs-guaranteed.txt')).toMatchObject({ pod: '01234567-89ab-cdef-0123-456789abcdef', qos: 'guaranteed' });
+    // not a pod: docker, a service, a pod-like name outside kubepods, a malformed UID
+    for (const f of ['cgroup-v2-docker.txt', 'cgroup-v2-service.txt', 'cgroup-v2-podman.txt']) expect(facts(f).pod).toBeUndefined();
+    expect(podOf('/system.slice/pod1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d')).toBeUndefined();
+    expect(podOf('/kubepods/burstable/podnot-a-uid')).toBeUndefined();
+  });
+  it('a pod\'s containers count together under the pod, with its QoS class', () => {
+    expect(groupKey({ pid: 1, comm: 'x', container: 'aa'.repeat(32), pod: '1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d', qos: 'burstable' })).toBe('pod:1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d burstable');
+    expect(groupKey({ pid: 1, comm: 'x', container: 'aa'.repeat(32) })).toBe('container:aaaaaaaaaaaa');
   });
   it('podman: the id from libpod-<id>.scope with a sub-cgroup below it', () => {
     expect(facts('cgroup-v2-podman.txt').container).toBe('feedfacecafebeef00112233445566778899aabbccddeeff0011223344556677');
