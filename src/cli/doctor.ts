@@ -12,6 +12,7 @@ import { netnsPath } from '../util/netns.js';
 import type { KernelStats } from '../source/native.js';
 import { sumPerCpu } from '../churn/pressure.js';
 import { addonOrigin, requireAddon } from '../util/addon.js';
+import { openEbpf } from '../process/attribution.js';
 import { CtwatchError, EXIT, fromNativeError } from '../util/errors.js';
 import { logger, parse } from './common.js';
 import { COMMON_DEFS, optionHelp, parserOptions, type CommandDef, type OptionDef } from './options.js';
@@ -287,44 +288,38 @@ export function rcvbufFinding(f: Facts): Finding {
   return { check, status: 'ok', finding: `the event socket got ${Math.round(granted / MiB)} MiB (asked ${DEFAULT_RCVBUF / MiB} MiB; grows to 512 MiB after an overflow)${limit}` };
 }
 
-/** What record, watch and top attribute flows with: the addon's sock_diag lookups, and the owner
- * of each socket found through /proc/PID/fd. The addon also carries eBPF attribution (stamps at
- * the socket, native/attribution/bpf_*); doctor reports whether it loads here, but the commands do
- * not use it yet, so it never decides this check's status. */
-export const ATTRIBUTION_USED = 'sock_diag + /proc';
-
-export function ebpfSummary(f: Facts): string {
-  const a = f.attribution;
-  const e = f.caps.effective;
-  const caps = (has(e, 'BPF') && has(e, 'PERFMON')) || has(e, 'SYS_ADMIN') ? 'CAP_BPF + CAP_PERFMON held' : 'CAP_BPF + CAP_PERFMON not held';
-  if (!a.ebpf.built) return 'eBPF attribution: not in this addon';
-  if (a.ebpf.loaded) return `eBPF attribution (in the addon, not used by the commands yet): loads here (${caps}, BTF, attached at cgroup ${a.ebpf.cgroupRoot ?? a.cgroup2 ?? '?'}${a.ebpf.sendsCovered ? ', connected UDP covered' : ''})`;
-  return `eBPF attribution (in the addon, not used by the commands yet): does not load here: ${a.ebpf.message} (${a.ebpf.code}; ${caps}${a.btf ? '' : ', no BTF'}${a.cgroup2 ? '' : ', no cgroup2 mount'}${a.lockdown === 'confidentiality' ? ', lockdown=confidentiality' : ''})`;
-}
-
+/** What `--attribution auto` (the default of record, watch, top and stats) runs here: ebpf when
+ * the addon's programs load (src/process/attribution.ts chooses), else sockdiag, whose socket
+ * owners come from /proc/PID/fd. Doctor makes the same choice the commands make, and says why. */
 export function attributionFinding(f: Facts): Finding {
   const check = 'attribution';
   const a = f.attribution;
   const e = f.caps.effective;
-  const ebpf = ebpfSummary(f);
-  const data = { mode: ATTRIBUTION_USED, ebpf: !a.ebpf.built ? 'absent' : a.ebpf.loaded ? 'loads' : a.ebpf.code, otherUsersFd: a.otherUsersFd };
+  const bpfCaps = (has(e, 'BPF') && has(e, 'PERFMON')) || has(e, 'SYS_ADMIN') ? 'CAP_BPF + CAP_PERFMON held' : 'CAP_BPF + CAP_PERFMON not held';
   // Sockets map to processes through /proc/PID/fd: other users' need both capabilities. Tried on a
   // real process of another user when there is one; otherwise judged by the capabilities held.
   const others = a.otherUsersFd === 'untested' ? has(e, 'SYS_PTRACE') && has(e, 'DAC_READ_SEARCH') : a.otherUsersFd === 'readable';
   const tried = a.otherUsersFd === 'untested' ? '' : ` (tried on pid ${a.otherPid})`;
-  if (a.hidepid && a.hidepid !== '0' && a.hidepid !== 'off' && !others) {
-    return { check, status: 'warn', finding: `${ATTRIBUTION_USED}; /proc is mounted hidepid=${a.hidepid}: other users' processes are invisible${tried}; ${ebpf}`, fix: 'grant CAP_SYS_PTRACE CAP_DAC_READ_SEARCH (contrib/ctwatch.service), or remount /proc without hidepid', data };
+  const hidden = a.hidepid && a.hidepid !== '0' && a.hidepid !== 'off' && !others;
+  const fallback = hidden
+    ? `/proc is mounted hidepid=${a.hidepid}: other users' processes are invisible${tried}`
+    : others
+      ? `every process can be named${tried}`
+      : `only processes of uid ${f.uid} can be named (reading other users' /proc/PID/fd needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)${tried}`;
+  const mode = a.ebpf.built && a.ebpf.loaded ? 'ebpf' : 'sockdiag';
+  const data = { mode, ebpf: !a.ebpf.built ? 'absent' : a.ebpf.loaded ? 'loads' : a.ebpf.code, otherUsersFd: a.otherUsersFd };
+  if (a.ebpf.built && a.ebpf.loaded) {
+    // eBPF reads nothing from /proc per flow: the fallback's reach is for --attribution sockdiag.
+    return { check, status: 'ok', finding: `ebpf (what --attribution auto runs: the programs loaded here, ${bpfCaps}, attached at cgroup ${a.ebpf.cgroupRoot ?? a.cgroup2 ?? '?'}${a.ebpf.sendsCovered ? ', connected UDP covered' : ''}); with --attribution sockdiag: ${fallback}`, data };
+  }
+  const refused = a.ebpf.built ? `eBPF refused: ${a.ebpf.message} (${a.ebpf.code}; ${bpfCaps}${a.btf ? '' : ', no BTF'}${a.cgroup2 ? '' : ', no cgroup2 mount'}${a.lockdown === 'confidentiality' ? ', lockdown=confidentiality' : ''})` : 'this addon has no eBPF attribution';
+  if (hidden) {
+    return { check, status: 'warn', finding: `sockdiag (${refused}); ${fallback}`, fix: 'grant CAP_BPF CAP_PERFMON (eBPF needs no /proc), or CAP_SYS_PTRACE CAP_DAC_READ_SEARCH, or remount /proc without hidepid (contrib/ctwatch.service)', data };
   }
   if (!others) {
-    return {
-      check,
-      status: 'warn',
-      finding: `${ATTRIBUTION_USED}: only processes of uid ${f.uid} can be named (reading other users' /proc/PID/fd needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)${tried}; ${ebpf}`,
-      fix: 'grant CAP_SYS_PTRACE CAP_DAC_READ_SEARCH (systemd: CapabilityBoundingSet= and AmbientCapabilities=, see contrib/ctwatch.service)',
-      data,
-    };
+    return { check, status: 'warn', finding: `sockdiag (${refused}): ${fallback}`, fix: 'grant CAP_BPF CAP_PERFMON (eBPF), or CAP_SYS_PTRACE CAP_DAC_READ_SEARCH for sockdiag (systemd: CapabilityBoundingSet= and AmbientCapabilities=, see contrib/ctwatch.service)', data };
   }
-  return { check, status: 'ok', finding: `${ATTRIBUTION_USED}: every process can be named${tried}; ${ebpf}`, data };
+  return { check, status: 'ok', finding: `sockdiag (${refused}): ${fallback}`, data };
 }
 
 /** A dump slower than this makes start-up and every resync after lost events that much blinder. */
@@ -488,26 +483,22 @@ function attributionFacts(): Facts['attribution'] {
   return { ebpf: ebpfProbe(), ...other, btf: existsSync('/sys/kernel/btf/vmlinux'), cgroup2, lockdown, hidepid };
 }
 
-/** Loads the addon's eBPF programs and lets go of them at once: the only way to know the kernel
- * takes them (verifier, BTF, capabilities, lockdown, cgroup). Attached for milliseconds. */
+/** Loads the addon's eBPF programs as `--attribution auto` does (openEbpf) and lets go of them at
+ * once: the only way to know the kernel takes them (verifier, BTF, capabilities, lockdown,
+ * cgroup). Attached for milliseconds. */
 function ebpfProbe(): Facts['attribution']['ebpf'] {
-  let addon: { Attribution?: new (o: { mode: string }) => { open(): void; info(): { sendsCovered?: boolean; cgroupRoot?: string }; close(): void } };
   try {
-    addon = requireAddon();
+    if (typeof requireAddon<{ Attribution?: unknown }>().Attribution !== 'function') return { built: false };
   } catch {
     return { built: false };
   }
-  if (typeof addon.Attribution !== 'function') return { built: false };
-  const h = new addon.Attribution({ mode: 'ebpf' });
+  const r = openEbpf();
+  if (!r.handle) return { built: true, loaded: false, code: r.refused!.code, message: r.refused!.message };
   try {
-    h.open();
-    const info = h.info();
+    const info = r.handle.info();
     return { built: true, loaded: true, sendsCovered: info.sendsCovered === true, ...(info.cgroupRoot ? { cgroupRoot: info.cgroupRoot } : {}) };
-  } catch (err) {
-    const e = fromNativeError(err);
-    return { built: true, loaded: false, code: e.code, message: e.message };
   } finally {
-    h.close();
+    r.handle.close();
   }
 }
 

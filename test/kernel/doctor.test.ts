@@ -87,9 +87,10 @@ describe('ctwatch doctor (own namespaces)', () => {
     expect(check(after, 'ruleset').finding).toContain('the ruleset uses conntrack');
   });
 
-  it('without CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: attribution warns and names the capabilities (exit 1)', async () => {
+  it('without CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, and without what eBPF needs: attribution warns and names the capabilities (exit 1)', async () => {
     // Run inside the namespace, as the daemon of a container would: its own namespace is checked.
-    const r = await doctor(['--json'], ['ip', 'netns', 'exec', good.name, 'setpriv', '--inh-caps=-all', '--bounding-set=-sys_ptrace,-dac_read_search', '--']);
+    // With CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN) eBPF would load and /proc would not matter.
+    const r = await doctor(['--json'], ['ip', 'netns', 'exec', good.name, 'setpriv', '--inh-caps=-all', '--bounding-set=-sys_ptrace,-dac_read_search,-bpf,-perfmon,-sys_admin', '--']);
     expect(r.code).toBe(1);
     const own = JSON.parse(r.stdout) as Report;
     const a = check(own, 'attribution');
@@ -108,8 +109,8 @@ describe('ctwatch doctor (own namespaces)', () => {
       const j = JSON.parse((await doctor(['--json'])).stdout) as Report;
       const a = check(j, 'attribution');
       expect(a.status).toBe('ok');
-      expect(a.data).toMatchObject({ mode: 'sock_diag + /proc', ebpf: 'loads', otherUsersFd: 'readable' });
-      expect(a.finding).toMatch(/eBPF attribution \(in the addon, not used by the commands yet\): loads here/);
+      expect(a.data).toMatchObject({ mode: 'ebpf', ebpf: 'loads', otherUsersFd: 'readable' });
+      expect(a.finding).toMatch(/^ebpf \(what --attribution auto runs: the programs loaded here, CAP_BPF \+ CAP_PERFMON held/);
       // nothing stays attached: the probe let go of its programs
       const progs = await run('bpftool', ['prog', 'show']).then((r) => r.stdout, () => '');
       expect(progs).not.toMatch(/owner_bpf|ctwatch/);
@@ -117,8 +118,8 @@ describe('ctwatch doctor (own namespaces)', () => {
       const r = await doctor(['--json'], ['setpriv', '--inh-caps=-all', '--bounding-set=-sys_ptrace,-dac_read_search,-bpf,-perfmon,-sys_admin', '--']);
       const d = check(JSON.parse(r.stdout) as Report, 'attribution');
       expect(d.status).toBe('warn');
-      expect(d.data).toMatchObject({ otherUsersFd: 'denied', ebpf: 'ERR_BPF_PERMISSION' });
-      expect(d.finding).toMatch(/only processes of uid 0 can be named .*\(tried on pid \d+\); eBPF attribution .*does not load here: .*CAP_BPF \+ CAP_PERFMON not held/);
+      expect(d.data).toMatchObject({ mode: 'sockdiag', otherUsersFd: 'denied', ebpf: 'ERR_BPF_PERMISSION' });
+      expect(d.finding).toMatch(/^sockdiag \(eBPF refused: .*CAP_BPF \+ CAP_PERFMON not held\)\): only processes of uid 0 can be named .*\(tried on pid \d+\)/);
     } finally {
       other.kill('SIGKILL');
     }

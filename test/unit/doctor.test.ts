@@ -119,18 +119,20 @@ describe('doctor findings', () => {
     expect(rulesetUsesConntrack({ nftables: [{ metainfo: { version: '1.0.6' } }] })).toBe(false);
   });
 
-  it('attribution: says what the commands use (sock_diag + /proc) and whether the eBPF in the addon loads, without letting eBPF decide', () => {
+  it('attribution: the mode --attribution auto runs here (ebpf when it loads, else sockdiag), and how far the /proc fallback reaches', () => {
     const ok = attributionFinding(facts());
     expect(ok.status).toBe('ok');
-    expect(ok.finding).toMatch(/^sock_diag \+ \/proc: every process can be named \(tried on pid 42\); eBPF attribution \(in the addon, not used by the commands yet\): loads here/);
-    expect(ok.data).toMatchObject({ mode: 'sock_diag + /proc', ebpf: 'loads', otherUsersFd: 'readable' });
-    // eBPF refused: reported with the kernel's reason and the capabilities, still ok (not used)
-    const refused = attributionFinding(facts({ caps: { effective: caps('NET_ADMIN', 'SYS_PTRACE', 'DAC_READ_SEARCH'), bounding: 0n }, attribution: { ...facts().attribution, ebpf: { built: true, loaded: false, code: 'ERR_BPF_PERMISSION', message: 'loading BPF programs needs CAP_BPF and CAP_PERFMON' } } }));
+    expect(ok.finding).toMatch(/^ebpf \(what --attribution auto runs: the programs loaded here, CAP_BPF \+ CAP_PERFMON held, attached at cgroup \/sys\/fs\/cgroup, connected UDP covered\); with --attribution sockdiag: every process can be named \(tried on pid 42\)/);
+    expect(ok.data).toMatchObject({ mode: 'ebpf', ebpf: 'loads', otherUsersFd: 'readable' });
+    // eBPF refused, /proc readable: sockdiag, ok, with the kernel's reason
+    const refused = attributionFinding(facts({ caps: { effective: caps('NET_ADMIN', 'SYS_PTRACE', 'DAC_READ_SEARCH'), bounding: 0n }, attribution: { ...facts().attribution, ebpf: { built: true, loaded: false, code: 'ERR_BPF_PERMISSION', message: 'eBPF attribution needs CAP_BPF and CAP_PERFMON' } } }));
     expect(refused.status).toBe('ok');
-    expect(refused.finding).toContain('does not load here: loading BPF programs needs CAP_BPF and CAP_PERFMON (ERR_BPF_PERMISSION; CAP_BPF + CAP_PERFMON not held)');
-    expect(refused.data!.ebpf).toBe('ERR_BPF_PERMISSION');
-    // another user's /proc/PID/fd really refused: warn, whatever the capabilities say
-    const denied = attributionFinding(facts({ attribution: { ...facts().attribution, otherUsersFd: 'denied', otherPid: 7 } }));
+    expect(refused.finding).toBe('sockdiag (eBPF refused: eBPF attribution needs CAP_BPF and CAP_PERFMON (ERR_BPF_PERMISSION; CAP_BPF + CAP_PERFMON not held)): every process can be named (tried on pid 42)');
+    expect(refused.data).toMatchObject({ mode: 'sockdiag', ebpf: 'ERR_BPF_PERMISSION' });
+    // eBPF loads: another user's /proc refused does not matter to what runs
+    expect(attributionFinding(facts({ attribution: { ...facts().attribution, otherUsersFd: 'denied', otherPid: 7 } })).status).toBe('ok');
+    // eBPF refused and another user's /proc/PID/fd really refused: warn
+    const denied = attributionFinding(facts({ attribution: { ...facts().attribution, ebpf: { built: true, loaded: false, code: 'ERR_BPF_NO_BTF', message: 'no BTF' }, otherUsersFd: 'denied', otherPid: 7 } }));
     expect(denied.status).toBe('warn');
     expect(denied.finding).toContain('only processes of uid 0 can be named');
     expect(denied.finding).toContain('(tried on pid 7)');
@@ -138,8 +140,7 @@ describe('doctor findings', () => {
     // no process of another user to try: judged by the capabilities
     const own = attributionFinding(facts({ uid: 0, caps: { effective: caps('NET_ADMIN', 'SYS_ADMIN'), bounding: 0n }, attribution: { ebpf: { built: false }, otherUsersFd: 'untested', btf: true, cgroup2: '/x' } }));
     expect(own.status).toBe('warn');
-    expect(own.finding).toContain('only processes of uid 0');
-    expect(own.finding).toContain('eBPF attribution: not in this addon');
+    expect(own.finding).toMatch(/^sockdiag \(this addon has no eBPF attribution\): only processes of uid 0/);
   });
 
   it('a slow or unfinished dump warns; a failed one fails', () => {
