@@ -26,6 +26,14 @@ export function parseDuration(text: string, flag: string, range?: units.Range): 
   return usage(flag, () => units.parseDuration(text, range));
 }
 
+/** `--churn TIME` → µs between churn lines. Snapshots fall on whole seconds of event time, so a
+ * churn line can only be asked for every whole number of seconds. */
+export function parseChurnEvery(text: string, flag = '--churn'): number {
+  const us = Math.round(parseDuration(text, flag) * 1e6);
+  if (us < 1e6 || us % 1e6 !== 0) throw new CtwatchError('ERR_USAGE', `${flag} ${text}: use whole seconds, at least 1s`, { exitCode: EXIT.usage });
+  return us;
+}
+
 export function parseCount(text: string, flag: string, range?: units.Range): number {
   return usage(flag, () => units.parseCount(text, range));
 }

@@ -4,7 +4,7 @@ import { RecordWriter, type WritableRecord } from '../recording/writer.js';
 import { openOutput } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { dropPrivileges, lookupUser } from '../util/privileges.js';
-import { parseCount, parseDuration, parseSize } from './args.js';
+import { parseChurnEvery, parseCount, parseDuration, parseSize } from './args.js';
 import { setLongTimeout } from '../util/timers.js';
 import { assembleLive } from '../pipeline/assemble.js';
 import { ATTRIBUTION_HELP, ATTRIBUTION_OPTIONS, startAttribution } from './engine-options.js';
@@ -90,10 +90,7 @@ export async function record(argv: string[]): Promise<number> {
     if (!fatal) fatal = err;
     void source?.close();
   }, { owner: account });
-  const churnUs = values.churn ? Math.round(parseDuration(values.churn, '--churn') * 1e6) : undefined;
-  if (churnUs !== undefined && (churnUs < 1e6 || churnUs % 1e6 !== 0)) {
-    throw new CtwatchError('ERR_USAGE', `--churn ${values.churn}: use whole seconds, at least 1s`, { exitCode: EXIT.usage });
-  }
+  const churnUs = values.churn ? parseChurnEvery(values.churn) : undefined;
   const useEngine = values.flows || churnUs !== undefined;
   // Flow lines name their process (loaded before --user: BPF needs root).
   const attribution = useEngine ? startAttribution(values) : undefined;

@@ -3,7 +3,7 @@ import { assembleReplay } from '../pipeline/assemble.js';
 import { RecordWriter, type WritableRecord } from '../recording/writer.js';
 import { openOutput } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
-import { parseDuration } from './args.js';
+import { parseChurnEvery } from './args.js';
 import { logger, parse } from './common.js';
 
 export const REPLAY_HELP = `Usage: ctwatch replay FILE [options]
@@ -46,8 +46,7 @@ export async function replay(argv: string[]): Promise<number> {
   }
   const log = logger(values);
   if (positionals.length !== 1) throw new CtwatchError('ERR_USAGE', `replay needs exactly one recording file (see 'ctwatch replay --help')`, { exitCode: EXIT.usage });
-  const churnUs = Math.round(parseDuration(values.churn ?? '10s', '--churn') * 1e6);
-  if (churnUs < 1e6 || churnUs % 1e6 !== 0) throw new CtwatchError('ERR_USAGE', `--churn ${values.churn}: use whole seconds, at least 1s`, { exitCode: EXIT.usage });
+  const churnUs = parseChurnEvery(values.churn ?? '10s');
   const assembly = await assembleReplay(positionals[0], { onError: values['skip-bad-lines'] ? 'skip' : 'stop' });
   const source = assembly.source;
   let fatal: CtwatchError | undefined;

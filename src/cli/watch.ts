@@ -4,7 +4,7 @@ import { Watcher } from '../pipeline/watcher.js';
 import { RecordWriter, type WritableRecord } from '../recording/writer.js';
 import { openOutput, type Output } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
-import { parseDuration } from './args.js';
+import { parseChurnEvery, parseDuration } from './args.js';
 import { setLongInterval } from '../util/timers.js';
 import { dropPrivileges, lookupUser } from '../util/privileges.js';
 import { createSinks, loadSinkConfig, SinkConfigError, SinkStartError, systemHost, type SinkSet } from '../sinks/index.js';
@@ -123,10 +123,7 @@ export async function watch(argv: string[]): Promise<number> {
   if (values.metrics !== undefined) parseListenAddress(values.metrics);
   const account = values.user !== undefined ? lookupUser(values.user) : undefined;
   const sinks = values.sinks ? await loadSinks(values.sinks, log) : undefined;
-  const churnUs = values.churn ? Math.round(parseDuration(values.churn, '--churn') * 1e6) : undefined;
-  if (churnUs !== undefined && (churnUs < 1e6 || churnUs % 1e6 !== 0)) {
-    throw new CtwatchError('ERR_USAGE', `--churn ${values.churn}: use whole seconds, at least 1s`, { exitCode: EXIT.usage });
-  }
+  const churnUs = values.churn ? parseChurnEvery(values.churn) : undefined;
   const statusMs = parseDuration(values.status ?? '1m', '--status') * 1000;
   let fatal: CtwatchError | undefined;
   let output: Output | undefined;
