@@ -81,6 +81,9 @@ export interface ChurnSnapshot {
   unreplied?: UnrepliedView;
   /** per systemd unit ("unit:nginx.service") or container ("container:0123456789ab") */
   groups?: KeyChurn[];
+  /** flows attribution could not name a process for, one row per reason ("no-stamp", "gone"):
+   * beside `processes`, so the per-process rates are not read as the whole */
+  unattributed?: KeyChurn[];
 }
 
 /** A destination's figures for a rule; `rated` is false when no rate was counted (only live counts). */

@@ -124,7 +124,11 @@ export function renderTop(s: ChurnSnapshot, extras: ViewExtras = {}): string {
   const each = Math.max(3, Math.floor((rows - lines.length - 8) / 3));
   lines.push('', ...table('DESTINATION', s.destinations, true, each));
   lines.push('', ...table('SOURCE', s.sources, false, each));
-  if (s.processes && s.processes.length > 0) lines.push('', ...table('PROCESS', s.processes, false, each));
+  // Attributed rows, then what could not be attributed, by reason: the rest of the churn.
+  const misses = (s.unattributed ?? []).map((r) => ({ ...r, key: `(unattributed: ${r.key})` }));
+  if ((s.processes?.length ?? 0) + misses.length > 0) {
+    lines.push('', ...table('PROCESS', s.processes ?? [], false, each), ...(misses.length > 0 ? table('', misses, false, 4).slice(1) : []));
+  }
   if (s.groups && s.groups.length > 0) lines.push('', ...table('UNIT / CONTAINER', s.groups, false, 4));
   if (s.unreplied && s.unreplied.total > 0) lines.push('', ...unrepliedTable(s, 4));
   lines.push('', ...table('PROTOCOL', s.protocols, false, 4));

@@ -24,6 +24,8 @@ export interface FlowAttribution {
   readonly mode: 'ebpf' | 'sockdiag';
   readonly churn: ProcessChurn;
   readonly groups: ProcessChurn;
+  /** flows no process could be named for, keyed by the reason (the honest rest of `churn`) */
+  readonly unattributed: ProcessChurn;
   readonly stats: AttributionCounts;
   /** opens a namespace's lookups now, before giving up root */
   prepare(netns: string | undefined): void;
@@ -42,11 +44,13 @@ const MISS_AS_UNATTRIBUTED: Record<string, Unattributed> = {
 };
 
 /** Snapshots gain the top processes and units / containers (both modes). */
-function topRows(a: Pick<FlowAttribution, 'churn' | 'groups'>, snap: ChurnSnapshot): void {
+function topRows(a: Pick<FlowAttribution, 'churn' | 'groups' | 'unattributed'>, snap: ChurnSnapshot): void {
   const rows = a.churn.top(snap.time);
   if (rows.length > 0) snap.processes = rows;
   const groups = a.groups.top(snap.time);
   if (groups.length > 0) snap.groups = groups;
+  const misses = a.unattributed.top(snap.time);
+  if (misses.length > 0) snap.unattributed = misses;
 }
 
 export class ProcessAttribution implements FlowAttribution {
@@ -55,6 +59,7 @@ export class ProcessAttribution implements FlowAttribution {
   readonly churn = new ProcessChurn();
   /** the same per systemd unit or container */
   readonly groups = new ProcessChurn();
+  readonly unattributed = new ProcessChurn(32, 16);
 
   constructor(options: Omit<AttributorOptions, 'onResult'> = {}) {
     this.attributor = new Attributor({
@@ -65,6 +70,7 @@ export class ProcessAttribution implements FlowAttribution {
         if (key) this.churn.opened(key, event.time);
         const group = groupKey(result.process);
         if (group) this.groups.opened(group, event.time);
+        if (!key && result.reason) this.unattributed.opened(MISS_AS_UNATTRIBUTED[result.reason] ?? 'unseen', event.time);
       },
     });
   }
@@ -89,7 +95,10 @@ export class ProcessAttribution implements FlowAttribution {
       const found = this.attributor.lookup(end);
       const process = found.process;
       end.process = process;
-      if (!process && found.reason) end.unattributed = MISS_AS_UNATTRIBUTED[found.reason] ?? 'unseen';
+      if (!process && found.reason) {
+        end.unattributed = MISS_AS_UNATTRIBUTED[found.reason] ?? 'unseen';
+        this.unattributed.closed(end.unattributed, end.time);
+      }
       // A flow ended by a resync had no DESTROY to retire it in the attributor.
       if (end.reason === 'resync') this.attributor.forget(end);
       const key = processKey(process);
@@ -132,6 +141,7 @@ export class OwnerAttribution implements FlowAttribution {
   readonly mode = 'ebpf' as const;
   readonly churn = new ProcessChurn();
   readonly groups = new ProcessChurn();
+  readonly unattributed = new ProcessChurn(32, 16);
   readonly stats: AttributionCounts & { remembered: number; evicted: number } = { flows: 0, attributed: 0, reasons: {}, remembered: 0, evicted: 0 };
   private readonly recent = new Map<string, Remembered>();
   private readonly users = new Users();
@@ -160,6 +170,7 @@ export class OwnerAttribution implements FlowAttribution {
         const reason = ev.unattributed!;
         this.stats.reasons[reason] = (this.stats.reasons[reason] ?? 0) + 1;
         r = { process: null, reason, key: null, group: null };
+        if (ev.event === 'new') this.unattributed.opened(reason, ev.time);
       }
       const k = flowKey(ev);
       this.recent.delete(k);
@@ -183,6 +194,7 @@ export class OwnerAttribution implements FlowAttribution {
       this.recent.delete(k);
       end.process = r?.process ?? null;
       if (!end.process) end.unattributed = r?.reason ?? 'unseen';
+      if (r && !r.process && r.reason) this.unattributed.closed(r.reason, end.time);
       if (r?.key) this.churn.closed(r.key, end.time);
       if (r?.group) this.groups.closed(r.group, end.time);
     }

@@ -87,3 +87,24 @@ describe('OwnerAttribution (eBPF mode)', () => {
     expect(ends[1].process).toMatchObject({ pid: 42 });
   });
 });
+
+describe('unattributed rows (honest figures)', () => {
+  it('snapshots carry what could not be attributed, by reason, beside the processes; top shows both', async () => {
+    const { renderTop } = await import('../../src/cli/top-view.js');
+    const a = new OwnerAttribution();
+    a.before([news(2000, {}), news(2001, undefined, 'no-stamp'), news(2002, undefined, 'no-stamp'), news(2003, undefined, 'gone')]);
+    const snap = { time: 1_000_000 } as Parameters<OwnerAttribution['decorate']>[0];
+    a.decorate(snap);
+    expect(snap.processes?.map((r) => [r.key, r.live])).toEqual([['client[42]', 1]]);
+    expect(snap.unattributed?.map((r) => [r.key, r.live])).toEqual([['no-stamp', 2], ['gone', 1]]);
+    a.flows([end(2001)]);
+    const after = { time: 2_000_000 } as Parameters<OwnerAttribution['decorate']>[0];
+    a.decorate(after);
+    expect(after.unattributed?.find((r) => r.key === 'no-stamp')?.live).toBe(1);
+    const screen = renderTop({
+      ...after, overall: { new1: 0, new10: 0, new60: 0, end1: 0, end10: 0, end60: 0 }, live: 0, states: {}, shortLived: 0,
+      table: { entries: null, max: null, fill: null, growth: 0, timeToFull: null, kernel: {} }, destinations: [], sources: [], protocols: [],
+    } as never);
+    expect(screen).toMatch(/PROCESS[^\n]*\nclient\[42\][^\n]*\n\(unattributed: no-stamp\)[^\n]*\n\(unattributed: gone\)/);
+  });
+});
