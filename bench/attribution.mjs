@@ -2,7 +2,7 @@
 // Attribution benchmark: share of NEW flows attributed to the right process, share of the top-10
 // churn sources identified, and the CPU attribution costs, at about 1 k, 10 k and 50 k new
 // connections/s (as far as the machine goes), for sockets closed at once and sockets held 5 ms.
-//   node bench/attribution.mjs [--seconds 5] [--rates 1000,10000,50000] [--holds 0,5000] [--procs 12] [--flush 5]
+//   node bench/attribution.mjs [--seconds 5] [--rates 1000,10000,50000] [--holds 0,5000] [--procs 12] [--flush 5] [--modes sockdiag,ebpf]
 // Needs root, a built ctwatch (npm run build) and gcc. Writes nothing but bench/out/attrload*.
 //
 // Load: bench/out/attrload (C, written and compiled from the source below) forks one server
@@ -13,7 +13,9 @@
 // process that made the flow. The load runs at nice 10: on two cores the load and the collector
 // share the CPU, and this measures what attribution does when it gets CPU, not the scheduler.
 //
-// Each stage runs twice on the same load: LiveSource + Attributor, and LiveSource alone; the CPU
+// --modes: sockdiag (the Attributor: lookups after the event, old) and/or ebpf (the addon's stamps
+// joined on the reader thread, new), side by side on the same load.
+// Each stage runs twice on the same load: LiveSource + attribution, and LiveSource alone; the CPU
 // difference (utime + stime of this process, every thread) is what attribution costs. --flush is
 // the source's flushMs: how long the reader lets a partial batch wait (the CLI's default is 5 ms).
 import { benchNamespace, sh } from './lab.mjs';
@@ -24,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LiveSource } from '../dist/source/live.js';
 import { Attributor } from '../dist/process/index.js';
+import { openEbpf } from '../dist/process/attribution.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'bench', 'out');
@@ -35,6 +38,7 @@ const { values } = parseArgs({
     procs: { type: 'string', default: '12' },
     flush: { type: 'string', default: '5' },
     json: { type: 'boolean', default: false },
+    modes: { type: 'string', default: 'sockdiag' },
   },
 });
 const seconds = Number(values.seconds);
@@ -209,8 +213,12 @@ const procCpu = (pid) => {
 async function stage(rate, hold, attribute) {
   const truth = new Map(); // source address -> { pid, name }
   const perSource = new Map(); // source address -> { news, right, wrong }
-  const src = new LiveSource({ netns: ns, flushMs });
-  const att = attribute
+  const ebpf = attribute === 'ebpf' ? openEbpf() : null;
+  if (ebpf && !ebpf.handle) throw new Error(`eBPF refused: ${ebpf.refused.message}`);
+  const src = new LiveSource({ netns: ns, flushMs, attribution: ebpf?.handle });
+  ebpf?.handle.close();
+  const owners = []; // ebpf: [source address, owner pid] of each NEW to the load's port
+  const att = attribute === 'sockdiag'
     ? new Attributor({
         onResult: (e, r) => {
           const s = perSource.get(e.src);
@@ -234,6 +242,7 @@ async function stage(rate, hold, attribute) {
         let s = perSource.get(e.src);
         if (!s) perSource.set(e.src, (s = { news: 0, right: 0, wrong: 0 }));
         s.news++;
+        if (e.owner) owners.push([e.src, e.owner.pid]);
       }
     }
   })();
@@ -272,7 +281,14 @@ async function stage(rate, hold, attribute) {
   if (att) await Promise.race([att.settled(), sleep(10_000)]);
   const cpu = cpuSeconds() - cpu0;
   const wall = (performance.now() - t0) / 1000;
-  const stats = att?.stats;
+  const joined = src.attribution;
+  const stats = att?.stats ?? (joined ? { reasons: joined.reasons, busyUs: joined.busyUs } : undefined);
+  // ebpf: owners were known at NEW time; the loader's pids (the truth) are all known by now
+  for (const [addr, pid] of owners) {
+    const s = perSource.get(addr);
+    if (truth.get(addr)?.pid === pid) s.right++;
+    else s.wrong++;
+  }
   await src.close();
   await loop;
   await att?.close();
@@ -312,8 +328,9 @@ async function stage(rate, hold, attribute) {
     index: stats?.index,
     queries: stats?.queries,
     trips: stats?.trips,
-    sockdiagBusyMs: stats ? stats.sockdiag.busyUs / 1000 : null,
-    capture: stats?.sockdiag.capture ?? null,
+    sockdiagBusyMs: stats?.sockdiag ? stats.sockdiag.busyUs / 1000 : null,
+    joinBusyMs: attribute === 'ebpf' && stats ? stats.busyUs / 1000 : null,
+    capture: stats?.sockdiag?.capture ?? null,
     capturedAnswers: stats?.captured ?? null,
     loaderSummary: out.split('\n').filter((l) => l.startsWith('made') || l.startsWith('elapsed')).join('; '),
   };
@@ -322,27 +339,33 @@ async function stage(rate, hold, attribute) {
 const results = [];
 for (const hold of holds) {
   for (const rate of rates) {
-    process.stderr.write(`bench: ${rate}/s, hold ${hold} µs, ${seconds}s: with attribution...\n`);
-    const withA = await stage(rate, hold, true);
-    process.stderr.write(`bench: ${rate}/s, hold ${hold} µs, ${seconds}s: source alone...\n`);
-    const without = await stage(rate, hold, false);
-    results.push({ with: withA, without });
+    for (const mode of values.modes.split(',')) {
+      process.stderr.write(`bench: ${rate}/s, hold ${hold} µs, ${seconds}s: with ${mode} attribution...\n`);
+      const withA = await stage(rate, hold, mode);
+      process.stderr.write(`bench: ${rate}/s, hold ${hold} µs, ${seconds}s: source alone...\n`);
+      const without = await stage(rate, hold, false);
+      results.push({ mode, with: withA, without });
+    }
   }
 }
 
 const pct = (x) => (x === null || x === undefined ? '-' : `${(x * 100).toFixed(1)} %`);
 const lines = [];
-lines.push(`| asked conn/s | hold | reached conn/s | NEW lost (with / without) | attributed | top-10 sources: flows attributed | top-10 identified | wrong | gone + no-socket | no-pid | CPU with / without (cores) | attribution µs per NEW |`);
-lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
-for (const { with: w, without: o } of results) {
-  const gone = (w.reasons.gone + w.reasons['no-socket']) / Math.max(1, w.news);
-  const nopid = w.reasons['no-pid'] / Math.max(1, w.news);
+lines.push(`| mode | asked conn/s | hold | reached conn/s | NEW lost (with / without) | attributed | top-10 sources: flows attributed | top-10 identified | wrong | gone + no-socket | no-pid | CPU with / without (cores) | attribution µs per NEW |`);
+lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+for (const { mode, with: w, without: o } of results) {
+  const gone = ((w.reasons.gone ?? 0) + (w.reasons['no-socket'] ?? 0)) / Math.max(1, w.news);
+  const nopid = (w.reasons['no-pid'] ?? 0) / Math.max(1, w.news);
   lines.push(
-    `| ${w.rate} | ${w.hold / 1000} ms | ${w.achieved} | ${pct(w.lostEvents / w.kernel)} / ${pct(o.lostEvents / o.kernel)} | ${pct(w.attributedShare)} | ${pct(w.topShare)} | ${w.topIdentified}/10 (${w.topAttributed}/10 with ≥ 1) | ${w.wrong} | ${pct(gone)} | ${pct(nopid)} | ${w.cpuCores.toFixed(2)} / ${o.cpuCores.toFixed(2)} | ${(w.cpuUsPerNew - o.cpuUsPerNew).toFixed(1)} |`,
+    `| ${mode} | ${w.rate} | ${w.hold / 1000} ms | ${w.achieved} | ${pct(w.lostEvents / w.kernel)} / ${pct(o.lostEvents / o.kernel)} | ${pct(w.attributedShare)} | ${pct(w.topShare)} | ${w.topIdentified}/10 (${w.topAttributed}/10 with ≥ 1) | ${w.wrong} | ${pct(gone)} | ${pct(nopid)} | ${w.cpuCores.toFixed(2)} / ${o.cpuCores.toFixed(2)} | ${(w.cpuUsPerNew - o.cpuUsPerNew).toFixed(1)} |`,
   );
 }
 console.log(lines.join('\n'));
-for (const { with: w } of results) {
+for (const { mode, with: w } of results) {
+  if (mode === 'ebpf') {
+    console.log(`\n${w.rate}/s hold ${w.hold} µs ebpf: NEW ${w.news}/${w.kernel}; unattributed by reason ${JSON.stringify(Object.fromEntries(Object.entries(w.reasons).filter(([, n]) => n > 0)))}; join on the reader thread ${w.joinBusyMs.toFixed(0)} ms; loader: ${w.loaderSummary}`);
+    continue;
+  }
   const c = w.capture;
   const cap = c ? `capture: events ${c.events} sockets ${c.sockets} owned ${c.owned} hits ${c.hits} overflows ${c.overflows} hot scans ${c.hotScans} reading ${c.hotReads} processes (${(c.hotScanUs / 1000).toFixed(0)} ms, ${c.hotPids} hot at the end), closed before owner known ${c.closedUnowned} discoveries ${c.discoveries} (${(c.discoveryUs / 1000).toFixed(0)} ms) thread ${(c.busyUs / 1000).toFixed(0)} ms` : 'capture off';
   console.log(`\n${w.rate}/s hold ${w.hold} µs: NEW ${w.news}/${w.kernel}; latency ${JSON.stringify(w.latency)}; queries ${w.queries} (answered from capture ${w.capturedAnswers}) in ${w.trips} trips; ${cap}; /proc index scans ${JSON.stringify(w.index.scans)} ${(w.index.scanUs / 1000).toFixed(0)} ms; lookups ${w.sockdiagBusyMs.toFixed(0)} ms; loader: ${w.loaderSummary}`);
