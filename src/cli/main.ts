@@ -55,6 +55,16 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   doctor: { run: doctor, help: DOCTOR_HELP },
 };
 
+/** Every command with its one-line summary (from HELP) and its --help text: what the man page and
+ * the shell completions are generated from (src/cli/manuals.ts). */
+export function commandHelps(): { name: string; summary: string; help: string }[] {
+  return Object.entries(COMMANDS).map(([name, c]) => ({
+    name,
+    summary: new RegExp(`^  ${name} +(.+)$`, 'm').exec(HELP)?.[1] ?? '',
+    help: c.help,
+  }));
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {

@@ -78,6 +78,10 @@ describe('npm install -g of the packed checkout, without a compiler', () => {
     expect(paths).toContain('src/lab/ctwatch-lab.c');
     expect(paths).toContain('contrib/ctwatch.service');
     expect(paths).toContain('docs/runbook.md');
+    // generated from --help by prepack (scripts/gen-manuals.mjs)
+    expect(paths).toContain('man/ctwatch.1');
+    expect(paths).toContain('completion/ctwatch.bash');
+    expect(paths).toContain('completion/_ctwatch');
     // no tests, benchmarks, local build output, TypeScript sources or build state
     const junk = paths.filter((p) => /^(test|bench|build|node_modules|\.ci)\//.test(p) || (/^src\//.test(p) && p !== 'src/lab/ctwatch-lab.c') || /tsbuildinfo|\.tgz$/.test(p));
     expect(junk).toEqual([]);
@@ -91,6 +95,8 @@ describe('npm install -g of the packed checkout, without a compiler', () => {
     expect(`${installed.stdout}${installed.stderr}`).not.toMatch(/gyp|compiling/i);
     pkgDir = join(prefix, 'lib', 'node_modules', 'ctwatch');
     expect(existsSync(join(prefix, 'bin', 'ctwatch'))).toBe(true);
+    // npm's "man" field: `man ctwatch` finds it under the prefix
+    expect(existsSync(join(prefix, 'share', 'man', 'man1', 'ctwatch.1'))).toBe(true);
     // nothing was compiled: the prebuild is what loads
     expect(existsSync(join(pkgDir, 'build'))).toBe(false);
   }, 180_000);
