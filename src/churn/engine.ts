@@ -64,6 +64,8 @@ export interface ChurnEngineOptions {
 
 /** An entry unreplied this long is stale: no real peer takes 5 s to answer (TCP retries its SYN at 1 s and 3 s). */
 export const UNREPLIED_STALE_S = 5;
+/** conntrack zones counted on their own (zone ids are 16 bits; the rest are "other") */
+const MAX_ZONES = 256;
 
 interface KeyRates {
   /** µs, when the key began to be tracked; NaN in a fresh or recycled slot */
@@ -89,6 +91,8 @@ export class ChurnEngine {
   private readonly destinations: HeavyHitters<DestinationRates>;
   private readonly sources: HeavyHitters<KeyRates>;
   private readonly protocols = new Map<string, KeyRates>();
+  /** per conntrack zone ("0", "7"); at most MAX_ZONES, the rest under "other" */
+  private readonly zones = new Map<string, KeyRates>();
   /**
    * Destinations an alert rule is judging (pending or firing), counted on their own whether or not
    * they hold a heavy-hitter slot: decoys that push a leak out of the top-K cannot blind the rule.
@@ -295,7 +299,30 @@ export class ChurnEngine {
         [...this.protocols].map(([key, s]) => ({ key, s, error: 0, new1: s.opened.rate(time, 1), new10: s.opened.rate(time, 10) })),
         this.topN,
       ).map(({ key, s }) => ({ key, ...ratesOf(s, time), live: this.tracker.liveByProtocol(key) })),
+      // only once a zone other than the default one is seen: most hosts have none
+      ...this.zoneView(time),
     };
+  }
+
+  /** Zones by live entries: those churning and those only found by the start-up dump alike. */
+  private zoneView(time: number): { zones?: KeyChurn[] } {
+    const live = this.tracker.liveByZone();
+    const keys = new Set(this.zones.keys());
+    for (const z of live.keys()) keys.add(this.zones.size >= MAX_ZONES && !this.zones.has(String(z)) ? 'other' : String(z));
+    // only once a zone other than the default one is seen: most hosts have none
+    if (keys.size === 0 || (keys.size === 1 && keys.has('0'))) return {};
+    const liveOf = (key: string): number => {
+      if (key !== 'other') return live.get(Number(key)) ?? 0;
+      let n = 0;
+      for (const [z, c] of live) if (!this.zones.has(String(z))) n += c;
+      return n;
+    };
+    const out = [...keys].map((key) => {
+      const s = this.zones.get(key);
+      const rates = s ? ratesOf(s, time) : { new1: 0, new10: 0, new60: 0, end1: 0, end10: 0, end60: 0 };
+      return { key, ...rates, live: liveOf(key) };
+    });
+    return { zones: out.sort((a, b) => b.live - a.live || b.new1 - a.new1 || (a.key < b.key ? -1 : 1)).slice(0, this.topN) };
   }
 
   private unrepliedView(time: number): UnrepliedView {
@@ -310,6 +337,7 @@ export class ChurnEngine {
     if (this.watched.size > 0) this.watched.get(key)?.opened.add(t);
     this.track(this.sources, ev.src, t).opened.add(t);
     this.protocol(ev.proto).opened.add(t);
+    this.zone(ev.zone).opened.add(t);
   }
 
   /** `end` is the DESTROY's record; its addresses and `key` are interned strings when held. */
@@ -319,6 +347,7 @@ export class ChurnEngine {
     all.closed.add(t);
     this.track(this.sources, end.src, t).closed.add(t);
     this.protocol(end.proto).closed.add(t);
+    this.zone(end.zone).closed.add(t);
     const timed = end.clock === 'kernel' || !end.preexisting;
     const short = timed && end.duration < SHORT_LIVED_S;
     if (timed) all.timed.add(t);
@@ -334,6 +363,21 @@ export class ChurnEngine {
   private track<T extends KeyRates>(heavy: HeavyHitters<T>, key: string, t: number): T {
     const s = heavy.hit(key);
     if (s.since !== s.since) startRates(s, t);
+    return s;
+  }
+
+  private zone(zone: number | undefined): KeyRates {
+    let key = String(zone ?? 0);
+    let s = this.zones.get(key);
+    if (s === undefined) {
+      if (this.zones.size >= MAX_ZONES) key = 'other';
+      s = this.zones.get(key);
+      if (s === undefined) {
+        s = keyRates();
+        startRates(s, this.origin);
+        this.zones.set(key, s);
+      }
+    }
     return s;
   }
 

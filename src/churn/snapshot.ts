@@ -77,6 +77,8 @@ export interface ChurnSnapshot {
   protocols: KeyChurn[];
   /** per-process churn ("comm[pid]"), filled once attribution exists */
   processes?: KeyChurn[];
+  /** per conntrack zone ("0", "7"), by live entries; absent until a zone other than 0 is seen */
+  zones?: KeyChurn[];
   /** unreplied entries; absent unless UPDATE events arrive (a reply is only seen through one) */
   unreplied?: UnrepliedView;
   /** per systemd unit ("unit:nginx.service") or container ("container:0123456789ab") */

@@ -132,6 +132,7 @@ export function renderTop(s: ChurnSnapshot, extras: ViewExtras = {}): string {
   if (s.groups && s.groups.length > 0) lines.push('', ...table('UNIT / CONTAINER', s.groups, false, 4));
   if (s.unreplied && s.unreplied.total > 0) lines.push('', ...unrepliedTable(s, 4));
   lines.push('', ...table('PROTOCOL', s.protocols, false, 4));
+  if (s.zones && s.zones.length > 0) lines.push('', ...table('ZONE', s.zones, false, 4));
   const width = extras.width ?? 120;
   // Process and unit names are chosen by whoever runs the process: never let them drive the terminal.
   return lines.map((l) => {

@@ -405,6 +405,16 @@ export class FlowTracker {
     return { total, stale: staleTotal, destinations: out.slice(0, limit), complete: out.length <= limit };
   }
 
+  /** Live flows per conntrack zone (0 when the flow has none). One pass over the table. */
+  liveByZone(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (let p = 0; p < this.n; p++) {
+      const z = this.flags[p] & ZONE ? this.zones[p] : 0;
+      out.set(z, (out.get(z) ?? 0) + 1);
+    }
+    return out;
+  }
+
   liveByDestination(destination: string): number {
     return this.destinations.count(destination);
   }

@@ -49,7 +49,7 @@ export interface MetricsExporterOptions {
 
 export const PREFIX = 'ctwatch_';
 
-type TopLabel = 'destination' | 'source' | 'process' | 'group';
+type TopLabel = 'destination' | 'source' | 'process' | 'group' | 'zone';
 interface TopList {
   label: TopLabel;
   newRate: Gauge;
@@ -212,6 +212,7 @@ export class MetricsExporter {
     source: this.topList('source', 'from each of the current top source addresses'),
     process: this.topList('process', 'of each of the current top local processes (comm[pid]), attributed flows only'),
     group: this.topList('group', 'of each of the current top systemd units / containers (unit:NAME, container:ID), attributed flows only'),
+    zone: this.topList('zone', 'in each conntrack zone (present once a zone other than 0 is seen)'),
   };
 
   // process attribution
@@ -354,6 +355,7 @@ export class MetricsExporter {
     this.applyTop(this.top.source, s.sources);
     this.applyTop(this.top.process, s.processes ?? []);
     this.applyTop(this.top.group, s.groups ?? []);
+    this.applyTop(this.top.zone, s.zones ?? []);
   }
 
   private applyTop(m: TopList, keys: readonly KeyChurn[]): void {

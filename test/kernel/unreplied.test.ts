@@ -34,6 +34,9 @@ describe('unreplied entries: a one-way UDP sender to a DNATed backend that is go
     ns = await createNetns();
     await ns.exec('nft', ['add chain inet ctwatch_test nat_out { type nat hook output priority -100; }']);
     await ns.exec('nft', ['add rule inet ctwatch_test nat_out ip daddr 127.0.0.100 udp dport 8125 dnat ip to 127.0.0.5:8125']);
+    // and in conntrack zone 7 (set before conntrack sees the packet): counted per zone
+    await ns.exec('nft', ['add chain inet ctwatch_test raw_out { type filter hook output priority -300; }']);
+    await ns.exec('nft', ['add rule inet ctwatch_test raw_out udp dport 8125 ct zone set 7']);
   });
   afterAll(async () => {
     await ns?.destroy();
@@ -71,6 +74,8 @@ describe('unreplied entries: a one-way UDP sender to a DNATed backend that is go
       const table = screen.slice(screen.lastIndexOf('UNREPLIED ('));
       expect(table).toMatch(new RegExp(`^UNREPLIED \\(${FLOWS}, \\d+ over 5 s\\)`));
       expect(table).toMatch(new RegExp(`127\\.0\\.0\\.100:8125/udp +${FLOWS} +\\d+ +[\\d.]+ m?s +yes \\(${FLOWS}\\)`));
+      // the zone: every one of them in zone 7 (LIVE is the last column of the ZONE table)
+      expect(screen.slice(screen.lastIndexOf('ZONE '))).toMatch(new RegExp(`\\n7 +[\\d.]+ +[\\d.]+ +[\\d.]+ +${FLOWS}\\n`));
 
       await waitFor(() => existsSync(out) && readFileSync(out, 'utf8').includes('"unreplied_pileup"'), 'the unreplied_pileup alert', 20_000, 100);
       fired = JSON.parse(readFileSync(out, 'utf8').trim().split('\n').find((l) => l.includes('"unreplied_pileup"'))!);

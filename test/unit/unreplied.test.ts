@@ -56,3 +56,15 @@ describe('unreplied entries', () => {
     expect(resolved.map((a) => a.event)).toEqual(['resolved']);
   });
 });
+
+describe('conntrack zones', () => {
+  it('live entries and churn per zone, once a zone other than 0 is seen', () => {
+    const e = new ChurnEngine();
+    e.ingest([ev('new', 1, T0), ev('new', 2, T0 + 1000)]);
+    expect(e.snapshot(T0 + S).zones).toBeUndefined();
+    e.ingest([ev('new', 3, T0 + S + 1000, { zone: 7 }), ev('new', 4, T0 + S + 2000, { zone: 7 }), ev('new', 5, T0 + S + 3000, { zone: 7 }), ev('destroy', 3, T0 + S + 4000, { zone: 7 })]);
+    const zones = e.snapshot(T0 + 2 * S).zones!;
+    // by live entries, then new ones
+    expect(zones.map((z) => [z.key, z.live, z.new1, z.end1])).toEqual([['7', 2, 3, 1], ['0', 2, 0, 0]]);
+  });
+});
