@@ -259,6 +259,7 @@ export function buildSink(p: PreparedSink, opts: CreateOptions = {}, extra: Part
       intervalMs: spec.rotateIntervalMs,
       gzip: spec.gzip,
       maxFiles: spec.maxFiles,
+      logger,
     });
   } else {
     transport = new HttpTransport({

@@ -16,7 +16,7 @@ import { type FileOwner, openFile } from '../util/safe-file.js';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type { SinkRecord } from '../formats/common.js';
-import type { Transport } from './types.js';
+import { type SinkLogger, type Transport, silentLogger } from './types.js';
 
 export interface FileTransportOptions {
   path: string;
@@ -31,6 +31,8 @@ export interface FileTransportOptions {
   /** mode for created files (default 0600) */
   mode?: number;
   now?: () => number;
+  /** where a failed compression or pruning of a rotated file is said (the sink's logger) */
+  logger?: SinkLogger;
 }
 
 function stamp(ms: number): string {
@@ -110,12 +112,20 @@ export class FileTransport implements Transport {
       target = `${this.o.path}.${stamp(this.now())}-${i}`;
     }
     await rename(this.o.path, target);
-    if (this.o.gzip) this.track(this.compress(target));
+    if (this.o.gzip) this.track(this.compress(target), target);
     else this.track(this.prune());
   }
 
-  private track(p: Promise<void>): void {
-    const q = p.catch(() => {}).finally(() => this.background.delete(q));
+  private track(p: Promise<void>, file?: string): void {
+    // A rotated file that cannot be compressed or pruned keeps its lines (it stays as it is); the
+    // operator is told once per failure, which file and why, since nobody waits on this promise.
+    const q = p
+      .catch((err: unknown) => {
+        const logger = this.o.logger ?? silentLogger;
+        logger.error({ sink: this.description, file: file ?? dirname(this.o.path), err: err instanceof Error ? err.message : String(err) },
+          file ? 'rotated file could not be compressed: it is kept uncompressed' : 'old rotated files could not be removed: they are kept');
+      })
+      .finally(() => this.background.delete(q));
     this.background.add(q);
   }
 

@@ -1,5 +1,5 @@
 /** The file sink: JSONL, rotation by size and time, gzip of rotated files, reopen(), mode 0600. */
-import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { linkSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -73,6 +73,25 @@ describe('file sink', () => {
     expect(files).toEqual(['ct.jsonl', 'ct.jsonl.20240101T110030000Z']);
     expect(lines(readFileSync(join(dir, files[1]), 'utf8'))).toEqual([1, 2]);
     expect(lines(readFileSync(join(dir, 'ct.jsonl'), 'utf8'))).toEqual([3]);
+  });
+
+  it('a rotated file that cannot be compressed is kept and the failure is logged, not swallowed', async () => {
+    let now = Date.UTC(2024, 0, 1, 10, 59, 0);
+    const said: { obj: Record<string, unknown>; msg?: string }[] = [];
+    const logger = { debug() {}, info() {}, warn() {}, error: (obj: object, msg?: string) => said.push({ obj: obj as Record<string, unknown>, msg }) };
+    const t = new FileTransport({ path: join(dir, 'ct.jsonl'), intervalMs: 3_600_000, gzip: true, now: () => now, logger });
+    await t.send([JSON.stringify(rec(1))]);
+    linkSync(join(dir, 'ct.jsonl'), join(dir, 'elsewhere')); // a second link: gzip refuses to read it
+    now += 90_000;
+    await t.send([JSON.stringify(rec(2))]);
+    await t.settle();
+    await t.close();
+    const rotated = join(dir, 'ct.jsonl.20240101T110030000Z');
+    expect(lines(readFileSync(rotated, 'utf8'))).toEqual([1]);
+    expect(said).toHaveLength(1);
+    expect(said[0].msg).toBe('rotated file could not be compressed: it is kept uncompressed');
+    expect(said[0].obj.file).toBe(rotated);
+    expect(String(said[0].obj.err)).toMatch(/link/);
   });
 
   it('reopen() after an external rotation writes to a fresh file', async () => {
