@@ -85,6 +85,24 @@ export function topSourceText(s: ChurnSnapshot): string {
   return p ? `top process ${p}` : '';
 }
 
+/**
+ * Who opens a destination's flows, for a line that leads with it: "api-worker (pid 4121,
+ * api.service)" when the busiest process (and unit or container) opens at least half of them, else
+ * the busiest source address when it does, else ''. The snapshot has no process-by-destination join.
+ */
+export function whoText(s: ChurnSnapshot, rate: number): string {
+  const proc = s.processes?.[0];
+  if (proc && proc.new1 >= rate * 0.5) {
+    const p = parseProcessKey(proc.key);
+    const group = s.groups?.[0];
+    const unit = group && group.new1 >= rate * 0.5 ? group.key.replace(/^unit:/, '') : '';
+    const inner = [p.pid !== undefined ? `pid ${p.pid}` : '', unit].filter(Boolean).join(', ');
+    return `${p.comm ?? 'a process'}${inner ? ` (${inner})` : ''}`;
+  }
+  const src = s.sources[0];
+  return src && src.new1 >= rate * 0.5 ? src.key : '';
+}
+
 /** "top destination 127.0.0.5:6379/tcp 2 340 new/s (1 834 TIME_WAIT)" */
 export function topDestinationText(s: ChurnSnapshot, g: Grouping): string {
   const d = s.destinations[0];

@@ -22,6 +22,7 @@ import {
   topHint,
   topOf,
   topSourceText,
+  whoText,
 } from './describe.js';
 import {
   formatCount,
@@ -463,6 +464,29 @@ export class AlertEvaluator {
           hint: conntrackHint(d.key, s.netns, r.state),
         };
       }
+      case 'leak_fill': {
+        const tp = s.table;
+        // the table's size is needed to say when it fills: no verdict without it
+        if (tp.entries === null || tp.max === null) return null;
+        const v = d.new1;
+        // what stays: new flows less the ones that ended in the same second
+        const growth = d.new1 - d.end1;
+        const ttf = growth > 0 ? Math.max(0, tp.max - tp.entries) / growth : null;
+        const who = whoText(s, v);
+        return {
+          fire: v >= r.minRate && ttf !== null && ttf < r.threshold,
+          clear: ttf === null || ttf >= r.resolve,
+          values: { value: ttf === null ? null : Math.round(ttf), threshold: r.threshold, resolve: r.resolve, minRate: r.minRate, new1: round1(v), growth: round1(growth), ...context },
+          value: () => (ttf === null ? 'not filling' : formatDuration(ttf)),
+          message: () =>
+            `${who ? `${who} opens` : 'something opens'} ${formatRate(v, g)} new connections/s to ${d.key} — table ${formatPercent(tp.entries! / tp.max!)} full, full in ${formatDuration(ttf ?? 0)}`,
+          resolved: () =>
+            ttf === null
+              ? `resolved: ${d.key} no longer fills the table (${formatRate(v, g)} new/s, ${formatRate(growth, g)}/s stays)`
+              : `resolved: ${d.key} would fill the table in ${formatDuration(ttf)}, no longer within ${formatDuration(r.threshold, false)}`,
+          hint,
+        };
+      }
       default:
         return null;
     }
@@ -552,7 +576,7 @@ export class AlertEvaluator {
   }
 }
 
-const DESTINATION_KINDS: ReadonlySet<Rule['kind']> = new Set(['churn_per_destination', 'time_wait_pileup', 'churn_baseline']);
+const DESTINATION_KINDS: ReadonlySet<Rule['kind']> = new Set(['churn_per_destination', 'time_wait_pileup', 'churn_baseline', 'leak_fill']);
 
 function nsPrefix(s: ChurnSnapshot): string {
   return s.netns ? `netns ${s.netns}: ` : '';

@@ -20,7 +20,8 @@ export type RuleKind =
   | 'kernel_drops'
   | 'time_wait_pileup'
   | 'churn_baseline'
-  | 'unreplied_pileup';
+  | 'unreplied_pileup'
+  | 'leak_fill';
 export const RULE_KINDS: readonly RuleKind[] = [
   'churn_per_destination',
   'table_fill',
@@ -29,6 +30,7 @@ export const RULE_KINDS: readonly RuleKind[] = [
   'time_wait_pileup',
   'churn_baseline',
   'unreplied_pileup',
+  'leak_fill',
 ];
 
 /** Fields every rule has. Durations are seconds. */
@@ -115,6 +117,21 @@ export interface UnrepliedPileupRule extends RuleBase, DestinationFilter {
   resolve: number;
 }
 
+/**
+ * A leak that would fill the table, seen within two snapshots: one destination's new flows over the
+ * last second, the part of them that stays in the table (new − ended), and the time that would take
+ * to fill what is left of it. Pooled traffic opens few flows and bursts end before `for` passes.
+ */
+export interface LeakFillRule extends RuleBase, DestinationFilter {
+  kind: 'leak_fill';
+  /** new flows/s over the last second to one destination, at least */
+  minRate: number;
+  /** seconds; fires when that destination alone would fill the table sooner than this */
+  threshold: number;
+  /** seconds; resolves when it would take at least this long, or it no longer grows */
+  resolve: number;
+}
+
 export type Rule =
   | ChurnPerDestinationRule
   | TableFillRule
@@ -122,7 +139,8 @@ export type Rule =
   | KernelDropsRule
   | TimeWaitPileupRule
   | ChurnBaselineRule
-  | UnrepliedPileupRule;
+  | UnrepliedPileupRule
+  | LeakFillRule;
 
 /** How each destination's normal churn is learned (shared by every rule that quotes "its median"). */
 export interface BaselineConfig {
@@ -273,6 +291,20 @@ export function defaultRules(): Rule[] {
       for: 30,
       threshold: 100,
       resolve: 50,
+    },
+    {
+      ...common,
+      ...anyDestination(),
+      name: 'leak_fill',
+      kind: 'leak_fill',
+      // opt-in for now (`leak_fill: true`): on by default it would be the demo's first alert
+      enabled: false,
+      severity: 'critical',
+      // one snapshot to see the rate, one to confirm it: a burst of a second does not fire
+      for: 1,
+      minRate: 200,
+      threshold: 15 * MINUTE,
+      resolve: 30 * MINUTE,
     },
   ];
 }

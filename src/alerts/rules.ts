@@ -71,6 +71,7 @@ const KIND_FIELDS: Record<RuleKind, string[]> = {
   time_wait_pileup: ['state', 'threshold', 'resolve', ...FILTER_FIELDS],
   churn_baseline: ['factor', 'min_rate', 'resolve_factor', 'resolve_min_rate', ...FILTER_FIELDS],
   unreplied_pileup: ['threshold', 'resolve', ...FILTER_FIELDS],
+  leak_fill: ['min_rate', 'threshold', 'resolve', ...FILTER_FIELDS],
 };
 
 function isEmpty(node: unknown): boolean {
@@ -224,6 +225,11 @@ class Parser {
         r.resolveMinRate = f.has('resolve_min_rate') ? (f.number('resolve_min_rate', 0) ?? r.resolveMinRate) : f.has('min_rate') ? r.minRate / 2 : r.resolveMinRate;
         if (r.resolveFactor > r.factor) f.issue('resolve_factor', 'must not be above factor, or the alert would flap');
         if (r.resolveMinRate > r.minRate) f.issue('resolve_min_rate', 'must not be above min_rate, or the alert would flap');
+        this.filter(f, r);
+        break;
+      case 'leak_fill':
+        r.minRate = f.number('min_rate', 1) ?? r.minRate;
+        hysteresis((t) => t * 2, 'below', (k) => f.seconds(k, { positive: true }));
         this.filter(f, r);
         break;
     }

@@ -518,3 +518,54 @@ describe('describe helpers', () => {
     expect(parseProcessKey('redis-server')).toEqual({ comm: 'redis-server' });
   });
 });
+
+describe('leak_fill (issue 16: the first alert within 2 s of a leak that would fill the table)', () => {
+  const leakRule = () => only('leak_fill', { enabled: true });
+  const processes = [dest('api-worker[4121]', 2000)];
+  const groups = [dest('unit:api.service', 2000)];
+  const tableAt = (entries: number) => ({ entries, max: 262_144 });
+
+  it('fires on the second snapshot of a leak, leading with who, the table fill and the time to full', () => {
+    const ev = new AlertEvaluator(leakRule(), { grouping: 'space' });
+    const out = feed(ev, 0, 4, (s) =>
+      snap(s, {
+        dests: [dest(REDIS, 2000, { end1: 0 })],
+        table: tableAt(52_000 + s * 2000),
+        sources: [dest('127.0.1.7', 2000)],
+        processes,
+      }),
+    );
+    const withGroups = new AlertEvaluator(leakRule(), { grouping: 'space' });
+    const [a] = feed(withGroups, 0, 2, (s) => {
+      const x = snap(s, { dests: [dest(REDIS, 2000, { end1: 0 })], table: tableAt(52_000 + s * 2000), processes });
+      x.groups = groups;
+      return x;
+    });
+    expect(out.map((x) => [x.at, x.rule, x.event])).toEqual([[1, 'leak_fill', 'alert']]);
+    expect(out[0].severity).toBe('critical');
+    expect(a.message).toBe('api-worker (pid 4121, api.service) opens 2 000 new connections/s to 127.0.0.5:6379/tcp — table 21 % full, full in ~2 min');
+    expect(a.values.value).toBe(104);
+  });
+
+  it('does not fire on pooled traffic or a one-second burst, and resolves when the flows stop staying', () => {
+    const ev = new AlertEvaluator(leakRule());
+    // pooled: a high request rate on 4 connections opens next to nothing
+    expect(feed(ev, 0, 10, (s) => snap(s, { dests: [dest(REDIS, 3, { end1: 3 })], table: tableAt(10_000) }))).toEqual([]);
+    // a burst: one second of 1500 new/s, then quiet
+    expect(feed(ev, 10, 20, (s) => snap(s, { dests: [dest('10.0.0.9:443/tcp', s === 10 ? 1500 : 0, { end1: 0 })], table: tableAt(10_000) }))).toEqual([]);
+    // churn that ends as fast as it opens does not fill the table
+    expect(feed(ev, 20, 30, (s) => snap(s, { dests: [dest('10.0.0.9:443/tcp', 3000, { end1: 3000 })], table: tableAt(10_000) }))).toEqual([]);
+    // a leak, then its flows end as fast as new ones come
+    const out = feed(ev, 30, 60, (s) => snap(s, { dests: [dest(REDIS, 1000, { end1: s < 40 ? 0 : 1000 })], table: tableAt(30_000) }));
+    expect(out.map((x) => [x.at, x.event])).toEqual([
+      [31, 'alert'],
+      [50, 'resolved'],
+    ]);
+    expect(out[0].message).toMatch(/^something opens 1.000 new connections\/s to 127\.0\.0\.5:6379\/tcp — table 11 % full, full in ~4 min$/);
+  });
+
+  it('gives no verdict without the table size', () => {
+    const ev = new AlertEvaluator(leakRule());
+    expect(feed(ev, 0, 5, (s) => snap(s, { dests: [dest(REDIS, 5000, { end1: 0 })], table: { entries: null, max: null } }))).toEqual([]);
+  });
+});

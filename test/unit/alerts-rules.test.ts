@@ -35,7 +35,7 @@ function rejects(text: string): ConfigError {
 }
 
 describe('defaults', () => {
-  it('has the seven built-in rules, enabled, with their thresholds', () => {
+  it('has the eight built-in rules, all but the opt-in leak_fill enabled, with their thresholds', () => {
     const c = defaultConfig();
     expect(c.rules.map((r) => r.name)).toEqual([
       'churn_per_destination',
@@ -45,8 +45,10 @@ describe('defaults', () => {
       'time_wait_pileup',
       'churn_baseline',
       'unreplied_pileup',
+      'leak_fill',
     ]);
-    expect(c.rules.every((r) => r.enabled && r.name === r.kind)).toBe(true);
+    expect(c.rules.every((r) => r.enabled === (r.kind !== 'leak_fill') && r.name === r.kind)).toBe(true);
+    expect(rule(c.rules, 'leak_fill', 'leak_fill')).toMatchObject({ minRate: 200, threshold: 900, resolve: 1800, for: 1, severity: 'critical' });
     expect(rule(c.rules, 'churn_per_destination', 'churn_per_destination')).toMatchObject({ threshold: 500, resolve: 400, rate: 'new10' });
     expect(rule(c.rules, 'table_fill', 'table_fill')).toMatchObject({ threshold: 80, resolve: 70 });
     expect(rule(c.rules, 'time_to_full', 'time_to_full')).toMatchObject({ threshold: 300, resolve: 600 });
@@ -74,7 +76,7 @@ describe('good files', () => {
     expect(rule(c.rules, 'kernel_drops', 'kernel_drops').enabled).toBe(false);
     const redis = rule(c.rules, 'redis', 'time_wait_pileup');
     expect(redis).toMatchObject({ match: ['*:6379/tcp'], threshold: 500, resolve: 375, state: 'TIME_WAIT', severity: 'warning' });
-    expect(c.rules).toHaveLength(8);
+    expect(c.rules).toHaveLength(9);
   });
 
   it('parses the documented example in full', () => {
