@@ -27,6 +27,9 @@ export interface ReportPoint {
   timeWait: number;
   /** kernel drop + early_drop + insert_failed, as counted by the kernel (cumulative) */
   drops: number | null;
+  /** live entries unreplied for over 5 s, and the destination with most of them; null without UPDATE events */
+  unrepliedStale: number | null;
+  unrepliedTop?: { key: string; stale: number; dnat: number };
 }
 
 /** One destination's or process's new flows per second at each point; null: not in that second's top list. */
@@ -119,6 +122,8 @@ export function pointOf(s: ChurnSnapshot): ReportPoint {
     end1: s.overall.end1,
     timeWait: s.states.TIME_WAIT ?? 0,
     drops: drops(s.table.kernel),
+    unrepliedStale: s.unreplied ? s.unreplied.stale : null,
+    ...(s.unreplied?.destinations[0] ? { unrepliedTop: { key: s.unreplied.destinations[0].key, stale: s.unreplied.destinations[0].stale, dnat: s.unreplied.destinations[0].dnat } } : {}),
   };
 }
 

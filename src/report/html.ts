@@ -172,6 +172,12 @@ export function summaryText(d: ReportData): string[] {
     const first = dropPoints.find((x) => x.drops! > dropPoints[0].drops!);
     lines.push(lost > 0 ? `Kernel: ${num(lost)} packets dropped or entries refused (drop, early_drop, insert_failed), first at ${clock(first!.time)}.` : 'Kernel: no drops during the recording.');
   }
+  const unreplied = p.filter((x) => (x.unrepliedStale ?? 0) > 0);
+  if (unreplied.length > 0) {
+    const worst = unreplied.reduce((a, b) => (b.unrepliedStale! > a.unrepliedStale! ? b : a));
+    const top = worst.unrepliedTop;
+    lines.push(`Unreplied: peak ${num(worst.unrepliedStale!)} entries unreplied for over 5 s at ${clock(worst.time)}${top ? `, most to ${top.key} (${num(top.stale)}${top.dnat > 0 ? `, ${num(top.dnat)} DNATed` : ''})` : ''}.`);
+  }
   const busiest = p.reduce((a, b) => (b.new1 > a.new1 ? b : a));
   const totalNew = d.newConnections;
   lines.push(`Churn: peak ${num(busiest.new1, 1)} new connections/s at ${clock(busiest.time)}; ${num(totalNew)} new connections in all.`);
@@ -247,6 +253,9 @@ export function renderReport(d: ReportData, generatedBy = 'ctwatch report'): str
     charts.push(chart({ id: 'fill', title: 'Tracked flows (the recording has no kernel table figures: record with --churn 1s)', times, lines: [{ name: 'live', values: plot((x) => x.live) }], yLabel: (v) => num(v), markers }));
   }
   charts.push(chart({ id: 'churn', title: 'Churn: new and ended connections per second', times, lines: [{ name: 'new/s', values: plot((x) => x.new1) }, { name: 'ended/s', values: plot((x) => x.end1) }], yLabel: (v) => num(v), markers }));
+  if (p.some((x) => (x.unrepliedStale ?? 0) > 0)) {
+    charts.push(chart({ id: 'unreplied', title: 'Entries unreplied for over 5 s (a backend gone, a stale DNAT)', times, lines: [{ name: 'unreplied_stale', values: plot((x) => x.unrepliedStale) }], yLabel: (v) => num(v), markers }));
+  }
   if (p.some((x) => x.timeWait > 0)) {
     charts.push(chart({ id: 'time-wait', title: 'Entries in TIME_WAIT', times, lines: [{ name: 'TIME_WAIT', values: plot((x) => x.timeWait) }], yLabel: (v) => num(v), markers }));
   }

@@ -6,7 +6,7 @@ import type { KeyChurn } from '../../src/churn/snapshot.js';
 const T0 = 1_764_633_600_000_000; // 2025-12-02 00:00:00 UTC
 
 function point(i: number, over: Partial<ReportPoint> = {}): ReportPoint {
-  return { time: T0 + i * 1e6, entries: 1000 * i, max: 10_000, fill: i / 10, timeToFull: i > 0 ? 30 : null, growth: 1000, live: 1000 * i, new1: 1000, end1: 0, timeWait: 0, drops: i > 3 ? 5 : 0, ...over };
+  return { time: T0 + i * 1e6, entries: 1000 * i, max: 10_000, fill: i / 10, timeToFull: i > 0 ? 30 : null, growth: 1000, live: 1000 * i, new1: 1000, end1: 0, timeWait: 0, drops: i > 3 ? 5 : 0, unrepliedStale: null, ...over };
 }
 
 function key(k: string, new1: number): KeyChurn {
@@ -56,6 +56,13 @@ describe('report page', () => {
     expect(s).toContain('new connections (90 %)'); // the process: a sum of rates, marked ~
     expect(s).toContain('~5 400');
     expect(s).toContain('Alerts: none raised');
+  });
+  it('unreplied entries get a chart and a summary line when there are any', () => {
+    expect(renderReport(data())).not.toContain('id="unreplied"');
+    const points = [0, 1, 2].map((i) => point(i, { unrepliedStale: i * 30, unrepliedTop: { key: '10.96.0.10:8125/udp', stale: i * 30, dnat: i * 30 } }));
+    const d = data({ points });
+    expect(renderReport(d)).toContain('data-series="unreplied_stale" data-values="0,30,60"');
+    expect(summaryText(d).join('\n')).toContain('Unreplied: peak 60 entries unreplied for over 5 s at 00:00:02, most to 10.96.0.10:8125/udp (60, 60 DNATed).');
   });
   it('an empty recording is a page that says so', () => {
     const html = renderReport(data({ points: [], destinations: [], processes: [], events: 0, newConnections: 0 }));
