@@ -6,6 +6,7 @@ import { report, REPORT_HELP } from './report.js';
 import { stats, STATS_HELP } from './stats.js';
 import { top, TOP_HELP } from './top.js';
 import { watch, WATCH_HELP } from './watch.js';
+import { fleet, FLEET_HELP } from './fleet.js';
 import { demo, DEMO_HELP } from './demo.js';
 import { releaseEarlySignals } from './signals.js';
 import { doctor, DOCTOR_HELP } from './doctor.js';
@@ -19,6 +20,7 @@ Commands:
   demo       the table-full incident reproduced in a throwaway namespace, caught live
   top        live view: table fill, time to full, churn, top destinations/sources
   watch      the daemon: churn alerts that name the destination and source (systemd unit)
+  fleet      many hosts in one view: their churn and alerts merged from NATS JetStream
   stats      one snapshot and exit: a monitoring check, JSON, or a node_exporter textfile
   record     write conntrack events (and flow ends, churn snapshots) as JSON lines
   replay     run the engine on a recording: flow ends and churn, deterministic
@@ -49,6 +51,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   demo: { run: demo, help: DEMO_HELP },
   top: { run: top, help: TOP_HELP },
   watch: { run: watch, help: WATCH_HELP },
+  fleet: { run: fleet, help: FLEET_HELP },
   stats: { run: stats, help: STATS_HELP },
   replay: { run: replay, help: REPLAY_HELP },
   report: { run: report, help: REPORT_HELP },
