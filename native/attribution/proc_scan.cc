@@ -2,6 +2,7 @@
 // the libuv pool (rare, and not tied to a namespace).
 #include <napi.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -70,6 +71,9 @@ class ScanWorker : public Napi::AsyncWorker {
       out_.push_back(pid);
       out_.push_back(st.starttime);
       double ns = NetnsInode(pid);
+      // Another user's process without CAP_SYS_PTRACE: neither its namespace nor its descriptors
+      // can be read. Counted, so the misses it causes are reported as `denied`, not `no-pid`.
+      if (ns < 0 && (errno == EACCES || errno == EPERM)) denied_++;
       out_.push_back(ns);
       if (ns < 0 || (!netns_.empty() && !netns_.count(ns))) {
         out_.push_back(-1);
@@ -77,7 +81,7 @@ class ScanWorker : public Napi::AsyncWorker {
       }
       size_t count_at = out_.size();
       out_.push_back(0);
-      SocketInodes(pid, &out_);
+      if (!SocketInodes(pid, &out_) && (errno == EACCES || errno == EPERM)) denied_++;
       out_[count_at] = static_cast<double>(out_.size() - count_at - 1);
       fds_scanned_++;
     }
@@ -92,6 +96,7 @@ class ScanWorker : public Napi::AsyncWorker {
     o.Set("records", arr);
     o.Set("processes", Napi::Number::New(env, static_cast<double>(pids_.size())));
     o.Set("fdScans", Napi::Number::New(env, static_cast<double>(fds_scanned_)));
+    o.Set("denied", Napi::Number::New(env, static_cast<double>(denied_)));
     o.Set("us", Napi::Number::New(env, static_cast<double>(us_)));
     deferred_.Resolve(o);
   }
@@ -106,6 +111,7 @@ class ScanWorker : public Napi::AsyncWorker {
   std::unordered_set<double> netns_;
   std::vector<double> out_;
   size_t fds_scanned_ = 0;
+  size_t denied_ = 0;  // processes whose namespace or descriptors were refused (EACCES/EPERM)
   uint64_t us_ = 0;
 };
 

@@ -85,11 +85,13 @@ void ReadSocketLinks(DIR* dir, std::vector<double>* out) {
 }
 
 // Appends the inode of every socket among the process's open files.
-void SocketInodes(int pid, std::vector<double>* out) {
+bool SocketInodes(int pid, std::vector<double>* out) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/fd", pid);
   DIR* dir = opendir(path);
-  if (dir != nullptr) ReadSocketLinks(dir, out);
+  if (dir == nullptr) return false;
+  ReadSocketLinks(dir, out);
+  return true;
 }
 
 // The same two reads through an open /proc/PID directory.

@@ -18,7 +18,9 @@ bool ParseStat(const std::string& text, Stat* st);
 bool ReadStat(int pid, Stat* st);
 double NetnsInode(int pid);
 void ReadSocketLinks(DIR* dir, std::vector<double>* out);
-void SocketInodes(int pid, std::vector<double>* out);
+// false when /proc/PID/fd could not be opened (errno says why: EACCES for another user's process
+// without CAP_DAC_READ_SEARCH / CAP_SYS_PTRACE).
+bool SocketInodes(int pid, std::vector<double>* out);
 bool ReadStatAt(int proc_dir, Stat* st);
 bool SocketInodesAt(int proc_dir, std::vector<double>* out);
 std::vector<int> ListPids();

@@ -59,6 +59,9 @@ export function startAttribution(v: AttributionValues): StartedAttribution {
     announce(log: Logger) {
       if (choice.refused) log.warn(describeAttribution(choice));
       else log.info(describeAttribution(choice));
+      if (pipeline instanceof ProcessAttribution) {
+        pipeline.onDenied = (n) => log.warn(`attribution: /proc/PID/fd of ${n} processes cannot be read (other users'), so their flows count as unattributed 'denied': add CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, or use --attribution ebpf (CAP_BPF, CAP_PERFMON)`);
+      }
     },
   };
 }

@@ -56,6 +56,9 @@ function topRows(a: Pick<FlowAttribution, 'churn' | 'groups' | 'unattributed'>, 
 export class ProcessAttribution implements FlowAttribution {
   readonly mode = 'sockdiag' as const;
   readonly attributor: Attributor;
+  /** called once, the first time a flow is unattributed because /proc was closed to us */
+  onDenied?: (processes: number) => void;
+  private deniedSaid = false;
   readonly churn = new ProcessChurn();
   /** the same per systemd unit or container */
   readonly groups = new ProcessChurn();
@@ -71,6 +74,10 @@ export class ProcessAttribution implements FlowAttribution {
         const group = groupKey(result.process);
         if (group) this.groups.opened(group, event.time);
         if (!key && result.reason) this.unattributed.opened(MISS_AS_UNATTRIBUTED[result.reason] ?? 'unseen', event.time);
+        if (result.reason === 'denied' && !this.deniedSaid) {
+          this.deniedSaid = true;
+          this.onDenied?.(this.attributor.stats.index.denied);
+        }
       },
     });
   }

@@ -25,6 +25,8 @@
  *                exited before it could be read
  *   no-socket    the kernel has no socket for the tuple (closed and freed, e.g. a RST)
  *   no-pid       a socket with a file, but no process we can see holds it
+ *   denied       the same, while some processes' /proc/PID/fd could not be read (another user's,
+ *                without CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH): the owner is probably one of them
  *   shared       several processes hold the socket (inherited across fork): which one is a guess
  *   error        the lookup itself failed (the namespace went away...), see lastError
  *   overload     dropped from a full queue before lookup (maxQueue)
@@ -68,6 +70,7 @@ export type MissReason =
   | 'gone'
   | 'no-socket'
   | 'no-pid'
+  | 'denied'
   | 'shared'
   | 'error'
   | 'overload'
@@ -245,7 +248,7 @@ export class Attributor {
     captured: 0,
     trips: 0,
     evicted: 0,
-    reasons: { 'not-local': 0, unsupported: 0, gone: 0, 'no-socket': 0, 'no-pid': 0, shared: 0, error: 0, overload: 0 },
+    reasons: { 'not-local': 0, unsupported: 0, gone: 0, 'no-socket': 0, 'no-pid': 0, denied: 0, shared: 0, error: 0, overload: 0 },
     sides: { origin: 0, reply: 0, listener: 0 },
     latency: { le1ms: 0, le5ms: 0, le10ms: 0, le50ms: 0, le100ms: 0, le1s: 0, gt1s: 0 },
   };
@@ -645,6 +648,9 @@ export class Attributor {
       this.counts.sides[side ?? 'origin']++;
     } else {
       entry.reason = reason ?? 'no-pid';
+      // A socket with a file and no owner we can see, while some processes' /proc is closed to us:
+      // say so rather than "nobody holds it".
+      if (entry.reason === 'no-pid' && this.index.stats.denied > 0) entry.reason = 'denied';
       this.counts.reasons[entry.reason as keyof typeof this.counts.reasons]++;
     }
     const lat = this.nowUs() - event.time;

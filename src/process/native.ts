@@ -78,6 +78,8 @@ export interface NativeScanResult {
   records: Float64Array;
   processes: number;
   fdScans: number;
+  /** processes whose namespace or descriptors could not be read (EACCES/EPERM) */
+  denied?: number;
   us: number;
 }
 

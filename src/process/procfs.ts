@@ -65,6 +65,9 @@ export interface ProcIndexStats {
   scanUs: number;
   /** processes whose descriptors were read */
   fdScans: number;
+  /** processes the last full listing could not read (another user's, without CAP_SYS_PTRACE and
+   * CAP_DAC_READ_SEARCH): their sockets cannot be matched */
+  denied: number;
   infoReads: number;
   /** pids seen again with another start time */
   pidReuse: number;
@@ -146,6 +149,7 @@ export class ProcIndex {
     scans: { hot: 0, prefetch: 0, new: 0, full: 0 },
     scanUs: 0,
     fdScans: 0,
+    denied: 0,
     infoReads: 0,
     pidReuse: 0,
     forgotten: 0,
@@ -452,6 +456,7 @@ export class ProcIndex {
     const r = await this.source.scan(options);
     this.stats.scanUs += r.us;
     this.stats.fdScans += r.fdScans;
+    if (mode === 'list') this.stats.denied = r.denied ?? 0;
     const seen = new Set<number>();
     const rec = r.records;
     for (let i = 0; i + 3 < rec.length; ) {

@@ -10,13 +10,17 @@ import { execFile, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { ensureLabProgram } from '../../src/lab/build.js';
 import { LiveSource } from '../../src/source/live.js';
 import { loadAddon, type NativeAttribution } from '../../src/source/native.js';
 import type { ConntrackEvent } from '../../src/source/types.js';
 import { ROOT, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
 
 const run = promisify(execFile);
-const LAB = join(ROOT, 'build', 'Release', 'ctwatch-lab');
+// The load generator is compiled on first use (src/lab/build.ts), not by npm run build.
+const lab = ensureLabProgram();
+if (lab.path === null) throw new Error(`the lab program cannot be built: ${lab.why}`);
+const LAB = lab.path;
 
 /** A source with attribution; collects NEW events. */
 class Collector {

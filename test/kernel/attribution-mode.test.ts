@@ -10,10 +10,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CLI, ROOT, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { ensureLabProgram } from '../../src/lab/build.js';
+import { CLI, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
 
 const run = promisify(execFile);
-const LAB = join(ROOT, 'build', 'Release', 'ctwatch-lab');
+// The load generator is compiled on first use (src/lab/build.ts), not by npm run build.
+const lab = ensureLabProgram();
+if (lab.path === null) throw new Error(`the lab program cannot be built: ${lab.why}`);
+const LAB = lab.path;
 const NO_BPF = ['--bounding-set=-bpf,-perfmon,-sys_admin', '--inh-caps=-bpf,-perfmon,-sys_admin'];
 
 interface Flow {
@@ -23,14 +27,14 @@ interface Flow {
   unattributed?: string;
 }
 
-function flowsTo(file: string, port: number): Flow[] {
+function flowsTo(file: string, port: number, span = 1): Flow[] {
   let text = '';
   try {
     text = readFileSync(file, 'utf8');
   } catch {
     return [];
   }
-  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow).filter((f) => f.event === 'flow' && f.dport === port);
+  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow).filter((f) => f.event === 'flow' && f.dport !== undefined && f.dport >= port && f.dport < port + span);
 }
 
 /** Starts a CLI command (optionally inside `prefix`, e.g. ip netns exec + setpriv); collects stderr. */
@@ -47,7 +51,7 @@ describe('attribution modes (real kernel, own namespace)', () => {
   let dir: string;
   beforeAll(async () => {
     // TCP entries leave the table a second after their RST, so flow ends come quickly.
-    ns = await createNetns({ sysctls: { 'net.netfilter.nf_conntrack_tcp_timeout_close': 1, 'net.netfilter.nf_conntrack_tcp_timeout_time_wait': 1 } });
+    ns = await createNetns({ sysctls: { 'net.netfilter.nf_conntrack_tcp_timeout_close': 1, 'net.netfilter.nf_conntrack_tcp_timeout_time_wait': 1, 'net.netfilter.nf_conntrack_udp_timeout': 1 } });
     dir = mkdtempSync(join(tmpdir(), 'ctwatch-attr-'));
   });
   afterAll(async () => {
@@ -71,6 +75,39 @@ describe('attribution modes (real kernel, own namespace)', () => {
       expect(wrong).toEqual([]);
       // before this fix: 0 of 200 (root's /proc/PID/fd is closed to nobody), and no reason given
       expect(missing).toEqual([]);
+    } finally {
+      w.child.kill('SIGTERM');
+      await w.exited;
+    }
+  }, 90_000);
+
+  it('--attribution sockdiag --user nobody: flows of root\'s process count as unattributed `denied` (the churn line\'s row), said once with the capabilities to add', async () => {
+    const file = join(dir, 'denied.jsonl');
+    const w = start(['watch', '--netns', ns.name, '--attribution', 'sockdiag', '--user', 'nobody', '--churn', '1s', '-o', file, '--status', '0']);
+    const deniedRow = () => {
+      let text = '';
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        return null;
+      }
+      for (const l of text.split('\n').filter(Boolean)) {
+        const r = JSON.parse(l) as { event: string; unattributed?: { key: string; live: number }[]; processes?: { key: string }[] };
+        const row = r.event === 'churn' ? r.unattributed?.find((u) => u.key === 'denied') : undefined;
+        if (row) return { row, processes: r.processes ?? [] };
+      }
+      return null;
+    };
+    try {
+      await waitFor(() => w.stderr.includes('watching the conntrack table'), `watch to start (${w.stderr})`, 15_000);
+      // one bound UDP socket that lives 2 s: sock_diag finds it, its owner's /proc is closed to nobody
+      await run('ip', ['netns', 'exec', ns.name, LAB, 'churn', 'as-root', 'udp', '127.0.0.1', '7400', '200', '100', 'bound'], { timeout: 60_000 });
+      const found = await waitFor(deniedRow, `a churn line with an unattributed 'denied' row (${w.stderr})`, 15_000, 200);
+      expect(found.row.live).toBeGreaterThan(0);
+      expect(found.processes.filter((p) => p.key.startsWith('as-root'))).toEqual([]);
+      const said = w.stderr.split('\n').filter((l) => l.includes('cannot be read'));
+      expect(said).toHaveLength(1);
+      expect(said[0]).toMatch(/add CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, or use --attribution ebpf/);
     } finally {
       w.child.kill('SIGTERM');
       await w.exited;
