@@ -57,9 +57,24 @@ function oneLine(err: unknown): never {
   throw err;
 }
 
-async function loadRules(path: string | undefined): Promise<AlertConfig> {
+async function loadRules(path: string | undefined, account?: { name: string }): Promise<AlertConfig> {
   if (!path) return defaultConfig();
-  return loadAlertConfig(path).catch(oneLine);
+  const config = await loadAlertConfig(path).catch(oneLine);
+  if (account) refuseWebhookSpools(path, config, account.name);
+  return config;
+}
+
+/**
+ * A rules-file webhook's spool is opened as its delivery is built (at start, before the switch,
+ * and again at each SIGHUP, after it): under --user it would be root's directory the account
+ * cannot write, or one the rebuilt delivery refuses. The sinks file's webhook sinks open theirs
+ * after the switch, as the account; say so rather than spool from memory only.
+ */
+function refuseWebhookSpools(path: string, config: AlertConfig, user: string): void {
+  const i = config.deliver.findIndex((d) => d.type === 'webhook' && d.sink.spool);
+  if (i < 0) return;
+  throw new CtwatchError('ERR_CONFIG', `${path}: deliver[${i}].spool: a rules-file webhook cannot spool under --user ${user}; `
+    + 'move it to the --sinks file (type: webhook, spooled as the account) or drop its spool', { exitCode: EXIT.config });
 }
 
 /** The SIEM feed: a YAML file whose `sinks:` list is validated whole before anything starts. */
@@ -119,9 +134,9 @@ export async function watch(argv: string[]): Promise<number> {
   }
   const log = logger(values);
   if (values['check-rules']) return checkFiles(values.rules, values.sinks);
-  let config = await loadRules(values.rules);
   if (values.metrics !== undefined) parseListenAddress(values.metrics);
   const account = values.user !== undefined ? lookupUser(values.user) : undefined;
+  let config = await loadRules(values.rules, account);
   const sinks = values.sinks ? await loadSinks(values.sinks, log) : undefined;
   const churnUs = values.churn ? parseChurnEvery(values.churn) : undefined;
   const statusMs = parseDuration(values.status ?? '1m', '--status') * 1000;
@@ -215,7 +230,7 @@ export async function watch(argv: string[]): Promise<number> {
     () => {
       output?.reopen();
       sinks?.reopen();
-      loadRules(values.rules).then(
+      loadRules(values.rules, account).then(
         async (next) => {
           config = next;
           await watcher.reload(next);

@@ -857,6 +857,12 @@ const CASES: Case[] = [
     says: [`${fx('rules-webhook-retries-both.yaml')}:3: deliver[0].retries: give retries or retry.max_attempts, not both`],
   },
   {
+    name: 'rules file whose webhook spools, with --user (root would open the spool before the switch)',
+    argv: () => ['watch', '--rules', fx('rules-webhook-spool.yaml'), '--user', 'nobody', '--status', '0'],
+    exit: EXIT.config,
+    says: [`${fx('rules-webhook-spool.yaml')}: deliver[0].spool: a rules-file webhook cannot spool under --user nobody; move it to the --sinks file`],
+  },
+  {
     name: 'sinks file with a webhook asked for flow records (webhooks take alerts)',
     argv: () => ['watch', '--sinks', fx('sinks-webhook-flow.yaml'), '--status', '0'],
     exit: EXIT.config,
