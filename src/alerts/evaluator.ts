@@ -400,6 +400,8 @@ export class AlertEvaluator {
       return w ? `; ${w}` : '';
     };
     const hint = conntrackHint(d.key, s.netns);
+    // a DNATed service address: name the backend its flows really go to
+    const target = d.backend !== undefined ? `${d.key} → ${d.backend}${d.backends !== undefined && d.backends > 1 ? ` (+${d.backends - 1} more)` : ''}` : d.key;
 
     switch (r.kind) {
       case 'churn_per_destination': {
@@ -411,8 +413,8 @@ export class AlertEvaluator {
           values: { value: round1(v), threshold: r.threshold, resolve: r.resolve, rate: r.rate, factor: factor === null ? null : round2(factor), ...context },
           value: () => `${formatRate(v, g)} new/s`,
           message: () =>
-            `churn to ${d.key} ${formatRate(v, g)} new/s${factor !== null ? ` (${formatFactor(factor, g)} its median)` : ''}${tableTail()}${who()}`,
-          resolved: () => `resolved: churn to ${d.key} back to ${formatRate(v, g)} new/s (≤ ${formatRate(r.resolve, g)})`,
+            `churn to ${target} ${formatRate(v, g)} new/s${factor !== null ? ` (${formatFactor(factor, g)} its median)` : ''}${tableTail()}${who()}`,
+          resolved: () => `resolved: churn to ${target} back to ${formatRate(v, g)} new/s (≤ ${formatRate(r.resolve, g)})`,
           hint,
         };
       }
@@ -436,9 +438,9 @@ export class AlertEvaluator {
           },
           value: () => `${formatRate(v, g)} new/s`,
           message: () =>
-            `churn to ${d.key} ${formatRate(v, g)} new/s, ${formatFactor(factor, g)} its median of ${formatRate(median, g)}/s over ${over}${tableTail()}${who()}`,
+            `churn to ${target} ${formatRate(v, g)} new/s, ${formatFactor(factor, g)} its median of ${formatRate(median, g)}/s over ${over}${tableTail()}${who()}`,
           resolved: () =>
-            `resolved: churn to ${d.key} back to ${formatRate(v, g)} new/s (${formatFactor(factor, g)} its median of ${formatRate(median, g)}/s)`,
+            `resolved: churn to ${target} back to ${formatRate(v, g)} new/s (${formatFactor(factor, g)} its median of ${formatRate(median, g)}/s)`,
           hint,
         };
       }
@@ -459,8 +461,8 @@ export class AlertEvaluator {
           clear: v <= r.resolve,
           values: { value: v, threshold: r.threshold, resolve: r.resolve, state: r.state, new10: round1(d.new10), ...context },
           value: () => formatCount(v, g),
-          message: () => `${formatCount(v, g)} ${r.state} flows to ${d.key}${detail()}${who()}`,
-          resolved: () => `resolved: ${r.state} flows to ${d.key} down to ${formatCount(v, g)} (≤ ${formatCount(r.resolve, g)})`,
+          message: () => `${formatCount(v, g)} ${r.state} flows to ${target}${detail()}${who()}`,
+          resolved: () => `resolved: ${r.state} flows to ${target} down to ${formatCount(v, g)} (≤ ${formatCount(r.resolve, g)})`,
           hint: conntrackHint(d.key, s.netns, r.state),
         };
       }
@@ -479,11 +481,11 @@ export class AlertEvaluator {
           values: { value: ttf === null ? null : Math.round(ttf), threshold: r.threshold, resolve: r.resolve, minRate: r.minRate, new1: round1(v), growth: round1(growth), ...context },
           value: () => (ttf === null ? 'not filling' : formatDuration(ttf)),
           message: () =>
-            `${who ? `${who} opens` : 'something opens'} ${formatRate(v, g)} new connections/s to ${d.key} — table ${formatPercent(tp.entries! / tp.max!)} full, full in ${formatDuration(ttf ?? 0)}`,
+            `${who ? `${who} opens` : 'something opens'} ${formatRate(v, g)} new connections/s to ${target} — table ${formatPercent(tp.entries! / tp.max!)} full, full in ${formatDuration(ttf ?? 0)}`,
           resolved: () =>
             ttf === null
-              ? `resolved: ${d.key} no longer fills the table (${formatRate(v, g)} new/s, ${formatRate(growth, g)}/s stays)`
-              : `resolved: ${d.key} would fill the table in ${formatDuration(ttf)}, no longer within ${formatDuration(r.threshold, false)}`,
+              ? `resolved: ${target} no longer fills the table (${formatRate(v, g)} new/s, ${formatRate(growth, g)}/s stays)`
+              : `resolved: ${target} would fill the table in ${formatDuration(ttf)}, no longer within ${formatDuration(r.threshold, false)}`,
           hint,
         };
       }

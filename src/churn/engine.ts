@@ -82,7 +82,12 @@ interface EndRates extends KeyRates {
 
 interface DestinationRates extends EndRates {
   lifetimes: LifetimeHistogram;
+  /** DNATed service address: new flows per translated backend ("127.0.0.5:6379"), at most
+   * MAX_BACKENDS (a service rarely has more worth naming; the rest are not counted) */
+  backends: Map<string, number> | undefined;
 }
+
+const MAX_BACKENDS = 8;
 
 export class ChurnEngine {
   readonly tracker: FlowTracker;
@@ -124,6 +129,7 @@ export class ChurnEngine {
         d.timed.reset();
         d.short.reset();
         d.lifetimes.reset();
+        d.backends = undefined;
       },
     );
     this.sources = new HeavyHitters<KeyRates>(topK, keyRates, resetRates);
@@ -263,6 +269,11 @@ export class ChurnEngine {
     const short = share(d.short.count(time, 60), d.timed.count(time, 60));
     if (short !== undefined) churn.shortLived = short;
     churn.error = error;
+    const top = d.backends !== undefined ? topBackend(d.backends) : undefined;
+    if (top !== undefined) {
+      churn.backend = top.backend;
+      churn.backends = top.backends;
+    }
     return churn;
   }
 
@@ -333,8 +344,19 @@ export class ChurnEngine {
   private opened(ev: ConntrackEvent, key: string): void {
     const t = ev.time;
     this.all.opened.add(t);
-    this.track(this.destinations, key, t).opened.add(t);
-    if (this.watched.size > 0) this.watched.get(key)?.opened.add(t);
+    const d = this.track(this.destinations, key, t);
+    d.opened.add(t);
+    const w = this.watched.size > 0 ? this.watched.get(key) : undefined;
+    w?.opened.add(t);
+    const r = ev.reply;
+    // DNAT: the reply comes from the backend, not from the address the flow was sent to
+    if (r.src !== ev.dst || r.sport !== ev.dport) {
+      if (r.src !== '' && r.src !== undefined) {
+        const backend = r.sport === undefined ? r.src : ev.family === 'ipv6' ? `[${r.src}]:${r.sport}` : `${r.src}:${r.sport}`;
+        countBackend(d, backend);
+        if (w !== undefined) countBackend(w, backend);
+      }
+    }
     this.track(this.sources, ev.src, t).opened.add(t);
     this.protocol(ev.proto).opened.add(t);
     this.zone(ev.zone).opened.add(t);
@@ -455,7 +477,22 @@ function endRates(): EndRates {
 }
 
 function destinationRates(): DestinationRates {
-  return { ...endRates(), lifetimes: new LifetimeHistogram() };
+  return { ...endRates(), lifetimes: new LifetimeHistogram(), backends: undefined };
+}
+
+function countBackend(d: DestinationRates, backend: string): void {
+  const m = (d.backends ??= new Map());
+  const n = m.get(backend);
+  if (n !== undefined) m.set(backend, n + 1);
+  else if (m.size < MAX_BACKENDS) m.set(backend, 1);
+}
+
+/** The backend with most new flows (ties by name), and how many were seen. */
+export function topBackend(backends: ReadonlyMap<string, number>): { backend: string; backends: number } | undefined {
+  let best: string | undefined;
+  let most = -1;
+  for (const [b, n] of backends) if (n > most || (n === most && best !== undefined && b < best)) { best = b; most = n; }
+  return best === undefined ? undefined : { backend: best, backends: backends.size };
 }
 
 /** One ended flow on a destination's figures. */

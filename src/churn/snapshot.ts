@@ -28,6 +28,10 @@ export interface KeyChurn extends Rates {
   shortLived?: number;
   /** Space-Saving overestimation bound for this key's count (0 when exact) */
   error?: number;
+  /** a DNATed service address (destinations only): the backend most of its new flows were
+   * translated to ("127.0.0.5:6379"), and how many distinct backends were seen (up to 8) */
+  backend?: string;
+  backends?: number;
 }
 
 export interface TablePressure {

@@ -70,13 +70,23 @@ function bar(fill: number, width: number): string {
   return `${'#'.repeat(full)}${'.'.repeat(width - full)}`;
 }
 
+/** "127.0.0.100:6379/tcp → 127.0.0.5:6379": a DNATed service address and the backend behind it. */
+function rowName(r: KeyChurn): string {
+  if (r.backend === undefined) return printable(r.key);
+  const more = r.backends !== undefined && r.backends > 1 ? ` +${r.backends - 1}` : '';
+  return `${printable(r.key)} → ${printable(r.backend)}${more}`;
+}
+
 function table(title: string, rows: KeyChurn[], withStates: boolean, limit: number): string[] {
+  const shown = rows.slice(0, limit);
+  // the name column grows (up to 52) for service → backend names, which do not fit 28
+  const w = Math.max(28, Math.min(52, ...shown.map((r) => rowName(r).length + 2)));
   const head = withStates
-    ? `${pad(title, 28)}${pad('NEW/s', 9, true)}${pad('10s', 9, true)}${pad('END/s', 9, true)}${pad('LIVE', 10, true)}${pad('TIME_WAIT', 11, true)}${pad('p50 life', 10, true)}${pad('p99 life', 10, true)}${pad('<1s', 7, true)}`
-    : `${pad(title, 28)}${pad('NEW/s', 9, true)}${pad('10s', 9, true)}${pad('END/s', 9, true)}${pad('LIVE', 10, true)}`;
+    ? `${pad(title, w)}${pad('NEW/s', 9, true)}${pad('10s', 9, true)}${pad('END/s', 9, true)}${pad('LIVE', 10, true)}${pad('TIME_WAIT', 11, true)}${pad('p50 life', 10, true)}${pad('p99 life', 10, true)}${pad('<1s', 7, true)}`
+    : `${pad(title, w)}${pad('NEW/s', 9, true)}${pad('10s', 9, true)}${pad('END/s', 9, true)}${pad('LIVE', 10, true)}`;
   const out = [head];
-  for (const r of rows.slice(0, limit)) {
-    let line = `${pad(printable(r.key), 28)}${pad(n(r.new1, 1), 9, true)}${pad(n(r.new10, 1), 9, true)}${pad(n(r.end1, 1), 9, true)}${pad(n(r.live), 10, true)}`;
+  for (const r of shown) {
+    let line = `${pad(rowName(r), w)}${pad(n(r.new1, 1), 9, true)}${pad(n(r.new10, 1), 9, true)}${pad(n(r.end1, 1), 9, true)}${pad(n(r.live), 10, true)}`;
     if (withStates) {
       line += `${pad(n(r.states?.TIME_WAIT ?? 0), 11, true)}${pad(secs(r.lifetimeP50), 10, true)}${pad(secs(r.lifetimeP99), 10, true)}${pad(r.shortLived === undefined ? '-' : pct(r.shortLived), 7, true)}`;
     }

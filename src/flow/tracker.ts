@@ -33,7 +33,7 @@
 
 import type { ConntrackEvent, Family, IcmpFields } from '../source/types.js';
 import { TCP_STATES } from '../source/names.js';
-import type { FlowEnd, FlowEndReason } from './types.js';
+import { natOf, type FlowEnd, type FlowEndReason } from './types.js';
 import { InternTable } from './intern.js';
 import { destinationOf, protoCode, protoName } from './keys.js';
 
@@ -306,6 +306,8 @@ export class FlowTracker {
     if (mark !== undefined) end.mark = mark;
     if (zone !== undefined) end.zone = zone;
     if (ev.netns !== undefined) end.netns = ev.netns;
+    const nat = natOf(ev);
+    if (nat !== undefined) end.nat = nat;
     out.push(end);
     if (p < 0) return destinationOf(ev);
     const destination = this.destinations.key(this.dsts[p]);

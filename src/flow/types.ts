@@ -47,4 +47,38 @@ export interface FlowEnd {
   process?: ProcessInfo | null;
   /** attribution ran and found no owner: why */
   unattributed?: Unattributed;
+  /** the kernel translated the flow (DNAT, SNAT/masquerade): where the packets really went and
+   * from where, taken from the reply tuple. Only the translated side is present; absent when the
+   * flow was not translated or ended without a DESTROY (resync, shutdown). */
+  nat?: NatTuple;
+}
+
+/** The translated addresses of a flow: `dst`/`dport` after DNAT (the backend), `src`/`sport`
+ * after SNAT or masquerade (the address and port the peer saw). */
+export interface NatTuple {
+  src?: string;
+  sport?: number;
+  dst?: string;
+  dport?: number;
+}
+
+/**
+ * What NAT did to a connection, from its two tuples: the reply comes from the real destination
+ * (reply.src:reply.sport) and goes to the real source (reply.dst:reply.dport). Undefined when
+ * neither side was translated (or the reply tuple is unknown).
+ */
+export function natOf(ev: Tuple & { reply: Tuple }): NatTuple | undefined {
+  const r = ev.reply;
+  if (r.src === '' || r.src === undefined) return undefined;
+  let nat: NatTuple | undefined;
+  if (r.src !== ev.dst || r.sport !== ev.dport) {
+    nat = { dst: r.src };
+    if (r.sport !== undefined) nat.dport = r.sport;
+  }
+  if (r.dst !== ev.src || r.dport !== ev.sport) {
+    nat ??= {};
+    nat.src = r.dst;
+    if (r.dport !== undefined) nat.sport = r.dport;
+  }
+  return nat;
 }

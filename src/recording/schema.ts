@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 import { protoNumber, STATUS_FLAGS, TCP_STATES } from '../source/names.js';
 import type { ConntrackEvent, Counters, IcmpFields, SourceEvent, Tuple } from '../source/types.js';
-import type { FlowEnd } from '../flow/types.js';
+import type { FlowEnd, NatTuple } from '../flow/types.js';
 import { LineBuffer } from './line-buffer.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { formatMicros, formatNanos, parseMicros, parseNanos } from './time.js';
@@ -134,7 +134,7 @@ function statusBytes(w: LineBuffer, status: readonly string[]): void {
 export const FLOW_FIELDS = {
   event: 0, time: 1, id: 2, family: 3, proto: 4, src: 5, dst: 6, sport: 7, dport: 8, icmp: 9, begin: 10,
   duration: 11, open: 12, clock: 13, preexisting: 14, state: 15, assured: 16, replied: 17, orig: 18,
-  reply: 19, reason: 20, mark: 21, zone: 22, netns: 23, process: 24, unattributed: 25,
+  reply: 19, reason: 20, mark: 21, zone: 22, netns: 23, process: 24, unattributed: 25, nat: 26,
 } as const satisfies Record<keyof FlowEnd, number>;
 
 /**
@@ -185,7 +185,19 @@ export function writeFlow(w: LineBuffer, f: FlowEnd): void {
     else w.object(f.process);
   }
   if (f.unattributed !== undefined) { w.ascii(',"unattributed":'); w.string(f.unattributed); }
+  if (f.nat !== undefined) natBytes(w, f.nat);
   w.ascii('}\n');
+}
+
+/** `"nat":{...}` in src, sport, dst, dport order, only the translated side's fields. */
+function natBytes(w: LineBuffer, nat: NatTuple): void {
+  w.ascii(',"nat":{');
+  let sep = false;
+  if (nat.src !== undefined) { w.ascii('"src":'); w.string(nat.src); sep = true; }
+  if (nat.sport !== undefined) { w.ascii(sep ? ',"sport":' : '"sport":'); w.number(nat.sport); sep = true; }
+  if (nat.dst !== undefined) { w.ascii(sep ? ',"dst":' : '"dst":'); w.string(nat.dst); sep = true; }
+  if (nat.dport !== undefined) { w.ascii(sep ? ',"dport":' : '"dport":'); w.number(nat.dport); }
+  w.byte(0x7d);
 }
 
 const CONNTRACK_KINDS = new Set(['new', 'update', 'destroy', 'snapshot']);

@@ -263,3 +263,41 @@ describe('ChurnEngine', () => {
     expect(engine.watching).toEqual([]);
   });
 });
+
+describe('NAT', () => {
+  const dnat = (event: ConntrackEventKind, id: number, time: number, backend: string): ConntrackEvent => {
+    const e = ev(event, id, time, { dst: '127.0.0.100', status: ['CONFIRMED', 'DST_NAT'] });
+    e.reply = { src: backend, dst: e.src, sport: 6379, dport: e.sport };
+    return e;
+  };
+
+  it('names the backend of a DNATed service address in its churn, the busiest one first', () => {
+    const engine = new ChurnEngine();
+    const events: ConntrackEvent[] = [];
+    for (let i = 0; i < 30; i++) events.push(dnat('new', i + 1, T0 + i * MS, i % 3 === 0 ? '127.0.0.6' : '127.0.0.5'));
+    engine.ingest(events);
+    const d = engine.snapshot(T0 + 30 * MS).destinations[0];
+    expect(d.key).toBe('127.0.0.100:6379/tcp');
+    expect(d.backend).toBe('127.0.0.5:6379');
+    expect(d.backends).toBe(2);
+  });
+
+  it('leaves untranslated destinations without a backend', () => {
+    const engine = new ChurnEngine();
+    engine.ingest([ev('new', 1, T0)]);
+    expect(engine.snapshot(T0 + MS).destinations[0].backend).toBeUndefined();
+  });
+
+  it('puts the translated destination and source on the flow line', () => {
+    const engine = new ChurnEngine();
+    const [flowDnat] = engine.ingest([dnat('new', 1, T0, '127.0.0.5'), dnat('destroy', 1, T0 + MS, '127.0.0.5')]);
+    expect(flowDnat.dst).toBe('127.0.0.100');
+    expect(flowDnat.nat).toEqual({ dst: '127.0.0.5', dport: 6379 });
+    const snat = ev('destroy', 2, T0 + 2 * MS, { src: '10.0.0.2', sport: 5555 });
+    snat.reply = { src: '127.0.0.5', dst: '192.0.2.1', sport: 6379, dport: 40007 };
+    const [flowSnat] = engine.ingest([snat]);
+    expect(flowSnat.nat).toEqual({ src: '192.0.2.1', sport: 40007 });
+    const [plain] = engine.ingest([ev('destroy', 3, T0 + 3 * MS)]);
+    expect(plain.nat).toBeUndefined();
+  });
+});

@@ -25,6 +25,7 @@ const flows: Record<string, FlowEnd> = {
   everything: {
     ...base, open: 0.000123, state: 'TIME_WAIT', orig: { packets: 6, bytes: 360 }, reply: { packets: 4, bytes: 2_000_000_000_000 },
     mark: 0, zone: 7, netns: 'prod "eu"\n\u00e9', process: { pid: 4121, comm: 'api-wörker', exe: '/usr/bin/x', uid: 0, user: 'root', cgroup: '/a', unit: 'a.service' },
+    nat: { src: '192.0.2.1', sport: 40001, dst: '127.0.0.5', dport: 6379 },
   },
   icmp6: {
     ...base, family: 'ipv6', proto: 'icmpv6', src: '2001:db8::1', dst: 'fe80::1', sport: undefined, dport: undefined,
