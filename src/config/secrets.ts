@@ -5,6 +5,7 @@
  * takes on the wire is scrubbed from errors before they reach `lastError` or a log line.
  */
 import type { Fields } from './reader.js';
+import { FileRefused } from '../util/safe-file.js';
 
 /** Where a secret comes from. */
 export interface SecretRef {
@@ -81,6 +82,12 @@ export function readHeaders(f: Fields, key = 'headers'): Record<string, HeaderVa
   return out;
 }
 
+/** Why a file could not be read: the refusal when it was unsafe (a FIFO, a device, a planted link), else the errno. */
+export function cannotRead(path: string, err: unknown): string {
+  if (err instanceof FileRefused && (err.code.startsWith('ERR_') || err.code === 'ELOOP' || err.code === 'ENOTDIR')) return `cannot read ${path}: ${err.reason}`;
+  return `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
+}
+
 /**
  * Reads a secret now (at start-up, so a missing file fails then). Returns the value, or a reason
  * that names the file or variable (never the value).
@@ -94,7 +101,7 @@ export function resolveSecret(ref: SecretRef, env: NodeJS.ProcessEnv, readFile: 
   try {
     buf = readFile(ref.file!);
   } catch (err) {
-    return { reason: `cannot read ${ref.file} (${(err as NodeJS.ErrnoException).code ?? String(err)})` };
+    return { reason: cannotRead(ref.file!, err) };
   }
   const v = buf.toString('utf8').trim();
   return v ? { value: v } : { reason: `${ref.file} is empty` };

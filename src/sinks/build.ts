@@ -3,10 +3,9 @@
  * TLS files — so a missing file fails at start-up (or at SIGHUP), naming the key; `buildSink` makes
  * the transport and the delivery engine. The SIEM sinks and the alert webhooks are built here alike.
  */
-import { readFileSync } from 'node:fs';
 import { hostname as osHostname, networkInterfaces } from 'node:os';
 import type { ConfigIssue } from '../config/reader.js';
-import { resolveSecret, type SecretRef } from '../config/secrets.js';
+import { cannotRead, resolveSecret, type SecretRef } from '../config/secrets.js';
 import { formatFor, formatInfo, type Formatter } from '../formats/index.js';
 import { type FormatOptions, type HostInfo, type ProductInfo, type SinkRecord, recordKind } from '../formats/common.js';
 import type { EventKind, SinkSpec } from './config.js';
@@ -14,7 +13,10 @@ import { SinkConfigError } from './errors.js';
 import { FileTransport } from './file.js';
 import { type HttpAuth, HttpTransport } from './http.js';
 import { DeliverySink, type SinkOptions } from './sink.js';
-import type { FileOwner } from '../util/safe-file.js';
+import { type FileOwner, readTrustedFile } from '../util/safe-file.js';
+
+/** The largest secret or TLS file a sink reads. */
+const SECRET_FILE_MAX = 1 << 20;
 import { SyslogTransport, type SyslogTlsOptions } from './syslog.js';
 import { NatsTransport, subjectToken } from './nats.js';
 import { type Sink, type SinkCounters, type SinkLogger, type Transport, silentLogger } from './types.js';
@@ -134,7 +136,9 @@ export interface PreparedSink {
  */
 export function prepareSink(spec: SinkSpec, issues: ConfigIssue[], opts: CreateOptions = {}, index = 0): PreparedSink | undefined {
   const env = opts.env ?? process.env;
-  const read = opts.readFile ?? ((p: string) => readFileSync(p));
+  // Secrets and TLS files are read as root from paths an operator names: a trusted way there, no
+  // FIFO or device, at most 1 MiB (a CA bundle is a few hundred KiB).
+  const read = opts.readFile ?? ((p: string) => readTrustedFile(p, SECRET_FILE_MAX));
   const before = issues.length;
   const path = spec.at ?? `sinks[${index}]`;
   const problem = (key: string, reason: string): void => void issues.push({ line: 0, field: `${path}.${key}`, reason });
@@ -143,7 +147,7 @@ export function prepareSink(spec: SinkSpec, issues: ConfigIssue[], opts: CreateO
     try {
       return read(p);
     } catch (err) {
-      problem(key, `cannot read ${p} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+      problem(key, cannotRead(p, err));
       return undefined;
     }
   };

@@ -152,7 +152,9 @@ export function describeKind(st: Stats): string {
 /** Why entries of `dir` can be changed by someone other than root and us; undefined when they cannot. */
 function changeableBy(dir: string, st: Stats, entry: Stats | undefined): string | undefined {
   if (!ours(st.uid)) return `${dir} belongs to ${describeUid(st.uid)}`;
-  const groupWrite = (st.mode & 0o020) !== 0 && st.gid !== 0;
+  // No exemption for group root: with a POSIX ACL the group bits are the ACL's mask, so a
+  // root:root 0775 directory may be writable by a named account (setfacl -m u:alice:rwx).
+  const groupWrite = (st.mode & 0o020) !== 0;
   const otherWrite = (st.mode & 0o002) !== 0;
   if (!groupWrite && !otherWrite) return undefined;
   // Sticky (/tmp): only an entry's owner (or the directory's) may rename or remove it. An entry
@@ -305,6 +307,57 @@ export function readSmallFile(path: string, maxBytes: number): Buffer | undefine
     return buf.subarray(0, off);
   } finally {
     closeSync(f.fd);
+  }
+}
+
+/**
+ * A file ctwatch reads as root but does not own (a token, a password, a TLS key or CA bundle), at
+ * most `maxBytes`: reached by a trusted way (trustedDirectory: a symlink is followed only where
+ * nobody else could have put it, so /etc/ssl/certs links work and a planted one in another
+ * account's directory does not), opened O_NOFOLLOW|O_NONBLOCK (a FIFO does not hang it), a regular
+ * file (not /dev/zero), read within the bound. Throws FileRefused.
+ */
+export function readTrustedFile(path: string, maxBytes: number): Buffer {
+  let real = resolve(path);
+  for (let links = 0; ; links++) {
+    const dir = trustedDirectory(dirname(real));
+    const entry = join(dir, basename(real));
+    let st: Stats;
+    try {
+      st = lstatSync(entry);
+    } catch (err) {
+      throw errnoRefusal(err, entry);
+    }
+    // the directory holding it, too: whoever can change its entries chooses what root reads
+    const why = changeableBy(dir, lstatSync(dir), st);
+    if (why) throw new FileRefused(`${why}, who could put something else at ${entry}`, 'ERR_UNSAFE_PATH', 'keep secrets in a directory only root can change');
+    if (!st.isSymbolicLink()) {
+      real = entry;
+      break;
+    }
+    if (links >= 40) throw new FileRefused(`too many symbolic links on the way to ${path}`, 'ELOOP');
+    real = resolve(dir, readlinkSync(entry));
+  }
+  let fd: number;
+  try {
+    fd = openSync(real, C.O_RDONLY | NO_FOLLOW);
+  } catch (err) {
+    throw errnoRefusal(err, real);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new FileRefused(`${real} is ${describeKind(st)}, not a regular file`, 'ERR_UNSAFE_FILE');
+    if (st.size > maxBytes) throw new FileRefused(`${real} is ${st.size} bytes, more than the ${maxBytes} it can be`, 'ERR_UNSAFE_FILE');
+    const buf = Buffer.alloc(st.size);
+    let off = 0;
+    while (off < buf.length) {
+      const n = readSync(fd, buf, off, buf.length - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    return buf.subarray(0, off);
+  } finally {
+    closeSync(fd);
   }
 }
 
