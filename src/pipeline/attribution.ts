@@ -11,6 +11,7 @@ import type { ChurnSnapshot } from '../churn/snapshot.js';
 import type { FlowEnd, ProcessInfo } from '../flow/types.js';
 import { Attributor, cgroupFacts, cgroupPath, flowKey, groupKey, processKey, Users, type AttributorOptions, type CgroupFacts } from '../process/index.js';
 import type { ConntrackEvent, NativeOwner, SourceEvent, Unattributed } from '../source/types.js';
+import { UNATTRIBUTED_REASONS } from '../source/decode.js';
 
 /** Flows taken, attributed, and the misses by reason (the metrics' attribution_* series). */
 export interface AttributionCounts {
@@ -149,7 +150,8 @@ export class OwnerAttribution implements FlowAttribution {
   readonly churn = new ProcessChurn();
   readonly groups = new ProcessChurn();
   readonly unattributed = new ProcessChurn(32, 16);
-  readonly stats: AttributionCounts & { remembered: number; evicted: number } = { flows: 0, attributed: 0, reasons: {}, remembered: 0, evicted: 0 };
+  // every reason at 0 until it happens, so rate(...{reason="gone"}) is 0 rather than no data
+  readonly stats: AttributionCounts & { remembered: number; evicted: number } = { flows: 0, attributed: 0, reasons: Object.fromEntries(UNATTRIBUTED_REASONS.map((r) => [r, 0])), remembered: 0, evicted: 0 };
   private readonly recent = new Map<string, Remembered>();
   private readonly users = new Users();
   /** cgroup id -> what its path says; null while being read */

@@ -16,6 +16,8 @@ const HAS = {
 } as const;
 // native/conntrack/record.h: Unattributed, OwnerSide; attribution/bpf/stamp.h: stamp_via (7: sock_diag)
 const UNATTRIBUTED: (Unattributed | undefined)[] = [undefined, 'not-local', 'unsupported', 'no-stamp', 'preexisting', 'ambiguous', 'no-hook', 'gone', 'no-pid', 'denied', 'shared', 'late', 'overload'];
+/** Every reason the reader can give for a NEW without an owner (eBPF mode), in the record's order. */
+export const UNATTRIBUTED_REASONS = UNATTRIBUTED.filter((r): r is Unattributed => r !== undefined);
 const VIA: NativeOwner['via'][] = ['connect', 'connect', 'sendto', 'send', 'listen', 'bind', 'seeded', 'sockdiag'];
 const AF_INET = 2;
 const KIND_NAMES: Record<number, ConntrackEventKind> = { 1: 'new', 2: 'update', 3: 'destroy', 4: 'snapshot' };

@@ -293,7 +293,7 @@ const CASES: Case[] = [
     name: 'unknown command',
     argv: () => ['recrod', '--duration', '1s'],
     exit: EXIT.usage,
-    says: ["unknown command 'recrod'", 'record, demo, top, watch, stats, replay', 'ctwatch --help'],
+    says: ["unknown command 'recrod'", 'record, demo, top, watch, fleet, stats, replay, report, doctor', 'ctwatch --help'],
   },
   ...(['record', 'top', 'stats', 'watch', 'replay', 'demo'] as const).map(
     (cmd): Case => ({

@@ -196,8 +196,9 @@ describe('flow engine (real kernel, own namespace)', () => {
       expect(r.table).toEqual(c.table);
       expect(r.live).toBe(c.live);
     }
-    // Process attribution needs live sockets: a replay has the flows, not their processes.
-    const withoutProcess = (rows: Record<string, unknown>[]) => rows.map(({ process: _p, ...rest }) => rest);
+    // Process attribution needs live sockets: a replay has the flows, not their processes (nor why
+    // a flow had none).
+    const withoutProcess = (rows: Record<string, unknown>[]) => rows.map(({ process: _p, unattributed: _u, ...rest }) => rest);
     expect(flows(replayed)).toEqual(withoutProcess(flows(live)));
     expect(flows(live).length).toBeGreaterThanOrEqual(1230);
     // And the same file gives the same output twice.

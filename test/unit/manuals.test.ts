@@ -21,7 +21,7 @@ const cmds = commandHelps();
 
 describe('--help, man ctwatch and the completions agree', () => {
   it('every command has a summary and flags, and --help prints exactly that text', () => {
-    expect(cmds.map((c) => c.name).sort()).toEqual(['demo', 'doctor', 'record', 'replay', 'report', 'stats', 'top', 'watch']);
+    expect(cmds.map((c) => c.name).sort()).toEqual(['demo', 'doctor', 'fleet', 'record', 'replay', 'report', 'stats', 'top', 'watch']);
     for (const c of cmds) {
       expect(c.summary, c.name).not.toBe('');
       expect(flagsOf(c.help).map((f) => f.long), c.name).toContain('help');
