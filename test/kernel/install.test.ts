@@ -78,6 +78,10 @@ describe('npm install -g of the packed checkout, without a compiler', () => {
     expect(paths).toContain('src/lab/ctwatch-lab.c');
     expect(paths).toContain('contrib/ctwatch.service');
     expect(paths).toContain('docs/runbook.md');
+    // the JSON Schemas doctor --help and stats --help point at
+    expect(paths).toContain('schema/v1/doctor.json');
+    expect(paths).toContain('schema/v1/churn.json');
+    expect(paths).toContain('schema/v1/flow.json');
     // generated from --help by prepack (scripts/gen-manuals.mjs)
     expect(paths).toContain('man/ctwatch.1');
     expect(paths).toContain('completion/ctwatch.bash');
