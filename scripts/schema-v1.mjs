@@ -100,6 +100,11 @@ const flow = file('flow', 'ctwatch v1 "flow" record (one per connection that lef
     mark: u(U32), zone: u(U16), netns,
     process: { anyOf: [processInfo, { type: 'null' }] },
     unattributed: { type: 'string' },
+    nat: {
+      type: 'object', additionalProperties: false, minProperties: 1,
+      properties: { src: address, sport: u(U16), dst: address, dport: u(U16) },
+      description: 'the translated side of a NATed flow, from the reply tuple',
+    },
   },
 }, 'docs/schema.md, "flow"');
 
@@ -131,6 +136,7 @@ const keyChurn = {
   type: 'object', required: ['key', ...ratesRequired, 'live'],
   properties: {
     key: { type: 'string' }, ...rates, live: count, states: stateCounts,
+    backend: { type: 'string' }, backends: count,
     lifetimeP50: { type: 'number', minimum: 0 }, lifetimeP99: { type: 'number', minimum: 0 }, shortLived: share, error: count,
   },
 };
@@ -228,9 +234,47 @@ const doctor = file('doctor', 'ctwatch v1 `doctor --json` output', {
   },
 }, 'ctwatch doctor --json: one object; exit status 0 ok, 1 warn, 2 fail');
 
+const nullableNumber = { type: ['number', 'null'] };
+const fleetKey = {
+  type: 'object', required: ['key', 'newPerS', 'live', 'hosts'],
+  properties: {
+    key: { type: 'string' }, newPerS: { type: 'number', minimum: 0 }, live: count,
+    hosts: { type: 'array', items: { type: 'object', required: ['host', 'newPerS'], properties: { host: { type: 'string' }, newPerS: { type: 'number', minimum: 0 } } } },
+  },
+};
+const fleet = file('fleet', 'ctwatch v1 `fleet --json` view (one line per refresh)', {
+  type: 'object',
+  required: ['v', 'event', 'time', 'hosts', 'destinations', 'processes', 'alerts', 'messages'],
+  properties: {
+    ...head('fleet'),
+    hosts: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['host', 'fill', 'entries', 'max', 'timeToFull', 'newPerS', 'live', 'topDestination', 'topProcess', 'flows', 'alerts', 'silentFor', 'silent', 'time'],
+        properties: {
+          host: { type: 'string' }, fill: nullableNumber, entries: nullableCount, max: nullableCount, timeToFull: nullableNumber,
+          newPerS: { type: 'number', minimum: 0 }, live: count, topDestination: { type: ['string', 'null'] }, topProcess: { type: ['string', 'null'] },
+          flows: count, alerts: count, silentFor: { type: 'number', minimum: 0 }, silent: { type: 'boolean' }, time: { type: ['string', 'null'], description: "the host's time of its last snapshot" },
+        },
+      },
+    },
+    destinations: { type: 'array', items: fleetKey },
+    processes: { type: 'array', items: fleetKey },
+    alerts: {
+      type: 'array',
+      items: {
+        type: 'object', required: ['rule', 'severity', 'subject', 'message', 'hosts'],
+        properties: { rule: { type: 'string' }, severity: { type: 'string' }, subject: { type: 'string' }, message: { type: 'string' }, hosts: { type: 'array', items: { type: 'string' } } },
+      },
+    },
+    messages: count,
+  },
+}, 'docs/fleet.md');
+
 export const SCHEMAS = {
   new: conntrack('new'), update: conntrack('update'), destroy: conntrack('destroy'), snapshot: conntrack('snapshot'),
-  snapshot_done: snapshotDone, overflow, resync, flow, churn, alert: alertFile('alert'), resolved: alertFile('resolved'), doctor,
+  snapshot_done: snapshotDone, overflow, resync, flow, churn, alert: alertFile('alert'), resolved: alertFile('resolved'), doctor, fleet,
 };
 
 export function render(schema) {

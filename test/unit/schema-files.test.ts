@@ -81,6 +81,7 @@ describe('schema/v1', () => {
       { event: 'snapshot_done', time: t, entries: 5, failed: 16, netns: 'prod' },
       { ...records.udp4_flow, process: { pid: 4121, comm: 'api-worker', tid: 4122, uid: 1000, user: 'app', exe: '/usr/bin/api', cgroup: '/system.slice/api.service', unit: 'api.service', side: 'origin' } },
       { ...records.udp4_flow, process: null, unattributed: 'gone' },
+      { ...records.udp4_flow, nat: { dst: '10.0.0.80', dport: 8080 } },
     ];
     for (const rec of extra) expect(invalid(JSON.parse(toLine(rec))), JSON.stringify(rec)).toBe('');
   });
