@@ -5,7 +5,8 @@
  *
  * Runs as root, so the place it is kept is checked first: the package's build/Release when every
  * directory on the way is a real directory (no symlink) owned by root or us and writable by no one
- * else; otherwise a private temporary directory for this run. The program is written under a
+ * else, and its parents pass safe-file's trusted walk (an old program is reused only from there,
+ * and the source is compiled only when it is root's or ours alone); otherwise a private temporary directory for this run. The program is written under a
  * temporary name and renamed into place, so a half-written one is never run.
  */
 import { execFileSync } from 'node:child_process';
@@ -13,6 +14,7 @@ import { lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync } from 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { trustedDirectory } from '../util/safe-file.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const LAB_SOURCE = join(ROOT, 'src', 'lab', 'ctwatch-lab.c');
@@ -28,10 +30,20 @@ function trusted(path: string): boolean {
   try {
     const st = lstatSync(path);
     const uid = process.geteuid?.() ?? 0;
-    return st.isDirectory() && (st.uid === 0 || st.uid === uid) && (st.mode & 0o022) === 0;
+    if (!(st.isDirectory() && (st.uid === 0 || st.uid === uid) && (st.mode & 0o022) === 0)) return false;
+    // and the way to it: no parent another account could change (safe-file's walk)
+    trustedDirectory(path);
+    return true;
   } catch {
     return false;
   }
+}
+
+/** Ours (root or us) and writable by no one else: a file root may compile or run. */
+function ownFile(path: string): boolean {
+  const st = lstatSync(path);
+  const uid = process.geteuid?.() ?? 0;
+  return st.isFile() && (st.uid === 0 || st.uid === uid) && (st.mode & 0o022) === 0;
 }
 
 /** The first compiler on PATH, or null. */
@@ -54,6 +66,8 @@ function usable(path: string): boolean {
   try {
     const st = lstatSync(path);
     const uid = process.geteuid?.() ?? 0;
+    // the program is run as root: reused only from a directory nobody else can change
+    if (!(trusted(ROOT) && trusted(dirname(dirname(path))) && trusted(dirname(path)))) return false;
     return st.isFile() && (st.uid === 0 || st.uid === uid) && (st.mode & 0o022) === 0 && st.mtimeMs >= statSync(LAB_SOURCE).mtimeMs;
   } catch {
     return false;
@@ -64,6 +78,11 @@ function usable(path: string): boolean {
 export function ensureLabProgram(): LabProgram {
   if (usable(LAB_BINARY)) return { path: LAB_BINARY, built: false };
   const cc = findCompiler();
+  try {
+    if (!ownFile(LAB_SOURCE)) return { path: null, why: `${LAB_SOURCE} is not root's (or ours) alone: it is not compiled and run as root` };
+  } catch (err) {
+    return { path: null, why: `${LAB_SOURCE}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
+  }
   if (!cc) return { path: null, why: `no C compiler (${COMPILERS.join(', ')}) on PATH to build ${LAB_SOURCE}` };
   let dir = dirname(LAB_BINARY);
   const build = dirname(dir);

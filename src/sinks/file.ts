@@ -47,10 +47,13 @@ export class FileTransport implements Transport {
   private reopenRequested = false;
   private readonly background = new Set<Promise<void>>();
   private readonly now: () => number;
+  /** the live file's real path, as the safe open reached it: rotation and pruning act there */
+  private livePath: string;
 
   constructor(private readonly o: FileTransportOptions) {
     this.description = `file ${o.path}`;
     this.now = o.now ?? Date.now;
+    this.livePath = o.path;
   }
 
   encode(_rec: SinkRecord, line: string): string {
@@ -70,6 +73,7 @@ export class FileTransport implements Transport {
   private openNow(owner?: FileOwner): number {
     const f = openFile(this.o.path, { access: 'append', mode: this.o.mode ?? 0o600, owner });
     this.fd = f.fd;
+    this.livePath = f.path;
     this.size = f.size;
     this.openedAt = this.now();
     return f.fd;
@@ -107,11 +111,11 @@ export class FileTransport implements Transport {
 
   private async rotate(): Promise<void> {
     await this.closeFile();
-    let target = `${this.o.path}.${stamp(this.now())}`;
+    let target = `${this.livePath}.${stamp(this.now())}`;
     for (let i = 1; await exists(target) || await exists(`${target}.gz`); i++) {
-      target = `${this.o.path}.${stamp(this.now())}-${i}`;
+      target = `${this.livePath}.${stamp(this.now())}-${i}`;
     }
-    await rename(this.o.path, target);
+    await rename(this.livePath, target);
     if (this.o.gzip) this.track(this.compress(target), target);
     else this.track(this.prune());
   }
@@ -146,11 +150,18 @@ export class FileTransport implements Transport {
 
   private async prune(): Promise<void> {
     if (this.o.maxFiles === undefined) return;
-    const dir = dirname(this.o.path);
-    const prefix = `${basename(this.o.path)}.`;
-    const rotated = (await readdir(dir))
-      .filter((n) => n.startsWith(prefix) && /^\d{8}T\d{9}Z/.test(n.slice(prefix.length)))
-      .sort();
+    const dir = dirname(this.livePath);
+    const prefix = `${basename(this.livePath)}.`;
+    const named = (await readdir(dir)).filter((n) => n.startsWith(prefix) && /^\d{8}T\d{9}Z/.test(n.slice(prefix.length)));
+    // Only files we rotated count: in a shared (sticky) directory another account could create
+    // names that sort as newest, and pruning would then remove our real rotated files.
+    const uid = process.geteuid?.() ?? 0;
+    const rotated: string[] = [];
+    for (const n of named) {
+      const st = await lstat(join(dir, n)).catch(() => undefined);
+      if (st?.isFile() && st.uid === uid) rotated.push(n);
+    }
+    rotated.sort();
     for (const n of rotated.slice(0, Math.max(0, rotated.length - this.o.maxFiles))) {
       await unlink(join(dir, n)).catch(() => {});
     }

@@ -1,5 +1,5 @@
 /** The file sink: JSONL, rotation by size and time, gzip of rotated files, reopen(), mode 0600. */
-import { linkSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, linkSync, mkdtempSync, writeFileSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -92,6 +92,21 @@ describe('file sink', () => {
     expect(said[0].msg).toBe('rotated file could not be compressed: it is kept uncompressed');
     expect(said[0].obj.file).toBe(rotated);
     expect(String(said[0].obj.err)).toMatch(/link/);
+  });
+
+  it("pruning counts only files it rotated: names another account made in a shared directory do not push ours out", async () => {
+    chmodSync(dir, 0o1777); // a sticky shared directory, as /tmp
+    const planted = join(dir, 'ct.jsonl.99999999T999999999Z');
+    writeFileSync(planted, 'not ours\n');
+    chownSync(planted, 65534, 65534);
+    let now = Date.UTC(2024, 0, 1, 10, 59, 0);
+    const t = new FileTransport({ path: join(dir, 'ct.jsonl'), intervalMs: 3_600_000, maxFiles: 1, now: () => now });
+    await t.send([JSON.stringify(rec(1))]);
+    now += 90_000;
+    await t.send([JSON.stringify(rec(2))]);
+    await t.settle();
+    await t.close();
+    expect(readdirSync(dir).sort()).toEqual(['ct.jsonl', 'ct.jsonl.20240101T110030000Z', 'ct.jsonl.99999999T999999999Z']);
   });
 
   it('reopen() after an external rotation writes to a fresh file', async () => {
