@@ -8,8 +8,8 @@
  * fallback compile) wins over the prebuild in the package, so a local rebuild is never shadowed.
  * Every path tried is named, with why it did not load, when none does.
  */
-const { existsSync, readFileSync } = require('node:fs');
-const { join } = require('node:path');
+const { existsSync, lstatSync, readFileSync, realpathSync } = require('node:fs');
+const { dirname, join } = require('node:path');
 
 const ROOT = join(__dirname, '..');
 const TARGET = `${process.platform}-${process.arch}`;
@@ -32,6 +32,34 @@ function prebuildInfo(root = ROOT) {
 }
 
 /**
+ * Why root must not load `path`, or null: loading an addon is running its code, so as root the
+ * file and every directory on its real path must be root's (or ours) and writable by no one else
+ * (a sticky directory only when what sits in it is ours) — else a planted build/Debug would win.
+ */
+function unsafeReason(path) {
+  const uid = typeof process.geteuid === 'function' ? process.geteuid() : 0;
+  if (uid !== 0) return null;
+  let real;
+  try {
+    real = realpathSync(path);
+  } catch (err) {
+    return String((err && err.code) || err);
+  }
+  const ours = (st) => st.uid === 0 || st.uid === uid;
+  const file = lstatSync(real);
+  if (!file.isFile() || !ours(file) || (file.mode & 0o022) !== 0) return `${real} is not root's alone (owner ${file.uid}, mode ${(file.mode & 0o7777).toString(8)}): root does not load it`;
+  let entry = file;
+  for (let dir = dirname(real); ; dir = dirname(dir)) {
+    const st = lstatSync(dir);
+    const writable = (st.mode & 0o022) !== 0;
+    const sticky = (st.mode & 0o1000) !== 0;
+    if (!ours(st) || (writable && !(sticky && ours(entry)))) return `${dir} can be changed by another account: root does not load ${real} from there`;
+    entry = st;
+    if (dir === '/') return null;
+  }
+}
+
+/**
  * Returns { addon, path, skipped } where skipped lists earlier candidates that exist but failed
  * to load ({ path, reason }); or { addon: null, tried } with every candidate and its reason.
  */
@@ -40,6 +68,11 @@ function load(root = ROOT) {
   for (const path of candidates(root)) {
     if (!existsSync(path)) {
       tried.push({ path, reason: 'not there' });
+      continue;
+    }
+    const unsafe = unsafeReason(path);
+    if (unsafe) {
+      tried.push({ path, reason: unsafe });
       continue;
     }
     try {
