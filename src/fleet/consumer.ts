@@ -21,6 +21,8 @@ export interface FleetConsumerOptions {
   creds?: string;
   tls?: { ca?: string; cert?: string; key?: string; servername?: string };
   timeoutMs?: number;
+  /** a new durable starts at the stream's first message instead of each subject's last (benchmarks, backfills) */
+  fromStart?: boolean;
 }
 
 export class FleetConsumer {
@@ -62,7 +64,7 @@ export class FleetConsumer {
         await jsm.consumers.add(o.stream, {
           durable_name: o.durable,
           ack_policy: AckPolicy.All,
-          deliver_policy: DeliverPolicy.LastPerSubject,
+          deliver_policy: o.fromStart ? DeliverPolicy.All : DeliverPolicy.LastPerSubject,
           filter_subject: `${o.prefix ?? 'ctwatch'}.>`,
           max_ack_pending: 200_000,
           ack_wait: 30e9,
