@@ -1,5 +1,6 @@
 /** `ctwatch fleet`: every host's churn and alerts from NATS JetStream, merged into one view. */
-import { readFileSync } from 'node:fs';
+import { cannotRead } from '../config/secrets.js';
+import { readTrustedFile } from '../util/safe-file.js';
 import { Gauge, Counter, Registry } from 'prom-client';
 import { FleetConsumer } from '../fleet/consumer.js';
 import { FleetState, DEFAULT_FLEET } from '../fleet/merge.js';
@@ -43,11 +44,11 @@ Example: ctwatch fleet --nats nats://nats1:4222,nats://nats2:4222 --user fleet -
 function file(path: string | undefined, flag: string): string | undefined {
   if (path === undefined) return undefined;
   try {
-    const v = readFileSync(path, 'utf8').trim();
+    const v = readTrustedFile(path, 1 << 20).toString('utf8').trim();
     if (!v) throw new Error('empty');
     return v;
   } catch (err) {
-    throw new CtwatchError('ERR_USAGE', `${flag} ${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { exitCode: EXIT.noInput });
+    throw new CtwatchError('ERR_USAGE', `${flag} ${cannotRead(path, err)}`, { exitCode: EXIT.noInput });
   }
 }
 
@@ -115,7 +116,9 @@ export async function fleet(argv: string[]): Promise<number> {
     password: file(values['password-file'], '--password-file'),
     token: file(values['token-file'], '--token-file'),
     creds: file(values.creds, '--creds'),
-    tls: tlsFiles || values['tls-servername'] ? {
+    // a tls:// server means TLS, whatever the server's INFO offers (the client would otherwise
+    // send credentials in clear to whoever answers without TLS)
+    tls: tlsFiles || values['tls-servername'] || servers.some((u) => u.startsWith('tls://')) ? {
       ca: file(values['tls-ca'], '--tls-ca'), cert: file(values['tls-cert'], '--tls-cert'), key: file(values['tls-key'], '--tls-key'),
       ...(values['tls-servername'] ? { servername: values['tls-servername'] } : {}),
     } : undefined,
@@ -128,6 +131,7 @@ export async function fleet(argv: string[]): Promise<number> {
   const m = {
     hosts: g('fleet_hosts', 'hosts that have published'),
     silent: g('fleet_hosts_silent', 'hosts with nothing published for --silent-after'),
+    dropped: g('fleet_messages_dropped', 'messages not kept because a bound was reached (hosts: more than 10 000 hosts; alerts: more than 1 000 open alerts on one host)', ['what']),
     fill: g('fleet_host_table_fill_ratio', 'conntrack table fill of each host, 0..1', ['host']),
     ttf: g('fleet_host_time_to_full_seconds', 'seconds until the host\'s table is full at its growth (absent when not growing)', ['host']),
     rate: g('fleet_host_new_flows_per_second', 'new flows per second on each host (its last snapshot)', ['host']),
@@ -154,6 +158,7 @@ export async function fleet(argv: string[]): Promise<number> {
       m.destHosts.set({ destination: d.key }, d.hosts.length);
     }
     for (const rule of ['fleet_destination_churn', 'host_silent', 'host_alert']) m.alerts.set({ rule }, v.alerts.filter((a) => a.rule === rule).length);
+    for (const [what, n] of Object.entries(state.dropped)) m.dropped.set({ what }, n);
     for (const [kind, n] of state.byKind) {
       m.messages.inc({ kind }, n - (counted.get(kind) ?? 0));
       counted.set(kind, n);

@@ -132,8 +132,18 @@ function topKey(list: KeyRow[] | undefined): string | null {
   return best?.key ?? null;
 }
 
+/**
+ * Bounds on what publishers can make the consumer hold: anyone with publish rights on ctwatch.>
+ * names hosts and alert subjects, so both are capped (what does not fit is counted in `dropped`),
+ * and hosts silent for FORGET_AFTER × --silent-after make room first.
+ */
+export const FLEET_LIMITS = { hosts: 10_000, alertsPerHost: 1_000, forgetAfter: 10 };
+const KNOWN_KINDS = new Set(['flow', 'alert', 'resolved', 'churn', 'overflow', 'new', 'update', 'destroy', 'snapshot', 'snapshot_done']);
+
 export class FleetState {
   private readonly hosts = new Map<string, HostState>();
+  /** messages not kept because a bound was reached: a host past FLEET_LIMITS.hosts, an alert past alertsPerHost */
+  readonly dropped = { hosts: 0, alerts: 0 };
   private messages = 0;
   readonly o: FleetOptions;
   /** messages by kind, for metrics */
@@ -153,9 +163,17 @@ export class FleetState {
       return;
     }
     this.messages++;
-    this.byKind.set(s.kind, (this.byKind.get(s.kind) ?? 0) + 1);
+    const kind = KNOWN_KINDS.has(s.kind) ? s.kind : 'other';
+    this.byKind.set(kind, (this.byKind.get(kind) ?? 0) + 1);
     let h = this.hosts.get(s.host);
-    if (!h) this.hosts.set(s.host, (h = { host: s.host, seenAt: now, alerts: new Map(), flows: 0, messages: 0 }));
+    if (!h) {
+      if (this.hosts.size >= FLEET_LIMITS.hosts) this.forgetSilent(now);
+      if (this.hosts.size >= FLEET_LIMITS.hosts) {
+        this.dropped.hosts++;
+        return;
+      }
+      this.hosts.set(s.host, (h = { host: s.host, seenAt: now, alerts: new Map(), flows: 0, messages: 0 }));
+    }
     h.seenAt = Math.max(h.seenAt, now);
     h.messages++;
     if (s.kind === 'flow') {
@@ -183,8 +201,19 @@ export class FleetState {
     }
     const a = rec as AlertLine;
     const key = `${a.rule ?? ''}\u0000${a.subject ?? ''}`;
-    if (s.kind === 'alert') h.alerts.set(key, a);
-    else h.alerts.delete(key);
+    if (s.kind === 'alert') {
+      if (!h.alerts.has(key) && h.alerts.size >= FLEET_LIMITS.alertsPerHost) {
+        this.dropped.alerts++;
+        return;
+      }
+      h.alerts.set(key, a);
+    } else h.alerts.delete(key);
+  }
+
+  /** Forgets hosts silent for FLEET_LIMITS.forgetAfter × silentAfterMs (they are reported silent long before). */
+  private forgetSilent(now: number): void {
+    const limit = FLEET_LIMITS.forgetAfter * this.o.silentAfterMs;
+    for (const [name, h] of this.hosts) if (now - h.seenAt > limit) this.hosts.delete(name);
   }
 
   view(now: number): FleetView {

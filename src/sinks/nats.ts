@@ -18,6 +18,7 @@ import type { SinkRecord } from '../formats/common.js';
 import { recordKind } from '../formats/common.js';
 import { type SendOutcome, type SinkLogger, type Transport, TransportError, silentLogger } from './types.js';
 import { errorMessage } from './util.js';
+import { monoMs } from '../util/clock.js';
 import { scrub, secretForms } from '../config/secrets.js';
 
 /** The payload schema published under `Ctwatch-Schema` (docs/fleet.md). */
@@ -244,7 +245,7 @@ export class NatsTransport implements Transport {
     const retry: number[] = [];
     let firstError: unknown;
     let next = 0;
-    const deadline = Date.now() + this.timeoutMs;
+    const deadline = monoMs() + this.timeoutMs;
     const worker = async (): Promise<void> => {
       while (next < batch.length && !signal.aborted) {
         const i = next++;
@@ -255,7 +256,7 @@ export class NatsTransport implements Transport {
           const ack = await js.publish(subject, data, {
             msgID: id,
             headers: h,
-            timeout: Math.max(1, Math.min(this.timeoutMs, deadline - Date.now())),
+            timeout: Math.max(1, Math.min(this.timeoutMs, deadline - monoMs())),
           });
           if (ack.duplicate) this.stats.duplicates++;
         } catch (err) {
