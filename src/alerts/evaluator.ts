@@ -315,6 +315,7 @@ export class AlertEvaluator {
       return out;
     }
     if (r.kind === 'unreplied_pileup') return this.observeUnreplied(c, r, ctx);
+    if (r.kind === 'snat_port_exhaustion') return this.observeSnat(r, ctx);
     // The rule's own candidates, filtered before anything is ranked or judged.
     const candidates = new Set<string>();
     const figures = ctx.figures;
@@ -331,6 +332,43 @@ export class AlertEvaluator {
       // never resolves an alert, and never fires one
       if (!d || (r.kind !== 'time_wait_pileup' && 'rated' in d && !d.rated)) out.set(key, null);
       else out.set(key, this.observeDestination(r, d, ctx));
+    }
+    return out;
+  }
+
+  /**
+   * snat_port_exhaustion: per (translated source, destination) pair, the share of the local port
+   * range its live entries use. A pair pending or firing that is gone from the list uses none when
+   * the snapshot's SNAT view lists every pair (fewer than its top N); else it cannot be judged.
+   */
+  private observeSnat(r: Extract<Rule, { kind: 'snat_port_exhaustion' }>, ctx: Context): Map<string, Observation | null> {
+    const out = new Map<string, Observation | null>();
+    const s = ctx.s;
+    const v = s.snat;
+    const known = new Map((v?.pairs ?? []).map((p) => [p.key, p] as const));
+    const subjects = new Set<string>(known.keys());
+    for (const st of this.states.get(r.name)?.values() ?? []) if (st.ns === ctx.ns) subjects.add(st.subject);
+    const g = this.grouping;
+    for (const key of subjects) {
+      const p = known.get(key);
+      const range = v?.range;
+      if (!v || !range || (p === undefined && !v.complete)) {
+        out.set(key, null);
+        continue;
+      }
+      const size = range.high - range.low + 1;
+      const ports = p?.ports ?? 0;
+      const pct = (ports / size) * 100;
+      out.set(key, {
+        fire: pct > r.threshold,
+        clear: pct <= r.resolve,
+        values: { value: Math.round(pct * 10) / 10, threshold: r.threshold, resolve: r.resolve, ports, range: size },
+        value: () => formatPercent(ports / size),
+        message: () =>
+          `SNAT ${key} uses ${formatCount(ports, g)} of ${formatCount(size, g)} source ports (${formatPercent(ports / size)} of ip_local_port_range ${range.low}-${range.high}): new connections to it will fail once they are gone`,
+        resolved: () => `resolved: SNAT ${key} down to ${formatCount(ports, g)} source ports (${formatPercent(ports / size)}, ≤ ${r.resolve} %)`,
+        hint: topHint(s.netns),
+      });
     }
     return out;
   }

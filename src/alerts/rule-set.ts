@@ -21,7 +21,8 @@ export type RuleKind =
   | 'time_wait_pileup'
   | 'churn_baseline'
   | 'unreplied_pileup'
-  | 'leak_fill';
+  | 'leak_fill'
+  | 'snat_port_exhaustion';
 export const RULE_KINDS: readonly RuleKind[] = [
   'churn_per_destination',
   'table_fill',
@@ -31,6 +32,7 @@ export const RULE_KINDS: readonly RuleKind[] = [
   'churn_baseline',
   'unreplied_pileup',
   'leak_fill',
+  'snat_port_exhaustion',
 ];
 
 /** Fields every rule has. Durations are seconds. */
@@ -140,7 +142,16 @@ export type Rule =
   | TimeWaitPileupRule
   | ChurnBaselineRule
   | UnrepliedPileupRule
-  | LeakFillRule;
+  | LeakFillRule
+  | SnatPortExhaustionRule;
+
+/** SNAT / masquerade: one (translated source, destination) pair uses this share of the port range. */
+export interface SnatPortExhaustionRule extends RuleBase {
+  kind: 'snat_port_exhaustion';
+  /** percent of the local port range in use for one pair; fires above */
+  threshold: number;
+  resolve: number;
+}
 
 /** How each destination's normal churn is learned (shared by every rule that quotes "its median"). */
 export interface BaselineConfig {
@@ -291,6 +302,16 @@ export function defaultRules(): Rule[] {
       for: 30,
       threshold: 100,
       resolve: 50,
+    },
+    {
+      ...common,
+      // masquerade runs out of source ports towards one destination long before the table fills
+      name: 'snat_port_exhaustion',
+      kind: 'snat_port_exhaustion',
+      severity: 'warning',
+      for: 10,
+      threshold: 80,
+      resolve: 70,
     },
     {
       ...common,

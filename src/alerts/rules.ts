@@ -72,6 +72,7 @@ const KIND_FIELDS: Record<RuleKind, string[]> = {
   churn_baseline: ['factor', 'min_rate', 'resolve_factor', 'resolve_min_rate', ...FILTER_FIELDS],
   unreplied_pileup: ['threshold', 'resolve', ...FILTER_FIELDS],
   leak_fill: ['min_rate', 'threshold', 'resolve', ...FILTER_FIELDS],
+  snat_port_exhaustion: ['threshold', 'resolve'],
 };
 
 function isEmpty(node: unknown): boolean {
@@ -197,6 +198,7 @@ class Parser {
         this.filter(f, r);
         break;
       case 'table_fill':
+      case 'snat_port_exhaustion':
         hysteresis((t) => Math.max(t - 10, t / 2), 'above', (k) => this.percent(f, k));
         break;
       case 'time_to_full':

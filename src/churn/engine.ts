@@ -27,8 +27,8 @@
 import type { ConntrackEvent, SourceEvent } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import { FlowTracker } from '../flow/tracker.js';
-import { destinationOf } from '../flow/keys.js';
-import type { ChurnSnapshot, DestinationFigure, DestinationFigures, KeyChurn, Rates, UnrepliedView } from './snapshot.js';
+import { destinationKey, destinationOf } from '../flow/keys.js';
+import type { ChurnSnapshot, DestinationFigure, DestinationFigures, KeyChurn, Rates, SnatPair, SnatView, UnrepliedView } from './snapshot.js';
 import { DEFAULT_CAPACITY, HeavyHitters } from './heavy.js';
 import { LifetimeHistogram } from './lifetime.js';
 import { GROWTH_WINDOW_US, growthRate, kernelTotals, tablePressure } from './pressure.js';
@@ -57,6 +57,8 @@ export interface ChurnEngineOptions {
   topN?: number;
   /** initial live-flow table capacity; default 1024 */
   capacity?: number;
+  /** net.ipv4.ip_local_port_range of the namespace doing SNAT: what its port use is judged against */
+  snatPortRange?: { low: number; high: number };
   /** UPDATE events are subscribed, so a flow without SEEN_REPLY really has no reply (live: the
    * assembly knows; a replay infers it from the first UPDATE) */
   replies?: boolean;
@@ -115,11 +117,17 @@ export class ChurnEngine {
   private overflowCount = 0;
   private ns: string | undefined;
   private replies: boolean;
+  /** SNAT: translated source ports of live entries per "translated source → destination key" */
+  private readonly snat = new Map<string, { src: string; destination: string; ports: Set<number> }>();
+  private readonly snatRange: { low: number; high: number } | null;
+  /** once SNAT was seen the view stays (with no pairs when they are gone), so a metric drops to 0 */
+  private snatSeen = false;
 
   constructor(options: ChurnEngineOptions = {}) {
     const topK = options.topK ?? DEFAULT_CAPACITY;
     this.topN = options.topN ?? 10;
     this.replies = options.replies ?? false;
+    this.snatRange = options.snatPortRange ?? null;
     this.tracker = new FlowTracker({ capacity: options.capacity });
     this.destinations = new HeavyHitters<DestinationRates>(
       topK,
@@ -155,16 +163,20 @@ export class ChurnEngine {
       switch (ev.event) {
         case 'new': {
           const key = destinationOf(ev);
-          if (this.tracker.open(ev, out, key) === 'opened') this.opened(ev, key);
+          if (this.tracker.open(ev, out, key) === 'opened') {
+            this.opened(ev, key);
+            this.snatPort(ev, true);
+          }
           break;
         }
         case 'destroy': {
+          this.snatPort(ev, false);
           const key = this.tracker.destroy(ev, out);
           this.closed(out[out.length - 1], key);
           break;
         }
         case 'snapshot':
-          this.tracker.insertDumped(ev, out);
+          if (this.tracker.insertDumped(ev, out) === 'inserted') this.snatPort(ev, true);
           break;
         case 'update':
           this.replies = true;
@@ -178,6 +190,43 @@ export class ChurnEngine {
       }
     }
     return out;
+  }
+
+  /**
+   * A source-translated entry's port, counted (or released) under its translated source and the
+   * destination it really goes to: the reply goes from reply.src:reply.sport to the translated
+   * reply.dst:reply.dport. Each live entry holds a distinct port per pair (the kernel keeps reply
+   * tuples unique), so the set's size is the ports in use.
+   */
+  private snatPort(ev: ConntrackEvent, add: boolean): void {
+    const r = ev.reply;
+    if (r.dport === undefined || r.dst === '' || (r.dst === ev.src && r.dport === ev.sport)) return;
+    const destination = destinationKey(ev.family, r.src, r.sport, ev.proto);
+    const key = `${r.dst} → ${destination}`;
+    let pair = this.snat.get(key);
+    if (add) {
+      if (pair === undefined) this.snat.set(key, (pair = { src: r.dst, destination, ports: new Set() }));
+      pair.ports.add(r.dport);
+    } else if (pair !== undefined) {
+      pair.ports.delete(r.dport);
+      if (pair.ports.size === 0) this.snat.delete(key);
+    }
+  }
+
+  private snatView(): { snat?: SnatView } {
+    if (this.snat.size === 0 && !this.snatSeen) return {};
+    this.snatSeen = true;
+    const range = this.snatRange;
+    const size = range === null ? 0 : range.high - range.low + 1;
+    const pairs: SnatPair[] = [...this.snat].map(([key, p]) => ({
+      key,
+      src: p.src,
+      destination: p.destination,
+      ports: p.ports.size,
+      share: size > 0 ? p.ports.size / size : null,
+    }));
+    pairs.sort((a, b) => b.ports - a.ports || (a.key < b.key ? -1 : 1));
+    return { snat: { range, pairs: pairs.slice(0, this.topN), complete: pairs.length <= this.topN } };
   }
 
   /**
@@ -306,6 +355,7 @@ export class ChurnEngine {
         error,
       })),
       ...(this.replies ? { unreplied: this.unrepliedView(time) } : {}),
+      ...this.snatView(),
       protocols: ranked(
         [...this.protocols].map(([key, s]) => ({ key, s, error: 0, new1: s.opened.rate(time, 1), new10: s.opened.rate(time, 10) })),
         this.topN,

@@ -62,6 +62,30 @@ export interface UnrepliedView {
   complete: boolean;
 }
 
+/** Source NAT (masquerade) port use: how many translated source ports are in use per
+ * (translated source address, destination address:port), against the range ports come from. */
+export interface SnatView {
+  /** the local port range (net.ipv4.ip_local_port_range of the NAT namespace); null when unknown */
+  range: { low: number; high: number } | null;
+  /** the busiest pairs first */
+  pairs: SnatPair[];
+  /** every pair with ports in use is listed */
+  complete: boolean;
+}
+
+export interface SnatPair {
+  /** "192.0.2.1 → 10.0.0.5:80/tcp" */
+  key: string;
+  /** the translated source address */
+  src: string;
+  /** the destination the translated flows go to: "10.0.0.5:80/tcp" */
+  destination: string;
+  /** distinct translated source ports in use (live entries) */
+  ports: number;
+  /** ports / the range's size, 0..1; null when the range is unknown */
+  share: number | null;
+}
+
 export interface ChurnSnapshot {
   event: 'churn';
   /** µs since epoch (recorded time on replay) */
@@ -85,6 +109,8 @@ export interface ChurnSnapshot {
   zones?: KeyChurn[];
   /** unreplied entries; absent unless UPDATE events arrive (a reply is only seen through one) */
   unreplied?: UnrepliedView;
+  /** SNAT / masquerade source port use; absent until a source-translated flow is seen */
+  snat?: SnatView;
   /** per systemd unit ("unit:nginx.service") or container ("container:0123456789ab") */
   groups?: KeyChurn[];
   /** flows attribution could not name a process for, one row per reason ("no-stamp", "gone"):

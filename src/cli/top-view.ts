@@ -106,6 +106,17 @@ function unrepliedTable(s: ChurnSnapshot, limit: number): string[] {
   return out;
 }
 
+/** SNAT / masquerade: source ports in use per (translated source, destination), against the range. */
+function snatTable(s: ChurnSnapshot, limit: number): string[] {
+  const v = s.snat!;
+  const range = v.range ? `ports ${v.range.low}-${v.range.high}` : 'port range unknown';
+  const out = [`${pad(`SNAT (${range})`, 48)}${pad('PORTS', 10, true)}${pad('USED', 8, true)}`];
+  for (const p of v.pairs.slice(0, limit)) {
+    out.push(`${pad(printable(p.key), 48)}${pad(n(p.ports), 10, true)}${pad(p.share === null ? '-' : pct(p.share), 8, true)}`);
+  }
+  return out;
+}
+
 export function renderTop(s: ChurnSnapshot, extras: ViewExtras = {}): string {
   const lines: string[] = [];
   const where = s.netns ? `netns ${s.netns}` : 'this host';
@@ -141,6 +152,7 @@ export function renderTop(s: ChurnSnapshot, extras: ViewExtras = {}): string {
   }
   if (s.groups && s.groups.length > 0) lines.push('', ...table('UNIT / CONTAINER', s.groups, false, 4));
   if (s.unreplied && s.unreplied.total > 0) lines.push('', ...unrepliedTable(s, 4));
+  if (s.snat && s.snat.pairs.length > 0) lines.push('', ...snatTable(s, 4));
   lines.push('', ...table('PROTOCOL', s.protocols, false, 4));
   if (s.zones && s.zones.length > 0) lines.push('', ...table('ZONE', s.zones, false, 4));
   const width = extras.width ?? 120;

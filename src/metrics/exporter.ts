@@ -195,6 +195,13 @@ export class MetricsExporter {
     ['destination', 'age', 'dnat'],
   );
   private readonly topUnrepliedAge = this.g('top_destination_unreplied_oldest_seconds', 'Age of the oldest unreplied live flow to each destination listed in top_destination_flows_unreplied.', ['destination']);
+  // SNAT / masquerade source ports (only once a source-translated flow is seen)
+  private readonly snatPorts = this.g(
+    'snat_ports_in_use',
+    'Distinct translated source ports in use by live entries per (translated source address, destination).',
+    ['source', 'destination'],
+  );
+  private readonly snatRange = this.g('snat_port_range_size', 'Ports in net.ipv4.ip_local_port_range of the namespace doing SNAT, what snat_ports_in_use is judged against.');
   private readonly snapshotTime = this.g(
     'snapshot_timestamp_seconds',
     'Time of the churn snapshot behind these figures (recorded time on replay), Unix seconds.',
@@ -349,6 +356,12 @@ export class MetricsExporter {
         this.topUnreplied.set({ destination: d.key, age: 'stale', dnat: 'any' }, d.stale);
         this.topUnrepliedAge.set({ destination: d.key }, Math.round(d.oldestAge * 1000) / 1000);
       }
+    }
+
+    this.snatPorts.reset();
+    if (s.snat) {
+      for (const p of s.snat.pairs.slice(0, this.topN)) this.snatPorts.set({ source: p.src, destination: p.destination }, p.ports);
+      if (s.snat.range) setGauge(this.snatRange, s.snat.range.high - s.snat.range.low + 1);
     }
 
     this.applyTop(this.top.destination, s.destinations);

@@ -569,3 +569,30 @@ describe('leak_fill (issue 16: the first alert within 2 s of a leak that would f
     expect(feed(ev, 0, 5, (s) => snap(s, { dests: [dest(REDIS, 5000, { end1: 0 })], table: { entries: null, max: null } }))).toEqual([]);
   });
 });
+
+describe('snat_port_exhaustion', () => {
+  const KEY = '192.0.2.1 → 10.0.0.5:80/tcp';
+  const withPorts = (sec: number, ports: number | null): ChurnSnapshot => {
+    const s = snap(sec);
+    s.snat = {
+      range: { low: 40000, high: 40099 },
+      pairs: ports === null ? [] : [{ key: KEY, src: '192.0.2.1', destination: '10.0.0.5:80/tcp', ports, share: ports / 100 }],
+      complete: true,
+    };
+    return s;
+  };
+
+  it('fires above 80 % of the port range for one pair and resolves when its entries go', () => {
+    const ev = new AlertEvaluator(only('snat_port_exhaustion', { for: 0, resolveFor: 0 }));
+    const out = feed(ev, 0, 6, (sec) => withPorts(sec, sec < 2 ? 50 : sec < 4 ? 85 : null));
+    expect(out.map((a) => [a.event, a.at])).toEqual([['alert', 2], ['resolved', 4]]);
+    expect(out[0].subject).toBe(KEY);
+    expect(out[0].message).toContain(`SNAT ${KEY} uses 85 of 100 source ports (85 % of ip_local_port_range 40000-40099)`);
+  });
+
+  it('cannot judge without the port range', () => {
+    const ev = new AlertEvaluator(only('snat_port_exhaustion', { for: 0 }));
+    const out = feed(ev, 0, 3, (sec) => ({ ...withPorts(sec, 99), snat: { ...withPorts(sec, 99).snat!, range: null } }));
+    expect(out).toEqual([]);
+  });
+});

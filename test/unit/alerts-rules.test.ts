@@ -35,7 +35,7 @@ function rejects(text: string): ConfigError {
 }
 
 describe('defaults', () => {
-  it('has the eight built-in rules, all but the opt-in leak_fill enabled, with their thresholds', () => {
+  it('has the nine built-in rules, all but the opt-in leak_fill enabled, with their thresholds', () => {
     const c = defaultConfig();
     expect(c.rules.map((r) => r.name)).toEqual([
       'churn_per_destination',
@@ -45,8 +45,10 @@ describe('defaults', () => {
       'time_wait_pileup',
       'churn_baseline',
       'unreplied_pileup',
+      'snat_port_exhaustion',
       'leak_fill',
     ]);
+    expect(rule(defaultConfig().rules, 'snat_port_exhaustion', 'snat_port_exhaustion')).toMatchObject({ threshold: 80, resolve: 70, for: 10 });
     expect(c.rules.every((r) => r.enabled === (r.kind !== 'leak_fill') && r.name === r.kind)).toBe(true);
     expect(rule(c.rules, 'leak_fill', 'leak_fill')).toMatchObject({ minRate: 200, threshold: 900, resolve: 1800, for: 1, severity: 'critical' });
     expect(rule(c.rules, 'churn_per_destination', 'churn_per_destination')).toMatchObject({ threshold: 500, resolve: 400, rate: 'new10' });
@@ -76,7 +78,7 @@ describe('good files', () => {
     expect(rule(c.rules, 'kernel_drops', 'kernel_drops').enabled).toBe(false);
     const redis = rule(c.rules, 'redis', 'time_wait_pileup');
     expect(redis).toMatchObject({ match: ['*:6379/tcp'], threshold: 500, resolve: 375, state: 'TIME_WAIT', severity: 'warning' });
-    expect(c.rules).toHaveLength(9);
+    expect(c.rules).toHaveLength(10);
   });
 
   it('parses the documented example in full', () => {

@@ -301,3 +301,30 @@ describe('NAT', () => {
     expect(plain.nat).toBeUndefined();
   });
 });
+
+describe('SNAT port use', () => {
+  const masq = (event: ConntrackEventKind, id: number, time: number, port: number): ConntrackEvent => {
+    const e = ev(event, id, time, { src: '10.1.0.2', sport: 50000 + id, dst: '10.2.0.5', dport: 80 });
+    e.reply = { src: '10.2.0.5', dst: '10.2.0.1', sport: 80, dport: port };
+    return e;
+  };
+
+  it('counts distinct translated source ports per (translated source, destination) against the range', () => {
+    const engine = new ChurnEngine({ snatPortRange: { low: 40000, high: 40099 } });
+    const events: ConntrackEvent[] = [];
+    for (let i = 0; i < 60; i++) events.push(masq('new', i + 1, T0 + i * MS, 40000 + i));
+    for (let i = 0; i < 10; i++) events.push(masq('destroy', i + 1, T0 + 100 * MS, 40000 + i));
+    events.push(ev('new', 500, T0 + 101 * MS));
+    engine.ingest(events);
+    const v = engine.snapshot(T0 + 200 * MS).snat!;
+    expect(v.range).toEqual({ low: 40000, high: 40099 });
+    expect(v.complete).toBe(true);
+    expect(v.pairs).toEqual([{ key: '10.2.0.1 → 10.2.0.5:80/tcp', src: '10.2.0.1', destination: '10.2.0.5:80/tcp', ports: 50, share: 0.5 }]);
+  });
+
+  it('has no SNAT view until a source-translated flow is seen', () => {
+    const engine = new ChurnEngine();
+    engine.ingest([ev('new', 1, T0)]);
+    expect(engine.snapshot(T0 + MS).snat).toBeUndefined();
+  });
+});
