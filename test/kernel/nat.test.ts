@@ -3,6 +3,10 @@
  * address (127.0.0.100:6379, what kube-proxy does for a ClusterIP) to a backend (127.0.0.5:6379),
  * and a leak goes through the service address: flow lines carry the backend in `nat`, the churn
  * snapshot names it per service, `top` shows `service → backend`, and the churn alert names it.
+ * SNAT: namespace A masquerades its own connections out of a veth to namespace B; with a port range
+ * of 100 (net.ipv4.ip_local_port_range 40000 40099) 90 open connections to one server use 90 % of
+ * it: the churn snapshot's `snat` view, `top`'s SNAT table and the rule snat_port_exhaustion say so,
+ * and the flow lines carry the translated source.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
@@ -99,5 +103,111 @@ describe('DNAT: a leak through a service address translated to a backend (own na
     const fired = JSON.parse(readFileSync(alerts, 'utf8').trim().split('\n').find((l) => l.includes('"churn_per_destination"'))!);
     expect(fired.subject).toBe('127.0.0.100:6379/tcp');
     expect(fired.message).toContain('churn to 127.0.0.100:6379/tcp → 127.0.0.5:6379');
+  }, 60_000);
+});
+
+describe('SNAT: masquerade out of a veth, source ports against a small port range (two namespaces)', () => {
+  let a: Netns;
+  let b: Netns;
+  const CONNS = 90;
+  const dir = mkdtempSync(join(tmpdir(), 'ctwatch-snat-'));
+  const procs: ReturnType<typeof spawn>[] = [];
+  beforeAll(async () => {
+    a = await createNetns();
+    b = await createNetns();
+    await run('ip', ['-n', a.name, 'link', 'add', 'ctna', 'type', 'veth', 'peer', 'name', 'ctnb', 'netns', b.name]);
+    await run('ip', ['-n', a.name, 'addr', 'add', '10.204.0.1/24', 'dev', 'ctna']);
+    await run('ip', ['-n', b.name, 'addr', 'add', '10.204.0.2/24', 'dev', 'ctnb']);
+    await run('ip', ['-n', a.name, 'link', 'set', 'ctna', 'up']);
+    await run('ip', ['-n', b.name, 'link', 'set', 'ctnb', 'up']);
+    // the clients' own address, which B has no route back to: only the masquerade makes it work
+    await run('ip', ['-n', a.name, 'addr', 'add', '10.9.0.2/32', 'dev', 'lo']);
+    await a.exec('sysctl', ['-qw', 'net.ipv4.ip_local_port_range=40000 40099']);
+    await a.exec('nft', ['add chain inet ctwatch_test nat_post { type nat hook postrouting priority 100; }']);
+    await a.exec('nft', ['add rule inet ctwatch_test nat_post oifname ctna masquerade']);
+  });
+  afterAll(async () => {
+    for (const p of procs) p.kill('SIGKILL');
+    await a?.destroy();
+    await b?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('snapshot, top, the rule and flow lines carry the translated source', async () => {
+    const server = b.spawn('/usr/bin/python3', ['-c', 'import socket,time\ns=socket.socket()\ns.bind(("10.204.0.2",80))\ns.listen(512)\ntime.sleep(600)']);
+    procs.push(server);
+    await waitFor(async () => (await b.exec('ss', ['-Htln', 'sport = :80'])).stdout.trim() !== '', 'the server');
+
+    const rules = join(dir, 'rules.yaml');
+    writeFileSync(rules, `rules:
+  snat_port_exhaustion:
+    for: 0s
+  churn_per_destination: { enabled: false }
+  churn_baseline: { enabled: false }
+  time_wait_pileup: { enabled: false }
+  time_to_full: { enabled: false }
+`);
+    const alerts = join(dir, 'alerts.jsonl');
+    const recording = join(dir, 'flows.jsonl');
+    const watch = track(spawn(process.execPath, [CLI, 'watch', '--netns', a.name, '--rules', rules, '-o', alerts, '--status', '0', '--no-processes'], { stdio: ['ignore', 'ignore', 'pipe'] }));
+    const record = track(spawn(process.execPath, [CLI, 'record', '--netns', a.name, '--flows', '--churn', '1s', '-o', recording, '--no-processes'], { stdio: ['ignore', 'ignore', 'pipe'] }));
+    let watchErr = '';
+    let recordErr = '';
+    watch.stderr.on('data', (d) => (watchErr += d));
+    record.stderr.on('data', (d) => (recordErr += d));
+    const watchExited = new Promise<number | null>((r) => watch.once('exit', (code) => r(code)));
+    const recordExited = new Promise<number | null>((r) => record.once('exit', (code) => r(code)));
+    let screen = '';
+    try {
+      await waitFor(() => watchErr.includes('watching the conntrack table'), 'watch to start');
+      await waitFor(() => recordErr.includes('recording conntrack events'), 'record to start');
+      // CONNS connections from 10.9.0.2 to the server, held open
+      const clients = a.spawn('/usr/bin/python3', ['-c', `import socket,time,sys
+socks=[]
+for i in range(${CONNS}):
+    c=socket.socket(); c.bind(("10.9.0.2",0)); c.connect(("10.204.0.2",80)); socks.append(c)
+print("open", flush=True)
+time.sleep(600)`]);
+      procs.push(clients);
+      let said = '';
+      clients.stdout!.on('data', (d) => (said += d));
+      await waitFor(() => said.includes('open'), 'the clients to connect');
+      screen = (await run(process.execPath, [CLI, 'top', '--netns', a.name, '--batch', '--duration', '1500ms', '--no-processes'], { timeout: 30_000 })).stdout;
+      await waitFor(() => existsSync(alerts) && readFileSync(alerts, 'utf8').includes('"snat_port_exhaustion"'), 'the snat_port_exhaustion alert', 10_000, 100);
+      await waitFor(() => existsSync(recording) && readFileSync(recording, 'utf8').includes(`"ports":${CONNS}`), 'a churn line with the ports', 10_000, 100);
+      // end the flows (destroy events carry both tuples)
+      clients.kill('SIGKILL');
+      await a.exec('conntrack', ['-F']);
+      const ended = () => readFileSync(recording, 'utf8').split('\n').filter((l) => l.includes('"event":"flow"') && l.includes('"src":"10.9.0.2"')).length;
+      await waitFor(() => ended() >= CONNS, 'the flow lines', 10_000, 100);
+    } finally {
+      watch.kill('SIGTERM');
+      record.kill('SIGTERM');
+    }
+    expect(await watchExited).toBe(0);
+    expect(await recordExited).toBe(0);
+    const PAIR = '10.204.0.1 → 10.204.0.2:80/tcp';
+
+    const lines = readFileSync(recording, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const snat = lines.filter((l) => l.event === 'churn' && l.snat).map((l) => l.snat);
+    const full = snat.find((v) => v.pairs[0]?.ports === CONNS);
+    expect(full).toEqual({ range: { low: 40000, high: 40099 }, pairs: [{ key: PAIR, src: '10.204.0.1', destination: '10.204.0.2:80/tcp', ports: CONNS, share: 0.9 }], complete: true });
+
+    const flows = lines.filter((l) => l.event === 'flow' && l.src === '10.9.0.2');
+    expect(flows).toHaveLength(CONNS);
+    for (const f of flows) {
+      expect(f.dst).toBe('10.204.0.2');
+      expect(f.nat.src).toBe('10.204.0.1');
+      expect(f.nat.sport).toBeGreaterThanOrEqual(40000);
+      expect(f.nat.sport).toBeLessThanOrEqual(40099);
+      expect(f.nat.dst).toBeUndefined();
+    }
+
+    expect(screen).toContain('SNAT (ports 40000-40099)');
+    expect(screen).toMatch(new RegExp(`10\\.204\\.0\\.1 → 10\\.204\\.0\\.2:80/tcp +${CONNS} +90`));
+
+    const fired = JSON.parse(readFileSync(alerts, 'utf8').trim().split('\n').find((l) => l.includes('"snat_port_exhaustion"'))!);
+    expect(fired.subject).toBe(PAIR);
+    expect(fired.message).toContain(`SNAT ${PAIR} uses ${CONNS} of 100 source ports (90 % of ip_local_port_range 40000-40099)`);
   }, 60_000);
 });
