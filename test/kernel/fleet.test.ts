@@ -164,6 +164,18 @@ describe('fleet: 3 hosts → 3-node NATS JetStream cluster → ctwatch fleet', (
   }, 60_000);
 
   it('whole cluster down: flows spool, and all arrive in order per host when it is back', async () => {
+    // From a fully replicated stream: the node restarted by the test before has caught up (every
+    // replica current, no lag). Killing all three while it still lags can elect it leader with
+    // the older log after the restart, and JetStream then drops what only the others had.
+    await waitFor(async () => {
+      try {
+        const info = await (await jetstreamManager(nc)).streams.info('CTWATCH');
+        const replicas = info.cluster?.replicas ?? [];
+        return replicas.length === 2 && replicas.every((r) => r.current && !r.lag);
+      } catch {
+        return false;
+      }
+    }, 'every replica of the stream to be current', 30_000, 250);
     await cluster.stopAll();
     const before = hosts.map((h) => h.generated.length);
     const logged = hosts.map((h) => h.stderr().length);
