@@ -18,9 +18,10 @@ fi
 # prometheus-node-exporter (reads stats --textfile in tests), logrotate (the contrib snippet), curl,
 # nats-server (the nats sink and `ctwatch fleet`: tests start their own 3-node JetStream cluster)
 # chromium (headless: the report test renders and screenshots the HTML page in a real browser)
+# zsh (the generated zsh completion is parsed and loaded by compinit in the tests)
 packages=(libnetfilter-conntrack-dev libmnl-dev build-essential pkg-config python3 clang llvm bpftool libbpf-dev
   libelf-dev nftables iproute2 conntrack iputils-ping procps rsyslog rsyslog-gnutls rsyslog-openssl openssl
-  gnutls-bin prometheus prometheus-node-exporter logrotate curl nats-server chromium)
+  gnutls-bin prometheus prometheus-node-exporter logrotate curl nats-server chromium zsh)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -81,6 +81,11 @@ describe('--help, man ctwatch and the completions agree', () => {
       const body = fn.slice(0, fn.indexOf('\n}'));
       for (const f of flagsOf(c.help)) expect(body, `${c.name} --${f.long}`).toContain(`--${f.long}`);
     }
-    if (existsSync('/usr/bin/zsh')) execFileSync('zsh', ['-n', '-c', z]);
+    // parsed by a real zsh (scripts/setup.sh installs it), then loaded by compinit as a completion
+    execFileSync('zsh', ['-n', '-c', z]);
+    const dir = mkdtempSync(join(tmpdir(), 'ctwatch-zsh-'));
+    writeFileSync(join(dir, '_ctwatch'), z);
+    const out = execFileSync('zsh', ['-f', '-c', `fpath=(${dir} $fpath); autoload -U compinit; compinit -u -D; print -r -- \${_comps[ctwatch]}`], { encoding: 'utf8' }).trim();
+    expect(out).toBe('_ctwatch');
   });
 });
