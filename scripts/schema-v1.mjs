@@ -178,6 +178,20 @@ const churnBody = {
         complete: { type: 'boolean' },
       },
     },
+    snat: {
+      type: 'object', required: ['range', 'pairs', 'complete'],
+      properties: {
+        range: { oneOf: [{ type: 'null' }, { type: 'object', required: ['low', 'high'], properties: { low: { type: 'integer', minimum: 1, maximum: 65535 }, high: { type: 'integer', minimum: 1, maximum: 65535 } } }] },
+        pairs: {
+          type: 'array',
+          items: {
+            type: 'object', required: ['key', 'src', 'destination', 'ports', 'share'],
+            properties: { key: { type: 'string' }, src: { type: 'string' }, destination: { type: 'string' }, ports: { type: 'integer', minimum: 0 }, share: { oneOf: [{ type: 'null' }, { type: 'number', minimum: 0 }] } },
+          },
+        },
+        complete: { type: 'boolean' },
+      },
+    },
   },
 };
 const churn = file('churn', 'ctwatch v1 "churn" record (record --churn, replay, stats --json)', churnBody, 'docs/schema.md, "churn"');
