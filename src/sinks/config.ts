@@ -19,6 +19,7 @@ import { SinkConfigError } from './errors.js';
 import type { SpoolOptions } from './spool.js';
 import type { OverflowPolicy } from './types.js';
 import type { RetryOptions } from './util.js';
+import type { NatsStreamOptions } from './nats.js';
 
 export type { SecretRef } from '../config/secrets.js';
 export { SinkConfigError } from './errors.js';
@@ -121,16 +122,8 @@ export interface NatsSinkSpec extends CommonSpec {
   timeoutMs: number;
   /** PubAcks outstanding at once (1 = wait for each) */
   maxInflight: number;
-  stream?: {
-    name: string;
-    create: boolean;
-    replicas?: number;
-    maxAgeMs?: number;
-    maxBytes?: number;
-    maxMsgs?: number;
-    duplicateWindowMs?: number;
-    storage?: 'file' | 'memory';
-  };
+  /** the stream and its limits (one shape, the transport's) */
+  stream?: NatsStreamOptions;
 }
 
 export type SinkSpec = SyslogSinkSpec | HttpSinkSpec | FileSinkSpec | NatsSinkSpec;
