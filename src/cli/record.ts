@@ -3,7 +3,7 @@ import { LiveSource, parseEventList, DEFAULT_RCVBUF } from '../source/live.js';
 import { RecordWriter, type WritableRecord } from '../recording/writer.js';
 import { openOutput } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
-import { dropPrivileges, lookupUser } from '../util/privileges.js';
+import { announceAccount, dropPrivileges, lookupUser } from '../util/privileges.js';
 import { parseChurnEvery, parseCount, parseDuration, parseSize } from './args.js';
 import { setLongTimeout } from '../util/timers.js';
 import { assembleLive } from '../pipeline/assemble.js';
@@ -111,7 +111,7 @@ export async function record(argv: string[]): Promise<number> {
       await source.close();
       throw err;
     }
-    log.info({ user: account.name, uid: account.uid, boundingSet: dropped?.boundingSetDropped ? 'empty' : 'kept (no CAP_SETPCAP; NO_NEW_PRIVS is set)' }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
+    announceAccount(log, account, dropped);
   }
   const src = source;
   attribution?.announce(log);

@@ -6,7 +6,7 @@ import { openOutput, type Output } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseChurnEvery, parseDuration } from './args.js';
 import { setLongInterval } from '../util/timers.js';
-import { dropPrivileges, lookupUser } from '../util/privileges.js';
+import { announceAccount, dropPrivileges, lookupUser } from '../util/privileges.js';
 import { createSinks, loadSinkConfig, SinkConfigError, SinkStartError, systemHost, type SinkSet } from '../sinks/index.js';
 import { MetricsExporter, formatListenAddress, parseListenAddress } from '../metrics/index.js';
 import type { SinkRecord } from '../formats/index.js';
@@ -212,7 +212,7 @@ export async function watch(argv: string[]): Promise<number> {
       await source.close();
       await abandon(err);
     }
-    log.info({ user: account.name, uid: account.uid, boundingSet: dropped?.boundingSetDropped ? 'empty' : 'kept (no CAP_SETPCAP; NO_NEW_PRIVS is set)' }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
+    announceAccount(log, account, dropped);
   }
   const metricsServer = metrics && values.metrics !== undefined ? await metrics.listen(values.metrics).catch(async (err) => {
     await source.close();

@@ -4,7 +4,8 @@
  * handed over here, by path: their openers create them for NAME through the descriptor before the
  * switch (src/util/safe-file.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
 import { requireAddon } from './addon.js';
 import { CtwatchError, EXIT } from './errors.js';
 
@@ -45,4 +46,45 @@ export function dropPrivileges(account: Account): { boundingSetDropped: boolean 
     const e = err as { code?: string; message?: string };
     throw new CtwatchError(e.code ?? 'ERR_PRIVILEGES', `could not switch to user ${account.name}: ${e.message}`, { exitCode: EXIT.noPerm, cause: err });
   }
+}
+
+/**
+ * Why `account` is a poor choice, or undefined. After the switch any process of the same account
+ * may signal ctwatch, read its memory (sink tokens) through ptrace where Yama allows it, and write
+ * the files handed to it; `nobody` is the account every unconfigured service falls back to.
+ * `procRoot` is a parameter for the unit test only.
+ */
+export function sharedAccountNote(account: Account, procRoot = '/proc', self = process.pid): string | undefined {
+  const others: number[] = [];
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(procRoot);
+  } catch {
+    // no /proc to look at: only the name can tell
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e) || Number(e) === self) continue;
+    let status: string;
+    try {
+      status = readFileSync(`${procRoot}/${e}/status`, 'utf8');
+    } catch {
+      continue; // exited while we looked
+    }
+    const uids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+    if (uids && (Number(uids[1]) === account.uid || Number(uids[2]) === account.uid)) others.push(Number(e));
+  }
+  const fix = 'give ctwatch an account of its own: useradd --system --no-create-home ctwatch, then --user ctwatch';
+  if (others.length > 0) {
+    const shown = others.slice(0, 5).join(', ') + (others.length > 5 ? `, and ${others.length - 5} more` : '');
+    return `--user ${account.name}: other processes run as this account (pid ${shown}) and can signal ctwatch, trace it and change the files handed to it; ${fix}`;
+  }
+  if (account.name === 'nobody' || account.uid === 65534) return `--user ${account.name}: this account is shared by every service that has none of its own; ${fix}`;
+  return undefined;
+}
+
+/** The lines every command that switches users logs once it has: what it kept, and a warning for a shared account. */
+export function announceAccount(log: Logger, account: Account, dropped: { boundingSetDropped: boolean } | undefined): void {
+  log.info({ user: account.name, uid: account.uid, boundingSet: dropped?.boundingSetDropped ? 'empty' : 'kept (no CAP_SETPCAP; NO_NEW_PRIVS is set)' }, 'running as an unprivileged user, keeping CAP_NET_ADMIN only');
+  const note = sharedAccountNote(account);
+  if (note) log.warn(note);
 }

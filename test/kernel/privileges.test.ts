@@ -97,6 +97,8 @@ describe('--user: dropping privileges (own namespace)', () => {
     const exited = new Promise<number | null>((r) => rec.once('exit', (c) => r(c)));
     try {
       await waitFor(() => stderr.includes('unprivileged user'), 'the drop');
+      // nobody is everyone's fallback account: the operator is told to make one for ctwatch
+      await waitFor(() => /--user nobody: (other processes run as this account|this account is shared).*useradd --system/.test(stderr), 'the shared-account warning');
       const status = readFileSync(`/proc/${rec.pid}/status`, 'utf8');
       expect(/^Uid:\s+\d+\s+(\d+)/m.exec(status)![1]).toBe('65534');
       // the main (JavaScript) thread keeps nothing; the reader thread CAP_NET_ADMIN alone
