@@ -33,46 +33,14 @@
  * Node's fs gives O_NOFOLLOW, fstat, fchown, fchmod and ftruncate on descriptors; only flock(2) is
  * native (native/files.cc).
  */
-import {
-  closeSync,
-  constants as C,
-  existsSync,
-  fchmodSync,
-  fchownSync,
-  fstatSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readlinkSync,
-  readSync,
-  type Stats,
-} from 'node:fs';
+import { closeSync, constants as C, fchmodSync, fchownSync, fstatSync, lstatSync, openSync, readSync, readlinkSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { requireAddon } from './addon.js';
+import { FileRefused, changeableBy, describeKind, describeUid, errnoRefusal, euid, trustedDirectory, type FileOwner } from './trusted-path.js';
 
-/** The account files are handed to (`--user`): the same shape as privileges.ts's Account. */
-export interface FileOwner {
-  name: string;
-  uid: number;
-  gid: number;
-}
-
-/** A file or directory ctwatch will not use, and why in the operator's words. */
-export class FileRefused extends Error {
-  constructor(
-    /** what is wrong, naming the path */
-    readonly reason: string,
-    /** an errno name (ENOENT, EACCES, ELOOP, ...) or ERR_UNSAFE_PATH / ERR_UNSAFE_FILE */
-    readonly code: string,
-    /** what to do about it, when the reason alone does not say */
-    readonly advice?: string,
-    readonly errno?: number,
-  ) {
-    super(advice ? `${reason} (${advice})` : reason);
-    this.name = 'FileRefused';
-  }
-}
+// the way to a file and private directories live next door; this module is their one face
+export { FileRefused, describeKind, describeUid, trustedDirectory, type FileOwner } from './trusted-path.js';
+export { privateDirectory, privateDirectoryFor, unreachableBy, writableBy } from './private-dir.js';
 
 export interface OpenedFile {
   fd: number;
@@ -106,124 +74,6 @@ const ACCESS = {
   read: C.O_RDONLY,
   'read-write': C.O_RDWR,
 } as const;
-
-function euid(): number {
-  return process.geteuid?.() ?? 0;
-}
-
-/** root and ourselves: the only ones trusted to change a directory on the way to a file */
-function ours(uid: number): boolean {
-  return uid === 0 || uid === euid();
-}
-
-/** `nobody (uid 65534)`, or `uid 1234` when /etc/passwd does not know it */
-export function describeUid(uid: number): string {
-  const name = lookupId('/etc/passwd', uid);
-  return name ? `${name} (uid ${uid})` : `uid ${uid}`;
-}
-
-function describeGid(gid: number): string {
-  const name = lookupId('/etc/group', gid);
-  return name ? `${name} (gid ${gid})` : `gid ${gid}`;
-}
-
-function lookupId(file: string, id: number): string | undefined {
-  try {
-    for (const line of readFileSync(file, 'utf8').split('\n')) {
-      const f = line.split(':');
-      if (f.length >= 3 && Number(f[2]) === id) return f[0];
-    }
-  } catch {
-    /* a name is only a nicety */
-  }
-  return undefined;
-}
-
-export function describeKind(st: Stats): string {
-  return st.isFile() ? 'a regular file'
-    : st.isDirectory() ? 'a directory'
-      : st.isSymbolicLink() ? 'a symbolic link'
-        : st.isFIFO() ? 'a FIFO'
-          : st.isSocket() ? 'a socket'
-            : st.isCharacterDevice() ? 'a character device'
-              : st.isBlockDevice() ? 'a block device' : 'not a regular file';
-}
-
-/** Why entries of `dir` can be changed by someone other than root and us; undefined when they cannot. */
-function changeableBy(dir: string, st: Stats, entry: Stats | undefined): string | undefined {
-  if (!ours(st.uid)) return `${dir} belongs to ${describeUid(st.uid)}`;
-  // No exemption for group root: with a POSIX ACL the group bits are the ACL's mask, so a
-  // root:root 0775 directory may be writable by a named account (setfacl -m u:alice:rwx).
-  const groupWrite = (st.mode & 0o020) !== 0;
-  const otherWrite = (st.mode & 0o002) !== 0;
-  if (!groupWrite && !otherWrite) return undefined;
-  // Sticky (/tmp): only an entry's owner (or the directory's) may rename or remove it. An entry
-  // still to be created is ours once O_EXCL or mkdir succeeds.
-  if ((st.mode & 0o1000) !== 0 && (entry === undefined || ours(entry.uid))) return undefined;
-  return otherWrite ? `${dir} is writable by every account` : `${dir} is writable by group ${describeGid(st.gid)}`;
-}
-
-function errnoRefusal(err: unknown, path: string): FileRefused {
-  const e = err as NodeJS.ErrnoException;
-  const reason =
-    e.code === 'ENOENT' ? `${path} does not exist`
-      : e.code === 'EACCES' || e.code === 'EPERM' ? `permission denied on ${path}`
-        : e.code === 'ELOOP' ? `${path} is a symbolic link, and ctwatch follows none where it writes`
-          : e.code === 'EISDIR' ? `${path} is a directory`
-            : e.code === 'ENOTDIR' ? `a part of ${path} is not a directory`
-              : e.code === 'ENXIO' ? `${path} is a FIFO or socket, not a regular file`
-                : e.code === 'EROFS' ? `${path} is on a read-only file system`
-                  : e.code === 'ENOSPC' ? `the disk holding ${path} is full`
-                    : `${path}: ${e.code ?? e.message}`;
-  const advice = e.code === 'ELOOP' ? 'remove it, or name the file it points to' : undefined;
-  return new FileRefused(reason, e.code ?? 'EIO', advice, e.errno);
-}
-
-/**
- * The real path of directory `path` (no symlinks left in it), after checking that nobody but root
- * and ourselves can change the way to it (see the header). Throws FileRefused.
- */
-export function trustedDirectory(path: string): string {
-  const queue = resolve(path).split('/').filter(Boolean);
-  let real = '/';
-  let realSt = lstatSync('/');
-  let links = 0;
-  while (queue.length > 0) {
-    const name = queue.shift()!;
-    if (name === '.') continue;
-    if (name === '..') {
-      // `real` has no symlinks in it, so its parent is what the kernel's `..` would reach
-      real = dirname(real);
-      realSt = lstatSync(real);
-      continue;
-    }
-    const entry = join(real, name);
-    let st: Stats;
-    try {
-      st = lstatSync(entry);
-    } catch (err) {
-      throw errnoRefusal(err, entry);
-    }
-    const why = changeableBy(real, realSt, st);
-    if (why) {
-      throw new FileRefused(`${why}, who could put something else at ${entry}`, 'ERR_UNSAFE_PATH', 'use a directory whose parents only root can change');
-    }
-    if (st.isSymbolicLink()) {
-      if (++links > 40) throw new FileRefused(`too many symbolic links on the way to ${path}`, 'ELOOP');
-      const target = readlinkSync(entry);
-      if (target.startsWith('/')) {
-        real = '/';
-        realSt = lstatSync('/');
-      }
-      queue.unshift(...target.split('/').filter(Boolean));
-      continue;
-    }
-    if (!st.isDirectory()) throw new FileRefused(`${entry} is ${describeKind(st)}, not a directory`, 'ENOTDIR');
-    real = entry;
-    realSt = st;
-  }
-  return real;
-}
 
 /** Checks an open descriptor: a regular file with one link, owned by `uid`. Closes it and throws when not. */
 function checkFile(fd: number, path: string, uid: number, created: boolean): Stats {
@@ -286,6 +136,18 @@ export function openFile(path: string, o: OpenOptions): OpenedFile {
   }
 }
 
+/** The first `size` bytes of an open file, read in a loop (fewer when it is shorter by now). */
+export function readWhole(fd: number, size: number): Buffer {
+  const buf = Buffer.alloc(size);
+  let off = 0;
+  while (off < size) {
+    const n = readSync(fd, buf, off, size - off, off);
+    if (n === 0) break;
+    off += n;
+  }
+  return buf.subarray(0, off);
+}
+
 /** A small file read whole (state files), at most `maxBytes`; undefined when it does not exist. */
 export function readSmallFile(path: string, maxBytes: number): Buffer | undefined {
   let f: OpenedFile;
@@ -297,14 +159,7 @@ export function readSmallFile(path: string, maxBytes: number): Buffer | undefine
   }
   try {
     if (f.size > maxBytes) throw new FileRefused(`${f.path} is ${f.size} bytes, more than the ${maxBytes} it can be`, 'ERR_UNSAFE_FILE', 'remove it');
-    const buf = Buffer.alloc(f.size);
-    let off = 0;
-    while (off < buf.length) {
-      const n = readSync(f.fd, buf, off, buf.length - off, off);
-      if (n === 0) break;
-      off += n;
-    }
-    return buf.subarray(0, off);
+    return readWhole(f.fd, f.size);
   } finally {
     closeSync(f.fd);
   }
@@ -348,121 +203,10 @@ export function readTrustedFile(path: string, maxBytes: number): Buffer {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new FileRefused(`${real} is ${describeKind(st)}, not a regular file`, 'ERR_UNSAFE_FILE');
     if (st.size > maxBytes) throw new FileRefused(`${real} is ${st.size} bytes, more than the ${maxBytes} it can be`, 'ERR_UNSAFE_FILE');
-    const buf = Buffer.alloc(st.size);
-    let off = 0;
-    while (off < buf.length) {
-      const n = readSync(fd, buf, off, buf.length - off, off);
-      if (n === 0) break;
-      off += n;
-    }
-    return buf.subarray(0, off);
+    return readWhole(fd, st.size);
   } finally {
     closeSync(fd);
   }
-}
-
-/** Creates the missing directories of `path` (0755, in trusted parents) and returns its real path. */
-function makeTrusted(path: string): string {
-  try {
-    return trustedDirectory(path);
-  } catch (err) {
-    if (!(err instanceof FileRefused) || err.code !== 'ENOENT' || dirname(path) === path) throw err;
-  }
-  const parent = makeTrusted(dirname(path));
-  try {
-    mkdirSync(join(parent, basename(path)), 0o755);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw errnoRefusal(err, join(parent, basename(path)));
-  }
-  return trustedDirectory(path);
-}
-
-/**
- * A directory ctwatch keeps state in and works inside by path (a spool): created 0700 when missing
- * (with any missing parents, 0755), reached by a trusted way (see trustedDirectory: nobody else can
- * swap it for a link), owned by the effective uid, without group or other write. Returns its real path.
- */
-export function privateDirectory(path: string): string {
-  const parent = makeTrusted(dirname(resolve(path)));
-  const full = join(parent, basename(resolve(path)));
-  try {
-    mkdirSync(full, 0o700);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw errnoRefusal(err, full);
-  }
-  const real = trustedDirectory(full);
-  const st = lstatSync(real);
-  checkPrivate(real, st, euid());
-  return real;
-}
-
-function checkPrivate(path: string, st: Stats, uid: number): void {
-  if (!st.isDirectory()) throw new FileRefused(`${path} is ${describeKind(st)}, not a directory`, 'ENOTDIR');
-  if (st.uid !== uid) {
-    throw new FileRefused(`${path} belongs to ${describeUid(st.uid)}, but ctwatch keeps its files there as ${describeUid(uid)}`, 'ERR_UNSAFE_PATH', `chown -R ${lookupId('/etc/passwd', uid) ?? uid} ${path}, or choose another directory`);
-  }
-  if ((st.mode & 0o022) !== 0) {
-    throw new FileRefused(`${path} is writable by ${(st.mode & 0o002) !== 0 ? 'every account' : `group ${describeGid(st.gid)}`}`, 'ERR_UNSAFE_PATH', `chmod 700 ${path}`);
-  }
-}
-
-/**
- * Before `--user`: makes a private directory for `owner` (see privateDirectory), created by root
- * 0700 and handed over through its descriptor, or checks that the existing one is already the
- * account's own; and that the account can reach it. Root does nothing inside it.
- */
-export function privateDirectoryFor(path: string, owner: FileOwner): string {
-  const parent = makeTrusted(dirname(resolve(path)));
-  const full = join(parent, basename(resolve(path)));
-  let created = false;
-  try {
-    mkdirSync(full, 0o700);
-    created = true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw errnoRefusal(err, full);
-  }
-  let fd: number;
-  try {
-    fd = openSync(full, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
-  } catch (err) {
-    throw errnoRefusal(err, full);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (created && st.uid === euid()) {
-      fchownSync(fd, owner.uid, owner.gid);
-      fchmodSync(fd, 0o700);
-    } else {
-      checkPrivate(full, st, owner.uid);
-    }
-  } finally {
-    closeSync(fd);
-  }
-  const blocked = unreachableBy(parent, owner);
-  if (blocked) throw new FileRefused(`${owner.name} cannot reach ${full}: ${blocked.reason}`, 'EACCES', blocked.advice);
-  return full;
-}
-
-/** Whether `owner` could create and rename files in `dir`, from its mode bits (primary group only). */
-export function writableBy(dir: string, owner: FileOwner): boolean {
-  const st = lstatSync(dir);
-  return can(st, owner, 0o2);
-}
-
-/** Why `owner` cannot search its way to `dir` (mode bits, primary group only); undefined when it can. */
-export function unreachableBy(dir: string, owner: FileOwner): { reason: string; advice: string } | undefined {
-  for (let d = resolve(dir); ; d = dirname(d)) {
-    if (!existsSync(d)) return { reason: `${d} does not exist`, advice: 'create it' };
-    if (!can(lstatSync(d), owner, 0o1)) return { reason: `${d} is not searchable by ${owner.name}`, advice: `chmod o+x ${d}, or choose another directory` };
-    if (d === '/') return undefined;
-  }
-}
-
-function can(st: Stats, owner: FileOwner, bit: number): boolean {
-  if (owner.uid === 0) return true;
-  if (st.uid === owner.uid) return (st.mode & (bit << 6)) !== 0;
-  if (st.gid === owner.gid) return (st.mode & (bit << 3)) !== 0;
-  return (st.mode & bit) !== 0;
 }
 
 /**
