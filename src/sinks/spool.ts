@@ -1,11 +1,7 @@
 /**
  * A bounded on-disk FIFO of payloads for at-least-once delivery.
  *
- * Layout of the spool directory (SECURITY.md: private, 0700, owned by the account ctwatch runs as):
- *   seg-000000000001.log ...  segments, appended to in order; a record is `LEN:PAYLOAD\n`, LEN the
- *                             payload's UTF-8 byte length, so payloads may contain anything
- *   state.json                the committed read position {seq, offset}, rewritten in place
- *   lock                      flock(2)ed for the life of the spool; holds the pid, for people only
+ * The directory's layout and the record format: ./spool-format.ts; its lock: ./spool-lock.ts.
  *
  * A record is removed (its read position committed) only after the receiver accepted it, so after
  * a crash or restart everything uncommitted is sent again: at least once, in order. Segments are
@@ -25,12 +21,17 @@
  * and logged. A state.json that parses but points nowhere (an offset past the end, a segment past
  * the newest) is ignored with a log line: the spool is replayed, never deleted.
  */
-import { close, closeSync, fdatasync, ftruncate, ftruncateSync, read, readSync, write, writeSync } from 'node:fs';
+import { close, closeSync, fdatasync, ftruncate, ftruncateSync, read, readSync, write } from 'node:fs';
 import { readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { FileRefused, lockFd, openFile, privateDirectory } from '../util/safe-file.js';
+import { openFile, privateDirectory, readWhole } from '../util/safe-file.js';
 import type { OverflowPolicy, SinkLogger } from './types.js';
+import { frame, headAt, parseFrames, parseState, segName, segmentSeqs, stateBytes, type Segment, type State } from './spool-format.js';
+import { SpoolError, describeError, refused, takeLock } from './spool-lock.js';
+
+export { SpoolError } from './spool-lock.js';
+export { parseFrames } from './spool-format.js';
 
 const writeAsync = (fd: number, buf: Buffer, off: number, len: number, pos: number | null): Promise<number> =>
   new Promise((resolve, reject) => write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
@@ -70,126 +71,7 @@ export interface AppendResult {
   error?: string;
 }
 
-/** A spool that cannot be used, in one line (the reason names the path; the code says the kind). */
-export class SpoolError extends Error {
-  constructor(
-    message: string,
-    /** ERR_SPOOL_BUSY, ERR_UNSAFE_PATH, ERR_UNSAFE_FILE, or an errno name */
-    readonly code: string,
-  ) {
-    super(message);
-    this.name = 'SpoolError';
-  }
-}
-
-interface Segment {
-  seq: number;
-  /** bytes of whole records; a torn tail past it (a write that could not be cut back) is ignored */
-  bytes: number;
-  records: number;
-}
-
-interface State {
-  seq: number;
-  offset: number;
-}
-
-const SEG_RE = /^seg-(\d{12})\.log$/;
-const NL = 0x0a;
-const COLON = 0x3a;
-/** state.json is rewritten in place at this fixed size: no new block is needed, even on a full disk */
-const STATE_BYTES = 64;
 const openInProcess = new Set<string>();
-
-function segName(seq: number): string {
-  return `seg-${String(seq).padStart(12, '0')}.log`;
-}
-
-function frame(payload: string): Buffer {
-  const body = Buffer.from(payload, 'utf8');
-  return Buffer.concat([Buffer.from(`${body.length}:`), body, Buffer.from('\n')]);
-}
-
-type FrameAt = { kind: 'frame'; body: number; end: number } | { kind: 'partial' } | { kind: 'bad' };
-
-/** What starts at buf[pos]: a whole record (`end` past its newline), the start of one cut off by the buffer's end, or not a record. */
-function frameAt(buf: Buffer, pos: number): FrameAt {
-  let i = pos;
-  while (i < buf.length && i - pos <= 12 && buf[i] >= 0x30 && buf[i] <= 0x39) i++;
-  if (i - pos > 12) return { kind: 'bad' };
-  if (i === buf.length) return { kind: 'partial' };
-  if (i === pos || buf[i] !== COLON) return { kind: 'bad' };
-  const newline = i + 1 + Number(buf.toString('latin1', pos, i));
-  if (newline >= buf.length) return { kind: 'partial' };
-  return buf[newline] === NL ? { kind: 'frame', body: i + 1, end: newline + 1 } : { kind: 'bad' };
-}
-
-/**
- * The next place after `pos` where a whole record starts (or, not `final`, may start past the
- * buffer). Every byte is a candidate, not only those after a newline: a torn record is followed by
- * the next one without a newline between them.
- */
-function resync(buf: Buffer, pos: number, final: boolean): number {
-  for (let i = pos + 1; i < buf.length; i++) {
-    const c = buf[i];
-    if (c < 0x30 || c > 0x39) continue;
-    const p = buf[i - 1];
-    if (p >= 0x30 && p <= 0x39) continue; // inside a number: its start was tried
-    const f = frameAt(buf, i);
-    if (f.kind === 'frame' || (f.kind === 'partial' && !final)) return i;
-  }
-  return buf.length;
-}
-
-interface Parsed {
-  records: string[];
-  /** where parsing stopped */
-  end: number;
-  /** corrupt bytes stepped over */
-  skipped: number;
-  /** end of the last whole record (0 when none) */
-  lastFrameEnd: number;
-  /** end of each whole record, when asked for */
-  ends?: number[];
-}
-
-/**
- * Records from buf[start..]; corruption is stepped over to the next whole record and counted.
- * `final`: the buffer ends where the data ends, so a record cut off at its end is torn, not partial.
- */
-export function parseFrames(buf: Buffer, start: number, maxRecords: number, maxBytes: number, final = false, keepEnds = false, decode = true): Parsed {
-  const records: string[] = [];
-  const ends: number[] | undefined = keepEnds ? [] : undefined;
-  let pos = start;
-  let bytes = 0;
-  let skipped = 0;
-  let lastFrameEnd = 0;
-  let count = 0;
-  while (pos < buf.length && count < maxRecords) {
-    const f = frameAt(buf, pos);
-    if (f.kind === 'frame') {
-      const len = f.end - 1 - f.body;
-      if (count > 0 && bytes + len > maxBytes) break;
-      if (decode) records.push(buf.toString('utf8', f.body, f.end - 1));
-      ends?.push(f.end);
-      count++;
-      bytes += len;
-      pos = lastFrameEnd = f.end;
-      continue;
-    }
-    if (f.kind === 'partial' && !final) break;
-    const next = resync(buf, pos, final);
-    skipped += next - pos;
-    pos = next;
-  }
-  return { records, end: pos, skipped, lastFrameEnd, ends };
-}
-
-function message(err: unknown): string {
-  if (err instanceof FileRefused) return err.message;
-  const e = err as NodeJS.ErrnoException;
-  return e.code === 'ENOSPC' ? 'the disk is full (ENOSPC)' : e.code ? `${e.code}: ${e.message}` : String(e?.message ?? err);
-}
 
 export class Spool {
   private segments: Segment[] = [];
@@ -297,19 +179,15 @@ export class Spool {
     const n = readSync(this.stateFd, buf, 0, buf.length, 0);
     const text = buf.toString('utf8', 0, n).trim();
     if (text === '') return undefined;
-    try {
-      const p = JSON.parse(text) as Partial<State>;
-      if (Number.isSafeInteger(p.seq) && Number.isSafeInteger(p.offset) && p.seq! >= 0 && p.offset! >= 0) return { seq: p.seq!, offset: p.offset! };
-    } catch {
-      /* reported below */
-    }
+    const state = parseState(text);
+    if (state) return state;
     this.log?.warn({ spool: this.dir, state: text.slice(0, 80) }, 'spool state.json is not a read position: replaying the spool from its oldest record');
     return undefined;
   }
 
   private async recover(): Promise<void> {
     let state = this.readState();
-    const seqs = (await readdir(this.dir)).map((n) => SEG_RE.exec(n)).filter((m) => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b);
+    const seqs = segmentSeqs(await readdir(this.dir));
     const newest = seqs.length ? seqs[seqs.length - 1] : 0;
     this.nextSeq = newest + 1;
     if (state && seqs.length && state.seq > newest) {
@@ -328,16 +206,10 @@ export class Spool {
       let seg: Segment;
       let ends: number[];
       try {
-        const buf = Buffer.allocUnsafe(f.size);
-        let off = 0;
-        while (off < f.size) {
-          const n = readSync(f.fd, buf, off, f.size - off, off);
-          if (n === 0) break;
-          off += n;
-        }
-        const scan = parseFrames(buf.subarray(0, off), 0, Infinity, Infinity, true, true, false);
+        const buf = readWhole(f.fd, f.size);
+        const scan = parseFrames(buf, 0, Infinity, Infinity, true, true, false);
         ends = scan.ends!;
-        const tail = off - scan.lastFrameEnd;
+        const tail = buf.length - scan.lastFrameEnd;
         if (tail > 0) {
           // a write that ended half way (killed, or an older version on a full disk): cut through the descriptor
           ftruncateSync(f.fd, scan.lastFrameEnd);
@@ -358,10 +230,7 @@ export class Spool {
         if (state.offset > seg.bytes) {
           this.log?.warn({ spool: this.dir, segment: name, stateOffset: state.offset, bytes: seg.bytes }, 'spool state.json offset is past the end of its segment: replaying the segment');
         } else {
-          // the last whole record at or before the committed offset (inside a record: it comes again)
-          let index = 0;
-          while (index < ends.length && ends[index] <= state.offset) index++;
-          this.head = { offset: index > 0 ? ends[index - 1] : 0, index };
+          this.head = headAt(ends, state.offset);
         }
       }
       this.segments.push(seg);
@@ -399,7 +268,7 @@ export class Spool {
         r.appended += bufs.length;
       } catch (err) {
         r.failed += bufs.length;
-        r.error = message(err);
+        r.error = describeError(err);
       }
       bufs = [];
       bufLen = 0;
@@ -557,8 +426,7 @@ export class Spool {
    * restart replays from the last position that was written (at least once).
    */
   private async saveState(): Promise<void> {
-    const text = JSON.stringify({ seq: this.segments[0]?.seq ?? this.nextSeq, offset: this.head.offset });
-    const buf = Buffer.from(text.padEnd(STATE_BYTES - 1, ' ') + '\n');
+    const buf = stateBytes({ seq: this.segments[0]?.seq ?? this.nextSeq, offset: this.head.offset });
     try {
       let off = 0;
       while (off < buf.length) off += await writeAsync(this.stateFd, buf, off, buf.length - off, off);
@@ -566,7 +434,7 @@ export class Spool {
       if (this.o.fsync) await fdatasyncAsync(this.stateFd);
       this.stateError_ = null;
     } catch (err) {
-      this.stateError_ = `cannot write ${this.path('state.json')}: ${message(err)}`;
+      this.stateError_ = `cannot write ${this.path('state.json')}: ${describeError(err)}`;
     }
   }
 
@@ -585,48 +453,4 @@ export class Spool {
   static async purge(dir: string): Promise<void> {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-/** flock on `dir/lock`, kept for the life of the spool (the descriptor is returned, open). */
-function takeLock(dir: string): number {
-  let fd: number;
-  try {
-    fd = openFile(join(dir, 'lock'), { access: 'read-write', create: true, mode: 0o600 }).fd;
-  } catch (err) {
-    throw refused(dir, err);
-  }
-  let held: boolean;
-  try {
-    held = lockFd(fd);
-  } catch (err) {
-    closeSync(fd);
-    throw refused(dir, err);
-  }
-  if (!held) {
-    const buf = Buffer.alloc(32);
-    let pid = '';
-    try {
-      pid = buf.toString('utf8', 0, readSync(fd, buf, 0, buf.length, 0)).trim();
-    } catch {
-      /* the pid is only a hint */
-    }
-    closeSync(fd);
-    throw new SpoolError(`spool ${dir} is in use by another ctwatch${/^\d+$/.test(pid) ? ` (pid ${pid})` : ''}: stop it, or give this sink its own spool dir`, 'ERR_SPOOL_BUSY');
-  }
-  try {
-    // for people reading the directory; the lock itself is the flock
-    const text = Buffer.from(`${process.pid}\n`);
-    ftruncateSync(fd, 0);
-    writeSync(fd, text, 0, text.length, 0);
-  } catch {
-    /* a full disk: the lock is held all the same */
-  }
-  return fd;
-}
-
-function refused(dir: string, err: unknown): SpoolError {
-  if (err instanceof SpoolError) return err;
-  if (err instanceof FileRefused) return new SpoolError(`spool ${dir}: ${err.message}`, err.code);
-  const e = err as NodeJS.ErrnoException;
-  return new SpoolError(`spool ${dir}: ${message(err)}`, e?.code ?? 'EIO');
 }
