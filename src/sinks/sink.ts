@@ -11,66 +11,25 @@
  * switch is left to finish; if it succeeds, its copy at the head of the spool is skipped.
  *
  * Longer than most files here on purpose: the two modes, the switch between them and the order
- * guarantee are one state machine, and reading it in one place is how it stays correct.
+ * guarantee are one state machine, and reading it in one place is how it stays correct. What is
+ * not the state machine lives beside it: the options (./sink-options.ts), the counters and drop
+ * warnings (./tally.ts), the loop's wait (./wakeup.ts), when to give a batch up (./util.ts).
  */
-import type { Formatter } from '../formats/index.js';
 import type { SinkRecord } from '../formats/common.js';
-import { Spool, SpoolError, type SpoolBatch, type SpoolOptions } from './spool.js';
+import { Spool, type SpoolBatch } from './spool.js';
+import { refused } from './spool-lock.js';
 import { privateDirectoryFor, type FileOwner } from '../util/safe-file.js';
-import {
-  type OverflowPolicy,
-  type Sink,
-  type SinkCounters,
-  type SinkLogger,
-  type Transport,
-  TransportError,
-  silentLogger,
-} from './types.js';
-import { DEFAULT_RETRY, RateLimitedWarning, type RetryOptions, backoffMs, errorMessage } from './util.js';
+import { type OverflowPolicy, type Sink, type SinkCounters, type SinkLogger, type Transport, TransportError, silentLogger } from './types.js';
+import { DEFAULT_RETRY, type RetryOptions, backoffMs, giveUpBefore } from './util.js';
 import { RecordQueue } from './queue.js';
+import { SinkTally } from './tally.js';
+import { Wakeup } from './wakeup.js';
+import { DEFAULT_BATCH, DEFAULT_MEMORY, type BatchOptions, type MemoryOptions, type SinkOptions } from './sink-options.js';
 import { sleep } from '../util/timers.js';
-import { scrub } from '../config/secrets.js';
 // batching, back-off and drain deadlines on the monotonic clock: a wall-clock step cannot hold a batch
 import { monoMs } from '../util/clock.js';
 
-export interface BatchOptions {
-  maxRecords: number;
-  /** payload size per batch (approximate: UTF-16 length) */
-  maxBytes: number;
-  /** how long the first record of a partial batch may wait */
-  maxWaitMs: number;
-}
-
-export interface MemoryOptions {
-  /** bound of the in-memory queue; past it the overflow policy applies */
-  maxRecords: number;
-  maxBytes: number;
-  /** with a spool: queue size past which the receiver counts as slow and we spool (default maxBytes/4) */
-  spillBytes?: number;
-}
-
-export interface SinkOptions {
-  name: string;
-  format: Formatter;
-  /** which records this sink takes (default: all) */
-  filter?: (rec: SinkRecord) => boolean;
-  batch?: Partial<BatchOptions>;
-  retry?: Partial<RetryOptions>;
-  memory?: Partial<MemoryOptions>;
-  /** what a full memory queue drops when there is no spool (with one, the spool's policy) */
-  overflow?: OverflowPolicy;
-  spool?: SpoolOptions;
-  logger?: SinkLogger;
-  /** secrets to scrub from errors before they reach lastError or a log line (the transport's own are added) */
-  secrets?: readonly string[];
-  /** jitter source for the backoff, 0..1 (tests); default Math.random */
-  random?: () => number;
-  /** do not open the spool in the constructor: the owner calls start() (after --user) */
-  deferSpool?: boolean;
-}
-
-export const DEFAULT_BATCH: BatchOptions = { maxRecords: 500, maxBytes: 1 << 20, maxWaitMs: 1000 };
-export const DEFAULT_MEMORY: MemoryOptions = { maxRecords: 100_000, maxBytes: 64 << 20 };
+export { DEFAULT_BATCH, DEFAULT_MEMORY, type BatchOptions, type MemoryOptions, type SinkOptions } from './sink-options.js';
 
 interface Inflight {
   records: string[];
@@ -88,25 +47,13 @@ interface DeliverResult {
 
 export class DeliverySink implements Sink {
   readonly name: string;
-  private readonly c: SinkCounters = {
-    sent: 0,
-    retried: 0,
-    spooled: 0,
-    dropped: 0,
-    failed: 0,
-    lastError: null,
-    queued: 0,
-    spoolRecords: 0,
-    spoolBytes: 0,
-    spoolCorruptBytes: 0,
-    truncated: 0,
-  };
+  private readonly tally: SinkTally;
+  private readonly c: SinkCounters;
   private readonly batch: BatchOptions;
   private readonly retry: RetryOptions;
   private readonly memory: MemoryOptions;
   private readonly overflow: OverflowPolicy;
   private readonly logger: SinkLogger;
-  private readonly dropWarning: RateLimitedWarning;
 
   private readonly mem: RecordQueue<string>;
   private firstQueuedAt = 0;
@@ -125,8 +72,7 @@ export class DeliverySink implements Sink {
   private inflight: Inflight | null = null;
   private leftovers: string[] = [];
 
-  private waiter: (() => void) | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly wakeup = new Wakeup();
   private closing = false;
   private closed = false;
   private closeDeadline = Infinity;
@@ -144,7 +90,8 @@ export class DeliverySink implements Sink {
     this.overflow = o.spool?.policy ?? o.overflow ?? 'drop-newest';
     this.mem = new RecordQueue<string>(this.memory, this.overflow, (p) => p.length);
     this.logger = o.logger ?? silentLogger;
-    this.dropWarning = new RateLimitedWarning(this.logger, 'sink dropped records', 60_000);
+    this.tally = new SinkTally(o.name, this.logger, () => [...(o.secrets ?? []), ...(transport.secrets ?? [])]);
+    this.c = this.tally.counters;
     // `deferSpool`: the daemon opens spools itself (start()), after --user, and fails loudly
     if (!o.deferSpool) void this.start().catch(() => {});
     this.loop = this.supervise();
@@ -161,7 +108,7 @@ export class DeliverySink implements Sink {
       try {
         privateDirectoryFor(this.o.spool.dir, owner);
       } catch (err) {
-        throw new SpoolError(`spool ${this.o.spool.dir}: ${(err as Error).message}`, (err as { code?: string }).code ?? 'EIO');
+        throw refused(this.o.spool.dir, err);
       }
     }
     this.transport.prepare?.(owner);
@@ -194,7 +141,7 @@ export class DeliverySink implements Sink {
         if (this.abort.signal.aborted || (this.closing && monoMs() >= this.closeDeadline)) return;
         const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
         this.loopRestarts++;
-        this.c.lastError = this.clean(err);
+        this.c.lastError = this.tally.clean(err);
         this.logger.error({ sink: this.name, err: this.c.lastError, restarts: this.loopRestarts, retryInMs: delay }, 'sink delivery loop failed: restarting it');
         await sleep(Math.min(delay, Math.max(0, this.closeDeadline - monoMs())), this.abort.signal);
       }
@@ -225,17 +172,6 @@ export class DeliverySink implements Sink {
     }
   }
 
-  private clean(err: unknown): string {
-    const msg = typeof err === 'string' ? err : errorMessage(err);
-    return scrub(msg, [...(this.o.secrets ?? []), ...(this.transport.secrets ?? [])]);
-  }
-
-  private noteDrop(count: number, reason: string): void {
-    if (count <= 0) return;
-    this.c.dropped += count;
-    this.dropWarning.note(count, { sink: this.name, reason, dropped: this.c.dropped });
-  }
-
   private get queued(): number {
     return this.mem.length;
   }
@@ -245,16 +181,9 @@ export class DeliverySink implements Sink {
     return this.inflight?.records.length ?? 0;
   }
 
-  /** Given up after trying: also counted in `dropped`, and in `failed`. */
-  private giveUp(count: number, reason: string, error: string): void {
-    this.c.lastError = this.clean(error);
-    this.c.failed += count;
-    this.noteDrop(count, reason);
-  }
-
   write(rec: SinkRecord): void {
     if (this.closing) {
-      this.noteDrop(1, 'closed');
+      this.tally.drop(1, 'closed');
       return;
     }
     if (this.o.filter && !this.o.filter(rec)) return;
@@ -267,13 +196,13 @@ export class DeliverySink implements Sink {
       // holds one string per record instead of a tree that every scavenge has to copy.
       Buffer.byteLength(payload, 'utf8');
     } catch (err) {
-      this.c.lastError = `cannot encode ${String(rec.event)} record: ${this.clean(err)}`;
-      this.noteDrop(1, 'encode');
+      this.c.lastError = `cannot encode ${String(rec.event)} record: ${this.tally.clean(err)}`;
+      this.tally.drop(1, 'encode');
       return;
     }
     const wasEmpty = this.queued === 0;
     const dropped = this.mem.push(payload);
-    if (dropped) this.noteDrop(dropped, 'memory full');
+    if (dropped) this.tally.drop(dropped, 'memory full');
     if (this.queued === 0) return;
     if (wasEmpty) this.firstQueuedAt = monoMs();
 
@@ -282,36 +211,19 @@ export class DeliverySink implements Sink {
     } else if (this.spoolUsable && this.mem.bytes > (this.memory.spillBytes ?? this.memory.maxBytes / 4)) {
       this.spill('receiver slow');
     } else if (this.queued >= this.batch.maxRecords || this.mem.bytes >= this.batch.maxBytes) {
-      this.wake();
+      this.wakeup.wake();
     } else {
       this.armTimer();
     }
   }
 
+  /** A partial batch waits for its first record's deadline, no longer. */
   private armTimer(): void {
-    if (this.timer || !this.waiter) return;
-    const wait = Math.max(0, this.firstQueuedAt + this.batch.maxWaitMs - monoMs());
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.wake();
-    }, wait);
-  }
-
-  private wake(): void {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
+    this.wakeup.arm(this.firstQueuedAt + this.batch.maxWaitMs);
   }
 
   private waitForWork(): Promise<void> {
-    return new Promise((resolve) => {
-      this.waiter = resolve;
-      if (this.mode === 'direct' && this.queued > 0) this.armTimer();
-    });
+    return this.wakeup.wait(this.mode === 'direct' && this.queued > 0 ? this.firstQueuedAt + this.batch.maxWaitMs : undefined);
   }
 
   private takeMem(maxRecords: number, maxBytes: number): string[] {
@@ -332,19 +244,19 @@ export class DeliverySink implements Sink {
     }).then(
       (r) => {
         this.c.spooled += r.appended;
-        this.noteDrop(r.dropped, 'spool full');
+        this.tally.drop(r.dropped, 'spool full');
         if (r.failed > 0) {
-          this.c.lastError = `spool write failed: ${this.clean(r.error ?? 'unknown error')}`;
-          this.noteDrop(r.failed, 'spool write failed');
+          this.c.lastError = `spool write failed: ${this.tally.clean(r.error ?? 'unknown error')}`;
+          this.tally.drop(r.failed, 'spool write failed');
         }
       },
       (err) => {
-        this.c.lastError = `spool write failed: ${this.clean(err)}`;
-        this.noteDrop(records.length, 'spool write failed');
+        this.c.lastError = `spool write failed: ${this.tally.clean(err)}`;
+        this.tally.drop(records.length, 'spool write failed');
       },
     ).finally(() => {
       this.appending--;
-      this.wake();
+      this.wakeup.wake();
     });
   }
 
@@ -359,7 +271,7 @@ export class DeliverySink implements Sink {
       this.appendToSpool(this.inflight.records);
     }
     this.kickSpooler();
-    this.wake();
+    this.wakeup.wake();
   }
 
   private kickSpooler(): void {
@@ -369,7 +281,7 @@ export class DeliverySink implements Sink {
     setImmediate(() => {
       this.spooler = false;
       while (this.queued > 0 && this.mode === 'spool') this.appendToSpool(this.takeMem(1000, 4 << 20));
-      this.wake();
+      this.wakeup.wake();
     });
   }
 
@@ -384,22 +296,22 @@ export class DeliverySink implements Sink {
         const retry = out.retry ?? [];
         const rejected = out.rejected ?? [];
         this.c.sent += pending.length - retry.length - rejected.length;
-        if (rejected.length) this.giveUp(rejected.length, 'rejected', out.error ?? 'records rejected by the receiver');
+        if (rejected.length) this.tally.giveUp(rejected.length, 'rejected', out.error ?? 'records rejected by the receiver');
         if (retry.length === 0) return { left: [], handedOff: false };
-        this.c.lastError = this.clean(out.error ?? 'some records failed');
+        this.c.lastError = this.tally.clean(out.error ?? 'some records failed');
         retryAfter = out.retryAfterMs;
         pending = retry.map((i) => pending[i]);
       } catch (err) {
         if (this.abort.signal.aborted) return { left: pending, handedOff: false };
-        this.c.lastError = this.clean(err);
+        this.c.lastError = this.tally.clean(err);
         const te = err instanceof TransportError ? err : null;
         if (te && !te.retryable) {
-          this.giveUp(pending.length, 'rejected', this.c.lastError);
+          this.tally.giveUp(pending.length, 'rejected', this.c.lastError);
           return { left: [], handedOff: false };
         }
         if (te?.split) {
           if (pending.length === 1) {
-            this.giveUp(1, 'too large', this.c.lastError);
+            this.tally.giveUp(1, 'too large', this.c.lastError);
             return { left: [], handedOff: false };
           }
           const half = Math.ceil(pending.length / 2);
@@ -413,14 +325,10 @@ export class DeliverySink implements Sink {
         retryAfter = te?.retryAfterMs;
       }
       attempt++;
-      const error = this.c.lastError ?? 'send failed';
-      if (!fromSpool && !this.spoolUsable && attempt >= this.retry.maxAttempts) {
-        this.giveUp(pending.length, 'retries exhausted', `${error} after ${attempt} attempts`);
-        return { left: [], handedOff: false };
-      }
-      if (retryAfter !== undefined && retryAfter > this.retry.maxRetryAfterMs && this.retry.longRetryAfter === 'give-up') {
-        const s = (ms: number) => Math.round(ms / 1000);
-        this.giveUp(pending.length, 'retry-after too long', `${error} with Retry-After ${s(retryAfter)} s, over the ${s(this.retry.maxRetryAfterMs)} s limit`);
+      // only a batch with nowhere else to go (not from the spool, and no spool) runs out of attempts
+      const stop = giveUpBefore(attempt, retryAfter, this.retry, !fromSpool && !this.spoolUsable);
+      if (stop) {
+        this.tally.giveUp(pending.length, stop.reason, `${this.c.lastError ?? 'send failed'} ${stop.detail}`);
         return { left: [], handedOff: false };
       }
       // counted only when another attempt follows, from here or from the spool
@@ -454,7 +362,7 @@ export class DeliverySink implements Sink {
         if (this.spoolStarted) await this.ready;
         else throw new Error('closed before the spool was opened');
       } catch (err) {
-        this.c.lastError = `cannot open spool: ${this.clean(err)}`;
+        this.c.lastError = `cannot open spool: ${this.tally.clean(err)}`;
         // deferSpool: start()'s caller was told, and stops (watch exits with one line)
         if (!this.o.deferSpool) this.logger.error({ sink: this.name, err: this.c.lastError }, 'spool unavailable: delivering from memory only');
         this.spool = null;
@@ -533,7 +441,7 @@ export class DeliverySink implements Sink {
       if (res.left.length) return 'stop';
     }
     await spool.commit(batch);
-    if (spool.stateError) this.c.lastError = this.clean(spool.stateError);
+    if (spool.stateError) this.c.lastError = this.tally.clean(spool.stateError);
     return this.closing && monoMs() > this.closeDeadline ? 'stop' : 'sent';
   }
 
@@ -549,7 +457,7 @@ export class DeliverySink implements Sink {
     try {
       while (!this.isIdle()) {
         if (monoMs() >= deadline) return false;
-        this.wake();
+        this.wakeup.wake();
         await sleep(Math.min(20, Math.max(1, deadline - monoMs())));
       }
       return true;
@@ -571,11 +479,11 @@ export class DeliverySink implements Sink {
     this.closing = true;
     this.closeDeadline = monoMs() + timeoutMs;
     const timer = setTimeout(() => this.abort.abort(), timeoutMs);
-    this.wake();
+    this.wakeup.wake();
     await this.loop;
     clearTimeout(timer);
     this.abort.abort();
-    if (this.timer) clearTimeout(this.timer);
+    this.wakeup.stop();
     // whatever could not be delivered in time goes to the spool (sent on the next start) or is lost
     const rest = [...this.leftovers, ...this.mem.clear()];
     this.leftovers = [];
@@ -584,12 +492,12 @@ export class DeliverySink implements Sink {
       if (rest.length) this.appendToSpool(rest);
       while (this.appending > 0) await sleep(1);
       await this.spool?.close().catch((err) => {
-        this.c.lastError = `spool close failed: ${this.clean(err)}`;
+        this.c.lastError = `spool close failed: ${this.tally.clean(err)}`;
       });
     } else {
-      this.noteDrop(rest.length, 'closed before delivery');
+      this.tally.drop(rest.length, 'closed before delivery');
     }
-    this.dropWarning.stop();
+    this.tally.stop();
     this.closed = true;
     await this.transport.close().catch(() => {});
     return rest.length === 0;

@@ -39,6 +39,20 @@ export function backoffMs(attempt: number, o: RetryOptions, retryAfterMs?: numbe
   return exp / 2 + rand() * (exp / 2);
 }
 
+/**
+ * Whether a batch that just failed its `attempt`-th try is given up now: out of attempts (only when
+ * it has nowhere else to go: `bounded`), or a receiver asking to wait longer than we obey when the
+ * policy is to give up then. The detail follows the last error in the operator's words.
+ */
+export function giveUpBefore(attempt: number, retryAfterMs: number | undefined, o: RetryOptions, bounded: boolean): { reason: string; detail: string } | undefined {
+  if (bounded && attempt >= o.maxAttempts) return { reason: 'retries exhausted', detail: `after ${attempt} attempts` };
+  if (retryAfterMs !== undefined && retryAfterMs > o.maxRetryAfterMs && o.longRetryAfter === 'give-up') {
+    const s = (ms: number) => Math.round(ms / 1000);
+    return { reason: 'retry-after too long', detail: `with Retry-After ${s(retryAfterMs)} s, over the ${s(o.maxRetryAfterMs)} s limit` };
+  }
+  return undefined;
+}
+
 /** Retry-After is either delta-seconds or an HTTP-date (RFC 9110 §10.2.3). */
 export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
   const v = Array.isArray(value) ? value[0] : value;

@@ -1,6 +1,6 @@
 /** Backoff, Retry-After parsing, rate-limited warnings, secret scrubbing. */
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_RETRY, RateLimitedWarning, backoffMs, parseRetryAfter, scrub } from '../../src/sinks/util.js';
+import { DEFAULT_RETRY, RateLimitedWarning, backoffMs, giveUpBefore, parseRetryAfter, scrub } from '../../src/sinks/util.js';
 
 describe('backoff', () => {
   const o = { ...DEFAULT_RETRY, initialMs: 100, maxMs: 1000 };
@@ -20,6 +20,24 @@ describe('backoff', () => {
     expect(parseRetryAfter('Mon, 01 Jan 2024 00:00:10 GMT', now)).toBe(10_000);
     expect(parseRetryAfter('soon')).toBeUndefined();
     expect(parseRetryAfter(undefined)).toBeUndefined();
+  });
+});
+
+describe('giveUpBefore', () => {
+  const o = { ...DEFAULT_RETRY, maxAttempts: 3, maxRetryAfterMs: 120_000 };
+  it('gives up a batch with nowhere else to go when its attempts run out, not before', () => {
+    expect(giveUpBefore(2, undefined, o, true)).toBeUndefined();
+    expect(giveUpBefore(3, undefined, o, true)).toEqual({ reason: 'retries exhausted', detail: 'after 3 attempts' });
+    // from the spool, or with one: tried until delivered
+    expect(giveUpBefore(30, undefined, o, false)).toBeUndefined();
+  });
+  it('gives up on a Retry-After past the limit only when the policy says so', () => {
+    expect(giveUpBefore(1, 600_000, o, false)).toBeUndefined();
+    expect(giveUpBefore(1, 600_000, { ...o, longRetryAfter: 'give-up' }, false)).toEqual({
+      reason: 'retry-after too long',
+      detail: 'with Retry-After 600 s, over the 120 s limit',
+    });
+    expect(giveUpBefore(1, 120_000, { ...o, longRetryAfter: 'give-up' }, false)).toBeUndefined();
   });
 });
 
