@@ -62,6 +62,9 @@ export function startAttribution(v: AttributionValues): StartedAttribution {
       if (pipeline instanceof ProcessAttribution) {
         pipeline.onDenied = (n) => log.warn(`attribution: /proc/PID/fd of ${n} processes cannot be read (other users'), so their flows count as unattributed 'denied': add CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, or use --attribution ebpf (CAP_BPF, CAP_PERFMON)`);
       }
+      if (pipeline instanceof OwnerAttribution) {
+        pipeline.executables.onDenied = (pid) => log.warn(`attribution: /proc/${pid}/exe cannot be read (another user's process), so its flows name the process without its executable: add CAP_SYS_PTRACE (counted in attribution stats: exe.denied)`);
+      }
     },
   };
 }

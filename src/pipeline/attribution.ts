@@ -5,11 +5,12 @@
  * owner the reader thread joined into each NEW (eBPF), ProcessAttribution asks the sockdiag
  * Attributor (socket lookups off the hot path).
  */
-import { readFile } from 'node:fs/promises';
 import { ProcessChurn } from '../churn/processes.js';
 import type { ChurnSnapshot } from '../churn/snapshot.js';
 import type { FlowEnd, ProcessInfo } from '../flow/types.js';
-import { Attributor, cgroupFacts, cgroupPath, flowKey, groupKey, processKey, Users, type AttributorOptions, type CgroupFacts } from '../process/index.js';
+import { Attributor, flowKey, groupKey, processKey, Users, type AttributorOptions } from '../process/index.js';
+import { Cgroupfs, type CgroupfsStats } from '../process/cgroupfs.js';
+import { Executables, type ExeStats } from '../process/exe.js';
 import type { ConntrackEvent, NativeOwner, SourceEvent, Unattributed } from '../source/types.js';
 import { UNATTRIBUTED_REASONS } from '../source/decode.js';
 
@@ -133,6 +134,8 @@ export class ProcessAttribution implements FlowAttribution {
 
 interface Remembered {
   process: ProcessInfo | null;
+  /** what the reader joined, for what enrichment finds after the NEW (exe, unit, user) */
+  owner?: NativeOwner;
   reason?: Unattributed;
   /** the per-process and per-group keys the NEW was counted under */
   key: string | null;
@@ -141,9 +144,12 @@ interface Remembered {
 
 /**
  * eBPF mode: every NEW (and snapshot) already carries its owner, or the reason there is none,
- * joined on the reader thread. Here it is only enriched (user name; unit and container from the
- * cgroup, read once per cgroup id from /proc/PID/cgroup, which anyone may read) and remembered by
- * flow tuple until the flow ends, so a flow end names the process even after it exited.
+ * joined on the reader thread. Here it is only enriched and remembered by flow tuple until the
+ * flow ends, so a flow end names the process even after it exited. Enrichment never waits: the
+ * user name (/etc/passwd), the cgroup path with its unit / container / pod (the cgroup id resolved
+ * in cgroupfs, src/process/cgroupfs.ts) and the executable (/proc/TGID/exe checked against the
+ * stamp's start time, src/process/exe.ts) are cached; what is still being read when the NEW is
+ * counted is filled in when the flow ends.
  */
 export class OwnerAttribution implements FlowAttribution {
   readonly mode = 'ebpf' as const;
@@ -151,13 +157,20 @@ export class OwnerAttribution implements FlowAttribution {
   readonly groups = new ProcessChurn();
   readonly unattributed = new ProcessChurn(32, 16);
   // every reason at 0 until it happens, so rate(...{reason="gone"}) is 0 rather than no data
-  readonly stats: AttributionCounts & { remembered: number; evicted: number } = { flows: 0, attributed: 0, reasons: Object.fromEntries(UNATTRIBUTED_REASONS.map((r) => [r, 0])), remembered: 0, evicted: 0 };
+  private readonly counts: AttributionCounts & { remembered: number; evicted: number } = { flows: 0, attributed: 0, reasons: Object.fromEntries(UNATTRIBUTED_REASONS.map((r) => [r, 0])), remembered: 0, evicted: 0 };
   private readonly recent = new Map<string, Remembered>();
+  /** the counts, with what enrichment read: exe (read, gone, reused, denied), cgroups */
+  get stats(): AttributionCounts & { remembered: number; evicted: number; exe: ExeStats; cgroups: CgroupfsStats } {
+    return { ...this.counts, exe: { ...this.executables.stats }, cgroups: { ...this.cgroups.stats } };
+  }
   private readonly users = new Users();
-  /** cgroup id -> what its path says; null while being read */
-  private readonly cgroups = new Map<number, CgroupFacts | null>();
+  readonly cgroups: Cgroupfs;
+  readonly executables: Executables;
 
-  constructor(private readonly maxFlows = 262_144, private readonly maxCgroups = 4096) {}
+  constructor(private readonly maxFlows = 262_144, o: { cgroups?: Cgroupfs; executables?: Executables } = {}) {
+    this.cgroups = o.cgroups ?? new Cgroupfs();
+    this.executables = o.executables ?? new Executables();
+  }
 
   prepare(): void {
     // The programs were loaded and the reader opened before any switch of user.
@@ -168,16 +181,16 @@ export class OwnerAttribution implements FlowAttribution {
       if (e.event !== 'new' && e.event !== 'snapshot') continue;
       const ev = e as ConntrackEvent;
       if (!ev.owner && !ev.unattributed) continue;
-      this.stats.flows++;
+      this.counts.flows++;
       let r: Remembered;
       if (ev.owner) {
         const process = this.processInfo(ev.owner);
         ev.process = process;
-        this.stats.attributed++;
-        r = { process, key: processKey(process), group: groupKey(process) };
+        this.counts.attributed++;
+        r = { process, owner: ev.owner, key: processKey(process), group: groupKey(process) };
       } else {
         const reason = ev.unattributed!;
-        this.stats.reasons[reason] = (this.stats.reasons[reason] ?? 0) + 1;
+        this.counts.reasons[reason] = (this.counts.reasons[reason] ?? 0) + 1;
         r = { process: null, reason, key: null, group: null };
         if (ev.event === 'new') this.unattributed.opened(reason, ev.time);
       }
@@ -187,13 +200,13 @@ export class OwnerAttribution implements FlowAttribution {
       if (this.recent.size > this.maxFlows) {
         // the oldest first: a flow whose DESTROY was lost
         this.recent.delete(this.recent.keys().next().value!);
-        this.stats.evicted++;
+        this.counts.evicted++;
       }
       if (ev.event === 'snapshot') continue;
       if (r.key) this.churn.opened(r.key, ev.time);
       if (r.group) this.groups.opened(r.group, ev.time);
     }
-    this.stats.remembered = this.recent.size;
+    this.counts.remembered = this.recent.size;
   }
 
   flows(ends: FlowEnd[]): void {
@@ -202,12 +215,13 @@ export class OwnerAttribution implements FlowAttribution {
       const r = this.recent.get(k);
       this.recent.delete(k);
       end.process = r?.process ?? null;
+      if (r?.process && r.owner) this.complete(r.process, r.owner);
       if (!end.process) end.unattributed = r?.reason ?? 'unseen';
       if (r && !r.process && r.reason) this.unattributed.closed(r.reason, end.time);
       if (r?.key) this.churn.closed(r.key, end.time);
       if (r?.group) this.groups.closed(r.group, end.time);
     }
-    this.stats.remembered = this.recent.size;
+    this.counts.remembered = this.recent.size;
   }
 
   decorate(snap: ChurnSnapshot): void {
@@ -220,24 +234,24 @@ export class OwnerAttribution implements FlowAttribution {
 
   private processInfo(o: NativeOwner): ProcessInfo {
     const p: ProcessInfo = { pid: o.pid, comm: o.comm, tid: o.tid, uid: o.uid, side: o.side };
-    const user = this.users.cached(o.uid);
-    if (user !== undefined) p.user = user;
-    else void this.users.name(o.uid);
-    if (o.cgroupId) {
-      const facts = this.cgroups.get(o.cgroupId);
-      if (facts) Object.assign(p, facts);
-      else if (facts === undefined) this.readCgroup(o.cgroupId, o.pid);
-    }
+    this.complete(p, o);
     return p;
   }
 
-  private readCgroup(id: number, pid: number): void {
-    if (this.cgroups.size >= this.maxCgroups) this.cgroups.clear();
-    this.cgroups.set(id, null);
-    readFile(`/proc/${pid}/cgroup`, 'utf8').then(
-      (text) => this.cgroups.set(id, cgroupFacts(cgroupPath(text))),
-      // the process is gone already: the next owner in this cgroup tries again
-      () => this.cgroups.delete(id),
-    );
+  /** Fills what the caches know by now (without waiting); starts the reads of what they do not. */
+  private complete(p: ProcessInfo, o: NativeOwner): void {
+    if (p.user === undefined) {
+      const user = this.users.cached(o.uid);
+      if (user !== undefined) p.user = user;
+      else void this.users.name(o.uid);
+    }
+    if (p.exe === undefined && o.startNs > 0) {
+      const exe = this.executables.exe(o.pid, o.startNs);
+      if (exe !== undefined) p.exe = exe;
+    }
+    if (p.cgroup === undefined && o.cgroupId) {
+      const facts = this.cgroups.facts(o.cgroupId, o.pid);
+      if (facts) Object.assign(p, facts);
+    }
   }
 }
