@@ -141,6 +141,11 @@ const keyChurn = {
   },
 };
 const keyList = { type: 'array', items: keyChurn };
+/** rows carry what their key is made of beside it, so no reader parses a key (docs/schema.md "churn") */
+const withParts = (parts) => ({ type: 'array', items: { ...keyChurn, properties: { ...keyChurn.properties, ...parts } } });
+const destinationList = withParts({ family, dst: address, dport: u(U16), proto });
+const processList = withParts({ pid: u(), comm: { type: 'string' } });
+const groupList = withParts({ unit: { type: 'string' }, container: { type: 'string' }, pod: { type: 'string' }, qos: { type: 'string' } });
 const nullableCount = { anyOf: [count, { type: 'null' }] };
 
 const churnBody = {
@@ -163,7 +168,7 @@ const churnBody = {
         kernel: { type: 'object', additionalProperties: count },
       },
     },
-    destinations: keyList, sources: keyList, protocols: keyList, processes: keyList, groups: keyList, zones: keyList, unattributed: keyList,
+    destinations: destinationList, sources: keyList, protocols: keyList, processes: processList, groups: groupList, zones: keyList, unattributed: keyList,
     unreplied: {
       type: 'object', required: ['total', 'stale', 'staleAfter', 'destinations', 'complete'],
       properties: {

@@ -1,69 +1,18 @@
 /**
- * Turning snapshot keys into words and commands: who is churning, and what to type next. The
- * pager's "WARNING: check_conntrack" said neither; every alert line here ends with both.
+ * Turning snapshot rows into words and commands: who is churning, and what to type next. The
+ * pager's "WARNING: check_conntrack" said neither; every alert line here ends with both. Keys are
+ * shown as they are; pids, units, addresses and ports come from the fields the engine and
+ * attribution wrote beside them (src/churn/snapshot.ts), never from reading a key back.
  */
-import type { ChurnSnapshot, KeyChurn } from '../churn/snapshot.js';
+import type { ChurnSnapshot, Destination, KeyChurn, ProcessKeyChurn } from '../churn/snapshot.js';
 import type { Alert } from './types.js';
 import { formatRate, round, type Grouping } from './format.js';
 
-export interface Destination {
-  addr: string;
-  port?: number;
-  proto?: string;
-  family: 'ipv4' | 'ipv6';
-}
-
-/**
- * Parses the engine's destination keys: "127.0.0.5:6379/tcp", "[2001:db8::1]:443/tcp",
- * "10.0.0.1/icmp", "2001:db8::1/icmpv6". Returns null for anything else (a protocol key, say).
- */
-export function parseDestination(key: string): Destination | null {
-  const slash = key.lastIndexOf('/');
-  const proto = slash >= 0 ? key.slice(slash + 1) : undefined;
-  const hostPort = slash >= 0 ? key.slice(0, slash) : key;
-  let addr: string;
-  let port: number | undefined;
-  const bracketed = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(hostPort);
-  const v4 = /^(\d{1,3}(?:\.\d{1,3}){3})(?::(\d+))?$/.exec(hostPort);
-  if (bracketed) {
-    addr = bracketed[1];
-    port = bracketed[2] === undefined ? undefined : Number(bracketed[2]);
-  } else if (v4) {
-    addr = v4[1];
-    port = v4[2] === undefined ? undefined : Number(v4[2]);
-  } else if (/^[0-9A-Fa-f:.]+$/.test(hostPort) && hostPort.includes(':')) {
-    addr = hostPort;
-  } else {
-    return null;
-  }
-  return { addr, port, proto: proto || undefined, family: addr.includes(':') ? 'ipv6' : 'ipv4' };
-}
-
-export interface ProcessRef {
-  pid?: number;
-  comm?: string;
-}
-
-/**
- * Reads a process key back into pid and command. The engine writes one spelling, "api-worker[4121]"
- * (src/process/attributor.ts processKey); "4121 api-worker", "4121/api-worker", "api-worker/4121",
- * "pid 4121" and "4121" are read too, for subjects written by hand or by other tools. Anything else
- * is taken as the command name. (Carrying the pid and command structured would make this go away.)
- */
-export function parseProcessKey(key: string): ProcessRef {
-  let m = /^(.+?)\[(\d+)\]$/.exec(key);
-  if (m) return { comm: m[1], pid: Number(m[2]) };
-  m = /^(?:pid[ =:]?)?(\d+)(?:[ /:](.+))?$/.exec(key);
-  if (m) return m[2] === undefined ? { pid: Number(m[1]) } : { pid: Number(m[1]), comm: m[2] };
-  m = /^(.+?)[ /:](\d+)$/.exec(key);
-  if (m) return { comm: m[1], pid: Number(m[2]) };
-  return { comm: key };
-}
-
-function processText(p: ProcessRef): string {
+/** "pid 4121 api-worker"; a row without a pid (read back from an older line) by its key. */
+function processText(p: ProcessKeyChurn): string {
   if (p.pid !== undefined && p.comm !== undefined) return `pid ${p.pid} ${p.comm}`;
   if (p.pid !== undefined) return `pid ${p.pid}`;
-  return p.comm ?? '';
+  return p.comm ?? p.key;
 }
 
 /**
@@ -74,7 +23,7 @@ function processText(p: ProcessRef): string {
 export function topSourceText(s: ChurnSnapshot): string {
   const src = s.sources[0];
   const proc = s.processes?.[0];
-  const p = proc ? processText(parseProcessKey(proc.key)) : '';
+  const p = proc ? processText(proc) : '';
   if (src) {
     // Several sources at a similar rate (a fleet of workers): name the next ones too.
     const close = s.sources.slice(1, 3).filter((o) => o.new1 >= src.new1 * 0.5).map((o) => o.key);
@@ -93,11 +42,11 @@ export function topSourceText(s: ChurnSnapshot): string {
 export function whoText(s: ChurnSnapshot, rate: number): string {
   const proc = s.processes?.[0];
   if (proc && proc.new1 >= rate * 0.5) {
-    const p = parseProcessKey(proc.key);
     const group = s.groups?.[0];
-    const unit = group && group.new1 >= rate * 0.5 ? group.key.replace(/^unit:/, '') : '';
-    const inner = [p.pid !== undefined ? `pid ${p.pid}` : '', unit].filter(Boolean).join(', ');
-    return `${p.comm ?? 'a process'}${inner ? ` (${inner})` : ''}`;
+    // a unit by its name ("api.service"); a container or pod by its key, which says which it is
+    const unit = group && group.new1 >= rate * 0.5 ? group.unit ?? group.key : '';
+    const inner = [proc.pid !== undefined ? `pid ${proc.pid}` : '', unit].filter(Boolean).join(', ');
+    return `${proc.comm ?? proc.key}${inner ? ` (${inner})` : ''}`;
   }
   const src = s.sources[0];
   return src && src.new1 >= rate * 0.5 ? src.key : '';
@@ -119,7 +68,12 @@ function topList(keys: KeyChurn[], n: number): { key: string; rate: number }[] {
 export function topOf(s: ChurnSnapshot, n: number): Alert['top'] {
   const top: Alert['top'] = { destinations: topList(s.destinations, n), sources: topList(s.sources, n) };
   if (s.processes) {
-    top.processes = s.processes.slice(0, n).map((p) => ({ key: p.key, rate: round(p.new1, 1), ...parseProcessKey(p.key) }));
+    top.processes = s.processes.slice(0, n).map((p) => {
+      const row: NonNullable<Alert['top']['processes']>[number] = { key: p.key, rate: round(p.new1, 1) };
+      if (p.pid !== undefined) row.pid = p.pid;
+      if (p.comm !== undefined) row.comm = p.comm;
+      return row;
+    });
   }
   return top;
 }
@@ -139,18 +93,18 @@ const CONNTRACK_PROTOS = new Set(['tcp', 'udp', 'udplite', 'sctp', 'dccp', 'icmp
 const PORT_PROTOS = new Set(['tcp', 'udp', 'udplite', 'sctp', 'dccp']);
 
 /**
- * `conntrack -L` narrowed to one destination. `-f ipv6` matters: without it conntrack lists IPv4
+ * `conntrack -L` narrowed to one destination, from its parts. `-f ipv6` matters: without it conntrack lists IPv4
  * only, and an operator would see an empty list for an IPv6 alert.
  */
-export function conntrackHint(destKey: string, netns: string | undefined, state?: string): string {
-  const d = parseDestination(destKey);
-  if (!d) return topHint(netns);
+export function conntrackHint(d: Partial<Destination> | undefined, netns: string | undefined, state?: string): string {
+  // a row read back from an older line has only its key: the live view is the next step then
+  if (!d || d.dst === undefined || d.family === undefined) return topHint(netns);
   const args = ['conntrack', '-L'];
   if (d.family === 'ipv6') args.push('-f', 'ipv6');
   const proto = d.proto && CONNTRACK_PROTOS.has(d.proto) ? d.proto : undefined;
   if (proto) args.push('-p', proto);
-  args.push('-d', d.addr);
-  if (proto && PORT_PROTOS.has(proto) && d.port !== undefined) args.push('--dport', String(d.port));
+  args.push('-d', d.dst);
+  if (proto && PORT_PROTOS.has(proto) && d.dport !== undefined) args.push('--dport', String(d.dport));
   if (state && proto === 'tcp') args.push('--state', shellQuote(state));
   return inNetns(netns, args.join(' '));
 }

@@ -13,7 +13,7 @@
  * state, and every subject pending or firing, on its exact figures. `ignore`/`match` apply before
  * anything else. A subject the figures say nothing about is unknown, and unknown never resolves.
  */
-import type { ChurnSnapshot, DestinationFigure, DestinationFigures, KeyChurn } from '../churn/snapshot.js';
+import type { ChurnSnapshot, Destination, DestinationChurn, DestinationFigure, DestinationFigures } from '../churn/snapshot.js';
 import type { Alert } from './types.js';
 import { BaselineTracker } from './baseline.js';
 import {
@@ -58,6 +58,8 @@ interface Observation {
   /** the resolved line without the "after ..." tail */
   resolved: () => string;
   hint: string;
+  /** a destination subject's parts, kept for when it is gone from the snapshot (unreplied_pileup) */
+  destination?: Partial<Destination>;
 }
 
 interface State {
@@ -67,6 +69,8 @@ interface State {
   pendingSince?: number;
   firing?: { since: number; clearSince?: number; alert: Alert };
   cooldownUntil?: number;
+  /** the subject's parts as last seen (a destination), for its hint once it left the lists */
+  destination?: Partial<Destination>;
 }
 
 interface Compiled {
@@ -207,6 +211,7 @@ export class AlertEvaluator {
 
   private step(rule: Rule, st: State, o: Observation, ctx: Context, out: Alert[]): void {
     const t = ctx.t;
+    if (o.destination) st.destination = o.destination;
     if (st.firing) {
       if (!o.clear) {
         st.firing.clearSince = undefined;
@@ -327,7 +332,7 @@ export class AlertEvaluator {
     const listed = figures ? undefined : new Map(s.destinations.map((d) => [d.key, d] as const));
     for (const key of candidates) {
       if (!c.accepts(key)) continue;
-      const d: DestinationFigure | KeyChurn | null | undefined = figures ? figures.get(key) : listed!.get(key);
+      const d: DestinationFigure | DestinationChurn | null | undefined = figures ? figures.get(key) : listed!.get(key);
       // unknown (no figures at all, or no rate for a churn rule) leaves the state as it is: it
       // never resolves an alert, and never fires one
       if (!d || (r.kind !== 'time_wait_pileup' && 'rated' in d && !d.rated)) out.set(key, null);
@@ -384,10 +389,19 @@ export class AlertEvaluator {
     const u = s.unreplied;
     const known = new Map((u?.destinations ?? []).map((d) => [d.key, d] as const));
     const subjects = new Set<string>(known.keys());
-    for (const st of this.states.get(r.name)?.values() ?? []) if (st.ns === ctx.ns) subjects.add(st.subject);
+    const remembered = new Map<string, Partial<Destination> | undefined>();
+    for (const st of this.states.get(r.name)?.values() ?? []) {
+      if (st.ns !== ctx.ns) continue;
+      subjects.add(st.subject);
+      remembered.set(st.subject, st.destination);
+    }
+    // the unreplied rows name destinations by key: their parts come from the engine's figures, the
+    // snapshot's destination rows, or what this rule saw of them before
+    const listed = new Map(s.destinations.map((d) => [d.key, d] as const));
     const g = this.grouping;
     for (const key of subjects) {
       if (!c.accepts(key)) continue;
+      const parts = [ctx.figures?.get(key), listed.get(key), remembered.get(key)].find((p) => p?.dst !== undefined) ?? undefined;
       const d = known.get(key) ?? (u?.complete ? { key, unreplied: 0, stale: 0, dnat: 0, oldestAge: 0 } : undefined);
       if (!u || !d) {
         out.set(key, null);
@@ -401,13 +415,14 @@ export class AlertEvaluator {
         value: () => formatCount(d.stale, g),
         message: () => `${formatCount(d.stale, g)} entries to ${key} unreplied for over ${u.staleAfter} s${dnat}, oldest ${formatDuration(d.oldestAge, false)}; ${formatCount(d.unreplied, g)} unreplied in all`,
         resolved: () => `resolved: unreplied entries to ${key} down to ${formatCount(d.stale, g)} (≤ ${formatCount(r.resolve, g)})`,
-        hint: conntrackHint(key, s.netns),
+        hint: conntrackHint(parts, s.netns),
+        destination: parts,
       });
     }
     return out;
   }
 
-  private observeDestination(r: Rule, d: KeyChurn, ctx: Context): Observation | null {
+  private observeDestination(r: Rule, d: DestinationChurn, ctx: Context): Observation | null {
     const g = this.grouping;
     const s = ctx.s;
     const median = ctx.median(d.key);
@@ -437,7 +452,7 @@ export class AlertEvaluator {
       const w = topSourceText(s);
       return w ? `; ${w}` : '';
     };
-    const hint = conntrackHint(d.key, s.netns);
+    const hint = conntrackHint(d, s.netns);
     // a DNATed service address: name the backend its flows really go to
     const target = d.backend !== undefined ? `${d.key} → ${d.backend}${d.backends !== undefined && d.backends > 1 ? ` (+${d.backends - 1} more)` : ''}` : d.key;
 
@@ -501,7 +516,7 @@ export class AlertEvaluator {
           value: () => formatCount(v, g),
           message: () => `${formatCount(v, g)} ${r.state} flows to ${target}${detail()}${who()}`,
           resolved: () => `resolved: ${r.state} flows to ${target} down to ${formatCount(v, g)} (≤ ${formatCount(r.resolve, g)})`,
-          hint: conntrackHint(d.key, s.netns, r.state),
+          hint: conntrackHint(d, s.netns, r.state),
         };
       }
       case 'leak_fill': {

@@ -27,8 +27,8 @@
 import type { ConntrackEvent, SourceEvent } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import { FlowTracker } from '../flow/tracker.js';
-import { destinationKey, destinationOf } from '../flow/keys.js';
-import type { ChurnSnapshot, DestinationFigure, DestinationFigures, KeyChurn, Rates, SnatPair, SnatView, UnrepliedView } from './snapshot.js';
+import { destinationKey, destinationOf, destinationParts, type Destination } from '../flow/keys.js';
+import type { ChurnSnapshot, DestinationChurn, DestinationFigure, DestinationFigures, KeyChurn, Rates, SnatPair, SnatView, UnrepliedView } from './snapshot.js';
 import { DEFAULT_CAPACITY, HeavyHitters } from './heavy.js';
 import { LifetimeHistogram } from './lifetime.js';
 import { GROWTH_WINDOW_US, growthRate, kernelTotals, tablePressure } from './pressure.js';
@@ -87,6 +87,8 @@ interface DestinationRates extends EndRates {
   /** DNATed service address: new flows per translated backend ("127.0.0.5:6379"), at most
    * MAX_BACKENDS (a service rarely has more worth naming; the rest are not counted) */
   backends: Map<string, number> | undefined;
+  /** what the key is made of, from the first event counted (a row carries it beside the key) */
+  parts: Destination | undefined;
 }
 
 const MAX_BACKENDS = 8;
@@ -138,6 +140,7 @@ export class ChurnEngine {
         d.short.reset();
         d.lifetimes.reset();
         d.backends = undefined;
+        d.parts = undefined;
       },
     );
     this.sources = new HeavyHitters<KeyRates>(topK, keyRates, resetRates);
@@ -297,15 +300,17 @@ export class ChurnEngine {
       const live = this.tracker.liveByDestination(key);
       if (live === 0) return null;
       const zero = { new1: 0, new10: 0, new60: 0, end1: 0, end10: 0, end60: 0 };
-      return { key, ...zero, live, states: this.tracker.destinationStates(key), rated: false };
+      return { key, ...this.tracker.destinationPartsOf(key), ...zero, live, states: this.tracker.destinationStates(key), rated: false };
     }
     const error = d === h ? this.destinations.error(key) : 0;
     return { ...this.describeDestination(key, d, error, time), rated: true };
   }
 
-  private describeDestination(key: string, d: DestinationRates, error: number, time: number): KeyChurn {
-    const churn: KeyChurn = {
+  private describeDestination(key: string, d: DestinationRates, error: number, time: number): DestinationChurn {
+    const churn: DestinationChurn = {
       key,
+      // a watched key counted no event yet: the table's flows say what it is
+      ...(d.parts ?? this.tracker.destinationPartsOf(key)),
       ...ratesOf(d, time),
       live: this.tracker.liveByDestination(key),
       states: this.tracker.destinationStates(key),
@@ -396,8 +401,12 @@ export class ChurnEngine {
     this.all.opened.add(t);
     const d = this.track(this.destinations, key, t);
     d.opened.add(t);
+    d.parts ??= destinationParts(ev);
     const w = this.watched.size > 0 ? this.watched.get(key) : undefined;
-    w?.opened.add(t);
+    if (w !== undefined) {
+      w.opened.add(t);
+      w.parts ??= d.parts;
+    }
     const r = ev.reply;
     // DNAT: the reply comes from the backend, not from the address the flow was sent to
     if (r.src !== ev.dst || r.sport !== ev.dport) {
@@ -424,10 +433,15 @@ export class ChurnEngine {
     const short = timed && end.duration < SHORT_LIVED_S;
     if (timed) all.timed.add(t);
     if (short) all.short.add(t);
-    endOf(this.track(this.destinations, key, t), end, timed, short);
+    const d = this.track(this.destinations, key, t);
+    endOf(d, end, timed, short);
+    d.parts ??= destinationParts(end);
     if (this.watched.size > 0) {
       const w = this.watched.get(key);
-      if (w !== undefined) endOf(w, end, timed, short);
+      if (w !== undefined) {
+        endOf(w, end, timed, short);
+        w.parts ??= d.parts;
+      }
     }
   }
 
@@ -483,11 +497,11 @@ export class ChurnEngine {
     this.nextTick = (Math.floor(t / US_PER_S) + 1) * US_PER_S;
   }
 
-  private top<T extends KeyRates>(
+  private top<T extends KeyRates, R extends KeyChurn>(
     heavy: HeavyHitters<T>,
     t: number,
-    describe: (key: string, s: T, error: number) => KeyChurn,
-  ): KeyChurn[] {
+    describe: (key: string, s: T, error: number) => R,
+  ): R[] {
     const all: Ranked<T>[] = [];
     heavy.forEach((key, s, _count, error) => all.push({ key, s, error, new1: s.opened.rate(t, 1), new10: s.opened.rate(t, 10) }));
     return ranked(all, this.topN).map(({ key, s, error }) => describe(key, s, error));
@@ -527,7 +541,7 @@ function endRates(): EndRates {
 }
 
 function destinationRates(): DestinationRates {
-  return { ...endRates(), lifetimes: new LifetimeHistogram(), backends: undefined };
+  return { ...endRates(), lifetimes: new LifetimeHistogram(), backends: undefined, parts: undefined };
 }
 
 function countBackend(d: DestinationRates, backend: string): void {

@@ -2,6 +2,8 @@
  * Churn per process ("api-worker[4121]"): the same windows as destinations, fed by process
  * attribution. Attribution answers after the NEW was read (the socket lookup runs off the hot
  * path), so opened() takes the NEW's own time: the windows accept events up to a minute late.
+ * A row carries what its key names (pid and command, unit, ...): `describe` turns the process of
+ * the event that started tracking a key into those fields, once per tracked key.
  */
 import type { KeyChurn } from './snapshot.js';
 import { HeavyHitters } from './heavy.js';
@@ -10,56 +12,65 @@ import { ratesOf } from './engine.js';
 
 interface ProcessRates {
   since: number;
+  /** the row's fields beside its key (describe's answer), from the event that started the slot */
+  parts: object | undefined;
   opened: RateWindow;
   closed: RateWindow;
 }
 
-export class ProcessChurn {
+/** `T` is what an event is counted for (a process), `R` the fields a row gains from it. */
+export class ProcessChurn<T = never, R extends object = object> {
   private readonly heavy: HeavyHitters<ProcessRates>;
   /** live attributed flows per process; keys leave when they reach 0 */
   private readonly live = new Map<string, number>();
 
-  constructor(capacity = 256, private readonly topN = 10) {
+  constructor(
+    capacity = 256,
+    private readonly topN = 10,
+    private readonly describe?: (of: T) => R,
+  ) {
     this.heavy = new HeavyHitters<ProcessRates>(
       capacity,
-      () => ({ since: NaN, opened: new RateWindow(), closed: new RateWindow() }),
+      () => ({ since: NaN, parts: undefined, opened: new RateWindow(), closed: new RateWindow() }),
       (s) => {
         s.since = NaN;
+        s.parts = undefined;
         s.opened.reset();
         s.closed.reset();
       },
     );
   }
 
-  private track(key: string, t: number): ProcessRates {
+  private track(key: string, t: number, of: T | undefined): ProcessRates {
     const s = this.heavy.hit(key);
     if (s.since !== s.since) {
       s.since = t;
+      if (of !== undefined && this.describe) s.parts = this.describe(of);
       s.opened.start(t);
       s.closed.start(t);
     }
     return s;
   }
 
-  /** A new flow of `key`, at the NEW's time (µs). */
-  opened(key: string, t: number): void {
-    this.track(key, t).opened.add(t);
+  /** A new flow of `key` (counted for `of`), at the NEW's time (µs). */
+  opened(key: string, t: number, of?: T): void {
+    this.track(key, t, of).opened.add(t);
     this.live.set(key, (this.live.get(key) ?? 0) + 1);
   }
 
   /** A flow of `key` ended at `t`. */
-  closed(key: string, t: number): void {
-    this.track(key, t).closed.add(t);
+  closed(key: string, t: number, of?: T): void {
+    this.track(key, t, of).closed.add(t);
     const n = (this.live.get(key) ?? 0) - 1;
     if (n > 0) this.live.set(key, n);
     else this.live.delete(key);
   }
 
   /** The top processes by new flows over the last 10 seconds (new10; then live flows, then key), as KeyChurn rows. */
-  top(t: number): KeyChurn[] {
-    const rows: KeyChurn[] = [];
+  top(t: number): (KeyChurn & Partial<R>)[] {
+    const rows: (KeyChurn & Partial<R>)[] = [];
     this.heavy.forEach((key, s, _count, error) => {
-      rows.push({ key, ...ratesOf(s, t), live: this.live.get(key) ?? 0, error });
+      rows.push({ key, ...s.parts, ...ratesOf(s, t), live: this.live.get(key) ?? 0, error } as KeyChurn & Partial<R>);
     });
     rows.sort((a, b) => b.new10 - a.new10 || b.live - a.live || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     return rows.slice(0, this.topN);

@@ -1,7 +1,14 @@
 /**
  * The engine's periodic view of the table, the contract between the flow engine (producer) and
  * alerting, `top`, `stats` and the metrics endpoint (consumers). Rates are per second.
+ *
+ * A row's `key` is the map key and the text shown; what the key is made of (a destination's
+ * address, port and protocol, a process's pid and command, a unit's name) is carried in the row
+ * beside it, written by the layer that made the key, so consumers read fields and never parse keys.
  */
+import type { Destination } from '../flow/keys.js';
+
+export type { Destination };
 
 export interface Rates {
   /** new flows per second over the last 1 s, 10 s and 60 s */
@@ -33,6 +40,30 @@ export interface KeyChurn extends Rates {
   backend?: string;
   backends?: number;
 }
+
+/** A destination row: the key's parts beside it (absent in rows read back from older lines). */
+export interface DestinationChurn extends KeyChurn, Partial<Destination> {}
+
+/** Who a process row is: the flow line's `process.pid` and `process.comm`. */
+export interface ProcessRef {
+  pid: number;
+  comm: string;
+}
+
+/** A per-process row ("api-worker[4121]") with its pid and command. */
+export interface ProcessKeyChurn extends KeyChurn, Partial<ProcessRef> {}
+
+/** What a group row is: one of a systemd unit, a container (its id's first 12 hex digits, as in
+ * the key) or a Kubernetes pod and its QoS class: the flow line's `process` fields. */
+export interface GroupRef {
+  unit?: string;
+  container?: string;
+  pod?: string;
+  qos?: string;
+}
+
+/** A per-unit / per-container / per-pod row with what it is. */
+export interface GroupKeyChurn extends KeyChurn, GroupRef {}
 
 export interface TablePressure {
   /** entries in the kernel table (CTA_STATS_GLOBAL_ENTRIES); null when unknown (replay without stats) */
@@ -100,11 +131,11 @@ export interface ChurnSnapshot {
   shortLived: number;
   table: TablePressure;
   /** top keys by new1 rate, descending */
-  destinations: KeyChurn[];
+  destinations: DestinationChurn[];
   sources: KeyChurn[];
   protocols: KeyChurn[];
   /** per-process churn ("comm[pid]"), filled once attribution exists */
-  processes?: KeyChurn[];
+  processes?: ProcessKeyChurn[];
   /** per conntrack zone ("0", "7"), by live entries; absent until a zone other than 0 is seen */
   zones?: KeyChurn[];
   /** unreplied entries; absent unless UPDATE events arrive (a reply is only seen through one) */
@@ -112,14 +143,14 @@ export interface ChurnSnapshot {
   /** SNAT / masquerade source port use; absent until a source-translated flow is seen */
   snat?: SnatView;
   /** per systemd unit ("unit:nginx.service") or container ("container:0123456789ab") */
-  groups?: KeyChurn[];
+  groups?: GroupKeyChurn[];
   /** flows attribution could not name a process for, one row per reason ("no-stamp", "gone"):
    * beside `processes`, so the per-process rates are not read as the whole */
   unattributed?: KeyChurn[];
 }
 
 /** A destination's figures for a rule; `rated` is false when no rate was counted (only live counts). */
-export interface DestinationFigure extends KeyChurn {
+export interface DestinationFigure extends DestinationChurn {
   rated: boolean;
 }
 

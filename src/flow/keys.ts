@@ -1,4 +1,8 @@
-/** The names flows are grouped under, shared by the tracker and the churn engine. */
+/**
+ * The names flows are grouped under, shared by the tracker and the churn engine. A key is the map
+ * key and the text an operator reads; what it is made of travels beside it as a Destination, so
+ * no reader ever parses a key back (alerts build `conntrack -L -d ... --dport ...` from the parts).
+ */
 
 import type { Family } from '../source/types.js';
 import { protoName, protoNumber } from '../source/names.js';
@@ -17,9 +21,25 @@ export function destinationKey(
   return family === 'ipv6' ? `[${dst}]:${dport}/${proto}` : `${dst}:${dport}/${proto}`;
 }
 
-/** The destination key of an event or flow record. */
-export function destinationOf(flow: { family: Family; dst: string; dport?: number; proto: string }): string {
+/** What a destination key is made of: the flow line's own fields (docs/schema.md "flow"). */
+export interface Destination {
+  family: Family;
+  dst: string;
+  /** absent for protocols without ports (icmp, gre, ...): the key is then the address alone */
+  dport?: number;
+  proto: string;
+}
+
+/** The destination key of an event, a flow record or a Destination. */
+export function destinationOf(flow: Destination): string {
   return destinationKey(flow.family, flow.dst, flow.dport, flow.proto);
+}
+
+/** The parts of an event's or flow record's destination, as a record of their own. */
+export function destinationParts(flow: Destination): Destination {
+  const d: Destination = { family: flow.family, dst: flow.dst, proto: flow.proto };
+  if (flow.dport !== undefined) d.dport = flow.dport;
+  return d;
 }
 
 /** Stands for a protocol name that is neither known nor a number; never produced by the decoder. */

@@ -35,7 +35,7 @@ import type { ConntrackEvent, Family, IcmpFields } from '../source/types.js';
 import { TCP_STATES } from '../source/names.js';
 import { natOf, type FlowEnd, type FlowEndReason } from './types.js';
 import { InternTable } from './intern.js';
-import { destinationOf, protoCode, protoName } from './keys.js';
+import { destinationOf, destinationParts, protoCode, protoName, type Destination } from './keys.js';
 
 // flag bits, 16 per flow
 const ASSURED = 1;
@@ -158,6 +158,8 @@ export class FlowTracker {
   private readonly destinations = new InternTable();
   /** destination number → its address, for records of flows ended without an event */
   private readonly dstAddrs: string[] = [];
+  /** destination number → what its key is made of, for readers of the key (alert hints) */
+  private readonly dstParts: Destination[] = [];
   private readonly sources = new InternTable();
 
   private readonly stateNames: string[] = ['', ...TCP_STATES];
@@ -346,6 +348,12 @@ export class FlowTracker {
     return this.countsOf(this.stateTotals, 0);
   }
 
+  /** What a live destination's key is made of; undefined when none of its flows is live. */
+  destinationPartsOf(destination: string): Destination | undefined {
+    const d = this.destinations.find(destination);
+    return d < 0 ? undefined : this.dstParts[d];
+  }
+
   /** Live flows by TCP state for one destination key (empty when none is live). */
   destinationStates(destination: string): Record<string, number> {
     const d = this.destinations.find(destination);
@@ -529,6 +537,7 @@ export class FlowTracker {
     const d = this.destinations.acquire(destination);
     if (this.destinations.refsOf(d) === 1) {
       this.dstAddrs[d] = ev.dst;
+      this.dstParts[d] = destinationParts(ev);
       if ((d + 1) * STATE_CODES > this.dstStates.length) {
         const grown = new Uint32Array(this.dstStates.length * 2);
         grown.set(this.dstStates);

@@ -6,9 +6,9 @@
  * Attributor (socket lookups off the hot path).
  */
 import { ProcessChurn } from '../churn/processes.js';
-import type { ChurnSnapshot } from '../churn/snapshot.js';
+import type { ChurnSnapshot, GroupRef, ProcessRef } from '../churn/snapshot.js';
 import type { FlowEnd, ProcessInfo } from '../flow/types.js';
-import { Attributor, flowKey, groupKey, processKey, Users, type AttributorOptions } from '../process/index.js';
+import { Attributor, flowKey, groupKey, groupParts, processKey, processParts, Users, type AttributorOptions } from '../process/index.js';
 import { Cgroupfs, type CgroupfsStats } from '../process/cgroupfs.js';
 import { Executables, type ExeStats } from '../process/exe.js';
 import type { ConntrackEvent, NativeOwner, SourceEvent, Unattributed } from '../source/types.js';
@@ -24,8 +24,8 @@ export interface AttributionCounts {
 /** What the pipeline needs from an attribution mode. */
 export interface FlowAttribution {
   readonly mode: 'ebpf' | 'sockdiag';
-  readonly churn: ProcessChurn;
-  readonly groups: ProcessChurn;
+  readonly churn: ProcessChurn<ProcessInfo, ProcessRef>;
+  readonly groups: ProcessChurn<ProcessInfo, GroupRef>;
   /** flows no process could be named for, keyed by the reason (the honest rest of `churn`) */
   readonly unattributed: ProcessChurn;
   readonly stats: AttributionCounts;
@@ -45,6 +45,11 @@ const MISS_AS_UNATTRIBUTED: Record<string, Unattributed> = {
   denied: 'denied', shared: 'shared', error: 'unseen', overload: 'overload', pending: 'late', unseen: 'unseen',
 };
 
+/** Per-process churn: rows carry the pid and command beside "comm[pid]". */
+const newProcessChurn = () => new ProcessChurn<ProcessInfo, ProcessRef>(256, 10, processParts);
+/** Per unit / container / pod: rows carry which one beside "unit:NAME". */
+const newGroupChurn = () => new ProcessChurn<ProcessInfo, GroupRef>(256, 10, groupParts);
+
 /** Snapshots gain the top processes and units / containers (both modes). */
 function topRows(a: Pick<FlowAttribution, 'churn' | 'groups' | 'unattributed'>, snap: ChurnSnapshot): void {
   const rows = a.churn.top(snap.time);
@@ -61,9 +66,9 @@ export class ProcessAttribution implements FlowAttribution {
   /** called once, the first time a flow is unattributed because /proc was closed to us */
   onDenied?: (processes: number) => void;
   private deniedSaid = false;
-  readonly churn = new ProcessChurn();
+  readonly churn = newProcessChurn();
   /** the same per systemd unit or container */
-  readonly groups = new ProcessChurn();
+  readonly groups = newGroupChurn();
   readonly unattributed = new ProcessChurn(32, 16);
 
   constructor(options: Omit<AttributorOptions, 'onResult'> = {}) {
@@ -72,9 +77,9 @@ export class ProcessAttribution implements FlowAttribution {
       onResult: (event, result) => {
         if (event.event === 'snapshot') return;
         const key = processKey(result.process);
-        if (key) this.churn.opened(key, event.time);
+        if (key) this.churn.opened(key, event.time, result.process!);
         const group = groupKey(result.process);
-        if (group) this.groups.opened(group, event.time);
+        if (group) this.groups.opened(group, event.time, result.process!);
         if (!key && result.reason) this.unattributed.opened(MISS_AS_UNATTRIBUTED[result.reason] ?? 'unseen', event.time);
         if (result.reason === 'denied' && !this.deniedSaid) {
           this.deniedSaid = true;
@@ -111,9 +116,9 @@ export class ProcessAttribution implements FlowAttribution {
       // A flow ended by a resync had no DESTROY to retire it in the attributor.
       if (end.reason === 'resync') this.attributor.forget(end);
       const key = processKey(process);
-      if (key) this.churn.closed(key, end.time);
+      if (key) this.churn.closed(key, end.time, process!);
       const group = groupKey(process);
-      if (group) this.groups.closed(group, end.time);
+      if (group) this.groups.closed(group, end.time, process!);
     }
   }
 
@@ -153,8 +158,8 @@ interface Remembered {
  */
 export class OwnerAttribution implements FlowAttribution {
   readonly mode = 'ebpf' as const;
-  readonly churn = new ProcessChurn();
-  readonly groups = new ProcessChurn();
+  readonly churn = newProcessChurn();
+  readonly groups = newGroupChurn();
   readonly unattributed = new ProcessChurn(32, 16);
   // every reason at 0 until it happens, so rate(...{reason="gone"}) is 0 rather than no data
   private readonly counts: AttributionCounts & { remembered: number; evicted: number } = { flows: 0, attributed: 0, reasons: Object.fromEntries(UNATTRIBUTED_REASONS.map((r) => [r, 0])), remembered: 0, evicted: 0 };
@@ -203,8 +208,8 @@ export class OwnerAttribution implements FlowAttribution {
         this.counts.evicted++;
       }
       if (ev.event === 'snapshot') continue;
-      if (r.key) this.churn.opened(r.key, ev.time);
-      if (r.group) this.groups.opened(r.group, ev.time);
+      if (r.key) this.churn.opened(r.key, ev.time, r.process!);
+      if (r.group) this.groups.opened(r.group, ev.time, r.process!);
     }
     this.counts.remembered = this.recent.size;
   }
@@ -218,8 +223,8 @@ export class OwnerAttribution implements FlowAttribution {
       if (r?.process && r.owner) this.complete(r.process, r.owner);
       if (!end.process) end.unattributed = r?.reason ?? 'unseen';
       if (r && !r.process && r.reason) this.unattributed.closed(r.reason, end.time);
-      if (r?.key) this.churn.closed(r.key, end.time);
-      if (r?.group) this.groups.closed(r.group, end.time);
+      if (r?.key) this.churn.closed(r.key, end.time, r.process!);
+      if (r?.group) this.groups.closed(r.group, end.time, r.process!);
     }
     this.counts.remembered = this.recent.size;
   }

@@ -3,7 +3,7 @@
  * See attributor.ts for the policy and the public contract, procfs.ts for the /proc index and
  * sockdiag.ts for the kernel lookups.
  */
-export { Attributor, flowKey, groupKey, processKey } from './attributor.js';
+export { Attributor, flowKey, groupKey, groupParts, processKey, processParts } from './attributor.js';
 export type { Attribution, AttributorOptions, AttributorStats, DiagHandle, FlowRef, MissReason, Side } from './attributor.js';
 export { ProcIndex, toProcessInfo } from './procfs.js';
 export type { Owner, ProcIndexOptions, ProcIndexStats, ProcSource } from './procfs.js';

@@ -4,7 +4,9 @@ import type { Alert } from '../../src/alerts/types.js';
 import { AlertEvaluator, type RuleSet } from '../../src/alerts/evaluator.js';
 import { BaselineTracker } from '../../src/alerts/baseline.js';
 import { DEFAULT_BASELINE, defaultRules, type BaselineConfig, type Rule, type RuleKind } from '../../src/alerts/rules.js';
-import { parseDestination, parseProcessKey } from '../../src/alerts/describe.js';
+import { conntrackHint, topOf, topSourceText } from '../../src/alerts/describe.js';
+import { destinationOf, destinationParts, type Destination } from '../../src/flow/keys.js';
+import { processKey, processParts } from '../../src/process/attributor.js';
 
 // --- synthetic snapshots -------------------------------------------------------------------
 
@@ -13,8 +15,17 @@ const us = (sec: number): number => (T0 + sec) * 1e6;
 
 const rates = (n: number): Rates => ({ new1: n, new10: n, new60: n, end1: n, end10: n, end60: n });
 
+/** What the fixtures' keys are made of: the fields the engine and attribution write beside a key. */
+const PARTS: Record<string, object> = {
+  '127.0.0.5:6379/tcp': { family: 'ipv4', dst: '127.0.0.5', dport: 6379, proto: 'tcp' },
+  '[2001:db8::1]:443/tcp': { family: 'ipv6', dst: '2001:db8::1', dport: 443, proto: 'tcp' },
+  'api-worker[4121]': { pid: 4121, comm: 'api-worker' },
+  '4200 sidekiq': { pid: 4200, comm: 'sidekiq' },
+  'unit:api.service': { unit: 'api.service' },
+};
+
 function dest(key: string, rate: number, extra: Partial<KeyChurn> = {}): KeyChurn {
-  return { key, ...rates(rate), live: 5, ...extra };
+  return { key, ...PARTS[key], ...rates(rate), live: 5, ...extra };
 }
 
 interface SnapOpts {
@@ -501,21 +512,33 @@ describe('determinism', () => {
 });
 
 describe('describe helpers', () => {
-  it('parses destination keys', () => {
-    expect(parseDestination('127.0.0.5:6379/tcp')).toEqual({ addr: '127.0.0.5', port: 6379, proto: 'tcp', family: 'ipv4' });
-    expect(parseDestination('[2001:db8::1]:443/tcp')).toEqual({ addr: '2001:db8::1', port: 443, proto: 'tcp', family: 'ipv6' });
-    expect(parseDestination('10.0.0.1/icmp')).toEqual({ addr: '10.0.0.1', port: undefined, proto: 'icmp', family: 'ipv4' });
-    expect(parseDestination('2001:db8::1/icmpv6')).toEqual({ addr: '2001:db8::1', port: undefined, proto: 'icmpv6', family: 'ipv6' });
-    expect(parseDestination('tcp')).toBeNull();
+  it('builds hints from the parts written beside destination keys, never from the key', () => {
+    const pairs: [string, Destination, string][] = [
+      ['127.0.0.5:6379/tcp', { family: 'ipv4', dst: '127.0.0.5', dport: 6379, proto: 'tcp' }, 'conntrack -L -p tcp -d 127.0.0.5 --dport 6379'],
+      ['[2001:db8::1]:443/tcp', { family: 'ipv6', dst: '2001:db8::1', dport: 443, proto: 'tcp' }, 'conntrack -L -f ipv6 -p tcp -d 2001:db8::1 --dport 443'],
+      ['10.0.0.1/icmp', { family: 'ipv4', dst: '10.0.0.1', proto: 'icmp' }, 'conntrack -L -p icmp -d 10.0.0.1'],
+      ['2001:db8::1/icmpv6', { family: 'ipv6', dst: '2001:db8::1', proto: 'icmpv6' }, 'conntrack -L -f ipv6 -p icmpv6 -d 2001:db8::1'],
+    ];
+    for (const [key, parts, hint] of pairs) {
+      expect(destinationOf(parts)).toBe(key);
+      expect(destinationParts({ ...parts, dport: parts.dport })).toEqual(parts);
+      expect(conntrackHint(parts, undefined)).toBe(hint);
+    }
+    // a row with its key only (read back from an older line): the live view, not a guess
+    expect(conntrackHint({ key: 'tcp' } as Partial<Destination>, undefined)).toBe('ctwatch top');
   });
 
-  it('reads the usual spellings of a process key', () => {
-    expect(parseProcessKey('api-worker[4121]')).toEqual({ pid: 4121, comm: 'api-worker' });
-    expect(parseProcessKey('4121 api-worker')).toEqual({ pid: 4121, comm: 'api-worker' });
-    expect(parseProcessKey('4121/api-worker')).toEqual({ pid: 4121, comm: 'api-worker' });
-    expect(parseProcessKey('api-worker/4121')).toEqual({ pid: 4121, comm: 'api-worker' });
-    expect(parseProcessKey('pid 4121')).toEqual({ pid: 4121 });
-    expect(parseProcessKey('redis-server')).toEqual({ comm: 'redis-server' });
+  it('names processes by the pid and command written beside their key', () => {
+    const p = { pid: 4121, comm: 'api-worker' };
+    expect(processKey(p)).toBe('api-worker[4121]');
+    expect(processParts(p)).toEqual({ pid: 4121, comm: 'api-worker' });
+    const s = snap(0, { processes: [dest('api-worker[4121]', 10), { key: '4121 api-worker', ...rates(2), live: 1 }] });
+    // a key spelled otherwise, without fields beside it, is shown as it is: nothing is read from it
+    expect(topOf(s, 5).processes).toEqual([
+      { key: 'api-worker[4121]', rate: 10, pid: 4121, comm: 'api-worker' },
+      { key: '4121 api-worker', rate: 2 },
+    ]);
+    expect(topSourceText(s)).toBe('top process pid 4121 api-worker');
   });
 });
 

@@ -75,6 +75,8 @@ describe('OwnerAttribution (eBPF mode)', () => {
     const snap = { time: 2_000_000 } as Parameters<OwnerAttribution['decorate']>[0];
     a.decorate(snap);
     expect(snap.processes?.[0]).toMatchObject({ key: 'client[42]', live: 1 });
+    // what the key names rides beside it: readers never parse "comm[pid]"
+    expect(snap.processes?.[0]).toMatchObject({ pid: 42, comm: 'client' });
   });
 
   it('remembers at most maxFlows flows, the oldest going first', () => {

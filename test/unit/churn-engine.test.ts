@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ConntrackEvent, ConntrackEventKind, SourceEvent } from '../../src/source/types.js';
 import { ChurnEngine } from '../../src/churn/engine.js';
+import { destinationOf, type Destination } from '../../src/flow/keys.js';
 
 const S = 1_000_000;
 const MS = 1_000;
@@ -326,5 +327,25 @@ describe('SNAT port use', () => {
     const engine = new ChurnEngine();
     engine.ingest([ev('new', 1, T0)]);
     expect(engine.snapshot(T0 + MS).snat).toBeUndefined();
+  });
+});
+
+describe('destination rows carry what their key is made of', () => {
+  it('rows, figures of rated, watched and unrated keys: family, dst, dport, proto beside the key', () => {
+    const e = new ChurnEngine({ topK: 2 });
+    e.ingest([ev('new', 1, T0), ev('new', 2, T0 + MS, { family: 'ipv6', dst: '2001:db8::1', dport: 443 }), ev('new', 3, T0 + 2 * MS, { proto: 'icmp', dport: undefined, dst: '10.0.0.1' })]);
+    const snap = e.snapshot(T0 + S);
+    expect(snap.destinations.length).toBe(2);
+    for (const d of snap.destinations) expect(destinationOf(d as Destination)).toBe(d.key);
+    const figures = e.figures(T0 + S);
+    expect(figures.get('127.0.0.5:6379/tcp')).toMatchObject({ family: 'ipv4', dst: '127.0.0.5', dport: 6379, proto: 'tcp' });
+    // every key, whether it holds a heavy-hitter slot (topK 2) or only live flows in the table
+    expect(figures.get('[2001:db8::1]:443/tcp')).toMatchObject({ family: 'ipv6', dst: '2001:db8::1', dport: 443, proto: 'tcp' });
+    const icmp = figures.get('10.0.0.1/icmp')!;
+    expect(icmp).toMatchObject({ family: 'ipv4', dst: '10.0.0.1', proto: 'icmp' });
+    expect(icmp.dport).toBeUndefined();
+    // a watched key counted before its first event: the table's flows say what it is
+    e.watch(['127.0.0.5:6379/tcp'], T0 + S);
+    expect(e.figures(T0 + S).get('127.0.0.5:6379/tcp')).toMatchObject({ dst: '127.0.0.5', dport: 6379 });
   });
 });

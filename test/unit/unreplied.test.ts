@@ -54,6 +54,9 @@ describe('unreplied entries', () => {
     e.ingest(flows.map((f) => ({ ...f, event: 'destroy' as const, time: T0 + 7 * S })));
     const resolved = evaluator.evaluate(e.snapshot(T0 + 8 * S)).filter((a) => a.rule === 'unreplied_pileup');
     expect(resolved.map((a) => a.event)).toEqual(['resolved']);
+    // the hint is built from the destination's parts, still known once its entries are gone
+    expect(fired.hint).toBe('conntrack -L -p udp -d 10.96.0.10 --dport 8125');
+    expect(resolved[0].hint).toBe(fired.hint);
   });
 });
 
