@@ -55,6 +55,8 @@ export interface Netns {
   newFlows(): Promise<number>;
   /** run the lab traffic generator with a spec; resolves with its result lines */
   generate(spec: unknown): Promise<Record<string, unknown>[]>;
+  /** an output-hook DNAT, as kube-proxy does for a ClusterIP: `service` (IP:PORT) is sent to `backend` (IP:PORT) */
+  dnat(proto: 'tcp' | 'udp', service: string, backend: string): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -120,6 +122,11 @@ export async function createNetns(options: NetnsOptions = {}): Promise<Netns> {
     async generate(spec) {
       const { stdout } = await run('ip', [...ns, process.execPath, GENERATOR, JSON.stringify(spec)], { timeout: 120_000, maxBuffer: 256 * 1024 * 1024 });
       return stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    async dnat(proto, service, backend) {
+      const [ip, port] = service.split(':');
+      await self.exec('nft', ['add chain inet ctwatch_test nat_out { type nat hook output priority -100; }']);
+      await self.exec('nft', [`add rule inet ctwatch_test nat_out ip daddr ${ip} ${proto} dport ${port} dnat ip to ${backend}`]);
     },
     async destroy() {
       if (!live.has(name)) return;

@@ -5,11 +5,12 @@
  * leak on its own figures: it stays firing while the leak runs and resolves only once it stops.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, ROOT, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { ROOT, createNetns, waitFor, type Netns } from '../helpers/netns.js';
+import { WATCHING, exitOf, jsonLines, startCli } from '../helpers/cli.js';
 
 const LAB = join(ROOT, 'build', 'Release', 'ctwatch-lab');
 const LEAK = '127.0.0.5:6379/tcp';
@@ -23,10 +24,6 @@ interface Line {
   time: string;
   message: string;
   top: { destinations: { key: string }[] };
-}
-
-function exitOf(p: ChildProcess): Promise<number | null> {
-  return new Promise((r) => (p.exitCode !== null ? r(p.exitCode) : p.once('exit', (code) => r(code))));
 }
 
 describe('alerts judge their own candidates (real kernel, own namespace)', () => {
@@ -53,14 +50,12 @@ describe('alerts judge their own candidates (real kernel, own namespace)', () =>
   table_fill: false
 `);
     const out = join(dir, 'alerts.jsonl');
-    const watch = track(spawn(process.execPath, [CLI, 'watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0', '--no-processes'], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let stderr = '';
-    watch.stderr.on('data', (d) => (stderr += d));
-    const lines = (): Line[] => (existsSync(out) ? readFileSync(out, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line) : []);
+    const watch = startCli(['watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0', '--no-processes']);
+    const lines = (): Line[] => jsonLines<Line>(out);
     const ofLeak = (): Line[] => lines().filter((l) => l.subject === LEAK);
     const children: ChildProcess[] = [];
     try {
-      await waitFor(() => stderr.includes('watching the conntrack table'), 'watch to start');
+      await waitFor(() => watch.stderr.includes(WATCHING), 'watch to start');
       // the leak: a fresh connection per request for 22 s (no listener: SYN, RST, a CLOSE entry)
       const leak = ns.spawn(LAB, ['churn', 'api-worker', 'tcp', '127.0.0.5', '6379', String(700 * 22), '700', 'rst']);
       children.push(leak);
@@ -92,6 +87,6 @@ describe('alerts judge their own candidates (real kernel, own namespace)', () =>
       for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
       watch.kill('SIGTERM');
     }
-    expect(await exitOf(watch)).toBe(0);
+    expect(await watch.exited).toBe(0);
   }, 90_000);
 });

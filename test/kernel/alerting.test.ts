@@ -11,7 +11,8 @@ import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { CLI, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
+import { WATCHING, startCli } from '../helpers/cli.js';
 
 interface Posted {
   at: number;
@@ -64,12 +65,9 @@ deliver:
   - exec: [/bin/sh, -c, "cat >> ${execFile}; echo >> ${execFile}"]
 `);
     const out = join(dir, 'alerts.jsonl');
-    const watch = track(spawn(process.execPath, [CLI, 'watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0'], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let stderr = '';
-    watch.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => watch.once('exit', (code) => r(code)));
+    const watch = startCli(['watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0']);
     try {
-      await waitFor(() => stderr.includes('watching the conntrack table'), 'watch to start');
+      await waitFor(() => watch.stderr.includes(WATCHING), 'watch to start');
 
       // High request rate, but pooled: a few long connections, no churn. Plus a light steady churn.
       await ns.generate({
@@ -110,8 +108,8 @@ deliver:
     } finally {
       watch.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
-    const stopped = stderr.split('\n').find((l) => l.includes('stopped'))!;
+    expect(await watch.exited).toBe(0);
+    const stopped = watch.stderr.split('\n').find((l) => l.includes('stopped'))!;
     expect(stopped).toBeDefined();
     // Collection went on while the down webhook failed; its failures are counted.
     expect(Number(/events=(\d+)/.exec(stopped)![1])).toBeGreaterThan(6000);

@@ -14,7 +14,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CLI, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
+import { RECORDING, WATCHING, startCli } from '../helpers/cli.js';
 
 const run = promisify(execFile);
 
@@ -23,8 +24,7 @@ describe('DNAT: a leak through a service address translated to a backend (own na
   const dir = mkdtempSync(join(tmpdir(), 'ctwatch-nat-'));
   beforeAll(async () => {
     ns = await createNetns();
-    await ns.exec('nft', ['add chain inet ctwatch_test nat_out { type nat hook output priority -100; }']);
-    await ns.exec('nft', ['add rule inet ctwatch_test nat_out ip daddr 127.0.0.100 tcp dport 6379 dnat ip to 127.0.0.5:6379']);
+    await ns.dnat('tcp', '127.0.0.100:6379', '127.0.0.5:6379');
   });
   afterAll(async () => {
     await ns?.destroy();
@@ -44,18 +44,12 @@ describe('DNAT: a leak through a service address translated to a backend (own na
 `);
     const alerts = join(dir, 'alerts.jsonl');
     const recording = join(dir, 'flows.jsonl');
-    const watch = track(spawn(process.execPath, [CLI, 'watch', '--netns', ns.name, '--rules', rules, '-o', alerts, '--status', '0', '--no-processes'], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    const record = track(spawn(process.execPath, [CLI, 'record', '--netns', ns.name, '--flows', '--churn', '1s', '-o', recording, '--no-processes'], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let watchErr = '';
-    let recordErr = '';
-    watch.stderr.on('data', (d) => (watchErr += d));
-    record.stderr.on('data', (d) => (recordErr += d));
-    const watchExited = new Promise<number | null>((r) => watch.once('exit', (code) => r(code)));
-    const recordExited = new Promise<number | null>((r) => record.once('exit', (code) => r(code)));
+    const watch = startCli(['watch', '--netns', ns.name, '--rules', rules, '-o', alerts, '--status', '0', '--no-processes']);
+    const record = startCli(['record', '--netns', ns.name, '--flows', '--churn', '1s', '-o', recording, '--no-processes']);
     let screen = '';
     try {
-      await waitFor(() => watchErr.includes('watching the conntrack table'), 'watch to start');
-      await waitFor(() => recordErr.includes('recording conntrack events'), 'record to start');
+      await waitFor(() => watch.stderr.includes(WATCHING), 'watch to start');
+      await waitFor(() => record.stderr.includes(RECORDING), 'record to start');
       const top = run(process.execPath, [CLI, 'top', '--netns', ns.name, '--batch', '--duration', '3s', '--no-processes'], { timeout: 30_000 });
       await ns.generate({
         listen: [{ proto: 'tcp', host: '127.0.0.5', port: 6379 }],
@@ -74,8 +68,8 @@ describe('DNAT: a leak through a service address translated to a backend (own na
       watch.kill('SIGTERM');
       record.kill('SIGTERM');
     }
-    expect(await watchExited).toBe(0);
-    expect(await recordExited).toBe(0);
+    expect(await watch.exited).toBe(0);
+    expect(await record.exited).toBe(0);
 
     // flows: original destination the service address, translated one the backend; no SNAT
     const lines = readFileSync(recording, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
@@ -149,18 +143,12 @@ describe('SNAT: masquerade out of a veth, source ports against a small port rang
 `);
     const alerts = join(dir, 'alerts.jsonl');
     const recording = join(dir, 'flows.jsonl');
-    const watch = track(spawn(process.execPath, [CLI, 'watch', '--netns', a.name, '--rules', rules, '-o', alerts, '--status', '0', '--no-processes'], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    const record = track(spawn(process.execPath, [CLI, 'record', '--netns', a.name, '--flows', '--churn', '1s', '-o', recording, '--no-processes'], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let watchErr = '';
-    let recordErr = '';
-    watch.stderr.on('data', (d) => (watchErr += d));
-    record.stderr.on('data', (d) => (recordErr += d));
-    const watchExited = new Promise<number | null>((r) => watch.once('exit', (code) => r(code)));
-    const recordExited = new Promise<number | null>((r) => record.once('exit', (code) => r(code)));
+    const watch = startCli(['watch', '--netns', a.name, '--rules', rules, '-o', alerts, '--status', '0', '--no-processes']);
+    const record = startCli(['record', '--netns', a.name, '--flows', '--churn', '1s', '-o', recording, '--no-processes']);
     let screen = '';
     try {
-      await waitFor(() => watchErr.includes('watching the conntrack table'), 'watch to start');
-      await waitFor(() => recordErr.includes('recording conntrack events'), 'record to start');
+      await waitFor(() => watch.stderr.includes(WATCHING), 'watch to start');
+      await waitFor(() => record.stderr.includes(RECORDING), 'record to start');
       // CONNS connections from 10.9.0.2 to the server, held open
       const clients = a.spawn('/usr/bin/python3', ['-c', `import socket,time,sys
 socks=[]
@@ -184,8 +172,8 @@ time.sleep(600)`]);
       watch.kill('SIGTERM');
       record.kill('SIGTERM');
     }
-    expect(await watchExited).toBe(0);
-    expect(await recordExited).toBe(0);
+    expect(await watch.exited).toBe(0);
+    expect(await record.exited).toBe(0);
     const PAIR = '10.204.0.1 → 10.204.0.2:80/tcp';
 
     const lines = readFileSync(recording, 'utf8').trim().split('\n').map((l) => JSON.parse(l));

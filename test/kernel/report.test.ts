@@ -6,12 +6,13 @@
  * the timeline, and the page can fetch nothing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CLI, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
+import { RECORDING, startCli } from '../helpers/cli.js';
 
 const run = promisify(execFile);
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
@@ -60,12 +61,9 @@ describe('ctwatch report: a real recording as one page in a real browser', () =>
 
   it('renders the recording: charts equal the replay, alerts on the timeline, nothing fetched', async () => {
     const rec = join(dir, 'incident.jsonl');
-    const recorder = track(spawn(process.execPath, [CLI, 'record', '--netns', ns.name, '--events', 'new,update,destroy', '--flows', '--churn', '1s', '-o', rec], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let stderr = '';
-    recorder.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => recorder.once('exit', (code) => r(code)));
+    const recorder = startCli(['record', '--netns', ns.name, '--events', 'new,update,destroy', '--flows', '--churn', '1s', '-o', rec]);
     try {
-      await waitFor(() => stderr.includes('recording conntrack events'), 'record to start');
+      await waitFor(() => recorder.stderr.includes(RECORDING), 'record to start');
       await ns.generate({
         listen: [{ proto: 'tcp', host: '127.0.0.5', port: 6379 }, { proto: 'tcp', host: '127.0.0.6', port: 80 }],
         parallel: true,
@@ -79,7 +77,7 @@ describe('ctwatch report: a real recording as one page in a real browser', () =>
     } finally {
       recorder.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
+    expect(await recorder.exited).toBe(0);
 
     const rules = join(dir, 'rules.yaml');
     writeFileSync(rules, 'rules:\n  churn_per_destination:\n    rate: new1\n    threshold: 300\n    resolve: 50\n    for: 0s\n    resolve_for: 1s\n');

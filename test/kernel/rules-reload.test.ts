@@ -4,17 +4,13 @@
  * leak afterwards is caught by the old rule).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, ROOT, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { ROOT, createNetns, waitFor, type Netns } from '../helpers/netns.js';
+import { WATCHING, exitOf, jsonLines, startCli } from '../helpers/cli.js';
 
 const LAB = join(ROOT, 'build', 'Release', 'ctwatch-lab');
-
-function exitOf(p: ChildProcess): Promise<number | null> {
-  return new Promise((r) => (p.exitCode !== null ? r(p.exitCode) : p.once('exit', (code) => r(code))));
-}
 
 describe('watch: SIGHUP with a bad rules file keeps the old rules (real kernel, own namespace)', () => {
   let ns: Netns;
@@ -43,12 +39,10 @@ describe('watch: SIGHUP with a bad rules file keeps the old rules (real kernel, 
 `;
     writeFileSync(rules, good);
     const out = join(dir, 'alerts.jsonl');
-    const watch = track(spawn(process.execPath, [CLI, 'watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0', '--no-processes'], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let stderr = '';
-    watch.stderr.on('data', (d) => (stderr += d));
-    const refusals = (): string[] => stderr.split('\n').filter((l) => l.includes('rules not reloaded, keeping the old ones'));
+    const watch = startCli(['watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0', '--no-processes']);
+    const refusals = (): string[] => watch.stderr.split('\n').filter((l) => l.includes('rules not reloaded, keeping the old ones'));
     try {
-      await waitFor(() => stderr.includes('watching the conntrack table'), 'watch to start');
+      await waitFor(() => watch.stderr.includes(WATCHING), 'watch to start');
 
       writeFileSync(rules, `${good}# ${'x'.repeat(300 * 1024)}\n`);
       watch.kill('SIGHUP');
@@ -66,17 +60,17 @@ describe('watch: SIGHUP with a bad rules file keeps the old rules (real kernel, 
       watch.kill('SIGHUP');
       await waitFor(() => refusals().length === 3, 'the broken file refused');
       expect(refusals()[2]).toContain(`${rules}:4: rules.leak_watch.threshold`);
-      expect(stderr).not.toContain('reloaded rules');
+      expect(watch.stderr).not.toContain('reloaded rules');
 
       // the old rule set is still the one in force: the leak is caught by leak_watch
       const leak = ns.spawn(LAB, ['churn', 'api-worker', 'tcp', '127.0.0.5', '6379', '2100', '700', 'rst']);
-      const lines = () => (existsSync(out) ? readFileSync(out, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { event: string; rule: string; subject: string }) : []);
+      const lines = () => jsonLines<{ event: string; rule: string; subject: string }>(out);
       const fired = await waitFor(() => lines().find((l) => l.event === 'alert'), 'the old rule to fire', 10_000);
       expect([fired.rule, fired.subject]).toEqual(['leak_watch', '127.0.0.5:6379/tcp']);
       expect(await exitOf(leak)).toBe(0);
     } finally {
       watch.kill('SIGTERM');
     }
-    expect(await exitOf(watch)).toBe(0);
+    expect(await watch.exited).toBe(0);
   }, 60_000);
 });

@@ -5,19 +5,18 @@
  * Every line is validated against the schema of its kind (schema/v1/KIND.json).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CLI, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
+import { WATCHING, jsonLines, startCli } from '../helpers/cli.js';
 import { invalid } from '../helpers/schemas.js';
 
 const run = promisify(execFile);
 
-function lines(file: string): Record<string, unknown>[] {
-  return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) : [];
-}
+const lines = (file: string) => jsonLines(file);
 
 /** Every line valid against its kind's schema: the failures, as "line N (kind): errors". */
 function failures(recs: Record<string, unknown>[]): string[] {
@@ -60,10 +59,7 @@ describe('schema/v1 on real output (own namespace)', () => {
     // in the table before the recorder starts: "snapshot" lines
     await ns.generate({ listen, run: [{ kind: 'udp', host: '127.0.0.6', port: 53, count: 5 }] });
     const out = join(dir, 'rec.jsonl');
-    const rec = track(spawn(process.execPath, [CLI, 'record', '--netns', ns.name, '--events', 'new,update,destroy', '--flows', '--churn', '1s', '--duration', '6s', '-o', out], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let stderr = '';
-    rec.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => rec.once('exit', (code) => r(code)));
+    const rec = startCli(['record', '--netns', ns.name, '--events', 'new,update,destroy', '--flows', '--churn', '1s', '--duration', '6s', '-o', out]);
     await waitFor(() => lines(out).some((l) => l.event === 'snapshot_done'), 'the start-up dump in the recording');
     await ns.generate({
       listen,
@@ -76,7 +72,7 @@ describe('schema/v1 on real output (own namespace)', () => {
     await ns.exec('ping', ['-c', '2', '-i', '0.2', '-W', '1', '127.0.0.1']);
     await ns.exec('ping', ['-6', '-c', '2', '-i', '0.2', '-W', '1', '::1']).catch(() => {});
     await ns.exec(process.execPath, ['-e', "const s=require('net').connect(9,'::1');s.on('error',()=>{})"]).catch(() => {});
-    expect(await exited, stderr).toBe(0);
+    expect(await rec.exited, rec.stderr).toBe(0);
     const recs = lines(out);
     const kinds = new Set(recs.map((r) => r.event));
     for (const k of ['snapshot', 'snapshot_done', 'new', 'update', 'destroy', 'flow', 'churn']) expect(kinds.has(k), `a "${k}" line`).toBe(true);
@@ -103,12 +99,9 @@ describe('schema/v1 on real output (own namespace)', () => {
     enabled: false
 `);
     const out = join(dir, 'watch.jsonl');
-    const watch = track(spawn(process.execPath, [CLI, 'watch', '--netns', ns.name, '--rules', rules, '-o', out, '--flows', '--churn', '1s', '--status', '0'], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let stderr = '';
-    watch.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => watch.once('exit', (code) => r(code)));
+    const watch = startCli(['watch', '--netns', ns.name, '--rules', rules, '-o', out, '--flows', '--churn', '1s', '--status', '0']);
     try {
-      await waitFor(() => stderr.includes('watching the conntrack table'), 'watch to start');
+      await waitFor(() => watch.stderr.includes(WATCHING), 'watch to start');
       await ns.generate({
         listen: [{ proto: 'tcp', host: '127.0.0.5', port: 6379 }],
         run: [{ kind: 'connect', host: '127.0.0.5', port: 6379, from: '127.0.1.7', count: 300, rate: 150, concurrency: 8 }],
@@ -117,7 +110,7 @@ describe('schema/v1 on real output (own namespace)', () => {
     } finally {
       watch.kill('SIGTERM');
     }
-    expect(await exited, stderr).toBe(0);
+    expect(await watch.exited, watch.stderr).toBe(0);
     const recs = lines(out);
     const kinds = new Set(recs.map((r) => r.event));
     for (const k of ['alert', 'resolved', 'flow', 'churn']) expect(kinds.has(k), `a "${k}" line`).toBe(true);

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { CLI, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { WATCHING, startCli } from '../helpers/cli.js';
 
 /** An NDJSON HTTP receiver that keeps every document it is sent. */
 function ndjsonReceiver(into: Record<string, unknown>[]): Server {
@@ -62,12 +63,9 @@ describe('watch → SIEM sinks and metrics (own namespace)', () => {
     batch: { max_records: 50, max_wait: 200ms }
 `);
     const metricsPort = 20000 + (process.pid % 20000);
-    const watch = track(spawn(process.execPath, [CLI, 'watch', '--netns', ns.name, '--sinks', sinks, '--metrics', `127.0.0.1:${metricsPort}`, '--status', '0'], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let stderr = '';
-    watch.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => watch.once('exit', (code) => r(code)));
+    const watch = startCli(['watch', '--netns', ns.name, '--sinks', sinks, '--metrics', `127.0.0.1:${metricsPort}`, '--status', '0']);
     try {
-      await waitFor(() => stderr.includes('watching the conntrack table'), 'watch to start');
+      await waitFor(() => watch.stderr.includes(WATCHING), 'watch to start');
       const [r] = await ns.generate({
         listen: [{ proto: 'tcp', host: '127.0.0.5', port: 6379 }],
         run: [{ kind: 'connect', host: '127.0.0.5', port: 6379, count: 120, rate: 0, report: true }],
@@ -101,8 +99,8 @@ describe('watch → SIEM sinks and metrics (own namespace)', () => {
     } finally {
       watch.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
-    expect(stderr).toMatch(/"collector":\{"sent":120/);
+    expect(await watch.exited).toBe(0);
+    expect(watch.stderr).toMatch(/"collector":\{"sent":120/);
   });
 
   it('receiver down across a SIGTERM restart and a kill -9: every spooled flow arrives when it is back', async () => {
@@ -163,7 +161,7 @@ describe('watch → SIEM sinks and metrics (own namespace)', () => {
     const runDown = async (signal: NodeJS.Signals) => {
       const run = start();
       try {
-        await waitFor(() => run.out.stderr.includes('watching the conntrack table'), 'watch to start');
+        await waitFor(() => run.out.stderr.includes(WATCHING), 'watch to start');
         generated.push(...(await burst(40)));
         await waitFor(() => generated.every((p) => spooledPorts().has(p)), 'the flows in the spool', 15_000);
       } finally {

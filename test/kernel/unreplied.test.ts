@@ -5,12 +5,13 @@
  * destination with their age and the DNAT flag, and the built-in rule `unreplied_pileup` fires.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CLI, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
+import { WATCHING, startCli } from '../helpers/cli.js';
 
 const run = promisify(execFile);
 const FLOWS = 60;
@@ -32,8 +33,7 @@ describe('unreplied entries: a one-way UDP sender to a DNATed backend that is go
   const dir = mkdtempSync(join(tmpdir(), 'ctwatch-unreplied-'));
   beforeAll(async () => {
     ns = await createNetns();
-    await ns.exec('nft', ['add chain inet ctwatch_test nat_out { type nat hook output priority -100; }']);
-    await ns.exec('nft', ['add rule inet ctwatch_test nat_out ip daddr 127.0.0.100 udp dport 8125 dnat ip to 127.0.0.5:8125']);
+    await ns.dnat('udp', '127.0.0.100:8125', '127.0.0.5:8125');
     // and in conntrack zone 7 (set before conntrack sees the packet): counted per zone
     await ns.exec('nft', ['add chain inet ctwatch_test raw_out { type filter hook output priority -300; }']);
     await ns.exec('nft', ['add rule inet ctwatch_test raw_out udp dport 8125 ct zone set 7']);
@@ -56,13 +56,10 @@ describe('unreplied entries: a one-way UDP sender to a DNATed backend that is go
   time_to_full: { enabled: false }
 `);
     const out = join(dir, 'alerts.jsonl');
-    const watch = track(spawn(process.execPath, [CLI, 'watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0', '--no-processes'], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let stderr = '';
-    watch.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => watch.once('exit', (code) => r(code)));
+    const watch = startCli(['watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0', '--no-processes']);
     let fired: { rule: string; subject: string; message: string; values: Record<string, number> } | undefined;
     try {
-      await waitFor(() => stderr.includes('watching the conntrack table'), 'watch to start');
+      await waitFor(() => watch.stderr.includes(WATCHING), 'watch to start');
       const sentAt = Date.now();
       await ns.exec(process.execPath, ['-e', SENDER]);
       // the conntrack view as the kernel has it: every entry UNREPLIED, original dst the service
@@ -84,7 +81,7 @@ describe('unreplied entries: a one-way UDP sender to a DNATed backend that is go
     } finally {
       watch.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
+    expect(await watch.exited).toBe(0);
     expect(fired!.rule).toBe('unreplied_pileup');
     expect(fired!.subject).toBe('127.0.0.100:8125/udp');
     expect(fired!.message).toContain(`${FLOWS} entries to 127.0.0.100:8125/udp unreplied for over 5 s (DNATed: ${FLOWS} of them`);
