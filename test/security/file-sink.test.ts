@@ -6,40 +6,30 @@
  * account through the descriptor (prepare, before the switch).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, linkSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatFor } from '../../src/formats/index.js';
 import { FileTransport } from '../../src/sinks/file.js';
 import { DeliverySink } from '../../src/sinks/sink.js';
 import { FileRefused } from '../../src/util/safe-file.js';
+import { NOBODY, asNobody, expectUntouched, victim, type Victim } from '../helpers/victim.js';
 
-const NOBODY = 65534;
-const asNobody = (cmd: string, ...args: string[]) => execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', cmd, ...args]);
 
 let dir: string;
 let out: string;
-let secret: string;
+let secret: Victim;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'ctwatch-sec-file-'));
   chmodSync(dir, 0o755);
   out = join(dir, 'out');
   mkdirSync(out);
   chownSync(out, NOBODY, NOBODY);
-  secret = join(dir, 'root-secret');
-  writeFileSync(secret, 'root:secret\n');
-  chmodSync(secret, 0o640);
+  secret = victim(dir);
 });
 afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
-
-function expectUntouched(): void {
-  const st = statSync(secret);
-  expect({ uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 }).toEqual({ uid: 0, gid: 0, mode: 0o640 });
-  expect(readFileSync(secret, 'utf8')).toBe('root:secret\n');
-}
 
 const rec = (i: number) => ({ event: 'overflow', time: 1_700_000_000_000_000 + i, overflows: i });
 
@@ -60,18 +50,18 @@ async function refusedBySink(path: string, why: RegExp): Promise<void> {
 describe('file sink: nothing planted is followed, written or handed over', () => {
   it('a symlink nobody planted to a root 0640 file: refused (prepare and send), the file untouched', async () => {
     const file = join(out, 'flows.jsonl');
-    asNobody('ln', '-s', secret, file);
+    asNobody('ln', '-s', secret.path, file);
     expect(() => new FileTransport({ path: file }).prepare()).toThrow(FileRefused);
     expect(() => new FileTransport({ path: file }).prepare()).toThrow(/flows\.jsonl is a symbolic link, and ctwatch follows none where it writes/);
     await refusedBySink(file, /is a symbolic link/);
-    expectUntouched();
+    expectUntouched(secret);
   });
 
   it('a hard link to a root 0640 file: refused, the file untouched', async () => {
     const file = join(out, 'flows.jsonl');
-    linkSync(secret, file);
+    linkSync(secret.path, file);
     await refusedBySink(file, /has 2 hard links, and ctwatch writes only files with one name/);
-    expectUntouched();
+    expectUntouched(secret);
   });
 
   it("a file nobody created: refused (root would write into nobody's file)", async () => {
@@ -96,13 +86,13 @@ describe('file sink: nothing planted is followed, written or handed over', () =>
     s.write(rec(1));
     expect(await s.flush(3000)).toBe(true);
     renameSync(file, `${file}.1`);
-    asNobody('ln', '-s', secret, file);
+    asNobody('ln', '-s', secret.path, file);
     s.reopen();
     s.write(rec(2));
     await s.flush(3000);
     expect(s.counters.lastError).toMatch(/is a symbolic link/);
     expect(s.counters.sent).toBe(1);
-    expectUntouched();
+    expectUntouched(secret);
     await s.close();
   });
 

@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, ROOT, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { NOBODY, expectUntouched, victim, type Victim } from '../helpers/victim.js';
 
 const run = promisify(execFile);
-const NOBODY = 65534;
 
 interface Ran {
   code: number | null;
@@ -39,25 +39,6 @@ function errorLine(r: Ran): string {
   const lines = r.stderr.split('\n').filter((l) => l && !/^ctwatch info:/.test(l));
   expect(lines, r.stderr).toHaveLength(1);
   return lines[0];
-}
-
-interface Victim {
-  path: string;
-  content: string;
-}
-
-/** A root-owned 0640 file with a secret in it: what a planted link points at. */
-function victim(dir: string): Victim {
-  const path = join(dir, 'root-secret');
-  writeFileSync(path, 'root:secret\n');
-  chmodSync(path, 0o640);
-  return { path, content: 'root:secret\n' };
-}
-
-function expectUntouched(v: Victim): void {
-  const st = statSync(v.path);
-  expect({ uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, nlink: st.nlink > 0 }).toEqual({ uid: 0, gid: 0, mode: 0o640, nlink: true });
-  expect(readFileSync(v.path, 'utf8')).toBe(v.content);
 }
 
 describe('-o as root: nothing planted is followed, written or handed over', () => {

@@ -13,37 +13,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { formatFor } from '../../src/formats/index.js';
-import type { FlowEnd } from '../../src/flow/types.js';
+import { flow } from '../helpers/records.js';
 import { HttpTransport } from '../../src/sinks/http.js';
 import { DeliverySink } from '../../src/sinks/sink.js';
 import { Spool, SpoolError, parseFrames, type SpoolOptions } from '../../src/sinks/spool.js';
 import type { SinkLogger } from '../../src/sinks/types.js';
 import { HttpReceiver, freeTcpPort, waitFor } from '../helpers/receivers.js';
 import { CLI, createNetns, track, type Netns } from '../helpers/netns.js';
+import { NOBODY, asNobody, expectUntouched, victim, type Victim } from '../helpers/victim.js';
 
 const run = promisify(execFile);
-const NOBODY = 65534;
-/** runs a command as the real nobody */
-const asNobody = (cmd: string, ...args: string[]) => execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', cmd, ...args]);
 
 let dir: string;
-let secret: string;
+let secret: Victim;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'ctwatch-sec-spool-'));
   chmodSync(dir, 0o755);
-  secret = join(dir, 'root-secret');
-  writeFileSync(secret, 'root:secret\n');
-  chmodSync(secret, 0o640);
+  secret = victim(dir);
 });
 afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
-
-function expectUntouched(path = secret, content = 'root:secret\n'): void {
-  const st = statSync(path);
-  expect({ uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 }).toEqual({ uid: 0, gid: 0, mode: 0o640 });
-  expect(readFileSync(path, 'utf8')).toBe(content);
-}
 
 const opts = (d: string, o: Partial<SpoolOptions> = {}): SpoolOptions => ({ dir: d, maxBytes: 1 << 20, policy: 'drop-oldest', segmentBytes: 4096, ...o });
 
@@ -89,17 +79,15 @@ describe('spool directory: only ctwatch\'s own, nothing in it followed', () => {
     const spool = join(dir, 'spool');
     mkdirSync(spool, 0o700);
     chownSync(spool, NOBODY, NOBODY);
-    const other = join(dir, 'root-other');
-    writeFileSync(other, 'other\n', { mode: 0o640 });
-    chmodSync(other, 0o640);
-    asNobody('ln', '-s', secret, join(spool, 'seg-000000000001.log'));
-    asNobody('ln', '-s', other, join(spool, 'lock'));
-    asNobody('ln', '-s', other, join(spool, 'state.json'));
+    const other = victim(dir, 'root-other', 'other\n');
+    asNobody('ln', '-s', secret.path, join(spool, 'seg-000000000001.log'));
+    asNobody('ln', '-s', other.path, join(spool, 'lock'));
+    asNobody('ln', '-s', other.path, join(spool, 'state.json'));
     const err = await refusal(opts(spool));
     expect(err.code).toBe('ERR_UNSAFE_PATH');
     expect(err.message).toMatch(/spool .*spool: .*spool belongs to nobody \(uid 65534\), but ctwatch keeps its files there as root \(uid 0\) \(chown -R root .*spool, or choose another directory\)/);
-    expectUntouched();
-    expectUntouched(other, 'other\n');
+    expectUntouched(secret);
+    expectUntouched(other);
   });
 
   it('a group-writable directory: refused (chmod 700)', async () => {
@@ -127,19 +115,19 @@ describe('spool directory: only ctwatch\'s own, nothing in it followed', () => {
   it.each(['seg-000000000001.log', 'lock', 'state.json'])('a %s symlink to a root file inside our own directory: refused, not followed', async (name) => {
     const spool = join(dir, 'spool');
     mkdirSync(spool, 0o700);
-    symlinkSync(secret, join(spool, name));
+    symlinkSync(secret.path, join(spool, name));
     const err = await refusal(opts(spool));
     expect(err.message).toContain(`${name} is a symbolic link, and ctwatch follows none where it writes`);
-    expectUntouched();
+    expectUntouched(secret);
   });
 
   it('a seg-*.log hard link to a root file: refused, the file not truncated', async () => {
     const spool = join(dir, 'spool');
     mkdirSync(spool, 0o700);
-    linkSync(secret, join(spool, 'seg-000000000001.log'));
+    linkSync(secret.path, join(spool, 'seg-000000000001.log'));
     const err = await refusal(opts(spool));
     expect(err.message).toContain('has 2 hard links');
-    expectUntouched();
+    expectUntouched(secret);
   });
 
   it('a lock another process holds (flock(1)): refused in one line with its pid; once it is gone, the spool opens', async () => {
@@ -230,14 +218,6 @@ describe('spool state and corruption: replayed and counted, never deleted', () =
     await s.close();
   });
 });
-
-function flow(id: number): FlowEnd {
-  return {
-    event: 'flow', time: 1_700_000_000_000_000 + id, id, family: 'ipv4', proto: 'tcp',
-    src: '10.0.0.5', dst: '10.0.0.9', sport: 40_000, dport: 443, begin: 1_700_000_000_000_000,
-    duration: 1, clock: 'kernel', preexisting: false, assured: true, replied: true, reason: 'destroy',
-  };
-}
 
 describe('spool on a full disk (a real 256 KiB tmpfs) with a real HTTP receiver', () => {
   let mnt: string;
@@ -414,11 +394,11 @@ ${extra}`);
     const st = statSync(file);
     expect({ uid: st.uid, mode: st.mode & 0o7777 }).toEqual({ uid: NOBODY, mode: 0o600 });
     rmSync(file);
-    symlinkSync(secret, file);
+    symlinkSync(secret.path, file);
     const bad = await watch(['--sinks', f, '--user', 'nobody']);
     expect(bad.code, bad.stderr).toBe(73);
     expect(errorLines(bad.stderr), bad.stderr).toHaveLength(1);
     expect(bad.stderr).toMatch(/cannot start sink "archive": .*flows\.jsonl is a symbolic link/);
-    expectUntouched();
+    expectUntouched(secret);
   });
 });

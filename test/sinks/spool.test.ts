@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { formatFor } from '../../src/formats/index.js';
-import type { FlowEnd } from '../../src/flow/types.js';
+import { flow } from '../helpers/records.js';
 import { HttpTransport } from '../../src/sinks/http.js';
 import { DeliverySink } from '../../src/sinks/sink.js';
 import { Spool, type SpoolOptions } from '../../src/sinks/spool.js';
@@ -132,14 +132,6 @@ describe('Spool', () => {
     await s.close();
   });
 });
-
-function flow(id: number): FlowEnd {
-  return {
-    event: 'flow', time: 1_700_000_000_000_000 + id, id, family: 'ipv4', proto: 'tcp',
-    src: '10.0.0.5', dst: '10.0.0.9', sport: 40_000, dport: 443, begin: 1_700_000_000_000_000,
-    duration: 1, clock: 'kernel', preexisting: false, assured: true, replied: true, reason: 'destroy',
-  };
-}
 
 function capture(): SinkLogger & { warns: { obj: any; msg?: string }[] } {
   const warns: { obj: any; msg?: string }[] = [];
