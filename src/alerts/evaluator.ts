@@ -16,6 +16,7 @@
 import type { ChurnSnapshot, Destination, DestinationChurn, DestinationFigure, DestinationFigures } from '../churn/snapshot.js';
 import type { Alert } from './types.js';
 import { BaselineTracker } from './baseline.js';
+import { LeakRuns } from './leak-fill.js';
 import {
   conntrackHint,
   topDestinationText,
@@ -104,6 +105,8 @@ export class AlertEvaluator {
   private readonly states = new Map<string, Map<string, State>>();
   private readonly lastKernel = new Map<string, { time: number; kernel: Record<string, number> }>();
   private readonly lastTime = new Map<string, number>();
+  /** leak_fill rule name -> its runs (./leak-fill.ts) */
+  private readonly leaks = new Map<string, LeakRuns>();
   private readonly grouping: Grouping;
   private readonly topN: number;
 
@@ -179,6 +182,7 @@ export class AlertEvaluator {
         });
       }
       this.states.delete(c.rule.name);
+      this.leaks.delete(c.rule.name);
     }
     this.install(config);
     return out;
@@ -273,6 +277,12 @@ export class AlertEvaluator {
     };
     if (ctx.s.netns !== undefined) a.netns = ctx.s.netns;
     return a;
+  }
+
+  private leakRuns(rule: string): LeakRuns {
+    let runs = this.leaks.get(rule);
+    if (!runs) this.leaks.set(rule, (runs = new LeakRuns()));
+    return runs;
   }
 
   private kernelDeltas(ns: string, s: ChurnSnapshot): Context['kernel'] {
@@ -523,21 +533,31 @@ export class AlertEvaluator {
         const tp = s.table;
         // the table's size is needed to say when it fills: no verdict without it
         if (tp.entries === null || tp.max === null) return null;
+        const j = this.leakRuns(r.name).judge(r, ctx.ns, d.key, ctx.t, d.live, { entries: tp.entries, max: tp.max });
+        if (!j) return null;
         const v = d.new1;
-        // what stays: new flows less the ones that ended in the same second
-        const growth = d.new1 - d.end1;
-        const ttf = growth > 0 ? Math.max(0, tp.max - tp.entries) / growth : null;
+        const ttf = j.timeToFull;
         const who = whoText(s, v);
         return {
-          fire: v >= r.minRate && ttf !== null && ttf < r.threshold,
-          clear: ttf === null || ttf >= r.resolve,
-          values: { value: ttf === null ? null : Math.round(ttf), threshold: r.threshold, resolve: r.resolve, minRate: r.minRate, new1: round1(v), growth: round1(growth), ...context },
+          fire: j.fire,
+          clear: j.clear,
+          values: {
+            value: ttf === null ? null : Math.round(ttf),
+            threshold: r.threshold,
+            resolve: r.resolve,
+            minRate: r.minRate,
+            burst: r.burst,
+            new1: round1(v),
+            growth: round1(j.growth),
+            stayed: j.stayed,
+            ...context,
+          },
           value: () => (ttf === null ? 'not filling' : formatDuration(ttf)),
           message: () =>
             `${who ? `${who} opens` : 'something opens'} ${formatRate(v, g)} new connections/s to ${target} — table ${formatPercent(tp.entries! / tp.max!)} full, full in ${formatDuration(ttf ?? 0)}`,
           resolved: () =>
             ttf === null
-              ? `resolved: ${target} no longer fills the table (${formatRate(v, g)} new/s, ${formatRate(growth, g)}/s stays)`
+              ? `resolved: ${target} no longer fills the table (${formatRate(v, g)} new/s, ${formatRate(Math.max(0, j.growth), g)}/s stays)`
               : `resolved: ${target} would fill the table in ${formatDuration(ttf)}, no longer within ${formatDuration(r.threshold, false)}`,
           hint,
         };

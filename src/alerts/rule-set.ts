@@ -120,14 +120,17 @@ export interface UnrepliedPileupRule extends RuleBase, DestinationFilter {
 }
 
 /**
- * A leak that would fill the table, seen within two snapshots: one destination's new flows over the
- * last second, the part of them that stays in the table (new − ended), and the time that would take
- * to fill what is left of it. Pooled traffic opens few flows and bursts end before `for` passes.
+ * A leak that would fill the table, seen within 2 s (./leak-fill.ts): one destination whose live
+ * entries keep growing by at least `minRate` per second, have grown by `burst` since they began to,
+ * and at that growth would fill what is left of the table within `threshold`. A pool refilling fewer
+ * than `burst` connections cannot reach it; a leak of 2 000/s does on its first whole second.
  */
 export interface LeakFillRule extends RuleBase, DestinationFilter {
   kind: 'leak_fill';
-  /** new flows/s over the last second to one destination, at least */
+  /** live entries gained per second by one destination, at least, every snapshot of the run */
   minRate: number;
+  /** live entries the run must have added: more than a pool refills at once */
+  burst: number;
   /** seconds; fires when that destination alone would fill the table sooner than this */
   threshold: number;
   /** seconds; resolves when it would take at least this long, or it no longer grows */
@@ -318,12 +321,11 @@ export function defaultRules(): Rule[] {
       ...anyDestination(),
       name: 'leak_fill',
       kind: 'leak_fill',
-      // opt-in for now (`leak_fill: true`): on by default it would be the demo's first alert
-      enabled: false,
       severity: 'critical',
-      // one snapshot to see the rate, one to confirm it: a burst of a second does not fire
-      for: 1,
-      minRate: 200,
+      // the run itself is the confirmation: growth that lasts and adds more than a pool refill
+      for: 0,
+      minRate: 500,
+      burst: 1500,
       threshold: 15 * MINUTE,
       resolve: 30 * MINUTE,
     },

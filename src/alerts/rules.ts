@@ -71,7 +71,7 @@ const KIND_FIELDS: Record<RuleKind, string[]> = {
   time_wait_pileup: ['state', 'threshold', 'resolve', ...FILTER_FIELDS],
   churn_baseline: ['factor', 'min_rate', 'resolve_factor', 'resolve_min_rate', ...FILTER_FIELDS],
   unreplied_pileup: ['threshold', 'resolve', ...FILTER_FIELDS],
-  leak_fill: ['min_rate', 'threshold', 'resolve', ...FILTER_FIELDS],
+  leak_fill: ['min_rate', 'burst', 'threshold', 'resolve', ...FILTER_FIELDS],
   snat_port_exhaustion: ['threshold', 'resolve'],
 };
 
@@ -231,6 +231,7 @@ class Parser {
         break;
       case 'leak_fill':
         r.minRate = f.number('min_rate', 1) ?? r.minRate;
+        r.burst = f.int('burst', 1, 100_000_000) ?? r.burst;
         hysteresis((t) => t * 2, 'below', (k) => f.seconds(k, { positive: true }));
         this.filter(f, r);
         break;

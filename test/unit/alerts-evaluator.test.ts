@@ -543,53 +543,77 @@ describe('describe helpers', () => {
 });
 
 describe('leak_fill (issue 16: the first alert within 2 s of a leak that would fill the table)', () => {
-  const leakRule = () => only('leak_fill', { enabled: true });
+  const leakRule = () => only('leak_fill');
   const processes = [dest('api-worker[4121]', 2000)];
   const groups = [dest('unit:api.service', 2000)];
   const tableAt = (entries: number) => ({ entries, max: 262_144 });
 
-  it('fires on the second snapshot of a leak, leading with who, the table fill and the time to full', () => {
+  it('fires on the first whole second of a 2000/s leak, leading with who, the table fill and the time to full', () => {
     const ev = new AlertEvaluator(leakRule(), { grouping: 'space' });
+    // second 0 first sees the destination (300 flows into the leak); second 1 has 2000 more live
+    const live = (s: number) => (s === 0 ? 300 : 300 + s * 2000);
     const out = feed(ev, 0, 4, (s) =>
       snap(s, {
-        dests: [dest(REDIS, 2000, { end1: 0 })],
-        table: tableAt(52_000 + s * 2000),
+        dests: [dest(REDIS, 2000, { end1: 0, live: live(s) })],
+        table: tableAt(52_000 + live(s)),
         sources: [dest('127.0.1.7', 2000)],
         processes,
       }),
     );
     const withGroups = new AlertEvaluator(leakRule(), { grouping: 'space' });
     const [a] = feed(withGroups, 0, 2, (s) => {
-      const x = snap(s, { dests: [dest(REDIS, 2000, { end1: 0 })], table: tableAt(52_000 + s * 2000), processes });
+      const x = snap(s, { dests: [dest(REDIS, 2000, { end1: 0, live: live(s) })], table: tableAt(52_000 + live(s)), processes });
       x.groups = groups;
       return x;
     });
     expect(out.map((x) => [x.at, x.rule, x.event])).toEqual([[1, 'leak_fill', 'alert']]);
     expect(out[0].severity).toBe('critical');
+    expect(out[0].values).toMatchObject({ growth: 2000, stayed: 2000, burst: 1500, minRate: 500 });
     expect(a.message).toBe('api-worker (pid 4121, api.service) opens 2 000 new connections/s to 127.0.0.5:6379/tcp — table 21 % full, full in ~2 min');
     expect(a.values.value).toBe(104);
   });
 
-  it('does not fire on pooled traffic or a one-second burst, and resolves when the flows stop staying', () => {
+  it('a slower leak fires once what it added passes the burst; a refill below the burst never does', () => {
+    const ev = new AlertEvaluator(leakRule());
+    // 600/s: 600, 1200, 1800 added: the third whole second
+    const out = feed(ev, 0, 6, (s) => snap(s, { dests: [dest(REDIS, 600, { end1: 0, live: 10 + s * 600 })], table: tableAt(10_000 + s * 600) }));
+    expect(out.map((x) => [x.at, x.event])).toEqual([[3, 'alert']]);
+    // a pool of 1200 refilling at 4000/s as its rate reads (first seen 0.3 s before the window
+    // ended), split over two snapshots, then held: 1200 stayed, under the burst
+    const pool = [0, 500, 1200, 1200, 1200, 1200];
+    expect(feed(ev, 10, 16, (s) => snap(s, { dests: [dest('10.0.0.9:5432/tcp', 4000, { end1: 0, live: pool[s - 10] })], table: tableAt(20_000) }))).toEqual([]);
+    // the same pool refilling again after it closed into TIME_WAIT: each refill is its own run
+    const again = [1200, 1800, 2400, 2400, 2400, 3000, 3600, 3600];
+    expect(feed(ev, 20, 28, (s) => snap(s, { dests: [dest('10.0.0.9:5432/tcp', 4000, { end1: 0, live: again[s - 20] })], table: tableAt(20_000) }))).toEqual([]);
+  });
+
+  it('does not fire on pooled traffic or churn that ends as fast as it opens, and resolves when the flows stop staying', () => {
     const ev = new AlertEvaluator(leakRule());
     // pooled: a high request rate on 4 connections opens next to nothing
-    expect(feed(ev, 0, 10, (s) => snap(s, { dests: [dest(REDIS, 3, { end1: 3 })], table: tableAt(10_000) }))).toEqual([]);
-    // a burst: one second of 1500 new/s, then quiet
-    expect(feed(ev, 10, 20, (s) => snap(s, { dests: [dest('10.0.0.9:443/tcp', s === 10 ? 1500 : 0, { end1: 0 })], table: tableAt(10_000) }))).toEqual([]);
-    // churn that ends as fast as it opens does not fill the table
-    expect(feed(ev, 20, 30, (s) => snap(s, { dests: [dest('10.0.0.9:443/tcp', 3000, { end1: 3000 })], table: tableAt(10_000) }))).toEqual([]);
-    // a leak, then its flows end as fast as new ones come
-    const out = feed(ev, 30, 60, (s) => snap(s, { dests: [dest(REDIS, 1000, { end1: s < 40 ? 0 : 1000 })], table: tableAt(30_000) }));
+    expect(feed(ev, 0, 10, (s) => snap(s, { dests: [dest(REDIS, 3, { end1: 3, live: 4 })], table: tableAt(10_000) }))).toEqual([]);
+    // churn that ends as fast as it opens does not fill the table, whatever its rate
+    expect(feed(ev, 20, 30, (s) => snap(s, { dests: [dest('10.0.0.9:443/tcp', 3000, { end1: 3000, live: 900 })], table: tableAt(10_000) }))).toEqual([]);
+    // a leak of 1000/s, then its flows end as fast as new ones come (live stops growing at second 40)
+    const live = (s: number) => 100 + Math.min(s, 40) * 1000 - 30 * 1000;
+    const out = feed(ev, 30, 60, (s) => snap(s, { dests: [dest(REDIS, 1000, { end1: s < 40 ? 0 : 1000, live: live(s) })], table: tableAt(30_000) }));
     expect(out.map((x) => [x.at, x.event])).toEqual([
-      [31, 'alert'],
-      [50, 'resolved'],
+      [32, 'alert'],
+      [51, 'resolved'],
     ]);
     expect(out[0].message).toMatch(/^something opens 1.000 new connections\/s to 127\.0\.0\.5:6379\/tcp — table 11 % full, full in ~4 min$/);
   });
 
+  it('a snapshot time far from the last starts the destination afresh; a growing destination near a full table', () => {
+    const ev = new AlertEvaluator(leakRule());
+    // 2000 a second, but snapshots 20 s apart: each is the first to see it again, no verdict
+    expect(feed(ev, 0, 3, (s) => snap(s * 20, { dests: [dest(REDIS, 2000, { end1: 0, live: s * 40_000 })], table: tableAt(1000) }))).toEqual([]);
+    // growing 500/s for 4 s, 2000 added, but the table has room for 2 h of it: quiet
+    expect(feed(ev, 100, 106, (s) => snap(s, { dests: [dest('10.1.0.1:80/tcp', 500, { end1: 0, live: (s - 100) * 500 })], table: { entries: 1000, max: 4_000_000 } }))).toEqual([]);
+  });
+
   it('gives no verdict without the table size', () => {
     const ev = new AlertEvaluator(leakRule());
-    expect(feed(ev, 0, 5, (s) => snap(s, { dests: [dest(REDIS, 5000, { end1: 0 })], table: { entries: null, max: null } }))).toEqual([]);
+    expect(feed(ev, 0, 5, (s) => snap(s, { dests: [dest(REDIS, 5000, { end1: 0, live: s * 5000 })], table: { entries: null, max: null } }))).toEqual([]);
   });
 });
 

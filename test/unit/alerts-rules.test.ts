@@ -35,7 +35,7 @@ function rejects(text: string): ConfigError {
 }
 
 describe('defaults', () => {
-  it('has the nine built-in rules, all but the opt-in leak_fill enabled, with their thresholds', () => {
+  it('has the nine built-in rules, all enabled (leak_fill too, since its burst bound), with their thresholds', () => {
     const c = defaultConfig();
     expect(c.rules.map((r) => r.name)).toEqual([
       'churn_per_destination',
@@ -49,8 +49,8 @@ describe('defaults', () => {
       'leak_fill',
     ]);
     expect(rule(defaultConfig().rules, 'snat_port_exhaustion', 'snat_port_exhaustion')).toMatchObject({ threshold: 80, resolve: 70, for: 10 });
-    expect(c.rules.every((r) => r.enabled === (r.kind !== 'leak_fill') && r.name === r.kind)).toBe(true);
-    expect(rule(c.rules, 'leak_fill', 'leak_fill')).toMatchObject({ minRate: 200, threshold: 900, resolve: 1800, for: 1, severity: 'critical' });
+    expect(c.rules.every((r) => r.enabled && r.name === r.kind)).toBe(true);
+    expect(rule(c.rules, 'leak_fill', 'leak_fill')).toMatchObject({ minRate: 500, burst: 1500, threshold: 900, resolve: 1800, for: 0, severity: 'critical' });
     expect(rule(c.rules, 'churn_per_destination', 'churn_per_destination')).toMatchObject({ threshold: 500, resolve: 400, rate: 'new10' });
     expect(rule(c.rules, 'table_fill', 'table_fill')).toMatchObject({ threshold: 80, resolve: 70 });
     expect(rule(c.rules, 'time_to_full', 'time_to_full')).toMatchObject({ threshold: 300, resolve: 600 });
@@ -95,6 +95,9 @@ describe('good files', () => {
       match: ['*:6379/tcp'],
     });
     expect(rule(c.rules, 'table_nearly_full', 'table_fill')).toMatchObject({ threshold: 95, resolve: 85 });
+    expect(rule(c.rules, 'leak_fill', 'leak_fill')).toMatchObject({ minRate: 500, burst: 1500, threshold: 900, resolve: 1800 });
+    expect(rule(parseAlertConfig('rules:\n  leak_fill:\n    burst: 5000\n').rules, 'leak_fill', 'leak_fill').burst).toBe(5000);
+    expect(() => parseAlertConfig('rules:\n  leak_fill:\n    burst: 0\n')).toThrow(/rules\.leak_fill\.burst/);
     expect(c.deliver).toEqual([
       {
         type: 'webhook',
