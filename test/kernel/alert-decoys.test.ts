@@ -48,6 +48,7 @@ describe('alerts judge their own candidates (real kernel, own namespace)', () =>
   time_wait_pileup: false
   time_to_full: false
   table_fill: false
+  leak_fill: false
 `);
     const out = join(dir, 'alerts.jsonl');
     const watch = startCli(['watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0', '--no-processes']);

@@ -85,8 +85,8 @@ deliver:
         listen: [{ proto: 'tcp', host: '127.0.0.5', port: 6379 }],
         run: [{ kind: 'connect', host: '127.0.0.5', port: 6379, from: '127.0.1.7', count: 3000, rate: 1000, concurrency: 32 }],
       });
-      const fired = await waitFor(() => posts.find((p) => p.body.event === 'alert'), 'the alert at the webhook');
-      expect(fired.body.rule).toBe('churn_per_destination');
+      // leak_fill (on by default) fires on it too, a snapshot or two later: its own posts
+      const fired = await waitFor(() => posts.find((p) => p.body.event === 'alert' && p.body.rule === 'churn_per_destination'), 'the alert at the webhook');
       expect(fired.body.subject).toBe('127.0.0.5:6379/tcp');
       expect(fired.body.message).toContain('churn to 127.0.0.5:6379/tcp');
       expect(fired.body.message).toContain('top source 127.0.1.7');
@@ -94,17 +94,22 @@ deliver:
       // Snapshots come once a second; with for: 0s the alert is at most a tick behind the rate.
       expect(fired.body.time / 1000 - (leak.startedAt as number)).toBeLessThan(2000);
 
-      const resolved = await waitFor(() => posts.find((p) => p.body.event === 'resolved'), 'the resolution at the webhook', 15_000);
+      const resolved = await waitFor(() => posts.find((p) => p.body.event === 'resolved' && p.body.rule === 'churn_per_destination'), 'the resolution at the webhook', 15_000);
       expect(resolved.body.subject).toBe('127.0.0.5:6379/tcp');
+      // leak_fill's pair: it fired on the same leak and resolves once nothing more stays (10 s)
+      const leakFill = await waitFor(() => posts.find((p) => p.body.event === 'resolved' && p.body.rule === 'leak_fill'), 'leak_fill resolved at the webhook', 20_000);
+      expect(leakFill.body.subject).toBe('127.0.0.5:6379/tcp');
+      expect(posts.filter((p) => p.body.rule === 'leak_fill').map((p) => p.body.event)).toEqual(['alert', 'resolved']);
 
       // The exec hook got the same alert on stdin.
       // Whole: the hook's `echo` ends each alert with a newline once `cat` has written all of it.
       const hooked = () => readFileSync(execFile, 'utf8');
-      await waitFor(() => existsSync(execFile) && hooked().includes('"resolved"') && hooked().endsWith('\n'), 'the exec hook');
+      const resolvedLines = () => hooked().split('\n').filter((l) => l.includes('"resolved"')).length;
+      await waitFor(() => existsSync(execFile) && resolvedLines() === 2 && hooked().endsWith('\n'), 'the exec hook');
       const execed = readFileSync(execFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
-      expect(execed.find((a) => a.event === 'alert')).toEqual(fired.body);
+      expect(execed.find((a) => a.event === 'alert' && a.rule === 'churn_per_destination')).toEqual(fired.body);
       // And the JSONL output.
-      await waitFor(() => existsSync(out) && readFileSync(out, 'utf8').includes('"resolved"'), 'the JSONL output', 5000);
+      await waitFor(() => existsSync(out) && readFileSync(out, 'utf8').split('\n').filter((l) => l.includes('"resolved"')).length === 2, 'the JSONL output', 5000);
     } finally {
       watch.kill('SIGTERM');
     }
@@ -117,9 +122,13 @@ deliver:
     const down = Object.entries(deliveries).find(([name]) => name.includes(':9'))![1];
     expect((down.failed ?? 0) + (down.dropped ?? 0) + (down.retried ?? 0)).toBeGreaterThan(0);
     const up = Object.entries(deliveries).find(([name]) => name.includes(`:${port}`))![1];
-    expect(up.sent).toBe(2);
+    // churn_per_destination's alert and resolved, and leak_fill's (a default rule since it has a burst bound)
+    expect(up.sent).toBe(4);
     const lines = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    expect(lines.map((l) => l.event)).toEqual(['alert', 'resolved']);
+    const byRule = (rule: string) => lines.filter((l) => l.rule === rule).map((l) => l.event);
+    expect(byRule('churn_per_destination')).toEqual(['alert', 'resolved']);
+    expect(byRule('leak_fill')).toEqual(['alert', 'resolved']);
+    expect(lines).toHaveLength(4);
   });
 
   it('rejects a bad rules file at start with the line and the reason', async () => {
@@ -149,12 +158,18 @@ describe('ctwatch demo --quick (the README main command, reduced)', () => {
     });
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout.trim().split('\n').pop()!);
-    expect(s.alert.rule).toBe('churn_per_destination');
+    // the first alert is the built-in leak_fill (on by default), leading with who leaks; process
+    // attribution names the leaking program (src/lab/ctwatch-lab.c sets its name)
+    expect(s.alert.rule).toBe('leak_fill');
     expect(s.alert.subject).toBe('127.0.0.5:6379/tcp');
-    expect(s.alert.message).toMatch(/top sources? 127\.0\.1\./);
-    // Process attribution names the leaking program (src/lab/ctwatch-lab.c sets its name).
-    expect(s.alert.message).toMatch(/pid \d+ api-worker/);
-    expect(s.alertAfterLeakSeconds).toBeLessThan(8);
+    expect(s.alert.message).toMatch(/api-worker \(pid \d+[,)].* opens [\d\u202f ]+ new connections\/s to 127\.0\.0\.5:6379\/tcp — table [\d.]+ % full, full in ~/);
+    expect(s.alert.top.sources[0].key).toMatch(/^127\.0\.1\./);
+    // the churn alert follows, naming the sources and the process
+    const churn = (s.alerts as { event: string; rule: string; message: string }[]).find((a) => a.event === 'alert' && a.rule === 'churn_per_destination');
+    expect(churn?.message).toMatch(/top sources? 127\.0\.1\./);
+    expect(churn?.message).toMatch(/pid \d+ api-worker/);
+    // within 2 s of the leak's first connection, give or take a snapshot's processing
+    expect(s.alertAfterLeakSeconds).toBeLessThan(3);
     expect(s.fillAtAlert).toBeLessThan(1);
     expect(s.peakRate).toBeGreaterThan(1500);
     expect(s.peakRateKey).toBe('127.0.0.5:6379/tcp');

@@ -36,6 +36,7 @@ describe('watch: SIGHUP with a bad rules file keeps the old rules (real kernel, 
   time_wait_pileup: false
   time_to_full: false
   table_fill: false
+  leak_fill: false
 `;
     writeFileSync(rules, good);
     const out = join(dir, 'alerts.jsonl');
