@@ -12,30 +12,19 @@
  * destination with rate figures, or for a pile-up every destination with that many flows in the
  * state, and every subject pending or firing, on its exact figures. `ignore`/`match` apply before
  * anything else. A subject the figures say nothing about is unknown, and unknown never resolves.
+ * The judgements themselves (what fires, the words, the hint) are in observe-*.ts.
  */
-import type { ChurnSnapshot, Destination, DestinationChurn, DestinationFigure, DestinationFigures } from '../churn/snapshot.js';
+import type { ChurnSnapshot, DestinationChurn, DestinationFigure, DestinationFigures } from '../churn/snapshot.js';
 import type { Alert } from './types.js';
 import { BaselineTracker } from './baseline.js';
 import { LeakRuns } from './leak-fill.js';
-import {
-  conntrackHint,
-  topDestinationText,
-  topHint,
-  topOf,
-  topSourceText,
-  whoText,
-} from './describe.js';
-import {
-  formatCount,
-  formatDuration,
-  formatFactor,
-  formatLifetime,
-  formatPercent,
-  formatRate,
-  round,
-  type Grouping,
-} from './format.js';
+import { topOf } from './describe.js';
+import { formatDuration, type Grouping } from './format.js';
 import { compileFilter, defaultConfig, type AlertConfig, type Rule } from './rules.js';
+import { US, type Context, type Judging, type Observation, type Remembered } from './observation.js';
+import { observeDestination } from './observe-destination.js';
+import { observeSnat, observeUnreplied } from './observe-lists.js';
+import { observeTable } from './observe-table.js';
 
 export interface EvaluatorOptions {
   /** thousands separator in messages; default 'thin' (U+202F) */
@@ -46,56 +35,17 @@ export interface EvaluatorOptions {
 
 export type RuleSet = Pick<AlertConfig, 'rules' | 'baseline'>;
 
-type Values = Alert['values'];
-
-/** What one rule sees for one subject in one snapshot. Texts are built only when needed. */
-interface Observation {
-  fire: boolean;
-  clear: boolean;
-  values: Values;
-  /** the primary figure, for the `{value}` placeholder */
-  value: () => string;
-  message: () => string;
-  /** the resolved line without the "after ..." tail */
-  resolved: () => string;
-  hint: string;
-  /** a destination subject's parts, kept for when it is gone from the snapshot (unreplied_pileup) */
-  destination?: Partial<Destination>;
-}
-
-interface State {
-  ns: string;
-  subject: string;
+interface State extends Remembered {
   /** µs since the firing condition has held continuously (while not firing) */
   pendingSince?: number;
   firing?: { since: number; clearSince?: number; alert: Alert };
   cooldownUntil?: number;
-  /** the subject's parts as last seen (a destination), for its hint once it left the lists */
-  destination?: Partial<Destination>;
 }
 
 interface Compiled {
   rule: Rule;
   accepts: (key: string) => boolean;
 }
-
-/** What every rule may need from one snapshot, computed once. */
-interface Context {
-  s: ChurnSnapshot;
-  ns: string;
-  t: number;
-  /** the destination's learned median rate, null while unknown */
-  median: (key: string) => number | null;
-  /** kernel counter increases since the previous snapshot of this netns, and over how long */
-  kernel: { deltas: Record<string, number>; seconds: number } | null;
-  /** figures beyond the snapshot's top-N; absent (unit tests, old callers): the snapshot's list only */
-  figures?: DestinationFigures;
-}
-
-const US = 1e6;
-const round1 = (n: number): number => round(n, 1);
-// factors below 1 (a collapse) need the second decimal
-const round2 = (n: number): number => round(n, 2);
 
 export class AlertEvaluator {
   private compiled: Compiled[] = [];
@@ -279,10 +229,19 @@ export class AlertEvaluator {
     return a;
   }
 
+  private judging(): Judging {
+    return { grouping: this.grouping, baseline: this.baseline.config, leakRuns: (rule) => this.leakRuns(rule) };
+  }
+
   private leakRuns(rule: string): LeakRuns {
     let runs = this.leaks.get(rule);
     if (!runs) this.leaks.set(rule, (runs = new LeakRuns()));
     return runs;
+  }
+
+  /** The subjects a rule remembers (pending, firing, cooling down), in every netns. */
+  private remembered(rule: string): Iterable<Remembered> {
+    return this.states.get(rule)?.values() ?? [];
   }
 
   private kernelDeltas(ns: string, s: ChurnSnapshot): Context['kernel'] {
@@ -326,11 +285,11 @@ export class AlertEvaluator {
     const r = c.rule;
     const s = ctx.s;
     if (r.kind === 'table_fill' || r.kind === 'time_to_full' || r.kind === 'kernel_drops') {
-      out.set('table', this.observeTable(r, ctx));
+      out.set('table', observeTable(r, ctx, this.judging()));
       return out;
     }
-    if (r.kind === 'unreplied_pileup') return this.observeUnreplied(c, r, ctx);
-    if (r.kind === 'snat_port_exhaustion') return this.observeSnat(r, ctx);
+    if (r.kind === 'unreplied_pileup') return observeUnreplied(r, c.accepts, ctx, this.judging(), this.remembered(r.name));
+    if (r.kind === 'snat_port_exhaustion') return observeSnat(r, ctx, this.judging(), this.remembered(r.name));
     // The rule's own candidates, filtered before anything is ranked or judged.
     const candidates = new Set<string>();
     const figures = ctx.figures;
@@ -346,308 +305,9 @@ export class AlertEvaluator {
       // unknown (no figures at all, or no rate for a churn rule) leaves the state as it is: it
       // never resolves an alert, and never fires one
       if (!d || (r.kind !== 'time_wait_pileup' && 'rated' in d && !d.rated)) out.set(key, null);
-      else out.set(key, this.observeDestination(r, d, ctx));
+      else out.set(key, observeDestination(r, d, ctx, this.judging()));
     }
     return out;
-  }
-
-  /**
-   * snat_port_exhaustion: per (translated source, destination) pair, the share of the local port
-   * range its live entries use. A pair pending or firing that is gone from the list uses none when
-   * the snapshot's SNAT view lists every pair (fewer than its top N); else it cannot be judged.
-   */
-  private observeSnat(r: Extract<Rule, { kind: 'snat_port_exhaustion' }>, ctx: Context): Map<string, Observation | null> {
-    const out = new Map<string, Observation | null>();
-    const s = ctx.s;
-    const v = s.snat;
-    const known = new Map((v?.pairs ?? []).map((p) => [p.key, p] as const));
-    const subjects = new Set<string>(known.keys());
-    for (const st of this.states.get(r.name)?.values() ?? []) if (st.ns === ctx.ns) subjects.add(st.subject);
-    const g = this.grouping;
-    for (const key of subjects) {
-      const p = known.get(key);
-      const range = v?.range;
-      if (!v || !range || (p === undefined && !v.complete)) {
-        out.set(key, null);
-        continue;
-      }
-      const size = range.high - range.low + 1;
-      const ports = p?.ports ?? 0;
-      const pct = (ports / size) * 100;
-      out.set(key, {
-        fire: pct > r.threshold,
-        clear: pct <= r.resolve,
-        values: { value: Math.round(pct * 10) / 10, threshold: r.threshold, resolve: r.resolve, ports, range: size },
-        value: () => formatPercent(ports / size),
-        message: () =>
-          `SNAT ${key} uses ${formatCount(ports, g)} of ${formatCount(size, g)} source ports (${formatPercent(ports / size)} of ip_local_port_range ${range.low}-${range.high}): new connections to it will fail once they are gone`,
-        resolved: () => `resolved: SNAT ${key} down to ${formatCount(ports, g)} source ports (${formatPercent(ports / size)}, ≤ ${r.resolve} %)`,
-        hint: topHint(s.netns),
-      });
-    }
-    return out;
-  }
-
-  /**
-   * unreplied_pileup: per destination, the live entries unreplied for over the stale age. A
-   * destination pending or firing that is no longer listed has none, when the list is complete;
-   * without unreplied figures (no UPDATE events) nothing is judged.
-   */
-  private observeUnreplied(c: Compiled, r: Extract<Rule, { kind: 'unreplied_pileup' }>, ctx: Context): Map<string, Observation | null> {
-    const out = new Map<string, Observation | null>();
-    const s = ctx.s;
-    const u = s.unreplied;
-    const known = new Map((u?.destinations ?? []).map((d) => [d.key, d] as const));
-    const subjects = new Set<string>(known.keys());
-    const remembered = new Map<string, Partial<Destination> | undefined>();
-    for (const st of this.states.get(r.name)?.values() ?? []) {
-      if (st.ns !== ctx.ns) continue;
-      subjects.add(st.subject);
-      remembered.set(st.subject, st.destination);
-    }
-    // the unreplied rows name destinations by key: their parts come from the engine's figures, the
-    // snapshot's destination rows, or what this rule saw of them before
-    const listed = new Map(s.destinations.map((d) => [d.key, d] as const));
-    const g = this.grouping;
-    for (const key of subjects) {
-      if (!c.accepts(key)) continue;
-      const parts = [ctx.figures?.get(key), listed.get(key), remembered.get(key)].find((p) => p?.dst !== undefined) ?? undefined;
-      const d = known.get(key) ?? (u?.complete ? { key, unreplied: 0, stale: 0, dnat: 0, oldestAge: 0 } : undefined);
-      if (!u || !d) {
-        out.set(key, null);
-        continue;
-      }
-      const dnat = d.dnat > 0 ? ` (DNATed: ${formatCount(d.dnat, g)} of them; the backend may be gone)` : '';
-      out.set(key, {
-        fire: d.stale > r.threshold,
-        clear: d.stale <= r.resolve,
-        values: { value: d.stale, threshold: r.threshold, resolve: r.resolve, unreplied: d.unreplied, dnat: d.dnat, oldestAge: Math.round(d.oldestAge) },
-        value: () => formatCount(d.stale, g),
-        message: () => `${formatCount(d.stale, g)} entries to ${key} unreplied for over ${u.staleAfter} s${dnat}, oldest ${formatDuration(d.oldestAge, false)}; ${formatCount(d.unreplied, g)} unreplied in all`,
-        resolved: () => `resolved: unreplied entries to ${key} down to ${formatCount(d.stale, g)} (≤ ${formatCount(r.resolve, g)})`,
-        hint: conntrackHint(parts, s.netns),
-        destination: parts,
-      });
-    }
-    return out;
-  }
-
-  private observeDestination(r: Rule, d: DestinationChurn, ctx: Context): Observation | null {
-    const g = this.grouping;
-    const s = ctx.s;
-    const median = ctx.median(d.key);
-    const entries = s.table.entries ?? s.live;
-    const share = entries > 0 ? d.live / entries : null;
-    const context: Values = {
-      live: d.live,
-      timeWait: d.states?.TIME_WAIT ?? null,
-      share: share === null ? null : round1(share * 100),
-      median: median === null ? null : round1(median),
-      fill: s.table.fill === null ? null : round1(s.table.fill * 100),
-      timeToFull: s.table.timeToFull === null ? null : Math.round(s.table.timeToFull),
-      lifetimeP50: d.lifetimeP50 ?? null,
-      shortLived: d.shortLived ?? null,
-    };
-    // "holds 61 % of all entries, table 48 % full, full in ~3 min": how much of the table
-    // this destination holds, how full the table is, and how long it has left. Both percentages
-    // are spelled out: "61 % of table" alone was read as the fill.
-    const tableTail = (): string => {
-      const parts: string[] = [];
-      if (share !== null && share >= 0.01) parts.push(`holds ${formatPercent(share)} of all entries`);
-      if (s.table.fill !== null) parts.push(`table ${formatPercent(s.table.fill)} full`);
-      if (s.table.timeToFull !== null) parts.push(`full in ${formatDuration(s.table.timeToFull)}`);
-      return parts.map((p) => `, ${p}`).join('');
-    };
-    const who = (): string => {
-      const w = topSourceText(s);
-      return w ? `; ${w}` : '';
-    };
-    const hint = conntrackHint(d, s.netns);
-    // a DNATed service address: name the backend its flows really go to
-    const target = d.backend !== undefined ? `${d.key} → ${d.backend}${d.backends !== undefined && d.backends > 1 ? ` (+${d.backends - 1} more)` : ''}` : d.key;
-
-    switch (r.kind) {
-      case 'churn_per_destination': {
-        const v = d[r.rate];
-        const factor = median !== null && median > 0 ? v / median : null;
-        return {
-          fire: v > r.threshold,
-          clear: v <= r.resolve,
-          values: { value: round1(v), threshold: r.threshold, resolve: r.resolve, rate: r.rate, factor: factor === null ? null : round2(factor), ...context },
-          value: () => `${formatRate(v, g)} new/s`,
-          message: () =>
-            `churn to ${target} ${formatRate(v, g)} new/s${factor !== null ? ` (${formatFactor(factor, g)} its median)` : ''}${tableTail()}${who()}`,
-          resolved: () => `resolved: churn to ${target} back to ${formatRate(v, g)} new/s (≤ ${formatRate(r.resolve, g)})`,
-          hint,
-        };
-      }
-      case 'churn_baseline': {
-        const v = d[this.baseline.config.rate];
-        // not learned yet: nothing to compare with, so no verdict either way
-        if (median === null) return null;
-        const factor = median > 0 ? v / median : Infinity;
-        const over = `${formatDuration(this.baseline.config.window, false)}`;
-        return {
-          fire: v >= r.minRate && v > r.factor * median,
-          clear: v <= r.resolveFactor * median || v < r.resolveMinRate,
-          values: {
-            value: round1(v),
-            threshold: r.factor,
-            resolve: r.resolveFactor,
-            rate: this.baseline.config.rate,
-            factor: Number.isFinite(factor) ? round2(factor) : null,
-            minRate: r.minRate,
-            ...context,
-          },
-          value: () => `${formatRate(v, g)} new/s`,
-          message: () =>
-            `churn to ${target} ${formatRate(v, g)} new/s, ${formatFactor(factor, g)} its median of ${formatRate(median, g)}/s over ${over}${tableTail()}${who()}`,
-          resolved: () =>
-            `resolved: churn to ${target} back to ${formatRate(v, g)} new/s (${formatFactor(factor, g)} its median of ${formatRate(median, g)}/s)`,
-          hint,
-        };
-      }
-      case 'time_wait_pileup': {
-        if (!d.states) return null;
-        const v = d.states[r.state] ?? 0;
-        const detail = (): string => {
-          const parts = [`of ${formatCount(d.live, g)} live`];
-          if (share !== null && share >= 0.01) parts.push(`${formatPercent(share)} of all entries`);
-          let text = ` (${parts.join(', ')}), ${formatRate(d.new10, g)} new/s`;
-          if (d.lifetimeP50 !== undefined) text += `, lifetime p50 ${formatLifetime(d.lifetimeP50)}`;
-          // the story's leaky pool: each request a fresh connection, each close a TIME_WAIT entry
-          if (r.state === 'TIME_WAIT') text += ': connections are not being reused';
-          return text;
-        };
-        return {
-          fire: v > r.threshold,
-          clear: v <= r.resolve,
-          values: { value: v, threshold: r.threshold, resolve: r.resolve, state: r.state, new10: round1(d.new10), ...context },
-          value: () => formatCount(v, g),
-          message: () => `${formatCount(v, g)} ${r.state} flows to ${target}${detail()}${who()}`,
-          resolved: () => `resolved: ${r.state} flows to ${target} down to ${formatCount(v, g)} (≤ ${formatCount(r.resolve, g)})`,
-          hint: conntrackHint(d, s.netns, r.state),
-        };
-      }
-      case 'leak_fill': {
-        const tp = s.table;
-        // the table's size is needed to say when it fills: no verdict without it
-        if (tp.entries === null || tp.max === null) return null;
-        const j = this.leakRuns(r.name).judge(r, ctx.ns, d.key, ctx.t, d.live, { entries: tp.entries, max: tp.max });
-        if (!j) return null;
-        const v = d.new1;
-        const ttf = j.timeToFull;
-        const who = whoText(s, v);
-        return {
-          fire: j.fire,
-          clear: j.clear,
-          values: {
-            value: ttf === null ? null : Math.round(ttf),
-            threshold: r.threshold,
-            resolve: r.resolve,
-            minRate: r.minRate,
-            burst: r.burst,
-            new1: round1(v),
-            growth: round1(j.growth),
-            stayed: j.stayed,
-            ...context,
-          },
-          value: () => (ttf === null ? 'not filling' : formatDuration(ttf)),
-          message: () =>
-            `${who ? `${who} opens` : 'something opens'} ${formatRate(v, g)} new connections/s to ${target} — table ${formatPercent(tp.entries! / tp.max!)} full, full in ${formatDuration(ttf ?? 0)}`,
-          resolved: () =>
-            ttf === null
-              ? `resolved: ${target} no longer fills the table (${formatRate(v, g)} new/s, ${formatRate(Math.max(0, j.growth), g)}/s stays)`
-              : `resolved: ${target} would fill the table in ${formatDuration(ttf)}, no longer within ${formatDuration(r.threshold, false)}`,
-          hint,
-        };
-      }
-      default:
-        return null;
-    }
-  }
-
-  private observeTable(r: Rule, ctx: Context): Observation | null {
-    const g = this.grouping;
-    const s = ctx.s;
-    const tp = s.table;
-    const fillText = (): string => {
-      if (tp.fill === null) return `${formatCount(tp.entries ?? s.live, g)} entries`;
-      const of = tp.entries !== null && tp.max !== null ? ` (${formatCount(tp.entries, g)} / ${formatCount(tp.max, g)})` : '';
-      return `${formatPercent(tp.fill)} full${of}`;
-    };
-    const who = (): string => {
-      const parts = [topDestinationText(s, g), topSourceText(s)].filter((p) => p);
-      return parts.map((p) => `; ${p}`).join('');
-    };
-    const context: Values = {
-      entries: tp.entries,
-      max: tp.max,
-      fill: tp.fill === null ? null : round1(tp.fill * 100),
-      growth: round1(tp.growth),
-      timeToFull: tp.timeToFull === null ? null : Math.round(tp.timeToFull),
-    };
-    const hint = topHint(s.netns);
-
-    switch (r.kind) {
-      case 'table_fill': {
-        if (tp.fill === null) return null;
-        const pct = tp.fill * 100;
-        const growing = (): string =>
-          tp.growth > 0 && tp.timeToFull !== null
-            ? `, growing ${formatRate(tp.growth, g)}/s, full in ${formatDuration(tp.timeToFull)}`
-            : '';
-        return {
-          fire: pct > r.threshold,
-          clear: pct <= r.resolve,
-          values: { value: round1(pct), threshold: r.threshold, resolve: r.resolve, ...context },
-          value: () => formatPercent(tp.fill!),
-          message: () => `conntrack table ${fillText()}${growing()}${who()}`,
-          resolved: () => `resolved: conntrack table back to ${formatPercent(tp.fill!)} full (≤ ${r.resolve} %)`,
-          hint,
-        };
-      }
-      case 'time_to_full': {
-        if (tp.entries === null || tp.max === null) return null;
-        const ttf = tp.timeToFull;
-        return {
-          fire: ttf !== null && ttf < r.threshold,
-          clear: ttf === null || ttf >= r.resolve,
-          values: { value: ttf === null ? null : Math.round(ttf), threshold: r.threshold, resolve: r.resolve, ...context },
-          value: () => (ttf === null ? 'not filling' : formatDuration(ttf)),
-          message: () =>
-            `conntrack table full in ${formatDuration(ttf ?? 0)} at +${formatRate(tp.growth, g)}/s, now ${fillText()}${who()}`,
-          resolved: () =>
-            ttf === null
-              ? `resolved: conntrack table no longer filling (${fillText()})`
-              : `resolved: conntrack table would fill in ${formatDuration(ttf)}, no longer within ${formatDuration(r.threshold, false)}`,
-          hint,
-        };
-      }
-      case 'kernel_drops': {
-        if (!ctx.kernel) return null;
-        const k = ctx.kernel;
-        const counted = r.counters.filter((n) => k.deltas[n] !== undefined);
-        if (counted.length === 0) return null;
-        const total = counted.reduce((sum, n) => sum + k.deltas[n], 0);
-        const perSecond = k.seconds > 0 ? total / k.seconds : total;
-        const increases = counted.filter((n) => k.deltas[n] > 0);
-        const values: Values = { value: round1(perSecond), threshold: r.threshold, resolve: r.resolve, ...context };
-        for (const n of counted) values[n] = k.deltas[n];
-        return {
-          fire: perSecond > r.threshold,
-          clear: perSecond <= r.resolve,
-          values,
-          value: () => `${formatRate(perSecond, g)}/s`,
-          message: () =>
-            `kernel conntrack dropping: ${increases.map((n) => `+${formatCount(k.deltas[n], g)} ${n}`).join(', ')} in ${formatDuration(k.seconds, false)}, table ${fillText()}${who()}`,
-          resolved: () => `resolved: no kernel conntrack drops for ${formatDuration(r.resolveFor, false)}`,
-          hint,
-        };
-      }
-      default:
-        return null;
-    }
   }
 }
 
