@@ -9,13 +9,13 @@ import {
   netlinkFinding,
   renderFindings,
   rulesetFinding,
-  rulesetUsesConntrack,
   sysctlFix,
   tableFinding,
   timeoutsFinding,
   type CapName,
   type Facts,
-} from '../../src/cli/doctor.js';
+} from '../../src/cli/doctor-findings.js';
+import { rulesetUsesConntrack } from '../../src/cli/doctor-facts.js';
 
 const caps = (...names: CapName[]) => names.reduce((a, n) => a | (1n << BigInt(CAP[n])), 0n);
 const ALL = caps(...(Object.keys(CAP) as CapName[]));
