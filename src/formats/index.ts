@@ -5,7 +5,7 @@
  */
 import { cefLine } from './cef.js';
 import type { FormatOptions, SinkRecord } from './common.js';
-import { ecsJson } from './ecs.js';
+import { ecsJson } from './ecs-text.js';
 import { ocsfDocument } from './ocsf.js';
 import { toLine } from '../recording/schema.js';
 
@@ -46,7 +46,8 @@ export function formatInfo(name: FormatName): FormatInfo {
 
 export * from './common.js';
 export { communityId, addressBytes, type CommunityIdTuple } from './community-id.js';
-export { ecsDocument, ecsJson, ECS_VERSION } from './ecs.js';
+export { ecsDocument, ECS_VERSION } from './ecs.js';
+export { ecsJson } from './ecs-text.js';
 export { ocsfDocument, closeActivity, OCSF_VERSION, NETWORK_ACTIVITY } from './ocsf.js';
 export { cefLine, escapeCefHeader, escapeCefValue } from './cef.js';
 export {

@@ -4,7 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ecsDocument, ecsJson } from '../../src/formats/ecs.js';
+import { ecsDocument } from '../../src/formats/ecs.js';
+import { ecsJson } from '../../src/formats/ecs-text.js';
 import { formatFor } from '../../src/formats/index.js';
 import type { FormatOptions, SinkRecord } from '../../src/formats/common.js';
 
