@@ -17,6 +17,8 @@ export interface CliRun {
   readonly stderr: string;
   /** its exit code (null when a signal ended it) */
   readonly exited: Promise<number | null>;
+  /** the same, once it has exited; undefined while it runs */
+  readonly code: number | null | undefined;
   kill(signal?: NodeJS.Signals): boolean;
 }
 
@@ -24,14 +26,18 @@ export interface CliRun {
 export function startCli(args: readonly string[]): CliRun {
   const child = track(spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] }));
   let stderr = '';
+  let code: number | null | undefined;
   child.stderr.on('data', (d) => (stderr += d));
-  const exited = exitOf(child);
+  const exited = exitOf(child).then((c) => (code = c));
   return {
     child,
     get stderr() {
       return stderr;
     },
     exited,
+    get code() {
+      return code;
+    },
     kill: (signal) => child.kill(signal),
   };
 }
