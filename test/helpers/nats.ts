@@ -6,23 +6,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { track, waitFor } from './netns.js';
+import { freeTcpPort } from './ports.js';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export interface NatsClusterOptions {
   nodes?: number;
@@ -53,8 +43,8 @@ export class NatsCluster {
   async start(): Promise<void> {
     const count = this.o.nodes ?? 1;
     for (let i = 0; i < count; i++) {
-      const port = await freePort();
-      const clusterPort = await freePort();
+      const port = await freeTcpPort();
+      const clusterPort = await freeTcpPort();
       this.nodes.push({ name: `n${i + 1}`, port, clusterPort, url: `${this.o.tls ? 'tls' : 'nats'}://127.0.0.1:${port}`, proc: null, log: '' });
     }
     for (const n of this.nodes) this.writeConfig(n);

@@ -3,7 +3,8 @@
  * secret in it, and the real `nobody` account (setpriv, no supplementary groups).
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 
@@ -23,6 +24,19 @@ export function victim(dir: string, name = 'root-secret', content = 'root:secret
   writeFileSync(path, content, { mode: 0o640 });
   chmodSync(path, 0o640);
   return { path, content };
+}
+
+/**
+ * Where a test plants things: a fresh root 0755 directory holding `out`, a directory nobody owns
+ * (the way the README hands the output directory to --user), and the victim beside it.
+ */
+export function plantingGround(prefix: string): { dir: string; out: string; secret: Victim } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  const out = join(dir, 'out');
+  mkdirSync(out);
+  chownSync(out, NOBODY, NOBODY);
+  return { dir, out, secret: victim(dir) };
 }
 
 /** Still root's, 0640, with the same content: nothing was written into it or handed over. */

@@ -6,11 +6,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, GENERATOR, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { freeTcpPort } from '../helpers/ports.js';
 
 const run = promisify(execFile);
 
@@ -29,14 +29,6 @@ function cli(args: string[], env?: Record<string, string>): { child: ChildProces
   child.stderr!.on('data', (d) => (stderr += d));
   const done = new Promise<Done>((resolve) => child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
   return { child, out: () => stdout, err: () => stderr, done };
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 describe('names other accounts choose', () => {
@@ -78,7 +70,7 @@ describe('the metrics port', () => {
   });
 
   it('a bare --metrics PORT listens on loopback only, and says where', async () => {
-    const port = await freePort();
+    const port = await freeTcpPort();
     const w = cli(['watch', '--netns', ns.name, '--metrics', String(port), '--status', '0']);
     try {
       await waitFor(() => w.err().includes('watching the conntrack table') || w.child.exitCode !== null, 'watch to start');

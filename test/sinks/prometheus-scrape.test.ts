@@ -5,7 +5,6 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import { parse } from 'yaml';
 import { MetricsExporter } from '../../src/metrics/exporter.js';
 import type { MetricsServer } from '../../src/metrics/server.js';
 import type { ChurnSnapshot, KeyChurn } from '../../src/churn/snapshot.js';
+import { freeTcpPort } from '../helpers/ports.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 const PROMTOOL = '/usr/bin/promtool';
@@ -51,17 +51,6 @@ function snapshot(over: { destinations?: KeyChurn[]; drop?: number; entries?: nu
     sources: [key('127.0.1.7', 2300)],
     protocols: [],
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 interface Sample {
@@ -129,7 +118,7 @@ beforeAll(async () => {
   exporter.update({ snapshot: snapshot(), source: { events: 123_456, batches: 789, overflows: 1, decodeErrors: 0, queueHighWater: 4, rcvbuf: 425_984 } });
   server = await exporter.listen('127.0.0.1:0');
 
-  const promPort = await freePort();
+  const promPort = await freeTcpPort();
   api = `http://127.0.0.1:${promPort}`;
   const conf = join(dir, 'prometheus.yml');
   const rules = join(dir, 'ctwatch.rules.yml');
