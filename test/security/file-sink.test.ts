@@ -6,26 +6,20 @@
  * account through the descriptor (prepare, before the switch).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { chmodSync, chownSync, linkSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { linkSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatFor } from '../../src/formats/index.js';
 import { FileTransport } from '../../src/sinks/file.js';
 import { DeliverySink } from '../../src/sinks/sink.js';
 import { FileRefused } from '../../src/util/safe-file.js';
-import { NOBODY, asNobody, expectUntouched, victim, type Victim } from '../helpers/victim.js';
+import { NOBODY, asNobody, expectUntouched, plantingGround, type Victim } from '../helpers/victim.js';
 
 
 let dir: string;
 let out: string;
 let secret: Victim;
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'ctwatch-sec-file-'));
-  chmodSync(dir, 0o755);
-  out = join(dir, 'out');
-  mkdirSync(out);
-  chownSync(out, NOBODY, NOBODY);
-  secret = victim(dir);
+  ({ dir, out, secret } = plantingGround('ctwatch-sec-file-'));
 });
 afterEach(() => {
   rmSync(dir, { recursive: true, force: true });

@@ -6,12 +6,12 @@
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, linkSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, ROOT, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
-import { NOBODY, expectUntouched, victim, type Victim } from '../helpers/victim.js';
+import { NOBODY, expectUntouched, plantingGround, type Victim } from '../helpers/victim.js';
 
 const run = promisify(execFile);
 
@@ -54,12 +54,7 @@ describe('-o as root: nothing planted is followed, written or handed over', () =
     await ns?.destroy();
   });
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'ctwatch-sec-out-'));
-    chmodSync(dir, 0o755);
-    out = join(dir, 'out');
-    mkdirSync(out);
-    chownSync(out, NOBODY, NOBODY);
-    secret = victim(dir);
+    ({ dir, out, secret } = plantingGround('ctwatch-sec-out-'));
   });
   afterEach(() => {
     rmSync(dir, { recursive: true, force: true });
