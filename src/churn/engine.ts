@@ -27,7 +27,7 @@
 import type { ConntrackEvent, SourceEvent } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import { FlowTracker } from '../flow/tracker.js';
-import { destinationKey, destinationOf, destinationParts, type Destination } from '../flow/keys.js';
+import { destinationKey, destinationOf, destinationParts, endpointKey, type Destination } from '../flow/keys.js';
 import type { ChurnSnapshot, DestinationChurn, DestinationFigure, DestinationFigures, KeyChurn, Rates, SnatPair, SnatView, UnrepliedView } from './snapshot.js';
 import { DEFAULT_CAPACITY, HeavyHitters } from './heavy.js';
 import { LifetimeHistogram } from './lifetime.js';
@@ -411,7 +411,7 @@ export class ChurnEngine {
     // DNAT: the reply comes from the backend, not from the address the flow was sent to
     if (r.src !== ev.dst || r.sport !== ev.dport) {
       if (r.src !== '' && r.src !== undefined) {
-        const backend = r.sport === undefined ? r.src : ev.family === 'ipv6' ? `[${r.src}]:${r.sport}` : `${r.src}:${r.sport}`;
+        const backend = endpointKey(ev.family, r.src, r.sport);
         countBackend(d, backend);
         if (w !== undefined) countBackend(w, backend);
       }

@@ -17,8 +17,14 @@ export function destinationKey(
   dport: number | undefined,
   proto: string,
 ): string {
-  if (dport === undefined) return `${dst}/${proto}`;
-  return family === 'ipv6' ? `[${dst}]:${dport}/${proto}` : `${dst}:${dport}/${proto}`;
+  return `${endpointKey(family, dst, dport)}/${proto}`;
+}
+
+/** "127.0.0.5:6379", "[2001:db8::1]:443", or the address alone without a port: a destination key
+ * without its protocol, as a DNATed service's backend is named. */
+export function endpointKey(family: Family, addr: string, port: number | undefined): string {
+  if (port === undefined) return addr;
+  return family === 'ipv6' ? `[${addr}]:${port}` : `${addr}:${port}`;
 }
 
 /** What a destination key is made of: the flow line's own fields (docs/schema.md "flow"). */
