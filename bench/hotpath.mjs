@@ -5,6 +5,8 @@
 //
 //   node bench/hotpath.mjs [--stages ceiling,updates,latency] [--connections 400000] [--threads 2]
 //                          [--rate 25000] [--seconds 10] [--no-processes] [--cpu-prof DIR] [--perf DIR]
+//                          [--node-arg ARG]... (e.g. --node-arg=--trace-gc: watch's stdout goes to
+//                          bench/out/hotpath-STAGE-watch.out)
 //
 // Stages (each on a fresh namespace):
 //   ceiling  `ctwatch watch --events new,destroy --flows -o FILE`, `conntrack -E -e NEW,DESTROY
@@ -35,6 +37,7 @@ const { values } = parseArgs({
     'cpu-prof': { type: 'string' },
     perf: { type: 'string' },
     json: { type: 'string' },
+    'node-arg': { type: 'string', multiple: true, default: [] },
   },
 });
 mkdirSync(OUT, { recursive: true });
@@ -143,8 +146,9 @@ async function stage(name, { events, threads: loadThreads, connections, rate, se
   const ctFile = join(OUT, `hotpath-${name}-conntrack.txt`);
   writeFileSync(file, '');
   const groups = events.split(',').reduce((g, e) => g | { new: 1, update: 2, destroy: 4 }[e], 0);
-  const nodeArgs = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], `--cpu-prof-name=${name}.cpuprofile`] : [];
-  const watch = start(process.execPath, [...nodeArgs, CTWATCH, 'watch', '--netns', ns, '--events', events, '--flows', '-o', file, '--status', '0', '--log-format', 'json', ...(values['no-processes'] ? ['--no-processes'] : [])]);
+  const nodeArgs = [...values['node-arg'], ...(values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], `--cpu-prof-name=${name}.cpuprofile`] : [])];
+  const watchOut = values['node-arg'].length > 0 ? { stdout: openSync(join(OUT, `hotpath-${name}-watch.out`), 'w') } : {};
+  const watch = start(process.execPath, [...nodeArgs, CTWATCH, 'watch', '--netns', ns, '--events', events, '--flows', '-o', file, '--status', '0', '--log-format', 'json', ...(values['no-processes'] ? ['--no-processes'] : [])], watchOut);
   const floor = peers ? start('ip', ['netns', 'exec', ns, FLOOR, String(groups)]) : undefined;
   const conntrackEvents = events.split(',').map((e) => e.toUpperCase()).join(',');
   const conntrack = peers ? start('ip', ['netns', 'exec', ns, 'conntrack', '-E', '-e', conntrackEvents, '-o', 'id'], { stdout: openSync(ctFile, 'w') }) : undefined;
@@ -210,6 +214,7 @@ async function stage(name, { events, threads: loadThreads, connections, rate, se
     const flows = counts['"event":"flow"'] - base.flows;
     const ct = conntrack ? await countIn(ctFile, ['\n', '[NEW]', '[DESTROY]']) : undefined;
     const latency = lat ? /lines (\d+) p50 (\d+) p99 (\d+) max (\d+)/.exec(lat.out) : undefined;
+    if (lat) writeFileSync(join(OUT, `hotpath-${name}-latency-seconds.txt`), lat.err);
     return {
       stage: name, events, loadThreads, made, loadSeconds, kernel, drainSeconds,
       watch: {

@@ -3,7 +3,8 @@
 // read minus its "time" (the reader thread's receive stamp of the DESTROY, CLOCK_REALTIME µs). So
 // the figure covers the reader's batching, the JavaScript pipeline, the output buffer and the
 // write(2) itself. Starts at the current end of the file.
-//   linelat FILE      SIGTERM/SIGINT prints "lines N p50 X p99 Y max Z" (µs) and exits
+//   linelat FILE      SIGTERM/SIGINT prints "lines N p50 X p99 Y max Z" (µs) and exits; on stderr,
+//                     per second of line time, its lines and their worst latency (where a p99 comes from)
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +23,9 @@
 
 static uint64_t hist[BUCKETS];
 static uint64_t lines, max_us;
+#define SECONDS 600
+static int64_t first_s = -1;
+static uint64_t second_lines[SECONDS], second_max[SECONDS];
 static volatile sig_atomic_t stop;
 static void on_term(int sig) { (void)sig; stop = 1; }
 
@@ -61,6 +65,12 @@ static void line(const char *s, size_t n, int64_t now) {
   int64_t us = now - at;
   if (us < 0) us = 0;
   if ((uint64_t)us > max_us) max_us = (uint64_t)us;
+  if (first_s < 0) first_s = at / 1000000;
+  int64_t sec = at / 1000000 - first_s;
+  if (sec >= 0 && sec < SECONDS) {
+    second_lines[sec]++;
+    if ((uint64_t)us > second_max[sec]) second_max[sec] = (uint64_t)us;
+  }
   uint64_t b = (uint64_t)us / BUCKET_US;
   hist[b < BUCKETS ? b : BUCKETS - 1]++;
   lines++;
@@ -114,6 +124,8 @@ int main(int argc, char **argv) {
       have -= start;
     }
   }
+  for (int i = 0; i < SECONDS; i++)
+    if (second_lines[i]) fprintf(stderr, "second %d lines %llu max %llu\n", i, (unsigned long long)second_lines[i], (unsigned long long)second_max[i]);
   printf("lines %llu p50 %llu p99 %llu max %llu\n", (unsigned long long)lines, (unsigned long long)quantile(0.5),
          (unsigned long long)quantile(0.99), (unsigned long long)max_us);
   return 0;
