@@ -137,6 +137,9 @@ export class ProcessAttribution implements FlowAttribution {
   }
 }
 
+/** Owning threads whose process object is shared (OwnerAttribution.owned), at most. */
+const MAX_OWNERS = 4096;
+
 interface Remembered {
   process: ProcessInfo | null;
   /** what the reader joined, for what enrichment finds after the NEW (exe, unit, user) */
@@ -171,6 +174,10 @@ export class OwnerAttribution implements FlowAttribution {
   private readonly users = new Users();
   readonly cgroups: Cgroupfs;
   readonly executables: Executables;
+  /** thread id -> its last owner and what was remembered for it (see owned()) */
+  private readonly owners = new Map<number, Pick<NativeOwner, 'pid' | 'uid' | 'side' | 'cgroupId' | 'comm' | 'startNs'> & { r: Remembered }>();
+  /** unattributed flows share one record per reason */
+  private readonly missed = new Map<Unattributed, Remembered>();
 
   constructor(private readonly maxFlows = 262_144, o: { cgroups?: Cgroupfs; executables?: Executables } = {}) {
     this.cgroups = o.cgroups ?? new Cgroupfs();
@@ -189,14 +196,14 @@ export class OwnerAttribution implements FlowAttribution {
       this.counts.flows++;
       let r: Remembered;
       if (ev.owner) {
-        const process = this.processInfo(ev.owner);
-        ev.process = process;
+        r = this.owned(ev.owner);
+        ev.process = r.process!;
         this.counts.attributed++;
-        r = { process, owner: ev.owner, key: processKey(process), group: groupKey(process) };
       } else {
         const reason = ev.unattributed!;
         this.counts.reasons[reason] = (this.counts.reasons[reason] ?? 0) + 1;
-        r = { process: null, reason, key: null, group: null };
+        r = this.missed.get(reason) ?? { process: null, reason, key: null, group: null };
+        this.missed.set(reason, r);
         if (ev.event === 'new') this.unattributed.opened(reason, ev.time);
       }
       const k = flowKey(ev);
@@ -235,6 +242,25 @@ export class OwnerAttribution implements FlowAttribution {
 
   async close(): Promise<void> {
     this.recent.clear();
+  }
+
+  /**
+   * The owner's process, shared by its flows while nothing about it changes: a flow line writes a
+   * shared object's JSON once (LineBuffer.object caches by identity), and the keys it is counted
+   * under are built once. Only complete ones are shared (user name, executable and cgroup known):
+   * complete() never changes those, and one still being enriched stays one object per flow, as
+   * before, so what is read later shows up in its own flow's line.
+   */
+  private owned(o: NativeOwner): Remembered {
+    const c = this.owners.get(o.tid);
+    if (c !== undefined && c.pid === o.pid && c.startNs === o.startNs && c.uid === o.uid && c.side === o.side && c.cgroupId === o.cgroupId && c.comm === o.comm) return c.r;
+    const process = this.processInfo(o);
+    const r: Remembered = { process, owner: o, key: processKey(process), group: groupKey(process) };
+    if (process.user !== undefined && (o.startNs <= 0 || process.exe !== undefined) && (!o.cgroupId || process.cgroup !== undefined)) {
+      if (this.owners.size >= MAX_OWNERS) this.owners.clear();
+      this.owners.set(o.tid, { pid: o.pid, startNs: o.startNs, uid: o.uid, side: o.side, cgroupId: o.cgroupId, comm: o.comm, r });
+    }
+    return r;
   }
 
   private processInfo(o: NativeOwner): ProcessInfo {

@@ -1,7 +1,9 @@
 /**
- * Where data lines go: stdout or a file. Lines are buffered and written in large chunks
- * (sonic-boom); a full buffer is backpressure (`write` returns false, wait for `drained`), never
- * unbounded memory. Files are created 0600 and reopened on SIGHUP for logrotate, both times through
+ * Where data lines go: stdout or a file. Lines are written as soon as the previous write is done
+ * (sonic-boom, asynchronous): what arrives while a write is under way goes out together in the next
+ * one, so a busy table is written in large chunks and a quiet one without delay. More than
+ * PENDING_LIMIT bytes not yet written is backpressure (`write` returns false, wait for `drained`),
+ * never unbounded memory. Files are created 0600 and reopened on SIGHUP for logrotate, both times through
  * src/util/safe-file.ts (no symlink, hard link or someone else's file; with `--user`, a file
  * created before the switch is handed to the account through its descriptor).
  */
@@ -28,9 +30,10 @@ export interface Output {
   readonly errors: number;
 }
 
-/** Lines sit in memory at most this long before they are written (a quiet table still shows up
- * in the file promptly; a busy one is written in 64 KiB chunks). */
-const FLUSH_MS = 1000;
+/** Bytes handed over but not yet written beyond which the caller waits. Not sonic-boom's own mark
+ * (16 KiB without a minimum length): a batch's lines alone exceed it, and waiting for every write
+ * to finish before taking the next batch would stall the pipeline on each one. */
+const PENDING_LIMIT = 4 * 1024 * 1024;
 
 export interface OutputOptions {
   /** `--user`: a file created now (as root, before the switch) is handed to this account */
@@ -67,8 +70,18 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
   // write; and before --user, so the file can be handed over through its descriptor.
   // Bytes, not text: the hot path writes lines as bytes (src/recording/line-buffer.ts), and in text
   // mode sonic-boom measures its whole pending string on every write (a flattening each time).
-  const boomFor = (fd: number) => new SonicBoom({ fd, minLength: 64 * 1024, maxWrite: 1024 * 1024, periodicFlush: FLUSH_MS, sync: false, contentMode: 'buffer' });
-  let boom = boomFor(toStdout ? 1 : openFd(path, o.owner));
+  // minLength 0: a line waiting for a chunk to fill is latency (64 KiB is 8 ms of flow lines at
+  // 25 000 flows/s), and a batch is already many lines.
+  /** bytes handed to the current writer and not yet written */
+  let pending = 0;
+  const boomFor = (fd: number) => {
+    const b = new SonicBoom({ fd, minLength: 0, maxWrite: 1024 * 1024, sync: false, contentMode: 'buffer' });
+    b.on('write', (n: number) => {
+      if (b === boom) pending -= n;
+    });
+    return b;
+  };
+  let boom: SonicBoomType = boomFor(toStdout ? 1 : openFd(path, o.owner));
   let errors = 0;
   const onWriteError = (err: NodeJS.ErrnoException) => {
     errors++;
@@ -114,7 +127,10 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
     },
     write(lines: string | Uint8Array): boolean {
       if (errors > 0) return true; // reported once; the caller is stopping
-      return boom.write((typeof lines === 'string' ? Buffer.from(lines) : lines) as never);
+      const bytes = typeof lines === 'string' ? Buffer.from(lines) : lines;
+      pending += bytes.length;
+      boom.write(bytes as never);
+      return pending < PENDING_LIMIT;
     },
     drained(): Promise<void> {
       // After an error nothing will drain: the caller stops on the error it was given.
@@ -122,10 +138,16 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
       const b = boom;
       return new Promise((resolve) => {
         const done = () => {
+          b.off('write', wrote);
           b.off('drain', done);
           b.off('error', done);
           resolve();
         };
+        // half the limit written away, or all of it, or the writer replaced (SIGHUP) or failed
+        const wrote = () => {
+          if (b !== boom || pending < PENDING_LIMIT / 2) done();
+        };
+        b.on('write', wrote);
         b.once('drain', done);
         b.once('error', done);
       });
@@ -144,6 +166,7 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
       }
       const old = boom;
       boom = boomFor(fd);
+      pending = 0;
       boom.on('error', onWriteError);
       retiring = Promise.all([retiring, finish(old)]).then(() => {});
       // a writer waiting in drained() on the old one is released when it has flushed

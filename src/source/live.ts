@@ -26,7 +26,8 @@ export interface LiveSourceOptions {
   batchSize?: number;
   /** batches JavaScript may hold before the reader stops reading */
   maxBatches?: number;
-  /** longest an event waits in a partial batch (ms); default 5 */
+  /** longest an event waits in a partial batch (ms); default 2: the kernel → line latency starts
+   * here, and at a high rate a batch fills (batchSize) before that anyway */
   flushMs?: number;
   /** --filter expressions (src/source/filter.ts): run by the kernel where it can */
   filter?: string[];
@@ -106,7 +107,7 @@ export class LiveSource implements EventSource {
         reliable: options.reliable ?? false,
         batchSize: options.batchSize ?? 1024,
         maxBatches: options.maxBatches ?? 64,
-        flushMs: options.flushMs ?? 5,
+        flushMs: options.flushMs ?? 2,
         filter: compiled.kernel,
         attribution: options.attribution,
       },

@@ -164,6 +164,9 @@ describe('flow engine (real kernel, own namespace)', () => {
         return false;
       }
     }, 'the recording to start');
+    // A second of quiet after the dump, as a recording usually begins: the events then span at
+    // least four tick boundaries (the output writes at once, so the dump's line shows up at once).
+    await new Promise((r) => setTimeout(r, 1000));
     await ns.generate({
       listen: [{ proto: 'tcp', host: '127.0.0.10', port: 6379 }, { proto: 'udp', host: '127.0.0.11', port: 53 }],
       parallel: true,
