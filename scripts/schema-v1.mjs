@@ -186,7 +186,7 @@ const churnBody = {
     snat: {
       type: 'object', required: ['range', 'pairs', 'complete'],
       properties: {
-        range: { oneOf: [{ type: 'null' }, { type: 'object', required: ['low', 'high'], properties: { low: { type: 'integer', minimum: 1, maximum: 65535 }, high: { type: 'integer', minimum: 1, maximum: 65535 } } }] },
+        range: { oneOf: [{ type: 'null' }, { type: 'object', required: ['low', 'high'], properties: { low: { type: 'integer', minimum: 1, maximum: 65535 }, high: { type: 'integer', minimum: 1, maximum: 65535 }, from: { enum: ['nft rule', 'kernel default'] } } }] },
         pairs: {
           type: 'array',
           items: {

@@ -39,7 +39,7 @@ export function observeSnat(r: Extract<Rule, { kind: 'snat_port_exhaustion' }>, 
       values: { value: Math.round(pct * 10) / 10, threshold: r.threshold, resolve: r.resolve, ports, range: size },
       value: () => formatPercent(ports / size),
       message: () =>
-        `SNAT ${key} uses ${formatCount(ports, g)} of ${formatCount(size, g)} source ports (${formatPercent(ports / size)} of ip_local_port_range ${range.low}-${range.high}): new connections to it will fail once they are gone`,
+        `SNAT ${key} uses ${formatCount(ports, g)} of ${formatCount(size, g)} source ports (${formatPercent(ports / size)} of the SNAT port range ${range.low}-${range.high}${range.from ? `, ${range.from}` : ''}): new connections to it will fail once they are gone`,
       resolved: () => `resolved: SNAT ${key} down to ${formatCount(ports, g)} source ports (${formatPercent(ports / size)}, ≤ ${r.resolve} %)`,
       hint: topHint(s.netns),
     });

@@ -57,8 +57,9 @@ export interface ChurnEngineOptions {
   topN?: number;
   /** initial live-flow table capacity; default 1024 */
   capacity?: number;
-  /** net.ipv4.ip_local_port_range of the namespace doing SNAT: what its port use is judged against */
-  snatPortRange?: { low: number; high: number };
+  /** the ports SNAT / masquerade can give one pair (src/pipeline/port-range.ts): what its port
+   * use is judged against; `from` says whether an nft rule gave it or it is the kernel default */
+  snatPortRange?: { low: number; high: number; from?: string };
   /** UPDATE events are subscribed, so a flow without SEEN_REPLY really has no reply (live: the
    * assembly knows; a replay infers it from the first UPDATE) */
   replies?: boolean;

@@ -96,8 +96,9 @@ export interface UnrepliedView {
 /** Source NAT (masquerade) port use: how many translated source ports are in use per
  * (translated source address, destination address:port), against the range ports come from. */
 export interface SnatView {
-  /** the local port range (net.ipv4.ip_local_port_range of the NAT namespace); null when unknown */
-  range: { low: number; high: number } | null;
+  /** the ports SNAT can give one pair: the smallest port range of an nft snat/masquerade rule of
+   * the NAT namespace (from 'nft rule'), else 1024-65535 (from 'kernel default'); null when unknown */
+  range: { low: number; high: number; from?: string } | null;
   /** the busiest pairs first */
   pairs: SnatPair[];
   /** every pair with ports in use is listed */

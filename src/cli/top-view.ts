@@ -109,7 +109,7 @@ function unrepliedTable(s: ChurnSnapshot, limit: number): string[] {
 /** SNAT / masquerade: source ports in use per (translated source, destination), against the range. */
 function snatTable(s: ChurnSnapshot, limit: number): string[] {
   const v = s.snat!;
-  const range = v.range ? `ports ${v.range.low}-${v.range.high}` : 'port range unknown';
+  const range = v.range ? `ports ${v.range.low}-${v.range.high}${v.range.from ? `, ${v.range.from}` : ''}` : 'port range unknown';
   const out = [`${pad(`SNAT (${range})`, 48)}${pad('PORTS', 10, true)}${pad('USED', 8, true)}`];
   for (const p of v.pairs.slice(0, limit)) {
     out.push(`${pad(printable(p.key), 48)}${pad(n(p.ports), 10, true)}${pad(p.share === null ? '-' : pct(p.share), 8, true)}`);

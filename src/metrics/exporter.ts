@@ -201,7 +201,7 @@ export class MetricsExporter {
     'Distinct translated source ports in use by live entries per (translated source address, destination).',
     ['source', 'destination'],
   );
-  private readonly snatRange = this.g('snat_port_range_size', 'Ports in net.ipv4.ip_local_port_range of the namespace doing SNAT, what snat_ports_in_use is judged against.');
+  private readonly snatRange = this.g('snat_port_range_size', 'Ports SNAT / masquerade can give one pair: the smallest port range of an nft snat or masquerade rule of the namespace doing SNAT, else the kernel default 1024-65535; what snat_ports_in_use is judged against.');
   private readonly snapshotTime = this.g(
     'snapshot_timestamp_seconds',
     'Time of the churn snapshot behind these figures (recorded time on replay), Unix seconds.',

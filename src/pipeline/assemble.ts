@@ -11,7 +11,7 @@
  * tracker for good (and `stats` would measure from a tracker that drifted from the table).
  */
 import { ChurnEngine, type TableReading } from '../churn/engine.js';
-import { readPortRange } from './port-range.js';
+import { readSnatPortRange } from './port-range.js';
 import type { LiveSource } from '../source/live.js';
 import { RecordingSource, type RecordingSourceOptions } from '../recording/input.js';
 import type { EventSource } from '../source/types.js';
@@ -86,7 +86,7 @@ export function assembleLive(source: LiveSource, o?: LiveAssemblyOptions & { eng
 export function assembleLive(source: LiveSource, o: LiveAssemblyOptions): Assembly<ChurnEngine | undefined>;
 export function assembleLive(source: LiveSource, o: LiveAssemblyOptions = {}): Assembly<ChurnEngine | undefined> {
   if (o.engine === false) return new Assembly(source, undefined, {}, o.log);
-  const engine = new ChurnEngine({ replies: source.subscribed.includes('update'), snatPortRange: readPortRange(source.netns) });
+  const engine = new ChurnEngine({ replies: source.subscribed.includes('update'), snatPortRange: readSnatPortRange(source.netns) });
   return new Assembly(source, engine, {
     wallClock: true,
     timeline: liveTimeline(o.log),

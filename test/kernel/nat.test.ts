@@ -4,18 +4,19 @@
  * and a leak goes through the service address: flow lines carry the backend in `nat`, the churn
  * snapshot names it per service, `top` shows `service → backend`, and the churn alert names it.
  * SNAT: namespace A masquerades its own connections out of a veth to namespace B; with a port range
- * of 100 (net.ipv4.ip_local_port_range 40000 40099) 90 open connections to one server use 90 % of
+ * of 100 (the rule's `masquerade to :40000-40099`, read from the ruleset) 90 open connections to one server use 90 % of
  * it: the churn snapshot's `snat` view, `top`'s SNAT table and the rule snat_port_exhaustion say so,
  * and the flow lines carry the translated source.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
 import { RECORDING, WATCHING, startCli } from '../helpers/cli.js';
+import { KERNEL_SNAT_RANGE, readSnatPortRange } from '../../src/pipeline/port-range.js';
 
 const run = promisify(execFile);
 
@@ -116,9 +117,12 @@ describe('SNAT: masquerade out of a veth, source ports against a small port rang
     await run('ip', ['-n', b.name, 'link', 'set', 'ctnb', 'up']);
     // the clients' own address, which B has no route back to: only the masquerade makes it work
     await run('ip', ['-n', a.name, 'addr', 'add', '10.9.0.2/32', 'dev', 'lo']);
-    await a.exec('sysctl', ['-qw', 'net.ipv4.ip_local_port_range=40000 40099']);
+    // the clients start from ports 50000-50999; the masquerade rule gives 40000-40099, and that is
+    // what the NAT runs out of (nf_nat_core.c: a source port outside the rule's range is remapped
+    // into it), not ip_local_port_range
+    await a.exec('sysctl', ['-qw', 'net.ipv4.ip_local_port_range=50000 50999']);
     await a.exec('nft', ['add chain inet ctwatch_test nat_post { type nat hook postrouting priority 100; }']);
-    await a.exec('nft', ['add rule inet ctwatch_test nat_post oifname ctna masquerade']);
+    await a.exec('nft', ['add rule inet ctwatch_test nat_post oifname ctna meta l4proto tcp masquerade to :40000-40099']);
   });
   afterAll(async () => {
     for (const p of procs) p.kill('SIGKILL');
@@ -179,7 +183,7 @@ time.sleep(600)`]);
     const lines = readFileSync(recording, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     const snat = lines.filter((l) => l.event === 'churn' && l.snat).map((l) => l.snat);
     const full = snat.find((v) => v.pairs[0]?.ports === CONNS);
-    expect(full).toEqual({ range: { low: 40000, high: 40099 }, pairs: [{ key: PAIR, src: '10.204.0.1', destination: '10.204.0.2:80/tcp', ports: CONNS, share: 0.9 }], complete: true });
+    expect(full).toEqual({ range: { low: 40000, high: 40099, from: 'nft rule' }, pairs: [{ key: PAIR, src: '10.204.0.1', destination: '10.204.0.2:80/tcp', ports: CONNS, share: 0.9 }], complete: true });
 
     const flows = lines.filter((l) => l.event === 'flow' && l.src === '10.9.0.2');
     expect(flows).toHaveLength(CONNS);
@@ -191,11 +195,28 @@ time.sleep(600)`]);
       expect(f.nat.dst).toBeUndefined();
     }
 
-    expect(screen).toContain('SNAT (ports 40000-40099)');
+    expect(screen).toContain('SNAT (ports 40000-40099, nft rule)');
     expect(screen).toMatch(new RegExp(`10\\.204\\.0\\.1 → 10\\.204\\.0\\.2:80/tcp +${CONNS} +90`));
 
     const fired = JSON.parse(readFileSync(alerts, 'utf8').trim().split('\n').find((l) => l.includes('"snat_port_exhaustion"'))!);
     expect(fired.subject).toBe(PAIR);
-    expect(fired.message).toContain(`SNAT ${PAIR} uses ${CONNS} of 100 source ports (90 % of ip_local_port_range 40000-40099)`);
+    expect(fired.message).toContain(`SNAT ${PAIR} uses ${CONNS} of 100 source ports (90 % of the SNAT port range 40000-40099, nft rule)`);
   }, 60_000);
+
+  it("reads the port range from the namespace's nft ruleset through one checked descriptor, else the kernel default", async () => {
+    // what watch used above, by name and by a /proc/PID/ns/net path
+    expect(readSnatPortRange(a.name)).toEqual({ low: 40000, high: 40099, from: 'nft rule' });
+    const inA = a.spawn('/bin/sleep', ['30']);
+    procs.push(inA);
+    await waitFor(() => statSync(`/proc/${inA.pid}/ns/net`).ino === statSync(`/run/netns/${a.name}`).ino, 'sleep to be in namespace A');
+    expect(readSnatPortRange(`/proc/${inA.pid}/ns/net`)).toEqual({ low: 40000, high: 40099, from: 'nft rule' });
+    // not a namespace file: never entered, nothing waited for (a FIFO without a writer)
+    const fifo = join(dir, 'not-a-netns');
+    await run('mkfifo', [fifo]);
+    expect(readSnatPortRange(fifo)).toEqual(KERNEL_SNAT_RANGE);
+    // a masquerade without ports: 1024-65535, whatever ip_local_port_range says
+    await a.exec('nft', ['flush chain inet ctwatch_test nat_post']);
+    await a.exec('nft', ['add rule inet ctwatch_test nat_post oifname ctna masquerade']);
+    expect(readSnatPortRange(a.name)).toEqual({ low: 1024, high: 65535, from: 'kernel default' });
+  });
 });

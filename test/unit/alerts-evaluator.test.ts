@@ -622,7 +622,7 @@ describe('snat_port_exhaustion', () => {
   const withPorts = (sec: number, ports: number | null): ChurnSnapshot => {
     const s = snap(sec);
     s.snat = {
-      range: { low: 40000, high: 40099 },
+      range: { low: 40000, high: 40099, from: 'nft rule' },
       pairs: ports === null ? [] : [{ key: KEY, src: '192.0.2.1', destination: '10.0.0.5:80/tcp', ports, share: ports / 100 }],
       complete: true,
     };
@@ -634,7 +634,7 @@ describe('snat_port_exhaustion', () => {
     const out = feed(ev, 0, 6, (sec) => withPorts(sec, sec < 2 ? 50 : sec < 4 ? 85 : null));
     expect(out.map((a) => [a.event, a.at])).toEqual([['alert', 2], ['resolved', 4]]);
     expect(out[0].subject).toBe(KEY);
-    expect(out[0].message).toContain(`SNAT ${KEY} uses 85 of 100 source ports (85 % of ip_local_port_range 40000-40099)`);
+    expect(out[0].message).toContain(`SNAT ${KEY} uses 85 of 100 source ports (85 % of the SNAT port range 40000-40099, nft rule)`);
   });
 
   it('cannot judge without the port range', () => {
