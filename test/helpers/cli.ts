@@ -13,6 +13,7 @@ export const RECORDING = 'recording conntrack events';
 
 export interface CliRun {
   readonly child: ChildProcess & { stderr: Readable };
+  readonly pid: number | undefined;
   /** everything it wrote to stderr so far */
   readonly stderr: string;
   /** its exit code (null when a signal ended it) */
@@ -31,6 +32,7 @@ export function startCli(args: readonly string[]): CliRun {
   const exited = exitOf(child).then((c) => (code = c));
   return {
     child,
+    pid: child.pid,
     get stderr() {
       return stderr;
     },

@@ -5,11 +5,11 @@
  * leads with the process that leaks.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, ROOT, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { ROOT, createNetns, waitFor, type Netns } from '../helpers/netns.js';
+import { WATCHING, jsonLines, startCli } from '../helpers/cli.js';
 
 const LAB = join(ROOT, 'build', 'Release', 'ctwatch-lab');
 
@@ -21,10 +21,6 @@ interface Line {
   /** ISO 8601 in the JSONL output */
   time: string;
   message: string;
-}
-
-function exitOf(p: ChildProcess): Promise<number | null> {
-  return new Promise((r) => (p.exitCode !== null ? r(p.exitCode) : p.once('exit', (code) => r(code))));
 }
 
 describe('leak_fill: the first alert within 2 s of a leak (real kernel, own namespace)', () => {
@@ -41,12 +37,10 @@ describe('leak_fill: the first alert within 2 s of a leak (real kernel, own name
   it('stays quiet on bursty pooled traffic and a 1200-connection pool refill, then fires on a 2000/s leak naming the process', async () => {
     // no rules file: leak_fill is on by default
     const out = join(dir, 'alerts.jsonl');
-    const watch = track(spawn(process.execPath, [CLI, 'watch', '--netns', ns.name, '-o', out, '--status', '0'], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let stderr = '';
-    watch.stderr.on('data', (d) => (stderr += d));
-    const lines = (): Line[] => (existsSync(out) ? readFileSync(out, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line) : []);
+    const watch = startCli(['watch', '--netns', ns.name, '-o', out, '--status', '0']);
+    const lines = (): Line[] => jsonLines<Line>(out);
     try {
-      await waitFor(() => stderr.includes('watching the conntrack table'), 'watch to start');
+      await waitFor(() => watch.stderr.includes(WATCHING), 'watch to start');
       // pooled: 4 long connections carrying 3000 requests/s, and beside it a burst of 300 fresh
       // connections in 0.2 s; twice. Then a pool of 1200 connections refilling (what a fleet of
       // workers does when its backend comes back), held 4 s, then closed into TIME_WAIT (so they
@@ -94,6 +88,6 @@ describe('leak_fill: the first alert within 2 s of a leak (real kernel, own name
     } finally {
       watch.kill('SIGTERM');
     }
-    expect(await exitOf(watch)).toBe(0);
+    expect(await watch.exited).toBe(0);
   }, 60_000);
 });

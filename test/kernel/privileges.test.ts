@@ -9,7 +9,8 @@ import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, ROOT, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { ROOT, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { startCli } from '../helpers/cli.js';
 
 const NET_ADMIN = (1n << 12n).toString(16).padStart(16, '0');
 const traffic = (ns: Netns, port: number) =>
@@ -91,14 +92,11 @@ describe('--user: dropping privileges (own namespace)', () => {
     mkdirSync(dir);
     chownSync(dir, 65534, 65534);
     const file = join(dir, 'ct.jsonl');
-    const rec = track(spawn(process.execPath, [CLI, 'record', '--netns', ns.name, '--user', 'nobody', '-o', file], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let stderr = '';
-    rec.stderr!.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => rec.once('exit', (c) => r(c)));
+    const rec = startCli(['record', '--netns', ns.name, '--user', 'nobody', '-o', file]);
     try {
-      await waitFor(() => stderr.includes('unprivileged user'), 'the drop');
+      await waitFor(() => rec.stderr.includes('unprivileged user'), 'the drop');
       // nobody is everyone's fallback account: the operator is told to make one for ctwatch
-      await waitFor(() => /--user nobody: (other processes run as this account|this account is shared).*useradd --system/.test(stderr), 'the shared-account warning');
+      await waitFor(() => /--user nobody: (other processes run as this account|this account is shared).*useradd --system/.test(rec.stderr), 'the shared-account warning');
       const status = readFileSync(`/proc/${rec.pid}/status`, 'utf8');
       expect(/^Uid:\s+\d+\s+(\d+)/m.exec(status)![1]).toBe('65534');
       // the main (JavaScript) thread keeps nothing; the reader thread CAP_NET_ADMIN alone
@@ -109,13 +107,13 @@ describe('--user: dropping privileges (own namespace)', () => {
       await waitFor(() => existsSync(file) && readFileSync(file, 'utf8').includes('"dport":6402'), 'events in the file', 10_000);
       renameSync(file, `${file}.1`);
       rec.kill('SIGHUP');
-      await waitFor(() => stderr.includes('reopened output'), 'the reopen');
+      await waitFor(() => rec.stderr.includes('reopened output'), 'the reopen');
       await traffic(ns, 6403);
       await waitFor(() => existsSync(file) && readFileSync(file, 'utf8').includes('"dport":6403'), 'events in the new file', 10_000);
     } finally {
       rec.kill('SIGTERM');
     }
-    const code = await exited;
+    const code = await rec.exited;
     rmSync(top, { recursive: true, force: true });
     expect(code).toBe(0);
   });

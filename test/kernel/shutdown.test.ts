@@ -4,13 +4,13 @@
  * broadcast send errors the kernel redelivers every DESTROY even to a reader with a tiny buffer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LiveSource } from '../../src/source/live.js';
 import { collect } from '../helpers/collect.js';
-import { CLI, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
+import { createNetns, waitFor, type Netns } from '../helpers/netns.js';
+import { RECORDING, startCli } from '../helpers/cli.js';
 
 describe('shutdown and reliable mode (real kernel, own namespace)', () => {
   let ns: Netns;
@@ -23,11 +23,8 @@ describe('shutdown and reliable mode (real kernel, own namespace)', () => {
 
   it('SIGTERM during a burst: every event counted as received is in the output file, exit 0', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'ctwatch-term-')), 'events.jsonl');
-    const rec = track(spawn(process.execPath, [CLI, 'record', '--netns', ns.name, '-o', file], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let stderr = '';
-    rec.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => rec.once('exit', (code) => r(code)));
-    await waitFor(() => stderr.includes('recording conntrack events'), 'record to start');
+    const rec = startCli(['record', '--netns', ns.name, '-o', file]);
+    await waitFor(() => rec.stderr.includes(RECORDING), 'record to start');
     const burst = ns.generate({
       listen: [{ proto: 'tcp', host: '127.0.0.5', port: 6379 }],
       run: [{ kind: 'connect', host: '127.0.0.5', port: 6379, count: 6000, rate: 0, concurrency: 64 }],
@@ -41,9 +38,9 @@ describe('shutdown and reliable mode (real kernel, own namespace)', () => {
       }
     }, 'the burst to be recorded', 20_000);
     rec.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    expect(await rec.exited).toBe(0);
     await burst;
-    const stopped = stderr.split('\n').find((l) => l.includes('stopped'))!;
+    const stopped = rec.stderr.split('\n').find((l) => l.includes('stopped'))!;
     const counted = Number(/ events=(\d+)/.exec(stopped)![1]);
     const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean);
     expect(counted).toBeGreaterThan(0);
