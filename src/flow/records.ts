@@ -1,0 +1,170 @@
+/**
+ * Flow records (FlowEnd) and views read back from the live-flow table (table.ts): what a DESTROY
+ * becomes, what a flow ended without one (resync, shutdown) becomes, and a flow for inspection.
+ * The only objects the table makes, one per flow that is output.
+ */
+
+import type { ConntrackEvent, Family, IcmpFields } from '../source/types.js';
+import { natOf, type FlowEnd, type FlowEndReason } from './types.js';
+import { ASSURED, ICMP, IPV6, MARK, PORTS, PREEXISTING, REPLIED, ZONE, statusBits, type FlowTable } from './table.js';
+import { protoName } from './keys.js';
+
+/** One live flow, read back from the columns (for inspection and tests; allocates). */
+export interface FlowView {
+  id: number;
+  family: Family;
+  proto: string;
+  src: string;
+  dst: string;
+  /** the destination key the flow is counted under */
+  destination: string;
+  sport?: number;
+  dport?: number;
+  icmp?: IcmpFields;
+  /** µs since epoch when the collector first saw the flow */
+  start: number;
+  /** ns since epoch, the kernel's start timestamp, when known */
+  kernelStart?: number;
+  state?: string;
+  assured: boolean;
+  replied: boolean;
+  preexisting: boolean;
+  mark?: number;
+  zone?: number;
+}
+
+/**
+ * The record of a DESTROY, for the flow held at p (-1: not held). Counters, state and status come
+ * from the DESTROY, which carries the final ones. Duration:
+ * - kernel start (from the event, else as stored) and the event's kernel end both known: their
+ *   difference, clock 'kernel';
+ * - otherwise event time minus begin, clock 'collector', where begin is the kernel start when
+ *   known, else when we first saw the flow (a lower bound when preexisting).
+ * For an id we do not hold (its NEW was lost, or it predates us and showed in no dump) the record
+ * is preexisting=true with begin = the kernel start when present, else the event time with
+ * duration 0: an honest "unknown", which consumers exclude from lifetime statistics.
+ *
+ * For a held flow the record's addresses are the interned strings, whose hashes are already
+ * computed: a churn counter keyed on them then costs no string hashing.
+ */
+export function destroyRecord(t: FlowTable, p: number, ev: ConntrackEvent): FlowEnd {
+  const end: FlowEnd = {
+    event: 'flow',
+    time: ev.time,
+    id: ev.id,
+    family: ev.family,
+    proto: ev.proto,
+    src: p >= 0 ? t.src(p) : ev.src,
+    dst: p >= 0 ? t.dst(p) : ev.dst,
+    begin: ev.time,
+    duration: 0,
+    clock: 'collector',
+    preexisting: true,
+    assured: false,
+    replied: false,
+    reason: 'destroy',
+  };
+  if (ev.sport !== undefined) end.sport = ev.sport;
+  if (ev.dport !== undefined) end.dport = ev.dport;
+  if (ev.icmp !== undefined) end.icmp = ev.icmp;
+
+  let kernelStart = ev.start;
+  let bits = statusBits(ev.status);
+  let state = ev.state;
+  if (p >= 0) {
+    if (kernelStart === undefined && t.kernelStarts[p] === t.kernelStarts[p]) {
+      kernelStart = t.kernelStarts[p];
+    }
+    bits |= t.flags[p];
+    end.preexisting = (t.flags[p] & PREEXISTING) !== 0;
+    end.begin = t.starts[p];
+    if (state === undefined && t.states[p] !== 0) state = t.stateNames[t.states[p]];
+    if (t.closings[p] === t.closings[p]) end.open = Math.max(0, t.closings[p] / 1000);
+  }
+  if (kernelStart !== undefined) {
+    end.begin = Math.floor(kernelStart / 1000);
+    if (ev.end !== undefined) {
+      end.duration = Math.max(0, (ev.end - kernelStart) / 1e9);
+      end.clock = 'kernel';
+    } else {
+      end.duration = Math.max(0, (ev.time - end.begin) / 1e6);
+    }
+  } else if (p >= 0) {
+    end.duration = Math.max(0, (ev.time - end.begin) / 1e6);
+  }
+  if (state !== undefined) end.state = state;
+  end.assured = (bits & ASSURED) !== 0;
+  end.replied = (bits & REPLIED) !== 0;
+  if (ev.orig !== undefined) end.orig = { packets: ev.orig.packets, bytes: ev.orig.bytes };
+  if (ev.reply.packets !== undefined && ev.reply.bytes !== undefined) {
+    end.reply = { packets: ev.reply.packets, bytes: ev.reply.bytes };
+  }
+  const mark = ev.mark ?? (p >= 0 && t.flags[p] & MARK ? t.marks[p] : undefined);
+  const zone = ev.zone ?? (p >= 0 && t.flags[p] & ZONE ? t.zones[p] : undefined);
+  if (mark !== undefined) end.mark = mark;
+  if (zone !== undefined) end.zone = zone;
+  if (ev.netns !== undefined) end.netns = ev.netns;
+  const nat = natOf(ev);
+  if (nat !== undefined) end.nat = nat;
+  return end;
+}
+
+/** The record of a flow ended without a DESTROY, from what the table holds. */
+export function endedRecord(t: FlowTable, p: number, time: number, reason: FlowEndReason): FlowEnd {
+  const f = t.flags[p];
+  const kernelStart = t.kernelStarts[p];
+  const begin = kernelStart === kernelStart ? Math.floor(kernelStart / 1000) : t.starts[p];
+  const end: FlowEnd = {
+    event: 'flow',
+    time,
+    id: t.ids[p],
+    family: f & IPV6 ? 'ipv6' : 'ipv4',
+    proto: protoName(t.protos[p]),
+    src: t.src(p),
+    dst: t.dst(p),
+    begin,
+    duration: Math.max(0, (time - begin) / 1e6),
+    clock: 'collector',
+    preexisting: (f & PREEXISTING) !== 0,
+    assured: (f & ASSURED) !== 0,
+    replied: (f & REPLIED) !== 0,
+    reason,
+  };
+  tupleInto(t, p, end);
+  if (t.states[p] !== 0) end.state = t.stateNames[t.states[p]];
+  if (f & MARK) end.mark = t.marks[p];
+  if (f & ZONE) end.zone = t.zones[p];
+  return end;
+}
+
+export function flowView(t: FlowTable, p: number): FlowView {
+  const f = t.flags[p];
+  const view: FlowView = {
+    id: t.ids[p],
+    family: f & IPV6 ? 'ipv6' : 'ipv4',
+    proto: protoName(t.protos[p]),
+    src: t.src(p),
+    dst: t.dst(p),
+    destination: t.destination(p),
+    start: t.starts[p],
+    assured: (f & ASSURED) !== 0,
+    replied: (f & REPLIED) !== 0,
+    preexisting: (f & PREEXISTING) !== 0,
+  };
+  tupleInto(t, p, view);
+  if (t.kernelStarts[p] === t.kernelStarts[p]) view.kernelStart = t.kernelStarts[p];
+  if (t.states[p] !== 0) view.state = t.stateNames[t.states[p]];
+  if (f & MARK) view.mark = t.marks[p];
+  if (f & ZONE) view.zone = t.zones[p];
+  return view;
+}
+
+function tupleInto(t: FlowTable, p: number, to: { sport?: number; dport?: number; icmp?: IcmpFields }): void {
+  const f = t.flags[p];
+  if (f & PORTS) {
+    to.sport = t.sports[p];
+    to.dport = t.dports[p];
+  } else if (f & ICMP) {
+    to.icmp = { type: t.dports[p] >> 8, code: t.dports[p] & 0xff, id: t.sports[p] };
+  }
+}
