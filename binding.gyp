@@ -8,6 +8,8 @@
         "native/files.cc",
         "native/privileges.cc",
         "native/conntrack/reader.cc",
+        "native/conntrack/reader_js.cc",
+        "native/conntrack/batches.cc",
         "native/conntrack/decode.cc",
         "native/conntrack/sockets.cc",
         "native/attribution/sockdiag.cc",

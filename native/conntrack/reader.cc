@@ -1,3 +1,6 @@
+// The reader thread (named ctwatch-reader): opens the kernel sockets in the target namespace,
+// reads events in bursts, decodes them into records (decode.cc) and joins their owners when
+// attribution is on; batches.cc hands the records over. What JavaScript calls is reader_js.cc.
 #include "conntrack/reader.h"
 
 #include <errno.h>
@@ -13,23 +16,13 @@
 #include <future>
 
 #include "attribution/attribution.h"
+#include "conntrack/clock.h"
 #include "conntrack/decode.h"
 #include "privileges.h"
 
 namespace ctwatch {
 
 namespace {
-
-uint64_t RealtimeUs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
-}
-
-uint32_t GetU32(const Napi::Object& o, const char* key, uint32_t fallback) {
-  Napi::Value v = o.Get(key);
-  return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : fallback;
-}
 
 // A conntrack event message is well under 1 KiB; 8 KiB leaves room for labels and helpers.
 constexpr size_t kDatagram = 8192;
@@ -40,88 +33,7 @@ constexpr uint64_t kLingerMs = 1;
 constexpr uint64_t kFinalDrainMs = 1000;
 constexpr uint64_t kFinalDrainRecords = 1u << 20;
 
-uint64_t MonotonicMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
-}
-
-uint64_t MonotonicNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-// A batch whose records wait for their owner is tried again this often (each try costs a few
-// map lookups per record).
-constexpr uint64_t kRetryNs = 500'000;
-
-// Reads the filter TypeScript compiled (src/source/filter.ts); it has already been validated.
-void ReadFilter(const Napi::Object& f, KernelFilter* out) {
-  out->present = true;
-  auto each = [&](const char* key, auto&& fn) {
-    Napi::Value v = f.Get(key);
-    if (!v.IsArray()) return;
-    Napi::Array a = v.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); i++) fn(a.Get(i));
-  };
-  auto u32 = [](Napi::Value v) { return v.As<Napi::Number>().Uint32Value(); };
-  auto pair = [&](Napi::Value v) {
-    Napi::Array a = v.As<Napi::Array>();
-    return std::make_pair(u32(a.Get(0u)), u32(a.Get(1u)));
-  };
-  auto eight = [&](Napi::Value v) {
-    Napi::Array a = v.As<Napi::Array>();
-    std::array<uint32_t, 8> r{};
-    for (uint32_t i = 0; i < 8; i++) r[i] = u32(a.Get(i));
-    return r;
-  };
-  each("protos", [&](Napi::Value v) { out->protos.push_back(u32(v)); });
-  each("states", [&](Napi::Value v) {
-    auto p = pair(v);
-    out->states.emplace_back(static_cast<uint16_t>(p.first), static_cast<uint16_t>(p.second));
-  });
-  each("src4", [&](Napi::Value v) { out->src4.push_back(pair(v)); });
-  each("dst4", [&](Napi::Value v) { out->dst4.push_back(pair(v)); });
-  each("src6", [&](Napi::Value v) { out->src6.push_back(eight(v)); });
-  each("dst6", [&](Napi::Value v) { out->dst6.push_back(eight(v)); });
-  each("marks", [&](Napi::Value v) { out->marks.push_back(pair(v)); });
-}
-
 }  // namespace
-
-Napi::Function Reader::Init(Napi::Env env) {
-  return DefineClass(env, "Reader",
-                     {
-                         InstanceMethod<&Reader::Open>("open"),
-                         InstanceMethod<&Reader::Close>("close"),
-                         InstanceMethod<&Reader::Release>("release"),
-                         InstanceMethod<&Reader::Dump>("dump"),
-                         InstanceMethod<&Reader::Stats>("stats"),
-                         InstanceMethod<&Reader::Counters>("counters"),
-                         InstanceMethod<&Reader::SetRcvbuf>("setRcvbuf"),
-                         InstanceMethod<&Reader::Ref>("ref"),
-                         InstanceMethod<&Reader::Unref>("unref"),
-                         InstanceMethod<&Reader::Failure>("failure"),
-                     });
-}
-
-// Arguments are validated and defaulted in TypeScript (src/source/live.ts); here we only read them.
-Reader::Reader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Reader>(info), env_(info.Env()) {
-  Napi::Object o = info[0].As<Napi::Object>();
-  Napi::Value netns = o.Get("netns");
-  if (netns.IsString()) options_.netns = netns.As<Napi::String>().Utf8Value();
-  options_.groups = GetU32(o, "groups", 1 | 4);
-  options_.rcvbuf = static_cast<int>(GetU32(o, "rcvbuf", 32u << 20));
-  options_.reliable = o.Get("reliable").ToBoolean().Value();
-  Napi::Value filter = o.Get("filter");
-  if (filter.IsObject()) ReadFilter(filter.As<Napi::Object>(), &options_.filter);
-  batch_size_ = std::max<uint32_t>(1, GetU32(o, "batchSize", 1024));
-  max_batches_ = std::max<uint32_t>(1, GetU32(o, "maxBatches", 64));
-  flush_ms_ = GetU32(o, "flushMs", 5);
-  join_factory_ = Attribution::FactoryOf(o.Get("attribution"));
-  callback_ = Napi::Persistent(info[1].As<Napi::Function>());
-}
 
 Reader::~Reader() { Stop(); }
 
@@ -292,12 +204,6 @@ void Reader::EndAfterFailure() noexcept {
   } catch (...) {
     // Out of memory even for one record: nothing more can be said from here.
   }
-}
-
-Napi::Value Reader::Failure(const Napi::CallbackInfo& info) {
-  std::lock_guard<std::mutex> lock(failure_mu_);
-  if (failure_.ok()) return info.Env().Null();
-  return MakeError(info.Env(), failure_).Value();
 }
 
 void Reader::RunLoop(std::promise<OpenError>* opened, bool* answered) {
@@ -478,180 +384,6 @@ void Reader::RunDump() {
   done->id = count;
   // A failed dump is incomplete: whoever reconciles with it must know (0: complete).
   done->status = e.ok() ? 0 : static_cast<uint32_t>(e.err ? e.err : EIO);
-}
-
-Record* Reader::Append(bool ignore_credits) {
-  if (current_->records.size() >= batch_size_) Deliver(ignore_credits);
-  if (current_->records.empty()) batch_started_ms_ = MonotonicMs();
-  current_->records.emplace_back();
-  return &current_->records.back();
-}
-
-void Reader::Deliver(bool ignore_credits) {
-  // A step another thread waits for runs between batches, even in a long dump.
-  if (task_pending_.load()) RunPendingTask();
-  if (!current_->records.empty()) {
-    // The next batch first: if that allocation fails, nothing has been sealed or counted.
-    std::unique_ptr<Batch> next(new Batch());
-    next->records.reserve(batch_size_);
-    sealed_.push_back(current_);
-    current_ = next.release();
-  }
-  // At the end (ignore_credits) nothing more will come: every record settles now.
-  Pump(ignore_credits, ignore_credits);
-}
-
-// Hands over sealed batches in order; one whose records still wait for an owner holds back the
-// ones behind it until they settle or its deadline passes.
-void Reader::Pump(bool ignore_credits, bool force) {
-  while (!sealed_.empty()) {
-    Batch* batch = sealed_.front();
-    if (!batch->unsettled.empty()) {
-      const uint64_t now = MonotonicNs();
-      const bool last = force || now >= batch->deadline_ns;
-      if (!last && now < batch->next_try_ns) return;
-      batch->next_try_ns = now + kRetryNs;
-      size_t keep = 0;
-      for (const Batch::Unsettled& u : batch->unsettled) {
-        if (!join_->Attach(&batch->records[u.index], u.window, last)) batch->unsettled[keep++] = u;
-      }
-      batch->unsettled.resize(keep);
-      if (keep > 0) return;
-    }
-    sealed_.pop_front();
-    Send(batch, ignore_credits);
-  }
-}
-
-void Reader::Send(Batch* batch, bool ignore_credits) {
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!ignore_credits) {
-      // Backpressure: wait for JavaScript to finish a batch. While we wait, nothing reads the
-      // socket, so a sustained backlog ends in ENOBUFS, which Drain() turns into a record.
-      // A step another thread waits for (the privilege switch, a stats request) still runs: the
-      // thread waiting may be the very one that would give the credits back.
-      for (;;) {
-        credit_cv_.wait(lock, [&] { return in_flight_ < max_batches_ || stopping_.load() || task_pending_.load(); });
-        if (in_flight_ < max_batches_ || stopping_.load()) break;
-        lock.unlock();
-        RunPendingTask();
-        lock.lock();
-      }
-    }
-    ++in_flight_;
-    uint64_t hw = high_water_.load();
-    if (in_flight_ > hw) high_water_ = in_flight_;
-  }
-  if (join_) {
-    std::lock_guard<std::mutex> lock(join_mu_);
-    const uint64_t waited = join_counters_.waited;
-    join_->Counters(&join_counters_);
-    join_counters_.waited = waited;
-  }
-  ++batches_;
-  if (tsfn_.NonBlockingCall(batch) != napi_ok) delete batch;  // only while the env is torn down
-}
-
-void Reader::CallJs(Napi::Env env, Napi::Function callback, Reader* /*context*/, Batch* batch) {
-  // A null env means the environment is being torn down: free the data, call nothing.
-  if (env == nullptr || callback == nullptr) {
-    delete batch;
-    return;
-  }
-  const size_t bytes = batch->records.size() * sizeof(Record);
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, bytes);
-  memcpy(ab.Data(), batch->records.data(), bytes);
-  delete batch;
-  callback.Call({ab});
-}
-
-Napi::Value Reader::Release(const Napi::CallbackInfo& info) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (in_flight_ > 0) --in_flight_;
-  }
-  credit_cv_.notify_one();
-  return info.Env().Undefined();
-}
-
-Napi::Value Reader::Close(const Napi::CallbackInfo& info) {
-  Stop();
-  return info.Env().Undefined();
-}
-
-Napi::Value Reader::Dump(const Napi::CallbackInfo& info) {
-  if (!stopped_ && opened_) {
-    dump_requested_ = true;
-    Wake();
-  }
-  return info.Env().Undefined();
-}
-
-Napi::Value Reader::SetRcvbuf(const Napi::CallbackInfo& info) {
-  rcvbuf_request_ = static_cast<int>(info[0].As<Napi::Number>().Int32Value());
-  Wake();
-  return info.Env().Undefined();
-}
-
-Napi::Value Reader::Stats(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (stopped_ || !opened_) {
-    OpenError e;
-    e.code = "ERR_SOURCE_CLOSED";
-    e.message = "the conntrack source is closed";
-    throw MakeError(env, e);
-  }
-  {
-    std::lock_guard<std::mutex> lock(failure_mu_);
-    if (!failure_.ok()) throw MakeError(env, failure_);
-  }
-  // Sent from the reader thread, which keeps CAP_NET_ADMIN after --user: the JavaScript thread
-  // keeps no capability at all (native/privileges.h).
-  TableStats s;
-  OpenError e;
-  if (!RunOnThread([&] { e = QueryStats(sockets_.stats, &s); })) {
-    e = OpenError{"ERR_STATS_TIMEOUT", ETIMEDOUT, "", "the conntrack reader thread did not answer a table stats request within 2 s"};
-  }
-  if (!e.ok()) throw MakeError(env, e);
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("entries", s.entries >= 0 ? Napi::Value(Napi::Number::New(env, s.entries)) : env.Null());
-  out.Set("max", s.max >= 0 ? Napi::Value(Napi::Number::New(env, s.max)) : env.Null());
-  Napi::Array cpus = Napi::Array::New(env, s.cpus.size());
-  for (size_t i = 0; i < s.cpus.size(); i++) {
-    Napi::Object c = Napi::Object::New(env);
-    for (const auto& kv : s.cpus[i]) c.Set(kv.first, Napi::Number::New(env, kv.second));
-    cpus.Set(i, c);
-  }
-  out.Set("cpus", cpus);
-  return out;
-}
-
-Napi::Value Reader::Counters(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("events", Napi::Number::New(env, static_cast<double>(events_.load())));
-  o.Set("batches", Napi::Number::New(env, static_cast<double>(batches_.load())));
-  o.Set("overflows", Napi::Number::New(env, static_cast<double>(overflows_.load())));
-  o.Set("decodeErrors", Napi::Number::New(env, static_cast<double>(decode_errors_.load())));
-  o.Set("queueHighWater", Napi::Number::New(env, static_cast<double>(high_water_.load())));
-  o.Set("dumps", Napi::Number::New(env, static_cast<double>(dumps_.load())));
-  o.Set("rcvbuf", Napi::Number::New(env, rcvbuf_.load()));
-  if (join_factory_) {
-    std::lock_guard<std::mutex> lock(join_mu_);
-    o.Set("attribution", JoinCountersObject(env, join_factory_->mode(), join_counters_));
-  }
-  return o;
-}
-
-Napi::Value Reader::Ref(const Napi::CallbackInfo& info) {
-  if (tsfn_live_) tsfn_.Ref(info.Env());
-  return info.Env().Undefined();
-}
-
-Napi::Value Reader::Unref(const Napi::CallbackInfo& info) {
-  if (tsfn_live_) tsfn_.Unref(info.Env());
-  return info.Env().Undefined();
 }
 
 }  // namespace ctwatch
