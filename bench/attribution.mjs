@@ -13,8 +13,8 @@
 // process that made the flow. The load runs at nice 10: on two cores the load and the collector
 // share the CPU, and this measures what attribution does when it gets CPU, not the scheduler.
 //
-// --modes: sockdiag (the Attributor: lookups after the event, old) and/or ebpf (the addon's stamps
-// joined on the reader thread, new), side by side on the same load.
+// --modes: sockdiag (the fallback: sock_diag and /proc, joined on the reader thread) and/or ebpf
+// (the addon's stamps joined on the reader thread), side by side on the same load.
 // Each stage runs twice on the same load: LiveSource + attribution, and LiveSource alone; the CPU
 // difference (utime + stime of this process, every thread) is what attribution costs. --flush is
 // the source's flushMs: how long the reader lets a partial batch wait (the CLI's default is 5 ms).
@@ -25,8 +25,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LiveSource } from '../dist/source/live.js';
-import { Attributor } from '../dist/process/index.js';
-import { openEbpf } from '../dist/process/attribution.js';
+import { openEbpf, openSockdiag } from '../dist/process/attribution.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'bench', 'out');
@@ -215,25 +214,14 @@ async function stage(rate, hold, attribute) {
   const perSource = new Map(); // source address -> { news, right, wrong }
   const ebpf = attribute === 'ebpf' ? openEbpf() : null;
   if (ebpf && !ebpf.handle) throw new Error(`eBPF refused: ${ebpf.refused.message}`);
-  const src = new LiveSource({ netns: ns, flushMs, attribution: ebpf?.handle });
-  ebpf?.handle.close();
-  const owners = []; // ebpf: [source address, owner pid] of each NEW to the load's port
-  const att = attribute === 'sockdiag'
-    ? new Attributor({
-        onResult: (e, r) => {
-          const s = perSource.get(e.src);
-          if (!s || !r.process) return;
-          const t = truth.get(e.src);
-          if (t && r.process.pid === t.pid) s.right++;
-          else s.wrong++;
-        },
-      })
-    : null;
+  const handle = attribute === 'sockdiag' ? openSockdiag() : ebpf?.handle;
+  const src = new LiveSource({ netns: ns, flushMs, attribution: handle });
+  handle?.close();
+  const owners = []; // [source address, owner pid] of each NEW to the load's port
   let probeSeen = false;
   let news = 0;
   const loop = (async () => {
     for await (const batch of src) {
-      att?.attribute(batch);
       for (const e of batch) {
         if (e.event !== 'new') continue;
         if (e.dst === '127.0.0.254') probeSeen = true;
@@ -278,12 +266,11 @@ async function stage(rate, hold, attribute) {
     stable = news === prev ? stable + 1 : 0;
     prev = news;
   }
-  if (att) await Promise.race([att.settled(), sleep(10_000)]);
   const cpu = cpuSeconds() - cpu0;
   const wall = (performance.now() - t0) / 1000;
   const joined = src.attribution;
-  const stats = att?.stats ?? (joined ? { reasons: joined.reasons, busyUs: joined.busyUs } : undefined);
-  // ebpf: owners were known at NEW time; the loader's pids (the truth) are all known by now
+  const stats = joined ? { reasons: joined.reasons, busyUs: joined.busyUs, lookups: joined.lookups, waited: joined.waited } : undefined;
+  // owners were joined at NEW time; the loader's pids (the truth) are all known by now
   for (const [addr, pid] of owners) {
     const s = perSource.get(addr);
     if (truth.get(addr)?.pid === pid) s.right++;
@@ -291,7 +278,6 @@ async function stage(rate, hold, attribute) {
   }
   await src.close();
   await loop;
-  await att?.close();
   inNs('conntrack', ['-F'], { stdio: 'ignore' });
   await sleep(300);
 
@@ -324,14 +310,9 @@ async function stage(rate, hold, attribute) {
     topIdentified: attribute ? identified : null,
     wrong: attribute ? wrong : null,
     reasons: stats?.reasons,
-    latency: stats?.latency,
-    index: stats?.index,
-    queries: stats?.queries,
-    trips: stats?.trips,
-    sockdiagBusyMs: stats?.sockdiag ? stats.sockdiag.busyUs / 1000 : null,
-    joinBusyMs: attribute === 'ebpf' && stats ? stats.busyUs / 1000 : null,
-    capture: stats?.sockdiag?.capture ?? null,
-    capturedAnswers: stats?.captured ?? null,
+    lookups: stats?.lookups,
+    waited: stats?.waited,
+    joinBusyMs: stats ? stats.busyUs / 1000 : null,
     loaderSummary: out.split('\n').filter((l) => l.startsWith('made') || l.startsWith('elapsed')).join('; '),
   };
 }
@@ -362,12 +343,7 @@ for (const { mode, with: w, without: o } of results) {
 }
 console.log(lines.join('\n'));
 for (const { mode, with: w } of results) {
-  if (mode === 'ebpf') {
-    console.log(`\n${w.rate}/s hold ${w.hold} µs ebpf: NEW ${w.news}/${w.kernel}; unattributed by reason ${JSON.stringify(Object.fromEntries(Object.entries(w.reasons).filter(([, n]) => n > 0)))}; join on the reader thread ${w.joinBusyMs.toFixed(0)} ms; loader: ${w.loaderSummary}`);
-    continue;
-  }
-  const c = w.capture;
-  const cap = c ? `capture: events ${c.events} sockets ${c.sockets} owned ${c.owned} hits ${c.hits} overflows ${c.overflows} hot scans ${c.hotScans} reading ${c.hotReads} processes (${(c.hotScanUs / 1000).toFixed(0)} ms, ${c.hotPids} hot at the end), closed before owner known ${c.closedUnowned} discoveries ${c.discoveries} (${(c.discoveryUs / 1000).toFixed(0)} ms) thread ${(c.busyUs / 1000).toFixed(0)} ms` : 'capture off';
-  console.log(`\n${w.rate}/s hold ${w.hold} µs: NEW ${w.news}/${w.kernel}; latency ${JSON.stringify(w.latency)}; queries ${w.queries} (answered from capture ${w.capturedAnswers}) in ${w.trips} trips; ${cap}; /proc index scans ${JSON.stringify(w.index.scans)} ${(w.index.scanUs / 1000).toFixed(0)} ms; lookups ${w.sockdiagBusyMs.toFixed(0)} ms; loader: ${w.loaderSummary}`);
+  const extra = mode === 'sockdiag' ? `; ${w.lookups} socket lookups, ${w.waited} NEW waited for their owner` : '';
+  console.log(`\n${w.rate}/s hold ${w.hold} µs ${mode}: NEW ${w.news}/${w.kernel}; unattributed by reason ${JSON.stringify(Object.fromEntries(Object.entries(w.reasons).filter(([, n]) => n > 0)))}; join on the reader thread ${w.joinBusyMs.toFixed(0)} ms${extra}; loader: ${w.loaderSummary}`);
 }
 if (values.json) console.log(JSON.stringify(results, null, 1));

@@ -8,7 +8,6 @@
 #include "files.h"
 #include "privileges.h"
 #include "conntrack/reader.h"
-#include "attribution/sockdiag.h"
 #include "conntrack/record.h"
 
 namespace ctwatch {
@@ -35,7 +34,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Attribution", Attribution::Init(env));
   InitPrivileges(env, exports);
   InitFiles(env, exports);
-  RegisterSockDiag(env, exports);
   return exports;
 }
 

@@ -1,6 +1,8 @@
 #include "attribution/attribution.h"
 
 #include "attribution/bpf_join.h"
+#include "attribution/diag_join.h"
+#include "attribution/seed.h"
 #include "conntrack/record.h"
 
 namespace ctwatch {
@@ -44,6 +46,11 @@ Napi::Value Attribution::Open(const Napi::CallbackInfo& info) {
     if (!stamps) throw MakeError(env, e);
     stamps_ = stamps;
     factory_ = std::make_shared<BpfJoinFactory>(std::move(stamps));
+    return env.Undefined();
+  }
+  if (mode_ == "sockdiag") {
+    // Nothing to load: each reader opens its sock_diag socket in its namespace (DiagJoin::Open).
+    factory_ = std::make_shared<DiagJoinFactory>(CgroupV2Root());
     return env.Undefined();
   }
   OpenError e;

@@ -1,4 +1,5 @@
 #include "attribution/bpf_stamps.h"
+#include "attribution/seed.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -44,20 +45,6 @@ uint64_t MonotonicNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-// The mount point of the cgroup v2 hierarchy ("/sys/fs/cgroup" on a unified host,
-// "/sys/fs/cgroup/unified" on a hybrid one), or "" when none is mounted.
-std::string CgroupV2Root() {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t dash = line.find(" - ");
-    if (dash == std::string::npos || line.compare(dash + 3, 8, "cgroup2 ") != 0) continue;
-    std::istringstream f(line.substr(0, dash));
-    std::string id, parent, dev, root, point;
-    if (f >> id >> parent >> dev >> root >> point && root == "/") return point;
-  }
-  return "";
-}
 
 // The last few lines libbpf printed, on one line, for an error message.
 std::string Tail(const std::string& log) {

@@ -9,6 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+
 #include "netns.h"
 
 #ifndef NETLINK_CAP_ACK
@@ -69,70 +72,9 @@ OpenError OpenNetlink(int protocol, const char* what, const std::string& where, 
 
 namespace {
 
-// Next space-separated field of [*p, end), or false when there is none.
-bool NextField(const char** p, const char* end, const char** f, size_t* n) {
-  while (*p < end && **p == ' ') ++*p;
-  const char* start = *p;
-  while (*p < end && **p != ' ') ++*p;
-  *f = start;
-  *n = static_cast<size_t>(*p - start);
-  return *n > 0;
-}
-
-bool ParseUint(const char* f, size_t n, unsigned max, unsigned* out) {
-  if (n == 0 || n > 5) return false;
-  unsigned v = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (f[i] < '0' || f[i] > '9') return false;
-    v = v * 10 + static_cast<unsigned>(f[i] - '0');
-  }
-  if (v > max) return false;
-  *out = v;
-  return true;
-}
-
-bool ParseAddr(int family, const char* f, size_t n, uint8_t* out) {
-  char buf[INET6_ADDRSTRLEN + 1];
-  if (n == 0 || n >= sizeof(buf)) return false;
-  memcpy(buf, f, n);
-  buf[n] = 0;
-  return inet_pton(family, buf, out) == 1;
-}
+size_t AddrLen(uint8_t family) { return family == AF_INET ? 4 : 16; }
 
 }  // namespace
-
-// "F P LOCAL LPORT REMOTE RPORT": F is 4 or 6 (14 or 16: skip the capture, ask the kernel now),
-// P is 6 (TCP) or 17 (UDP), REMOTE may be '*' (and RPORT 0) to ask for the listening /
-// unconnected socket bound to LOCAL:LPORT. Parsed by hand: sscanf was an eighth of the thread's
-// time.
-bool ParseRequest(const char* p, const char* end, DiagRequest* r) {
-  const char* f;
-  size_t n;
-  unsigned fam, proto, lport, rport;
-  if (!NextField(&p, end, &f, &n) || !ParseUint(f, n, 16, &fam)) return false;
-  r->live = fam >= 10;
-  if (r->live) fam -= 10;
-  if (fam != 4 && fam != 6) return false;
-  if (!NextField(&p, end, &f, &n) || !ParseUint(f, n, 255, &proto)) return false;
-  if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) return false;
-  r->family = fam == 4 ? AF_INET : AF_INET6;
-  r->proto = static_cast<uint8_t>(proto);
-  if (!NextField(&p, end, &f, &n) || !ParseAddr(r->family, f, n, r->local)) return false;
-  if (!NextField(&p, end, &f, &n) || !ParseUint(f, n, 65535, &lport)) return false;
-  if (!NextField(&p, end, &f, &n)) return false;
-  if (n == 1 && *f == '*') {
-    r->listener = true;
-  } else if (!ParseAddr(r->family, f, n, r->remote)) {
-    return false;
-  }
-  if (!NextField(&p, end, &f, &n) || !ParseUint(f, n, 65535, &rport)) return false;
-  r->lport = static_cast<uint16_t>(lport);
-  r->rport = r->listener ? 0 : static_cast<uint16_t>(rport);
-  const char* rest;
-  return !NextField(&p, end, &rest, &n);
-}
-
-size_t AddrLen(uint8_t family) { return family == AF_INET ? 4 : 16; }
 
 // Builds one exact-match SOCK_DIAG_BY_FAMILY request (no NLM_F_DUMP: the kernel answers with the
 // one socket or an NLMSG_ERROR, ENOENT when there is none).
@@ -165,6 +107,97 @@ void PutDiagRequest(char* at, const DiagRequest& r, uint32_t seq) {
     req->id.idiag_dport = htons(r.lport);
     memcpy(req->id.idiag_src, r.remote, alen);
     memcpy(req->id.idiag_dst, r.local, alen);
+  }
+}
+
+void DiagLookupMany(int fd, const std::vector<DiagRequest>& reqs, uint32_t* out, DiagCounters* c) {
+  std::vector<char> tx(kChunk * kReqSpace);
+  constexpr unsigned kBurst = 64;
+  constexpr size_t kAnswer = 1024;  // an answer without extensions is ~150 bytes
+  std::vector<char> rx(kBurst * kAnswer);
+  mmsghdr msgs[kBurst];
+  iovec iov[kBurst];
+  for (unsigned i = 0; i < kBurst; i++) {
+    iov[i] = {rx.data() + i * kAnswer, kAnswer};
+    msgs[i].msg_hdr = msghdr{};
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  std::vector<size_t> todo;
+  static std::atomic<uint32_t> seq_base{static_cast<uint32_t>(time(nullptr)) << 8};
+
+  for (size_t start = 0; start < reqs.size(); start += kChunk) {
+    const size_t stop = std::min(reqs.size(), start + kChunk);
+    todo.clear();
+    for (size_t i = start; i < stop; i++) {
+      if (reqs[i].family != 0) todo.push_back(i);
+    }
+    // Answers can be lost only if our receive queue overflows; then the missing ones go once more.
+    for (int attempt = 0; attempt < 2 && !todo.empty(); attempt++) {
+      if (attempt > 0) c->retried += todo.size();
+      const uint32_t base = seq_base.fetch_add(static_cast<uint32_t>(kChunk));
+      size_t len = 0;
+      for (size_t k = 0; k < todo.size(); k++) {
+        PutDiagRequest(tx.data() + len, reqs[todo[k]], base + static_cast<uint32_t>(k));
+        len += kReqSpace;
+      }
+      sockaddr_nl kernel{};
+      kernel.nl_family = AF_NETLINK;
+      ssize_t sent;
+      do {
+        sent = sendto(fd, tx.data(), len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel));
+      } while (sent < 0 && errno == EINTR);
+      ++c->sends;
+      if (sent < 0) {
+        int err = errno;
+        for (size_t idx : todo) out[idx * kResultWidth] = static_cast<uint32_t>(err);
+        todo.clear();
+        break;
+      }
+      size_t answered = 0;
+      for (;;) {
+        // Each answer is its own datagram: take up to kBurst per system call.
+        int got = recvmmsg(fd, msgs, kBurst, MSG_DONTWAIT, nullptr);
+        if (got < 0) {
+          if (errno == EINTR || errno == ENOBUFS) continue;  // ENOBUFS: some answers were dropped
+          break;                                            // EAGAIN: everything queued is read
+        }
+        for (int g = 0; g < got; g++) {
+          int left = static_cast<int>(msgs[g].msg_len);
+          for (auto* m = static_cast<nlmsghdr*>(iov[g].iov_base); NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
+            uint32_t k = m->nlmsg_seq - base;
+            if (k >= todo.size()) continue;  // a late answer to an earlier attempt
+            uint32_t* res = &out[todo[k] * kResultWidth];
+            if (res[0] != EAGAIN) continue;
+            if (m->nlmsg_type == NLMSG_ERROR) {
+              auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(m));
+              res[0] = static_cast<uint32_t>(e->error < 0 ? -e->error : ENOENT);
+              ++c->not_found;
+              answered++;
+            } else if (m->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+                       m->nlmsg_len >= NLMSG_LENGTH(sizeof(inet_diag_msg))) {
+              auto* d = static_cast<inet_diag_msg*>(NLMSG_DATA(m));
+              res[0] = 0;
+              res[1] = d->idiag_inode;
+              res[2] = d->idiag_uid;
+              res[3] = d->idiag_state;
+              // For UDP the kernel reports the socket's own view (sport = local), whatever the
+              // orientation of the request.
+              res[4] = ntohs(d->id.idiag_dport);
+              res[5] = ntohs(d->id.idiag_sport);
+              ++c->found;
+              answered++;
+            }
+          }
+        }
+        if (answered == todo.size() || got < static_cast<int>(kBurst)) break;
+      }
+      std::vector<size_t> again;
+      for (size_t idx : todo) {
+        if (out[idx * kResultWidth] == EAGAIN) again.push_back(idx);
+      }
+      todo.swap(again);
+    }
   }
 }
 

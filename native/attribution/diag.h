@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "errors.h"
 
@@ -18,7 +19,6 @@ struct DiagRequest {
   uint8_t family = 0;  // AF_INET / AF_INET6; 0: do not send (bad line, or answered already)
   uint8_t proto = 0;   // IPPROTO_TCP / IPPROTO_UDP
   bool listener = false;
-  bool live = false;   // ask the kernel now, whatever the capture saw
   uint8_t local[16] = {};
   uint8_t remote[16] = {};
   uint16_t lport = 0;
@@ -63,27 +63,9 @@ inline TupleKey PairOf(TupleKey k) {
 // Per-request result words: errno (0 = found), socket inode (0 = no struct socket: TIME_WAIT,
 // NEW_SYN_RECV, or accepted by the kernel but not yet by the process), uid, TCP state (TCP_* from
 // include/net/tcp_states.h; UDP reports 1 connected / 7 unconnected), remote port the kernel
-// returned (0 for a listener or an unconnected UDP socket), the local port, flags (bit 0: the
-// answer is what the capture saw at NEW time), and the owner if this thread knows it: pid and the
-// low 32 bits of its start time (0, 0 when not known).
-constexpr size_t kResultWidth = 9;
-constexpr uint32_t kFromCapture = 1;
+// returned (0 for a listener or an unconnected UDP socket), the local port.
+constexpr size_t kResultWidth = 6;
 
-// Capture bounds and socket sizes shared by the lookup and capture halves (see sockdiag.cc).
-// Capture bounds: flows remembered (a lookup from JS comes within seconds), hot processes, and
-// how often every process of the namespace may be read to find an unknown owner.
-constexpr size_t kCaptureMax = 1 << 17;
-constexpr size_t kHotMax = 16;
-constexpr uint64_t kDiscoveryMinUs = 50'000;
-// Reading descriptors costs ~3 µs each: after a read of the hot processes that took T, the next
-// waits 4 T (a fifth of this thread at most), and after a discovery that took T, the next waits
-// 20 T (a twentieth), however busy the namespace.
-constexpr uint64_t kScanCostFactor = 4;
-constexpr uint64_t kDiscoveryCostFactor = 20;
-constexpr uint64_t kDiscoveryBudgetUs = 5'000;
-// An owner not found this long after capture is given up (JS may still find it in /proc).
-constexpr uint64_t kUnownedMaxUs = 200'000;
-constexpr int kCtRcvbuf = 8 << 20;
 // Requests per sendmsg. Each answer is one skb in our receive queue, charged by its truesize
 // (~1-2 KiB); 128 answers fit easily in the 4 MiB we ask for, and the kernel handles every request
 // of a send synchronously inside sendmsg(), so after it returns all answers are already queued.
@@ -94,14 +76,17 @@ OpenError Fail(const char* code, int err, const char* syscall, std::string messa
 uint64_t ThreadCpuUs();
 uint64_t MonotonicUs();
 OpenError OpenNetlink(int protocol, const char* what, const std::string& where, int* out);
-// "F P LOCAL LPORT REMOTE RPORT": F is 4 or 6 (14 or 16: skip the capture, ask the kernel now),
-// P is 6 (TCP) or 17 (UDP), REMOTE may be '*' (and RPORT 0) to ask for the listening /
-// unconnected socket bound to LOCAL:LPORT. Parsed by hand: sscanf was an eighth of the thread's
-// time.
-bool ParseRequest(const char* p, const char* end, DiagRequest* r);
 // Builds one exact-match SOCK_DIAG_BY_FAMILY request (no NLM_F_DUMP: the kernel answers with the
 // one socket or an NLMSG_ERROR, ENOENT when there is none).
 void PutDiagRequest(char* at, const DiagRequest& r, uint32_t seq);
 constexpr size_t kReqSpace = NLMSG_SPACE(sizeof(inet_diag_req_v2));
+
+struct DiagCounters {
+  uint64_t found = 0, not_found = 0, retried = 0, sends = 0;
+};
+// Looks every request up on `fd` (NETLINK_SOCK_DIAG, opened in the namespace), kResultWidth
+// words per request in `out`, whose first word the caller sets to EAGAIN (a request with family 0
+// is skipped). Answers lost to a full receive queue are asked once more.
+void DiagLookupMany(int fd, const std::vector<DiagRequest>& reqs, uint32_t* out, DiagCounters* c);
 
 }  // namespace ctwatch

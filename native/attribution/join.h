@@ -43,6 +43,10 @@ class Join {
   virtual bool Attach(Record* r, const ReadWindow& window, bool last) = 0;
   // How long an unsettled record may wait, ns after it was read.
   virtual uint64_t WaitNs() const = 0;
+  // Whether each event must be read as soon as it is queued (the reader then does not linger to
+  // let events pile up): a join that looks the socket up when it reads the event (sock_diag) finds
+  // a socket that lived a millisecond only if it reads within that millisecond.
+  virtual bool Prompt() const { return false; }
   virtual void Counters(JoinCounters* out) const = 0;
 };
 

@@ -65,7 +65,8 @@ double NetnsInode(int pid) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
   struct stat sb;
-  if (stat(path, &sb) < 0) return -1;
+  // -2: not ours to see (another user's process without CAP_SYS_PTRACE), -1: gone
+  if (stat(path, &sb) < 0) return errno == EACCES || errno == EPERM ? -2 : -1;
   return static_cast<double>(sb.st_ino);
 }
 

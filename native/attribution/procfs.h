@@ -16,6 +16,7 @@ struct Stat {
 };
 bool ParseStat(const std::string& text, Stat* st);
 bool ReadStat(int pid, Stat* st);
+// The inode of the process's network namespace; -1 when it is gone, -2 when it cannot be read.
 double NetnsInode(int pid);
 void ReadSocketLinks(DIR* dir, std::vector<double>* out);
 // false when /proc/PID/fd could not be opened (errno says why: EACCES for another user's process

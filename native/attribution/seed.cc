@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <unordered_map>
 #include <vector>
 
@@ -97,6 +98,21 @@ uint64_t MonotonicNs() {
 }
 
 }  // namespace
+
+// The mount point of the cgroup v2 hierarchy ("/sys/fs/cgroup" on a unified host,
+// "/sys/fs/cgroup/unified" on a hybrid one), or "" when none is mounted.
+std::string CgroupV2Root() {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t dash = line.find(" - ");
+    if (dash == std::string::npos || line.compare(dash + 3, 8, "cgroup2 ") != 0) continue;
+    std::istringstream f(line.substr(0, dash));
+    std::string id, parent, dev, root, point;
+    if (f >> id >> parent >> dev >> root >> point && root == "/") return point;
+  }
+  return "";
+}
 
 uint64_t CgroupIdOf(int pid, const std::string& cgroup_root) {
   if (cgroup_root.empty()) return 0;

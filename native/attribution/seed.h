@@ -17,6 +17,9 @@ struct SeedResult {
 // On the calling thread, which must be inside the namespace (the sock_diag dump is per namespace).
 SeedResult SeedListeners(int listeners_fd, int bound_fd, uint64_t netns_cookie, const std::string& cgroup_root);
 
+// The mount point of the cgroup v2 hierarchy (from /proc/self/mountinfo), "" when none.
+std::string CgroupV2Root();
+
 // The cgroup v2 id (inode of its directory) of a process, from /proc/PID/cgroup; 0 when unknown.
 uint64_t CgroupIdOf(int pid, const std::string& cgroup_root);
 

@@ -237,8 +237,10 @@ void Reader::RunLoop(std::promise<OpenError>* opened, bool* answered) {
         Deliver(false);
         continue;
       }
-      set = &fds[1];
-      nfds = 1;
+      if (!join_ || !join_->Prompt()) {
+        set = &fds[1];
+        nfds = 1;
+      }
       timeout = static_cast<int>(std::min<uint64_t>(flush_ms_ - age, kLingerMs));
     } else if (!sealed_.empty()) {
       timeout = 1;  // a sealed batch waits for an owner: try it again soon

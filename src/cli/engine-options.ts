@@ -1,6 +1,6 @@
 /** Options shared by the commands that run the flow engine (record --flows, top, stats, watch). */
 import { LiveSource, parseEventList, DEFAULT_RCVBUF, type SubscribedEvent } from '../source/live.js';
-import { OwnerAttribution, ProcessAttribution, type FlowAttribution } from '../pipeline/attribution.js';
+import { OwnerAttribution, type FlowAttribution } from '../pipeline/attribution.js';
 import { chooseAttribution, describeAttribution, parseAttributionMode, type AttributionChoice } from '../process/attribution.js';
 import { parseSize } from './args.js';
 import type { Options } from './common.js';
@@ -52,17 +52,15 @@ export interface StartedAttribution {
  */
 export function startAttribution(v: AttributionValues): StartedAttribution {
   const choice = chooseAttribution(parseAttributionMode(v.attribution, v['no-processes']), { noProcessesFlag: v['no-processes'] });
-  const pipeline = choice.mode === 'ebpf' ? new OwnerAttribution() : choice.mode === 'sockdiag' ? new ProcessAttribution() : undefined;
+  const pipeline = choice.mode === 'off' ? undefined : new OwnerAttribution(undefined, { mode: choice.mode });
   return {
     choice,
     pipeline,
     announce(log: Logger) {
       if (choice.refused) log.warn(describeAttribution(choice));
       else log.info(describeAttribution(choice));
-      if (pipeline instanceof ProcessAttribution) {
-        pipeline.onDenied = (n) => log.warn(`attribution: /proc/PID/fd of ${n} processes cannot be read (other users'), so their flows count as unattributed 'denied': add CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, or use --attribution ebpf (CAP_BPF, CAP_PERFMON)`);
-      }
-      if (pipeline instanceof OwnerAttribution) {
+      if (pipeline) {
+        pipeline.onDenied = () => log.warn(`attribution: /proc/PID/fd of some processes cannot be read (other users'), so their flows count as unattributed 'denied': add CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, or use --attribution ebpf (CAP_BPF, CAP_PERFMON)`);
         pipeline.executables.onDenied = (pid) => log.warn(`attribution: /proc/${pid}/exe cannot be read (another user's process), so its flows name the process without its executable: add CAP_SYS_PTRACE (counted in attribution stats: exe.denied)`);
       }
     },

@@ -100,7 +100,7 @@ export async function record(argv: string[]): Promise<number> {
     attribution?.choice.handle?.close();
   }
   for (const note of source.filterNotes) log.info(note);
-  const assembly = assembleLive(source, { engine: useEngine, log, attribution: attribution?.pipeline, processes: false });
+  const assembly = assembleLive(source, { engine: useEngine, log, attribution: attribution?.pipeline });
   let dropped: { boundingSetDropped: boolean } | undefined;
   if (account) {
     try {

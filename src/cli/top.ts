@@ -51,7 +51,7 @@ export async function top(argv: string[]): Promise<number> {
   let started: ReturnType<typeof startAttribution> | undefined;
   const assembly = values.replay
     ? await assembleReplay(values.replay)
-    : assembleLive(openEngineSource(values, undefined, (started = startAttribution(values))), { attribution: started.pipeline, processes: false });
+    : assembleLive(openEngineSource(values, undefined, (started = startAttribution(values))), { attribution: started.pipeline });
   started?.announce(log);
   const source = assembly.source;
   const stop = () => void source.close();

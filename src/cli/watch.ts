@@ -198,7 +198,7 @@ export async function watch(argv: string[]): Promise<number> {
       sinks?.write(snap as unknown as SinkRecord);
       if (churnUs && snap.time % churnUs === 0) return writer?.write([snap]);
     },
-  }, log, { attribution: attribution.pipeline, processes: false });
+  }, log, { attribution: attribution.pipeline });
   let dropped: { boundingSetDropped: boolean } | undefined;
   if (account) {
     try {

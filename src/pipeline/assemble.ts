@@ -16,7 +16,7 @@ import type { LiveSource } from '../source/live.js';
 import { RecordingSource, type RecordingSourceOptions } from '../recording/input.js';
 import type { EventSource } from '../source/types.js';
 import type { Logger } from '../util/log.js';
-import { ProcessAttribution, type FlowAttribution } from './attribution.js';
+import type { FlowAttribution } from './attribution.js';
 import { Pipeline, type PipelineHooks, type PipelineOptions } from './pipeline.js';
 import { OverflowRecovery } from './recovery.js';
 import { liveTable, RecordedTables } from './table.js';
@@ -72,9 +72,8 @@ export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
 export interface LiveAssemblyOptions {
   /** false: events only, no engine work at all (plain `record`) */
   engine?: boolean;
-  /** look up which process owns each flow (default true: sockdiag) */
-  processes?: boolean;
-  /** the mode chosen at start (src/process/attribution.ts), instead of the sockdiag default */
+  /** the mode chosen at start (src/process/attribution.ts), whose handle the source was opened
+   * with; none: no attribution */
   attribution?: FlowAttribution;
   /** where a resync is logged (none: not logged) */
   log?: Logger;
@@ -93,7 +92,7 @@ export function assembleLive(source: LiveSource, o: LiveAssemblyOptions = {}): A
     table: liveTable(source),
     recovery: new OverflowRecovery(source, engine),
     // flow ends name their process; snapshots list the top processes
-    attribution: o.attribution ?? (o.processes === false ? undefined : new ProcessAttribution()),
+    attribution: o.attribution,
   }, o.log);
 }
 

@@ -1,14 +1,14 @@
 /**
  * Process attribution wired into the pipeline: owners count against per-process churn, flow ends
  * carry their process, and snapshots gain the top processes — which is how alerts come to name a
- * pid. Two modes behind one face (src/process/attribution.ts chooses): OwnerAttribution takes the
- * owner the reader thread joined into each NEW (eBPF), ProcessAttribution asks the sockdiag
- * Attributor (socket lookups off the hot path).
+ * pid. Both modes (src/process/attribution.ts chooses) reach here the same way: the reader thread
+ * joined the owner into each NEW record (native/attribution/: eBPF stamps, or sock_diag and /proc),
+ * so this stage only enriches and remembers it.
  */
 import { ProcessChurn } from '../churn/processes.js';
 import type { ChurnSnapshot, GroupRef, ProcessRef } from '../churn/snapshot.js';
 import type { FlowEnd, ProcessInfo } from '../flow/types.js';
-import { Attributor, flowKey, groupKey, groupParts, processKey, processParts, Users, type AttributorOptions } from '../process/index.js';
+import { flowKey, groupKey, groupParts, processKey, processParts, Users } from '../process/index.js';
 import { Cgroupfs, type CgroupfsStats } from '../process/cgroupfs.js';
 import { Executables, type ExeStats } from '../process/exe.js';
 import type { ConntrackEvent, NativeOwner, SourceEvent, Unattributed } from '../source/types.js';
@@ -39,12 +39,6 @@ export interface FlowAttribution {
   close(deadlineMs?: number): Promise<void>;
 }
 
-/** The sockdiag Attributor's miss reasons in the flow line's words (docs/schema.md). */
-const MISS_AS_UNATTRIBUTED: Record<string, Unattributed> = {
-  'not-local': 'not-local', unsupported: 'unsupported', gone: 'gone', 'no-socket': 'gone', 'no-pid': 'no-pid',
-  denied: 'denied', shared: 'shared', error: 'unseen', overload: 'overload', pending: 'late', unseen: 'unseen',
-};
-
 /** Per-process churn: rows carry the pid and command beside "comm[pid]". */
 const newProcessChurn = () => new ProcessChurn<ProcessInfo, ProcessRef>(256, 10, processParts);
 /** Per unit / container / pod: rows carry which one beside "unit:NAME". */
@@ -58,83 +52,6 @@ function topRows(a: Pick<FlowAttribution, 'churn' | 'groups' | 'unattributed'>, 
   if (groups.length > 0) snap.groups = groups;
   const misses = a.unattributed.top(snap.time);
   if (misses.length > 0) snap.unattributed = misses;
-}
-
-export class ProcessAttribution implements FlowAttribution {
-  readonly mode = 'sockdiag' as const;
-  readonly attributor: Attributor;
-  /** called once, the first time a flow is unattributed because /proc was closed to us */
-  onDenied?: (processes: number) => void;
-  private deniedSaid = false;
-  readonly churn = newProcessChurn();
-  /** the same per systemd unit or container */
-  readonly groups = newGroupChurn();
-  readonly unattributed = new ProcessChurn(32, 16);
-
-  constructor(options: Omit<AttributorOptions, 'onResult'> = {}) {
-    this.attributor = new Attributor({
-      ...options,
-      onResult: (event, result) => {
-        if (event.event === 'snapshot') return;
-        const key = processKey(result.process);
-        if (key) this.churn.opened(key, event.time, result.process!);
-        const group = groupKey(result.process);
-        if (group) this.groups.opened(group, event.time, result.process!);
-        if (!key && result.reason) this.unattributed.opened(MISS_AS_UNATTRIBUTED[result.reason] ?? 'unseen', event.time);
-        if (result.reason === 'denied' && !this.deniedSaid) {
-          this.deniedSaid = true;
-          this.onDenied?.(this.attributor.stats.index.denied);
-        }
-      },
-    });
-  }
-
-  get stats(): AttributionCounts {
-    return this.attributor.stats;
-  }
-
-  /** Opens a namespace's lookups now (before giving up root: see Attributor.prepare). */
-  prepare(netns: string | undefined): void {
-    this.attributor.prepare(netns);
-  }
-
-  /** Before the engine: queue lookups for new flows (cheap, synchronous). */
-  before(part: readonly SourceEvent[]): void {
-    this.attributor.attribute(part);
-  }
-
-  /** Flow ends get `process` (null when unknown: the reason is in the attributor's stats). */
-  flows(ends: FlowEnd[]): void {
-    for (const end of ends) {
-      const found = this.attributor.lookup(end);
-      const process = found.process;
-      end.process = process;
-      if (!process && found.reason) {
-        end.unattributed = MISS_AS_UNATTRIBUTED[found.reason] ?? 'unseen';
-        this.unattributed.closed(end.unattributed, end.time);
-      }
-      // A flow ended by a resync had no DESTROY to retire it in the attributor.
-      if (end.reason === 'resync') this.attributor.forget(end);
-      const key = processKey(process);
-      if (key) this.churn.closed(key, end.time, process!);
-      const group = groupKey(process);
-      if (group) this.groups.closed(group, end.time, process!);
-    }
-  }
-
-  decorate(snap: ChurnSnapshot): void {
-    topRows(this, snap);
-  }
-
-  /** Stops lookups; bounded, so a lookup that never answers cannot hold up shutdown. */
-  async close(deadlineMs = 2000): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.attributor.close().catch(() => {}),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs))),
-    ]);
-    if (timer) clearTimeout(timer);
-  }
 }
 
 /** Owning threads whose process object is shared (OwnerAttribution.owned), at most. */
@@ -151,7 +68,7 @@ interface Remembered {
 }
 
 /**
- * eBPF mode: every NEW (and snapshot) already carries its owner, or the reason there is none,
+ * Every NEW (and snapshot) already carries its owner, or the reason there is none,
  * joined on the reader thread. Here it is only enriched and remembered by flow tuple until the
  * flow ends, so a flow end names the process even after it exited. Enrichment never waits: the
  * user name (/etc/passwd), the cgroup path with its unit / container / pod (the cgroup id resolved
@@ -160,7 +77,10 @@ interface Remembered {
  * counted is filled in when the flow ends.
  */
 export class OwnerAttribution implements FlowAttribution {
-  readonly mode = 'ebpf' as const;
+  readonly mode: 'ebpf' | 'sockdiag';
+  /** called once, the first time a flow is unattributed because /proc was closed to us (sockdiag) */
+  onDenied?: () => void;
+  private deniedSaid = false;
   readonly churn = newProcessChurn();
   readonly groups = newGroupChurn();
   readonly unattributed = new ProcessChurn(32, 16);
@@ -179,7 +99,8 @@ export class OwnerAttribution implements FlowAttribution {
   /** unattributed flows share one record per reason */
   private readonly missed = new Map<Unattributed, Remembered>();
 
-  constructor(private readonly maxFlows = 262_144, o: { cgroups?: Cgroupfs; executables?: Executables } = {}) {
+  constructor(private readonly maxFlows = 262_144, o: { mode?: 'ebpf' | 'sockdiag'; cgroups?: Cgroupfs; executables?: Executables } = {}) {
+    this.mode = o.mode ?? 'ebpf';
     this.cgroups = o.cgroups ?? new Cgroupfs();
     this.executables = o.executables ?? new Executables();
   }
@@ -205,6 +126,10 @@ export class OwnerAttribution implements FlowAttribution {
         r = this.missed.get(reason) ?? { process: null, reason, key: null, group: null };
         this.missed.set(reason, r);
         if (ev.event === 'new') this.unattributed.opened(reason, ev.time);
+        if (reason === 'denied' && !this.deniedSaid) {
+          this.deniedSaid = true;
+          this.onDenied?.();
+        }
       }
       const k = flowKey(ev);
       this.recent.delete(k);

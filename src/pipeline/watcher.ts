@@ -40,13 +40,13 @@ export class Watcher {
     private config: AlertConfig = defaultConfig(),
     private readonly hooks: WatcherHooks = {},
     private readonly log?: Logger,
-    /** `attribution`: the mode's (src/process/attribution.ts); else sockdiag unless processes is false */
-    options: { processes?: boolean; attribution?: FlowAttribution; history?: AlertHistoryOptions } = {},
+    /** `attribution`: the mode's (src/process/attribution.ts), whose handle the source was opened with */
+    options: { attribution?: FlowAttribution; history?: AlertHistoryOptions } = {},
   ) {
     this.history = new AlertHistory(options.history);
     this.evaluator = new AlertEvaluator(config);
     this.dispatcher = createDispatcher(config.deliver, { log });
-    this.assembly = assembleLive(source, { processes: options.processes, attribution: options.attribution, log });
+    this.assembly = assembleLive(source, { attribution: options.attribution, log });
     this.engine = this.assembly.engine;
     this.attribution = this.assembly.attribution;
   }

@@ -5,9 +5,9 @@
  *             datagram) and the reader thread joins the stamps with every NEW
  *             (native/attribution/bpf_join.cc); needs CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN),
  *             BTF and cgroup v2. Nothing is read from /proc per flow, so `--user` loses nothing.
- *   sockdiag  the fallback: sock_diag lookups after the event and an inode -> pid index from
- *             /proc (src/process/attributor.ts); reading other users' /proc/PID/fd needs
- *             CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH.
+ *   sockdiag  the fallback: the reader thread asks sock_diag for each NEW's socket at once and maps
+ *             its inode to a process from /proc (native/attribution/diag_join.cc); reading other
+ *             users' /proc/PID/fd needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH.
  *   auto      ebpf when it loads here, else sockdiag, with the reason eBPF was refused.
  *   off       no attribution (`--no-processes` is the same).
  *
@@ -29,7 +29,7 @@ export interface AttributionChoice {
   mode: AttributionMode;
   /** why, in the operator's words ("eBPF refused: ...") */
   why: string;
-  /** ebpf: the opened handle to give the LiveSource (close it after the source) */
+  /** ebpf, sockdiag: the opened handle to give the LiveSource (close it after the source) */
   handle?: NativeAttribution;
   /** auto fell back: the typed error eBPF was refused with */
   refused?: { code: string; message: string };
@@ -61,15 +61,22 @@ export function openEbpf(): { handle?: NativeAttribution; refused?: { code: stri
   return { handle };
 }
 
+/** Opens the sock_diag fallback (nothing to load: each reader opens its socket in its namespace). */
+export function openSockdiag(): NativeAttribution {
+  const handle = new (loadAddon().Attribution)({ mode: 'sockdiag' });
+  handle.open();
+  return handle;
+}
+
 /** Opens what `requested` asks for (see the module comment). `--attribution ebpf` that cannot load
  * is an error (exit 69), not a quiet fallback. */
-export function chooseAttribution(requested: AttributionRequest, opts: { noProcessesFlag?: boolean; tryEbpf?: typeof openEbpf } = {}): AttributionChoice {
+export function chooseAttribution(requested: AttributionRequest, opts: { noProcessesFlag?: boolean; tryEbpf?: typeof openEbpf; sockdiag?: typeof openSockdiag } = {}): AttributionChoice {
   const tryEbpf = opts.tryEbpf ?? openEbpf;
   switch (requested) {
     case 'off':
       return { requested, mode: 'off', why: opts.noProcessesFlag ? '--no-processes' : '--attribution off' };
     case 'sockdiag':
-      return { requested, mode: 'sockdiag', why: '--attribution sockdiag' };
+      return { requested, mode: 'sockdiag', why: '--attribution sockdiag', handle: opts.sockdiag?.() ?? openSockdiag() };
     case 'ebpf': {
       const r = tryEbpf();
       if (!r.handle) {
@@ -80,7 +87,7 @@ export function chooseAttribution(requested: AttributionRequest, opts: { noProce
     case 'auto': {
       const r = tryEbpf();
       if (r.handle) return { requested, mode: 'ebpf', why: 'the eBPF programs loaded', handle: r.handle };
-      return { requested, mode: 'sockdiag', why: `eBPF refused: ${r.refused!.message}`, refused: r.refused };
+      return { requested, mode: 'sockdiag', why: `eBPF refused: ${r.refused!.message}`, refused: r.refused, handle: opts.sockdiag?.() ?? openSockdiag() };
     }
   }
 }

@@ -14,7 +14,7 @@
  * go without its unit, the flows after it have it.
  */
 import { lstat, readdir, readFile, statfs } from 'node:fs/promises';
-import { cgroupFacts, cgroupPath, type CgroupFacts } from './enrich.js';
+import { cgroupFacts, type CgroupFacts } from './enrich.js';
 
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 
@@ -163,7 +163,7 @@ export class Cgroupfs {
     if (!(pid > 0)) return undefined;
     let path: string | undefined;
     try {
-      path = cgroupPath(await readFile(`${this.proc}/${pid}/cgroup`, 'utf8'));
+      path = unifiedPath(await readFile(`${this.proc}/${pid}/cgroup`, 'utf8'));
     } catch {
       return undefined; // gone already: the walk decides
     }
@@ -188,6 +188,12 @@ export class Cgroupfs {
       const want = id;
       let seen = 0;
       const queue: string[] = [''];
+      try {
+        // the mount's own top: the root cgroup (id 1 on the host), or a namespace's
+        if (Number((await lstat(mount.mountpoint, { bigint: true })).ino) === want) this.found(want, mount.root);
+      } catch {
+        /* unmounted meanwhile: nothing resolves */
+      }
       while (queue.length > 0 && seen < this.maxWalk) {
         const rel = queue.shift()!;
         let entries;
@@ -230,6 +236,12 @@ async function findMount(proc: string): Promise<CgroupMount | null> {
   } catch {
     return null;
   }
+}
+
+/** The cgroup v2 path in /proc/PID/cgroup text ("0::/path"), the only hierarchy cgroup ids name. */
+export function unifiedPath(text: string): string | undefined {
+  for (const line of text.split('\n')) if (line.startsWith('0::')) return line.slice(3);
+  return undefined;
 }
 
 /** `path` (a cgroup path as /proc/PID/cgroup names it) below the mount's root, or undefined. */

@@ -1,14 +1,8 @@
 /**
- * Process attribution: which process (and systemd unit or container) owns a flow's local socket.
- * See attributor.ts for the policy and the public contract, procfs.ts for the /proc index and
- * sockdiag.ts for the kernel lookups.
+ * Process attribution, TypeScript side: the native join (native/attribution/) puts the owner in
+ * each NEW record in both modes; here the mode is chosen (attribution.ts) and owners are enriched
+ * (enrich.ts: units, containers, users; cgroupfs.ts: cgroup id -> path; exe.ts: the executable).
  */
-export { Attributor, flowKey, groupKey, groupParts, processKey, processParts } from './attributor.js';
-export type { Attribution, AttributorOptions, AttributorStats, DiagHandle, FlowRef, MissReason, Side } from './attributor.js';
-export { ProcIndex, toProcessInfo } from './procfs.js';
-export type { Owner, ProcIndexOptions, ProcIndexStats, ProcSource } from './procfs.js';
-export { SockDiag, SOCKET_STATE, encodeQuery } from './sockdiag.js';
-export type { SocketAnswer, SocketQuery, SockDiagOptions } from './sockdiag.js';
+export { flowKey, groupKey, groupParts, processKey, processParts, type FlowRef } from './keys.js';
 export { cgroupFacts, cgroupPath, parsePasswd, podOf, Users, type PodQos } from './enrich.js';
 export type { CgroupFacts } from './enrich.js';
-export { LocalAddresses } from './local.js';

@@ -1,7 +1,7 @@
 /**
  * Loads the native addon once, for every layer that talks to it. Each half of the addon describes
  * its own face with types beside the code that uses it: src/source/native.ts (the conntrack
- * reader), src/process/native.ts (process attribution), src/util/privileges.ts (the privilege
+ * reader and the attribution handle), src/util/privileges.ts (the privilege
  * switch), src/util/safe-file.ts (flock). Where the binary may be (a local build, the package's prebuild) is native/load.cjs,
  * shared with the install script, which runs before (or without) dist/.
  */

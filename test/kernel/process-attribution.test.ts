@@ -1,10 +1,11 @@
 /**
- * Process attribution against the real kernel: a leaky client (a new connection per request) and a
+ * sock_diag attribution (the fallback, joined on the reader thread: native/attribution/diag_join.cc)
+ * against the real kernel: a leaky client (a new connection per request) and a
  * pooled one (a few long connections) in a test namespace, each its own process with its own title
  * (`node --title=...`, so /proc/PID/comm differs); a process that exits while its flows sit in
  * TIME_WAIT, and a later process that gets the same pid; and flows that end in a namespace (the
  * reply-direction socket, and the listener of a server that has not accepted yet), seen from two
- * namespaces at once by one Attributor.
+ * namespaces at once by one attribution stage.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -12,8 +13,10 @@ import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { LiveSource } from '../../src/source/live.js';
 import type { ConntrackEvent } from '../../src/source/types.js';
-import type { ProcessInfo } from '../../src/flow/types.js';
-import { Attributor, processKey, type Attribution } from '../../src/process/attributor.js';
+import type { FlowEnd, ProcessInfo } from '../../src/flow/types.js';
+import { OwnerAttribution } from '../../src/pipeline/attribution.js';
+import { openSockdiag } from '../../src/process/attribution.js';
+import { processKey } from '../../src/process/keys.js';
 import { GENERATOR, createNetns, waitFor, type Netns } from '../helpers/netns.js';
 
 const run = promisify(execFile);
@@ -43,26 +46,42 @@ async function listening(ns: Netns, port: number) {
   await waitFor(async () => (await ns.exec('ss', ['-Htln', `sport = :${port}`])).stdout.trim() !== '', `a listener on port ${port}`);
 }
 
-/** A source and an Attributor fed the way the engine feeds them: every batch goes to attribute()
- * first; at each DESTROY the flow's attribution is read, as the engine does for a FlowEnd. */
+interface Attribution {
+  process: ProcessInfo | null;
+  reason?: string;
+  side?: 'origin' | 'listener';
+}
+
+/** Sources opened with the sock_diag join and one attribution stage fed the way the pipeline feeds
+ * it: every batch goes to before() first; at each DESTROY the flow's end is made and named. */
 class Harness {
   readonly sources: LiveSource[];
   readonly events: ConntrackEvent[] = [];
   readonly atDestroy: [ConntrackEvent, Attribution][] = [];
   readonly results: [ConntrackEvent, ProcessInfo | null, string | undefined][] = [];
-  readonly attributor: Attributor;
+  readonly attribution = new OwnerAttribution(undefined, { mode: 'sockdiag' });
   private readonly loops: Promise<void>[];
+  private readonly byFlow = new Map<string, Attribution>();
 
   constructor(namespaces: string[]) {
-    this.attributor = new Attributor({ onResult: (e, r) => this.results.push([e, r.process, r.reason]) });
-    this.sources = namespaces.map((netns) => new LiveSource({ netns }));
+    const handle = openSockdiag();
+    this.sources = namespaces.map((netns) => new LiveSource({ netns, attribution: handle }));
+    handle.close();
     this.loops = this.sources.map(async (s) => {
       for await (const batch of s) {
-        this.attributor.attribute(batch);
+        this.attribution.before(batch);
         for (const e of batch) {
           if (e.event !== 'new' && e.event !== 'destroy') continue;
           this.events.push(e);
-          if (e.event === 'destroy') this.atDestroy.push([e, { ...this.attributor.lookup(e) }]);
+          if (e.event === 'new') {
+            const r: Attribution = { process: e.process ?? null, reason: e.unattributed, side: e.process?.side };
+            this.results.push([e, r.process, r.reason]);
+            this.byFlow.set(key(e), r);
+          } else {
+            const end = { event: 'flow', time: e.time, id: e.id, netns: e.netns, family: e.family, proto: e.proto, src: e.src, dst: e.dst, sport: e.sport, dport: e.dport } as unknown as FlowEnd;
+            this.attribution.flows([end]);
+            this.atDestroy.push([e, { process: end.process ?? null, reason: end.unattributed }]);
+          }
         }
       }
     });
@@ -72,12 +91,26 @@ class Harness {
     return this.events.filter((e) => e.event === 'new' && e.dport === port);
   }
 
+  lookup(e: ConntrackEvent): Attribution {
+    return this.byFlow.get(key(e)) ?? { process: null, reason: 'unseen' };
+  }
+
+  processOf(e: ConntrackEvent): ProcessInfo | null {
+    return this.lookup(e).process;
+  }
+
+  keyOf(e: ConntrackEvent): string | null {
+    return processKey(this.processOf(e));
+  }
+
   async close() {
     await Promise.all(this.sources.map((s) => s.close()));
     await Promise.all(this.loops);
-    await this.attributor.close();
+    await this.attribution.close();
   }
 }
+
+const key = (e: ConntrackEvent) => `${e.netns}|${e.proto}|${e.src}|${e.sport}|${e.dst}|${e.dport}`;
 
 describe('process attribution (real kernel)', () => {
   let ns: Netns;
@@ -109,7 +142,6 @@ describe('process attribution (real kernel)', () => {
     expect(tuples).toHaveLength(300);
 
     await waitFor(() => h.news(7000).length >= 304, 'NEW for every connection');
-    await h.attributor.settled();
     const ours = h.results.filter(([e]) => e.dport === 7000);
     expect(ours).toHaveLength(304);
 
@@ -131,12 +163,11 @@ describe('process attribution (real kernel)', () => {
     expect(churn.get(`pooled-client[${pooled.pid}]`)).toBe(4);
 
     const leakyFlow = h.news(7000).find((e) => e.src === '127.0.0.3')!;
-    expect(h.attributor.lookup(leakyFlow)).toMatchObject({ side: 'origin' });
-    expect(h.attributor.processOf(leakyFlow)).toMatchObject({ pid: leaky.pid, comm: 'leaky-client', exe: NODE_EXE, uid: 0, user: 'root' });
-    expect(typeof h.attributor.processOf(leakyFlow)!.cgroup).toBe('string');
+    expect(h.lookup(leakyFlow)).toMatchObject({ side: 'origin' });
+    expect(h.processOf(leakyFlow)).toMatchObject({ pid: leaky.pid, comm: 'leaky-client', uid: 0 });
     const pooledFlow = h.news(7000).find((e) => e.src === '127.0.0.4')!;
-    expect(h.attributor.keyOf(pooledFlow)).toBe(`pooled-client[${pooled.pid}]`);
-    expect(h.attributor.stats.reasons).toMatchObject({ 'not-local': 0, error: 0, overload: 0, shared: 0 });
+    expect(h.keyOf(pooledFlow)).toBe(`pooled-client[${pooled.pid}]`);
+    expect(h.attribution.stats.reasons).toMatchObject({ 'not-local': 0, overload: 0, shared: 0 });
 
     // Both clients have exited; their flows' DESTROY still names them.
     await ns.exec('conntrack', ['-D', '-p', 'tcp', '--dport', '7000']);
@@ -147,6 +178,9 @@ describe('process attribution (real kernel)', () => {
     }
     const destroyedLeaky = h.atDestroy.filter(([e, a]) => e.src === '127.0.0.3' && a.process?.comm === 'leaky-client');
     expect(destroyedLeaky.length).toBeGreaterThanOrEqual(297);
+    // Enriched by the end (read while the process lived): its executable, user and cgroup.
+    expect(destroyedLeaky[0][1].process).toMatchObject({ exe: NODE_EXE, user: 'root' });
+    expect(typeof destroyedLeaky[0][1].process!.cgroup, JSON.stringify([destroyedLeaky[0][0].owner, destroyedLeaky[0][1].process, h.attribution.stats.cgroups])).toBe('string');
   });
 
   it('a process that exits while its flows are in TIME_WAIT keeps them; a later process with the same pid gets only its own', async () => {
@@ -155,9 +189,8 @@ describe('process attribution (real kernel)', () => {
     });
     expect(await doomed.exited).toBe(0);
     await waitFor(() => h.news(7000).filter((e) => e.src === '127.0.0.5').length >= 20, 'NEW for the doomed flows');
-    await h.attributor.settled();
     const doomedNews = h.news(7000).filter((e) => e.src === '127.0.0.5');
-    for (const e of doomedNews) expect(h.attributor.keyOf(e)).toBe(`doomed-client[${doomed.pid}]`);
+    for (const e of doomedNews) expect(h.keyOf(e)).toBe(`doomed-client[${doomed.pid}]`);
     // The client closed first: the kernel holds its ends in TIME_WAIT, and so does conntrack.
     const { stdout } = await ns.exec('conntrack', ['-L', '-p', 'tcp', '-s', '127.0.0.5']);
     expect(stdout.match(/TIME_WAIT/g)?.length).toBe(20);
@@ -187,11 +220,9 @@ describe('process attribution (real kernel)', () => {
     impostor!.child.kill('SIGUSR2');
     expect(await impostor!.exited).toBe(0);
     await waitFor(() => h.news(7000).filter((e) => e.src === '127.0.0.6').length >= 5, 'NEW for the impostor flows');
-    await h.attributor.settled();
     for (const e of h.news(7000).filter((x) => x.src === '127.0.0.6')) {
-      expect(h.attributor.processOf(e)).toMatchObject({ pid: doomed.pid, comm: 'impostor' });
+      expect(h.processOf(e)).toMatchObject({ pid: doomed.pid, comm: 'impostor' });
     }
-    expect(h.attributor.stats.index.pidReuse).toBeGreaterThanOrEqual(1);
 
     // TIME_WAIT ends (flushed here): every doomed flow's DESTROY names the dead process, not the
     // live one that now has its pid.
@@ -204,7 +235,7 @@ describe('process attribution (real kernel)', () => {
   });
 });
 
-describe('flows that end here, seen from two namespaces by one Attributor', () => {
+describe('flows that end here, seen from two namespaces by one attribution stage', () => {
   let a: Netns;
   let b: Netns;
   let server: Proc;
@@ -248,21 +279,21 @@ describe('flows that end here, seen from two namespaces by one Attributor', () =
     expect(await client.exited).toBe(0);
     expect(await prober.exited).toBe(0);
     await waitFor(() => h.news(7000).length >= 20 && h.news(7100).length >= 6, 'NEW in both namespaces');
-    await h.attributor.settled();
     const inA = (port: number) => h.news(port).filter((e) => e.netns === a.name);
     const inB = (port: number) => h.news(port).filter((e) => e.netns === b.name);
     for (const e of inA(7000)) {
-      expect(h.attributor.lookup(e)).toMatchObject({ side: 'origin', process: { pid: client.pid, comm: 'a-client' } });
+      expect(h.lookup(e)).toMatchObject({ side: 'origin', process: { pid: client.pid, comm: 'a-client' } });
     }
     for (const e of inA(7100)) {
-      expect(h.attributor.lookup(e)).toMatchObject({ side: 'origin', process: { pid: prober.pid, comm: 'a-prober' } });
+      expect(h.lookup(e)).toMatchObject({ side: 'origin', process: { pid: prober.pid, comm: 'a-prober' } });
     }
+    // The accepted socket, or (not accepted yet) the listener: both `listener`, as in eBPF mode.
     for (const e of inB(7000)) {
-      expect(h.attributor.lookup(e)).toMatchObject({ side: 'reply', process: { pid: server.pid, comm: 'b-server' } });
+      expect(h.lookup(e)).toMatchObject({ side: 'listener', process: { pid: server.pid, comm: 'b-server' } });
     }
     for (const e of inB(7100)) {
-      expect(h.attributor.lookup(e)).toMatchObject({ side: 'listener', process: { pid: sleeper.pid } });
+      expect(h.lookup(e)).toMatchObject({ side: 'listener', process: { pid: sleeper.pid } });
     }
-    expect(h.attributor.stats.reasons).toMatchObject({ 'not-local': 0, error: 0, 'no-pid': 0 });
+    expect(h.attribution.stats.reasons).toMatchObject({ 'not-local': 0, 'no-pid': 0 });
   });
 });

@@ -4,8 +4,7 @@ import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cgroupFacts, cgroupPath, parsePasswd, podOf, Users } from '../../src/process/enrich.js';
-import { groupKey } from '../../src/process/attributor.js';
-import { LocalAddresses, parseIPv6 } from '../../src/process/local.js';
+import { groupKey } from '../../src/process/keys.js';
 
 const fixture = (name: string) => readFileSync(join(__dirname, '..', 'fixtures', 'process', name), 'utf8');
 const facts = (name: string) => cgroupFacts(cgroupPath(fixture(name)));
@@ -97,37 +96,5 @@ describe('passwd', () => {
     const users = new Users(path, 10_000, () => 0);
     // The first lookups of a burst of flows all start before the first read has finished.
     expect(await Promise.all([users.name(0), users.name(0), users.name(0)])).toEqual(['root', 'root', 'root']);
-  });
-});
-
-describe('local addresses', () => {
-  it('parses IPv6 forms', () => {
-    expect(parseIPv6('::1')).toEqual([0, 0, 0, 0, 0, 0, 0, 1]);
-    expect(parseIPv6('fe80::1%eth0')).toEqual([0xfe80, 0, 0, 0, 0, 0, 0, 1]);
-    expect(parseIPv6('::ffff:10.1.2.3')).toEqual([0, 0, 0, 0, 0, 0xffff, 0x0a01, 0x0203]);
-    expect(parseIPv6('::1.2.3.4')).toEqual([0, 0, 0, 0, 0, 0, 0x0102, 0x0304]);
-    expect(parseIPv6('64:ff9b::1.2.3.4')).toEqual([0x64, 0xff9b, 0, 0, 0, 0, 0x0102, 0x0304]);
-    expect(parseIPv6('1:2:3:4:5:6:7:8')).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
-    expect(parseIPv6('1:2:3:4:5:6:7')).toBeNull();
-    expect(parseIPv6('1::2::3')).toBeNull();
-    expect(parseIPv6('g::1')).toBeNull();
-  });
-  it('matches the local table\'s prefixes, not only interface addresses', () => {
-    const l = new LocalAddresses();
-    expect(l.isLocal('203.0.113.9')).toBe(true); // routes unknown yet: look everything up
-    l.setRoutes(['127.0.0.0/8', '127.0.0.1/32', '10.0.0.2/32', '::1/128', 'fe80::abcd/128', '2001:db8:1::/48', 'junk']);
-    expect(l.isLocal('127.0.0.2')).toBe(true);
-    expect(l.isLocal('127.255.255.254')).toBe(true);
-    expect(l.isLocal('10.0.0.2')).toBe(true);
-    expect(l.isLocal('10.0.0.1')).toBe(false);
-    expect(l.isLocal('::1')).toBe(true);
-    expect(l.isLocal('fe80::abcd')).toBe(true);
-    expect(l.isLocal('fe80::abce')).toBe(false);
-    expect(l.isLocal('2001:db8:1:ffff::1')).toBe(true);
-    expect(l.isLocal('2001:db8:2::1')).toBe(false);
-    expect(l.isLocal('not-an-address')).toBe(false);
-    l.setRoutes(['0.0.0.0/0']);
-    expect(l.isLocal('8.8.8.8')).toBe(true);
-    expect(l.isLocal('::1')).toBe(false);
   });
 });

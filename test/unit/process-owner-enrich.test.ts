@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cgroupfs, cgroup2Mount, relativeTo } from '../../src/process/cgroupfs.js';
+import { Cgroupfs, cgroup2Mount, relativeTo, unifiedPath } from '../../src/process/cgroupfs.js';
 import { Executables, sameStart, statStartTicks } from '../../src/process/exe.js';
 
 const MOUNTINFO = [
@@ -30,6 +30,11 @@ describe('cgroup2Mount / relativeTo', () => {
     expect(relativeTo('/kubepods/x', '/kubepods/xy')).toBeUndefined();
     expect(relativeTo('/', '/a/../../etc')).toBeUndefined();
     expect(relativeTo('/', undefined)).toBeUndefined();
+  });
+  it('takes the unified hierarchy\'s line only (ids name v2 cgroups, even in a hybrid layout)', () => {
+    expect(unifiedPath('4:memory:/process_api/x\n0::/\n')).toBe('/');
+    expect(unifiedPath('0::/system.slice/a.service\n')).toBe('/system.slice/a.service');
+    expect(unifiedPath('4:memory:/x\n')).toBeUndefined();
   });
 });
 
@@ -85,8 +90,9 @@ describe('Cgroupfs and Executables on real files', () => {
     const session = ino('user.slice/user-1000.slice/session-2.scope');
     expect(await c.resolve(session, 78)).toMatchObject({ cgroup: '/user.slice/user-1000.slice/session-2.scope', unit: 'session-2.scope' });
     expect(await c.resolve(ino('system.slice'), 999)).toMatchObject({ cgroup: '/system.slice' });
+    expect(await c.resolve(Number(statSync(mount, { bigint: true }).ino), 999)).toMatchObject({ cgroup: '/' });
     expect(c.stats.byPid).toBe(0);
-    expect(c.stats.walks).toBe(2);
+    expect(c.stats.walks).toBe(3);
     expect(await c.resolve(123456789, 999)).toBeUndefined();
     expect(c.stats.unresolved).toBe(1);
   });
