@@ -226,10 +226,6 @@ export class DeliverySink implements Sink {
     return this.wakeup.wait(this.mode === 'direct' && this.queued > 0 ? this.firstQueuedAt + this.batch.maxWaitMs : undefined);
   }
 
-  private takeMem(maxRecords: number, maxBytes: number): string[] {
-    return this.mem.take(maxRecords, maxBytes);
-  }
-
   /** The spool is configured and did not fail to open (it may still be opening). */
   private get spoolUsable(): boolean {
     return this.o.spool !== undefined && !this.spoolFailed;
@@ -242,18 +238,8 @@ export class DeliverySink implements Sink {
       if (!this.spool) throw new Error('spool unavailable');
       return this.spool.append(records);
     }).then(
-      (r) => {
-        this.c.spooled += r.appended;
-        this.tally.drop(r.dropped, 'spool full');
-        if (r.failed > 0) {
-          this.c.lastError = `spool write failed: ${this.tally.clean(r.error ?? 'unknown error')}`;
-          this.tally.drop(r.failed, 'spool write failed');
-        }
-      },
-      (err) => {
-        this.c.lastError = `spool write failed: ${this.tally.clean(err)}`;
-        this.tally.drop(records.length, 'spool write failed');
-      },
+      (r) => this.tally.spooled(r),
+      (err) => this.tally.spoolFailed(records.length, err),
     ).finally(() => {
       this.appending--;
       this.wakeup.wake();
@@ -280,7 +266,7 @@ export class DeliverySink implements Sink {
     // batched so a burst becomes a few large appends instead of one per record
     setImmediate(() => {
       this.spooler = false;
-      while (this.queued > 0 && this.mode === 'spool') this.appendToSpool(this.takeMem(1000, 4 << 20));
+      while (this.queued > 0 && this.mode === 'spool') this.appendToSpool(this.mem.take(1000, 4 << 20));
       this.wakeup.wake();
     });
   }
@@ -389,7 +375,7 @@ export class DeliverySink implements Sink {
         continue;
       }
       const inflight: Inflight = {
-        records: this.takeMem(this.batch.maxRecords, this.batch.maxBytes),
+        records: this.mem.take(this.batch.maxRecords, this.batch.maxBytes),
         copied: false,
         copyGeneration: -1,
       };

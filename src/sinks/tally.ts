@@ -3,6 +3,7 @@
  * give-ups counted as failed and dropped, errors scrubbed of the sink's secrets before they reach
  * `lastError` or a log line.
  */
+import type { AppendResult } from './spool.js';
 import type { SinkCounters, SinkLogger } from './types.js';
 import { RateLimitedWarning, errorMessage } from './util.js';
 import { scrub } from '../config/secrets.js';
@@ -50,6 +51,19 @@ export class SinkTally {
     this.counters.lastError = this.clean(error);
     this.counters.failed += count;
     this.drop(count, reason);
+  }
+
+  /** What a spool append did: records kept, dropped by the spool's policy, lost to a failed write. */
+  spooled(r: AppendResult): void {
+    this.counters.spooled += r.appended;
+    this.drop(r.dropped, 'spool full');
+    if (r.failed > 0) this.spoolFailed(r.failed, r.error ?? 'unknown error');
+  }
+
+  /** `count` records that could not be written to the spool at all. */
+  spoolFailed(count: number, err: unknown): void {
+    this.counters.lastError = `spool write failed: ${this.clean(err)}`;
+    this.drop(count, 'spool write failed');
   }
 
   /** Says what is still pending in the drop warning (at close). */

@@ -37,6 +37,17 @@ describe('SinkTally', () => {
     t.stop();
   });
 
+  it('a spool append: kept records counted spooled; drops by the policy and a failed write counted dropped, with their reasons', () => {
+    const log = logger();
+    const t = new SinkTally('s', log, () => []);
+    t.spooled({ appended: 7, dropped: 2, failed: 3, error: 'the disk is full (ENOSPC)' });
+    expect(t.counters).toMatchObject({ spooled: 7, dropped: 5, failed: 0, lastError: 'spool write failed: the disk is full (ENOSPC)' });
+    t.spoolFailed(4, new Error('spool unavailable'));
+    expect(t.counters).toMatchObject({ spooled: 7, dropped: 9, lastError: 'spool write failed: spool unavailable' });
+    expect(log.warns[0].obj).toMatchObject({ reason: 'spool full', count: 2 });
+    t.stop();
+  });
+
   it('starts from zero on every counter', () => {
     const t = new SinkTally('x', logger(), () => []);
     expect(t.counters).toEqual({
