@@ -27,13 +27,14 @@
 import type { ConntrackEvent, SourceEvent } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import { FlowTracker } from '../flow/tracker.js';
-import { destinationKey, destinationOf, destinationParts, endpointKey, type Destination } from '../flow/keys.js';
-import type { ChurnSnapshot, DestinationChurn, DestinationFigure, DestinationFigures, KeyChurn, Rates, SnatPair, SnatView, UnrepliedView } from './snapshot.js';
+import { destinationOf, destinationParts, endpointKey, type Destination } from '../flow/keys.js';
+import type { ChurnSnapshot, DestinationChurn, DestinationFigure, DestinationFigures, KeyChurn, Rates, SnatView, UnrepliedView } from './snapshot.js';
 import { DEFAULT_CAPACITY, HeavyHitters } from './heavy.js';
 import { LifetimeHistogram } from './lifetime.js';
 import { GROWTH_WINDOW_US, growthRate, kernelTotals, tablePressure } from './pressure.js';
 import type { KernelStats, TableSample } from './pressure.js';
 import { RateWindow, US_PER_S } from './window.js';
+import { SnatPorts } from './snat.js';
 
 /** A flow that lived less than this many seconds is short-lived. */
 export const SHORT_LIVED_S = 1;
@@ -121,16 +122,13 @@ export class ChurnEngine {
   private ns: string | undefined;
   private replies: boolean;
   /** SNAT: translated source ports of live entries per "translated source → destination key" */
-  private readonly snat = new Map<string, { src: string; destination: string; ports: Set<number> }>();
-  private readonly snatRange: { low: number; high: number } | null;
-  /** once SNAT was seen the view stays (with no pairs when they are gone), so a metric drops to 0 */
-  private snatSeen = false;
+  private readonly snat: SnatPorts;
 
   constructor(options: ChurnEngineOptions = {}) {
     const topK = options.topK ?? DEFAULT_CAPACITY;
     this.topN = options.topN ?? 10;
     this.replies = options.replies ?? false;
-    this.snatRange = options.snatPortRange ?? null;
+    this.snat = new SnatPorts(options.snatPortRange ?? null);
     this.tracker = new FlowTracker({ capacity: options.capacity });
     this.destinations = new HeavyHitters<DestinationRates>(
       topK,
@@ -169,22 +167,23 @@ export class ChurnEngine {
           const key = destinationOf(ev);
           if (this.tracker.open(ev, out, key) === 'opened') {
             this.opened(ev, key);
-            this.snatPort(ev, true);
+            this.snat.add(ev);
           }
           break;
         }
         case 'destroy': {
-          this.snatPort(ev, false);
+          this.snat.release(ev.id);
           const key = this.tracker.destroy(ev, out);
           this.closed(out[out.length - 1], key);
           break;
         }
         case 'snapshot':
-          if (this.tracker.insertDumped(ev, out) === 'inserted') this.snatPort(ev, true);
+          if (this.tracker.insertDumped(ev, out) === 'inserted') this.snat.add(ev);
           break;
         case 'update':
           this.replies = true;
-          this.tracker.update(ev, out);
+          // an entry we did not hold (its NEW was lost): live, so its port is in use
+          if (this.tracker.update(ev, out) === 'late') this.snat.add(ev);
           break;
         case 'overflow':
           this.overflowCount++;
@@ -197,53 +196,16 @@ export class ChurnEngine {
   }
 
   /**
-   * A source-translated entry's port, counted (or released) under its translated source and the
-   * destination it really goes to: the reply goes from reply.src:reply.sport to the translated
-   * reply.dst:reply.dport. Each live entry holds a distinct port per pair (the kernel keeps reply
-   * tuples unique), so the set's size is the ports in use.
-   */
-  private snatPort(ev: ConntrackEvent, add: boolean): void {
-    const r = ev.reply;
-    if (r.dport === undefined || r.dst === '' || (r.dst === ev.src && r.dport === ev.sport)) return;
-    const destination = destinationKey(ev.family, r.src, r.sport, ev.proto);
-    const key = `${r.dst} → ${destination}`;
-    let pair = this.snat.get(key);
-    if (add) {
-      if (pair === undefined) this.snat.set(key, (pair = { src: r.dst, destination, ports: new Set() }));
-      pair.ports.add(r.dport);
-    } else if (pair !== undefined) {
-      pair.ports.delete(r.dport);
-      if (pair.ports.size === 0) this.snat.delete(key);
-    }
-  }
-
-  private snatView(): { snat?: SnatView } {
-    if (this.snat.size === 0 && !this.snatSeen) return {};
-    this.snatSeen = true;
-    const range = this.snatRange;
-    const size = range === null ? 0 : range.high - range.low + 1;
-    const pairs: SnatPair[] = [...this.snat].map(([key, p]) => ({
-      key,
-      src: p.src,
-      destination: p.destination,
-      ports: p.ports.size,
-      share: size > 0 ? p.ports.size / size : null,
-    }));
-    pairs.sort((a, b) => b.ports - a.ports || (a.key < b.key ? -1 : 1));
-    return { snat: { range, pairs: pairs.slice(0, this.topN), complete: pairs.length <= this.topN } };
-  }
-
-  /**
    * Ends the flows a fresh dump no longer shows (after an overflow), see FlowTracker.reconcile.
    * They leave the live counts but are not counted as closed churn.
    */
   reconcile(present: { has(id: number): boolean }, time: number, seenBefore = time): FlowEnd[] {
-    return this.withNetns(this.tracker.reconcile(present, time, seenBefore));
+    return this.withNetns(this.released(this.tracker.reconcile(present, time, seenBefore)));
   }
 
   /** Ends every live flow with reason 'shutdown', for a collector asked to emit them on exit. */
   drain(time: number): FlowEnd[] {
-    return this.withNetns(this.tracker.drain(time));
+    return this.withNetns(this.released(this.tracker.drain(time)));
   }
 
   /**
@@ -506,6 +468,17 @@ export class ChurnEngine {
     const all: Ranked<T>[] = [];
     heavy.forEach((key, s, _count, error) => all.push({ key, s, error, new1: s.opened.rate(t, 1), new10: s.opened.rate(t, 10) }));
     return ranked(all, this.topN).map(({ key, s, error }) => describe(key, s, error));
+  }
+
+  /** Flows ended without a DESTROY (resync, drain) free their SNAT ports too. */
+  private released(ends: FlowEnd[]): FlowEnd[] {
+    if (this.snat.size > 0) for (const end of ends) this.snat.release(end.id);
+    return ends;
+  }
+
+  private snatView(): { snat?: SnatView } {
+    const snat = this.snat.view(this.topN);
+    return snat ? { snat } : {};
   }
 
   private withNetns(ends: FlowEnd[]): FlowEnd[] {

@@ -17,6 +17,11 @@ import { promisify } from 'node:util';
 import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
 import { RECORDING, WATCHING, startCli } from '../helpers/cli.js';
 import { KERNEL_SNAT_RANGE, readSnatPortRange } from '../../src/pipeline/port-range.js';
+import { ChurnEngine } from '../../src/churn/engine.js';
+import { Pipeline } from '../../src/pipeline/pipeline.js';
+import { OverflowRecovery, type ResyncRecord } from '../../src/pipeline/recovery.js';
+import { LiveSource } from '../../src/source/live.js';
+import type { FlowEnd } from '../../src/flow/types.js';
 
 const run = promisify(execFile);
 
@@ -218,5 +223,59 @@ time.sleep(600)`]);
     await a.exec('nft', ['flush chain inet ctwatch_test nat_post']);
     await a.exec('nft', ['add rule inet ctwatch_test nat_post oifname ctna masquerade']);
     expect(readSnatPortRange(a.name)).toEqual({ low: 1024, high: 65535, from: 'kernel default' });
+  });
+
+  it('flows a resync finds gone free their SNAT ports (their DESTROYs were lost in an overflow)', async () => {
+    // the rule is the plain masquerade the previous case left: ports 1024-65535, clients from 50000
+    const engine = new ChurnEngine({ snatPortRange: readSnatPortRange(a.name) });
+    // 4 KiB and one batch in flight: a flush of hundreds of entries overflows the socket
+    const source = new LiveSource({ netns: a.name, rcvbuf: 4096, maxBatches: 1, batchSize: 16, snapshot: true });
+    const recovery = new OverflowRecovery(source, engine, { backoffMs: 300, minIntervalMs: 1000 });
+    const resyncs: ResyncRecord[] = [];
+    const resynced: FlowEnd[] = [];
+    let dumped = false;
+    const pipeline = new Pipeline(
+      source,
+      {
+        events: (b) => {
+          for (const e of b) if (e.event === 'snapshot_done') dumped = true;
+        },
+        flows: (f) => void resynced.push(...f.filter((x) => x.reason === 'resync' && x.src === '10.9.0.2')),
+        resync: (r) => void resyncs.push(r),
+      },
+      { engine, recovery },
+    );
+    const done = pipeline.run();
+    const ports = (): number => engine.snapshot(Date.now() * 1000).snat?.pairs.find((p) => p.key === '10.204.0.1 → 10.204.0.2:80/tcp')?.ports ?? 0;
+    const HELD = 300;
+    try {
+      await waitFor(() => dumped, 'the start-up dump');
+      const clients = a.spawn('/usr/bin/python3', ['-c', `import socket,time
+socks=[]
+for i in range(${HELD}):
+    c=socket.socket(); c.bind(("10.9.0.2",0)); c.connect(("10.204.0.2",80)); socks.append(c)
+print("open", flush=True)
+time.sleep(600)`]);
+      procs.push(clients);
+      let said = '';
+      clients.stdout!.on('data', (d) => (said += d));
+      await waitFor(() => said.includes('open'), 'the clients to connect', 15_000);
+      await waitFor(() => ports() >= HELD, `${HELD} SNAT ports counted`, 15_000, 100);
+      // the clients go (their FINs end the connections, the entries stay), then the flush destroys
+      // every entry at once: DESTROYs are lost, a resync follows
+      clients.kill('SIGKILL');
+      await new Promise((r) => setTimeout(r, 300));
+      await a.exec('conntrack', ['-F']);
+      await waitFor(() => resyncs.some((r) => r.vanished > 0), 'a resync that ended flows', 15_000, 100);
+      // those flows had no DESTROY to free their port: the resync did
+      expect(resynced.length).toBeGreaterThan(0);
+      await waitFor(() => ports() === 0 || null, 'the SNAT ports to be free', 10_000, 100).catch(() => undefined);
+      const left = await a.exec('conntrack', ['-L', '-s', '10.9.0.2']).then((r) => r.stdout.trim().split('\n').filter((l) => l.includes('src=10.9.0.2')).length, () => 0);
+      // at most what the kernel still holds of them (a late packet after the flush makes an entry)
+      expect(ports()).toBeLessThanOrEqual(left);
+    } finally {
+      await source.close();
+      await done;
+    }
   });
 });

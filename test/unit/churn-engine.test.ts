@@ -323,6 +323,37 @@ describe('SNAT port use', () => {
     expect(v.pairs).toEqual([{ key: '10.2.0.1 → 10.2.0.5:80/tcp', src: '10.2.0.1', destination: '10.2.0.5:80/tcp', ports: 50, share: 0.5 }]);
   });
 
+  it('frees the ports of flows a resync found gone, of a drain, and of a reused id (issue 16 item 4)', () => {
+    const engine = new ChurnEngine({ snatPortRange: { low: 40000, high: 40099 } });
+    const events: ConntrackEvent[] = [];
+    for (let i = 0; i < 40; i++) events.push(masq('new', i + 1, T0 + i * MS, 40000 + i));
+    engine.ingest(events);
+    const ports = (t: number) => engine.snapshot(t).snat!.pairs[0]?.ports ?? 0;
+    expect(ports(T0 + S)).toBe(40);
+    // an overflow lost the DESTROYs of flows 1-30: the dump shows only 31-40, the resync ends the rest
+    const present = new Set(Array.from({ length: 10 }, (_, i) => 31 + i));
+    const ended = engine.reconcile(present, T0 + 2 * S);
+    expect(ended.map((f) => f.reason)).toEqual(Array(30).fill('resync'));
+    expect(ports(T0 + 2 * S)).toBe(10);
+    // id 31 reused by another flow (its DESTROY lost too): the old port goes, the new one counts
+    engine.ingest([masq('new', 31, T0 + 2 * S + MS, 40090)]);
+    const v = engine.snapshot(T0 + 3 * S).snat!;
+    expect(v.pairs[0].ports).toBe(10);
+    // a DESTROY still frees its own port; a DESTROY of a flow never counted frees nothing
+    engine.ingest([masq('destroy', 32, T0 + 3 * S + MS, 40031), masq('destroy', 999, T0 + 3 * S + MS, 40033)]);
+    expect(ports(T0 + 4 * S)).toBe(9);
+    engine.drain(T0 + 5 * S);
+    const after = engine.snapshot(T0 + 5 * S).snat!;
+    expect(after.pairs).toEqual([]);
+    expect(after.complete).toBe(true);
+  });
+
+  it('counts the port of an entry first seen in a dump or by a late UPDATE', () => {
+    const engine = new ChurnEngine({ snatPortRange: { low: 40000, high: 40099 } });
+    engine.ingest([masq('snapshot', 1, T0, 40001), masq('update', 2, T0 + MS, 40002), masq('new', 1, T0 + 2 * MS, 40001)]);
+    expect(engine.snapshot(T0 + S).snat!.pairs[0].ports).toBe(2);
+  });
+
   it('has no SNAT view until a source-translated flow is seen', () => {
     const engine = new ChurnEngine();
     engine.ingest([ev('new', 1, T0)]);
