@@ -104,8 +104,6 @@ export async function record(argv: string[]): Promise<number> {
   let dropped: { boundingSetDropped: boolean } | undefined;
   if (account) {
     try {
-      // the lookups' thread starts now, while it can still subscribe to conntrack events
-      assembly.attribution?.prepare(values.netns);
       dropped = dropPrivileges(account);
     } catch (err) {
       await source.close();

@@ -202,8 +202,6 @@ export async function watch(argv: string[]): Promise<number> {
   let dropped: { boundingSetDropped: boolean } | undefined;
   if (account) {
     try {
-      // the lookups' thread starts now, while it can still subscribe to conntrack events
-      watcher.attribution?.prepare(values.netns);
       dropped = dropPrivileges(account);
       await sinks?.start().catch((err) => {
         throw sinkStartFailed(err);

@@ -36,7 +36,7 @@ export interface MetricsInput {
   deliveries?: Record<string, object>;
   /** SinkSet.counters(): SinkCounters by sink name */
   sinks?: Record<string, object>;
-  /** Attributor.stats (process attribution): flows taken, attributed, misses by reason */
+  /** OwnerAttribution.stats (process attribution): flows taken, attributed, misses by reason */
   attribution?: { flows: number; attributed: number; reasons: Record<string, number> };
   /** the namespace the collector watches; becomes a `netns` label on every series */
   netns?: string;

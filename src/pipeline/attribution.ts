@@ -29,8 +29,6 @@ export interface FlowAttribution {
   /** flows no process could be named for, keyed by the reason (the honest rest of `churn`) */
   readonly unattributed: ProcessChurn;
   readonly stats: AttributionCounts;
-  /** opens a namespace's lookups now, before giving up root */
-  prepare(netns: string | undefined): void;
   /** before the engine: cheap and synchronous */
   before(part: readonly SourceEvent[]): void;
   /** flow ends get `process` (null when unknown, with `unattributed` saying why) */
@@ -103,10 +101,6 @@ export class OwnerAttribution implements FlowAttribution {
     this.mode = o.mode ?? 'ebpf';
     this.cgroups = o.cgroups ?? new Cgroupfs();
     this.executables = o.executables ?? new Executables();
-  }
-
-  prepare(): void {
-    // The programs were loaded and the reader opened before any switch of user.
   }
 
   before(part: readonly SourceEvent[]): void {
