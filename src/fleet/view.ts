@@ -3,7 +3,12 @@ import { printable } from '../util/printable.js';
 import { timeToFullText } from '../cli/top-view.js';
 import type { FleetKey, FleetView } from './merge.js';
 
-const pad = (s: string, w: number, right = false) => (s.length >= w ? s.slice(0, w - 1) + ' ' : right ? s.padStart(w) : s.padEnd(w));
+// host names and process titles come from the hosts: escaped before they are measured, so an
+// escape sequence neither drives the terminal nor pushes the columns after it out of line
+const pad = (raw: string, w: number, right = false) => {
+  const s = printable(raw);
+  return s.length >= w ? s.slice(0, w - 1) + ' ' : right ? s.padStart(w) : s.padEnd(w);
+};
 const num = (x: number) => (Math.round(x * 10) / 10).toLocaleString('en-US').replace(/,/g, ' ');
 const pct = (x: number | null) => (x === null ? '-' : `${(x * 100).toFixed(x < 0.1 ? 1 : 0)} %`);
 
@@ -25,7 +30,7 @@ export function renderFleet(v: FleetView, clock: string, width = 120): string {
   }
   if (v.hosts.length === 0) lines.push('  (no host has published yet)');
   lines.push('', ...keys('DESTINATION', v.destinations), '', ...keys('PROCESS', v.processes));
-  // host names and process titles come from the hosts: never let them drive the terminal
+  // and whatever else reached a line unpadded (alert messages, hosts lists): never let it drive the terminal
   return lines.map((l) => {
     const safe = printable(l);
     return safe.length > width ? safe.slice(0, width) : safe;

@@ -107,4 +107,11 @@ describe('renderFleet', () => {
     expect(screen).toContain('x\\u202egnp.exe');
     for (const l of renderFleet(evil, 't', 80).split('\n')) expect(l.length).toBeLessThanOrEqual(80);
   });
+
+  it('an escaped host name is measured as shown: the columns after it stay in line', () => {
+    const screen = renderFleet(view({ hosts: [host({ host: 'ev\x1bil' }), host({ host: 'plain' })] }), 't', WIDE);
+    const at = (name: string) => rowOf(screen, name).indexOf('50 %');
+    expect(rowOf(screen, 'ev\\x1bil')).toBeDefined();
+    expect(at('ev\\x1bil')).toBe(at('plain'));
+  });
 });
