@@ -45,6 +45,7 @@ struct sock {
 
 struct task_struct {
   __u64 start_boottime;  // what /proc/PID/stat's starttime counts, in ns
+  struct task_struct *group_leader;  // the process's first thread: its start is the process's
 };
 
 #pragma clang attribute pop

@@ -68,7 +68,9 @@ static __always_inline void fill_owner(struct stamp_owner *o, __u64 netns, __u8 
   o->cgroup = bpf_get_current_cgroup_id();
   bpf_get_current_comm(o->comm, sizeof(o->comm));
   struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-  o->start_ns = BPF_CORE_READ(task, start_boottime);
+  // The process's start, not the thread's: /proc/TGID/stat shows the group leader's, and with the
+  // pid it names the process (each thread of a process would otherwise look like another one).
+  o->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
   o->stamp_ns = bpf_ktime_get_ns();
   o->netns = netns;
   o->via = via;
