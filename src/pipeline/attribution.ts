@@ -166,16 +166,22 @@ export class OwnerAttribution implements FlowAttribution {
   /**
    * The owner's process, shared by its flows while nothing about it changes: a flow line writes a
    * shared object's JSON once (LineBuffer.object caches by identity), and the keys it is counted
-   * under are built once. Only complete ones are shared (user name, executable and cgroup known):
-   * complete() never changes those, and one still being enriched stays one object per flow, as
-   * before, so what is read later shows up in its own flow's line.
+   * under are built once. Only settled ones are shared (user name, executable and cgroup read, or
+   * known not to be there): complete() then adds nothing, and one still being enriched stays one
+   * object per flow, as before, so what is read later shows up in its own flow's line.
    */
   private owned(o: NativeOwner): Remembered {
     const c = this.owners.get(o.tid);
     if (c !== undefined && c.pid === o.pid && c.startNs === o.startNs && c.uid === o.uid && c.side === o.side && c.cgroupId === o.cgroupId && c.comm === o.comm) return c.r;
     const process = this.processInfo(o);
     const r: Remembered = { process, owner: o, key: processKey(process), group: groupKey(process) };
-    if (process.user !== undefined && (o.startNs <= 0 || process.exe !== undefined) && (!o.cgroupId || process.cgroup !== undefined)) {
+    // settled: each cache has its answer, the name or that there is none (a root cgroup has no
+    // facts; another user's exe may be unreadable)
+    const settled =
+      process.user !== undefined &&
+      (o.startNs <= 0 || this.executables.known(o.pid, o.startNs)) &&
+      (!o.cgroupId || this.cgroups.facts(o.cgroupId, o.pid) !== undefined);
+    if (settled) {
       if (this.owners.size >= MAX_OWNERS) this.owners.clear();
       this.owners.set(o.tid, { pid: o.pid, startNs: o.startNs, uid: o.uid, side: o.side, cgroupId: o.cgroupId, comm: o.comm, r });
     }

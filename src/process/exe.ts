@@ -59,6 +59,12 @@ export class Executables {
     return undefined;
   }
 
+  /** Whether the answer for (pid, startNs) is in: its exe, or that it cannot be read. */
+  known(pid: number, startNs: number): boolean {
+    const e = this.cache.get(pid);
+    return e !== undefined && e.startNs === startNs && e.exe !== undefined;
+  }
+
   /** Reads (once) the exe of (pid, startNs). */
   async read(pid: number, startNs: number): Promise<string | undefined> {
     const known = this.cache.get(pid);

@@ -36,6 +36,9 @@ const UTF8 = new TextDecoder('utf-8');
 export function makeDecoder(layout: RecordLayout, netns?: string) {
   const L = layout;
   const size = L.size;
+  /** the last owner name decoded, NUL-padded to 17 bytes (so a 16-byte name ends in a 0 too) */
+  const lastComm = new Uint8Array(17);
+  let lastText = '';
 
   return function decodeBatch(buffer: ArrayBuffer): DecodedBatch {
     const bytes = new Uint8Array(buffer);
@@ -47,13 +50,21 @@ export function makeDecoder(layout: RecordLayout, netns?: string) {
     const u64 = (at: number) => view.getUint32(at, true) + view.getUint32(at + 4, true) * TWO32;
     // The task's name as the kernel holds it: bytes, read as UTF-8 the way /proc/PID/stat is
     // (names are set with prctl/exec and may be anything; a cut multi-byte tail becomes U+FFFD).
+    // Records of one batch mostly share an owner: the previous record's name is kept with its
+    // bytes, and taken again when they match (no string made per record).
     const comm = (at: number) => {
       let n = 0;
+      let same = true;
+      for (; n < 16 && bytes[at + n] !== 0; n++) if (bytes[at + n] !== lastComm[n]) same = false;
+      if (same && lastComm[n] === 0) return lastText;
       let ascii = true;
-      for (; n < 16 && bytes[at + n] !== 0; n++) if (bytes[at + n] > 0x7f) ascii = false;
-      if (!ascii) return UTF8.decode(bytes.subarray(at, at + n));
+      for (let k = 0; k < n; k++) if (bytes[at + k] > 0x7f) ascii = false;
       let text = '';
-      for (let k = 0; k < n; k++) text += String.fromCharCode(bytes[at + k]);
+      if (!ascii) text = UTF8.decode(bytes.subarray(at, at + n));
+      else for (let k = 0; k < n; k++) text += String.fromCharCode(bytes[at + k]);
+      lastComm.fill(0);
+      lastComm.set(bytes.subarray(at, at + n));
+      lastText = text;
       return text;
     };
 
