@@ -36,9 +36,41 @@ export interface Destination {
   proto: string;
 }
 
+// Keys repeat (clients come back to the same services), so each is built once per destination
+// address and (port, protocol, family): the same string every time also has its hash computed
+// already, for each of the maps it is then looked up in (the flow table's, the top-K's). Bounded.
+const keyCache = new Map<string, Map<number, string>>();
+let cachedKeys = 0;
+const MAX_CACHED_KEYS = 65_536;
+
 /** The destination key of an event, a flow record or a Destination. */
 export function destinationOf(flow: Destination): string {
-  return destinationKey(flow.family, flow.dst, flow.dport, flow.proto);
+  const proto = protoCode(flow.proto);
+  // 255 also stands for any unknown name: those are built each time, never confused
+  if (proto === UNKNOWN_PROTO) return destinationKey(flow.family, flow.dst, flow.dport, flow.proto);
+  const code = ((flow.dport ?? 65_536) * 256 + proto) * 2 + (flow.family === 'ipv6' ? 1 : 0);
+  let byAddr = keyCache.get(flow.dst);
+  if (byAddr === undefined) {
+    if (cachedKeys >= MAX_CACHED_KEYS) {
+      keyCache.clear();
+      cachedKeys = 0;
+    }
+    byAddr = new Map();
+    keyCache.set(flow.dst, byAddr);
+  }
+  let key = byAddr.get(code);
+  if (key === undefined) {
+    if (cachedKeys >= MAX_CACHED_KEYS) {
+      keyCache.clear();
+      cachedKeys = 0;
+      keyCache.set(flow.dst, byAddr);
+      byAddr.clear();
+    }
+    key = destinationKey(flow.family, flow.dst, flow.dport, flow.proto);
+    byAddr.set(code, key);
+    cachedKeys++;
+  }
+  return key;
 }
 
 /** The parts of an event's or flow record's destination, as a record of their own. */
