@@ -123,6 +123,11 @@ Napi::Value DropPrivileges(const Napi::CallbackInfo& info) {
         throw Fail(env, "ERR_PRIVILEGES", errno, "the JavaScript thread kept capabilities after the switch");
       }
     }
+    // 5. Not dumpable, whatever fs.suid_dumpable says: the setuid already made us so when it is 0
+    //    (the default), but with 1 another process of the account could ptrace us and read the
+    //    sink tokens in memory, /proc/PID/environ and /proc/PID/mem. Dumpable belongs to the whole
+    //    process (its mm), so once is enough.
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) throw Fail(env, "ERR_PRIVILEGES", errno, std::string("could not make the process non-dumpable: ") + strerror(errno));
     Napi::Object result = Napi::Object::New(env);
     result.Set("boundingSetDropped", Napi::Boolean::New(env, dropped));
     return result;

@@ -5,7 +5,8 @@
 // exactly CAP_NET_ADMIN, which nfnetlink checks on the sending thread; the JavaScript thread and
 // every other thread (V8, libuv) end with none. Before the uid changes, the JavaScript thread and
 // the reader threads empty their capability bounding sets and set NO_NEW_PRIVS, so nothing they
-// (or the programs they start: exec hooks) execute can gain a privilege again.
+// (or the programs they start: exec hooks) execute can gain a privilege again. Last, the process
+// is made non-dumpable, so other processes of the account cannot trace it or read its memory.
 #pragma once
 #include <napi.h>
 

@@ -50,8 +50,8 @@ export function dropPrivileges(account: Account): { boundingSetDropped: boolean 
 
 /**
  * Why `account` is a poor choice, or undefined. After the switch any process of the same account
- * may signal ctwatch, read its memory (sink tokens) through ptrace where Yama allows it, and write
- * the files handed to it; `nobody` is the account every unconfigured service falls back to.
+ * may signal ctwatch and write
+ * the files handed to it (not trace it: the switch leaves it non-dumpable); `nobody` is the account every unconfigured service falls back to.
  * `procRoot` is a parameter for the unit test only.
  */
 export function sharedAccountNote(account: Account, procRoot = '/proc', self = process.pid): string | undefined {
@@ -76,7 +76,7 @@ export function sharedAccountNote(account: Account, procRoot = '/proc', self = p
   const fix = 'give ctwatch an account of its own: useradd --system --no-create-home ctwatch, then --user ctwatch';
   if (others.length > 0) {
     const shown = others.slice(0, 5).join(', ') + (others.length > 5 ? `, and ${others.length - 5} more` : '');
-    return `--user ${account.name}: other processes run as this account (pid ${shown}) and can signal ctwatch, trace it and change the files handed to it; ${fix}`;
+    return `--user ${account.name}: other processes run as this account (pid ${shown}) and can signal ctwatch and change the files handed to it; ${fix}`;
   }
   if (account.name === 'nobody' || account.uid === 65534) return `--user ${account.name}: this account is shared by every service that has none of its own; ${fix}`;
   return undefined;

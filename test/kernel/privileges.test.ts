@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
@@ -116,5 +116,31 @@ describe('--user: dropping privileges (own namespace)', () => {
     const code = await rec.exited;
     rmSync(top, { recursive: true, force: true });
     expect(code).toBe(0);
+  });
+  it('is not dumpable after the switch even where fs.suid_dumpable would leave it so', async () => {
+    // With fs.suid_dumpable=1 a setuid leaves the process dumpable: any process of the account
+    // could ptrace it and read the sink tokens in its memory. ctwatch says no itself. The sysctl
+    // is the host's (not per namespace): set for this test only, put back whatever happens.
+    const knob = '/proc/sys/fs/suid_dumpable';
+    const before = readFileSync(knob, 'utf8').trim();
+    const dir = mkdtempSync(join(tmpdir(), 'ctwatch-dump-'));
+    chmodSync(dir, 0o755);
+    mkdirSync(join(dir, 'out'));
+    chownSync(join(dir, 'out'), 65534, 65534);
+    writeFileSync(knob, '1');
+    const rec = startCli(['record', '--netns', ns.name, '--user', 'nobody', '-o', join(dir, 'out', 'ct.jsonl')]);
+    try {
+      await waitFor(() => rec.stderr.includes('unprivileged user'), `the drop (${rec.stderr})`);
+      expect(/^Uid:\s+\d+\s+(\d+)/m.exec(readFileSync(`/proc/${rec.pid}/status`, 'utf8'))![1]).toBe('65534');
+      // /proc/PID/* of a process that is not dumpable belongs to root, not to the process's uid
+      expect(statSync(`/proc/${rec.pid}/environ`).uid).toBe(0);
+      expect(statSync(`/proc/${rec.pid}/mem`).uid).toBe(0);
+    } finally {
+      writeFileSync(knob, before);
+      rec.kill('SIGTERM');
+      await rec.exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(rec.code).toBe(0);
   });
 });
