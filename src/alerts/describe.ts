@@ -7,6 +7,7 @@
 import type { ChurnSnapshot, Destination, KeyChurn, ProcessKeyChurn } from '../churn/snapshot.js';
 import type { Alert } from './types.js';
 import { formatRate, round, type Grouping } from './format.js';
+import { inNetnsCommand, shellQuote } from '../util/shell.js';
 
 /** "pid 4121 api-worker"; a row without a pid (read back from an older line) by its key. */
 function processText(p: ProcessKeyChurn): string {
@@ -78,17 +79,6 @@ export function topOf(s: ChurnSnapshot, n: number): Alert['top'] {
   return top;
 }
 
-/** Quotes for a shell only when needed, so the usual hint stays copy-pasteable and readable. */
-export function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
-/** Runs a command inside the alert's namespace: a name from `ip netns`, or a path such as /proc/PID/ns/net. */
-function inNetns(netns: string | undefined, cmd: string): string {
-  if (!netns) return cmd;
-  return netns.startsWith('/') ? `nsenter --net=${shellQuote(netns)} ${cmd}` : `ip netns exec ${shellQuote(netns)} ${cmd}`;
-}
-
 const CONNTRACK_PROTOS = new Set(['tcp', 'udp', 'udplite', 'sctp', 'dccp', 'icmp', 'icmpv6', 'gre']);
 const PORT_PROTOS = new Set(['tcp', 'udp', 'udplite', 'sctp', 'dccp']);
 
@@ -106,7 +96,7 @@ export function conntrackHint(d: Partial<Destination> | undefined, netns: string
   args.push('-d', d.dst);
   if (proto && PORT_PROTOS.has(proto) && d.dport !== undefined) args.push('--dport', String(d.dport));
   if (state && proto === 'tcp') args.push('--state', shellQuote(state));
-  return inNetns(netns, args.join(' '));
+  return inNetnsCommand(netns, args.join(' '));
 }
 
 /** Table-wide alerts point at the live view of who fills the table. */

@@ -3,18 +3,14 @@
  * ruleset, capabilities, what process attribution can see, the native addon and a timed table
  * dump, each read with a deadline. The findings are computed from them in doctor-findings.ts.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { LiveSource } from '../source/live.js';
-import { netnsPath } from '../util/netns.js';
+import { runHelper } from '../util/netns.js';
 import type { KernelStats } from '../source/native.js';
 import { addonOrigin, requireAddon } from '../util/addon.js';
 import { openEbpf } from '../process/attribution.js';
 import { CtwatchError, fromNativeError } from '../util/errors.js';
 import { DEFAULT_TIMEOUTS, MiB, NF, type Facts } from './doctor-findings.js';
-
-const run = promisify(execFile);
 
 const SYSCTLS = [
   'events',
@@ -44,11 +40,9 @@ async function readSysctls(netns: string | undefined): Promise<{ values: Record<
   }
   try {
     // grep prints FILE:VALUE per file; it exits 2 when some file is missing, which is not an error here.
-    const { stdout } = await run('nsenter', [`--net=${netnsPath(netns)}`, '--', 'grep', '-s', '-H', '.', ...SYSCTLS.map(sysctlPath)], { timeout: 10_000 }).catch((err: { stdout?: string; code?: unknown; message: string }) => {
-      if (typeof err.stdout === 'string' && err.stdout.length > 0) return { stdout: err.stdout };
-      throw err;
-    });
-    for (const line of stdout.split('\n')) {
+    const r = await runHelper(netns, ['grep', '-s', '-H', '.', ...SYSCTLS.map(sysctlPath)], { timeoutMs: 10_000, maxBytes: MiB });
+    if (r.stdout.length === 0 && r.code !== 0) return { values, error: r.stderr.trim().split('\n')[0] || `grep exited ${r.code}` };
+    for (const line of r.stdout.split('\n')) {
       const i = line.lastIndexOf(':');
       if (i < 0) continue;
       const key = line.slice('/proc/sys/'.length, i).replace(/\//g, '.');
@@ -56,8 +50,8 @@ async function readSysctls(netns: string | undefined): Promise<{ values: Record<
     }
     return { values };
   } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stderr?: string };
-    return { values, error: e.code === 'ENOENT' ? 'nsenter (util-linux) is not installed' : (e.stderr?.trim().split('\n')[0] ?? e.message) };
+    const e = err as NodeJS.ErrnoException;
+    return { values, error: e.code === 'ENOENT' && e.syscall?.startsWith('spawn') ? 'nsenter (util-linux) is not installed' : e.message };
   }
 }
 
@@ -77,14 +71,14 @@ export function rulesetUsesConntrack(doc: unknown): boolean {
 }
 
 async function readRuleset(netns: string | undefined): Promise<Facts['ruleset']> {
-  const [cmd, args] = netns === undefined ? ['nft', ['-j', 'list', 'ruleset']] : ['nsenter', [`--net=${netnsPath(netns)}`, '--', 'nft', '-j', 'list', 'ruleset']];
   try {
-    const { stdout } = await run(cmd as string, args as string[], { timeout: 10_000, maxBuffer: 64 * MiB });
-    return { usesConntrack: rulesetUsesConntrack(JSON.parse(stdout)) };
+    const r = await runHelper(netns, ['nft', '-j', 'list', 'ruleset'], { timeoutMs: 10_000, maxBytes: 64 * MiB });
+    if (r.code !== 0) return { error: r.stderr.trim().split('\n')[0] || `nft exited ${r.code}` };
+    return { usesConntrack: rulesetUsesConntrack(JSON.parse(r.stdout)) };
   } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === 'ENOENT') return { error: `${cmd} is not installed` };
-    return { error: e.stderr?.trim().split('\n')[0] || e.message.split('\n')[0] };
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT' && e.syscall?.startsWith('spawn')) return { error: `${netns === undefined ? 'nft' : 'nsenter or nft'} is not installed` };
+    return { error: e.message.split('\n')[0] };
   }
 }
 

@@ -6,6 +6,7 @@
 import { DEFAULT_RCVBUF } from '../source/live.js';
 import type { KernelStats } from '../source/native.js';
 import { sumPerCpu } from '../churn/pressure.js';
+import { inNetnsCommand } from '../util/shell.js';
 
 export type Status = 'ok' | 'warn' | 'fail' | 'skip';
 
@@ -75,13 +76,7 @@ export interface Facts {
 
 /** `sysctl -w` in the right namespace. */
 export function sysctlFix(netns: string | undefined, setting: string): string {
-  if (netns === undefined) return `sysctl -w ${setting}`;
-  return netns.includes('/') ? `nsenter --net=${netns} sysctl -w ${setting}` : `ip netns exec ${netns} sysctl -w ${setting}`;
-}
-
-function inNetns(netns: string | undefined, cmd: string): string {
-  if (netns === undefined) return cmd;
-  return netns.includes('/') ? `nsenter --net=${netns} ${cmd}` : `ip netns exec ${netns} ${cmd}`;
+  return inNetnsCommand(netns, `sysctl -w ${setting}`);
 }
 
 const num = (x: number): string => x.toLocaleString('en-US').replace(/,/g, ' ');
@@ -148,7 +143,7 @@ const RULE_FIX = ['nft add table inet ctwatch', "nft add chain inet ctwatch out 
 export function rulesetFinding(f: Facts): Finding {
   const check = 'ruleset';
   const entries = f.stats?.entries ?? f.sysctl[`${NF}count`];
-  const fix = RULE_FIX.map((c) => inNetns(f.netns, c)).join('; ');
+  const fix = RULE_FIX.map((c) => inNetnsCommand(f.netns, c)).join('; ');
   if (entries !== undefined && entries !== null && entries > 0) return { check, status: 'ok', finding: `the namespace tracks connections (${num(entries)} entries now)` };
   if ('error' in f.ruleset) {
     return { check, status: 'warn', finding: `the table is empty and the ruleset could not be read (${f.ruleset.error}): nothing is tracked until a rule uses conntrack`, fix };

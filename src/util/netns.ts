@@ -2,6 +2,7 @@
  * Network namespace files: `--netns NAME` (one `ip netns add` made, under /run/netns) or a path
  * such as /proc/PID/ns/net, and running a helper program inside one.
  */
+import { spawn } from 'node:child_process';
 import { closeSync, openSync, statfsSync } from 'node:fs';
 
 /** `--netns NAME` or a path: NAME is one `ip netns add` made, under /run/netns. */
@@ -56,4 +57,58 @@ export const NETNS_CHILD_FD = 3;
  */
 export function inNetnsArgv(argv: string[]): string[] {
   return ['nsenter', `--net=/proc/self/fd/${NETNS_CHILD_FD}`, '--', ...argv];
+}
+
+export interface HelperResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `argv` (in namespace `netns` when given, entered through one checked descriptor) and
+ * collects its output, at most `maxBytes` of each stream, killed at `timeoutMs`. Rejects only when
+ * the program cannot start (ENOENT), is killed at the deadline, or says more than `maxBytes`; a
+ * non-zero exit is the caller's to read (grep exits 2 for a missing file).
+ */
+export function runHelper(netns: string | undefined, argv: string[], { timeoutMs, maxBytes }: { timeoutMs: number; maxBytes: number }): Promise<HelperResult> {
+  let handle: NetnsHandle | undefined;
+  try {
+    handle = netns === undefined ? undefined : openNetns(netns);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  const [cmd, ...args] = handle ? inNetnsArgv(argv) : argv;
+  return new Promise<HelperResult>((resolve, reject) => {
+    // execFile drops descriptors past stderr: spawn is what hands the namespace over as fd 3
+    const child = spawn(cmd, args, { stdio: handle ? ['ignore', 'pipe', 'pipe', handle.fd] : ['ignore', 'pipe', 'pipe'] });
+    handle?.close(); // the child has its copy
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let failure: Error | undefined;
+    const fail = (e: Error) => {
+      failure ??= e;
+      child.kill('SIGKILL');
+    };
+    const collect = (into: Buffer[]) => {
+      let bytes = 0;
+      return (d: Buffer) => {
+        bytes += d.length;
+        if (bytes > maxBytes) return fail(new Error(`${argv[0]} said more than ${maxBytes} bytes`));
+        into.push(d);
+      };
+    };
+    child.stdout!.on('data', collect(out));
+    child.stderr!.on('data', collect(err));
+    const timer = setTimeout(() => fail(new Error(`${argv[0]} did not finish within ${timeoutMs / 1000} s`)), timeoutMs);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      if (failure) return reject(failure);
+      resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+  });
 }
