@@ -50,8 +50,8 @@ export function dropPrivileges(account: Account): { boundingSetDropped: boolean 
 
 /**
  * Why `account` is a poor choice, or undefined. After the switch any process of the same account
- * may signal ctwatch and write
- * the files handed to it (not trace it: the switch leaves it non-dumpable); `nobody` is the account every unconfigured service falls back to.
+ * may signal ctwatch and write the files handed to it (not trace it: the switch leaves it
+ * non-dumpable); `nobody` is the account every unconfigured service falls back to.
  * `procRoot` is a parameter for the unit test only.
  */
 export function sharedAccountNote(account: Account, procRoot = '/proc', self = process.pid): string | undefined {
