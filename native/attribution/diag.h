@@ -25,7 +25,7 @@ struct DiagRequest {
   uint16_t rport = 0;
 };
 
-// A flow's identity as the capture keys it: the original direction, ours first.
+// A flow's identity as the sock_diag join keys it: the original direction, ours first.
 struct TupleKey {
   uint8_t family = 0, proto = 0;
   uint16_t lport = 0, rport = 0;
