@@ -111,6 +111,12 @@ export class Cgroupfs {
     const hit = this.cache.get(id);
     if (hit) return Promise.resolve(hit);
     let p = this.inflight.get(id);
+    // as many lookups at once as the cache holds answers: a local account making fresh cgroups
+    // faster than a walk ends must not grow this map (the rest are unresolved, asked again later)
+    if (!p && this.inflight.size >= this.maxEntries) {
+      this.stats.unresolved++;
+      return Promise.resolve(undefined);
+    }
     if (!p) {
       p = this.lookup(id, pid).finally(() => this.inflight.delete(id));
       this.inflight.set(id, p);
@@ -136,7 +142,9 @@ export class Cgroupfs {
 
   private unresolved(id: number): undefined {
     this.stats.unresolved++;
-    this.retryAt.set(id, Math.max(this.nextWalk, this.now() + 1));
+    // only beside its cache entry: one evicted while it was looked up must not leave a retry
+    // time behind that nothing removes (retryAt would grow with every fresh id)
+    if (this.cache.has(id)) this.retryAt.set(id, Math.max(this.nextWalk, this.now() + 1));
     return undefined;
   }
 

@@ -8,7 +8,8 @@ export interface CgroupFacts {
   /** the process's cgroup path (the unified hierarchy's; on v1, the name=systemd one or the first
    * controller with a path other than "/") */
   cgroup?: string;
-  /** innermost systemd unit that is not a container's own scope ("nginx.service", "session-2.scope") */
+  /** innermost systemd unit that is not a container's own scope ("nginx.service", "session-2.scope");
+   * below a user's manager, named with it ("user@1000.service/app.scope") */
   unit?: string;
   /** container id: 64 hex digits from docker, containerd/CRI, cri-o, podman/libpod paths */
   container?: string;
@@ -82,11 +83,33 @@ const ID64 = /^[0-9a-f]{64}$/;
 const CONTAINER_SCOPE = /^(?:docker|cri-containerd|crio|libpod|containerd)-([0-9a-f]{64})\.scope$/;
 const UNIT = /\.(?:service|scope|socket|mount|swap|timer|target|path)$/;
 
-/** Unit and container id from a cgroup path. The innermost match wins for each. */
+// systemd hands user@UID.service's subtree to that user (Delegate=yes): every name below it is the
+// user's to choose, so it is never read as a system unit, a container or a pod of its own.
+const USER_MANAGER = /^user@\d+\.service$/;
+
+/**
+ * Unit and container id from a cgroup path. The innermost match wins for each. Below a user's
+ * own manager (user@UID.service) the unit is named with it ("user@1000.service/app.scope") and no
+ * container or pod is taken: that user can make `sshd.service` or `docker-<id>.scope` there, and
+ * must not be counted as the system's sshd or someone's container (rootless containers therefore
+ * count under their user's unit).
+ */
 export function cgroupFacts(path: string | undefined): CgroupFacts {
   if (path === undefined) return {};
   const out: CgroupFacts = { cgroup: path };
   const parts = path.split('/').filter(Boolean);
+  const manager = parts.findIndex((p) => USER_MANAGER.test(p));
+  if (manager >= 0) {
+    let inner: string | undefined;
+    for (let i = parts.length - 1; i > manager && inner === undefined; i--) if (UNIT.test(parts[i])) inner = parts[i];
+    out.unit = inner === undefined ? parts[manager] : `${parts[manager]}/${inner}`;
+    const pod = podOf(`/${parts.slice(0, manager).join('/')}`);
+    if (pod) {
+      out.pod = pod.pod;
+      out.qos = pod.qos;
+    }
+    return out;
+  }
   for (let i = parts.length - 1; i >= 0; i--) {
     const seg = parts[i];
     if (out.container === undefined) {
@@ -95,10 +118,7 @@ export function cgroupFacts(path: string | undefined): CgroupFacts {
       else if (ID64.test(seg)) out.container = seg;
       if (out.container !== undefined) continue;
     }
-    if (out.unit === undefined && UNIT.test(seg) && !CONTAINER_SCOPE.test(seg)) {
-      // "user@1000.service/app.slice/x.scope": the innermost unit is the process's own.
-      out.unit = seg;
-    }
+    if (out.unit === undefined && UNIT.test(seg) && !CONTAINER_SCOPE.test(seg)) out.unit = seg;
   }
   const pod = podOf(path);
   if (pod) {

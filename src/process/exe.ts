@@ -7,6 +7,11 @@
  * exited before it was read keeps no exe (`gone`), one whose pid already belongs to another process
  * too (`reused`); another user's process without CAP_SYS_PTRACE is `denied`. Answers are cached
  * per (pid, start), at most `maxEntries`, the oldest first out.
+ *
+ * execve changes neither the pid nor the start time, so a cached answer is read again once it is
+ * `maxAgeMs` old (the old one is given until the new one is in): a process that connected, then
+ * exec'd another program, is named by its old executable for at most that long. (Exact would be
+ * the stamp carrying task->self_exec_id; not done.)
  */
 import { readFile, readlink } from 'node:fs/promises';
 
@@ -37,6 +42,8 @@ export function sameStart(ticks: number, startNs: number): boolean {
 
 interface Entry {
   startNs: number;
+  /** monotonic ms of the last answer */
+  at: number;
   /** null: not readable (see stats); undefined: being read */
   exe?: string | null;
   reading?: Promise<string | null>;
@@ -49,14 +56,31 @@ export class Executables {
   private deniedSaid = false;
   private readonly cache = new Map<number, Entry>();
 
-  constructor(private readonly maxEntries = 4096, private readonly proc = '/proc') {}
+  constructor(
+    private readonly maxEntries = 4096,
+    private readonly proc = '/proc',
+    private readonly maxAgeMs = 10_000,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   /** Without waiting: the exe of (pid, startNs) if known, else undefined (and the read starts). */
   exe(pid: number, startNs: number): string | undefined {
     const e = this.cache.get(pid);
-    if (e && e.startNs === startNs) return e.exe ?? undefined;
+    if (e && e.startNs === startNs) {
+      if (e.exe !== undefined && !e.reading && this.now() - e.at >= this.maxAgeMs) void this.refresh(pid, e);
+      return e.exe ?? undefined;
+    }
     void this.read(pid, startNs);
     return undefined;
+  }
+
+  /** Reads an old answer again (an execve since); the old one stands until the new one is in. */
+  private async refresh(pid: number, e: Entry): Promise<void> {
+    e.reading = this.readChecked(pid, e.startNs);
+    const exe = await e.reading;
+    delete e.reading;
+    e.exe = exe;
+    e.at = this.now();
   }
 
   /** Whether the answer for (pid, startNs) is in: its exe, or that it cannot be read. */
@@ -69,13 +93,14 @@ export class Executables {
   async read(pid: number, startNs: number): Promise<string | undefined> {
     const known = this.cache.get(pid);
     if (known && known.startNs === startNs) return (known.exe !== undefined ? known.exe : await known.reading) ?? undefined;
-    const entry: Entry = { startNs };
+    const entry: Entry = { startNs, at: 0 };
     this.cache.delete(pid);
     this.cache.set(pid, entry);
     while (this.cache.size > this.maxEntries) this.cache.delete(this.cache.keys().next().value as number);
     this.stats.cached = this.cache.size;
     entry.reading = this.readChecked(pid, startNs);
     entry.exe = await entry.reading;
+    entry.at = this.now();
     delete entry.reading;
     return entry.exe ?? undefined;
   }

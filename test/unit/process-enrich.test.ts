@@ -42,8 +42,18 @@ describe('cgroup facts', () => {
   it('podman: the id from libpod-<id>.scope with a sub-cgroup below it', () => {
     expect(facts('cgroup-v2-podman.txt').container).toBe('feedfacecafebeef00112233445566778899aabbccddeeff0011223344556677');
   });
-  it('a desktop session: the innermost unit', () => {
-    expect(facts('cgroup-v2-user.txt')).toMatchObject({ unit: 'vte-spawn-1234.scope' });
+  it('a desktop session: the innermost unit, named with the user manager it is under', () => {
+    // (was `vte-spawn-1234.scope` alone: a user could then pass as any system unit, below)
+    expect(facts('cgroup-v2-user.txt')).toMatchObject({ unit: 'user@1000.service/vte-spawn-1234.scope' });
+  });
+  it("below a user's manager, names are the user's: no system unit, container or pod taken from them", () => {
+    const base = '/user.slice/user-1000.slice/user@1000.service';
+    expect(cgroupFacts(`${base}/app.slice/sshd.service`)).toEqual({ cgroup: `${base}/app.slice/sshd.service`, unit: 'user@1000.service/sshd.service' });
+    const fake = `${base}/user.slice/docker-${'ab'.repeat(32)}.scope`;
+    expect(cgroupFacts(fake)).toEqual({ cgroup: fake, unit: `user@1000.service/docker-${'ab'.repeat(32)}.scope` });
+    const pod = `${base}/kubepods.slice/kubepods-pod1a2b3c4d_5e6f_7a8b_9c0d_1e2f3a4b5c6d.slice/x.scope`;
+    expect(cgroupFacts(pod)).toEqual({ cgroup: pod, unit: 'user@1000.service/x.scope' });
+    expect(groupKey({ pid: 1, comm: 'x', ...cgroupFacts(fake) })).toBe(`unit:user@1000.service/docker-${'ab'.repeat(32)}.scope`);
   });
   it('cgroup v1 (cgroupfs driver): name=systemd first, bare 64-hex id', () => {
     expect(facts('cgroup-v1-docker.txt')).toEqual({

@@ -4,7 +4,7 @@
  * scratch directory stand in for cgroupfs and /proc (inodes are real inodes).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cgroupfs, cgroup2Mount, relativeTo, unifiedPath } from '../../src/process/cgroupfs.js';
@@ -116,5 +116,36 @@ describe('Cgroupfs and Executables on real files', () => {
     expect(await x.read(77, 60_000_000_000)).toBeUndefined();
     expect(await x.read(79, 1)).toBeUndefined();
     expect(x.stats).toMatchObject({ read: 1, reused: 1, gone: 1 });
+  });
+  it('reads an exe again once its answer is maxAgeMs old: an execve keeps pid and start time', async () => {
+    mkdirSync(join(proc, '80'), { recursive: true });
+    writeFileSync(join(proc, '80/stat'), stat(7000));
+    symlinkSync('/usr/bin/bash', join(proc, '80/exe'));
+    let now = 0;
+    const x = new Executables(4, proc, 10_000, () => now);
+    expect(await x.read(80, 70_000_000_000)).toBe('/usr/bin/bash');
+    unlinkSync(join(proc, '80/exe'));
+    symlinkSync('/usr/bin/sleep', join(proc, '80/exe')); // `exec sleep` in that shell
+    now = 9_999;
+    expect(x.exe(80, 70_000_000_000)).toBe('/usr/bin/bash'); // still fresh: no read
+    now = 10_000;
+    expect(x.exe(80, 70_000_000_000)).toBe('/usr/bin/bash'); // the old answer while the new is read
+    await new Promise((r) => setTimeout(r, 50));
+    expect(x.exe(80, 70_000_000_000)).toBe('/usr/bin/sleep');
+    expect(x.known(80, 70_000_000_000)).toBe(true);
+  });
+
+  it('lookups of fresh ids (a local account making cgroups) stay within the cache bound', async () => {
+    const c = new Cgroupfs({ mount: { mountpoint: mount, root: '/' }, proc, walkMinMs: 0, walkCostFactor: 0, maxEntries: 8 });
+    const inner = c as unknown as { retryAt: Map<number, number>; inflight: Map<number, unknown> };
+    const all: Promise<unknown>[] = [];
+    for (let id = 1_000_000; id < 1_000_200; id++) {
+      all.push(c.resolve(id, 0));
+      expect(inner.inflight.size).toBeLessThanOrEqual(8);
+    }
+    await Promise.all(all);
+    expect(inner.retryAt.size).toBeLessThanOrEqual(8);
+    expect(c.stats.cached).toBeLessThanOrEqual(8);
+    expect(c.stats.unresolved).toBe(200);
   });
 });
