@@ -8,7 +8,7 @@
 import { ProcessChurn } from '../churn/processes.js';
 import type { ChurnSnapshot, GroupRef, ProcessRef } from '../churn/snapshot.js';
 import type { FlowEnd, ProcessInfo } from '../flow/types.js';
-import { flowKey, groupKey, groupParts, processKey, processParts, Users } from '../process/index.js';
+import { flowKey, groupKey, groupParts, processKey, processParts, Users, type FlowRef } from '../process/index.js';
 import { Cgroupfs, type CgroupfsStats } from '../process/cgroupfs.js';
 import { Executables, type ExeStats } from '../process/exe.js';
 import type { ConntrackEvent, NativeOwner, SourceEvent, Unattributed } from '../source/types.js';
@@ -52,6 +52,19 @@ function topRows(a: Pick<FlowAttribution, 'churn' | 'groups' | 'unattributed'>, 
   if (misses.length > 0) snap.unattributed = misses;
 }
 
+/** What is remembered of a live flow, with the tuple that tells it from a later flow of its id. */
+interface Held extends FlowRef {
+  r: Remembered;
+}
+
+/** Two live conntrack entries never share an original tuple (nor an id). */
+function sameFlow(a: FlowRef, b: FlowRef): boolean {
+  return a.src === b.src && a.dst === b.dst && a.sport === b.sport && a.dport === b.dport && a.proto === b.proto && a.netns === b.netns;
+}
+
+/** Flows displaced by a reused id, remembered at most (OwnerAttribution.displaced). */
+const MAX_DISPLACED = 4096;
+
 /** Owning threads whose process object is shared (OwnerAttribution.owned), at most. */
 const MAX_OWNERS = 4096;
 
@@ -67,8 +80,8 @@ interface Remembered {
 
 /**
  * Every NEW (and snapshot) already carries its owner, or the reason there is none,
- * joined on the reader thread. Here it is only enriched and remembered by flow tuple until the
- * flow ends, so a flow end names the process even after it exited. Enrichment never waits: the
+ * joined on the reader thread. Here it is only enriched and remembered by conntrack id (with its tuple) until
+ * the flow ends, so a flow end names the process even after it exited. Enrichment never waits: the
  * user name (/etc/passwd), the cgroup path with its unit / container / pod (the cgroup id resolved
  * in cgroupfs, src/process/cgroupfs.ts) and the executable (/proc/TGID/exe checked against the
  * stamp's start time, src/process/exe.ts) are cached; what is still being read when the NEW is
@@ -84,7 +97,11 @@ export class OwnerAttribution implements FlowAttribution {
   readonly unattributed = new ProcessChurn(32, 16);
   // every reason at 0 until it happens, so rate(...{reason="gone"}) is 0 rather than no data
   private readonly counts: AttributionCounts & { remembered: number; evicted: number } = { flows: 0, attributed: 0, reasons: Object.fromEntries(UNATTRIBUTED_REASONS.map((r) => [r, 0])), remembered: 0, evicted: 0 };
-  private readonly recent = new Map<string, Remembered>();
+  /** live flows by conntrack id (a number: no key string per flow), with their tuple */
+  private readonly recent = new Map<number, Held>();
+  /** flows whose id the kernel reused while we held them (their DESTROY was lost), by tuple,
+   * until a resync or the shutdown ends them; bounded */
+  private readonly displaced = new Map<string, Remembered>();
   /** the counts, with what enrichment read: exe (read, gone, reused, denied), cgroups */
   get stats(): AttributionCounts & { remembered: number; evicted: number; exe: ExeStats; cgroups: CgroupfsStats } {
     return { ...this.counts, exe: { ...this.executables.stats }, cgroups: { ...this.cgroups.stats } };
@@ -125,9 +142,12 @@ export class OwnerAttribution implements FlowAttribution {
           this.onDenied?.();
         }
       }
-      const k = flowKey(ev);
-      this.recent.delete(k);
-      this.recent.set(k, r);
+      const held = this.recent.get(ev.id);
+      if (held !== undefined) {
+        this.recent.delete(ev.id);
+        if (!sameFlow(held, ev)) this.displace(held);
+      }
+      this.recent.set(ev.id, { r, netns: ev.netns, proto: ev.proto, src: ev.src, dst: ev.dst, sport: ev.sport, dport: ev.dport });
       if (this.recent.size > this.maxFlows) {
         // the oldest first: a flow whose DESTROY was lost
         this.recent.delete(this.recent.keys().next().value!);
@@ -137,14 +157,21 @@ export class OwnerAttribution implements FlowAttribution {
       if (r.key) this.churn.opened(r.key, ev.time, r.process!);
       if (r.group) this.groups.opened(r.group, ev.time, r.process!);
     }
-    this.counts.remembered = this.recent.size;
+    this.counts.remembered = this.recent.size + this.displaced.size;
   }
 
   flows(ends: FlowEnd[]): void {
     for (const end of ends) {
-      const k = flowKey(end);
-      const r = this.recent.get(k);
-      this.recent.delete(k);
+      let r: Remembered | undefined;
+      const held = this.recent.get(end.id);
+      if (held !== undefined && sameFlow(held, end)) {
+        r = held.r;
+        this.recent.delete(end.id);
+      } else if (this.displaced.size > 0) {
+        const k = flowKey(end);
+        r = this.displaced.get(k);
+        if (r !== undefined) this.displaced.delete(k);
+      }
       end.process = r?.process ?? null;
       if (r?.process && r.owner) this.complete(r.process, r.owner);
       if (!end.process) end.unattributed = r?.reason ?? 'unseen';
@@ -152,7 +179,15 @@ export class OwnerAttribution implements FlowAttribution {
       if (r?.key) this.churn.closed(r.key, end.time, r.process!);
       if (r?.group) this.groups.closed(r.group, end.time, r.process!);
     }
-    this.counts.remembered = this.recent.size;
+    this.counts.remembered = this.recent.size + this.displaced.size;
+  }
+
+  private displace(held: Held): void {
+    this.displaced.set(flowKey(held), held.r);
+    if (this.displaced.size > MAX_DISPLACED) {
+      this.displaced.delete(this.displaced.keys().next().value!);
+      this.counts.evicted++;
+    }
   }
 
   decorate(snap: ChurnSnapshot): void {
@@ -161,6 +196,7 @@ export class OwnerAttribution implements FlowAttribution {
 
   async close(): Promise<void> {
     this.recent.clear();
+    this.displaced.clear();
   }
 
   /**

@@ -79,6 +79,20 @@ describe('OwnerAttribution (eBPF mode)', () => {
     expect(snap.processes?.[0]).toMatchObject({ pid: 42, comm: 'client' });
   });
 
+  it('a flow whose id the kernel reused keeps its own owner: the stale one (ended by the resync) and the new one', () => {
+    const a = new OwnerAttribution();
+    a.before([news(5000, { pid: 42, comm: 'old' })]);
+    // the same id on another tuple: the first flow's DESTROY was lost
+    const again = { ...news(5001, { pid: 43, comm: 'new' }), id: 5000 };
+    a.before([again]);
+    const stale = { ...end(5000), reason: 'resync' } as FlowEnd;
+    const fresh = { ...end(5001), id: 5000 } as FlowEnd;
+    a.flows([stale, fresh]);
+    expect(stale.process).toMatchObject({ pid: 42, comm: 'old' });
+    expect(fresh.process).toMatchObject({ pid: 43, comm: 'new' });
+    expect(a.stats).toMatchObject({ remembered: 0 });
+  });
+
   it('remembers at most maxFlows flows, the oldest going first', () => {
     const a = new OwnerAttribution(2);
     a.before([news(1, {}), news(2, {}), news(3, {})]);
