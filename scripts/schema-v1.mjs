@@ -145,7 +145,7 @@ const keyList = { type: 'array', items: keyChurn };
 const withParts = (parts) => ({ type: 'array', items: { ...keyChurn, properties: { ...keyChurn.properties, ...parts } } });
 const destinationList = withParts({ family, dst: address, dport: u(U16), proto });
 const processList = withParts({ pid: u(), comm: { type: 'string' } });
-const groupList = withParts({ unit: { type: 'string' }, container: { type: 'string' }, pod: { type: 'string' }, qos: { type: 'string' } });
+const groupList = withParts({ unit: { type: 'string' }, container: { type: 'string' }, pod: { type: 'string' }, qos: { type: 'string' }, podName: { type: 'string' }, podNamespace: { type: 'string' } });
 const nullableCount = { anyOf: [count, { type: 'null' }] };
 
 const churnBody = {

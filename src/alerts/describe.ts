@@ -45,7 +45,7 @@ export function whoText(s: ChurnSnapshot, rate: number): string {
   if (proc && proc.new1 >= rate * 0.5) {
     const group = s.groups?.[0];
     // a unit by its name ("api.service"); a container or pod by its key, which says which it is
-    const unit = group && group.new1 >= rate * 0.5 ? group.unit ?? group.key : '';
+    const unit = group && group.new1 >= rate * 0.5 ? group.unit ?? (group.podName !== undefined ? `pod ${group.podNamespace}/${group.podName}` : group.key) : '';
     const inner = [proc.pid !== undefined ? `pid ${proc.pid}` : '', unit].filter(Boolean).join(', ');
     return `${proc.comm ?? proc.key}${inner ? ` (${inner})` : ''}`;
   }

@@ -60,6 +60,9 @@ export interface GroupRef {
   container?: string;
   pod?: string;
   qos?: string;
+  /** the pod's name and namespace, from the runtime's CRI socket (src/process/cri.ts) once known */
+  podName?: string;
+  podNamespace?: string;
 }
 
 /** A per-unit / per-container / per-pod row with what it is. */

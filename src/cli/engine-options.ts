@@ -2,6 +2,7 @@
 import { LiveSource, parseEventList, DEFAULT_RCVBUF, type SubscribedEvent } from '../source/live.js';
 import { OwnerAttribution, type FlowAttribution } from '../pipeline/attribution.js';
 import { chooseAttribution, describeAttribution, parseAttributionMode, type AttributionChoice } from '../process/attribution.js';
+import { parseCriSocket, PodNames } from '../process/cri.js';
 import { parseSize } from './args.js';
 import type { Options } from './common.js';
 import type { Logger } from '../util/log.js';
@@ -25,17 +26,23 @@ export const SOURCE_HELP = `  --netns NAME|PATH     namespace to watch: a name f
 export const ATTRIBUTION_OPTIONS = {
   attribution: { type: 'string' },
   'no-processes': { type: 'boolean' },
+  'cri-socket': { type: 'string' },
 } as const satisfies Options;
 
 export const ATTRIBUTION_HELP = `  --attribution MODE    which process owns each flow: auto (default: ebpf when it loads here, else
                         sockdiag), ebpf (stamped by eBPF when the socket is used; CAP_BPF,
                         CAP_PERFMON), sockdiag (socket lookups + /proc; CAP_SYS_PTRACE,
                         CAP_DAC_READ_SEARCH for other users' processes), off
-  --no-processes        the same as --attribution off`;
+  --no-processes        the same as --attribution off
+  --cri-socket PATH|off the container runtime's CRI socket, for pod names and namespaces
+                        (default: the first present of /run/containerd/containerd.sock,
+                        /run/crio/crio.sock, /var/run/cri-dockerd.sock; used only when root's,
+                        in a directory only root can change); off: pods by UID only`;
 
 export interface AttributionValues {
   attribution?: string;
   'no-processes'?: boolean;
+  'cri-socket'?: string;
 }
 
 /** The mode chosen at start, and what the pipeline runs for it. */
@@ -52,7 +59,9 @@ export interface StartedAttribution {
  */
 export function startAttribution(v: AttributionValues): StartedAttribution {
   const choice = chooseAttribution(parseAttributionMode(v.attribution, v['no-processes']), { noProcessesFlag: v['no-processes'] });
-  const pipeline = choice.mode === 'off' ? undefined : new OwnerAttribution(undefined, { mode: choice.mode });
+  const socket = parseCriSocket(v['cri-socket']);
+  const pods = choice.mode === 'off' || socket === 'off' ? undefined : new PodNames({ socket });
+  const pipeline = choice.mode === 'off' ? undefined : new OwnerAttribution(undefined, { mode: choice.mode, pods });
   return {
     choice,
     pipeline,
@@ -61,6 +70,7 @@ export function startAttribution(v: AttributionValues): StartedAttribution {
       else log.info(describeAttribution(choice));
       if (pipeline) {
         pipeline.onDenied = () => log.warn(`attribution: /proc/PID/fd of some processes cannot be read (other users'), so their flows count as unattributed 'denied': add CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, or use --attribution ebpf (CAP_BPF, CAP_PERFMON)`);
+        if (pods) pods.onWarn = (line) => log.warn(line);
         pipeline.executables.onDenied = (pid) => log.warn(`attribution: /proc/${pid}/exe cannot be read (another user's process), so its flows name the process without its executable: add CAP_SYS_PTRACE (counted in attribution stats: exe.denied)`);
       }
     },

@@ -71,7 +71,9 @@ function bar(fill: number, width: number): string {
 }
 
 /** "127.0.0.100:6379/tcp → 127.0.0.5:6379": a DNATed service address and the backend behind it. */
-function rowName(r: KeyChurn): string {
+function rowName(r: KeyChurn & { podName?: string; podNamespace?: string; qos?: string }): string {
+  // a pod the runtime named: "pod:shop/cart-7d9f burstable" rather than its UID
+  if (r.podName !== undefined) return printable(`pod:${r.podNamespace}/${r.podName}${r.qos ? ` ${r.qos}` : ''}`);
   if (r.backend === undefined) return printable(r.key);
   const more = r.backends !== undefined && r.backends > 1 ? ` +${r.backends - 1}` : '';
   return `${printable(r.key)} → ${printable(r.backend)}${more}`;

@@ -37,7 +37,7 @@ export interface MetricsInput {
   /** SinkSet.counters(): SinkCounters by sink name */
   sinks?: Record<string, object>;
   /** OwnerAttribution.stats (process attribution): flows taken, attributed, misses by reason */
-  attribution?: { flows: number; attributed: number; reasons: Record<string, number> };
+  attribution?: { flows: number; attributed: number; reasons: Record<string, number>; cri?: { lookups: number; pods: number; failures: Record<string, number> } };
   /** the namespace the collector watches; becomes a `netns` label on every series */
   netns?: string;
 }
@@ -230,6 +230,13 @@ export class MetricsExporter {
     'Flows left without a process, by reason (not-local, unsupported, gone, no-socket, no-pid, shared, error, overload).',
     ['reason'],
   );
+  private readonly criLookups = this.c('attribution_cri_lookups_total', 'Pod lists read from the container runtime\'s CRI socket (ListPodSandbox), for pod names.');
+  private readonly criFailures = this.c(
+    'attribution_cri_failures_total',
+    'CRI pod-name lookups that failed, by reason (refused: the socket failed the ownership checks, deadline, unavailable, invalid, error); pods keep their UID.',
+    ['reason'],
+  );
+  private readonly criPods = this.g('attribution_cri_pods', 'Pods whose name and namespace the CRI socket gave, cached.');
 
   // source
   private readonly events = this.c('source_events_total', 'Conntrack events received from the kernel.');
@@ -424,6 +431,11 @@ export class MetricsExporter {
     setTotal(this.attrAttributed, a.attributed);
     // every reason, 0 until it happens: `rate(..{reason="gone"}[5m])` should not be "no data"
     for (const [reason, n] of Object.entries(a.reasons)) setTotal(this.attrMisses, n, { reason });
+    if (a.cri) {
+      setTotal(this.criLookups, a.cri.lookups);
+      for (const [reason, n] of Object.entries(a.cri.failures)) setTotal(this.criFailures, n, { reason });
+      setGauge(this.criPods, a.cri.pods);
+    }
   }
 
   private applySinks(counters: Record<string, object>): void {

@@ -6,11 +6,12 @@
  * so this stage only enriches and remembers it.
  */
 import { ProcessChurn } from '../churn/processes.js';
-import type { ChurnSnapshot, GroupRef, ProcessRef } from '../churn/snapshot.js';
+import type { ChurnSnapshot, GroupKeyChurn, GroupRef, ProcessRef } from '../churn/snapshot.js';
 import type { FlowEnd, ProcessInfo } from '../flow/types.js';
 import { flowKey, groupKey, groupParts, processKey, processParts, Users, type FlowRef } from '../process/index.js';
 import { Cgroupfs, type CgroupfsStats } from '../process/cgroupfs.js';
 import { Executables, type ExeStats } from '../process/exe.js';
+import type { CriStats, PodNames } from '../process/cri.js';
 import type { ConntrackEvent, NativeOwner, SourceEvent, Unattributed } from '../source/types.js';
 import { UNATTRIBUTED_REASONS } from '../source/decode.js';
 
@@ -28,7 +29,7 @@ export interface FlowAttribution {
   readonly groups: ProcessChurn<ProcessInfo, GroupRef>;
   /** flows no process could be named for, keyed by the reason (the honest rest of `churn`) */
   readonly unattributed: ProcessChurn;
-  readonly stats: AttributionCounts;
+  readonly stats: AttributionCounts & { cri?: CriStats };
   /** before the engine: cheap and synchronous */
   before(part: readonly SourceEvent[]): void;
   /** flow ends get `process` (null when unknown, with `unattributed` saying why) */
@@ -64,6 +65,19 @@ function sameFlow(a: FlowRef, b: FlowRef): boolean {
 
 /** Flows displaced by a reused id, remembered at most (OwnerAttribution.displaced). */
 const MAX_DISPLACED = 4096;
+
+/** Pod rows gain the pod's name and namespace once the runtime told them (never waiting: an
+ * unknown UID starts a rate-limited lookup, and a later snapshot has the name). */
+function namePods(pods: PodNames, rows: GroupKeyChurn[]): void {
+  for (const row of rows) {
+    if (row.pod === undefined) continue;
+    const p = pods.name(row.pod);
+    if (p) {
+      row.podName = p.name;
+      row.podNamespace = p.namespace;
+    }
+  }
+}
 
 /** Owning threads whose process object is shared (OwnerAttribution.owned), at most. */
 const MAX_OWNERS = 4096;
@@ -103,9 +117,12 @@ export class OwnerAttribution implements FlowAttribution {
    * until a resync or the shutdown ends them; bounded */
   private readonly displaced = new Map<string, Remembered>();
   /** the counts, with what enrichment read: exe (read, gone, reused, denied), cgroups */
-  get stats(): AttributionCounts & { remembered: number; evicted: number; exe: ExeStats; cgroups: CgroupfsStats } {
-    return { ...this.counts, exe: { ...this.executables.stats }, cgroups: { ...this.cgroups.stats } };
+  get stats(): AttributionCounts & { remembered: number; evicted: number; exe: ExeStats; cgroups: CgroupfsStats; cri?: CriStats } {
+    const s = { ...this.counts, exe: { ...this.executables.stats }, cgroups: { ...this.cgroups.stats } };
+    return this.pods && !this.pods.off ? { ...s, cri: this.pods.stats } : s;
   }
+  /** pod UID -> name and namespace through the CRI socket, when one is present */
+  readonly pods?: PodNames;
   private readonly users = new Users();
   readonly cgroups: Cgroupfs;
   readonly executables: Executables;
@@ -114,8 +131,9 @@ export class OwnerAttribution implements FlowAttribution {
   /** unattributed flows share one record per reason */
   private readonly missed = new Map<Unattributed, Remembered>();
 
-  constructor(private readonly maxFlows = 262_144, o: { mode?: 'ebpf' | 'sockdiag'; cgroups?: Cgroupfs; executables?: Executables } = {}) {
+  constructor(private readonly maxFlows = 262_144, o: { mode?: 'ebpf' | 'sockdiag'; cgroups?: Cgroupfs; executables?: Executables; pods?: PodNames } = {}) {
     this.mode = o.mode ?? 'ebpf';
+    this.pods = o.pods;
     this.cgroups = o.cgroups ?? new Cgroupfs();
     this.executables = o.executables ?? new Executables();
   }
@@ -192,11 +210,13 @@ export class OwnerAttribution implements FlowAttribution {
 
   decorate(snap: ChurnSnapshot): void {
     topRows(this, snap);
+    if (this.pods && snap.groups) namePods(this.pods, snap.groups);
   }
 
   async close(): Promise<void> {
     this.recent.clear();
     this.displaced.clear();
+    await this.pods?.close();
   }
 
   /**
