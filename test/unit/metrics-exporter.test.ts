@@ -318,6 +318,20 @@ describe('MetricsExporter', () => {
     expect(await family(x, 'ctwatch_top_process_flows_live')).toEqual([]);
   });
 
+  it('exports the CRI pod-name lookups, their failures by reason and the pods named', async () => {
+    const x = new MetricsExporter();
+    x.update({
+      snapshot: snapshot(),
+      attribution: { flows: 1, attributed: 1, reasons: {}, cri: { lookups: 7, pods: 3, failures: { refused: 0, deadline: 2, unavailable: 1, error: 0, invalid: 0 } } },
+    });
+    expect(await family(x, 'ctwatch_attribution_cri_lookups_total')).toEqual(['ctwatch_attribution_cri_lookups_total 7']);
+    expect(await family(x, 'ctwatch_attribution_cri_pods')).toEqual(['ctwatch_attribution_cri_pods 3']);
+    const failures = await family(x, 'ctwatch_attribution_cri_failures_total');
+    expect(failures).toHaveLength(5);
+    expect(failures).toContain('ctwatch_attribution_cri_failures_total{reason="deadline"} 2');
+    expect(failures).toContain('ctwatch_attribution_cri_failures_total{reason="refused"} 0');
+  });
+
   it('documents every metric in docs/metrics.md', () => {
     const doc = readFileSync(new URL('../../docs/metrics.md', import.meta.url), 'utf8');
     const x = new MetricsExporter();
