@@ -28,6 +28,7 @@ Record* Reader::Append(bool ignore_credits) {
 void Reader::Deliver(bool ignore_credits) {
   // A step another thread waits for runs between batches, even in a long dump.
   if (task_pending_.load()) RunPendingTask();
+  RefreshStats();  // due or not: a busy reader delivers often, an idle one polls with its timeout
   if (!current_->records.empty()) {
     // The next batch first: if that allocation fails, nothing has been sealed or counted.
     std::unique_ptr<Batch> next(new Batch());

@@ -151,6 +151,26 @@ void Reader::RunPendingTask() {
   task_pending_ = false;
 }
 
+int Reader::RefreshStats() {
+  uint32_t every = stats_every_ms_.load(std::memory_order_relaxed);
+  if (every == 0) return -1;
+  uint64_t now = MonotonicMs();
+  if (now < stats_next_ms_) return static_cast<int>(stats_next_ms_ - now);
+  TableStats s;
+  OpenError e = QueryStats(sockets_.stats, &s);
+  uint64_t taken = MonotonicMs();
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    if (e.ok()) {
+      stats_latest_ = std::move(s);
+      stats_taken_ms_ = taken == 0 ? 1 : taken;
+    }
+    stats_error_ = std::move(e);
+  }
+  stats_next_ms_ = taken + every;
+  return static_cast<int>(every);
+}
+
 void Reader::Wake() {
   if (wake_fd_ >= 0) {
     uint64_t one = 1;
@@ -245,6 +265,8 @@ void Reader::RunLoop(std::promise<OpenError>* opened, bool* answered) {
     } else if (!sealed_.empty()) {
       timeout = 1;  // a sealed batch waits for an owner: try it again soon
     }
+    int stats_in = RefreshStats();
+    if (stats_in >= 0 && (timeout < 0 || stats_in < timeout)) timeout = stats_in;
     fds[0].revents = 0;
     fds[1].revents = 0;
     int rc = poll(set, nfds, timeout);

@@ -47,6 +47,9 @@ class Reader : public Napi::ObjectWrap<Reader> {
   Napi::Value Release(const Napi::CallbackInfo& info);
   Napi::Value Dump(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
+  // The reading the reader thread took last (no wait), and how often it takes one (0: never).
+  Napi::Value LatestStats(const Napi::CallbackInfo& info);
+  Napi::Value StatsEvery(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
   Napi::Value SetRcvbuf(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);
@@ -68,6 +71,8 @@ class Reader : public Napi::ObjectWrap<Reader> {
   void Send(Batch* batch, bool ignore_credits);
   void Attribute(Record* r, const ReadWindow& window);
   void Wake();
+  // reader thread: takes a table stats reading when one is due; returns ms until the next (-1: none)
+  int RefreshStats();
 
   void Stop();  // idempotent; joins the thread and lets the process exit
   static void CleanupHook(void* self);
@@ -119,6 +124,14 @@ class Reader : public Napi::ObjectWrap<Reader> {
       high_water_{0}, dumps_{0};
   std::atomic<int> rcvbuf_{0};
   std::atomic<int> rcvbuf_request_{0};
+  // Table statistics the reader thread reads on its own clock, so that the once-a-second tick takes
+  // the latest reading without waiting for a busy reader thread (RunOnThread) to get to the query.
+  std::atomic<uint32_t> stats_every_ms_{0};
+  uint64_t stats_next_ms_ = 0;  // reader thread only
+  std::mutex stats_mu_;
+  TableStats stats_latest_;     // guarded by stats_mu_
+  uint64_t stats_taken_ms_ = 0; // guarded by stats_mu_; 0: no reading yet
+  OpenError stats_error_;       // guarded by stats_mu_: the last reading's failure
 };
 
 }  // namespace ctwatch

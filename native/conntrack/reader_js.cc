@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "attribution/attribution.h"
+#include "conntrack/clock.h"
 #include "conntrack/reader.h"
 
 namespace ctwatch {
@@ -49,6 +50,20 @@ void ReadFilter(const Napi::Object& f, KernelFilter* out) {
   each("marks", [&](Napi::Value v) { out->marks.push_back(pair(v)); });
 }
 
+Napi::Object StatsObject(Napi::Env env, const TableStats& s) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("entries", s.entries >= 0 ? Napi::Value(Napi::Number::New(env, s.entries)) : env.Null());
+  out.Set("max", s.max >= 0 ? Napi::Value(Napi::Number::New(env, s.max)) : env.Null());
+  Napi::Array cpus = Napi::Array::New(env, s.cpus.size());
+  for (size_t i = 0; i < s.cpus.size(); i++) {
+    Napi::Object c = Napi::Object::New(env);
+    for (const auto& kv : s.cpus[i]) c.Set(kv.first, Napi::Number::New(env, kv.second));
+    cpus.Set(i, c);
+  }
+  out.Set("cpus", cpus);
+  return out;
+}
+
 }  // namespace
 
 Napi::Function Reader::Init(Napi::Env env) {
@@ -59,6 +74,8 @@ Napi::Function Reader::Init(Napi::Env env) {
                          InstanceMethod<&Reader::Release>("release"),
                          InstanceMethod<&Reader::Dump>("dump"),
                          InstanceMethod<&Reader::Stats>("stats"),
+                         InstanceMethod<&Reader::LatestStats>("latestStats"),
+                         InstanceMethod<&Reader::StatsEvery>("statsEvery"),
                          InstanceMethod<&Reader::Counters>("counters"),
                          InstanceMethod<&Reader::SetRcvbuf>("setRcvbuf"),
                          InstanceMethod<&Reader::Ref>("ref"),
@@ -129,17 +146,29 @@ Napi::Value Reader::Stats(const Napi::CallbackInfo& info) {
     e = OpenError{"ERR_STATS_TIMEOUT", ETIMEDOUT, "", "the conntrack reader thread did not answer a table stats request within 2 s"};
   }
   if (!e.ok()) throw MakeError(env, e);
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("entries", s.entries >= 0 ? Napi::Value(Napi::Number::New(env, s.entries)) : env.Null());
-  out.Set("max", s.max >= 0 ? Napi::Value(Napi::Number::New(env, s.max)) : env.Null());
-  Napi::Array cpus = Napi::Array::New(env, s.cpus.size());
-  for (size_t i = 0; i < s.cpus.size(); i++) {
-    Napi::Object c = Napi::Object::New(env);
-    for (const auto& kv : s.cpus[i]) c.Set(kv.first, Napi::Number::New(env, kv.second));
-    cpus.Set(i, c);
+  return StatsObject(env, s);
+}
+
+Napi::Value Reader::LatestStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  TableStats s;
+  uint64_t taken;
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    if (!stats_error_.ok()) throw MakeError(env, stats_error_);
+    taken = stats_taken_ms_;
+    if (taken != 0) s = stats_latest_;
   }
-  out.Set("cpus", cpus);
+  if (taken == 0) return env.Null();
+  Napi::Object out = StatsObject(env, s);
+  out.Set("ageMs", Napi::Number::New(env, static_cast<double>(MonotonicMs() - taken)));
   return out;
+}
+
+Napi::Value Reader::StatsEvery(const Napi::CallbackInfo& info) {
+  stats_every_ms_ = info[0].As<Napi::Number>().Uint32Value();
+  Wake();
+  return info.Env().Undefined();
 }
 
 Napi::Value Reader::Counters(const Napi::CallbackInfo& info) {

@@ -3,11 +3,22 @@ import type { TableReading } from '../churn/engine.js';
 import type { LiveSource } from '../source/live.js';
 import type { AnyRecord } from '../recording/schema.js';
 
-/** Reads entries, limit and per-CPU counters from the kernel at each tick (netlink, ~ms). */
+/** How often the reader thread reads the table statistics for the ticks: a tick's figures are at
+ * most this old (plus the reader's batch linger), and a reading costs the reader ~0.1 ms. */
+export const TABLE_READING_MS = 200;
+
+/**
+ * Entries, limit and per-CPU counters from the kernel at each tick. The reader thread reads them
+ * on its own clock (every TABLE_READING_MS) and the tick takes the latest: asking it synchronously
+ * made the JavaScript thread wait 8–28 ms for a busy reader once a second, and the flow lines of
+ * the events read meanwhile with it. Only the first tick, before any reading, asks and waits.
+ * Replay stays exact: the reading a tick used is what its `churn` line records.
+ */
 export function liveTable(source: LiveSource): (time: number) => TableReading | undefined {
+  source.statsEvery(TABLE_READING_MS);
   return () => {
     try {
-      const s = source.stats();
+      const s = source.latestStats() ?? source.stats();
       if (s.entries === null || s.max === null) return undefined;
       return { entries: s.entries, max: s.max, kernel: s.cpus };
     } catch {

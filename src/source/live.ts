@@ -151,6 +151,22 @@ export class LiveSource implements EventSource {
     }
   }
 
+  /**
+   * The table statistics the reader thread read last, taken every `statsEvery(ms)` on its own
+   * clock: the caller never waits for a busy reader thread. null before the first reading.
+   */
+  latestStats(): (KernelStats & { ageMs: number }) | null {
+    try {
+      return this.reader.latestStats();
+    } catch (err) {
+      throw fromNativeError(err);
+    }
+  }
+
+  statsEvery(ms: number): void {
+    this.reader.statsEvery(ms);
+  }
+
   /** ask for a table dump: `snapshot` events followed by one `snapshot_done` */
   dump(): void {
     this.reader.dump();

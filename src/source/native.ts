@@ -80,6 +80,10 @@ export interface NativeReader {
   release(): void;
   dump(): void;
   stats(): KernelStats;
+  /** the reading the reader thread took last on its own clock (no wait), null before the first */
+  latestStats(): (KernelStats & { ageMs: number }) | null;
+  /** how often the reader thread takes a table stats reading; 0 stops */
+  statsEvery(ms: number): void;
   counters(): NativeCounters;
   setRcvbuf(bytes: number): void;
   ref(): void;

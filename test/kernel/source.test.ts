@@ -183,6 +183,32 @@ describe('live source (real kernel, own namespace)', () => {
     }
   });
 
+  it('the reader thread reads the table statistics on its own clock: the tick takes them without waiting', async () => {
+    const source = new LiveSource({ netns: ns.name });
+    try {
+      expect(source.latestStats()).toBeNull();
+      await ns.exec('conntrack', ['-F']);
+      await ns.generate({ listen: [{ proto: 'tcp', host: '127.0.0.7', port: 7301 }], run: [{ kind: 'connect', host: '127.0.0.7', port: 7301, count: 20, rate: 0 }] });
+      const { stdout } = await ns.exec('conntrack', ['-C']);
+      const count = Number(stdout.trim());
+      source.statsEvery(50);
+      // a reading taken after the connections were made: wait (with a deadline) for one that young
+      let reading = source.latestStats();
+      const deadline = Date.now() + 5000;
+      while ((reading === null || reading.entries !== count) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+        reading = source.latestStats();
+      }
+      expect(reading).not.toBeNull();
+      expect(reading!.entries).toBe(count);
+      expect(reading!.max).toBe(source.stats().max);
+      expect(reading!.ageMs).toBeLessThan(1000);
+      expect(Object.keys(reading!.cpus[0])).toEqual(expect.arrayContaining(['found', 'insert', 'drop']));
+    } finally {
+      await source.close();
+    }
+  });
+
   describe('close and exit (child processes)', () => {
     const child = (mode: string, during?: () => Promise<unknown>) =>
       new Promise<{ code: number | null; signal: string | null; out: string; err: string; ms: number }>((resolve) => {
