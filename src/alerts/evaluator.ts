@@ -81,11 +81,17 @@ export class AlertEvaluator {
   evaluate(s: ChurnSnapshot, figures?: DestinationFigures): Alert[] {
     const ns = s.netns ?? '';
     const t = s.time;
+    const medians = new Map<string, number | null>();
     const ctx: Context = {
       s,
       ns,
       t,
-      median: (key) => this.baseline.median(`${ns}\0${key}`, t),
+      // once per destination and tick, however many rules ask (a median sorts the key's history)
+      median: (key) => {
+        let m = medians.get(key);
+        if (m === undefined) medians.set(key, (m = this.baseline.median(`${ns}\0${key}`, t)));
+        return m;
+      },
       kernel: this.kernelDeltas(ns, s),
       figures,
     };

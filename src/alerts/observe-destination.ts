@@ -39,9 +39,10 @@ export function observeDestination(r: Rule, d: DestinationChurn, ctx: Context, j
     const w = topSourceText(s);
     return w ? `; ${w}` : '';
   };
-  const hint = conntrackHint(d, s.netns);
+  // Words and hints are built only for the alert that is raised or resolved: every destination
+  // of the lists is judged by several rules each tick, and building them all cost the tick ms.
   // a DNATed service address: name the backend its flows really go to
-  const target = d.backend !== undefined ? `${d.key} → ${d.backend}${d.backends !== undefined && d.backends > 1 ? ` (+${d.backends - 1} more)` : ''}` : d.key;
+  const target = (): string => d.backend !== undefined ? `${d.key} → ${d.backend}${d.backends !== undefined && d.backends > 1 ? ` (+${d.backends - 1} more)` : ''}` : d.key;
 
   switch (r.kind) {
     case 'churn_per_destination': {
@@ -53,9 +54,11 @@ export function observeDestination(r: Rule, d: DestinationChurn, ctx: Context, j
         values: { value: round1(v), threshold: r.threshold, resolve: r.resolve, rate: r.rate, factor: factor === null ? null : round2(factor), ...context },
         value: () => `${formatRate(v, g)} new/s`,
         message: () =>
-          `churn to ${target} ${formatRate(v, g)} new/s${factor !== null ? ` (${formatFactor(factor, g)} its median)` : ''}${tableTail()}${who()}`,
-        resolved: () => `resolved: churn to ${target} back to ${formatRate(v, g)} new/s (≤ ${formatRate(r.resolve, g)})`,
-        hint,
+          `churn to ${target()} ${formatRate(v, g)} new/s${factor !== null ? ` (${formatFactor(factor, g)} its median)` : ''}${tableTail()}${who()}`,
+        resolved: () => `resolved: churn to ${target()} back to ${formatRate(v, g)} new/s (≤ ${formatRate(r.resolve, g)})`,
+        get hint() {
+          return conntrackHint(d, s.netns);
+        },
       };
     }
     case 'churn_baseline': {
@@ -78,10 +81,12 @@ export function observeDestination(r: Rule, d: DestinationChurn, ctx: Context, j
         },
         value: () => `${formatRate(v, g)} new/s`,
         message: () =>
-          `churn to ${target} ${formatRate(v, g)} new/s, ${formatFactor(factor, g)} its median of ${formatRate(median, g)}/s over ${over}${tableTail()}${who()}`,
+          `churn to ${target()} ${formatRate(v, g)} new/s, ${formatFactor(factor, g)} its median of ${formatRate(median, g)}/s over ${over}${tableTail()}${who()}`,
         resolved: () =>
-          `resolved: churn to ${target} back to ${formatRate(v, g)} new/s (${formatFactor(factor, g)} its median of ${formatRate(median, g)}/s)`,
-        hint,
+          `resolved: churn to ${target()} back to ${formatRate(v, g)} new/s (${formatFactor(factor, g)} its median of ${formatRate(median, g)}/s)`,
+        get hint() {
+          return conntrackHint(d, s.netns);
+        },
       };
     }
     case 'time_wait_pileup': {
@@ -101,9 +106,11 @@ export function observeDestination(r: Rule, d: DestinationChurn, ctx: Context, j
         clear: v <= r.resolve,
         values: { value: v, threshold: r.threshold, resolve: r.resolve, state: r.state, new10: round1(d.new10), ...context },
         value: () => formatCount(v, g),
-        message: () => `${formatCount(v, g)} ${r.state} flows to ${target}${detail()}${who()}`,
-        resolved: () => `resolved: ${r.state} flows to ${target} down to ${formatCount(v, g)} (≤ ${formatCount(r.resolve, g)})`,
-        hint: conntrackHint(d, s.netns, r.state),
+        message: () => `${formatCount(v, g)} ${r.state} flows to ${target()}${detail()}${who()}`,
+        resolved: () => `resolved: ${r.state} flows to ${target()} down to ${formatCount(v, g)} (≤ ${formatCount(r.resolve, g)})`,
+        get hint() {
+          return conntrackHint(d, s.netns, r.state);
+        },
       };
     }
     case 'leak_fill': {
@@ -131,12 +138,14 @@ export function observeDestination(r: Rule, d: DestinationChurn, ctx: Context, j
         },
         value: () => (ttf === null ? 'not filling' : formatDuration(ttf)),
         message: () =>
-          `${who ? `${who} opens` : 'something opens'} ${formatRate(v, g)} new connections/s to ${target} — table ${formatPercent(tp.entries! / tp.max!)} full, full in ${formatDuration(ttf ?? 0)}`,
+          `${who ? `${who} opens` : 'something opens'} ${formatRate(v, g)} new connections/s to ${target()} — table ${formatPercent(tp.entries! / tp.max!)} full, full in ${formatDuration(ttf ?? 0)}`,
         resolved: () =>
           ttf === null
-            ? `resolved: ${target} no longer fills the table (${formatRate(v, g)} new/s, ${formatRate(Math.max(0, run.growth), g)}/s stays)`
-            : `resolved: ${target} would fill the table in ${formatDuration(ttf)}, no longer within ${formatDuration(r.threshold, false)}`,
-        hint,
+            ? `resolved: ${target()} no longer fills the table (${formatRate(v, g)} new/s, ${formatRate(Math.max(0, run.growth), g)}/s stays)`
+            : `resolved: ${target()} would fill the table in ${formatDuration(ttf)}, no longer within ${formatDuration(r.threshold, false)}`,
+        get hint() {
+          return conntrackHint(d, s.netns);
+        },
       };
     }
     default:
