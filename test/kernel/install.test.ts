@@ -86,8 +86,11 @@ describe('npm install -g of the packed checkout, without a compiler', () => {
     expect(paths).toContain('man/ctwatch.1');
     expect(paths).toContain('completion/ctwatch.bash');
     expect(paths).toContain('completion/_ctwatch');
+    // the two files of src/ read at run time: the demo generator's C source, the CRI client's proto
+    const RUNTIME_SOURCES = ['src/lab/ctwatch-lab.c', 'src/process/cri.proto'];
+    for (const f of RUNTIME_SOURCES) expect(paths).toContain(f);
     // no tests, benchmarks, local build output, TypeScript sources or build state
-    const junk = paths.filter((p) => /^(test|bench|build|node_modules|\.ci)\//.test(p) || (/^src\//.test(p) && p !== 'src/lab/ctwatch-lab.c') || /tsbuildinfo|\.tgz$/.test(p));
+    const junk = paths.filter((p) => /^(test|bench|build|node_modules|\.ci)\//.test(p) || (/^src\//.test(p) && !RUNTIME_SOURCES.includes(p)) || /tsbuildinfo|\.tgz$/.test(p));
     expect(junk).toEqual([]);
 
     const compilersHere = COMPILERS.filter((c) => existsSync(join(bin, c)));
