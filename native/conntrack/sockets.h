@@ -38,7 +38,8 @@ struct SocketOptions {
 struct Sockets {
   nfct_handle* events = nullptr;  // multicast event subscription
   mnl_socket* dump = nullptr;     // table dumps (used from the reader thread only)
-  mnl_socket* stats = nullptr;    // stats requests (used from the JS thread only)
+  mnl_socket* stats = nullptr;    // stats requests (used from the reader thread only: its own
+                                  // readings, and stats() run there through RunOnThread)
   int rcvbuf = 0;                 // what the kernel granted, read back
   void Close();
 };

@@ -6,6 +6,8 @@ import type { AnyRecord } from '../recording/schema.js';
 /** How often the reader thread reads the table statistics for the ticks: a tick's figures are at
  * most this old (plus the reader's batch linger), and a reading costs the reader ~0.1 ms. */
 export const TABLE_READING_MS = 200;
+/** A reading older than this is not used for a tick (see liveTable). */
+export const STALE_READING_MS = 1000;
 
 /**
  * Entries, limit and per-CPU counters from the kernel at each tick. The reader thread reads them
@@ -18,7 +20,11 @@ export function liveTable(source: LiveSource): (time: number) => TableReading | 
   source.statsEvery(TABLE_READING_MS);
   return () => {
     try {
-      const s = source.latestStats() ?? source.stats();
+      // A reading older than a second is from before a stall (the reader waiting for batch
+      // credits takes none) or from a reader that has stopped: ask, which wakes a waiting reader
+      // and fails for a stopped one, rather than show the table as it was before the trouble.
+      const latest = source.latestStats();
+      const s = latest && latest.ageMs <= STALE_READING_MS ? latest : source.stats();
       if (s.entries === null || s.max === null) return undefined;
       return { entries: s.entries, max: s.max, kernel: s.cpus };
     } catch {
