@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
-import { RECORDING, WATCHING, startCli } from '../helpers/cli.js';
+import { RECORDING, WATCHING, startCli, type CliRun } from '../helpers/cli.js';
 import { KERNEL_SNAT_RANGE, readSnatPortRange } from '../../src/pipeline/port-range.js';
 import { ChurnEngine } from '../../src/churn/engine.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
@@ -24,6 +24,20 @@ import { LiveSource } from '../../src/source/live.js';
 import type { FlowEnd } from '../../src/flow/types.js';
 
 const run = promisify(execFile);
+
+/** `watch` with RULES writing alerts and `record --flows --churn 1s` writing flows, both in NETNS. */
+function watchAndRecord(netns: string, rules: string, dir: string) {
+  const alerts = join(dir, 'alerts.jsonl');
+  const recording = join(dir, 'flows.jsonl');
+  const watch = startCli(['watch', '--netns', netns, '--rules', rules, '-o', alerts, '--status', '0', '--no-processes']);
+  const record = startCli(['record', '--netns', netns, '--flows', '--churn', '1s', '-o', recording, '--no-processes']);
+  return { alerts, recording, watch, record };
+}
+
+async function started(watch: CliRun, record: CliRun): Promise<void> {
+  await waitFor(() => watch.stderr.includes(WATCHING), 'watch to start');
+  await waitFor(() => record.stderr.includes(RECORDING), 'record to start');
+}
 
 describe('DNAT: a leak through a service address translated to a backend (own namespace)', () => {
   let ns: Netns;
@@ -48,14 +62,10 @@ describe('DNAT: a leak through a service address translated to a backend (own na
   time_wait_pileup: { enabled: false }
   time_to_full: { enabled: false }
 `);
-    const alerts = join(dir, 'alerts.jsonl');
-    const recording = join(dir, 'flows.jsonl');
-    const watch = startCli(['watch', '--netns', ns.name, '--rules', rules, '-o', alerts, '--status', '0', '--no-processes']);
-    const record = startCli(['record', '--netns', ns.name, '--flows', '--churn', '1s', '-o', recording, '--no-processes']);
+    const { alerts, recording, watch, record } = watchAndRecord(ns.name, rules, dir);
     let screen = '';
     try {
-      await waitFor(() => watch.stderr.includes(WATCHING), 'watch to start');
-      await waitFor(() => record.stderr.includes(RECORDING), 'record to start');
+      await started(watch, record);
       const top = run(process.execPath, [CLI, 'top', '--netns', ns.name, '--batch', '--duration', '3s', '--no-processes'], { timeout: 30_000 });
       await ns.generate({
         listen: [{ proto: 'tcp', host: '127.0.0.5', port: 6379 }],
@@ -150,14 +160,10 @@ describe('SNAT: masquerade out of a veth, source ports against a small port rang
   time_wait_pileup: { enabled: false }
   time_to_full: { enabled: false }
 `);
-    const alerts = join(dir, 'alerts.jsonl');
-    const recording = join(dir, 'flows.jsonl');
-    const watch = startCli(['watch', '--netns', a.name, '--rules', rules, '-o', alerts, '--status', '0', '--no-processes']);
-    const record = startCli(['record', '--netns', a.name, '--flows', '--churn', '1s', '-o', recording, '--no-processes']);
+    const { alerts, recording, watch, record } = watchAndRecord(a.name, rules, dir);
     let screen = '';
     try {
-      await waitFor(() => watch.stderr.includes(WATCHING), 'watch to start');
-      await waitFor(() => record.stderr.includes(RECORDING), 'record to start');
+      await started(watch, record);
       // CONNS connections from 10.9.0.2 to the server, held open
       const clients = a.spawn('/usr/bin/python3', ['-c', `import socket,time,sys
 socks=[]
