@@ -35,6 +35,7 @@ import { GROWTH_WINDOW_US, growthRate, kernelTotals, tablePressure } from './pre
 import type { KernelStats, TableSample } from './pressure.js';
 import { RateWindow, US_PER_S } from './window.js';
 import { SnatPorts } from './snat.js';
+import { OwnerChurn, type OwnerChurnOptions } from './owners.js';
 
 /** A flow that lived less than this many seconds is short-lived. */
 export const SHORT_LIVED_S = 1;
@@ -64,6 +65,9 @@ export interface ChurnEngineOptions {
   /** UPDATE events are subscribed, so a flow without SEEN_REPLY really has no reply (live: the
    * assembly knows; a replay infers it from the first UPDATE) */
   replies?: boolean;
+  /** process attribution is on: flows keep their owner (flow ends name it) and are counted per
+   * process, unit / container / pod and unattributed reason (owners.ts) */
+  owners?: OwnerChurnOptions;
 }
 
 /** An entry unreplied this long is stale: no real peer takes 5 s to answer (TCP retries its SYN at 1 s and 3 s). */
@@ -123,13 +127,15 @@ export class ChurnEngine {
   private replies: boolean;
   /** SNAT: translated source ports of live entries per "translated source → destination key" */
   private readonly snat: SnatPorts;
+  private readonly owners?: OwnerChurn;
 
   constructor(options: ChurnEngineOptions = {}) {
     const topK = options.topK ?? DEFAULT_CAPACITY;
     this.topN = options.topN ?? 10;
     this.replies = options.replies ?? false;
     this.snat = new SnatPorts(options.snatPortRange ?? null);
-    this.tracker = new FlowTracker({ capacity: options.capacity });
+    this.tracker = new FlowTracker({ capacity: options.capacity, owners: options.owners !== undefined });
+    if (options.owners) this.owners = new OwnerChurn(options.owners);
     this.destinations = new HeavyHitters<DestinationRates>(
       topK,
       destinationRates,
@@ -168,6 +174,7 @@ export class ChurnEngine {
           if (this.tracker.open(ev, out, key) === 'opened') {
             this.opened(ev, key);
             this.snat.add(ev);
+            this.owners?.opened(ev);
           }
           break;
         }
@@ -192,6 +199,7 @@ export class ChurnEngine {
           break;
       }
     }
+    if (this.owners) for (const end of out) this.owners.ended(end);
     return out;
   }
 
@@ -330,6 +338,7 @@ export class ChurnEngine {
       ).map(({ key, s }) => ({ key, ...ratesOf(s, time), live: this.tracker.liveByProtocol(key) })),
       // only once a zone other than the default one is seen: most hosts have none
       ...this.zoneView(time),
+      ...this.owners?.rows(time),
     };
   }
 
@@ -470,9 +479,10 @@ export class ChurnEngine {
     return ranked(all, this.topN).map(({ key, s, error }) => describe(key, s, error));
   }
 
-  /** Flows ended without a DESTROY (resync, drain) free their SNAT ports too. */
+  /** Flows ended without a DESTROY (resync, drain) free their SNAT ports too, and leave their owner's counts. */
   private released(ends: FlowEnd[]): FlowEnd[] {
     if (this.snat.size > 0) for (const end of ends) this.snat.release(end.id);
+    if (this.owners) for (const end of ends) this.owners.ended(end);
     return ends;
   }
 

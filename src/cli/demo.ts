@@ -177,7 +177,7 @@ export async function demo(argv: string[]): Promise<number> {
           process.stdout.write(`t+${t().toFixed(0)}s  ${phase}: ${Math.round(snap.overall.new1)} new/s, table ${fill}, ${snap.states.TIME_WAIT ?? 0} in TIME_WAIT, ${active.length} alert(s)\n`);
         }
       },
-    }, log.child({ demo: true }), { attribution: attribution.mode === 'off' ? undefined : new OwnerAttribution(undefined, { mode: attribution.mode }) });
+    }, log.child({ demo: true }), { attribution: attribution.mode === 'off' ? undefined : new OwnerAttribution({ mode: attribution.mode }) });
     // The log would scribble over the screen; the demo shows alerts itself.
     log.level = 'error';
     const run = watcher.run();

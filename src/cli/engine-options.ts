@@ -61,7 +61,7 @@ export function startAttribution(v: AttributionValues): StartedAttribution {
   const choice = chooseAttribution(parseAttributionMode(v.attribution, v['no-processes']), { noProcessesFlag: v['no-processes'] });
   const socket = parseCriSocket(v['cri-socket']);
   const pods = choice.mode === 'off' || socket === 'off' ? undefined : new PodNames({ socket });
-  const pipeline = choice.mode === 'off' ? undefined : new OwnerAttribution(undefined, { mode: choice.mode, pods });
+  const pipeline = choice.mode === 'off' ? undefined : new OwnerAttribution({ mode: choice.mode, pods });
   return {
     choice,
     pipeline,

@@ -1,10 +1,11 @@
 /**
- * The names flows are grouped under, shared by the tracker and the churn engine. A key is the map
+ * The names flows are grouped under (destinations, processes, units / containers / pods), shared
+ * by the tracker and the churn engine. A key is the map
  * key and the text an operator reads; what it is made of travels beside it as a Destination, so
  * no reader ever parses a key back (alerts build `conntrack -L -d ... --dport ...` from the parts).
  */
 
-import type { Family } from '../source/types.js';
+import type { Family, ProcessInfo } from '../source/types.js';
 import { protoName, protoNumber } from '../source/names.js';
 
 /**
@@ -97,3 +98,29 @@ export function protoCode(name: string): number {
 }
 
 export { protoName };
+
+/** The key per-process churn is counted under: "comm[pid]"; its row carries processParts beside it. */
+export function processKey(p: ProcessInfo | null | undefined): string | null {
+  return p ? `${p.comm}[${p.pid}]` : null;
+}
+
+/** What a per-process row says beside its key, for readers that need the pid (alerts, hints). */
+export function processParts(p: ProcessInfo): { pid: number; comm: string } {
+  return { pid: p.pid, comm: p.comm };
+}
+
+/** The key per-unit / per-container churn is counted under, when the process has one: a pod's
+ * containers count together under the pod ("pod:<uid> burstable"), not under 64-hex ids. */
+export function groupKey(p: ProcessInfo | null | undefined): string | null {
+  if (!p) return null;
+  if (p.pod) return `pod:${p.pod}${p.qos ? ` ${p.qos}` : ''}`;
+  if (p.container) return `container:${p.container.slice(0, 12)}`;
+  return p.unit ? `unit:${p.unit}` : null;
+}
+
+/** What a per-group row says beside its key: the one of pod (and qos), container, unit it is keyed on. */
+export function groupParts(p: ProcessInfo): { unit?: string; container?: string; pod?: string; qos?: string } {
+  if (p.pod) return p.qos ? { pod: p.pod, qos: p.qos } : { pod: p.pod };
+  if (p.container) return { container: p.container.slice(0, 12) };
+  return p.unit ? { unit: p.unit } : {};
+}

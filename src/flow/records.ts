@@ -106,6 +106,7 @@ export function destroyRecord(t: FlowTable, p: number, ev: ConntrackEvent): Flow
   if (ev.netns !== undefined) end.netns = ev.netns;
   const nat = natOf(ev);
   if (nat !== undefined) end.nat = nat;
+  if (t.owners !== undefined) ownerInto(t, p, end);
   return end;
 }
 
@@ -134,7 +135,25 @@ export function endedRecord(t: FlowTable, p: number, time: number, reason: FlowE
   if (t.states[p] !== 0) end.state = t.stateNames[t.states[p]];
   if (f & MARK) end.mark = t.marks[p];
   if (f & ZONE) end.zone = t.zones[p];
+  if (t.owners !== undefined) ownerInto(t, p, end);
   return end;
+}
+
+/**
+ * With process attribution on, every flow end names its owner as attribution named it at NEW (the
+ * same object, completed since with what enrichment read: src/pipeline/attribution.ts), or says
+ * why none is known; 'unseen': the flow was not held (p = -1) or came without one (first seen by
+ * an UPDATE). The owner lives and dies with the flow's slot, so a stale flow ended by a reused id
+ * keeps its own.
+ */
+function ownerInto(t: FlowTable, p: number, end: FlowEnd): void {
+  const o = p >= 0 ? t.owners![p] : undefined;
+  if (typeof o === 'object') {
+    end.process = o;
+  } else {
+    end.process = null;
+    end.unattributed = o ?? 'unseen';
+  }
 }
 
 export function flowView(t: FlowTable, p: number): FlowView {

@@ -14,7 +14,7 @@
  * moved by every insert, state change and removal, so they are known at any moment without a scan.
  */
 
-import type { ConntrackEvent } from '../source/types.js';
+import type { ConntrackEvent, ProcessInfo, Unattributed } from '../source/types.js';
 import { TCP_STATES } from '../source/names.js';
 import { InternTable } from './intern.js';
 import { destinationParts, protoCode, type Destination } from './keys.js';
@@ -35,6 +35,10 @@ export const DNAT = 256;
 export const STATE_CODES = 16;
 
 const MIN_CAPACITY = 16;
+
+/** Who owned a flow's local socket, as process attribution named it at NEW (or the dump): the
+ * process, or why none could be named. */
+export type FlowOwner = ProcessInfo | Unattributed;
 
 /** TCP states a connection enters once either side sent FIN or RST. The time of the first one is
  * when the connection (as the application saw it) ended; the entry then lingers, in TIME_WAIT for
@@ -66,6 +70,12 @@ export class FlowTable {
   dports!: Uint16Array;
   marks!: Uint32Array;
   zones!: Uint16Array;
+  /** the owner of each flow, kept only with process attribution on (an object per flow cannot be a
+   * typed array; unattributed flows share their reason's string): undefined when none was named,
+   * e.g. a flow first seen by an UPDATE */
+  readonly owners: (FlowOwner | undefined)[] | undefined;
+  /** flows holding an owner or a reason */
+  owned = 0;
 
   /** id → position + 1 (0 = empty), linear probing, 2 × capacity buckets */
   private index!: Uint32Array;
@@ -85,7 +95,8 @@ export class FlowTable {
   dstStates = new Uint32Array(64 * STATE_CODES);
   readonly protoLive = new Uint32Array(256);
 
-  constructor(capacity: number) {
+  constructor(capacity: number, o: { owners?: boolean } = {}) {
+    if (o.owners) this.owners = [];
     this.minCapacity = 2 ** Math.ceil(Math.log2(Math.max(MIN_CAPACITY, capacity)));
     this.resize(this.minCapacity);
     for (let code = 1; code < this.stateNames.length; code++) this.stateCodes.set(this.stateNames[code], code);
@@ -164,7 +175,17 @@ export class FlowTable {
       this.stateTotals[state]++;
       this.dstStates[d * STATE_CODES + state]++;
     }
+    if (this.owners !== undefined) this.own(p, ev);
     this.indexInsert(ev.id, p);
+  }
+
+  /** The owner the event's attribution named (process, else the reason), replacing what was held. */
+  own(p: number, ev: ConntrackEvent): void {
+    const owners = this.owners!;
+    const o = ev.process ?? ev.unattributed;
+    if (o === undefined) return;
+    if (owners[p] === undefined) this.owned++;
+    owners[p] = o;
   }
 
   /** Applies what an UPDATE says about a held flow. */
@@ -214,6 +235,12 @@ export class FlowTable {
 
     this.indexDelete(this.bucketOf(this.ids[p]));
     const last = --this.n;
+    const owners = this.owners;
+    if (owners !== undefined) {
+      if (owners[p] !== undefined) this.owned--;
+      owners[p] = owners[last];
+      owners[last] = undefined;
+    }
     if (p !== last) {
       this.index[this.bucketOf(this.ids[last])] = p + 1;
       this.ids[p] = this.ids[last];

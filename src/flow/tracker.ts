@@ -75,13 +75,20 @@ export interface UnrepliedFigures {
 export interface TrackerOptions {
   /** flows the table holds before its first growth, and never shrinks below (default 1024) */
   capacity?: number;
+  /** keep each flow's owner (process attribution on): flow ends then name it (records.ts) */
+  owners?: boolean;
 }
 
 export class FlowTracker {
   private readonly t: FlowTable;
 
   constructor(options: TrackerOptions = {}) {
-    this.t = new FlowTable(options.capacity ?? 1024);
+    this.t = new FlowTable(options.capacity ?? 1024, { owners: options.owners });
+  }
+
+  /** Live flows holding an owner, or the reason none is known (process attribution on). */
+  get owned(): number {
+    return this.t.owned;
   }
 
   /** Live flows. */
@@ -125,6 +132,8 @@ export class FlowTracker {
     t.flags[p] = (t.flags[p] & ~PREEXISTING) | statusBits(ev.status);
     if (ev.time < t.starts[p]) t.starts[p] = ev.time;
     if (ev.start !== undefined && t.kernelStarts[p] !== t.kernelStarts[p]) t.kernelStarts[p] = ev.start;
+    // the NEW's owner was joined when the socket was used; the dump's, later
+    if (t.owners !== undefined) t.own(p, ev);
     return 'opened';
   }
 

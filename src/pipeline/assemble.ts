@@ -2,7 +2,7 @@
  * The one place a pipeline is composed. Commands parse their options, open a source, assemble,
  * run with the hooks that print or write, and report; none of them wires the stages itself.
  *
- *   live:   LiveSource → OverflowRecovery → attribution (eBPF owners or sockdiag) → ChurnEngine (tracker) → hooks
+ *   live:   LiveSource → attribution (names each NEW's process) → OverflowRecovery → ChurnEngine (tracker: flows keep their owner) → hooks
  *           kernel table figures read at each tick; wall-clock ticks while the table is quiet
  *   replay: RecordingSource → ChurnEngine (tracker) → hooks     (replay, top --replay, report)
  *           the recorded table figures at the same tick; event time only, so replay == live
@@ -28,7 +28,7 @@ export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
   constructor(
     readonly source: EventSource,
     readonly engine: E,
-    private readonly options: Omit<PipelineOptions, 'engine'>,
+    private readonly options: Omit<PipelineOptions, 'engine' | 'attribution'> & { attribution?: FlowAttribution },
     private readonly log?: Logger,
   ) {}
 
@@ -51,7 +51,7 @@ export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
   }
 
   /** Runs until the source ends; a resync is logged here, in the operator's words, before `hooks.resync`. */
-  run(hooks: PipelineHooks): Promise<void> {
+  async run(hooks: PipelineHooks): Promise<void> {
     const log = this.log;
     const resync: PipelineHooks['resync'] = log
       ? (r) => {
@@ -60,7 +60,11 @@ export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
         }
       : hooks.resync;
     this.pipeline = new Pipeline(this.source, { ...hooks, resync }, { ...this.options, engine: this.engine });
-    return this.pipeline.run();
+    try {
+      await this.pipeline.run();
+    } finally {
+      await this.options.attribution?.close();
+    }
   }
 
   /** After run(): the ticks up to `timeUs` that no event reached (a recording's quiet tail). */
@@ -85,14 +89,19 @@ export function assembleLive(source: LiveSource, o?: LiveAssemblyOptions & { eng
 export function assembleLive(source: LiveSource, o: LiveAssemblyOptions): Assembly<ChurnEngine | undefined>;
 export function assembleLive(source: LiveSource, o: LiveAssemblyOptions = {}): Assembly<ChurnEngine | undefined> {
   if (o.engine === false) return new Assembly(source, undefined, {}, o.log);
-  const engine = new ChurnEngine({ replies: source.subscribed.includes('update'), snatPortRange: readSnatPortRange(source.netns) });
+  const a = o.attribution;
+  const engine = new ChurnEngine({
+    replies: source.subscribed.includes('update'),
+    snatPortRange: readSnatPortRange(source.netns),
+    // flows keep their owner until they end; snapshots list the top processes and groups
+    owners: a ? { nameGroups: (rows) => a.nameGroups(rows) } : undefined,
+  });
   return new Assembly(source, engine, {
     wallClock: true,
     timeline: liveTimeline(o.log),
     table: liveTable(source),
     recovery: new OverflowRecovery(source, engine),
-    // flow ends name their process; snapshots list the top processes
-    attribution: o.attribution,
+    attribution: a,
   }, o.log);
 }
 

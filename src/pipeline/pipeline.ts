@@ -41,8 +41,9 @@ export interface PipelineOptions {
   graceUs?: number;
   /** overflow recovery (live sources): grow the buffer, dump, reconcile */
   recovery?: OverflowRecovery;
-  /** process attribution (live sources): flow ends and snapshots name processes */
-  attribution?: FlowAttribution;
+  /** process attribution (live sources): one stage before everything else sees a batch, naming
+   * each new flow's process on its event (the engine keeps it for the flow's end) */
+  attribution?: Pick<FlowAttribution, 'enrich'>;
 }
 
 /** After this many empty ticks in a row, every window is empty: skip ahead instead of emitting
@@ -91,7 +92,6 @@ export class Pipeline {
     } finally {
       if (timer) clearInterval(timer);
       this.options.recovery?.stop();
-      await this.options.attribution?.close();
     }
   }
 
@@ -113,6 +113,7 @@ export class Pipeline {
    * replay finds the recorded kernel figures when it reaches the same tick.
    */
   private async process(batch: SourceEvent[]): Promise<void> {
+    this.options.attribution?.enrich(batch);
     if (!this.engine) {
       if (this.hooks.events) await this.hooks.events(batch);
       return;
@@ -126,7 +127,6 @@ export class Pipeline {
         const part = start === 0 && i === batch.length ? batch : batch.slice(start, i);
         const recovery = this.options.recovery;
         recovery?.before(part);
-        this.options.attribution?.before(part);
         if (this.hooks.events) await this.hooks.events(part);
         await this.deliverFlows(this.engine.ingest(part));
         if (recovery) {
@@ -141,7 +141,6 @@ export class Pipeline {
   }
 
   private async deliverFlows(flows: FlowEnd[]): Promise<void> {
-    if (flows.length > 0) this.options.attribution?.flows(flows);
     if (flows.length > 0 && this.hooks.flows) await this.hooks.flows(flows);
   }
 
@@ -156,7 +155,6 @@ export class Pipeline {
       const t = this.nextTick;
       this.nextTick += this.tickUs;
       const snap = this.engine.snapshot(t, this.options.table?.(t));
-      this.options.attribution?.decorate(snap);
       this.snapshots++;
       emitted++;
       if (this.hooks.snapshot) await this.hooks.snapshot(snap);

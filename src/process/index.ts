@@ -3,6 +3,5 @@
  * each NEW record in both modes; here the mode is chosen (attribution.ts) and owners are enriched
  * (enrich.ts: units, containers, users; cgroupfs.ts: cgroup id -> path; exe.ts: the executable).
  */
-export { flowKey, groupKey, groupParts, processKey, processParts, type FlowRef } from './keys.js';
 export { cgroupFacts, cgroupPath, parsePasswd, podOf, Users, type PodQos } from './enrich.js';
 export type { CgroupFacts } from './enrich.js';

@@ -11,7 +11,7 @@ import { OwnerAttribution } from '../../src/pipeline/attribution.js';
 import { cgroup2Mount } from '../../src/process/cgroupfs.js';
 import { LiveSource } from '../../src/source/live.js';
 import { loadAddon, type NativeAttribution } from '../../src/source/native.js';
-import type { FlowEnd } from '../../src/flow/types.js';
+import { ChurnEngine } from '../../src/churn/engine.js';
 import type { ConntrackEvent } from '../../src/source/types.js';
 import { createNetns, track, waitFor, type Netns } from '../helpers/netns.js';
 
@@ -80,11 +80,14 @@ describe('eBPF owners: cgroup from cgroupfs, exe from /proc (real kernel, own na
       expect(ev.owner!.cgroupId).toBe(Number(statSync(mount.mountpoint + first, { bigint: true }).ino));
       expect(readFileSync(`/proc/${said.pid}/cgroup`, 'utf8')).toContain(moved);
       const a = new OwnerAttribution();
-      a.before([ev]);
+      const engine = new ChurnEngine({ owners: {} });
+      a.enrich([ev]);
+      engine.ingest([ev]);
       // enrichment never waits: the reads started with the NEW; the flow end gets what they found
       await waitFor(() => a.stats.exe.read + a.stats.cgroups.byWalk + a.stats.cgroups.unresolved >= 2 || null, 'the exe and the cgroup to be read');
-      const end = { event: 'flow', time: ev.time + 1, id: ev.id, netns: ev.netns, family: ev.family, proto: ev.proto, src: ev.src, dst: ev.dst, sport: ev.sport, dport: ev.dport } as unknown as FlowEnd;
-      a.flows([end]);
+      const gone = { ...ev, event: 'destroy', time: ev.time + 1 } as ConntrackEvent;
+      a.enrich([gone]);
+      const [end] = engine.ingest([gone]);
       expect(end.process).toMatchObject({
         pid: said.pid,
         comm: 'node',

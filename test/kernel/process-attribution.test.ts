@@ -15,8 +15,9 @@ import { LiveSource } from '../../src/source/live.js';
 import type { ConntrackEvent } from '../../src/source/types.js';
 import type { FlowEnd, ProcessInfo } from '../../src/flow/types.js';
 import { OwnerAttribution } from '../../src/pipeline/attribution.js';
+import { ChurnEngine } from '../../src/churn/engine.js';
 import { openSockdiag } from '../../src/process/attribution.js';
-import { processKey } from '../../src/process/keys.js';
+import { processKey } from '../../src/flow/keys.js';
 import { GENERATOR, createNetns, waitFor, type Netns } from '../helpers/netns.js';
 
 const run = promisify(execFile);
@@ -53,13 +54,14 @@ interface Attribution {
 }
 
 /** Sources opened with the sock_diag join and one attribution stage fed the way the pipeline feeds
- * it: every batch goes to before() first; at each DESTROY the flow's end is made and named. */
+ * it: every batch is enriched first, then goes to its namespace's engine, whose flow ends name the
+ * owner the flow table kept. */
 class Harness {
   readonly sources: LiveSource[];
   readonly events: ConntrackEvent[] = [];
   readonly atDestroy: [ConntrackEvent, Attribution][] = [];
   readonly results: [ConntrackEvent, ProcessInfo | null, string | undefined][] = [];
-  readonly attribution = new OwnerAttribution(undefined, { mode: 'sockdiag' });
+  readonly attribution = new OwnerAttribution({ mode: 'sockdiag' });
   private readonly loops: Promise<void>[];
   private readonly byFlow = new Map<string, Attribution>();
 
@@ -68,8 +70,11 @@ class Harness {
     this.sources = namespaces.map((netns) => new LiveSource({ netns, attribution: handle }));
     handle.close();
     this.loops = this.sources.map(async (s) => {
+      const engine = new ChurnEngine({ owners: {} });
       for await (const batch of s) {
-        this.attribution.before(batch);
+        this.attribution.enrich(batch);
+        const ended = new Map<number, FlowEnd>();
+        for (const end of engine.ingest(batch)) if (end.reason === 'destroy') ended.set(end.id, end);
         for (const e of batch) {
           if (e.event !== 'new' && e.event !== 'destroy') continue;
           this.events.push(e);
@@ -78,8 +83,7 @@ class Harness {
             this.results.push([e, r.process, r.reason]);
             this.byFlow.set(key(e), r);
           } else {
-            const end = { event: 'flow', time: e.time, id: e.id, netns: e.netns, family: e.family, proto: e.proto, src: e.src, dst: e.dst, sport: e.sport, dport: e.dport } as unknown as FlowEnd;
-            this.attribution.flows([end]);
+            const end = ended.get(e.id)!;
             this.atDestroy.push([e, { process: end.process ?? null, reason: end.unattributed }]);
           }
         }

@@ -6,7 +6,7 @@ import { BaselineTracker } from '../../src/alerts/baseline.js';
 import { DEFAULT_BASELINE, defaultRules, type BaselineConfig, type Rule, type RuleKind } from '../../src/alerts/rules.js';
 import { conntrackHint, topOf, topSourceText } from '../../src/alerts/describe.js';
 import { destinationOf, destinationParts, type Destination } from '../../src/flow/keys.js';
-import { processKey, processParts } from '../../src/process/keys.js';
+import { processKey, processParts } from '../../src/flow/keys.js';
 
 // --- synthetic snapshots -------------------------------------------------------------------
 

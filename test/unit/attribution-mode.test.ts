@@ -6,6 +6,7 @@ import { OwnerAttribution } from '../../src/pipeline/attribution.js';
 import type { NativeAttribution } from '../../src/source/native.js';
 import type { ConntrackEvent } from '../../src/source/types.js';
 import type { FlowEnd } from '../../src/flow/types.js';
+import { ChurnEngine } from '../../src/churn/engine.js';
 
 const refused = () => ({ refused: { code: 'ERR_BPF_PERMISSION', message: 'missing: CAP_BPF, CAP_PERFMON' } });
 const loaded = (closed: string[]) => () => ({
@@ -57,65 +58,75 @@ function news(sport: number, owner?: Partial<NonNullable<ConntrackEvent['owner']
     ...(unattributed ? { unattributed } : {}),
   } as ConntrackEvent;
 }
-const end = (sport: number) => ({ ...tuple, sport, event: 'flow', time: 2_000_000, id: sport }) as unknown as FlowEnd;
+const destroy = (sport: number, id = sport) =>
+  ({ ...tuple, sport, event: 'destroy', time: 2_000_000, id, status: [], reply: { src: '127.0.0.1', dst: '127.0.0.1', sport: 80, dport: sport } }) as ConntrackEvent;
+
+/** The stage and the engine as the pipeline runs them: every batch is enriched, then ingested. */
+function attributed() {
+  const a = new OwnerAttribution();
+  const engine = new ChurnEngine({ owners: {} });
+  const run = (batch: ConntrackEvent[]): FlowEnd[] => {
+    a.enrich(batch);
+    return engine.ingest(batch);
+  };
+  return { a, engine, run };
+}
 
 describe('OwnerAttribution (eBPF mode)', () => {
   it('flow ends name the owner joined at NEW, or say why none; per-process churn counts them', () => {
-    const a = new OwnerAttribution();
+    const { a, engine, run } = attributed();
     const batch = [news(1000, {}), news(1001, {}), news(1002, undefined, 'no-stamp')];
-    a.before(batch);
+    run(batch);
     expect(batch[0].process).toMatchObject({ pid: 42, comm: 'client', side: 'origin' });
-    const ends = [end(1000), end(1002), end(1003)];
-    a.flows(ends);
+    const ends = run([destroy(1000), destroy(1002), destroy(1003)]);
     expect(ends[0].process).toMatchObject({ pid: 42 });
     expect(ends[0].unattributed).toBeUndefined();
     expect(ends[1]).toMatchObject({ process: null, unattributed: 'no-stamp' });
     expect(ends[2]).toMatchObject({ process: null, unattributed: 'unseen' });
-    expect(a.stats).toMatchObject({ flows: 3, attributed: 2, reasons: { 'no-stamp': 1 }, remembered: 1 });
-    const snap = { time: 2_000_000 } as Parameters<OwnerAttribution['decorate']>[0];
-    a.decorate(snap);
+    expect(a.stats).toMatchObject({ flows: 3, attributed: 2, reasons: { 'no-stamp': 1 } });
+    // the one flow still live is the one whose owner is still held
+    expect(engine.tracker.owned).toBe(1);
+    const snap = engine.snapshot(2_000_000);
     expect(snap.processes?.[0]).toMatchObject({ key: 'client[42]', live: 1 });
     // what the key names rides beside it: readers never parse "comm[pid]"
     expect(snap.processes?.[0]).toMatchObject({ pid: 42, comm: 'client' });
   });
 
   it('a flow whose id the kernel reused keeps its own owner: the stale one (ended by the resync) and the new one', () => {
-    const a = new OwnerAttribution();
-    a.before([news(5000, { pid: 42, comm: 'old' })]);
+    const { engine, run } = attributed();
+    run([news(5000, { pid: 42, comm: 'old' })]);
     // the same id on another tuple: the first flow's DESTROY was lost
     const again = { ...news(5001, { pid: 43, comm: 'new' }), id: 5000 };
-    a.before([again]);
-    const stale = { ...end(5000), reason: 'resync' } as FlowEnd;
-    const fresh = { ...end(5001), id: 5000 } as FlowEnd;
-    a.flows([stale, fresh]);
+    const [stale] = run([again]);
+    const [fresh] = run([destroy(5001, 5000)]);
+    expect(stale).toMatchObject({ reason: 'resync', sport: 5000 });
     expect(stale.process).toMatchObject({ pid: 42, comm: 'old' });
     expect(fresh.process).toMatchObject({ pid: 43, comm: 'new' });
-    expect(a.stats).toMatchObject({ remembered: 0 });
+    expect(engine.tracker.owned).toBe(0);
   });
 
-  it('remembers at most maxFlows flows, the oldest going first', () => {
-    const a = new OwnerAttribution(2);
-    a.before([news(1, {}), news(2, {}), news(3, {})]);
-    expect(a.stats).toMatchObject({ remembered: 2, evicted: 1 });
-    const ends = [end(1), end(3)];
-    a.flows(ends);
-    expect(ends[0]).toMatchObject({ process: null, unattributed: 'unseen' });
-    expect(ends[1].process).toMatchObject({ pid: 42 });
+  it('an owner lives as long as its flow: a flow a resync ended (its DESTROY lost) still names it, and leaves its live count', () => {
+    const { engine, run } = attributed();
+    run([news(1, {}), news(2, {}), news(3, {})]);
+    expect(engine.tracker.owned).toBe(3);
+    // a fresh dump shows only flow 3: flows 1 and 2 vanished while events were lost
+    const ends = engine.reconcile({ has: (id) => id === 3 }, 3_000_000);
+    expect(ends.map((e) => [e.id, e.reason, e.process?.pid])).toEqual([[2, 'resync', 42], [1, 'resync', 42]]);
+    expect(engine.tracker.owned).toBe(1);
+    expect(engine.snapshot(3_000_000).processes?.[0]).toMatchObject({ key: 'client[42]', live: 1 });
   });
 });
 
 describe('unattributed rows (honest figures)', () => {
   it('snapshots carry what could not be attributed, by reason, beside the processes; top shows both', async () => {
     const { renderTop } = await import('../../src/cli/top-view.js');
-    const a = new OwnerAttribution();
-    a.before([news(2000, {}), news(2001, undefined, 'no-stamp'), news(2002, undefined, 'no-stamp'), news(2003, undefined, 'gone')]);
-    const snap = { time: 1_000_000 } as Parameters<OwnerAttribution['decorate']>[0];
-    a.decorate(snap);
+    const { engine, run } = attributed();
+    run([news(2000, {}), news(2001, undefined, 'no-stamp'), news(2002, undefined, 'no-stamp'), news(2003, undefined, 'gone')]);
+    const snap = engine.snapshot(1_000_000);
     expect(snap.processes?.map((r) => [r.key, r.live])).toEqual([['client[42]', 1]]);
     expect(snap.unattributed?.map((r) => [r.key, r.live])).toEqual([['no-stamp', 2], ['gone', 1]]);
-    a.flows([end(2001)]);
-    const after = { time: 2_000_000 } as Parameters<OwnerAttribution['decorate']>[0];
-    a.decorate(after);
+    run([destroy(2001)]);
+    const after = engine.snapshot(2_000_000);
     expect(after.unattributed?.find((r) => r.key === 'no-stamp')?.live).toBe(1);
     const screen = renderTop({
       ...after, overall: { new1: 0, new10: 0, new60: 0, end1: 0, end10: 0, end60: 0 }, live: 0, states: {}, shortLived: 0,

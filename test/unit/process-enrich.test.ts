@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cgroupFacts, cgroupPath, parsePasswd, podOf, Users } from '../../src/process/enrich.js';
-import { groupKey } from '../../src/process/keys.js';
+import { groupKey } from '../../src/flow/keys.js';
 
 const fixture = (name: string) => readFileSync(join(__dirname, '..', 'fixtures', 'process', name), 'utf8');
 const facts = (name: string) => cgroupFacts(cgroupPath(fixture(name)));
