@@ -21,20 +21,22 @@
  * Lifetimes (p50/p99 and the short-lived share) only use flows whose duration is exact: seen to
  * begin, or timed by the kernel. A flow that predates the collector has only a lower bound.
  *
- * One engine per network namespace: conntrack ids are only unique within one.
+ * One engine per network namespace: conntrack ids are only unique within one. This file is the
+ * dispatch of each event to every counter and the assembly of a snapshot; the counters are in
+ * rates.ts (per key), owners.ts (per process and group), snat.ts, pressure.ts.
  */
 
 import type { ConntrackEvent, SourceEvent } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import { FlowTracker } from '../flow/tracker.js';
-import { destinationOf, destinationParts, endpointKey, type Destination } from '../flow/keys.js';
-import type { ChurnSnapshot, DestinationChurn, DestinationFigure, DestinationFigures, KeyChurn, Rates, SnatView, UnrepliedView } from './snapshot.js';
+import { destinationOf, destinationParts, endpointKey } from '../flow/keys.js';
+import type { ChurnSnapshot, DestinationChurn, DestinationFigure, DestinationFigures, KeyChurn, SnatView, UnrepliedView } from './snapshot.js';
 import { DEFAULT_CAPACITY, HeavyHitters } from './heavy.js';
-import { LifetimeHistogram } from './lifetime.js';
-import { GROWTH_WINDOW_US, growthRate, kernelTotals, tablePressure } from './pressure.js';
+import { growthRate, kernelTotals, pushSample, tablePressure } from './pressure.js';
 import type { KernelStats, TableSample } from './pressure.js';
-import { RateWindow, US_PER_S } from './window.js';
+import { US_PER_S } from './window.js';
 import { SnatPorts } from './snat.js';
+import { zoneView, countBackend, destinationRates, endOf, keyRates, ranked, ratesOf, resetRates, share, startRates, topBackend, endRates, type DestinationRates, type EndRates, type KeyRates, type Ranked } from './rates.js';
 import { OwnerChurn, type OwnerChurnOptions } from './owners.js';
 
 /** A flow that lived less than this many seconds is short-lived. */
@@ -75,29 +77,6 @@ export const UNREPLIED_STALE_S = 5;
 /** conntrack zones counted on their own (zone ids are 16 bits; the rest are "other") */
 const MAX_ZONES = 256;
 
-interface KeyRates {
-  /** µs, when the key began to be tracked; NaN in a fresh or recycled slot */
-  since: number;
-  opened: RateWindow;
-  closed: RateWindow;
-}
-
-interface EndRates extends KeyRates {
-  /** ends with an exact duration, and those of them shorter than SHORT_LIVED_S */
-  timed: RateWindow;
-  short: RateWindow;
-}
-
-interface DestinationRates extends EndRates {
-  lifetimes: LifetimeHistogram;
-  /** DNATed service address: new flows per translated backend ("127.0.0.5:6379"), at most
-   * MAX_BACKENDS (a service rarely has more worth naming; the rest are not counted) */
-  backends: Map<string, number> | undefined;
-  /** what the key is made of, from the first event counted (a row carries it beside the key) */
-  parts: Destination | undefined;
-}
-
-const MAX_BACKENDS = 8;
 
 export class ChurnEngine {
   readonly tracker: FlowTracker;
@@ -337,30 +316,9 @@ export class ChurnEngine {
         this.topN,
       ).map(({ key, s }) => ({ key, ...ratesOf(s, time), live: this.tracker.liveByProtocol(key) })),
       // only once a zone other than the default one is seen: most hosts have none
-      ...this.zoneView(time),
+      ...zoneView(this.zones, this.tracker.liveByZone(), MAX_ZONES, this.topN, time),
       ...this.owners?.rows(time),
     };
-  }
-
-  /** Zones by live entries: those churning and those only found by the start-up dump alike. */
-  private zoneView(time: number): { zones?: KeyChurn[] } {
-    const live = this.tracker.liveByZone();
-    const keys = new Set(this.zones.keys());
-    for (const z of live.keys()) keys.add(this.zones.size >= MAX_ZONES && !this.zones.has(String(z)) ? 'other' : String(z));
-    // only once a zone other than the default one is seen: most hosts have none
-    if (keys.size === 0 || (keys.size === 1 && keys.has('0'))) return {};
-    const liveOf = (key: string): number => {
-      if (key !== 'other') return live.get(Number(key)) ?? 0;
-      let n = 0;
-      for (const [z, c] of live) if (!this.zones.has(String(z))) n += c;
-      return n;
-    };
-    const out = [...keys].map((key) => {
-      const s = this.zones.get(key);
-      const rates = s ? ratesOf(s, time) : { new1: 0, new10: 0, new60: 0, end1: 0, end10: 0, end60: 0 };
-      return { key, ...rates, live: liveOf(key) };
-    });
-    return { zones: out.sort((a, b) => b.live - a.live || b.new1 - a.new1 || (a.key < b.key ? -1 : 1)).slice(0, this.topN) };
   }
 
   private unrepliedView(time: number): UnrepliedView {
@@ -495,100 +453,4 @@ export class ChurnEngine {
     if (this.ns !== undefined) for (const end of ends) end.netns = this.ns;
     return ends;
   }
-}
-
-interface Ranked<T> {
-  key: string;
-  s: T;
-  error: number;
-  new1: number;
-  new10: number;
-}
-
-/** The first n by new1 descending, then key ascending (so ties read the same on every run). */
-function ranked<T>(all: Ranked<T>[], n: number): Ranked<T>[] {
-  // Ties on the last second (all 0 once a burst is over) fall back to the last ten seconds, so
-  // the keys that just churned stay on top of the list while their rates decay.
-  // Rates are compared at 0.001/s: equal rates computed along different paths must still tie.
-  const r = (x: number) => Math.round(x * 1000);
-  all.sort((a, b) => r(b.new1) - r(a.new1) || r(b.new10) - r(a.new10) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  return all.slice(0, n);
-}
-
-
-function keyRates(): KeyRates {
-  return { since: NaN, opened: new RateWindow(), closed: new RateWindow() };
-}
-
-function endRates(): EndRates {
-  return { ...keyRates(), timed: new RateWindow(), short: new RateWindow() };
-}
-
-function destinationRates(): DestinationRates {
-  return { ...endRates(), lifetimes: new LifetimeHistogram(), backends: undefined, parts: undefined };
-}
-
-function countBackend(d: DestinationRates, backend: string): void {
-  const m = (d.backends ??= new Map());
-  const n = m.get(backend);
-  if (n !== undefined) m.set(backend, n + 1);
-  else if (m.size < MAX_BACKENDS) m.set(backend, 1);
-}
-
-/** The backend with most new flows (ties by name), and how many were seen. */
-export function topBackend(backends: ReadonlyMap<string, number>): { backend: string; backends: number } | undefined {
-  let best: string | undefined;
-  let most = -1;
-  for (const [b, n] of backends) if (n > most || (n === most && best !== undefined && b < best)) { best = b; most = n; }
-  return best === undefined ? undefined : { backend: best, backends: backends.size };
-}
-
-/** One ended flow on a destination's figures. */
-function endOf(d: DestinationRates, end: FlowEnd, timed: boolean, short: boolean): void {
-  const t = end.time;
-  d.closed.add(t);
-  if (timed) {
-    d.timed.add(t);
-    d.lifetimes.add(end.duration);
-    if (short) d.short.add(t);
-  }
-}
-
-function startRates(s: KeyRates | EndRates, t: number): void {
-  s.since = t;
-  s.opened.start(t);
-  s.closed.start(t);
-  if ('timed' in s) {
-    s.timed.start(t);
-    s.short.start(t);
-  }
-}
-
-function resetRates(s: KeyRates): void {
-  s.since = NaN;
-  s.opened.reset();
-  s.closed.reset();
-}
-
-export function ratesOf(s: { opened: RateWindow; closed: RateWindow }, t: number): Rates {
-  return {
-    new1: s.opened.rate(t, 1),
-    new10: s.opened.rate(t, 10),
-    new60: s.opened.rate(t, 60),
-    end1: s.closed.rate(t, 1),
-    end10: s.closed.rate(t, 10),
-    end60: s.closed.rate(t, 60),
-  };
-}
-
-function share(part: number, whole: number): number | undefined {
-  return whole > 0 ? part / whole : undefined;
-}
-
-/** Appends a sample and drops those too old to matter for growth. */
-function pushSample(samples: TableSample[], sample: TableSample): void {
-  samples.push(sample);
-  let old = 0;
-  while (old < samples.length && samples[old].time <= sample.time - GROWTH_WINDOW_US) old++;
-  if (old > 0) samples.splice(0, old);
 }

@@ -116,3 +116,11 @@ export function tablePressure(
     kernel,
   };
 }
+
+/** Appends a sample and drops those too old to matter for growth. */
+export function pushSample(samples: TableSample[], sample: TableSample): void {
+  samples.push(sample);
+  let old = 0;
+  while (old < samples.length && samples[old].time <= sample.time - GROWTH_WINDOW_US) old++;
+  if (old > 0) samples.splice(0, old);
+}

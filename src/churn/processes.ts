@@ -8,7 +8,7 @@
 import type { KeyChurn } from './snapshot.js';
 import { HeavyHitters } from './heavy.js';
 import { RateWindow } from './window.js';
-import { ratesOf } from './engine.js';
+import { ratesOf } from './rates.js';
 
 interface ProcessRates {
   since: number;
