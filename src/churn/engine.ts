@@ -150,10 +150,13 @@ export class ChurnEngine {
       switch (ev.event) {
         case 'new': {
           const key = destinationOf(ev);
+          // with attribution: whether a dump found this flow first, and as whose
+          const dumped = this.owners ? this.tracker.preexistingOwner(ev) : undefined;
           if (this.tracker.open(ev, out, key) === 'opened') {
             this.opened(ev, key);
             this.snat.add(ev);
-            this.owners?.opened(ev);
+            if (dumped !== undefined) this.owners!.joined(ev, dumped.owner);
+            else this.owners?.opened(ev);
           }
           break;
         }
@@ -164,7 +167,10 @@ export class ChurnEngine {
           break;
         }
         case 'snapshot':
-          if (this.tracker.insertDumped(ev, out) === 'inserted') this.snat.add(ev);
+          if (this.tracker.insertDumped(ev, out) === 'inserted') {
+            this.snat.add(ev);
+            this.owners?.dumped(ev);
+          }
           break;
         case 'update':
           this.replies = true;

@@ -6,7 +6,8 @@
  * so the live counts per owner never drift from the table. What the owner is comes from the event
  * and the flow end themselves (attribution named it before the engine, the table kept it).
  */
-import type { ConntrackEvent, ProcessInfo } from '../source/types.js';
+import type { ConntrackEvent, ProcessInfo, Unattributed } from '../source/types.js';
+import type { FlowOwner } from '../flow/table.js';
 import type { FlowEnd } from '../flow/types.js';
 import { groupKey, groupParts, processKey, processParts } from '../flow/keys.js';
 import type { ChurnSnapshot, GroupKeyChurn, GroupRef, ProcessRef } from './snapshot.js';
@@ -31,7 +32,7 @@ export class OwnerChurn {
 
   constructor(private readonly options: OwnerChurnOptions = {}) {}
 
-  /** A NEW that opened a flow (a dumped flow was not opened now: it is only counted when it ends). */
+  /** A NEW that opened a flow. */
   opened(ev: ConntrackEvent): void {
     const p = ev.process;
     if (p !== undefined) {
@@ -43,7 +44,31 @@ export class OwnerChurn {
     }
   }
 
-  /** A flow end, as records.ts named its owner; 'unseen' ones were never counted as opened. */
+  /** A flow a table dump found (live, not opened now): in its owner's live count, not its rates. */
+  dumped(ev: ConntrackEvent): void {
+    const k = this.keyOf(ev.process, ev.unattributed);
+    if (k.process !== null) this.processes.present(k.process);
+    if (k.group !== null) this.groups.present(k.group);
+    if (k.reason !== null) this.unattributed.present(k.reason);
+  }
+
+  /**
+   * A NEW for a flow the dump had found (the dump and the event socket raced): the flow opened now,
+   * under the NEW's owner, and leaves the count of the owner the dump named. A NEW without an
+   * owner leaves the dump's in place (the table keeps it), counted as it was.
+   */
+  joined(ev: ConntrackEvent, dumpedAs: FlowOwner | undefined): void {
+    if (ev.process === undefined && ev.unattributed === undefined) return;
+    if (dumpedAs !== undefined) {
+      const k = typeof dumpedAs === 'object' ? this.keyOf(dumpedAs, undefined) : this.keyOf(undefined, dumpedAs);
+      if (k.process !== null) this.processes.absent(k.process);
+      if (k.group !== null) this.groups.absent(k.group);
+      if (k.reason !== null) this.unattributed.absent(k.reason);
+    }
+    this.opened(ev);
+  }
+
+  /** A flow end, as records.ts named its owner; 'unseen' ones were never counted (no owner was held). */
   ended(end: FlowEnd): void {
     const p = end.process;
     if (p) {
@@ -75,6 +100,11 @@ export class OwnerChurn {
    * when its NEW was counted (attribution completes it later) is keyed as it was then, so its
    * flow end is counted under the same keys as its NEW.
    */
+  private keyOf(p: ProcessInfo | undefined, reason: Unattributed | undefined): Keys & { reason: string | null } {
+    if (p !== undefined) return { ...this.keysOf(p), reason: null };
+    return { process: null, group: null, reason: reason ?? null };
+  }
+
   private keysOf(p: ProcessInfo): Keys {
     let k = this.keys.get(p);
     if (k === undefined) {

@@ -61,6 +61,16 @@ export class ProcessChurn<T = never, R extends object = object> {
   /** A flow of `key` ended at `t`. */
   closed(key: string, t: number, of?: T): void {
     this.track(key, t, of).closed.add(t);
+    this.absent(key);
+  }
+
+  /** A live flow of `key` that did not open now (a table dump found it): live, not a new flow. */
+  present(key: string): void {
+    this.live.set(key, (this.live.get(key) ?? 0) + 1);
+  }
+
+  /** A live flow of `key` that is no longer counted under it, without ending (or after closed()). */
+  absent(key: string): void {
     const n = (this.live.get(key) ?? 0) - 1;
     if (n > 0) this.live.set(key, n);
     else this.live.delete(key);

@@ -359,6 +359,8 @@ export class FlowTable {
     this.dports = grow(this.dports, Uint16Array);
     this.marks = grow(this.marks, Uint32Array);
     this.zones = grow(this.zones, Uint16Array);
+    // every owner past n is undefined: a shrunk table lets go of their slots too
+    if (this.owners !== undefined && this.owners.length > capacity) this.owners.length = capacity;
     this.capacity = capacity;
 
     const buckets = capacity * 2;

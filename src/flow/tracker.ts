@@ -29,7 +29,7 @@
 import type { ConntrackEvent } from '../source/types.js';
 import type { FlowEnd, FlowEndReason } from './types.js';
 import { destinationOf, protoCode, type Destination } from './keys.js';
-import { DNAT, FlowTable, PREEXISTING, REPLIED, STATE_CODES, ZONE, statusBits } from './table.js';
+import { DNAT, FlowTable, PREEXISTING, REPLIED, STATE_CODES, ZONE, statusBits, type FlowOwner } from './table.js';
 import { destroyRecord, endedRecord, flowView, type FlowView } from './records.js';
 
 export type { FlowView };
@@ -84,6 +84,17 @@ export class FlowTracker {
 
   constructor(options: TrackerOptions = {}) {
     this.t = new FlowTable(options.capacity ?? 1024, { owners: options.owners });
+  }
+
+  /**
+   * For a NEW about a flow held as preexisting (found by a dump, or first seen by an UPDATE) with
+   * the same tuple: the owner it is held with, which the NEW's replaces. Undefined otherwise.
+   */
+  preexistingOwner(ev: ConntrackEvent): { owner: FlowOwner | undefined } | undefined {
+    const t = this.t;
+    const p = t.find(ev.id);
+    if (p < 0 || !(t.flags[p] & PREEXISTING) || !t.sameTuple(p, ev)) return undefined;
+    return { owner: t.owners?.[p] };
   }
 
   /** Live flows holding an owner, or the reason none is known (process attribution on). */

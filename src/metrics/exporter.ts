@@ -37,7 +37,7 @@ export interface MetricsInput {
   /** SinkSet.counters(): SinkCounters by sink name */
   sinks?: Record<string, object>;
   /** OwnerAttribution.stats (process attribution): flows taken, attributed, misses by reason */
-  attribution?: { flows: number; attributed: number; reasons: Record<string, number>; cri?: { lookups: number; pods: number; failures: Record<string, number> } };
+  attribution?: { flows: number; attributed: number; reasons: Record<string, number>; incomplete?: number; cri?: { lookups: number; pods: number; failures: Record<string, number> } };
   /** the namespace the collector watches; becomes a `netns` label on every series */
   netns?: string;
 }
@@ -229,6 +229,10 @@ export class MetricsExporter {
     'attribution_misses_total',
     'Flows left without a process, by reason (not-local, unsupported, gone, no-socket, no-pid, shared, error, overload).',
     ['reason'],
+  );
+  private readonly attrIncomplete = this.c(
+    'attribution_incomplete_total',
+    'Processes named without all of their user, executable and cgroup: more were being read at once than are kept (4096).',
   );
   private readonly criLookups = this.c('attribution_cri_lookups_total', 'Pod lists read from the container runtime\'s CRI socket (ListPodSandbox), for pod names.');
   private readonly criFailures = this.c(
@@ -431,6 +435,7 @@ export class MetricsExporter {
     setTotal(this.attrAttributed, a.attributed);
     // every reason, 0 until it happens: `rate(..{reason="gone"}[5m])` should not be "no data"
     for (const [reason, n] of Object.entries(a.reasons)) setTotal(this.attrMisses, n, { reason });
+    if (a.incomplete !== undefined) setTotal(this.attrIncomplete, a.incomplete);
     if (a.cri) {
       setTotal(this.criLookups, a.cri.lookups);
       for (const [reason, n] of Object.entries(a.cri.failures)) setTotal(this.criFailures, n, { reason });

@@ -57,9 +57,10 @@ const MAX_OWNERS = 4096;
 /** Process objects still being enriched (OwnerAttribution.pending), at most: past it the oldest
  * stays as it is (its flow end then lacks what was read too late), counted as `incomplete`. */
 const MAX_PENDING = 4096;
-/** µs of event time a process is completed for: every read answers well within it, so what is
- * still missing then is not there to read (a uid without a name, a cgroup gone). */
-const PENDING_US = 1_000_000;
+/** µs of event time a process is completed for: a read answers within milliseconds (or says
+ * there is nothing to read), so one still unanswered then is stuck; it is completed once more and
+ * let go. */
+const PENDING_US = 10_000_000;
 
 /** A process whose enrichment had not answered yet, with the owner it is completed from. */
 interface Pending {
@@ -75,15 +76,15 @@ export class OwnerAttribution implements FlowAttribution {
   onDenied?: () => void;
   private deniedSaid = false;
   // every reason at 0 until it happens, so rate(...{reason="gone"}) is 0 rather than no data
-  private readonly counts: AttributionCounts & { incomplete: number } = { flows: 0, attributed: 0, reasons: Object.fromEntries(UNATTRIBUTED_REASONS.map((r) => [r, 0])), incomplete: 0 };
+  private readonly counts: AttributionCounts & { incomplete: number; pending: number } = { flows: 0, attributed: 0, reasons: Object.fromEntries(UNATTRIBUTED_REASONS.map((r) => [r, 0])), incomplete: 0, pending: 0 };
   /** the counts, with what enrichment read: exe (read, gone, reused, denied), cgroups */
-  get stats(): AttributionCounts & { incomplete: number; exe: ExeStats; cgroups: CgroupfsStats; cri?: CriStats } {
-    const s = { ...this.counts, exe: { ...this.executables.stats }, cgroups: { ...this.cgroups.stats } };
+  get stats(): AttributionCounts & { incomplete: number; pending: number; exe: ExeStats; cgroups: CgroupfsStats; cri?: CriStats } {
+    const s = { ...this.counts, pending: this.pending.size, exe: { ...this.executables.stats }, cgroups: { ...this.cgroups.stats } };
     return this.pods && !this.pods.off ? { ...s, cri: this.pods.stats } : s;
   }
   /** pod UID -> name and namespace through the CRI socket, when one is present */
   readonly pods?: PodNames;
-  private readonly users = new Users();
+  private readonly users: Users;
   readonly cgroups: Cgroupfs;
   readonly executables: Executables;
   /** thread id -> its last owner and the process object shared for it (see owned()) */
@@ -91,8 +92,9 @@ export class OwnerAttribution implements FlowAttribution {
   /** processes given out before their enrichment answered, completed at each batch until it has */
   private readonly pending = new Set<Pending>();
 
-  constructor(o: { mode?: 'ebpf' | 'sockdiag'; cgroups?: Cgroupfs; executables?: Executables; pods?: PodNames } = {}) {
+  constructor(o: { mode?: 'ebpf' | 'sockdiag'; cgroups?: Cgroupfs; executables?: Executables; pods?: PodNames; users?: Users } = {}) {
     this.mode = o.mode ?? 'ebpf';
+    this.users = o.users ?? new Users();
     this.pods = o.pods;
     this.cgroups = o.cgroups ?? new Cgroupfs();
     this.executables = o.executables ?? new Executables();
@@ -153,25 +155,21 @@ export class OwnerAttribution implements FlowAttribution {
     return process;
   }
 
-  /** Each cache has its answer, the name or that there is none (a root cgroup has no facts;
-   * another user's exe may be unreadable). */
+  /** Each cache has its answer, the name or that there is none (a uid not in /etc/passwd, a
+   * cgroup not found, another user's exe unreadable): reading again would add nothing. */
   private settled(p: ProcessInfo, o: NativeOwner): boolean {
     return (
-      p.user !== undefined &&
+      (p.user !== undefined || this.users.known(o.uid)) &&
       (o.startNs <= 0 || this.executables.known(o.pid, o.startNs)) &&
-      (!o.cgroupId || this.cgroups.facts(o.cgroupId, o.pid) !== undefined)
+      (!o.cgroupId || this.cgroups.answered(o.cgroupId))
     );
   }
 
   /** What enrichment read since, into the processes given out before it answered (oldest first). */
   private completePending(now: number): void {
     for (const x of this.pending) {
-      if (now - x.time > PENDING_US) {
-        this.pending.delete(x);
-        continue;
-      }
       this.complete(x.process, x.owner);
-      if (this.settled(x.process, x.owner)) this.pending.delete(x);
+      if (this.settled(x.process, x.owner) || now - x.time > PENDING_US) this.pending.delete(x);
     }
   }
 

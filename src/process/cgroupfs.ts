@@ -106,6 +106,11 @@ export class Cgroupfs {
     return undefined;
   }
 
+  /** Whether `id` has its answer (its facts, or not found for now), rather than being resolved. */
+  answered(id: number): boolean {
+    return this.cache.has(id) && !this.inflight.has(id);
+  }
+
   /** Resolves `id` (the owner `pid` names a candidate); undefined when cgroupfs has no such id. */
   resolve(id: number, pid: number): Promise<CgroupFacts | undefined> {
     const hit = this.cache.get(id);

@@ -176,6 +176,12 @@ export class Users {
     return this.users.get(uid);
   }
 
+  /** Whether the file as last read answered for `uid`: its name, or that it has none (a uid
+   * only a container knows). */
+  known(uid: number): boolean {
+    return this.users.has(uid) || (this.loadedAt > -Infinity && this.loading === null);
+  }
+
   private reload(): Promise<void> {
     this.loading ??= (async () => {
       this.loadedAt = this.now();

@@ -1,6 +1,10 @@
 /** The attribution mode choice and the eBPF mode's bookkeeping (pure logic; the kernel side is in
  * test/kernel/attribution-ebpf.test.ts and attribution-mode.test.ts). */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Users } from '../../src/process/enrich.js';
 import { chooseAttribution, describeAttribution, parseAttributionMode, probeAttribution } from '../../src/process/attribution.js';
 import { OwnerAttribution } from '../../src/pipeline/attribution.js';
 import type { NativeAttribution } from '../../src/source/native.js';
@@ -114,6 +118,52 @@ describe('OwnerAttribution (eBPF mode)', () => {
     expect(ends.map((e) => [e.id, e.reason, e.process?.pid])).toEqual([[2, 'resync', 42], [1, 'resync', 42]]);
     expect(engine.tracker.owned).toBe(1);
     expect(engine.snapshot(3_000_000).processes?.[0]).toMatchObject({ key: 'client[42]', live: 1 });
+  });
+});
+
+describe('owners of flows a dump found, and processes still being read', () => {
+  const dumped = (sport: number, owner?: Partial<NonNullable<ConntrackEvent['owner']>>) => ({ ...news(sport, owner), event: 'snapshot' }) as ConntrackEvent;
+
+  it("a dumped flow is live under its owner (not a new flow) and leaves it when it ends; a NEW racing the dump moves it to the NEW's owner", () => {
+    const { engine, run } = attributed();
+    run([dumped(1, {}), dumped(2, {}), news(3, {})]);
+    let row = engine.snapshot(1_000_000).processes?.[0];
+    expect(row).toMatchObject({ key: 'client[42]', live: 3 });
+    run([destroy(1)]);
+    row = engine.snapshot(2_000_000).processes?.[0];
+    expect(row).toMatchObject({ key: 'client[42]', live: 2 });
+    // the dump and the event socket raced: flow 2's NEW names another process
+    const [end] = run([{ ...news(2, { pid: 43, tid: 43, comm: 'other' }), time: 2_000_000 }, destroy(2)]);
+    expect(end.process).toMatchObject({ pid: 43 });
+    const rows = engine.snapshot(3_000_000).processes!;
+    expect(rows.find((r) => r.key === 'client[42]')?.live).toBe(1);
+    expect(rows.find((r) => r.key === 'other[43]')?.live ?? 0).toBe(0);
+  });
+
+  it('what enrichment reads after the NEW reaches the flow end, however much later it comes; a uid /etc/passwd does not name is settled, not read again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctwatch-users-'));
+    try {
+      writeFileSync(join(dir, 'passwd'), 'root:x:0:0::/root:/bin/sh\n');
+      const users = new Users(join(dir, 'passwd'));
+      const a = new OwnerAttribution({ users });
+      const engine = new ChurnEngine({ owners: {} });
+      const first = [news(7000, { startNs: 0 }), news(7001, { uid: 4242, tid: 77, pid: 77, startNs: 0 })];
+      a.enrich(first);
+      engine.ingest(first);
+      // the passwd read started with the NEW and has not answered yet
+      expect(first[0].process?.user).toBeUndefined();
+      expect(a.stats.pending).toBe(2);
+      await vi.waitFor(() => expect(users.known(0)).toBe(true));
+      // the DESTROY comes 30 s later, in the next batch
+      const gone = [{ ...destroy(7000), time: 31_000_000 }];
+      a.enrich(gone);
+      const [end] = engine.ingest(gone);
+      expect(end.process).toMatchObject({ pid: 42, user: 'root' });
+      // uid 4242 has no name in the file as read: nothing more to wait for
+      expect(a.stats.pending).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
