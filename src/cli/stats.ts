@@ -277,7 +277,8 @@ async function runStats(values: StatsValues): Promise<number> {
     throw new CtwatchError('ERR_USAGE', `--interval ${values.interval ?? '2s'} does not fit in -t ${values.timeout ?? '10s'}: measuring takes the interval plus the table dump`, { exitCode: EXIT.usage });
   }
   // No process lookups: the check names destinations only.
-  const assembly = assembleLive(openEngineSource(values));
+  // a one-shot measurement: no warm-up before it
+  const assembly = assembleLive(openEngineSource(values), { warm: false });
   const source = assembly.source;
   const readTable = assembly.table;
   let first: TableReading | undefined;

@@ -3,24 +3,28 @@
  * run with the hooks that print or write, and report; none of them wires the stages itself.
  *
  *   live:   LiveSource → attribution (names each NEW's process) → OverflowRecovery → ChurnEngine (tracker: flows keep their owner) → hooks
- *           kernel table figures read at each tick; wall-clock ticks while the table is quiet
+ *           kernel table figures read at each tick; wall-clock ticks while the table is quiet;
+ *           the per-event path warmed up on synthetic flows before the first batch (warmup.ts)
  *   replay: RecordingSource → ChurnEngine (tracker) → hooks     (replay, top --replay, report)
  *           the recorded table figures at the same tick; event time only, so replay == live
  *
  * Every live engine run gets overflow recovery: a lost event otherwise leaves a flow open in the
  * tracker for good (and `stats` would measure from a tracker that drifted from the table).
  */
-import { ChurnEngine, type TableReading } from '../churn/engine.js';
+import type { RuleSet } from '../alerts/evaluator.js';
+import { ChurnEngine, type ChurnEngineOptions, type TableReading } from '../churn/engine.js';
 import { readSnatPortRange } from './port-range.js';
 import type { LiveSource } from '../source/live.js';
+import { loadAddon } from '../source/native.js';
 import { RecordingSource, type RecordingSourceOptions } from '../recording/input.js';
 import type { EventSource } from '../source/types.js';
 import type { Logger } from '../util/log.js';
 import type { FlowAttribution } from './attribution.js';
 import { Pipeline, type PipelineHooks, type PipelineOptions } from './pipeline.js';
-import { OverflowRecovery } from './recovery.js';
+import { OverflowRecovery, type Resyncable } from './recovery.js';
 import { liveTable, RecordedTables } from './table.js';
 import { EventTimeline, systemClock } from '../util/clock.js';
+import { warmUp, type WarmUpOptions, type WarmUpResult } from './warmup.js';
 
 export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
   private pipeline?: Pipeline;
@@ -30,6 +34,8 @@ export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
     readonly engine: E,
     private readonly options: Omit<PipelineOptions, 'engine' | 'attribution'> & { attribution?: FlowAttribution },
     private readonly log?: Logger,
+    /** live engine assemblies: what the warm-up before the first batch runs like (warmup.ts) */
+    private readonly warm?: Omit<WarmUpOptions, 'rules'>,
   ) {}
 
   get recovery(): OverflowRecovery | undefined {
@@ -50,9 +56,18 @@ export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
     return this.pipeline?.snapshots ?? 0;
   }
 
-  /** Runs until the source ends; a resync is logged here, in the operator's words, before `hooks.resync`. */
-  async run(hooks: PipelineHooks): Promise<void> {
+  /**
+   * Runs until the source ends; a resync is logged here, in the operator's words, before
+   * `hooks.resync`. A live engine assembly first warms its per-event path up (warmup.ts), its
+   * snapshots judged by `rules` when given (the rules the caller will judge real ones with);
+   * events the kernel sends meanwhile wait in the reader's queue.
+   */
+  async run(hooks: PipelineHooks, rules?: RuleSet): Promise<void> {
     const log = this.log;
+    if (this.warm) {
+      const w = await warmUpLive({ ...this.warm, rules });
+      log?.debug({ ms: w.ms, flows: w.flows, events: w.events, lines: w.lines, snapshots: w.snapshots, cut: w.cut }, `warmed up the per-event path in ${w.ms} ms`);
+    }
     const resync: PipelineHooks['resync'] = log
       ? (r) => {
           log.warn({ vanished: r.vanished, appeared: r.appeared, entries: r.entries, overflows: r.overflows, rcvbuf: r.rcvbuf }, OverflowRecovery.describe(r));
@@ -81,6 +96,8 @@ export interface LiveAssemblyOptions {
   attribution?: FlowAttribution;
   /** where a resync is logged (none: not logged) */
   log?: Logger;
+  /** false: no warm-up before the first batch (a one-shot measurement such as `stats`) */
+  warm?: boolean;
 }
 
 /** The kernel as a source: its table figures each tick, wall-clock ticks, recovery, attribution. */
@@ -89,20 +106,43 @@ export function assembleLive(source: LiveSource, o?: LiveAssemblyOptions & { eng
 export function assembleLive(source: LiveSource, o: LiveAssemblyOptions): Assembly<ChurnEngine | undefined>;
 export function assembleLive(source: LiveSource, o: LiveAssemblyOptions = {}): Assembly<ChurnEngine | undefined> {
   if (o.engine === false) return new Assembly(source, undefined, {}, o.log);
-  const a = o.attribution;
-  const engine = new ChurnEngine({
-    replies: source.subscribed.includes('update'),
-    snatPortRange: readSnatPortRange(source.netns),
-    // flows keep their owner until they end; snapshots list the top processes and groups
-    owners: a ? { nameGroups: (rows) => a.nameGroups(rows) } : undefined,
-  });
-  return new Assembly(source, engine, {
+  const updates = source.subscribed.includes('update');
+  const engineOptions = { replies: updates, snatPortRange: readSnatPortRange(source.netns) };
+  const engine = liveEngine(engineOptions, o.attribution);
+  const warm = o.warm === false ? undefined
+    : { layout: loadAddon().layout, netns: source.netns, engine: engineOptions, updates, attribution: o.attribution?.mode };
+  return new Assembly(source, engine, liveOptions(source, engine, o.attribution, o.log), o.log, warm);
+}
+
+/** A live pipeline's engine: with attribution, flows keep their owner until they end and
+ * snapshots list the top processes and groups. */
+function liveEngine(options: Omit<ChurnEngineOptions, 'owners'>, a: FlowAttribution | undefined): ChurnEngine {
+  return new ChurnEngine({ ...options, owners: a ? { nameGroups: (rows) => a.nameGroups(rows) } : undefined });
+}
+
+/** A live pipeline's stages (one literal: the warm-up's pipeline has the very same shape). */
+function liveOptions(source: Parameters<typeof liveTable>[0] & Resyncable, engine: ChurnEngine, attribution: FlowAttribution | undefined, log: Logger | undefined) {
+  return {
     wallClock: true,
-    timeline: liveTimeline(o.log),
+    timeline: liveTimeline(log),
     table: liveTable(source),
     recovery: new OverflowRecovery(source, engine),
-    attribution: a,
-  }, o.log);
+    attribution,
+  };
+}
+
+/**
+ * The warm-up (warmup.ts) through a throwaway assembly of the live kind: its synthetic source,
+ * engine and attribution stage behind the same stages as assembleLive's, so what V8 compiles for
+ * the warm-up is what the first real batch runs.
+ */
+export function warmUpLive(o: WarmUpOptions): Promise<WarmUpResult> {
+  return warmUp(o, async (w) => {
+    const engine = liveEngine(o.engine ?? {}, w.attribution);
+    const throwaway = new Assembly(w.source, engine, liveOptions(w.source, engine, w.attribution, undefined));
+    await throwaway.run(w.hooks);
+    return { snapshots: throwaway.snapshots, engine };
+  });
 }
 
 /**

@@ -16,7 +16,7 @@ export const STALE_READING_MS = 1000;
  * the events read meanwhile with it. Only the first tick, before any reading, asks and waits.
  * Replay stays exact: the reading a tick used is what its `churn` line records.
  */
-export function liveTable(source: LiveSource): (time: number) => TableReading | undefined {
+export function liveTable(source: Pick<LiveSource, 'statsEvery' | 'latestStats' | 'stats'>): (time: number) => TableReading | undefined {
   source.statsEvery(TABLE_READING_MS);
   return () => {
     try {

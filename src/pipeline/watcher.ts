@@ -57,7 +57,7 @@ export class Watcher {
       flows: this.hooks.flows,
       snapshot: (snap) => this.onSnapshot(snap),
       resync: this.hooks.resync,
-    });
+    }, this.config);
   }
 
   activeAlerts(): Alert[] {

@@ -1,0 +1,306 @@
+/**
+ * Warm-up of the per-event path, before a live engine pipeline takes its first real event.
+ *
+ * Why: at 50 000 events/s the first second of load decided the kernel → line p99 (bench/README.md,
+ * "The tick off the flow lines"): the JavaScript of the decoder, the tracker, the churn windows,
+ * the heavy hitters and the flow-line writer starts interpreted and unoptimized, so the first
+ * 10 000–19 000 lines waited up to 77–205 ms behind the backlog it built, where a warm pipeline
+ * writes a line within 2–16 ms. Here the same code runs first over synthetic NEW / UPDATE /
+ * DESTROY records — a native batch buffer laid out as the addon's records (native/conntrack/record.h,
+ * through the exported layout), decoded, tracked, counted, snapshotted, judged by the rules and
+ * written as flow lines — so V8 has compiled it with the real shapes by the time the kernel speaks.
+ *
+ * It leaves no trace: every stateful object is a throwaway of its own (decoder, engine, pipeline,
+ * rule evaluator, line writer whose bytes are dropped); nothing reaches the real output, sinks,
+ * metrics or counters. What it shares with the real run are module-level caches that are pure
+ * memos of their input (address text, destination keys, status names, the time prefix): the same
+ * input gives the same string with or without them, so replay still equals the live run and the
+ * first real lines are byte for byte what they would have been. Its addresses are from the
+ * benchmarking range (198.18.0.0/15, 2001:2::/48) and few, so those bounded caches keep room.
+ *
+ * Bounded: it stops after `budgetMs` of wall time even when the flows are not all done.
+ */
+import { AlertEvaluator } from '../alerts/evaluator.js';
+import type { RuleSet } from '../alerts/evaluator.js';
+import { ChurnEngine, type ChurnEngineOptions } from '../churn/engine.js';
+import type { ChurnSnapshot } from '../churn/snapshot.js';
+import type { FlowEnd } from '../flow/types.js';
+import { OwnerAttribution } from './attribution.js';
+import { OverflowRecovery, type Resyncable } from './recovery.js';
+import { KIND, makeDecoder } from '../source/decode.js';
+import type { KernelStats, RecordLayout } from '../source/native.js';
+import type { EventSource, SourceCounters, SourceEvent } from '../source/types.js';
+import { LineBuffer } from '../recording/line-buffer.js';
+import { writeRecord, type AnyRecord } from '../recording/schema.js';
+import type { PipelineHooks } from './pipeline.js';
+
+export interface WarmUpOptions {
+  /** the addon's record layout (loadAddon().layout): the synthetic batches are laid out with it */
+  layout: RecordLayout;
+  /** the live source's namespace: decoded events carry it as real ones do */
+  netns?: string;
+  /** the live engine's options (replies, SNAT port range), so the same branches are taken */
+  engine?: ChurnEngineOptions;
+  /** UPDATE events are subscribed: the synthetic flows get one between NEW and DESTROY */
+  updates?: boolean;
+  /** the live pipeline's attribution mode: NEW records carry an owner, and a throwaway
+   * attribution stage of that mode names the flows' process */
+  attribution?: 'ebpf' | 'sockdiag';
+  /** the rules the real run judges its snapshots with, judged here by a throwaway evaluator */
+  rules?: RuleSet;
+  /** synthetic flows; default 16 000 (≈ 32 000–48 000 events) */
+  flows?: number;
+  /** wall-time bound; default 300 ms */
+  budgetMs?: number;
+  /** the clock the budget is read on (tests) */
+  now?: () => number;
+}
+
+export interface WarmUpResult {
+  flows: number;
+  events: number;
+  lines: number;
+  snapshots: number;
+  ms: number;
+  /** the budget ran out before every flow was done */
+  cut: boolean;
+}
+
+const RECORDS_PER_BATCH = 1024;
+/** synthetic event time between two records: 10 000 events/s, so 16 000 flows cross 3 ticks */
+const STEP_US = 100;
+/** a flow ends this many flows after it began (a few dozen live at once, as under real load) */
+const LIFE = 48;
+/** an UPDATE comes this many flows after its NEW */
+const REPLY_AFTER = 8;
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const TCP = 6;
+const UDP = 17;
+// record.h Present bits and names.ts orders (TCP states, IPS_* bits)
+const P_PORTS = 1 << 0, P_TCP_STATE = 1 << 2, P_STATUS = 1 << 3, P_TIMEOUT = 1 << 6, P_REPLY = 1 << 11;
+const P_ATTRIBUTION = 1 << 12, P_OWNER = 1 << 13;
+const SYN_SENT = 1, ESTABLISHED = 3, TIME_WAIT = 7, CLOSE = 8;
+const SEEN_REPLY = 1 << 1, ASSURED = 1 << 2, CONFIRMED = 1 << 3, DYING = 1 << 9;
+const NO_STAMP = 3;
+/**
+ * Flow n's conntrack id: distinct for every n, and spread over 32 bits as the kernel's are (half
+ * of them past 2^31, which V8 holds as heap numbers, not small integers): code compiled for small
+ * ids alone is thrown away at the first real one ("not a Smi"), and compiled again under load.
+ */
+const idOf = (n: number) => Math.imul(n + 1, 0x9e3779b1) >>> 0;
+/** every tenth synthetic NEW has no owner (as a flow from before attribution would) */
+const unowned = (id: number) => id % 10 === 9;
+const SIDE_ORIGIN = 1;
+
+/** The owner a synthetic NEW names: ctwatch itself, with a start time and a cgroup id that are
+ * not its own, so the throwaway attribution stage takes the branches a new process takes (its
+ * user, exe and cgroup looked up: reads of our own /proc entries, answered after the warm-up). */
+const WARM_COMM = 'ctwatch-warmup';
+/** flows found by the table dump a live engine source starts with */
+const DUMPED = 64;
+
+/** 198.18+net.0.host+1, or 2001:2::net:host (the buffer is fresh: zero) */
+function addressBytes(bytes: Uint8Array, at: number, v6: boolean, host: number, net: number): void {
+  if (v6) {
+    bytes[at] = 0x20;
+    bytes[at + 1] = 0x01;
+    bytes[at + 3] = 0x02;
+    bytes[at + 13] = net;
+    bytes[at + 15] = host + 1;
+  } else {
+    bytes[at] = 198;
+    bytes[at + 1] = 18 + net;
+    bytes[at + 3] = host + 1;
+  }
+}
+
+/** The record that ends a table dump: `id` holds the entries dumped, `status` 0 (complete). */
+function writeDumpEnd(L: RecordLayout, view: DataView, bytes: Uint8Array, base: number, timeUs: number): void {
+  bytes[base + L.kind] = KIND.snapshotDone;
+  view.setUint32(base + L.id, DUMPED, true);
+  view.setUint32(base + L.time_us, timeUs % 4294967296, true);
+  view.setUint32(base + L.time_us + 4, Math.floor(timeUs / 4294967296), true);
+}
+
+/** Writes one synthetic record at `base` of `view`; flow `n`'s tuple is a function of n alone. */
+function writeRecordBytes(L: RecordLayout, bytes: Uint8Array, view: DataView, base: number, kind: number, n: number, timeUs: number, o: WarmUpOptions): void {
+  const v6 = n % 13 === 12;
+  const udp = n % 7 === 6;
+  bytes[base + L.kind] = kind;
+  bytes[base + L.family] = v6 ? AF_INET6 : AF_INET;
+  bytes[base + L.proto] = udp ? UDP : TCP;
+  // the kernel sends the timeout with a DESTROY too (the one it had)
+  let present = P_PORTS | P_STATUS | P_REPLY | P_TIMEOUT;
+  if (!udp) {
+    present |= P_TCP_STATE;
+    bytes[base + L.tcp_state] = kind === KIND.new ? SYN_SENT : kind === KIND.destroy ? (n % 2 ? TIME_WAIT : CLOSE) : ESTABLISHED;
+  }
+  const id = idOf(n);
+  view.setUint32(base + L.id, id, true);
+  const replied = kind === KIND.snapshot || (kind !== KIND.new && (o.updates ?? false));
+  view.setUint32(base + L.status, CONFIRMED | (replied ? SEEN_REPLY | ASSURED : 0) | (kind === KIND.destroy ? DYING : 0), true);
+  view.setUint32(base + L.timeout, kind === KIND.update || kind === KIND.snapshot ? 432000 : 120, true);
+  const sport = 32768 + (n % 20000);
+  const dport = udp ? 53 : [443, 80, 5432, 6379][n % 4];
+  view.setUint16(base + L.sport, sport, true);
+  view.setUint16(base + L.dport, dport, true);
+  view.setUint16(base + L.reply_sport, dport, true);
+  view.setUint16(base + L.reply_dport, sport, true);
+  // 64 sources towards 8 destinations, from the benchmarking ranges
+  const src = n % 64, dst = (n >> 6) % 8;
+  addressBytes(bytes, base + L.src, v6, src, 0);
+  addressBytes(bytes, base + L.dst, v6, dst, 1);
+  addressBytes(bytes, base + L.reply_src, v6, dst, 1);
+  addressBytes(bytes, base + L.reply_dst, v6, src, 0);
+  view.setUint32(base + L.time_us, timeUs % 4294967296, true);
+  view.setUint32(base + L.time_us + 4, Math.floor(timeUs / 4294967296), true);
+  if ((kind === KIND.new || kind === KIND.snapshot) && o.attribution) {
+    present |= P_ATTRIBUTION;
+    if (unowned(id)) {
+      bytes[base + L.unattributed] = NO_STAMP;
+    } else {
+      present |= P_OWNER;
+      view.setUint32(base + L.owner_pid, process.pid, true);
+      view.setUint32(base + L.owner_tid, process.pid, true);
+      view.setUint32(base + L.owner_uid, process.getuid?.() ?? 0, true);
+      view.setUint32(base + L.owner_cgroup, 1, true);
+      view.setUint32(base + L.owner_start_ns, 1, true);
+      view.setUint32(base + L.owner_age_us, 20, true);
+      for (let k = 0; k < WARM_COMM.length; k++) bytes[base + L.owner_comm + k] = WARM_COMM.charCodeAt(k);
+      bytes[base + L.owner_side] = SIDE_ORIGIN;
+    }
+  }
+  view.setUint32(base + L.present, present, true);
+}
+
+/**
+ * The synthetic batches, made one at a time as the pipeline asks: flow n opens at step n, gets
+ * its UPDATE REPLY_AFTER steps later, ends LIFE steps later; then the last ones end. It answers
+ * what a live source is asked besides its batches (table statistics, a dump, a buffer size) with
+ * nothing real.
+ */
+export class SyntheticSource implements EventSource, Resyncable {
+  readonly counters: SourceCounters = { events: 0, batches: 0, overflows: 0, decodeErrors: 0, queueHighWater: 0, rcvbuf: 0 };
+  events = 0;
+  cut = false;
+  /** live synthetic flows, for the table statistics */
+  private live = 0;
+
+  constructor(
+    private readonly o: WarmUpOptions,
+    private readonly flows: number,
+    private readonly startUs: number,
+    private readonly deadline: number,
+    private readonly now: () => number,
+  ) {}
+
+  async close(): Promise<void> {}
+  // never asked: the synthetic stream has no overflow
+  dump(): void {}
+  setReceiveBuffer(): void {}
+  statsEvery(): void {}
+  stats(): KernelStats {
+    return { entries: this.live, max: 262_144, cpus: [{ found: 0, invalid: 0, insert: 0, insert_failed: 0, drop: 0, early_drop: 0, error: 0, search_restart: 0 }] };
+  }
+  latestStats(): KernelStats & { ageMs: number } {
+    return { ...this.stats(), ageMs: 0 };
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<SourceEvent[]> {
+    const L = this.o.layout;
+    const decode = makeDecoder(L, this.o.netns);
+    // a fresh buffer per batch, as the addon hands over; records past `at` stay zero (kind 0),
+    // which the decoder skips
+    let buffer = new ArrayBuffer(RECORDS_PER_BATCH * L.size);
+    let bytes = new Uint8Array(buffer);
+    let view = new DataView(buffer);
+    let at = 0;
+    let t = this.startUs;
+    const flush = (): SourceEvent[] => {
+      const events = decode(buffer).events;
+      buffer = new ArrayBuffer(RECORDS_PER_BATCH * L.size);
+      bytes = new Uint8Array(buffer);
+      view = new DataView(buffer);
+      at = 0;
+      this.events += events.length;
+      return events;
+    };
+    const put = (kind: number, n: number) => {
+      writeRecordBytes(L, bytes, view, at * L.size, kind, n, t, this.o);
+      t += STEP_US;
+      at++;
+    };
+    // the table dump first (flows numbered past the others), its end, then the flows
+    for (let k = 0; k < DUMPED; k++) put(KIND.snapshot, this.flows + k);
+    writeDumpEnd(L, view, bytes, at * L.size, t);
+    at++;
+    for (let step = 0; step < this.flows + LIFE; step++) {
+      if (step < this.flows) put(KIND.new, step);
+      if (this.o.updates && step >= REPLY_AFTER && step - REPLY_AFTER < this.flows) put(KIND.update, step - REPLY_AFTER);
+      if (step >= LIFE) put(KIND.destroy, step - LIFE);
+      this.live = Math.min(step + 1, this.flows) - Math.max(0, step + 1 - LIFE);
+      if (at + 3 > RECORDS_PER_BATCH) {
+        yield flush();
+        if (this.now() >= this.deadline) {
+          this.cut = true;
+          return;
+        }
+      }
+    }
+    for (let k = 0; k < DUMPED; k++) {
+      if (at === RECORDS_PER_BATCH) yield flush();
+      put(KIND.destroy, this.flows + k);
+    }
+    if (at > 0) yield flush();
+  }
+}
+
+/** What a warm-up runs: the source, engine and attribution stage, and the hooks that write. */
+export interface WarmUpParts {
+  source: SyntheticSource;
+  engine: ChurnEngine;
+  attribution?: OwnerAttribution;
+  hooks: PipelineHooks;
+}
+
+/**
+ * Runs the per-event path over synthetic flows through throwaway instances of the same code, and
+ * says what it did. `run` drives the parts through a pipeline assembled as the live one is
+ * (assemble.ts warmUpLive): the same stages in the same order, so V8 compiles them for the same
+ * shapes. Nothing it makes outlives it.
+ */
+export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Promise<{ snapshots: number }>): Promise<WarmUpResult> {
+  const now = o.now ?? (() => performance.now());
+  const t0 = now();
+  const flows = o.flows ?? 16_000;
+  // Event time from the wall clock on, as a live pipeline's first ticks are
+  const source = new SyntheticSource(o, flows, Date.now() * 1000, t0 + (o.budgetMs ?? 300), now);
+  const engine = new ChurnEngine(o.engine);
+  const evaluator = o.rules ? new AlertEvaluator(o.rules) : undefined;
+  const lines = new LineBuffer();
+  let written = 0;
+  const write = (records: readonly { event: string; time: number }[]) => {
+    for (const r of records) writeRecord(lines, r as AnyRecord);
+    written += records.length;
+    // the bytes go nowhere: taken, so the arena is reused as a real writer's would be
+    lines.take();
+  };
+  const attribution = o.attribution ? new OwnerAttribution(undefined, { mode: o.attribution }) : undefined;
+  // the keys of Watcher's hooks, in its order (one shape for the pipeline's reads of them)
+  const hooks: PipelineHooks = {
+    events: undefined,
+    flows: (ends: FlowEnd[]) => write(ends),
+    snapshot: (snap: ChurnSnapshot) => {
+      if (evaluator) {
+        evaluator.evaluate(snap, engine.figures(snap.time));
+        engine.watch(evaluator.watching(snap.netns), snap.time);
+      }
+      write([snap]);
+    },
+    resync: undefined,
+  };
+  const { snapshots } = await run({ source, engine, attribution, hooks });
+  return { flows, events: source.events, lines: written, snapshots, ms: Math.round((now() - t0) * 10) / 10, cut: source.cut };
+}
