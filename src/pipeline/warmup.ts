@@ -2,23 +2,33 @@
  * Warm-up of the per-event path, before a live engine pipeline takes its first real event.
  *
  * Why: at 50 000 events/s the first second of load decided the kernel → line p99 (bench/README.md,
- * "The tick off the flow lines"): the JavaScript of the decoder, the tracker, the churn windows,
- * the heavy hitters and the flow-line writer starts interpreted and unoptimized, so the first
- * 10 000–19 000 lines waited up to 77–205 ms behind the backlog it built, where a warm pipeline
- * writes a line within 2–16 ms. Here the same code runs first over synthetic NEW / UPDATE /
- * DESTROY records — a native batch buffer laid out as the addon's records (native/conntrack/record.h,
- * through the exported layout), decoded, tracked, counted, snapshotted, judged by the rules and
- * written as flow lines — so V8 has compiled it with the real shapes by the time the kernel speaks.
+ * "The tick off the flow lines", "Warm-up before the first event"): the JavaScript of the decoder,
+ * the tracker, the churn windows, the heavy hitters, attribution and the flow-line writer started
+ * interpreted, and V8 compiled it under load (decodeBatch alone 40–80 ms of a V8 worker, on a
+ * 2-core machine shared with the load), so the first 10 000–20 000 lines waited up to 140–200 ms
+ * where a warm pipeline writes one within 5–25 ms. Here the same code runs first over synthetic
+ * NEW / UPDATE / DESTROY records, a table dump and its end — a native batch buffer laid out as the
+ * addon's records (native/conntrack/record.h, through the exported layout) — decoded, recovered,
+ * attributed, tracked, counted, snapshotted, judged by the rules and written as flow lines.
  *
- * It leaves no trace: every stateful object is a throwaway of its own (decoder, engine, pipeline,
- * rule evaluator, line writer whose bytes are dropped); nothing reaches the real output, sinks,
- * metrics or counters. What it shares with the real run are module-level caches that are pure
- * memos of their input (address text, destination keys, status names, the time prefix): the same
- * input gives the same string with or without them, so replay still equals the live run and the
- * first real lines are byte for byte what they would have been. Its addresses are from the
- * benchmarking range (198.18.0.0/15, 2001:2::/48) and few, so those bounded caches keep room.
+ * The records look like the kernel's where V8 can tell: ids spread over 32 bits (half past 2^31,
+ * heap numbers rather than small integers), a DESTROY with its timeout, an owner with a start
+ * time and a cgroup; and the throwaway pipeline is assembled by the same code as the live one
+ * (assemble.ts warmUpLive). Code compiled for other shapes is thrown away at the first real
+ * batch ("wrong map", "not a Smi") and compiled again under load, which is what this is for.
  *
- * Bounded: it stops after `budgetMs` of wall time even when the flows are not all done.
+ * It leaves no trace: every stateful object is a throwaway of its own (decoder, recovery,
+ * attribution, engine, pipeline, rule evaluator, line writer whose bytes are dropped); nothing
+ * reaches the real output, sinks, metrics or counters. The throwaway attribution reads, after
+ * the warm-up, what a new owner makes it read: /etc/passwd and ctwatch's own /proc entries.
+ * What it shares with the real run are module-level caches that are pure memos of their input
+ * (address text, destination keys, status names, the time prefix): the same input gives the same
+ * string with or without them, so replay still equals the live run and the first real lines are
+ * byte for byte what they would have been (test/unit/warmup.test.ts). Its addresses are from the
+ * benchmarking ranges (198.18.0.0/15, 2001:2::/48) and few, so those bounded caches keep room.
+ *
+ * Bounded: it stops after `budgetMs` (300) of wall time even when the flows are not all done;
+ * events the kernel sends meanwhile wait in the reader's queue.
  */
 import { AlertEvaluator } from '../alerts/evaluator.js';
 import type { RuleSet } from '../alerts/evaluator.js';
