@@ -140,8 +140,8 @@ export function warmUpLive(o: WarmUpOptions): Promise<WarmUpResult> {
   return warmUp(o, async (w) => {
     const engine = liveEngine(o.engine ?? {}, w.attribution);
     const throwaway = new Assembly(w.source, engine, liveOptions(w.source, engine, w.attribution, undefined));
-    await throwaway.run(w.hooks);
-    return { snapshots: throwaway.snapshots, engine };
+    await throwaway.run(w.hooks(engine));
+    return { snapshots: throwaway.snapshots };
   });
 }
 

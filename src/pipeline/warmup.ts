@@ -32,7 +32,7 @@
  */
 import { AlertEvaluator } from '../alerts/evaluator.js';
 import type { RuleSet } from '../alerts/evaluator.js';
-import { ChurnEngine, type ChurnEngineOptions } from '../churn/engine.js';
+import type { ChurnEngine, ChurnEngineOptions } from '../churn/engine.js';
 import type { ChurnSnapshot } from '../churn/snapshot.js';
 import type { FlowEnd } from '../flow/types.js';
 import { OwnerAttribution } from './attribution.js';
@@ -49,8 +49,9 @@ export interface WarmUpOptions {
   layout: RecordLayout;
   /** the live source's namespace: decoded events carry it as real ones do */
   netns?: string;
-  /** the live engine's options (replies, SNAT port range), so the same branches are taken */
-  engine?: ChurnEngineOptions;
+  /** the live engine's options (replies, SNAT port range), so the same branches are taken; its
+   * owners are the throwaway attribution's */
+  engine?: Omit<ChurnEngineOptions, 'owners'>;
   /** UPDATE events are subscribed: the synthetic flows get one between NEW and DESTROY */
   updates?: boolean;
   /** the live pipeline's attribution mode: NEW records carry an owner, and a throwaway
@@ -266,12 +267,12 @@ export class SyntheticSource implements EventSource, Resyncable {
   }
 }
 
-/** What a warm-up runs: the source, engine and attribution stage, and the hooks that write. */
+/** What a warm-up runs: the source and attribution stage, and the hooks that write (given the
+ * engine the runner assembled, as the live one is, around that attribution). */
 export interface WarmUpParts {
   source: SyntheticSource;
-  engine: ChurnEngine;
   attribution?: OwnerAttribution;
-  hooks: PipelineHooks;
+  hooks: (engine: ChurnEngine) => PipelineHooks;
 }
 
 /**
@@ -286,7 +287,6 @@ export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Prom
   const flows = o.flows ?? 16_000;
   // Event time from the wall clock on, as a live pipeline's first ticks are
   const source = new SyntheticSource(o, flows, Date.now() * 1000, t0 + (o.budgetMs ?? 300), now);
-  const engine = new ChurnEngine(o.engine);
   const evaluator = o.rules ? new AlertEvaluator(o.rules) : undefined;
   // arenas of 128 KiB, not 1 MiB: the warm-up's are garbage as soon as written
   const lines = new LineBuffer(128 * 1024);
@@ -297,9 +297,9 @@ export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Prom
     // the bytes go nowhere: taken, so the arena is reused as a real writer's would be
     lines.take();
   };
-  const attribution = o.attribution ? new OwnerAttribution(undefined, { mode: o.attribution }) : undefined;
+  const attribution = o.attribution ? new OwnerAttribution({ mode: o.attribution }) : undefined;
   // the keys of Watcher's hooks, in its order (one shape for the pipeline's reads of them)
-  const hooks: PipelineHooks = {
+  const hooks = (engine: ChurnEngine): PipelineHooks => ({
     events: undefined,
     flows: (ends: FlowEnd[]) => write(ends),
     snapshot: (snap: ChurnSnapshot) => {
@@ -310,7 +310,7 @@ export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Prom
       write([snap]);
     },
     resync: undefined,
-  };
-  const { snapshots } = await run({ source, engine, attribution, hooks });
+  });
+  const { snapshots } = await run({ source, attribution, hooks });
   return { flows, events: source.events, lines: written, snapshots, ms: Math.round((now() - t0) * 10) / 10, cut: source.cut };
 }
