@@ -19,8 +19,8 @@
  *
  * It leaves no trace: every stateful object is a throwaway of its own (decoder, recovery,
  * attribution, engine, pipeline, rule evaluator, line writer whose bytes are dropped); nothing
- * reaches the real output, sinks, metrics or counters. The throwaway attribution reads, after
- * the warm-up, what a new owner makes it read: /etc/passwd and ctwatch's own /proc entries.
+ * reaches the real output, sinks, metrics or counters. The throwaway attribution reads, before
+ * it, what a new owner makes it read: /etc/passwd and ctwatch's own /proc entries.
  * What it shares with the real run are module-level caches that are pure memos of their input
  * (address text, destination keys, status names, the time prefix): the same input gives the same
  * string with or without them, so replay still equals the live run and the first real lines are
@@ -36,6 +36,9 @@ import type { ChurnEngine, ChurnEngineOptions } from '../churn/engine.js';
 import type { ChurnSnapshot } from '../churn/snapshot.js';
 import type { FlowEnd } from '../flow/types.js';
 import { OwnerAttribution } from './attribution.js';
+import { Users } from '../process/index.js';
+import { Cgroupfs } from '../process/cgroupfs.js';
+import { Executables } from '../process/exe.js';
 import { OverflowRecovery, type Resyncable } from './recovery.js';
 import { KIND, makeDecoder } from '../source/decode.js';
 import type { KernelStats, RecordLayout } from '../source/native.js';
@@ -106,9 +109,11 @@ const unowned = (id: number) => id % 10 === 9;
 const SIDE_ORIGIN = 1;
 
 /** The owner a synthetic NEW names: ctwatch itself, with a start time and a cgroup id that are
- * not its own, so the throwaway attribution stage takes the branches a new process takes (its
- * user, exe and cgroup looked up: reads of our own /proc entries, answered after the warm-up). */
+ * not its own (so nothing real is found for them: see settledAttribution). */
 const WARM_COMM = 'ctwatch-warmup';
+const WARM_UID = process.getuid?.() ?? 0;
+const WARM_START_NS = 1;
+const WARM_CGROUP = 1;
 /** flows found by the table dump a live engine source starts with */
 const DUMPED = 64;
 
@@ -175,9 +180,9 @@ function writeRecordBytes(L: RecordLayout, bytes: Uint8Array, view: DataView, ba
       present |= P_OWNER;
       view.setUint32(base + L.owner_pid, process.pid, true);
       view.setUint32(base + L.owner_tid, process.pid, true);
-      view.setUint32(base + L.owner_uid, process.getuid?.() ?? 0, true);
-      view.setUint32(base + L.owner_cgroup, 1, true);
-      view.setUint32(base + L.owner_start_ns, 1, true);
+      view.setUint32(base + L.owner_uid, WARM_UID, true);
+      view.setUint32(base + L.owner_cgroup, WARM_CGROUP, true);
+      view.setUint32(base + L.owner_start_ns, WARM_START_NS, true);
       view.setUint32(base + L.owner_age_us, 20, true);
       for (let k = 0; k < WARM_COMM.length; k++) bytes[base + L.owner_comm + k] = WARM_COMM.charCodeAt(k);
       bytes[base + L.owner_side] = SIDE_ORIGIN;
@@ -267,6 +272,21 @@ export class SyntheticSource implements EventSource, Resyncable {
   }
 }
 
+/**
+ * A throwaway attribution stage whose caches have answered for the synthetic owner already (its
+ * user name, that its exe and cgroup are not found: reads of /etc/passwd and our own /proc, a few
+ * ms): its process is shared from the first NEW on, as a real owner's is once read — the path
+ * the load runs. Unanswered, every synthetic NEW would be a process still being read, which the
+ * warm-up never yields to I/O to finish, and the stage would rescan them at every batch.
+ */
+async function settledAttribution(mode: 'ebpf' | 'sockdiag'): Promise<OwnerAttribution> {
+  const users = new Users();
+  const cgroups = new Cgroupfs();
+  const executables = new Executables();
+  await Promise.all([users.name(WARM_UID), cgroups.resolve(WARM_CGROUP, process.pid), executables.read(process.pid, WARM_START_NS)]);
+  return new OwnerAttribution({ mode, users, cgroups, executables });
+}
+
 /** What a warm-up runs: the source and attribution stage, and the hooks that write (given the
  * engine the runner assembled, as the live one is, around that attribution). */
 export interface WarmUpParts {
@@ -297,7 +317,7 @@ export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Prom
     // the bytes go nowhere: taken, so the arena is reused as a real writer's would be
     lines.take();
   };
-  const attribution = o.attribution ? new OwnerAttribution({ mode: o.attribution }) : undefined;
+  const attribution = o.attribution ? await settledAttribution(o.attribution) : undefined;
   // the keys of Watcher's hooks, in its order (one shape for the pipeline's reads of them)
   const hooks = (engine: ChurnEngine): PipelineHooks => ({
     events: undefined,
