@@ -101,6 +101,13 @@ export async function record(argv: string[]): Promise<number> {
   }
   for (const note of source.filterNotes) log.info(note);
   const assembly = assembleLive(source, { engine: useEngine, log, attribution: attribution?.pipeline });
+  const src = source;
+  // Before the first line that says we run (the drop's): a SIGTERM from then on drains.
+  const stop = () => void src.close();
+  const offSignals = onSignals(log, stop, () => {
+    output.reopen();
+    log.info({ output: output.path }, 'reopened output (SIGHUP)');
+  });
   let dropped: { boundingSetDropped: boolean } | undefined;
   if (account) {
     try {
@@ -111,15 +118,9 @@ export async function record(argv: string[]): Promise<number> {
     }
     announceAccount(log, account, dropped);
   }
-  const src = source;
   attribution?.announce(log);
   log.info({ netns: values.netns ?? '(own)', events: (events ?? ['new', 'destroy']).join(','), rcvbuf: src.counters.rcvbuf, output: output.path }, 'recording conntrack events');
 
-  const stop = () => void src.close();
-  const offSignals = onSignals(log, stop, () => {
-    output.reopen();
-    log.info({ output: output.path }, 'reopened output (SIGHUP)');
-  });
   const timer = duration !== undefined ? setLongTimeout(stop, duration * 1000) : undefined;
 
   // A namespace where no ruleset references conntrack tracks nothing; say so instead of

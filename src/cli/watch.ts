@@ -199,6 +199,27 @@ export async function watch(argv: string[]): Promise<number> {
       if (churnUs && snap.time % churnUs === 0) return writer?.write([snap]);
     },
   }, log, { attribution: attribution.pipeline });
+  // Before the first line that says we run (the drop's, or 'watching'): a SIGTERM from then on
+  // drains, also while the sinks and the metrics endpoint are still starting.
+  const offSignals = onSignals(
+    log,
+    (signal) => {
+      log.info({ signal }, 'stopping: draining deliveries and flushing');
+      void source.close();
+    },
+    () => {
+      output?.reopen();
+      sinks?.reopen();
+      loadRules(values.rules, account).then(
+        async (next) => {
+          config = next;
+          await watcher.reload(next);
+          log.info({ rules: values.rules ?? '(built-in)', rulesCount: next.rules.length }, 'reloaded rules (SIGHUP)');
+        },
+        (err: Error) => log.error(`rules not reloaded, keeping the old ones: ${err.message}`),
+      );
+    },
+  );
   let dropped: { boundingSetDropped: boolean } | undefined;
   if (account) {
     try {
@@ -219,25 +240,6 @@ export async function watch(argv: string[]): Promise<number> {
   attribution.announce(log);
   log.info({ netns: values.netns ?? '(own)', rules: values.rules ?? '(built-in)', rulesCount: config.rules.length, deliveries: config.deliver.length, output: output?.path ?? '(none)', ...(metricsServer ? { metrics: `http://${formatListenAddress(metricsServer.host, metricsServer.port)}/metrics` } : {}) }, 'watching the conntrack table');
 
-  const offSignals = onSignals(
-    log,
-    (signal) => {
-      log.info({ signal }, 'stopping: draining deliveries and flushing');
-      void source.close();
-    },
-    () => {
-      output?.reopen();
-      sinks?.reopen();
-      loadRules(values.rules, account).then(
-        async (next) => {
-          config = next;
-          await watcher.reload(next);
-          log.info({ rules: values.rules ?? '(built-in)', rulesCount: next.rules.length }, 'reloaded rules (SIGHUP)');
-        },
-        (err: Error) => log.error(`rules not reloaded, keeping the old ones: ${err.message}`),
-      );
-    },
-  );
   const status = statusMs > 0
     ? setLongInterval(() => {
         const s = watcher.last;
