@@ -57,6 +57,12 @@ export interface Netns {
   generate(spec: unknown): Promise<Record<string, unknown>[]>;
   /** an output-hook DNAT, as kube-proxy does for a ClusterIP: `service` (IP:PORT) is sent to `backend` (IP:PORT) */
   dnat(proto: 'tcp' | 'udp', service: string, backend: string): Promise<void>;
+  /**
+   * Ends every entry left, now (`conntrack -F`: each one destroyed and reported). For flows that
+   * are over but whose entry's short timeout (TIME_WAIT, CLOSE of 1 s) has run out: the kernel
+   * reaps expired entries lazily, and on an idle host its GC may take a minute to get to them.
+   */
+  flush(): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -122,6 +128,9 @@ export async function createNetns(options: NetnsOptions = {}): Promise<Netns> {
     async generate(spec) {
       const { stdout } = await run('ip', [...ns, process.execPath, GENERATOR, JSON.stringify(spec)], { timeout: 120_000, maxBuffer: 256 * 1024 * 1024 });
       return stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    async flush() {
+      await run('ip', [...ns, 'conntrack', '-F'], { timeout: 10_000 });
     },
     async dnat(proto, service, backend) {
       const [ip, port] = service.split(':');

@@ -69,6 +69,7 @@ describe('attribution modes (real kernel, own namespace)', () => {
       const { stdout } = await run('ip', ['netns', 'exec', ns.name, LAB, 'churn', 'as-root', 'tcp', '127.0.0.1', '7301', '200', '2000', 'rst'], { timeout: 60_000 });
       const r = JSON.parse(stdout.trim().split('\n').pop()!) as { pid: number; made: number };
       expect(r.made).toBe(200);
+      await ns.flush();
       const flows = await waitFor(() => (flowsTo(file, 7301).length >= 200 ? flowsTo(file, 7301) : null), 'a flow line per connection', 40_000, 200);
       const wrong = flows.filter((f) => f.process && (f.process.pid !== r.pid || f.process.comm !== 'as-root'));
       const missing = flows.filter((f) => !f.process);

@@ -76,9 +76,7 @@ describe('DNAT: a leak through a service address translated to a backend (own na
       // a churn line naming the backend, and the leak's flows ended
       const ended = () => readFileSync(recording, 'utf8').split('\n').filter((l) => l.includes('"event":"flow"') && l.includes('"dst":"127.0.0.100"')).length;
       await waitFor(() => existsSync(recording) && readFileSync(recording, 'utf8').includes('"backend":"127.0.0.5:6379"'), 'a churn line naming the backend', 10_000, 100);
-      // the kernel reaps expired entries lazily (its GC may take a minute to get to them): flush
-      // the table, which destroys (and reports) every entry left
-      await ns.exec('conntrack', ['-F']);
+      await ns.flush();
       await waitFor(() => ended() >= 2000, 'the flow lines of the leak', 20_000, 200);
     } finally {
       watch.kill('SIGTERM');
