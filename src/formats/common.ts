@@ -126,6 +126,27 @@ export function direction(src: string, dst: string, local: Set<string> | undefin
   return 'unknown';
 }
 
+/**
+ * ctwatch's own fields of a flow end that the SIEM schemas have no place for (ECS `conntrack.*`,
+ * OCSF `unmapped.conntrack`), in the order both write them, after the members each puts first.
+ * open_duration is how long the TCP connection was open (to its first FIN/RST), in the unit of the
+ * format's own duration: `perSecond` is that unit's count in a second (ECS ns, OCSF ms).
+ */
+export function flowOwnFields(f: FlowEnd, perSecond: number): Record<string, unknown> {
+  const p = f.process;
+  return {
+    clock: f.clock,
+    preexisting: f.preexisting,
+    mark: f.mark,
+    zone: f.zone,
+    netns: f.netns,
+    icmp: f.icmp ? { ...f.icmp } : undefined,
+    cgroup: p?.cgroup,
+    unit: p?.unit,
+    open_duration: f.open === undefined ? undefined : Math.round(f.open * perSecond),
+  };
+}
+
 /** Alert severity on the 0-10 scale CEF uses; ECS event.severity reuses it so both agree. */
 export function alertSeverity10(alert: Alert): number {
   if (alert.event === 'resolved') return 1;

@@ -16,6 +16,7 @@ import {
   alertSeverity10,
   compact,
   direction,
+  flowOwnFields,
   ianaKeyword,
   isAlert,
   isConntrack,
@@ -194,16 +195,8 @@ export function ecsFlow(f: FlowEnd, opts: FormatOptions = {}): Doc {
     state: f.state,
     assured: f.assured,
     replied: f.replied,
-    clock: f.clock,
-    preexisting: f.preexisting,
-    mark: f.mark,
-    zone: f.zone,
-    netns: f.netns,
-    icmp: f.icmp ? { ...f.icmp } : undefined,
-    cgroup: p?.cgroup,
-    unit: p?.unit,
-    // how long the TCP connection was open (to its first FIN/RST), in ns like event.duration
-    open_duration: f.open === undefined ? undefined : Math.round(f.open * 1e9),
+    // open_duration in ns, like event.duration
+    ...flowOwnFields(f, 1e9),
   });
   return doc;
 }

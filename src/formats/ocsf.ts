@@ -14,6 +14,7 @@ import {
   DEFAULT_PRODUCT,
   compact,
   direction,
+  flowOwnFields,
   isAlert,
   isConntrack,
   isFlow,
@@ -258,16 +259,8 @@ export function ocsfFlow(f: FlowEnd, opts: FormatOptions = {}): Doc {
       assured: f.assured,
       replied: f.replied,
       reason: f.reason,
-      clock: f.clock,
-      preexisting: f.preexisting,
-      mark: f.mark,
-      zone: f.zone,
-      netns: f.netns,
-      icmp: f.icmp ? { ...f.icmp } : undefined,
-      cgroup: p?.cgroup,
-      unit: p?.unit,
-      // ms, like OCSF's own duration
-      open_duration: f.open === undefined ? undefined : Math.round(f.open * 1000),
+      // open_duration in ms, like OCSF's own duration
+      ...flowOwnFields(f, 1000),
     }),
   };
   return doc;
