@@ -147,6 +147,20 @@ export function flowOwnFields(f: FlowEnd, perSecond: number): Record<string, unk
   };
 }
 
+/**
+ * An alert's own fields that the SIEM schemas have no place for (ECS `ctwatch.alert`, OCSF
+ * `unmapped.ctwatch`), in the order both write them, after the members each puts first.
+ */
+export function alertOwnFields(a: Alert): Record<string, unknown> {
+  return {
+    subject: a.subject,
+    values: { ...a.values },
+    top: a.top,
+    hint: a.hint,
+    netns: a.netns,
+  };
+}
+
 /** Alert severity on the 0-10 scale CEF uses; ECS event.severity reuses it so both agree. */
 export function alertSeverity10(alert: Alert): number {
   if (alert.event === 'resolved') return 1;

@@ -13,6 +13,7 @@ import {
   type OtherRecord,
   type SinkRecord,
   DEFAULT_PRODUCT,
+  alertOwnFields,
   alertSeverity10,
   compact,
   direction,
@@ -221,11 +222,7 @@ export function ecsAlert(a: Alert, opts: FormatOptions = {}): Doc {
     alert: compact({
       state: a.event,
       severity: a.severity,
-      subject: a.subject,
-      values: { ...a.values },
-      top: a.top,
-      hint: a.hint,
-      netns: a.netns,
+      ...alertOwnFields(a),
     }),
   };
   return doc;

@@ -12,6 +12,7 @@ import {
   type OtherRecord,
   type SinkRecord,
   DEFAULT_PRODUCT,
+  alertOwnFields,
   compact,
   direction,
   flowOwnFields,
@@ -289,13 +290,7 @@ export function ocsfAlert(a: Alert, opts: FormatOptions = {}): Doc {
     analytic: { name: a.rule, type_id: 1, type: 'Rule' },
   };
   doc.unmapped = {
-    ctwatch: compact({
-      subject: a.subject,
-      values: { ...a.values },
-      top: a.top,
-      hint: a.hint,
-      netns: a.netns,
-    }),
+    ctwatch: compact(alertOwnFields(a)),
   };
   return doc;
 }
