@@ -127,6 +127,23 @@ export function direction(src: string, dst: string, local: Set<string> | undefin
 }
 
 /**
+ * The kernel entry's fields of a conntrack event that the SIEM schemas have no place for (ECS
+ * `conntrack.*`, OCSF `unmapped.conntrack`), in the order both write them.
+ */
+export function conntrackOwnFields(ev: ConntrackEvent): Record<string, unknown> {
+  return {
+    event: ev.event,
+    state: ev.state,
+    status: [...ev.status],
+    mark: ev.mark,
+    zone: ev.zone,
+    timeout: ev.timeout,
+    netns: ev.netns,
+    icmp: ev.icmp ? { ...ev.icmp } : undefined,
+  };
+}
+
+/**
  * ctwatch's own fields of a flow end that the SIEM schemas have no place for (ECS `conntrack.*`,
  * OCSF `unmapped.conntrack`), in the order both write them, after the members each puts first.
  * open_duration is how long the TCP connection was open (to its first FIN/RST), in the unit of the

@@ -16,6 +16,7 @@ import {
   alertOwnFields,
   alertSeverity10,
   compact,
+  conntrackOwnFields,
   direction,
   flowOwnFields,
   ianaKeyword,
@@ -140,14 +141,7 @@ export function ecsConntrack(ev: ConntrackEvent, opts: FormatOptions = {}): Doc 
   hostFields(doc, opts);
   doc.conntrack = compact({
     id: ev.id,
-    event: ev.event,
-    state: ev.state,
-    status: [...ev.status],
-    mark: ev.mark,
-    zone: ev.zone,
-    timeout: ev.timeout,
-    netns: ev.netns,
-    icmp: ev.icmp ? { ...ev.icmp } : undefined,
+    ...conntrackOwnFields(ev),
   });
   return doc;
 }

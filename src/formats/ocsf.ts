@@ -14,6 +14,7 @@ import {
   DEFAULT_PRODUCT,
   alertOwnFields,
   compact,
+  conntrackOwnFields,
   direction,
   flowOwnFields,
   isAlert,
@@ -215,14 +216,7 @@ export function ocsfConntrack(ev: ConntrackEvent, opts: FormatOptions = {}): Doc
   if (ev.status.includes('DST_NAT')) Object.assign(nat, compact({ dst_ip: ev.reply.src, dst_port: ev.reply.sport }));
   doc.unmapped = {
     conntrack: compact({
-      event: ev.event,
-      state: ev.state,
-      status: [...ev.status],
-      mark: ev.mark,
-      zone: ev.zone,
-      timeout: ev.timeout,
-      netns: ev.netns,
-      icmp: ev.icmp ? { ...ev.icmp } : undefined,
+      ...conntrackOwnFields(ev),
       nat: Object.keys(nat).length ? nat : undefined,
     }),
   };
