@@ -126,6 +126,11 @@ export function direction(src: string, dst: string, local: Set<string> | undefin
   return 'unknown';
 }
 
+/** Both directions' count added up (bytes, packets), where both are known: one alone is not a total. */
+export function bothWays(orig: number | undefined, reply: number | undefined): number | undefined {
+  return orig !== undefined && reply !== undefined ? orig + reply : undefined;
+}
+
 /**
  * The kernel entry's fields of a conntrack event that the SIEM schemas have no place for (ECS
  * `conntrack.*`, OCSF `unmapped.conntrack`), in the order both write them.

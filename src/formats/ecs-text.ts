@@ -16,6 +16,7 @@ import {
   type OtherRecord,
   type ProductInfo,
   type SinkRecord,
+  bothWays,
   ianaKeyword,
   isAlert,
   isConntrack,
@@ -25,7 +26,17 @@ import {
   protoNumber,
 } from './common.js';
 import { member, object } from './json-text.js';
-import { CT_EVENT_TYPE, base, ecsAlert, ecsConntrack, ecsDirection, ecsOther, hostFields, type Doc } from './ecs.js';
+import {
+  CT_EVENT_TYPE,
+  base,
+  ecsAlert,
+  ecsConntrack,
+  ecsDirection,
+  ecsOther,
+  hostFields,
+  type Doc,
+  type NetworkOf,
+} from './ecs.js';
 
 interface Constant {
   host: HostInfo | undefined;
@@ -78,20 +89,20 @@ function protoText(proto: string): string {
 }
 
 function networkText(
-  family: unknown,
-  proto: string,
-  cid: string | undefined,
-  bytes: number | undefined,
-  packets: number | undefined,
-  dir: string | undefined,
+  x: NetworkOf,
+  ob: number | undefined,
+  op: number | undefined,
+  rb: number | undefined,
+  rp: number | undefined,
+  opts: FormatOptions,
 ): string {
   return object(
-    member(',"type":', family),
-    protoText(proto) +
-      member(',"community_id":', cid) +
-      member(',"bytes":', bytes) +
-      member(',"packets":', packets) +
-      member(',"direction":', dir),
+    member(',"type":', x.family),
+    protoText(x.proto) +
+      member(',"community_id":', communityId(x, opts.communityIdSeed ?? 0)) +
+      member(',"bytes":', bothWays(ob, rb)) +
+      member(',"packets":', bothWays(op, rp)) +
+      member(',"direction":', ecsDirection(x.src, x.dst, opts)),
   );
 }
 
@@ -142,14 +153,7 @@ export function ecsFlowJson(f: FlowEnd, opts: FormatOptions = {}): string {
     `${member(',"duration":', Math.round(f.duration * 1e9))}}` +
     `,"source":${object(member(',"ip":', f.src), endpointRest(f.sport, ob, op))}` +
     `,"destination":${object(member(',"ip":', f.dst), endpointRest(f.dport, rb, rp))}` +
-    `,"network":${networkText(
-      f.family,
-      f.proto,
-      communityId(f, opts.communityIdSeed ?? 0),
-      ob !== undefined && rb !== undefined ? ob + rb : undefined,
-      op !== undefined && rp !== undefined ? op + rp : undefined,
-      ecsDirection(f.src, f.dst, opts),
-    )}`;
+    `,"network":${networkText(f, ob, op, rb, rp, opts)}`;
   const p = f.process;
   if (p) {
     const rest = member(',"name":', p.comm) + member(',"executable":', p.exe);
@@ -205,14 +209,7 @@ export function ecsConntrackJson(ev: ConntrackEvent, opts: FormatOptions = {}): 
     `{"@timestamp":"${isoFromMicros(ev.time ?? 0)}"${c.head},"event":${event}}` +
     `,"source":${object(member(',"ip":', ev.src), source)}` +
     `,"destination":${object(member(',"ip":', ev.dst), destination)}` +
-    `,"network":${networkText(
-      ev.family,
-      ev.proto,
-      communityId(ev, opts.communityIdSeed ?? 0),
-      ob !== undefined && rb !== undefined ? ob + rb : undefined,
-      op !== undefined && rp !== undefined ? op + rp : undefined,
-      ecsDirection(ev.src, ev.dst, opts),
-    )}` +
+    `,"network":${networkText(ev, ob, op, rb, rp, opts)}` +
     c.hosts +
     `,"conntrack":${object(
       member(',"id":', ev.id),

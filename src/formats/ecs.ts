@@ -7,7 +7,7 @@
 import type { ConntrackEvent } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import type { Alert } from '../recording/alert.js';
-import { communityId } from './community-id.js';
+import { type CommunityIdTuple, communityId } from './community-id.js';
 import {
   type FormatOptions,
   type OtherRecord,
@@ -15,6 +15,7 @@ import {
   DEFAULT_PRODUCT,
   alertOwnFields,
   alertSeverity10,
+  bothWays,
   compact,
   conntrackOwnFields,
   direction,
@@ -72,23 +73,29 @@ export function hostFields(doc: Doc, opts: FormatOptions): void {
   }
 }
 
+/** What a flow end and a conntrack event both have for ECS's `network`. */
+export interface NetworkOf extends CommunityIdTuple {
+  family: string;
+  proto: string;
+}
+
 function network(
-  family: string,
-  proto: string,
-  cid: string | undefined,
-  bytes: number | undefined,
-  packets: number | undefined,
-  dir: string | undefined,
+  x: NetworkOf,
+  ob: number | undefined,
+  op: number | undefined,
+  rb: number | undefined,
+  rp: number | undefined,
+  opts: FormatOptions,
 ): Doc {
-  const num = protoNumber(proto);
+  const num = protoNumber(x.proto);
   return compact({
-    type: family,
+    type: x.family,
     iana_number: num === undefined ? undefined : String(num),
     transport: ianaKeyword(num),
-    community_id: cid,
-    bytes,
-    packets,
-    direction: dir,
+    community_id: communityId(x, opts.communityIdSeed ?? 0),
+    bytes: bothWays(ob, rb),
+    packets: bothWays(op, rp),
+    direction: ecsDirection(x.src, x.dst, opts),
   });
 }
 
@@ -129,15 +136,7 @@ export function ecsConntrack(ev: ConntrackEvent, opts: FormatOptions = {}): Doc 
   doc.source = source;
   doc.destination = destination;
 
-  const both = ob !== undefined && rb !== undefined;
-  doc.network = network(
-    ev.family,
-    ev.proto,
-    communityId(ev, opts.communityIdSeed ?? 0),
-    both ? ob + rb : undefined,
-    op !== undefined && rp !== undefined ? op + rp : undefined,
-    ecsDirection(ev.src, ev.dst, opts),
-  );
+  doc.network = network(ev, ob, op, rb, rp, opts);
   hostFields(doc, opts);
   doc.conntrack = compact({
     id: ev.id,
@@ -168,14 +167,7 @@ export function ecsFlow(f: FlowEnd, opts: FormatOptions = {}): Doc {
   const rp = f.reply?.packets;
   doc.source = endpoint(f.src, f.sport, ob, op);
   doc.destination = endpoint(f.dst, f.dport, rb, rp);
-  doc.network = network(
-    f.family,
-    f.proto,
-    communityId(f, opts.communityIdSeed ?? 0),
-    ob !== undefined && rb !== undefined ? ob + rb : undefined,
-    op !== undefined && rp !== undefined ? op + rp : undefined,
-    ecsDirection(f.src, f.dst, opts),
-  );
+  doc.network = network(f, ob, op, rb, rp, opts);
   const p = f.process;
   if (p) {
     doc.process = compact({ pid: p.pid, name: p.comm, executable: p.exe });

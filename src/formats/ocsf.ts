@@ -13,6 +13,7 @@ import {
   type SinkRecord,
   DEFAULT_PRODUCT,
   alertOwnFields,
+  bothWays,
   compact,
   conntrackOwnFields,
   direction,
@@ -193,8 +194,8 @@ function networkBody(
       packets_out: op,
       bytes_in: rb,
       packets_in: rp,
-      bytes: ob !== undefined && rb !== undefined ? ob + rb : undefined,
-      packets: op !== undefined && rp !== undefined ? op + rp : undefined,
+      bytes: bothWays(ob, rb),
+      packets: bothWays(op, rp),
     });
   }
 }
