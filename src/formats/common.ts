@@ -150,13 +150,22 @@ export function conntrackOwnFields(ev: ConntrackEvent): Record<string, unknown> 
 
 /**
  * ctwatch's own fields of a flow end that the SIEM schemas have no place for (ECS `conntrack.*`,
- * OCSF `unmapped.conntrack`), in the order both write them, after the members each puts first.
- * open_duration is how long the TCP connection was open (to its first FIN/RST), in the unit of the
- * format's own duration: `perSecond` is that unit's count in a second (ECS ns, OCSF ms).
+ * OCSF `unmapped.conntrack`), in the order both write them, after the id where ECS puts it first.
+ * Per format: open_duration, how long the TCP connection was open (to its first FIN/RST), is in
+ * the unit of the format's own duration (`openPerSecond`: ECS ns, OCSF ms); the reason the flow
+ * ended goes here only where the format has no field of its own for it (OCSF; ECS has
+ * event.reason).
  */
-export function flowOwnFields(f: FlowEnd, perSecond: number): Record<string, unknown> {
+export function flowOwnFields(
+  f: FlowEnd,
+  per: { openPerSecond: number; withReason?: boolean },
+): Record<string, unknown> {
   const p = f.process;
   return {
+    state: f.state,
+    assured: f.assured,
+    replied: f.replied,
+    reason: per.withReason ? f.reason : undefined,
     clock: f.clock,
     preexisting: f.preexisting,
     mark: f.mark,
@@ -165,7 +174,7 @@ export function flowOwnFields(f: FlowEnd, perSecond: number): Record<string, unk
     icmp: f.icmp ? { ...f.icmp } : undefined,
     cgroup: p?.cgroup,
     unit: p?.unit,
-    open_duration: f.open === undefined ? undefined : Math.round(f.open * perSecond),
+    open_duration: f.open === undefined ? undefined : Math.round(f.open * per.openPerSecond),
   };
 }
 

@@ -179,11 +179,8 @@ export function ecsFlow(f: FlowEnd, opts: FormatOptions = {}): Doc {
   hostFields(doc, opts);
   doc.conntrack = compact({
     id: f.id,
-    state: f.state,
-    assured: f.assured,
-    replied: f.replied,
     // open_duration in ns, like event.duration
-    ...flowOwnFields(f, 1e9),
+    ...flowOwnFields(f, { openPerSecond: 1e9 }),
   });
   return doc;
 }

@@ -250,14 +250,8 @@ export function ocsfFlow(f: FlowEnd, opts: FormatOptions = {}): Doc {
     doc.actor = actor;
   }
   doc.unmapped = {
-    conntrack: compact({
-      state: f.state,
-      assured: f.assured,
-      replied: f.replied,
-      reason: f.reason,
-      // open_duration in ms, like OCSF's own duration
-      ...flowOwnFields(f, 1000),
-    }),
+    // open_duration in ms, like OCSF's own duration; the reason, which OCSF has no field for
+    conntrack: compact(flowOwnFields(f, { openPerSecond: 1000, withReason: true })),
   };
   return doc;
 }
