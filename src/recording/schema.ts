@@ -59,6 +59,23 @@ function tupleBytes(w: LineBuffer, t: Tuple): void {
   if (t.icmp !== undefined) icmpBytes(w, t.icmp);
 }
 
+/**
+ * What a conntrack event and a flow end both write after their `event`, in the same order: time,
+ * the entry's id, family and protocol, and its original tuple.
+ */
+function entryBytes(w: LineBuffer, x: Tuple & { time: number; id: number; family: string; proto: string }): void {
+  w.ascii(',"time":"');
+  w.micros(x.time);
+  w.ascii('","id":');
+  w.number(x.id);
+  w.ascii(',"family":');
+  w.string(x.family);
+  w.ascii(',"proto":');
+  w.string(x.proto);
+  w.byte(0x2c);
+  tupleBytes(w, x);
+}
+
 function icmpBytes(w: LineBuffer, icmp: IcmpFields): void {
   w.ascii(',"icmp":{"type":');
   w.number(icmp.type);
@@ -85,16 +102,7 @@ function countersBytes(w: LineBuffer, key: string, c: Counters): void {
 export function writeEvent(w: LineBuffer, e: ConntrackEvent): void {
   w.ascii(`{"v":${SCHEMA_VERSION},"event":`);
   w.string(e.event);
-  w.ascii(',"time":"');
-  w.micros(e.time);
-  w.ascii('","id":');
-  w.number(e.id);
-  w.ascii(',"family":');
-  w.string(e.family);
-  w.ascii(',"proto":');
-  w.string(e.proto);
-  w.byte(0x2c);
-  tupleBytes(w, e);
+  entryBytes(w, e);
   w.ascii(',"reply":{');
   tupleBytes(w, e.reply);
   if (e.reply.packets !== undefined) { w.ascii(',"packets":'); w.number(e.reply.packets); }
@@ -142,21 +150,8 @@ export const FLOW_FIELDS = {
  * connection: as bytes, in FLOW_FIELDS order.
  */
 export function writeFlow(w: LineBuffer, f: FlowEnd): void {
-  w.ascii(`{"v":${SCHEMA_VERSION},"event":"flow","time":"`);
-  w.micros(f.time);
-  w.ascii('","id":');
-  w.number(f.id);
-  w.ascii(',"family":');
-  w.string(f.family);
-  w.ascii(',"proto":');
-  w.string(f.proto);
-  w.ascii(',"src":');
-  w.string(f.src);
-  w.ascii(',"dst":');
-  w.string(f.dst);
-  if (f.sport !== undefined) { w.ascii(',"sport":'); w.number(f.sport); }
-  if (f.dport !== undefined) { w.ascii(',"dport":'); w.number(f.dport); }
-  if (f.icmp !== undefined) icmpBytes(w, f.icmp);
+  w.ascii(`{"v":${SCHEMA_VERSION},"event":"flow"`);
+  entryBytes(w, f);
   w.ascii(',"begin":"');
   w.micros(f.begin);
   w.ascii('","duration":');
