@@ -6,7 +6,7 @@
  * that): same key order, members left out when undefined, any value we do not expect the type of
  * written by JSON.stringify itself.
  */
-import type { ConntrackEvent } from '../source/types.js';
+import type { ConntrackEvent, Counters } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import { communityId } from './community-id.js';
 import {
@@ -88,20 +88,13 @@ function protoText(proto: string): string {
   return t;
 }
 
-function networkText(
-  x: NetworkOf,
-  ob: number | undefined,
-  op: number | undefined,
-  rb: number | undefined,
-  rp: number | undefined,
-  opts: FormatOptions,
-): string {
+function networkText(x: NetworkOf, orig: Partial<Counters> | undefined, reply: Partial<Counters> | undefined, opts: FormatOptions): string {
   return object(
     member(',"type":', x.family),
     protoText(x.proto) +
       member(',"community_id":', communityId(x, opts.communityIdSeed ?? 0)) +
-      member(',"bytes":', bothWays(ob, rb)) +
-      member(',"packets":', bothWays(op, rp)) +
+      member(',"bytes":', bothWays(orig?.bytes, reply?.bytes)) +
+      member(',"packets":', bothWays(orig?.packets, reply?.packets)) +
       member(',"direction":', ecsDirection(x.src, x.dst, opts)),
   );
 }
@@ -153,7 +146,7 @@ export function ecsFlowJson(f: FlowEnd, opts: FormatOptions = {}): string {
     `${member(',"duration":', Math.round(f.duration * 1e9))}}` +
     `,"source":${object(member(',"ip":', f.src), endpointRest(f.sport, ob, op))}` +
     `,"destination":${object(member(',"ip":', f.dst), endpointRest(f.dport, rb, rp))}` +
-    `,"network":${networkText(f, ob, op, rb, rp, opts)}`;
+    `,"network":${networkText(f, f.orig, f.reply, opts)}`;
   const p = f.process;
   if (p) {
     const rest = member(',"name":', p.comm) + member(',"executable":', p.exe);
@@ -209,7 +202,7 @@ export function ecsConntrackJson(ev: ConntrackEvent, opts: FormatOptions = {}): 
     `{"@timestamp":"${isoFromMicros(ev.time ?? 0)}"${c.head},"event":${event}}` +
     `,"source":${object(member(',"ip":', ev.src), source)}` +
     `,"destination":${object(member(',"ip":', ev.dst), destination)}` +
-    `,"network":${networkText(ev, ob, op, rb, rp, opts)}` +
+    `,"network":${networkText(ev, ev.orig, ev.reply, opts)}` +
     c.hosts +
     `,"conntrack":${object(
       member(',"id":', ev.id),

@@ -4,7 +4,7 @@
  * with a future ECS field. The same documents as JSON text, written straight for the records that
  * come by the thousand per second, are in ecs-text.ts (the ecs format's line).
  */
-import type { ConntrackEvent } from '../source/types.js';
+import type { ConntrackEvent, Counters } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import type { Alert } from '../recording/alert.js';
 import { type CommunityIdTuple, communityId } from './community-id.js';
@@ -79,22 +79,15 @@ export interface NetworkOf extends CommunityIdTuple {
   proto: string;
 }
 
-function network(
-  x: NetworkOf,
-  ob: number | undefined,
-  op: number | undefined,
-  rb: number | undefined,
-  rp: number | undefined,
-  opts: FormatOptions,
-): Doc {
+function network(x: NetworkOf, orig: Partial<Counters> | undefined, reply: Partial<Counters> | undefined, opts: FormatOptions): Doc {
   const num = protoNumber(x.proto);
   return compact({
     type: x.family,
     iana_number: num === undefined ? undefined : String(num),
     transport: ianaKeyword(num),
     community_id: communityId(x, opts.communityIdSeed ?? 0),
-    bytes: bothWays(ob, rb),
-    packets: bothWays(op, rp),
+    bytes: bothWays(orig?.bytes, reply?.bytes),
+    packets: bothWays(orig?.packets, reply?.packets),
     direction: ecsDirection(x.src, x.dst, opts),
   });
 }
@@ -136,7 +129,7 @@ export function ecsConntrack(ev: ConntrackEvent, opts: FormatOptions = {}): Doc 
   doc.source = source;
   doc.destination = destination;
 
-  doc.network = network(ev, ob, op, rb, rp, opts);
+  doc.network = network(ev, ev.orig, ev.reply, opts);
   hostFields(doc, opts);
   doc.conntrack = compact({
     id: ev.id,
@@ -167,7 +160,7 @@ export function ecsFlow(f: FlowEnd, opts: FormatOptions = {}): Doc {
   const rp = f.reply?.packets;
   doc.source = endpoint(f.src, f.sport, ob, op);
   doc.destination = endpoint(f.dst, f.dport, rb, rp);
-  doc.network = network(f, ob, op, rb, rp, opts);
+  doc.network = network(f, f.orig, f.reply, opts);
   const p = f.process;
   if (p) {
     doc.process = compact({ pid: p.pid, name: p.comm, executable: p.exe });
