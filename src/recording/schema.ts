@@ -64,16 +64,12 @@ function tupleBytes(w: LineBuffer, t: Tuple): void {
  * the entry's id, family and protocol, and its original tuple.
  */
 function entryBytes(w: LineBuffer, x: Tuple & { time: number; id: number; family: string; proto: string }): void {
-  w.ascii(',"time":"');
-  w.micros(x.time);
-  w.ascii('","id":');
-  w.number(x.id);
-  w.ascii(',"family":');
-  w.string(x.family);
-  w.ascii(',"proto":');
-  w.string(x.proto);
-  w.byte(0x2c);
-  tupleBytes(w, x);
+  // a member a line
+  w.ascii(',"time":"'); w.micros(x.time);
+  w.ascii('","id":'); w.number(x.id);
+  w.ascii(',"family":'); w.string(x.family);
+  w.ascii(',"proto":'); w.string(x.proto);
+  w.byte(0x2c); tupleBytes(w, x);
 }
 
 function icmpBytes(w: LineBuffer, icmp: IcmpFields): void {
