@@ -6,11 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, createNetns, waitFor, type Netns } from '../helpers/netns.js';
 import { WATCHING, exitOf, jsonLines, startCli } from '../helpers/cli.js';
+import { writeOnlyRules } from '../helpers/rules.js';
 
 const LAB = join(ROOT, 'build', 'Release', 'ctwatch-lab');
 const LEAK = '127.0.0.5:6379/tcp';
@@ -39,17 +40,9 @@ describe('alerts judge their own candidates (real kernel, own namespace)', () =>
   });
 
   it('keeps a 700/s leak firing while 12 faster decoys fill the top list, and resolves it when it stops', async () => {
-    const rules = join(dir, 'rules.yaml');
-    writeFileSync(rules, `rules:
-  churn_per_destination:
-    for: 0s
-    resolve_for: 2s
-  churn_baseline: false
-  time_wait_pileup: false
-  time_to_full: false
-  table_fill: false
-  leak_fill: false
-`);
+    const rules = writeOnlyRules(join(dir, 'rules.yaml'), {
+      rules: { churn_per_destination: { for: '0s', resolve_for: '2s' } },
+    });
     const out = join(dir, 'alerts.jsonl');
     const watch = startCli(['watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0', '--no-processes']);
     const lines = (): Line[] => jsonLines<Line>(out);

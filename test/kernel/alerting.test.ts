@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
 import { WATCHING, startCli } from '../helpers/cli.js';
+import { writeOnlyRules } from '../helpers/rules.js';
 
 interface Posted {
   at: number;
@@ -44,26 +45,18 @@ describe('ctwatch watch: alerts on a real leak (own namespace)', () => {
   it('fires within 2 s of a leak, not on pooled traffic, resolves, and delivers to webhook and exec', async () => {
     const port = (server.address() as AddressInfo).port;
     const execFile = join(dir, 'exec.jsonl');
-    const rules = join(dir, 'rules.yaml');
-    writeFileSync(rules, `rules:
-  churn_per_destination:
-    rate: new1
-    threshold: 300
-    resolve: 50
-    for: 0s
-    resolve_for: 2s
-  churn_baseline:
-    enabled: false
-  time_wait_pileup:
-    enabled: false
-  time_to_full:
-    enabled: false
-deliver:
-  - webhook: http://127.0.0.1:${port}/hook
-  - webhook: http://127.0.0.1:9/down
-    retries: 2
-  - exec: [/bin/sh, -c, "cat >> ${execFile}; echo >> ${execFile}"]
-`);
+    const rules = writeOnlyRules(join(dir, 'rules.yaml'), {
+      rules: {
+        churn_per_destination: { rate: 'new1', threshold: 300, resolve: 50, for: '0s', resolve_for: '2s' },
+        // as built in: it fires on the same leak, and the test follows it too
+        leak_fill: true,
+      },
+      deliver: [
+        { webhook: `http://127.0.0.1:${port}/hook` },
+        { webhook: 'http://127.0.0.1:9/down', retries: 2 },
+        { exec: ['/bin/sh', '-c', `cat >> ${execFile}; echo >> ${execFile}`] },
+      ],
+    });
     const out = join(dir, 'alerts.jsonl');
     const watch = startCli(['watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0']);
     try {

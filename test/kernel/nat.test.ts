@@ -10,12 +10,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
 import { RECORDING, WATCHING, startCli, type CliRun } from '../helpers/cli.js';
+import { writeOnlyRules } from '../helpers/rules.js';
 import { KERNEL_SNAT_RANGE, readSnatPortRange } from '../../src/pipeline/port-range.js';
 import { ChurnEngine } from '../../src/churn/engine.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
@@ -52,16 +53,9 @@ describe('DNAT: a leak through a service address translated to a backend (own na
   });
 
   it('flows, churn, top and the churn alert carry service → backend', async () => {
-    const rules = join(dir, 'rules.yaml');
-    writeFileSync(rules, `rules:
-  churn_per_destination:
-    rate: new1
-    threshold: 300
-    for: 0s
-  churn_baseline: { enabled: false }
-  time_wait_pileup: { enabled: false }
-  time_to_full: { enabled: false }
-`);
+    const rules = writeOnlyRules(join(dir, 'rules.yaml'), {
+      rules: { churn_per_destination: { rate: 'new1', threshold: 300, for: '0s' } },
+    });
     const { alerts, recording, watch, record } = watchAndRecord(ns.name, rules, dir);
     let screen = '';
     try {
@@ -149,15 +143,7 @@ describe('SNAT: masquerade out of a veth, source ports against a small port rang
     procs.push(server);
     await waitFor(async () => (await b.exec('ss', ['-Htln', 'sport = :80'])).stdout.trim() !== '', 'the server');
 
-    const rules = join(dir, 'rules.yaml');
-    writeFileSync(rules, `rules:
-  snat_port_exhaustion:
-    for: 0s
-  churn_per_destination: { enabled: false }
-  churn_baseline: { enabled: false }
-  time_wait_pileup: { enabled: false }
-  time_to_full: { enabled: false }
-`);
+    const rules = writeOnlyRules(join(dir, 'rules.yaml'), { rules: { snat_port_exhaustion: { for: '0s' } } });
     const { alerts, recording, watch, record } = watchAndRecord(a.name, rules, dir);
     let screen = '';
     try {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, createNetns, waitFor, type Netns } from '../helpers/netns.js';
 import { WATCHING, exitOf, jsonLines, startCli } from '../helpers/cli.js';
+import { onlyRules } from '../helpers/rules.js';
 
 const LAB = join(ROOT, 'build', 'Release', 'ctwatch-lab');
 
@@ -25,19 +26,9 @@ describe('watch: SIGHUP with a bad rules file keeps the old rules (real kernel, 
 
   it('refuses a 300 KiB file, 1001 rules and a broken file at SIGHUP, each in one line, and the old rule still fires', async () => {
     const rules = join(dir, 'rules.yaml');
-    const good = `rules:
-  leak_watch:
-    kind: churn_per_destination
-    rate: new1
-    threshold: 300
-    for: 0s
-  churn_per_destination: false
-  churn_baseline: false
-  time_wait_pileup: false
-  time_to_full: false
-  table_fill: false
-  leak_fill: false
-`;
+    const good = onlyRules({
+      rules: { leak_watch: { kind: 'churn_per_destination', rate: 'new1', threshold: 300, for: '0s' } },
+    });
     writeFileSync(rules, good);
     const out = join(dir, 'alerts.jsonl');
     const watch = startCli(['watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0', '--no-processes']);

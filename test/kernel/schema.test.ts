@@ -6,13 +6,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
 import { WATCHING, jsonLines, startCli } from '../helpers/cli.js';
 import { invalid } from '../helpers/schemas.js';
+import { writeOnlyRules } from '../helpers/rules.js';
 
 const run = promisify(execFile);
 
@@ -83,21 +84,9 @@ describe('schema/v1 on real output (own namespace)', () => {
   }, 60_000);
 
   it('every line `watch -o` writes (alert, resolved, flow, churn) validates', async () => {
-    const rules = join(dir, 'rules.yaml');
-    writeFileSync(rules, `rules:
-  churn_per_destination:
-    rate: new1
-    threshold: 30
-    resolve: 5
-    for: 0s
-    resolve_for: 1s
-  churn_baseline:
-    enabled: false
-  time_wait_pileup:
-    enabled: false
-  time_to_full:
-    enabled: false
-`);
+    const rules = writeOnlyRules(join(dir, 'rules.yaml'), {
+      rules: { churn_per_destination: { rate: 'new1', threshold: 30, resolve: 5, for: '0s', resolve_for: '1s' } },
+    });
     const out = join(dir, 'watch.jsonl');
     const watch = startCli(['watch', '--netns', ns.name, '--rules', rules, '-o', out, '--flows', '--churn', '1s', '--status', '0']);
     try {

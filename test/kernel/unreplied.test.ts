@@ -6,12 +6,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, createNetns, waitFor, type Netns } from '../helpers/netns.js';
 import { WATCHING, startCli } from '../helpers/cli.js';
+import { writeOnlyRules } from '../helpers/rules.js';
 
 const run = promisify(execFile);
 const FLOWS = 60;
@@ -44,17 +45,8 @@ describe('unreplied entries: a one-way UDP sender to a DNATed backend that is go
   });
 
   it('top lists them with age and DNAT; unreplied_pileup fires', async () => {
-    const rules = join(dir, 'rules.yaml');
     // only this rule, quickly: the default waits 30 s above 100 stale entries
-    writeFileSync(rules, `rules:
-  unreplied_pileup:
-    threshold: 40
-    for: 0s
-  churn_per_destination: { enabled: false }
-  churn_baseline: { enabled: false }
-  time_wait_pileup: { enabled: false }
-  time_to_full: { enabled: false }
-`);
+    const rules = writeOnlyRules(join(dir, 'rules.yaml'), { rules: { unreplied_pileup: { threshold: 40, for: '0s' } } });
     const out = join(dir, 'alerts.jsonl');
     const watch = startCli(['watch', '--netns', ns.name, '--rules', rules, '-o', out, '--status', '0', '--no-processes']);
     let fired: { rule: string; subject: string; message: string; values: Record<string, number> } | undefined;
