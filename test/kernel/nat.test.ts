@@ -131,6 +131,22 @@ describe('SNAT: masquerade out of a veth, source ports against a small port rang
     await a.exec('nft', ['add chain inet ctwatch_test nat_post { type nat hook postrouting priority 100; }']);
     await a.exec('nft', ['add rule inet ctwatch_test nat_post oifname ctna meta l4proto tcp masquerade to :40000-40099']);
   });
+
+  /** COUNT connections from 10.9.0.2 (in A) to B's server, held open until the process is killed. */
+  async function holdConnections(count: number, timeoutMs?: number): Promise<ReturnType<typeof spawn>> {
+    const clients = a.spawn('/usr/bin/python3', ['-c', `import socket,time
+socks=[]
+for i in range(${count}):
+    c=socket.socket(); c.bind(("10.9.0.2",0)); c.connect(("10.204.0.2",80)); socks.append(c)
+print("open", flush=True)
+time.sleep(600)`]);
+    procs.push(clients);
+    let said = '';
+    clients.stdout!.on('data', (d) => (said += d));
+    await waitFor(() => said.includes('open'), 'the clients to connect', timeoutMs);
+    return clients;
+  }
+
   afterAll(async () => {
     for (const p of procs) p.kill('SIGKILL');
     await a?.destroy();
@@ -149,16 +165,7 @@ describe('SNAT: masquerade out of a veth, source ports against a small port rang
     try {
       await started(watch, record);
       // CONNS connections from 10.9.0.2 to the server, held open
-      const clients = a.spawn('/usr/bin/python3', ['-c', `import socket,time,sys
-socks=[]
-for i in range(${CONNS}):
-    c=socket.socket(); c.bind(("10.9.0.2",0)); c.connect(("10.204.0.2",80)); socks.append(c)
-print("open", flush=True)
-time.sleep(600)`]);
-      procs.push(clients);
-      let said = '';
-      clients.stdout!.on('data', (d) => (said += d));
-      await waitFor(() => said.includes('open'), 'the clients to connect');
+      const clients = await holdConnections(CONNS);
       screen = (await run(process.execPath, [CLI, 'top', '--netns', a.name, '--batch', '--duration', '1500ms', '--no-processes'], { timeout: 30_000 })).stdout;
       await waitFor(() => existsSync(alerts) && readFileSync(alerts, 'utf8').includes('"snat_port_exhaustion"'), 'the snat_port_exhaustion alert', 10_000, 100);
       await waitFor(() => existsSync(recording) && readFileSync(recording, 'utf8').includes(`"ports":${CONNS}`), 'a churn line with the ports', 10_000, 100);
@@ -240,16 +247,7 @@ time.sleep(600)`]);
     const HELD = 300;
     try {
       await waitFor(() => dumped, 'the start-up dump');
-      const clients = a.spawn('/usr/bin/python3', ['-c', `import socket,time
-socks=[]
-for i in range(${HELD}):
-    c=socket.socket(); c.bind(("10.9.0.2",0)); c.connect(("10.204.0.2",80)); socks.append(c)
-print("open", flush=True)
-time.sleep(600)`]);
-      procs.push(clients);
-      let said = '';
-      clients.stdout!.on('data', (d) => (said += d));
-      await waitFor(() => said.includes('open'), 'the clients to connect', 15_000);
+      const clients = await holdConnections(HELD, 15_000);
       await waitFor(() => ports() >= HELD, `${HELD} SNAT ports counted`, 15_000, 100);
       // the clients go (their FINs end the connections, the entries stay), then the flush destroys
       // every entry at once: DESTROYs are lost, a resync follows
