@@ -64,9 +64,18 @@ export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
    */
   async run(hooks: PipelineHooks, rules?: RuleSet): Promise<void> {
     const log = this.log;
+    // The first tick follows the second the run began in, as the events read meanwhile do: a
+    // tick aligned after the warm-up would come a second late for events stamped before it (the
+    // start-up dump's), which a replay, ticking from the first event, would not skip.
+    const startUs = this.options.timeline?.now();
     if (this.warm) {
-      const w = await warmUpLive({ ...this.warm, rules });
-      log?.debug({ ms: w.ms, flows: w.flows, events: w.events, lines: w.lines, snapshots: w.snapshots, cut: w.cut }, `warmed up the per-event path in ${w.ms} ms`);
+      // an optimisation: one that fails is said once, and the real run goes on without it
+      try {
+        const w = await warmUpLive({ ...this.warm, rules });
+        log?.debug({ ms: w.ms, flows: w.flows, events: w.events, lines: w.lines, snapshots: w.snapshots, cut: w.cut }, `warmed up the per-event path in ${w.ms} ms`);
+      } catch (err) {
+        log?.warn(`the warm-up of the per-event path failed (${(err as Error).message}); running without it: the first second of load may lag`);
+      }
     }
     const resync: PipelineHooks['resync'] = log
       ? (r) => {
@@ -74,7 +83,7 @@ export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
           return hooks.resync?.(r);
         }
       : hooks.resync;
-    this.pipeline = new Pipeline(this.source, { ...hooks, resync }, { ...this.options, engine: this.engine });
+    this.pipeline = new Pipeline(this.source, { ...hooks, resync }, { ...this.options, engine: this.engine, startUs });
     try {
       await this.pipeline.run();
     } finally {

@@ -38,6 +38,9 @@ export interface PipelineOptions {
   wallClock?: boolean;
   /** the timeline for wallClock; default one on the system clocks */
   timeline?: EventTimeline;
+  /** wallClock: when the run began (µs, on the timeline), if before run() (the warm-up ran
+   * first); the first tick is the next whole second after it */
+  startUs?: number;
   graceUs?: number;
   /** overflow recovery (live sources): grow the buffer, dump, reconcile */
   recovery?: OverflowRecovery;
@@ -74,7 +77,7 @@ export class Pipeline {
     let timer: NodeJS.Timeout | undefined;
     const timeline = this.timeline;
     if (this.engine && timeline) {
-      this.nextTick = this.align(timeline.now());
+      this.nextTick = this.align(this.options.startUs ?? timeline.now());
       timer = setInterval(() => {
         // Only between batches: ticks run in the same queue as batch processing.
         this.busy = this.busy.then(() => this.ticksUpTo(timeline.now() - this.graceUs));

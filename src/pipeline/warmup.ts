@@ -20,7 +20,9 @@
  * It leaves no trace: every stateful object is a throwaway of its own (decoder, recovery,
  * attribution, engine, pipeline, rule evaluator, line writer whose bytes are dropped); nothing
  * reaches the real output, sinks, metrics or counters. The throwaway attribution reads, before
- * it, what a new owner makes it read: /etc/passwd and ctwatch's own /proc entries.
+ * it, /etc/passwd and ctwatch's own /proc entries (its cgroupfs has no mount: no walk). The
+ * reader keeps reading meanwhile: what the kernel sends waits in its queue of batches, and past
+ * that in the socket (an overflow there is counted and resynced as any other).
  * What it shares with the real run are module-level caches that are pure memos of their input
  * (address text, destination keys, status names, the time prefix): the same input gives the same
  * string with or without them, so replay still equals the live run and the first real lines are
@@ -108,8 +110,9 @@ const idOf = (n: number) => Math.imul(n + 1, 0x9e3779b1) >>> 0;
 const unowned = (id: number) => id % 10 === 9;
 const SIDE_ORIGIN = 1;
 
-/** The owner a synthetic NEW names: ctwatch itself, with a start time and a cgroup id that are
- * not its own (so nothing real is found for them: see settledAttribution). */
+/** The owner a synthetic NEW names: ctwatch itself, with a start time that is not its own and a
+ * cgroup id its throwaway cgroupfs has no mount to look up (so nothing real is found for them:
+ * see settledAttribution). */
 const WARM_COMM = 'ctwatch-warmup';
 const WARM_UID = process.getuid?.() ?? 0;
 const WARM_START_NS = 1;
@@ -275,13 +278,15 @@ export class SyntheticSource implements EventSource, Resyncable {
 /**
  * A throwaway attribution stage whose caches have answered for the synthetic owner already (its
  * user name, that its exe and cgroup are not found: reads of /etc/passwd and our own /proc, a few
- * ms): its process is shared from the first NEW on, as a real owner's is once read — the path
+ * ms; no cgroupfs): its process is shared from the first NEW on, as a real owner's is once read — the path
  * the load runs. Unanswered, every synthetic NEW would be a process still being read, which the
  * warm-up never yields to I/O to finish, and the stage would rescan them at every batch.
  */
 async function settledAttribution(mode: 'ebpf' | 'sockdiag'): Promise<OwnerAttribution> {
   const users = new Users();
-  const cgroups = new Cgroupfs();
+  // no mount: a cgroup id not under ctwatch's own cgroup would otherwise walk the whole tree
+  // (up to 65 536 directories: seconds on a large node) before the first synthetic batch
+  const cgroups = new Cgroupfs({ mount: null });
   const executables = new Executables();
   await Promise.all([users.name(WARM_UID), cgroups.resolve(WARM_CGROUP, process.pid), executables.read(process.pid, WARM_START_NS)]);
   return new OwnerAttribution({ mode, users, cgroups, executables });
