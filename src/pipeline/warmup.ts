@@ -42,7 +42,8 @@ import { Users } from '../process/index.js';
 import { Cgroupfs } from '../process/cgroupfs.js';
 import { Executables } from '../process/exe.js';
 import { OverflowRecovery, type Resyncable } from './recovery.js';
-import { KIND, makeDecoder } from '../source/decode.js';
+import { HAS, KIND, UNATTRIBUTED, makeDecoder } from '../source/decode.js';
+import { STATUS_FLAGS, TCP_STATES, protoNumber } from '../source/names.js';
 import type { KernelStats, RecordLayout } from '../source/native.js';
 import type { EventSource, SourceCounters, SourceEvent } from '../source/types.js';
 import { LineBuffer } from '../recording/line-buffer.js';
@@ -92,14 +93,14 @@ const REPLY_AFTER = 8;
 
 const AF_INET = 2;
 const AF_INET6 = 10;
-const TCP = 6;
-const UDP = 17;
-// record.h Present bits and names.ts orders (TCP states, IPS_* bits)
-const P_PORTS = 1 << 0, P_TCP_STATE = 1 << 2, P_STATUS = 1 << 3, P_TIMEOUT = 1 << 6, P_REPLY = 1 << 11;
-const P_ATTRIBUTION = 1 << 12, P_OWNER = 1 << 13;
-const SYN_SENT = 1, ESTABLISHED = 3, TIME_WAIT = 7, CLOSE = 8;
-const SEEN_REPLY = 1 << 1, ASSURED = 1 << 2, CONFIRMED = 1 << 3, DYING = 1 << 9;
-const NO_STAMP = 3;
+// the kernel's numbers, from the tables the decoder reads them back with (names.ts, decode.ts)
+const TCP = protoNumber('tcp')!;
+const UDP = protoNumber('udp')!;
+const state = (name: (typeof TCP_STATES)[number]) => TCP_STATES.indexOf(name);
+const SYN_SENT = state('SYN_SENT'), ESTABLISHED = state('ESTABLISHED'), TIME_WAIT = state('TIME_WAIT'), CLOSE = state('CLOSE');
+const bit = (name: (typeof STATUS_FLAGS)[number]) => 1 << STATUS_FLAGS.indexOf(name);
+const SEEN_REPLY = bit('SEEN_REPLY'), ASSURED = bit('ASSURED'), CONFIRMED = bit('CONFIRMED'), DYING = bit('DYING');
+const NO_STAMP = UNATTRIBUTED.indexOf('no-stamp');
 /**
  * Flow n's conntrack id: distinct for every n, and spread over 32 bits as the kernel's are (half
  * of them past 2^31, which V8 holds as heap numbers, not small integers): code compiled for small
@@ -151,9 +152,9 @@ function writeRecordBytes(L: RecordLayout, bytes: Uint8Array, view: DataView, ba
   bytes[base + L.family] = v6 ? AF_INET6 : AF_INET;
   bytes[base + L.proto] = udp ? UDP : TCP;
   // the kernel sends the timeout with a DESTROY too (the one it had)
-  let present = P_PORTS | P_STATUS | P_REPLY | P_TIMEOUT;
+  let present = HAS.ports | HAS.status | HAS.reply | HAS.timeout;
   if (!udp) {
-    present |= P_TCP_STATE;
+    present |= HAS.tcpState;
     bytes[base + L.tcp_state] = kind === KIND.new ? SYN_SENT : kind === KIND.destroy ? (n % 2 ? TIME_WAIT : CLOSE) : ESTABLISHED;
   }
   const id = idOf(n);
@@ -176,11 +177,11 @@ function writeRecordBytes(L: RecordLayout, bytes: Uint8Array, view: DataView, ba
   view.setUint32(base + L.time_us, timeUs % 4294967296, true);
   view.setUint32(base + L.time_us + 4, Math.floor(timeUs / 4294967296), true);
   if ((kind === KIND.new || kind === KIND.snapshot) && o.attribution) {
-    present |= P_ATTRIBUTION;
+    present |= HAS.attribution;
     if (unowned(id)) {
       bytes[base + L.unattributed] = NO_STAMP;
     } else {
-      present |= P_OWNER;
+      present |= HAS.owner;
       view.setUint32(base + L.owner_pid, process.pid, true);
       view.setUint32(base + L.owner_tid, process.pid, true);
       view.setUint32(base + L.owner_uid, WARM_UID, true);

@@ -9,13 +9,13 @@ import { protoName, statusNames, tcpStateName } from './names.js';
 
 // native/conntrack/record.h: RecordKind and Present
 export const KIND = { new: 1, update: 2, destroy: 3, snapshot: 4, overflow: 5, snapshotDone: 6, end: 7, dumpError: 8 } as const;
-const HAS = {
+export const HAS = {
   ports: 1 << 0, icmp: 1 << 1, tcpState: 1 << 2, status: 1 << 3, mark: 1 << 4, zone: 1 << 5,
   timeout: 1 << 6, counters: 1 << 7, tsStart: 1 << 8, tsStop: 1 << 9, secmark: 1 << 10, reply: 1 << 11,
   attribution: 1 << 12, owner: 1 << 13,
 } as const;
 // native/conntrack/record.h: Unattributed, OwnerSide; attribution/bpf/stamp.h: stamp_via (7: sock_diag)
-const UNATTRIBUTED: (Unattributed | undefined)[] = [undefined, 'not-local', 'unsupported', 'no-stamp', 'preexisting', 'ambiguous', 'no-hook', 'gone', 'no-pid', 'denied', 'shared', 'late', 'overload'];
+export const UNATTRIBUTED: readonly (Unattributed | undefined)[] = [undefined, 'not-local', 'unsupported', 'no-stamp', 'preexisting', 'ambiguous', 'no-hook', 'gone', 'no-pid', 'denied', 'shared', 'late', 'overload'];
 /** Every reason the reader can give for a NEW without an owner (eBPF mode), in the record's order. */
 export const UNATTRIBUTED_REASONS = UNATTRIBUTED.filter((r): r is Unattributed => r !== undefined);
 const VIA: NativeOwner['via'][] = ['connect', 'connect', 'sendto', 'send', 'listen', 'bind', 'seeded', 'sockdiag'];
