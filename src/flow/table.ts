@@ -136,7 +136,8 @@ export class FlowTable {
     this.closings[p] = NaN;
 
     const d = this.destinations.acquire(destination);
-    if (this.destinations.refsOf(d) === 1) {
+    // a number new to this key (an idle key that comes back keeps its parts and state row)
+    if (this.destinations.created) {
       this.dstAddrs[d] = ev.dst;
       this.dstParts[d] = destinationParts(ev);
       if ((d + 1) * STATE_CODES > this.dstStates.length) {
