@@ -53,6 +53,17 @@ export interface PipelineOptions {
  * identical snapshots for a long quiet gap. */
 const MAX_QUIET_TICKS = 61;
 
+/**
+ * Longest run of batch processing without a turn of the event loop (ms). Batches a source already
+ * holds come back as resolved promises, so a backlog (the first second of load, what queued behind
+ * a tick or a collection) was processed in one chain of microtasks: no write completed meanwhile,
+ * so the lines of its first batch reached the file only after its last batch was processed (up to
+ * 64 batches of 1024 events: hundreds of ms; bench/README.md "The event loop turns during a
+ * backlog"). A turn lets the output's finished write hand the next lines to the kernel.
+ */
+const TURN_EVERY_MS = 1;
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 export class Pipeline {
   private readonly engine?: ChurnEngine;
   private readonly tickUs: number;
@@ -76,20 +87,32 @@ export class Pipeline {
   async run(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const timeline = this.timeline;
+    /** a turn of the event loop in the middle of a backlog (the source has batches waiting) */
+    let behind = false;
     if (this.engine && timeline) {
       this.nextTick = this.align(this.options.startUs ?? timeline.now());
       timer = setInterval(() => {
+        // A quiet table's tick, so not while batches wait: their events, older than the wall
+        // clock, must reach the engine before their second's tick, as a replay of them would.
+        if (behind) return;
         // Only between batches: ticks run in the same queue as batch processing.
         this.busy = this.busy.then(() => this.ticksUpTo(timeline.now() - this.graceUs));
       }, 100);
     }
     try {
+      let turned = performance.now();
       for await (const batch of this.source) {
         // before anyone sees the batch, so recordings hold the times the engine used
         timeline?.align(batch);
         // Batches and wall-clock ticks share one queue, so a tick never lands inside a batch.
         this.busy = this.busy.then(() => this.process(batch));
         await this.busy;
+        if (performance.now() - turned >= TURN_EVERY_MS) {
+          behind = true;
+          await turn();
+          behind = false;
+          turned = performance.now();
+        }
       }
       await this.busy;
     } finally {
