@@ -21,8 +21,13 @@ export class InternTable {
   private refs = new Uint32Array(64);
   /** 1 while the number is in `idle` (at most once) */
   private queued = new Uint8Array(64);
-  /** numbers whose count fell to 0, oldest first from `idleHead`; some may be in use again */
+  /** when the number last fell idle (a count of releases to 0) */
+  private idleSince = new Float64Array(64);
+  private idleCount = 0;
+  /** numbers whose count fell to 0, with when they were queued, oldest first from `idleHead`;
+   * some are in use again, or fell idle again later */
   private idle: number[] = [];
+  private idleAt: number[] = [];
   private idleHead = 0;
   /** numbers held by no key */
   private readonly free: number[] = [];
@@ -66,6 +71,9 @@ export class InternTable {
         const queued = new Uint8Array(this.queued.length * 2);
         queued.set(this.queued);
         this.queued = queued;
+        const since = new Float64Array(this.idleSince.length * 2);
+        since.set(this.idleSince);
+        this.idleSince = since;
       }
     } else {
       this.keys[id] = key;
@@ -82,18 +90,32 @@ export class InternTable {
     if (--this.refs[id] !== 0) return;
     this.inUse--;
     this.idleKeys++;
+    this.idleSince[id] = ++this.idleCount;
     if (this.queued[id] === 0) {
       this.queued[id] = 1;
       this.idle.push(id);
+      this.idleAt.push(this.idleCount);
     }
+    // past the bound after a mass release (a resync, the end of a peak), not only at the next new key
+    if (this.idleKeys > this.maxIdle) this.forgetOldestIdle();
   }
 
   /** Forgets the idle key that has waited longest; its number goes to `free`. */
   private forgetOldestIdle(): void {
     while (this.idleHead < this.idle.length) {
-      const id = this.idle[this.idleHead++];
+      const at = this.idleHead++;
+      const id = this.idle[at];
+      if (this.refs[id] !== 0) {
+        this.queued[id] = 0;  // in use again since it fell idle: queued again when it does
+        continue;
+      }
+      if (this.idleSince[id] !== this.idleAt[at]) {
+        // it came back and fell idle again since: it waits from then, at the tail
+        this.idle.push(id);
+        this.idleAt.push(this.idleSince[id]);
+        continue;
+      }
       this.queued[id] = 0;
-      if (this.refs[id] !== 0) continue;  // in use again since it fell idle
       this.ids.delete(this.keys[id] as string);
       this.keys[id] = undefined;
       this.free.push(id);
@@ -102,6 +124,7 @@ export class InternTable {
     }
     if (this.idleHead > 1024 && this.idleHead * 2 > this.idle.length) {
       this.idle = this.idle.slice(this.idleHead);
+      this.idleAt = this.idleAt.slice(this.idleHead);
       this.idleHead = 0;
     }
   }

@@ -236,12 +236,43 @@ export class FlowTracker {
     const out: { key: string; count: number }[] = [];
     if (code === undefined) return out;
     const rows = t.destinations.capacity;
+    if (t.n < rows) {
+      // fewer live flows than destination rows (the rows include keys kept idle, intern.ts):
+      // the destinations are found from the flows, each row read once, in row order as below
+      const found: number[] = [];
+      const seen = this.scratchRows(rows, 0);
+      for (let p = 0; p < t.n; p++) {
+        const d = t.dsts[p];
+        if (t.states[p] !== code || seen[d] !== 0) continue;
+        seen[d] = 1;
+        found.push(d);
+      }
+      found.sort((a, b) => a - b);
+      for (const d of found) {
+        seen[d] = 0;
+        const n = t.dstStates[d * STATE_CODES + code];
+        if (n > above) out.push({ key: t.destinations.key(d), count: n });
+      }
+      return out;
+    }
     for (let d = 0; d < rows; d++) {
       const n = t.dstStates[d * STATE_CODES + code];
       if (n > above && t.destinations.refsOf(d) > 0) out.push({ key: t.destinations.key(d), count: n });
     }
     return out;
   }
+
+  /** Per-destination-row scratch counters (`which` of 3), all 0 between uses: per snapshot
+   * figures neither allocate nor clear a row per destination key ever held. */
+  private scratchRows(rows: number, which: number): Uint32Array {
+    if (this.scratch.length === 0 || this.scratch[0].length < rows) {
+      const size = Math.max(rows, 2 * (this.scratch[0]?.length ?? 0), 64);
+      this.scratch = [new Uint32Array(size), new Uint32Array(size), new Uint32Array(size)];
+    }
+    return this.scratch[which];
+  }
+  private scratch: Uint32Array[] = [];
+  private oldestRows = new Float64Array(0);
 
   /**
    * Live flows that never saw a reply (no SEEN_REPLY), per destination: how many, how many of them
@@ -252,10 +283,13 @@ export class FlowTracker {
   unreplied(now: number, staleUs: number, limit: number): UnrepliedFigures {
     const t = this.t;
     const rows = t.destinations.capacity;
-    const count = new Uint32Array(rows);
-    const stale = new Uint32Array(rows);
-    const dnat = new Uint32Array(rows);
-    const oldest = new Float64Array(rows).fill(Infinity);
+    // scratch rows, cleared again below for the rows this pass touched (not one per key ever held)
+    const count = this.scratchRows(rows, 0);
+    const stale = this.scratchRows(rows, 1);
+    const dnat = this.scratchRows(rows, 2);
+    if (this.oldestRows.length < count.length) this.oldestRows = new Float64Array(count.length);
+    const oldest = this.oldestRows; // set at a row's first flow: never read stale
+    const touched: number[] = [];
     let total = 0;
     let staleTotal = 0;
     for (let p = 0; p < t.n; p++) {
@@ -265,19 +299,26 @@ export class FlowTracker {
       // the kernel's start when known: a flow found by the start-up dump may be hours old
       const ks = t.kernelStarts[p];
       const start = ks === ks ? ks / 1000 : t.starts[p];
-      count[d]++;
+      if (count[d]++ === 0) {
+        touched.push(d);
+        oldest[d] = start;
+      } else if (start < oldest[d]) {
+        oldest[d] = start;
+      }
       total++;
       if (now - start >= staleUs) {
         stale[d]++;
         staleTotal++;
       }
       if (f & DNAT) dnat[d]++;
-      if (start < oldest[d]) oldest[d] = start;
     }
+    touched.sort((a, b) => a - b);
     const out: UnrepliedDestination[] = [];
-    for (let d = 0; d < rows; d++) {
-      if (count[d] === 0) continue;
+    for (const d of touched) {
       out.push({ key: t.destinations.key(d), unreplied: count[d], stale: stale[d], dnat: dnat[d], oldestAge: Math.max(0, (now - oldest[d]) / 1e6) });
+      count[d] = 0;
+      stale[d] = 0;
+      dnat[d] = 0;
     }
     out.sort((a, b) => b.stale - a.stale || b.unreplied - a.unreplied || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     return { total, stale: staleTotal, destinations: out.slice(0, limit), complete: out.length <= limit };

@@ -87,13 +87,15 @@ export class Pipeline {
   async run(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const timeline = this.timeline;
-    /** a turn of the event loop in the middle of a backlog (the source has batches waiting) */
+    /** between taking a batch and asking the source for the next: its hooks may wait (a full
+     * output), the loop may turn, and more batches may be waiting meanwhile */
     let behind = false;
     if (this.engine && timeline) {
       this.nextTick = this.align(this.options.startUs ?? timeline.now());
       timer = setInterval(() => {
-        // A quiet table's tick, so not while batches wait: their events, older than the wall
-        // clock, must reach the engine before their second's tick, as a replay of them would.
+        // A quiet table's tick, so only while the source has nothing: events still waiting are
+        // older than the wall clock and must reach the engine before their second's tick, as in
+        // a replay of them (while batches come, their own times cross the boundaries).
         if (behind) return;
         // Only between batches: ticks run in the same queue as batch processing.
         this.busy = this.busy.then(() => this.ticksUpTo(timeline.now() - this.graceUs));
@@ -102,17 +104,17 @@ export class Pipeline {
     try {
       let turned = performance.now();
       for await (const batch of this.source) {
+        behind = true;
         // before anyone sees the batch, so recordings hold the times the engine used
         timeline?.align(batch);
         // Batches and wall-clock ticks share one queue, so a tick never lands inside a batch.
         this.busy = this.busy.then(() => this.process(batch));
         await this.busy;
         if (performance.now() - turned >= TURN_EVERY_MS) {
-          behind = true;
           await turn();
-          behind = false;
           turned = performance.now();
         }
+        behind = false;
       }
       await this.busy;
     } finally {

@@ -333,3 +333,31 @@ describe('FlowTracker', () => {
     expect(t.size).toBe(0);
   });
 });
+
+describe('FlowTracker per-destination figures with keys kept idle', () => {
+  it('finds the live destinations among many rows of ended ones, in the same order as from the rows', () => {
+    const t = new FlowTracker();
+    // 500 destinations that had a flow and have none now: their keys stay named, idle
+    for (let i = 1; i <= 500; i++) run(t, ev('new', i, { dport: 10000 + i }), ev('destroy', i, { dport: 10000 + i }));
+    // live: two unreplied TIME_WAIT flows to :10400, one to :10007 (its row is older), one replied to :10007
+    run(
+      t,
+      ev('new', 1001, { dport: 10400, state: 'TIME_WAIT', time: T0 - 120 * S }),
+      ev('new', 1002, { dport: 10400, state: 'TIME_WAIT' }),
+      ev('new', 1003, { dport: 10007, state: 'TIME_WAIT' }),
+      ev('new', 1004, { dport: 10007, state: 'ESTABLISHED', status: ['SEEN_REPLY'] }),
+    );
+    const d400 = '127.0.0.5:10400/tcp';
+    const d7 = '127.0.0.5:10007/tcp';
+    expect(t.destinationsInState('TIME_WAIT', 0)).toEqual([{ key: d7, count: 1 }, { key: d400, count: 2 }]);
+    expect(t.destinationsInState('TIME_WAIT', 1)).toEqual([{ key: d400, count: 2 }]);
+    const u = t.unreplied(T0, 60 * S, 10);
+    expect(u.total).toBe(3);
+    expect(u.stale).toBe(1);
+    expect(u.destinations.map((d) => [d.key, d.unreplied, d.stale, d.oldestAge])).toEqual([[d400, 2, 1, 120], [d7, 1, 0, 0]]);
+    // and again: the scratch rows were left clear
+    expect(t.unreplied(T0, 60 * S, 10)).toEqual(u);
+    expect(t.destinationStates('127.0.0.5:10001/tcp')).toEqual({});
+    expect(t.liveByDestination(d400)).toBe(2);
+  });
+});

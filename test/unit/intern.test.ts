@@ -44,4 +44,31 @@ describe('InternTable', () => {
     expect(t.key(a)).toBe('a');
     expect(t.count('a')).toBe(1);
   });
+
+  it('forgets the key idle longest: one that came back and fell idle again waits from then', () => {
+    const t = new InternTable(2);
+    const a = t.acquire('a');
+    t.release(a); // a idle first
+    t.release(t.acquire('b'));
+    t.acquire('a');
+    t.release(a); // a idle again, now after b
+    t.release(t.acquire('c')); // three idle: b, the longest, is forgotten
+    expect(t.find('a') === -1 && t.count('a') === 0).toBe(true);
+    t.acquire('a');
+    expect(t.created).toBe(false);
+    t.acquire('b');
+    expect(t.created).toBe(true);
+  });
+
+  it('holds at most maxIdle idle keys after a mass release', () => {
+    const t = new InternTable(3);
+    const ids = Array.from({ length: 100 }, (_, i) => t.acquire(`k${i}`));
+    for (const id of ids) t.release(id);
+    let named = 0;
+    for (let i = 0; i < 100; i++) {
+      t.acquire(`k${i}`);
+      if (!t.created) named++;
+    }
+    expect(named).toBe(3);
+  });
 });

@@ -7,11 +7,13 @@ import type { ConntrackEvent, EventSource, SourceEvent } from '../../src/source/
 const S = 1_000_000;
 const T0 = 1_800_000_000 * S;
 
-/** Batches that are all there already, as a live source's queue is after a stall. */
+/** Batches that are all there already, as a live source's queue is after a stall; then, with
+ * `quietMs`, nothing for that long before the end (a quiet table). */
 class Backlog implements EventSource {
-  constructor(private readonly batches: SourceEvent[][]) {}
+  constructor(private readonly batches: SourceEvent[][], private readonly quietMs = 0) {}
   async *[Symbol.asyncIterator](): AsyncIterator<SourceEvent[]> {
     for (const b of this.batches) yield b;
+    if (this.quietMs > 0) await new Promise((r) => setTimeout(r, this.quietMs));
   }
 }
 
@@ -50,21 +52,26 @@ describe('Pipeline over a backlog', () => {
     expect(turnedAt).toBeLessThan(5);
   });
 
-  it('takes no wall-clock tick while batches wait: their events reach the engine before their second is judged', async () => {
+  it('takes no wall-clock tick while batches wait (their events reach the engine before their second is judged), and takes them once the source is quiet', async () => {
     // the wall clock is 10 s past the backlog's events, as after a long stall
     const clock: ClockSource = { wallUs: () => T0 + 10 * S + performance.now() * 1000, monoUs: () => 5 * S + performance.now() * 1000 };
     let processed = 0;
     const snapshotsAfter: number[] = [];
-    const pipeline = new Pipeline(new Backlog(flows(100)), {
+    const pipeline = new Pipeline(new Backlog(flows(100), 350), {
+      // 300 ms in all, every other batch waiting as a full output makes it: the 100 ms wall-clock
+      // timer comes due during the backlog, during turns and during waits
       flows: () => {
-        spin(3); // 300 ms in all: the 100 ms wall-clock timer comes due during the backlog
+        spin(3);
         processed++;
+        return processed % 2 ? new Promise((r) => setTimeout(r, 1)) : undefined;
       },
       snapshot: () => void snapshotsAfter.push(processed),
     }, { engine: new ChurnEngine(), wallClock: true, timeline: new EventTimeline(clock), startUs: T0 + 1 });
     await pipeline.run();
     expect(processed).toBe(100);
-    // every tick came after the last batch (a replay of these events ticks only when one crosses)
+    // the quiet table's ticks came, all after the last batch (a replay of these events ticks
+    // only when one crosses a boundary)
+    expect(snapshotsAfter.length).toBeGreaterThan(0);
     expect(snapshotsAfter).toEqual(snapshotsAfter.map(() => 100));
   });
 });
