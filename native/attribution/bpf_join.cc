@@ -40,6 +40,11 @@ namespace {
 constexpr uint64_t kTcpSpanNs = 130'000'000'000ull;  // SYN retries: 1+2+4+...+64 s
 constexpr uint64_t kUdpSpanNs = STAMP_REFRESH_NS + 100'000'000ull;
 constexpr uint64_t kWaitNs = 5'000'000;
+// The joined table (BpfJoin::joined_): as many tuples as the kernel's map holds (STAMP_FLOWS_MAX),
+// in buckets of two slots, 3.5 MiB of zeroed pages touched as they are used.
+constexpr size_t kJoinedSlots = STAMP_FLOWS_MAX;
+constexpr size_t kJoinedBuckets = kJoinedSlots / 2;
+static_assert((kJoinedBuckets & (kJoinedBuckets - 1)) == 0, "a power of two: the bucket is the hash's low bits");
 
 uint64_t MonotonicNs() {
   timespec ts;
@@ -57,6 +62,13 @@ bool Zero(const uint8_t* a, size_t n) {
 }  // namespace
 
 OpenError BpfJoin::Open(const std::string& netns, int conntrack_fd) {
+  // Once, for the reader's life: the join allocates nothing per record. calloc's pages come
+  // zeroed (empty slots) and are only touched as slots fill.
+  joined_.reset(static_cast<Joined*>(calloc(kJoinedSlots, sizeof(Joined))));
+  if (!joined_) {
+    return MakeOpenError("ERR_NO_MEMORY", ENOMEM, "calloc",
+                         "cannot allocate the eBPF join's table of joined tuples: out of memory (raise the memory limit)");
+  }
   socklen_t len = sizeof(cookie_);
   if (getsockopt(conntrack_fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie_, &len) != 0) {
     return MakeOpenError("ERR_BPF_REFUSED", errno, "getsockopt",
@@ -67,6 +79,9 @@ OpenError BpfJoin::Open(const std::string& netns, int conntrack_fd) {
   if (!e.ok()) return e;
   e = local_.Open(MonotonicNs());
   if (e.ok()) {
+    // Not a secret, only not the same on every host: a crafted set of tuples that share a bucket
+    // makes their records ambiguous at worst (see Consumed).
+    joined_seed_ = (MonotonicNs() ^ cookie_ ^ reinterpret_cast<uintptr_t>(joined_.get())) | 1;
     SeedResult seeded = SeedListeners(stamps_->listeners_fd(), stamps_->bound_fd(), cookie_, stamps_->cgroup_root());
     c_.seeded = seeded.seeded;
     c_.seed_denied = seeded.denied;
@@ -101,21 +116,51 @@ BpfJoin::Verdict BpfJoin::Origin(const Record& r, const ReadWindow& w, bool loca
     if (out->changed_ns >= lo && out->prev_pid != 0 && out->prev_stamp_ns + span >= lo && !Consumed(k, *out, r.proto)) {
       return Verdict::kAmbiguous;
     }
-    if (joined_.size() >= 65536) joined_.clear();
-    joined_[k] = Joined{out->owner.pid, out->owner.stamp_ns};
+    Remember(k, out->owner);
     return Verdict::kOwner;
   }
   return Verdict::kMissing;
 }
 
+// The bucket of a tuple: its two slots. The key is 40 bytes, five words.
+BpfJoin::Joined* BpfJoin::Bucket(const stamp_flow_key& k) const {
+  static_assert(sizeof(stamp_flow_key) == 40, "the hash reads the key as five words");
+  uint64_t w[5];
+  memcpy(w, &k, sizeof(w));
+  uint64_t h = joined_seed_;
+  for (uint64_t x : w) {
+    h = (h ^ x) * 0x9e3779b97f4a7c15ull;
+    h ^= h >> 29;
+  }
+  return &joined_[(h & (kJoinedBuckets - 1)) * 2];
+}
+
+// A tuple's slot holds the stamp its last NEW was joined with: its own slot if it has one, else
+// the bucket's slot with the older stamp (an empty slot's is 0). One slot per key, so the lookup
+// never meets a stale second copy.
+void BpfJoin::Remember(const stamp_flow_key& k, const stamp_owner& o) {
+  Joined* b = Bucket(k);
+  Joined* slot = memcmp(&b[0].key, &k, sizeof(k)) == 0   ? &b[0]
+                 : memcmp(&b[1].key, &k, sizeof(k)) == 0 ? &b[1]
+                 : b[0].stamp_ns <= b[1].stamp_ns        ? &b[0]
+                                                         : &b[1];
+  slot->key = k;
+  slot->stamp_ns = o.stamp_ns;
+  slot->pid = o.pid;
+}
+
 // Whether the previous owner's last stamp already went to a NEW this reader read. A TCP connect
 // makes one NEW, so its stamp must match exactly; a UDP sender re-stamps while its flow lives, so
 // a later stamp of the same process within the refresh interval is the same flow's.
+// The table forgets: a tuple's slot is taken over by another tuple of its bucket. The full key is
+// compared, so a forgotten tuple is only "not consumed", and its record `ambiguous`, never given
+// to the wrong owner; the same as the map this replaced, which started over at 65 536 tuples.
 bool BpfJoin::Consumed(const stamp_flow_key& k, const stamp_flow& f, uint8_t proto) const {
-  auto it = joined_.find(k);
-  if (it == joined_.end() || it->second.pid != f.prev_pid) return false;
-  if (proto == IPPROTO_TCP) return it->second.stamp_ns == f.prev_stamp_ns;
-  return f.prev_stamp_ns >= it->second.stamp_ns && f.prev_stamp_ns - it->second.stamp_ns <= STAMP_REFRESH_NS;
+  const Joined* b = Bucket(k);
+  const Joined* j = memcmp(&b[0].key, &k, sizeof(k)) == 0 ? &b[0] : memcmp(&b[1].key, &k, sizeof(k)) == 0 ? &b[1] : nullptr;
+  if (j == nullptr || j->pid != f.prev_pid) return false;
+  if (proto == IPPROTO_TCP) return j->stamp_ns == f.prev_stamp_ns;
+  return f.prev_stamp_ns >= j->stamp_ns && f.prev_stamp_ns - j->stamp_ns <= STAMP_REFRESH_NS;
 }
 
 bool BpfJoin::Listener(const Record& r, stamp_listener* out) {

@@ -2,9 +2,9 @@
 // looked up in the kernel's maps by the flow's tuple (see bpf_join.cc for the rules that keep a
 // tuple that changed hands from being given to the wrong process).
 #pragma once
+#include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <unordered_map>
 
 #include "attribution/bpf/stamp.h"
 #include "attribution/bpf_stamps.h"
@@ -34,24 +34,21 @@ class BpfJoin : public Join {
   LocalAddresses local_;
   JoinCounters c_;
   // The stamp each tuple's last NEW was joined with: a previous owner whose stamp was already
-  // used has no NEW left unread, so its tuple changing hands makes nothing ambiguous. Bounded by
-  // starting over (the tuples that matter come back within seconds).
-  struct KeyHash {
-    size_t operator()(const stamp_flow_key& k) const {
-      uint64_t h = 1469598103934665603ull;
-      const auto* b = reinterpret_cast<const uint8_t*>(&k);
-      for (size_t i = 0; i < sizeof(k); i++) h = (h ^ b[i]) * 1099511628211ull;
-      return static_cast<size_t>(h);
-    }
-  };
-  struct KeyEq {
-    bool operator()(const stamp_flow_key& a, const stamp_flow_key& b) const { return memcmp(&a, &b, sizeof(a)) == 0; }
-  };
+  // used has no NEW left unread, so its tuple changing hands makes nothing ambiguous. A fixed
+  // table in buckets of two (bpf_join.cc, Remember and Consumed): nothing allocated per record.
   struct Joined {
-    uint32_t pid;
+    stamp_flow_key key;  // all zero (family 0): an empty slot, which no flow's key matches
     uint64_t stamp_ns;
+    uint32_t pid;
+    uint32_t pad;
   };
-  std::unordered_map<stamp_flow_key, Joined, KeyHash, KeyEq> joined_;
+  struct FreeJoined {
+    void operator()(Joined* p) const { free(p); }
+  };
+  Joined* Bucket(const stamp_flow_key& k) const;
+  void Remember(const stamp_flow_key& k, const stamp_owner& o);
+  std::unique_ptr<Joined[], FreeJoined> joined_;  // kJoinedSlots, allocated by Open
+  uint64_t joined_seed_ = 0;
 };
 
 class BpfJoinFactory : public JoinFactory {
