@@ -4,7 +4,9 @@
 // fills a table; then the fields are read from the tables, with presence bits, because "no
 // counter" is not 0. Attributes newer than these headers are skipped; a malformed one makes the
 // whole message a decode error. Going through nfct_nlmsg_parse instead cost a heap object per
-// message and a second copy of every field (bench/README.md, "hot path").
+// message and a second copy of every field (bench/README.md, "hot path"). libmnl's attribute
+// helpers are out of line in libmnl.so, a call each, several per attribute: the ones used here
+// are below, inline, with libmnl's checks (attr.c) unchanged.
 #include "conntrack/decode.h"
 
 #include <arpa/inet.h>
@@ -19,6 +21,39 @@
 namespace ctwatch {
 
 namespace {
+
+// mnl_attr_ok: a whole attribute header, a length that covers it, and within what is left.
+inline bool AttrOk(const nlattr* a, int len) {
+  return len >= static_cast<int>(sizeof(nlattr)) && a->nla_len >= sizeof(nlattr) && static_cast<int>(a->nla_len) <= len;
+}
+inline const nlattr* AttrNext(const nlattr* a) {
+  return reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(a) + MNL_ALIGN(a->nla_len));
+}
+inline int AttrType(const nlattr* a) { return a->nla_type & NLA_TYPE_MASK; }
+inline const void* Payload(const nlattr* a) { return reinterpret_cast<const char*>(a) + MNL_ATTR_HDRLEN; }
+inline uint16_t PayloadLen(const nlattr* a) { return static_cast<uint16_t>(a->nla_len - MNL_ATTR_HDRLEN); }
+
+// mnl_attr_validate for the types the tables below use: an integer's payload is exactly its
+// size; a nest is empty or holds at least one attribute header.
+inline bool Valid(const nlattr* a, mnl_attr_data_type type) {
+  const uint16_t len = PayloadLen(a);
+  switch (type) {
+    case MNL_TYPE_U8: return len == 1;
+    case MNL_TYPE_U16: return len == 2;
+    case MNL_TYPE_U32: return len == 4;
+    case MNL_TYPE_U64: return len == 8;
+    case MNL_TYPE_NESTED: return len == 0 || len >= MNL_ATTR_HDRLEN;
+    default: return mnl_attr_validate(a, type) >= 0;  // not used by the tables; libmnl's own
+  }
+}
+
+// mnl_attr_get_u8 .. u64 (the payload is 4-aligned only: read through memcpy).
+template <typename T>
+inline T Get(const nlattr* a) {
+  T v;
+  memcpy(&v, Payload(a), sizeof(v));
+  return v;
+}
 
 // One level of attributes, by type; null where absent.
 template <int Max>
@@ -80,24 +115,24 @@ mnl_attr_data_type TimestampType(int type) {
 }
 
 // Fills `level` from the attributes in [payload, payload + len): false on a malformed attribute.
-template <int Max>
-bool Fill(const void* payload, size_t len, mnl_attr_data_type (*type_of)(int), Level<Max>* level) {
+template <mnl_attr_data_type (*type_of)(int), int Max>
+bool Fill(const void* payload, size_t len, Level<Max>* level) {
   const char* const end = static_cast<const char*>(payload) + len;
-  for (auto* attr = static_cast<const nlattr*>(payload); mnl_attr_ok(attr, static_cast<int>(end - reinterpret_cast<const char*>(attr)));
-       attr = mnl_attr_next(attr)) {
-    const int type = mnl_attr_get_type(attr);
+  for (auto* attr = static_cast<const nlattr*>(payload); AttrOk(attr, static_cast<int>(end - reinterpret_cast<const char*>(attr)));
+       attr = AttrNext(attr)) {
+    const int type = AttrType(attr);
     if (type > Max) continue;  // newer than these headers
     const mnl_attr_data_type want = type_of(type);
-    if (want != MNL_TYPE_UNSPEC && mnl_attr_validate(attr, want) < 0) return false;
+    if (want != MNL_TYPE_UNSPEC && !Valid(attr, want)) return false;
     level->at[type] = attr;
   }
   // Bytes after the last whole attribute are ignored, as libmnl's own parser does.
   return true;
 }
 
-template <int Max>
-bool FillNested(const nlattr* nest, mnl_attr_data_type (*type_of)(int), Level<Max>* level) {
-  return Fill(mnl_attr_get_payload(nest), mnl_attr_get_payload_len(nest), type_of, level);
+template <mnl_attr_data_type (*type_of)(int), int Max>
+bool FillNested(const nlattr* nest, Level<Max>* level) {
+  return Fill<type_of>(Payload(nest), PayloadLen(nest), level);
 }
 
 // One direction of the flow: addresses (raw, network order), and the protocol level.
@@ -108,28 +143,28 @@ struct Tuple {
 
 bool ParseTuple(const nlattr* nest, Tuple* t) {
   Level<CTA_TUPLE_MAX> tuple;
-  if (!FillNested(nest, TupleType, &tuple)) return false;
-  if (tuple[CTA_TUPLE_IP] && !FillNested(tuple[CTA_TUPLE_IP], IpType, &t->ip)) return false;
-  if (tuple[CTA_TUPLE_PROTO] && !FillNested(tuple[CTA_TUPLE_PROTO], ProtoType, &t->proto)) return false;
+  if (!FillNested<TupleType>(nest, &tuple)) return false;
+  if (tuple[CTA_TUPLE_IP] && !FillNested<IpType>(tuple[CTA_TUPLE_IP], &t->ip)) return false;
+  if (tuple[CTA_TUPLE_PROTO] && !FillNested<ProtoType>(tuple[CTA_TUPLE_PROTO], &t->proto)) return false;
   return true;
 }
 
 // Copies the address attribute into `out` when it has the family's size; false when it has not.
 bool Address(const nlattr* a, size_t size, uint8_t* out) {
   if (a == nullptr) return true;
-  if (mnl_attr_get_payload_len(a) != size) return false;
-  memcpy(out, mnl_attr_get_payload(a), size);
+  if (PayloadLen(a) != size) return false;
+  memcpy(out, Payload(a), size);
   return true;
 }
 
-uint16_t Be16(const nlattr* a) { return ntohs(mnl_attr_get_u16(a)); }
-uint32_t Be32(const nlattr* a) { return ntohl(mnl_attr_get_u32(a)); }
-uint64_t Be64(const nlattr* a) { return be64toh(mnl_attr_get_u64(a)); }
+uint16_t Be16(const nlattr* a) { return ntohs(Get<uint16_t>(a)); }
+uint32_t Be32(const nlattr* a) { return ntohl(Get<uint32_t>(a)); }
+uint64_t Be64(const nlattr* a) { return be64toh(Get<uint64_t>(a)); }
 
 // CTA_COUNTERS_*: 64-bit counters, or the 32-bit ones older kernels send.
 bool ParseCounters(const nlattr* nest, bool* present, uint64_t* packets, uint64_t* bytes) {
   Level<CTA_COUNTERS_MAX> c;
-  if (!FillNested(nest, CountersType, &c)) return false;
+  if (!FillNested<CountersType>(nest, &c)) return false;
   if (c[CTA_COUNTERS_PACKETS]) *packets = Be64(c[CTA_COUNTERS_PACKETS]), *present = true;
   else if (c[CTA_COUNTERS32_PACKETS]) *packets = Be32(c[CTA_COUNTERS32_PACKETS]), *present = true;
   if (c[CTA_COUNTERS_BYTES]) *bytes = Be64(c[CTA_COUNTERS_BYTES]);
@@ -151,10 +186,12 @@ bool DecodeMessage(const nlmsghdr* nlh, uint8_t kind, uint64_t time_us, Record* 
       return false;
     }
   }
-  if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(nfgenmsg))) return false;
-  const auto* nfg = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
+  // mnl_nlmsg_size, mnl_nlmsg_get_payload(_offset), inline.
+  constexpr size_t kHead = MNL_NLMSG_HDRLEN + MNL_ALIGN(sizeof(nfgenmsg));
+  if (nlh->nlmsg_len < kHead) return false;
+  const auto* nfg = reinterpret_cast<const nfgenmsg*>(reinterpret_cast<const char*>(nlh) + MNL_NLMSG_HDRLEN);
   Level<CTA_MAX> top;
-  if (!Fill(mnl_nlmsg_get_payload_offset(nlh, sizeof(nfgenmsg)), nlh->nlmsg_len - mnl_nlmsg_size(sizeof(nfgenmsg)), TopType, &top)) {
+  if (!Fill<TopType>(reinterpret_cast<const char*>(nlh) + kHead, nlh->nlmsg_len - kHead, &top)) {
     return false;
   }
   memset(r, 0, sizeof(*r));
@@ -177,7 +214,7 @@ bool DecodeMessage(const nlmsghdr* nlh, uint8_t kind, uint64_t time_us, Record* 
     if (!Address(reply.ip[src], size, r->reply_src) || !Address(reply.ip[dst], size, r->reply_dst)) return false;
   }
   const auto& p = orig.proto;
-  if (p[CTA_PROTO_NUM]) r->proto = mnl_attr_get_u8(p[CTA_PROTO_NUM]);
+  if (p[CTA_PROTO_NUM]) r->proto = Get<uint8_t>(p[CTA_PROTO_NUM]);
   if (p[CTA_PROTO_SRC_PORT]) {
     present |= kHasPorts;
     r->sport = Be16(p[CTA_PROTO_SRC_PORT]);
@@ -190,21 +227,21 @@ bool DecodeMessage(const nlmsghdr* nlh, uint8_t kind, uint64_t time_us, Record* 
   const nlattr* icmp_type = v6 ? p[CTA_PROTO_ICMPV6_TYPE] : p[CTA_PROTO_ICMP_TYPE];
   if (icmp_type) {
     present |= kHasIcmp;
-    r->icmp_type = mnl_attr_get_u8(icmp_type);
+    r->icmp_type = Get<uint8_t>(icmp_type);
     const nlattr* code = v6 ? p[CTA_PROTO_ICMPV6_CODE] : p[CTA_PROTO_ICMP_CODE];
     const nlattr* id = v6 ? p[CTA_PROTO_ICMPV6_ID] : p[CTA_PROTO_ICMP_ID];
-    if (code) r->icmp_code = mnl_attr_get_u8(code);
+    if (code) r->icmp_code = Get<uint8_t>(code);
     if (id) r->icmp_id = Be16(id);
   }
   if (top[CTA_PROTOINFO]) {
     Level<CTA_PROTOINFO_MAX> info;
-    if (!FillNested(top[CTA_PROTOINFO], ProtoinfoType, &info)) return false;
+    if (!FillNested<ProtoinfoType>(top[CTA_PROTOINFO], &info)) return false;
     if (info[CTA_PROTOINFO_TCP]) {
       Level<CTA_PROTOINFO_TCP_MAX> tcp;
-      if (!FillNested(info[CTA_PROTOINFO_TCP], TcpType, &tcp)) return false;
+      if (!FillNested<TcpType>(info[CTA_PROTOINFO_TCP], &tcp)) return false;
       if (tcp[CTA_PROTOINFO_TCP_STATE]) {
         present |= kHasTcpState;
-        r->tcp_state = mnl_attr_get_u8(tcp[CTA_PROTOINFO_TCP_STATE]);
+        r->tcp_state = Get<uint8_t>(tcp[CTA_PROTOINFO_TCP_STATE]);
       }
     }
   }
@@ -220,7 +257,7 @@ bool DecodeMessage(const nlmsghdr* nlh, uint8_t kind, uint64_t time_us, Record* 
   if (counted) present |= kHasCounters;
   if (top[CTA_TIMESTAMP]) {
     Level<CTA_TIMESTAMP_MAX> ts;
-    if (!FillNested(top[CTA_TIMESTAMP], TimestampType, &ts)) return false;
+    if (!FillNested<TimestampType>(top[CTA_TIMESTAMP], &ts)) return false;
     if (ts[CTA_TIMESTAMP_START]) present |= kHasTimestampStart, r->ts_start = Be64(ts[CTA_TIMESTAMP_START]);
     if (ts[CTA_TIMESTAMP_STOP]) present |= kHasTimestampStop, r->ts_stop = Be64(ts[CTA_TIMESTAMP_STOP]);
   }

@@ -351,8 +351,8 @@ void Reader::Drain(uint64_t final_until_ms) {
         continue;
       }
       int len = static_cast<int>(msgs[i].msg_len);
-      for (auto* nlh = reinterpret_cast<const nlmsghdr*>(iov[i].iov_base); mnl_nlmsg_ok(nlh, len);
-           nlh = mnl_nlmsg_next(nlh, &len)) {
+      for (auto* nlh = reinterpret_cast<const nlmsghdr*>(iov[i].iov_base); NlmsgOk(nlh, len);
+           nlh = NlmsgNext(nlh, &len)) {
         if (nlh->nlmsg_type < NLMSG_MIN_TYPE) continue;  // NOOP / ERROR / DONE carry no entry
         Record* r = Append(final_until_ms != 0);
         if (DecodeMessage(nlh, 0, now, r)) {
