@@ -2,7 +2,6 @@
 // looked up in the kernel's maps by the flow's tuple (see bpf_join.cc for the rules that keep a
 // tuple that changed hands from being given to the wrong process).
 #pragma once
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -24,7 +23,8 @@ class BpfJoin : public Join {
  private:
   enum class Verdict { kMissing, kOwner, kAmbiguous };
   Verdict Origin(const Record& r, const ReadWindow& w, bool local, stamp_flow* out);
-  bool Consumed(const stamp_flow_key& k, const stamp_flow& f, uint8_t proto) const;
+  struct Joined;
+  bool Consumed(const Joined* bucket, const stamp_flow_key& k, const stamp_flow& f, uint8_t proto) const;
   bool Listener(const Record& r, stamp_listener* out);
   void Settle(Record* r, uint8_t reason);
   void Fill(Record* r, const stamp_owner& o, uint8_t side, const ReadWindow& w);
@@ -36,18 +36,18 @@ class BpfJoin : public Join {
   // The stamp each tuple's last NEW was joined with: a previous owner whose stamp was already
   // used has no NEW left unread, so its tuple changing hands makes nothing ambiguous. A fixed
   // table in buckets of two (bpf_join.cc, Remember and Consumed): nothing allocated per record.
-  struct Joined {
+  struct alignas(64) Joined {  // a cache line
     stamp_flow_key key;  // all zero (family 0): an empty slot, which no flow's key matches
     uint64_t stamp_ns;
     uint32_t pid;
-    uint32_t pad;
   };
-  struct FreeJoined {
-    void operator()(Joined* p) const { free(p); }
+  struct Unmap {
+    void operator()(void* p) const;
   };
   Joined* Bucket(const stamp_flow_key& k) const;
-  void Remember(const stamp_flow_key& k, const stamp_owner& o);
-  std::unique_ptr<Joined[], FreeJoined> joined_;  // kJoinedSlots, allocated by Open
+  void Remember(Joined* bucket, const stamp_flow_key& k, const stamp_owner& o);
+  std::unique_ptr<void, Unmap> joined_map_;  // mapped by Open
+  Joined* joined_ = nullptr;                 // kJoinedSlots of it, on a huge page boundary
   uint64_t joined_seed_ = 0;
 };
 
