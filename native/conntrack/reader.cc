@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <linux/netlink.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -310,11 +311,16 @@ void Reader::Drain(uint64_t final_until_ms) {
   static thread_local std::vector<char> storage(kBurst * kDatagram);
   static thread_local mmsghdr msgs[kBurst];
   static thread_local iovec iov[kBurst];
+  // Who sent each datagram: the kernel's port id is 0. Another socket may unicast to ours — any
+  // process with CAP_NET_ADMIN over the namespace (a container's root in its own user namespace)
+  // — and what it sends is not the kernel's table: refused, counted as a decode error.
+  static thread_local sockaddr_nl from[kBurst];
   for (unsigned i = 0; i < kBurst; i++) {
     iov[i] = {storage.data() + i * kDatagram, kDatagram};
     msgs[i].msg_hdr = msghdr{};
     msgs[i].msg_hdr.msg_iov = &iov[i];
     msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_name = &from[i];
   }
   // Normally until the socket is empty or we are told to stop; the final drain (after the stop)
   // until the socket is empty or the bound is reached.
@@ -323,6 +329,7 @@ void Reader::Drain(uint64_t final_until_ms) {
     // What this call reads was queued after the last call that found the socket empty began.
     const uint64_t before = MonotonicNs();
     const ReadWindow window{empty_ns_, before};
+    for (unsigned i = 0; i < kBurst; i++) msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);  // in and out
     int got = recvmmsg(fd, msgs, kBurst, MSG_DONTWAIT, nullptr);
     if (got > 0) final_records += static_cast<uint64_t>(got);
     if (got < 0) {
@@ -348,6 +355,10 @@ void Reader::Drain(uint64_t final_until_ms) {
     for (int i = 0; i < got; i++) {
       if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
         ++decode_errors_;
+        continue;
+      }
+      if (msgs[i].msg_hdr.msg_namelen != sizeof(sockaddr_nl) || from[i].nl_pid != 0) {
+        ++decode_errors_;  // not from the kernel (see `from` above)
         continue;
       }
       int len = static_cast<int>(msgs[i].msg_len);

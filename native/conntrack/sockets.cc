@@ -1,5 +1,6 @@
 #include "conntrack/sockets.h"
 
+#include "conntrack/decode.h"
 #include "netns.h"
 
 #include <errno.h>
@@ -210,16 +211,31 @@ OpenError Exchange(mnl_socket* sock, uint8_t msg, uint16_t flags,
   uint32_t portid = mnl_socket_get_portid(sock);
   std::vector<char> rx(1 << 16);
   for (;;) {
-    ssize_t n = mnl_socket_recvfrom(sock, rx.data(), rx.size());
+    // recvmsg rather than mnl_socket_recvfrom, for the sender: only the kernel (port id 0)
+    // answers a request; another socket's datagram (a process with CAP_NET_ADMIN over the
+    // namespace can unicast to ours, and guess the sequence number) is skipped.
+    sockaddr_nl from{};
+    iovec iov{rx.data(), rx.size()};
+    msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof(from);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    ssize_t n = recvmsg(mnl_socket_get_fd(sock), &msg, 0);
+    if (n >= 0 && (msg.msg_flags & MSG_TRUNC)) {
+      n = -1;
+      errno = ENOSPC;
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       int err = errno;
       return Fail("ERR_SOCKET", err, "recvfrom",
                   std::string("conntrack request failed: ") + strerror(err));
     }
+    if (msg.msg_namelen != sizeof(from) || from.nl_pid != 0) continue;
     int len = static_cast<int>(n);
-    for (auto* m = reinterpret_cast<nlmsghdr*>(rx.data()); mnl_nlmsg_ok(m, len);
-         m = mnl_nlmsg_next(m, &len)) {
+    for (auto* m = reinterpret_cast<const nlmsghdr*>(rx.data()); NlmsgOk(m, len);
+         m = NlmsgNext(m, &len)) {
       if (m->nlmsg_seq != seq || m->nlmsg_pid != portid) continue;
       if (m->nlmsg_type == NLMSG_DONE) return {};
       if (m->nlmsg_type == NLMSG_ERROR) {
