@@ -48,6 +48,17 @@ OpenError SocketError(int err, const char* syscall, const std::string& where) {
               std::string("cannot open the conntrack netlink socket") + where + ": " + strerror(err));
 }
 
+// Connects a netlink socket to the kernel (port id 0): the kernel then refuses any other
+// socket's unicast to it (ECONNREFUSED to the sender) before it is queued, so a process with
+// CAP_NET_ADMIN over the namespace can neither forge replies nor fill our buffer with its own.
+// Multicast (the event groups) still arrives, from the kernel and from such a process alike: the
+// readers also check each datagram's sender (reader.cc Drain, Exchange below).
+int ConnectToKernel(int fd) {
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  return connect(fd, reinterpret_cast<const sockaddr*>(&kernel), sizeof(kernel));
+}
+
 // Opens a plain request/response socket for ctnetlink.
 OpenError OpenMnl(mnl_socket** out, const std::string& where) {
   mnl_socket* s = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
@@ -56,6 +67,11 @@ OpenError OpenMnl(mnl_socket** out, const std::string& where) {
     int err = errno;
     mnl_socket_close(s);
     return SocketError(err, "bind", where);
+  }
+  if (ConnectToKernel(mnl_socket_get_fd(s)) < 0) {
+    int err = errno;
+    mnl_socket_close(s);
+    return SocketError(err, "connect", where);
   }
   // A stats or dump reply that never comes must not hang the caller forever.
   timeval tv{2, 0};
@@ -159,13 +175,14 @@ OpenError OpenSockets(const SocketOptions& o, Sockets* out) {
   } else {
     int fd = nfct_fd(out->events);
     fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (ConnectToKernel(fd) < 0) result = SocketError(errno, "connect", where);
     out->rcvbuf = SetReceiveBuffer(fd, o.rcvbuf);
     if (o.reliable) {
       int on = 1;
       setsockopt(fd, SOL_NETLINK, NETLINK_BROADCAST_SEND_ERROR, &on, sizeof(on));
       setsockopt(fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &on, sizeof(on));
     }
-    if (o.filter.present) result = AttachFilter(fd, o.filter);
+    if (result.ok() && o.filter.present) result = AttachFilter(fd, o.filter);
     if (result.ok()) result = OpenMnl(&out->dump, where);
     if (result.ok()) result = OpenMnl(&out->stats, where);
   }
@@ -222,6 +239,9 @@ OpenError Exchange(mnl_socket* sock, uint8_t msg, uint16_t flags,
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     ssize_t n = recvmsg(mnl_socket_get_fd(sock), &msg, 0);
+    // another socket's datagram is skipped before anything is judged by it (a truncated one
+    // must not fail the request)
+    if (n >= 0 && (msg.msg_namelen != sizeof(from) || from.nl_pid != 0)) continue;
     if (n >= 0 && (msg.msg_flags & MSG_TRUNC)) {
       n = -1;
       errno = ENOSPC;
@@ -232,7 +252,6 @@ OpenError Exchange(mnl_socket* sock, uint8_t msg, uint16_t flags,
       return Fail("ERR_SOCKET", err, "recvfrom",
                   std::string("conntrack request failed: ") + strerror(err));
     }
-    if (msg.msg_namelen != sizeof(from) || from.nl_pid != 0) continue;
     int len = static_cast<int>(n);
     for (auto* m = reinterpret_cast<const nlmsghdr*>(rx.data()); NlmsgOk(m, len);
          m = NlmsgNext(m, &len)) {

@@ -249,7 +249,7 @@ export class MetricsExporter {
     'source_overflows_total',
     'Netlink receive buffer overflows (ENOBUFS): events were lost and the table was re-read.',
   );
-  private readonly decodeErrors = this.c('source_decode_errors_total', 'Netlink messages that could not be decoded.');
+  private readonly decodeErrors = this.c('source_decode_errors_total', 'Netlink messages that could not be decoded, or that another socket sent (only the kernel\'s are read).');
   private readonly highWater = this.g(
     'source_queue_high_water_batches',
     'Most batches ever waiting between the reader thread and JavaScript.',

@@ -1,11 +1,13 @@
 /**
  * Events that are not the kernel's: a process with CAP_NET_ADMIN over the namespace (a
- * container's root in its own user namespace) can unicast a ctnetlink message to the reader's
- * socket. The reader takes only what the kernel (port id 0) sent; the forged message is refused
- * and counted as a decode error, and the real events around it are all there.
+ * container's root in its own user namespace) can send ctnetlink messages to the reader's socket,
+ * unicast to its port id or multicast to the event group. The reader's sockets are connected to
+ * the kernel, which refuses the unicast (the sender gets ECONNREFUSED); the multicast arrives and
+ * is refused by its sender's port id, counted as a decode error. The real events around them are
+ * all there.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNetns, ROOT, waitFor, type Netns } from '../helpers/netns.js';
@@ -22,14 +24,19 @@ describe('forged netlink events (real kernel, own namespace)', () => {
     await ns?.destroy();
   });
 
-  it('a ctnetlink message another socket sends to the reader is refused and counted, real events kept', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'ctwatch-forged-')), 'events.jsonl');
+  it('ctnetlink messages another socket sends to the reader are refused (unicast by the kernel, multicast counted), real events kept', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctwatch-forged-'));
+    const file = join(dir, 'events.jsonl');
     const rec = startCli(['record', '--netns', ns.name, '-o', file]);
     try {
       await waitFor(() => rec.stderr.includes(RECORDING), 'record to start');
-      const { stdout } = await ns.exec('python3', [FORGE, String(rec.pid)]);
-      // it did reach the socket: the kernel let the unicast through
-      expect(stdout).toContain('sent 1 of 1');
+      // the unicast: refused by the kernel before it is queued (the socket is connected to it)
+      const unicast = await ns.exec('python3', [FORGE, String(rec.pid), 'unicast']);
+      expect(unicast.stdout).toMatch(/port \d+: Connection refused/);
+      expect(unicast.stdout).toContain('sent 0 of 1');
+      // the multicast: delivered to every subscriber, ours too
+      const multicast = await ns.exec('python3', [FORGE, String(rec.pid), 'multicast']);
+      expect(multicast.stdout).toContain('sent 1 of 1');
       await ns.generate({
         listen: [{ proto: 'tcp', host: '127.0.0.5', port: 6379 }],
         run: [{ kind: 'connect', host: '127.0.0.5', port: 6379, count: 20, rate: 0, concurrency: 4 }],
@@ -38,8 +45,10 @@ describe('forged netlink events (real kernel, own namespace)', () => {
     } finally {
       rec.kill('SIGTERM');
     }
-    expect(await rec.exited).toBe(0);
+    await rec.exited;
     const text = readFileSync(file, 'utf8');
+    rmSync(dir, { recursive: true, force: true });
+    expect(rec.code).toBe(0);
     expect(text).not.toContain('192.0.2.66');
     expect(text.split('"event":"new"').length - 1).toBe(20);
     const stopped = rec.stderr.split('\n').find((l) => l.includes('stopped'))!;
