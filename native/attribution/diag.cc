@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "kernel_socket.h"
 #include "netns.h"
 
 #ifndef NETLINK_CAP_ACK
@@ -55,6 +56,14 @@ OpenError OpenNetlink(int protocol, const char* what, const std::string& where, 
     close(fd);
     return Fail("ERR_SOCKDIAG", err, "bind",
                 std::string("cannot bind the ") + what + " netlink socket" + where + ": " + strerror(err));
+  }
+  // Answers come from the kernel alone (kernel_socket.h): forged inode or uid answers would name
+  // the wrong process.
+  if (ConnectToKernel(fd) < 0) {
+    int err = errno;
+    close(fd);
+    return Fail("ERR_SOCKDIAG", err, "connect",
+                std::string("cannot connect the ") + what + " netlink socket to the kernel" + where + ": " + strerror(err));
   }
   // Errors carry only the header of the failed request back, not the whole request.
   int on = 1;

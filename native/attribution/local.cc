@@ -8,6 +8,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "kernel_socket.h"
 #include "netns.h"
 
 namespace ctwatch {
@@ -24,6 +25,14 @@ OpenError LocalAddresses::Open(uint64_t now_ns) {
   fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (fd_ < 0) {
     return MakeOpenError("ERR_ATTRIBUTION", errno, "socket", std::string("cannot open a route netlink socket: ") + strerror(errno));
+  }
+  // The local addresses come from the kernel alone (kernel_socket.h): a forged list would make
+  // flows look local or passing through.
+  if (ConnectToKernel(fd_) < 0) {
+    int err = errno;
+    close(fd_);
+    fd_ = -1;
+    return MakeOpenError("ERR_ATTRIBUTION", err, "connect", std::string("cannot connect a route netlink socket to the kernel: ") + strerror(err));
   }
   // A dump that never answers must not hang the reader thread.
   timeval tv{1, 0};

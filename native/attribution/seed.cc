@@ -26,6 +26,7 @@
 
 #include "attribution/bpf/stamp.h"
 #include "attribution/procfs.h"
+#include "kernel_socket.h"
 
 namespace ctwatch {
 
@@ -131,6 +132,11 @@ SeedResult SeedListeners(int listeners_fd, int bound_fd, uint64_t netns_cookie, 
   SeedResult result;
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (fd < 0) return result;
+  // the listeners come from the kernel alone (kernel_socket.h): no seed rather than a forged one
+  if (ConnectToKernel(fd) < 0) {
+    close(fd);
+    return result;
+  }
   timeval tv{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   std::unordered_map<uint32_t, Found> wanted;

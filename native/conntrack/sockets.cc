@@ -1,6 +1,7 @@
 #include "conntrack/sockets.h"
 
 #include "conntrack/decode.h"
+#include "kernel_socket.h"
 #include "netns.h"
 
 #include <errno.h>
@@ -46,17 +47,6 @@ OpenError SocketError(int err, const char* syscall, const std::string& where) {
   }
   return Fail("ERR_SOCKET", err, syscall,
               std::string("cannot open the conntrack netlink socket") + where + ": " + strerror(err));
-}
-
-// Connects a netlink socket to the kernel (port id 0): the kernel then refuses any other
-// socket's unicast to it (ECONNREFUSED to the sender) before it is queued, so a process with
-// CAP_NET_ADMIN over the namespace can neither forge replies nor fill our buffer with its own.
-// Multicast (the event groups) still arrives, from the kernel and from such a process alike: the
-// readers also check each datagram's sender (reader.cc Drain, Exchange below).
-int ConnectToKernel(int fd) {
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  return connect(fd, reinterpret_cast<const sockaddr*>(&kernel), sizeof(kernel));
 }
 
 // Opens a plain request/response socket for ctnetlink.
