@@ -58,8 +58,9 @@ const MAX_QUIET_TICKS = 61;
  * holds come back as resolved promises, so a backlog (the first second of load, what queued behind
  * a tick or a collection) was processed in one chain of microtasks: no write completed meanwhile,
  * so the lines of its first batch reached the file only after its last batch was processed (up to
- * 64 batches of 1024 events: hundreds of ms; bench/README.md "The event loop turns during a
- * backlog"). A turn lets the output's finished write hand the next lines to the kernel.
+ * 64 batches of 1024 events: hundreds of ms; bench/README.md "The JavaScript thread: idle keys,
+ * and the event loop turning during a backlog"). A turn lets the output's finished write hand the
+ * next lines to the kernel.
  */
 const TURN_EVERY_MS = 1;
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
