@@ -176,9 +176,11 @@ describe('fleet: 3 hosts → 3-node NATS JetStream cluster → ctwatch fleet', (
         return false;
       }
     }, 'every replica of the stream to be current', 30_000, 250);
+    // taken before the cluster stops: a sink may say it cannot deliver while stopAll() still waits
+    // for the nodes to exit, and says so once for the whole outage (CI saw only "spooling" after)
+    const logged = hosts.map((h) => h.stderr().length);
     await cluster.stopAll();
     const before = hosts.map((h) => h.generated.length);
-    const logged = hosts.map((h) => h.stderr().length);
     try {
       await Promise.all(hosts.map((h) => burst(h, 100, 0)));
       for (const [i, h] of hosts.entries()) await waitFor(() => h.stderr().slice(logged[i]).includes('nats sink cannot deliver'), `${h.name} to fail over to its spool: ${h.stderr().slice(-2000)}`, 15_000);
