@@ -218,24 +218,8 @@ OpenError Exchange(mnl_socket* sock, uint8_t msg, uint16_t flags,
   uint32_t portid = mnl_socket_get_portid(sock);
   std::vector<char> rx(1 << 16);
   for (;;) {
-    // recvmsg rather than mnl_socket_recvfrom, for the sender: only the kernel (port id 0)
-    // answers a request; another socket's datagram (a process with CAP_NET_ADMIN over the
-    // namespace can unicast to ours, and guess the sequence number) is skipped.
-    sockaddr_nl from{};
-    iovec iov{rx.data(), rx.size()};
-    msghdr msg{};
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof(from);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    ssize_t n = recvmsg(mnl_socket_get_fd(sock), &msg, 0);
-    // another socket's datagram is skipped before anything is judged by it (a truncated one
-    // must not fail the request)
-    if (n >= 0 && (msg.msg_namelen != sizeof(from) || from.nl_pid != 0)) continue;
-    if (n >= 0 && (msg.msg_flags & MSG_TRUNC)) {
-      n = -1;
-      errno = ENOSPC;
-    }
+    // Connected to the kernel (OpenMnl, kernel_socket.h): no other socket's datagram arrives here.
+    ssize_t n = mnl_socket_recvfrom(sock, rx.data(), rx.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       int err = errno;

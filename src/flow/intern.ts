@@ -59,7 +59,6 @@ export class InternTable {
       }
       return id;
     }
-    if (this.idleKeys > this.maxIdle) this.forgetOldestIdle();
     id = this.free.pop();
     if (id === undefined) {
       id = this.keys.length;
@@ -96,7 +95,7 @@ export class InternTable {
       this.idle.push(id);
       this.idleAt.push(this.idleCount);
     }
-    // past the bound after a mass release (a resync, the end of a peak), not only at the next new key
+    // the one place idle keys grow, so the one place the bound is kept (a mass release, too)
     if (this.idleKeys > this.maxIdle) this.forgetOldestIdle();
   }
 

@@ -34,6 +34,10 @@ describe('forged netlink events (real kernel, own namespace)', () => {
       const unicast = await ns.exec('python3', [FORGE, String(rec.pid), 'unicast']);
       expect(unicast.stdout).toMatch(/port \d+: Connection refused/);
       expect(unicast.stdout).toContain('sent 0 of 1');
+      // and to its request sockets (table dumps, statistics): their replies come from the kernel only
+      const all = await ns.exec('python3', [FORGE, String(rec.pid), 'all']);
+      expect(all.stdout).toContain('sent 0 of 3');
+      expect(all.stdout.match(/Connection refused/g)).toHaveLength(3);
       // the multicast: delivered to every subscriber, ours too
       const multicast = await ns.exec('python3', [FORGE, String(rec.pid), 'multicast']);
       expect(multicast.stdout).toContain('sent 1 of 1');
