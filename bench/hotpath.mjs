@@ -213,7 +213,7 @@ async function stage(name, { events, threads: loadThreads, connections, rate, se
     const counts = await countIn(file, ['"event":"flow"', '"reason":"destroy"', '"reason":"resync"', '"event":"resync"']);
     const flows = counts['"event":"flow"'] - base.flows;
     const ct = conntrack ? await countIn(ctFile, ['\n', '[NEW]', '[DESTROY]']) : undefined;
-    const latency = lat ? /lines (\d+) p50 (\d+) p99 (\d+) max (\d+)/.exec(lat.out) : undefined;
+    const latency = lat ? /lines (\d+) p50 (\d+) p99 (\d+) max (\d+) steady_lines (\d+) steady_p99 (\d+)/.exec(lat.out) : undefined;
     if (lat) writeFileSync(join(OUT, `hotpath-${name}-latency-seconds.txt`), lat.err);
     return {
       stage: name, events, loadThreads, made, loadSeconds, kernel, drainSeconds,
@@ -229,7 +229,7 @@ async function stage(name, { events, threads: loadThreads, connections, rate, se
         new: floorEnd.new - base.floor.new, destroy: floorEnd.destroy - base.floor.destroy, other: floorEnd.other - base.floor.other,
         overflows: floorEnd.overflows - base.floor.overflows, cpu: sum(cpu.floor), rss: rss.floor,
       },
-      latency: latency && { lines: Number(latency[1]), p50: Number(latency[2]) / 1000, p99: Number(latency[3]) / 1000, max: Number(latency[4]) / 1000 },
+      latency: latency && { lines: Number(latency[1]), p50: Number(latency[2]) / 1000, p99: Number(latency[3]) / 1000, max: Number(latency[4]) / 1000, steadyLines: Number(latency[5]), steadyP99: Number(latency[6]) / 1000 },
     };
   } finally {
     for (const c of [watch, conntrack, floor, lat]) if (c && c.exitCode === null) c.kill('SIGKILL');
@@ -265,7 +265,7 @@ function report(r) {
   if (r.conntrack) console.log(`ratio: ctwatch / conntrack -E CPU per connection = ${(ours / ctPer).toFixed(2)}` + (r.floor ? `; ctwatch / floor = ${(ours / per100k(r.floor.cpu, Math.min(r.floor.new, r.floor.destroy))).toFixed(1)}` : ''));
   console.log('ctwatch CPU per thread (s, and µs per flow line written):');
   console.table(Object.entries(r.watch.cpu).filter(([, s]) => s > 0).sort((a, b) => b[1] - a[1]).map(([thread, s]) => ({ thread, 'CPU s': s.toFixed(2), 'µs / flow': ((s / Math.max(r.watch.flows, 1)) * 1e6).toFixed(2) })));
-  if (r.latency) console.log(`latency (reader receive stamp → flow line readable in the file) over ${r.latency.lines} lines at ${Math.round((2 * r.made) / r.loadSeconds)} events/s: p50 ${r.latency.p50.toFixed(2)} ms, p99 ${r.latency.p99.toFixed(2)} ms, max ${r.latency.max.toFixed(1)} ms; peak RSS ${r.watch.rss.toFixed(1)} MiB`);
+  if (r.latency) console.log(`latency (reader receive stamp → flow line readable in the file) over ${r.latency.lines} lines at ${Math.round((2 * r.made) / r.loadSeconds)} events/s: p50 ${r.latency.p50.toFixed(2)} ms, p99 ${r.latency.p99.toFixed(2)} ms, max ${r.latency.max.toFixed(1)} ms; from the third second of load on (${r.latency.steadyLines} lines) p99 ${r.latency.steadyP99.toFixed(2)} ms; peak RSS ${r.watch.rss.toFixed(1)} MiB`);
 }
 
 const results = [];

@@ -72,7 +72,7 @@ export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
       // an optimisation: one that fails is said once, and the real run goes on without it
       try {
         const w = await warmUpLive({ ...this.warm, rules });
-        log?.debug({ ms: w.ms, flows: w.flows, events: w.events, lines: w.lines, snapshots: w.snapshots, cut: w.cut }, `warmed up the per-event path in ${w.ms} ms`);
+        log?.debug({ ms: w.ms, flows: w.flows, events: w.events, lines: w.lines, snapshots: w.snapshots, cut: w.cut, attribution: w.attribution }, `warmed up the per-event path in ${w.ms} ms`);
       } catch (err) {
         log?.warn(`the warm-up of the per-event path failed (${(err as Error).message}); running without it: the first second of load may lag`);
       }

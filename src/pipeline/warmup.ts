@@ -19,9 +19,9 @@
  *
  * It leaves no trace: every stateful object is a throwaway of its own (decoder, recovery,
  * attribution, engine, pipeline, rule evaluator, line writer whose bytes are dropped); nothing
- * reaches the real output, sinks, metrics or counters. The throwaway attribution reads, before
- * it, /etc/passwd and ctwatch's own /proc entries (its cgroupfs has no mount: no walk). The
- * reader keeps reading meanwhile: what the kernel sends waits in its queue of batches, and past
+ * reaches the real output, sinks, metrics or counters. The throwaway attribution reads
+ * /etc/passwd, ctwatch's own /proc entries and its own cgroup's directory (never a walk), between
+ * the synthetic batches as a live one reads between the kernel's. The reader keeps reading meanwhile: what the kernel sends waits in its queue of batches, and past
  * that in the socket (an overflow there is counted and resynced as any other).
  * What it shares with the real run are module-level caches that are pure memos of their input
  * (address text, destination keys, status names, the time prefix): the same input gives the same
@@ -40,7 +40,7 @@ import type { FlowEnd } from '../flow/types.js';
 import { OwnerAttribution } from './attribution.js';
 import { Users } from '../process/index.js';
 import { Cgroupfs } from '../process/cgroupfs.js';
-import { Executables } from '../process/exe.js';
+import { Executables, processStartNs } from '../process/exe.js';
 import { OverflowRecovery, type Resyncable } from './recovery.js';
 import { HAS, KIND, UNATTRIBUTED, makeDecoder } from '../source/decode.js';
 import { STATUS_FLAGS, TCP_STATES, protoNumber } from '../source/names.js';
@@ -81,6 +81,10 @@ export interface WarmUpResult {
   ms: number;
   /** the budget ran out before every flow was done */
   cut: boolean;
+  /** with attribution: what its throwaway stage read for the synthetic owner (executables read,
+   * cgroups found from the owner's /proc entry) and the processes still pending at the end (0:
+   * the shared, completed process was what the last flows went through, as under load) */
+  attribution?: { exe: number; cgroups: number; pending: number };
 }
 
 const RECORDS_PER_BATCH = 1024;
@@ -111,15 +115,24 @@ const idOf = (n: number) => Math.imul(n + 1, 0x9e3779b1) >>> 0;
 const unowned = (id: number) => id % 10 === 9;
 const SIDE_ORIGIN = 1;
 
-/** The owner a synthetic NEW names: ctwatch itself, with a start time that is not its own and a
- * cgroup id its throwaway cgroupfs has no mount to look up (so nothing real is found for them:
- * see settledAttribution). */
+/** The owner a synthetic NEW names: ctwatch itself, with its own start time and cgroup (see
+ * ownerOfWarmUp), so its user, executable and cgroup are found as a live owner's are. */
 const WARM_COMM = 'ctwatch-warmup';
 const WARM_UID = process.getuid?.() ?? 0;
-const WARM_START_NS = 1;
-const WARM_CGROUP = 1;
 /** flows found by the table dump a live engine source starts with */
 const DUMPED = 64;
+
+/** The identity a synthetic owner carries: ctwatch's own process start (ns since boot, past 2^32
+ * as every real one is: a heap number, not a small integer) and cgroup id; 0 where not found. */
+export interface WarmOwner {
+  startNs: number;
+  cgroupId: number;
+}
+
+function setU64(view: DataView, at: number, v: number): void {
+  view.setUint32(at, v % 4294967296, true);
+  view.setUint32(at + 4, Math.floor(v / 4294967296), true);
+}
 
 /** 198.18+net.0.host+1, or 2001:2::net:host (the record is zero) */
 function addressBytes(bytes: Uint8Array, at: number, v6: boolean, host: number, net: number): void {
@@ -140,12 +153,11 @@ function addressBytes(bytes: Uint8Array, at: number, v6: boolean, host: number, 
 function writeDumpEnd(L: RecordLayout, view: DataView, bytes: Uint8Array, base: number, timeUs: number): void {
   bytes[base + L.kind] = KIND.snapshotDone;
   view.setUint32(base + L.id, DUMPED, true);
-  view.setUint32(base + L.time_us, timeUs % 4294967296, true);
-  view.setUint32(base + L.time_us + 4, Math.floor(timeUs / 4294967296), true);
+  setU64(view, base + L.time_us, timeUs);
 }
 
 /** Writes one synthetic record at `base` of `view`; flow `n`'s tuple is a function of n alone. */
-function writeRecordBytes(L: RecordLayout, bytes: Uint8Array, view: DataView, base: number, kind: number, n: number, timeUs: number, o: WarmUpOptions): void {
+function writeRecordBytes(L: RecordLayout, bytes: Uint8Array, view: DataView, base: number, kind: number, n: number, timeUs: number, o: WarmUpOptions, owner: WarmOwner): void {
   const v6 = n % 13 === 12;
   const udp = n % 7 === 6;
   bytes[base + L.kind] = kind;
@@ -174,8 +186,7 @@ function writeRecordBytes(L: RecordLayout, bytes: Uint8Array, view: DataView, ba
   addressBytes(bytes, base + L.dst, v6, dst, 1);
   addressBytes(bytes, base + L.reply_src, v6, dst, 1);
   addressBytes(bytes, base + L.reply_dst, v6, src, 0);
-  view.setUint32(base + L.time_us, timeUs % 4294967296, true);
-  view.setUint32(base + L.time_us + 4, Math.floor(timeUs / 4294967296), true);
+  setU64(view, base + L.time_us, timeUs);
   if ((kind === KIND.new || kind === KIND.snapshot) && o.attribution) {
     present |= HAS.attribution;
     if (unowned(id)) {
@@ -185,8 +196,8 @@ function writeRecordBytes(L: RecordLayout, bytes: Uint8Array, view: DataView, ba
       view.setUint32(base + L.owner_pid, process.pid, true);
       view.setUint32(base + L.owner_tid, process.pid, true);
       view.setUint32(base + L.owner_uid, WARM_UID, true);
-      view.setUint32(base + L.owner_cgroup, WARM_CGROUP, true);
-      view.setUint32(base + L.owner_start_ns, WARM_START_NS, true);
+      setU64(view, base + L.owner_cgroup, owner.cgroupId);
+      setU64(view, base + L.owner_start_ns, owner.startNs);
       view.setUint32(base + L.owner_age_us, 20, true);
       for (let k = 0; k < WARM_COMM.length; k++) bytes[base + L.owner_comm + k] = WARM_COMM.charCodeAt(k);
       bytes[base + L.owner_side] = SIDE_ORIGIN;
@@ -210,6 +221,7 @@ export class SyntheticSource implements EventSource, Resyncable {
 
   constructor(
     private readonly o: WarmUpOptions,
+    private readonly owner: WarmOwner,
     private readonly flows: number,
     private readonly startUs: number,
     private readonly deadline: number,
@@ -247,7 +259,7 @@ export class SyntheticSource implements EventSource, Resyncable {
       return events;
     };
     const put = (kind: number, n: number) => {
-      writeRecordBytes(L, bytes, view, at * L.size, kind, n, t, this.o);
+      writeRecordBytes(L, bytes, view, at * L.size, kind, n, t, this.o, this.owner);
       t += STEP_US;
       at++;
     };
@@ -262,6 +274,10 @@ export class SyntheticSource implements EventSource, Resyncable {
       this.live = Math.min(step + 1, this.flows) - Math.max(0, step + 1 - LIFE);
       if (at + 3 > RECORDS_PER_BATCH) {
         yield flush();
+        // a turn of the event loop between batches, as a live source's are: the attribution's
+        // reads (passwd, /proc/self/exe and stat, cgroupfs) answer within the first batches, so
+        // its first processes are pending ones, completed and then shared, as under load
+        await new Promise(setImmediate);
         if (this.now() >= this.deadline) {
           this.cut = true;
           return;
@@ -277,20 +293,18 @@ export class SyntheticSource implements EventSource, Resyncable {
 }
 
 /**
- * A throwaway attribution stage whose caches have answered for the synthetic owner already (its
- * user name, that its exe and cgroup are not found: reads of /etc/passwd and our own /proc, a few
- * ms; no cgroupfs): its process is shared from the first NEW on, as a real owner's is once read — the path
- * the load runs. Unanswered, every synthetic NEW would be a process still being read, which the
- * warm-up never yields to I/O to finish, and the stage would rescan them at every batch.
+ * A throwaway attribution stage with caches of its own, and the synthetic owner's identity:
+ * ctwatch's own start time and cgroup, so what a live owner's NEWs go through is gone through
+ * here — processes pending while the user name, /proc/PID/exe and the cgroup path are read, then
+ * one shared process with all three (the same fields in the same order as a live one's: code
+ * compiled for a process without an exe or cgroup is thrown away at the first live one).
  */
-async function settledAttribution(mode: 'ebpf' | 'sockdiag'): Promise<OwnerAttribution> {
-  const users = new Users();
-  // no mount: a cgroup id not under ctwatch's own cgroup would otherwise walk the whole tree
-  // (up to 65 536 directories: seconds on a large node) before the first synthetic batch
-  const cgroups = new Cgroupfs({ mount: null });
-  const executables = new Executables();
-  await Promise.all([users.name(WARM_UID), cgroups.resolve(WARM_CGROUP, process.pid), executables.read(process.pid, WARM_START_NS)]);
-  return new OwnerAttribution({ mode, users, cgroups, executables });
+async function liveLikeAttribution(mode: 'ebpf' | 'sockdiag'): Promise<{ attribution: OwnerAttribution; owner: WarmOwner }> {
+  // no walk: an own cgroup its /proc entry does not lead to is left unresolved, rather than walk
+  // the whole tree (up to 65 536 directories: seconds on a large node) before the first batch
+  const cgroups = new Cgroupfs({ maxWalk: 0 });
+  const [startNs, cgroupId] = await Promise.all([processStartNs(process.pid), cgroups.idOf(process.pid)]);
+  return { attribution: new OwnerAttribution({ mode, users: new Users(), cgroups, executables: new Executables() }), owner: { startNs: startNs ?? 0, cgroupId: cgroupId ?? 0 } };
 }
 
 /** What a warm-up runs: the source and attribution stage, and the hooks that write (given the
@@ -312,7 +326,8 @@ export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Prom
   const t0 = now();
   const flows = o.flows ?? 16_000;
   // Event time from the wall clock on, as a live pipeline's first ticks are
-  const source = new SyntheticSource(o, flows, Date.now() * 1000, t0 + (o.budgetMs ?? 300), now);
+  const live = o.attribution ? await liveLikeAttribution(o.attribution) : undefined;
+  const source = new SyntheticSource(o, live?.owner ?? { startNs: 0, cgroupId: 0 }, flows, Date.now() * 1000, t0 + (o.budgetMs ?? 300), now);
   const evaluator = o.rules ? new AlertEvaluator(o.rules) : undefined;
   // arenas of 128 KiB, not 1 MiB: the warm-up's are garbage as soon as written
   const lines = new LineBuffer(128 * 1024);
@@ -323,7 +338,6 @@ export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Prom
     // the bytes go nowhere: taken, so the arena is reused as a real writer's would be
     lines.take();
   };
-  const attribution = o.attribution ? await settledAttribution(o.attribution) : undefined;
   // the keys of Watcher's hooks, in its order (one shape for the pipeline's reads of them)
   const hooks = (engine: ChurnEngine): PipelineHooks => ({
     events: undefined,
@@ -337,6 +351,10 @@ export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Prom
     },
     resync: undefined,
   });
-  const { snapshots } = await run({ source, attribution, hooks });
-  return { flows, events: source.events, lines: written, snapshots, ms: Math.round((now() - t0) * 10) / 10, cut: source.cut };
+  const { snapshots } = await run({ source, attribution: live?.attribution, hooks });
+  const read = live?.attribution.stats;
+  return {
+    flows, events: source.events, lines: written, snapshots, ms: Math.round((now() - t0) * 10) / 10, cut: source.cut,
+    ...(read && { attribution: { exe: read.exe.read, cgroups: read.cgroups.byPid, pending: read.pending } }),
+  };
 }

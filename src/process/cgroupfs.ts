@@ -173,6 +173,18 @@ export class Cgroupfs {
 
   /** The owner's cgroup path if the directory there is cgroup `id`. */
   private async fromPid(mount: CgroupMount, id: number, pid: number): Promise<string | undefined> {
+    const own = await this.cgroupOf(mount, pid);
+    return own !== undefined && own.id === id ? own.path : undefined;
+  }
+
+  /** The cgroup `pid` is in, as /proc/PID/cgroup names it, and its id (its directory's inode);
+   * undefined when the process is gone, its cgroup is not under the mount, or was removed. */
+  async idOf(pid: number): Promise<number | undefined> {
+    const mount = await this.mount;
+    return mount ? (await this.cgroupOf(mount, pid))?.id : undefined;
+  }
+
+  private async cgroupOf(mount: CgroupMount, pid: number): Promise<{ path: string; id: number } | undefined> {
     if (!(pid > 0)) return undefined;
     let path: string | undefined;
     try {
@@ -181,10 +193,10 @@ export class Cgroupfs {
       return undefined; // gone already: the walk decides
     }
     const rel = relativeTo(mount.root, path);
-    if (rel === undefined) return undefined;
+    if (path === undefined || rel === undefined) return undefined;
     try {
       const st = await lstat(mount.mountpoint + rel, { bigint: true });
-      if (st.isDirectory() && st.ino === BigInt(id)) return path;
+      if (st.isDirectory()) return { path, id: Number(st.ino) };
     } catch {
       /* moved or removed since */
     }

@@ -40,6 +40,17 @@ export function sameStart(ticks: number, startNs: number): boolean {
   return Math.abs(ticks - Math.floor(startNs / (1e9 / USER_HZ))) <= 1;
 }
 
+/** The start time a BPF stamp records for `pid` (ns since boot), to the tick /proc/PID/stat has;
+ * undefined when it is gone. */
+export async function processStartNs(pid: number, proc = '/proc'): Promise<number | undefined> {
+  try {
+    const t = statStartTicks(await readFile(`${proc}/${pid}/stat`, 'utf8'));
+    return t === undefined ? undefined : t * (1e9 / USER_HZ);
+  } catch {
+    return undefined;
+  }
+}
+
 interface Entry {
   startNs: number;
   /** monotonic ms of the last answer */

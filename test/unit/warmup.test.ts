@@ -88,6 +88,9 @@ describe('warm-up', () => {
     expect(w.events).toBe(3 * 16_000 + 2 * 64 + 1);
     expect(w.lines).toBe(16_000 + 64 + w.snapshots);
     expect(w.snapshots).toBeGreaterThanOrEqual(3);
+    // the owner's reads answered between the batches, and the last flows went through the
+    // shared, completed process, as a live owner's do
+    expect(w.attribution).toEqual({ exe: 1, cgroups: 1, pending: 0 });
 
     expect(await replayed(file)).toBe(before);
   });
