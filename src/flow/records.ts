@@ -34,6 +34,22 @@ export interface FlowView {
 }
 
 /**
+ * A flow record with every field of FlowEnd in its literal, those not known yet undefined (the
+ * callers fill them): one shape for every flow end, allocated whole, rather than a property array
+ * grown as optional fields are added (bench/README.md "One shape per event"). Duration on the
+ * collector's clock until a caller says 'kernel'.
+ */
+function flowEnd(time: number, id: number, family: Family, proto: string, src: string, dst: string, begin: number, duration: number, preexisting: boolean, assured: boolean, replied: boolean, reason: FlowEndReason): FlowEnd {
+  return {
+    event: 'flow', time, id, family, proto, src, dst,
+    sport: undefined, dport: undefined, icmp: undefined,
+    begin, duration, open: undefined, clock: 'collector', preexisting, state: undefined, assured, replied,
+    orig: undefined, reply: undefined, reason, mark: undefined, zone: undefined, netns: undefined,
+    process: undefined, unattributed: undefined, nat: undefined,
+  };
+}
+
+/**
  * The record of a DESTROY, for the flow held at p (-1: not held). Counters, state and status come
  * from the DESTROY, which carries the final ones. Duration:
  * - kernel start (from the event, else as stored) and the event's kernel end both known: their
@@ -48,22 +64,7 @@ export interface FlowView {
  * computed: a churn counter keyed on them then costs no string hashing.
  */
 export function destroyRecord(t: FlowTable, p: number, ev: ConntrackEvent): FlowEnd {
-  const end: FlowEnd = {
-    event: 'flow',
-    time: ev.time,
-    id: ev.id,
-    family: ev.family,
-    proto: ev.proto,
-    src: p >= 0 ? t.src(p) : ev.src,
-    dst: p >= 0 ? t.dst(p) : ev.dst,
-    begin: ev.time,
-    duration: 0,
-    clock: 'collector',
-    preexisting: true,
-    assured: false,
-    replied: false,
-    reason: 'destroy',
-  };
+  const end = flowEnd(ev.time, ev.id, ev.family, ev.proto, p >= 0 ? t.src(p) : ev.src, p >= 0 ? t.dst(p) : ev.dst, ev.time, 0, true, false, false, 'destroy');
   if (ev.sport !== undefined) end.sport = ev.sport;
   if (ev.dport !== undefined) end.dport = ev.dport;
   if (ev.icmp !== undefined) end.icmp = ev.icmp;
@@ -115,22 +116,7 @@ export function endedRecord(t: FlowTable, p: number, time: number, reason: FlowE
   const f = t.flags[p];
   const kernelStart = t.kernelStarts[p];
   const begin = kernelStart === kernelStart ? Math.floor(kernelStart / 1000) : t.starts[p];
-  const end: FlowEnd = {
-    event: 'flow',
-    time,
-    id: t.ids[p],
-    family: f & IPV6 ? 'ipv6' : 'ipv4',
-    proto: protoName(t.protos[p]),
-    src: t.src(p),
-    dst: t.dst(p),
-    begin,
-    duration: Math.max(0, (time - begin) / 1e6),
-    clock: 'collector',
-    preexisting: (f & PREEXISTING) !== 0,
-    assured: (f & ASSURED) !== 0,
-    replied: (f & REPLIED) !== 0,
-    reason,
-  };
+  const end = flowEnd(time, t.ids[p], f & IPV6 ? 'ipv6' : 'ipv4', protoName(t.protos[p]), t.src(p), t.dst(p), begin, Math.max(0, (time - begin) / 1e6), (f & PREEXISTING) !== 0, (f & ASSURED) !== 0, (f & REPLIED) !== 0, reason);
   tupleInto(t, p, end);
   if (t.states[p] !== 0) end.state = t.stateNames[t.states[p]];
   if (f & MARK) end.mark = t.marks[p];
