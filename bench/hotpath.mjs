@@ -265,7 +265,7 @@ function report(r) {
   if (r.conntrack) console.log(`ratio: ctwatch / conntrack -E CPU per connection = ${(ours / ctPer).toFixed(2)}` + (r.floor ? `; ctwatch / floor = ${(ours / per100k(r.floor.cpu, Math.min(r.floor.new, r.floor.destroy))).toFixed(1)}` : ''));
   console.log('ctwatch CPU per thread (s, and µs per flow line written):');
   console.table(Object.entries(r.watch.cpu).filter(([, s]) => s > 0).sort((a, b) => b[1] - a[1]).map(([thread, s]) => ({ thread, 'CPU s': s.toFixed(2), 'µs / flow': ((s / Math.max(r.watch.flows, 1)) * 1e6).toFixed(2) })));
-  if (r.latency) console.log(`latency (reader receive stamp → flow line readable in the file) over ${r.latency.lines} lines at ${Math.round((2 * r.made) / r.loadSeconds)} events/s: p50 ${r.latency.p50.toFixed(2)} ms, p99 ${r.latency.p99.toFixed(2)} ms, max ${r.latency.max.toFixed(1)} ms; from the third second of load on (${r.latency.steadyLines} lines) p99 ${r.latency.steadyP99.toFixed(2)} ms; peak RSS ${r.watch.rss.toFixed(1)} MiB`);
+  if (r.latency) console.log(`latency (reader receive stamp → flow line readable in the file) over ${r.latency.lines} lines at ${Math.round((2 * r.made) / r.loadSeconds)} events/s: p50 ${r.latency.p50.toFixed(2)} ms, p99 ${r.latency.p99.toFixed(2)} ms, max ${r.latency.max.toFixed(1)} ms; from the third second of load on (${r.latency.steadyLines} lines) p99 ${r.latency.steadyLines > 0 ? `${r.latency.steadyP99.toFixed(2)} ms` : 'n/a (no second of load held 1000 lines)'}; peak RSS ${r.watch.rss.toFixed(1)} MiB`);
 }
 
 const results = [];

@@ -116,7 +116,7 @@ const unowned = (id: number) => id % 10 === 9;
 const SIDE_ORIGIN = 1;
 
 /** The owner a synthetic NEW names: ctwatch itself, with its own start time and cgroup (see
- * ownerOfWarmUp), so its user, executable and cgroup are found as a live owner's are. */
+ * liveLikeAttribution), so its user, executable and cgroup are found as a live owner's are. */
 const WARM_COMM = 'ctwatch-warmup';
 const WARM_UID = process.getuid?.() ?? 0;
 /** flows found by the table dump a live engine source starts with */
@@ -332,6 +332,9 @@ export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Prom
   // arenas of 128 KiB, not 1 MiB: the warm-up's are garbage as soon as written
   const lines = new LineBuffer(128 * 1024);
   let written = 0;
+  // read after each batch of flow ends: the throwaway run closes the attribution stage on its
+  // way out, which empties its pending set, so a count read after run() would always be 0
+  let pendingAtLastFlows = 0;
   const write = (records: readonly { event: string; time: number }[]) => {
     for (const r of records) writeRecord(lines, r as AnyRecord);
     written += records.length;
@@ -341,7 +344,10 @@ export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Prom
   // the keys of Watcher's hooks, in its order (one shape for the pipeline's reads of them)
   const hooks = (engine: ChurnEngine): PipelineHooks => ({
     events: undefined,
-    flows: (ends: FlowEnd[]) => write(ends),
+    flows: (ends: FlowEnd[]) => {
+      write(ends);
+      if (live) pendingAtLastFlows = live.attribution.stats.pending;
+    },
     snapshot: (snap: ChurnSnapshot) => {
       if (evaluator) {
         evaluator.evaluate(snap, engine.figures(snap.time));
@@ -355,6 +361,6 @@ export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Prom
   const read = live?.attribution.stats;
   return {
     flows, events: source.events, lines: written, snapshots, ms: Math.round((now() - t0) * 10) / 10, cut: source.cut,
-    ...(read && { attribution: { exe: read.exe.read, cgroups: read.cgroups.byPid, pending: read.pending } }),
+    ...(read && { attribution: { exe: read.exe.read, cgroups: read.cgroups.byPid, pending: pendingAtLastFlows } }),
   };
 }
