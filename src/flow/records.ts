@@ -65,9 +65,10 @@ function flowEnd(time: number, id: number, family: Family, proto: string, src: s
  */
 export function destroyRecord(t: FlowTable, p: number, ev: ConntrackEvent): FlowEnd {
   const end = flowEnd(ev.time, ev.id, ev.family, ev.proto, p >= 0 ? t.src(p) : ev.src, p >= 0 ? t.dst(p) : ev.dst, ev.time, 0, true, false, false, 'destroy');
-  if (ev.sport !== undefined) end.sport = ev.sport;
-  if (ev.dport !== undefined) end.dport = ev.dport;
-  if (ev.icmp !== undefined) end.icmp = ev.icmp;
+  // every field is in the record already (flowEnd): what the DESTROY lacks stays undefined
+  end.sport = ev.sport;
+  end.dport = ev.dport;
+  end.icmp = ev.icmp;
 
   let kernelStart = ev.start;
   let bits = statusBits(ev.status);
@@ -93,7 +94,7 @@ export function destroyRecord(t: FlowTable, p: number, ev: ConntrackEvent): Flow
   } else if (p >= 0) {
     end.duration = Math.max(0, (ev.time - end.begin) / 1e6);
   }
-  if (state !== undefined) end.state = state;
+  end.state = state;
   end.assured = (bits & ASSURED) !== 0;
   end.replied = (bits & REPLIED) !== 0;
   if (ev.orig !== undefined) end.orig = { packets: ev.orig.packets, bytes: ev.orig.bytes };
@@ -102,11 +103,10 @@ export function destroyRecord(t: FlowTable, p: number, ev: ConntrackEvent): Flow
   }
   const mark = ev.mark ?? (p >= 0 && t.flags[p] & MARK ? t.marks[p] : undefined);
   const zone = ev.zone ?? (p >= 0 && t.flags[p] & ZONE ? t.zones[p] : undefined);
-  if (mark !== undefined) end.mark = mark;
-  if (zone !== undefined) end.zone = zone;
-  if (ev.netns !== undefined) end.netns = ev.netns;
-  const nat = natOf(ev);
-  if (nat !== undefined) end.nat = nat;
+  end.mark = mark;
+  end.zone = zone;
+  end.netns = ev.netns;
+  end.nat = natOf(ev);
   if (t.owners !== undefined) ownerInto(t, p, end);
   return end;
 }

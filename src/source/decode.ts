@@ -38,6 +38,8 @@ const UTF8 = new TextDecoder('utf-8');
 export function makeDecoder(layout: RecordLayout, netns?: string) {
   const L = layout;
   const size = L.size;
+  /** every event's netns ('' as none, as the overflow and dump records below read it) */
+  const eventNetns = netns || undefined;
   /** the last owner name decoded, NUL-padded to 17 bytes (so a 16-byte name ends in a 0 too) */
   const lastComm = new Uint8Array(17);
   let lastText = '';
@@ -118,7 +120,7 @@ export function makeDecoder(layout: RecordLayout, netns?: string) {
         orig: undefined,
         start: undefined,
         end: undefined,
-        netns: undefined,
+        netns: eventNetns,
         owner: undefined,
         process: undefined,
         unattributed: undefined,
@@ -166,7 +168,6 @@ export function makeDecoder(layout: RecordLayout, netns?: string) {
       } else if (present & HAS.attribution) {
         ev.unattributed = UNATTRIBUTED[bytes[base + L.unattributed]] ?? 'no-stamp';
       }
-      if (netns) ev.netns = netns;
       events.push(ev);
     }
     return { events, end, dumpErrors };
