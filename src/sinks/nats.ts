@@ -10,6 +10,13 @@
  * and bytes as the first attempt. PubAcks are batched: up to `maxInflight` publishes are
  * outstanding at once on one connection (their acks come back on the client's one muxed reply
  * subscription); with 1, each record waits for its ack before the next goes out.
+ *
+ * Order per host: pipelined publishes reach the stream leader in order, but when one fails while
+ * a later one is stored (no leader elected yet after the cluster came back), the retry lands
+ * after it. So after a failure or a reconnect the next batch's first record goes alone (a
+ * probe): only when it is stored are the rest pipelined, and once a publish fails no new one
+ * starts. What is still in flight at that moment may be stored ahead of the failed one; that
+ * takes a leader change in the middle of a batch (docs/fleet.md).
  */
 import { createHash } from 'node:crypto';
 import { connect, credsAuthenticator, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
@@ -125,6 +132,8 @@ export class NatsTransport implements Transport {
   private connecting: Promise<void> | null = null;
   /** the client is between servers: fail fast instead of buffering publishes */
   private down = false;
+  /** the next batch starts with one publish alone (start, reconnect, after a failure) */
+  private probe = true;
   private lastLogged = '';
   private closed = false;
 
@@ -181,8 +190,11 @@ export class NatsTransport implements Transport {
     this.down = false;
     void (async () => {
       for await (const s of nc.status()) {
-        if (s.type === 'disconnect') this.down = true;
-        else if (s.type === 'reconnect') this.down = false;
+        if (s.type === 'disconnect') this.down = this.probe = true;
+        else if (s.type === 'reconnect') {
+          this.down = false;
+          this.probe = true;
+        }
         else if (s.type === 'error') this.lastLogged !== String(s.error) && this.logger.warn({ err: scrub(errorMessage(s.error), this.secrets) }, 'nats connection error');
       }
     })().catch(() => {});
@@ -242,34 +254,49 @@ export class NatsTransport implements Transport {
 
   async send(batch: readonly string[], signal: AbortSignal): Promise<SendOutcome | void> {
     const js = await this.ready();
+    if (signal.aborted) return { retry: batch.map((_, i) => i), error: 'aborted' };
     const retry: number[] = [];
     let firstError: unknown;
-    let next = 0;
     const deadline = monoMs() + this.timeoutMs;
+    const publish = async (i: number): Promise<void> => {
+      const { subject, id, data } = splitPayload(batch[i]);
+      const h = natsHeaders();
+      h.set('Ctwatch-Schema', FLEET_SCHEMA);
+      const ack = await js.publish(subject, data, {
+        msgID: id,
+        headers: h,
+        timeout: Math.max(1, Math.min(this.timeoutMs, deadline - monoMs())),
+      });
+      if (ack.duplicate) this.stats.duplicates++;
+    };
+    let next = 0;
+    if (this.probe && batch.length > 1) {
+      try {
+        await publish(0);
+      } catch (err) {
+        // nothing of this batch is stored: all of it again, in order
+        throw this.fail(err);
+      }
+      next = 1;
+    }
+    this.probe = false;
+    let failed = false;
     const worker = async (): Promise<void> => {
-      while (next < batch.length && !signal.aborted) {
+      while (next < batch.length && !failed && !signal.aborted) {
         const i = next++;
-        const { subject, id, data } = splitPayload(batch[i]);
-        const h = natsHeaders();
-        h.set('Ctwatch-Schema', FLEET_SCHEMA);
         try {
-          const ack = await js.publish(subject, data, {
-            msgID: id,
-            headers: h,
-            timeout: Math.max(1, Math.min(this.timeoutMs, deadline - monoMs())),
-          });
-          if (ack.duplicate) this.stats.duplicates++;
+          await publish(i);
         } catch (err) {
           firstError ??= err;
+          failed = this.probe = true;
           retry.push(i);
         }
       }
     };
-    const workers = Array.from({ length: Math.min(this.maxInflight, batch.length) }, worker);
+    const workers = Array.from({ length: Math.min(this.maxInflight, batch.length - next) }, worker);
     await Promise.all(workers);
-    if (signal.aborted) {
-      for (let i = next; i < batch.length; i++) retry.push(i);
-    }
+    // not started (a publish failed, or the sink is stopping): sent again with the failed ones
+    for (let i = next; i < batch.length; i++) retry.push(i);
     if (retry.length === batch.length && firstError !== undefined) throw this.fail(firstError);
     if (retry.length === 0) return;
     retry.sort((a, b) => a - b);

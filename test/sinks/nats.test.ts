@@ -14,7 +14,7 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { FlowEnd } from '../../src/flow/types.js';
 import { createSinks, parseSinkFile } from '../../src/sinks/index.js';
-import type { NatsTransport } from '../../src/sinks/nats.js';
+import { NatsTransport } from '../../src/sinks/nats.js';
 import { NatsCluster } from '../helpers/nats.js';
 import { waitFor } from '../helpers/netns.js';
 
@@ -103,6 +103,43 @@ describe('nats sink → nats-server JetStream', () => {
     expect(transport.stats.duplicates).toBe(1000);
     await again.close();
     expect((await jsm.streams.info('T1')).state.messages).toBe(1001);
+  }, 40_000);
+
+  it('keeps a host’s order when a publish fails: the first record after a failure goes alone, and none starts after a failure', async () => {
+    // A record whose subject no stream takes fails at the server (no responders) while the others
+    // are stored: that is how a stream without a leader yet looks to a batch after an outage.
+    await jsm.streams.add({ name: 'T3', subjects: ['ord.h.flow'] });
+    const t = new NatsTransport({ servers: [server.urls[0]], host: 'h', prefix: 'ord', user: 'ctwatch', password: PASSWORD, timeoutMs: 2000, maxInflight: 50 });
+    const rec = (kind: string, n: number) => `ord.h.${kind} id-${kind}-${n}\n{"n":${n}}`;
+    const stored = async () => {
+      const out: number[] = [];
+      const n = (await jsm.streams.info('T3')).state.messages;
+      for (let seq = 1; seq <= n; seq++) out.push((await jsm.streams.getMessage('T3', { seq }))!.json<{ n: number }>().n);
+      return out;
+    };
+    try {
+      const signal = new AbortController().signal;
+      // the first batch's first record fails: nothing after it is stored, the whole batch is retried
+      const first = [rec('alert', 0), ...Array.from({ length: 20 }, (_, i) => rec('flow', i + 1))];
+      await expect(t.send(first, signal)).rejects.toMatchObject({ retryable: true });
+      expect(await stored()).toEqual([]);
+      await jsm.streams.update('T3', { subjects: ['ord.h.flow', 'ord.h.alert'] });
+      expect(await t.send(first, signal)).toBeUndefined();
+      expect(await stored()).toEqual(Array.from({ length: 21 }, (_, i) => i));
+
+      // one at a time: a failure in the middle stops the batch there; what follows waits with it
+      const one = new NatsTransport({ servers: [server.urls[0]], host: 'h', prefix: 'ord', user: 'ctwatch', password: PASSWORD, timeoutMs: 2000, maxInflight: 1 });
+      try {
+        const mid = [21, 22, 23].map((n) => rec('flow', n)).concat(rec('other', 24), rec('flow', 25), rec('flow', 26));
+        expect(await one.send(mid, signal)).toMatchObject({ retry: [3, 4, 5], error: expect.stringContaining('no JetStream stream takes these subjects') });
+        expect((await stored()).slice(21)).toEqual([21, 22, 23]);
+      } finally {
+        await one.close();
+      }
+    } finally {
+      await t.close();
+      await jsm.streams.delete('T3').catch(() => {});
+    }
   }, 40_000);
 
   it('wrong credentials: one clear line, no secret in it, records kept for a retry', async () => {
