@@ -36,7 +36,7 @@ import { growthRate, kernelTotals, pushSample, tablePressure } from './pressure.
 import type { KernelStats, TableSample } from './pressure.js';
 import { US_PER_S } from './window.js';
 import { SnatPorts } from './snat.js';
-import { zoneView, countBackend, destinationRates, endOf, keyRates, ranked, ratesOf, resetRates, share, startRates, topBackend, endRates, type DestinationRates, type EndRates, type KeyRates, type Ranked } from './rates.js';
+import { zoneView, countBackend, destinationRates, recycleDestination, endOf, keyRates, ranked, ratesOf, resetRates, share, startRates, topBackend, endRates, type DestinationRates, type EndRates, type KeyRates, type Ranked } from './rates.js';
 import { OwnerChurn, type OwnerChurnOptions } from './owners.js';
 
 /** A flow that lived less than this many seconds is short-lived. */
@@ -115,18 +115,7 @@ export class ChurnEngine {
     this.snat = new SnatPorts(options.snatPortRange ?? null);
     this.tracker = new FlowTracker({ capacity: options.capacity, owners: options.owners !== undefined });
     if (options.owners) this.owners = new OwnerChurn(options.owners);
-    this.destinations = new HeavyHitters<DestinationRates>(
-      topK,
-      destinationRates,
-      (d) => {
-        resetRates(d);
-        d.timed.reset();
-        d.short.reset();
-        d.lifetimes.reset();
-        d.backends = undefined;
-        d.parts = undefined;
-      },
-    );
+    this.destinations = new HeavyHitters<DestinationRates>(topK, destinationRates, recycleDestination);
     this.sources = new HeavyHitters<KeyRates>(topK, keyRates, resetRates);
   }
 

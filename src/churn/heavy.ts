@@ -12,14 +12,15 @@
  * Each slot carries a caller-owned payload (the engine keeps its rate windows there). A payload is
  * created once per slot and recycled on eviction, so a key-space attack allocates nothing.
  */
+import { objectArray } from '../util/arrays.js';
 
 export const DEFAULT_CAPACITY = 256;
 
 export class HeavyHitters<T> {
   readonly capacity: number;
   private readonly slots = new Map<string, number>();
-  private readonly keys: string[] = [];
-  private readonly values: T[] = [];
+  private readonly keys: string[] = objectArray();
+  private readonly values: T[] = objectArray();
   private readonly counts: Float64Array;
   private readonly errors: Float64Array;
   /** heap[i] = slot; heap order on counts, smallest first */

@@ -18,6 +18,16 @@ interface ProcessRates {
   closed: RateWindow;
 }
 
+// Module functions, not closures per instance: the per-event code V8 compiles calls them by
+// identity, and a new instance's closures (the live one's, after the warm-up's) would not match.
+const processRates = (): ProcessRates => ({ since: NaN, parts: undefined, opened: new RateWindow(), closed: new RateWindow() });
+function recycleProcess(s: ProcessRates): void {
+  s.since = NaN;
+  s.parts = undefined;
+  s.opened.reset();
+  s.closed.reset();
+}
+
 /** `T` is what an event is counted for (a process), `R` the fields a row gains from it. */
 export class ProcessChurn<T = never, R extends object = object> {
   private readonly heavy: HeavyHitters<ProcessRates>;
@@ -29,16 +39,7 @@ export class ProcessChurn<T = never, R extends object = object> {
     private readonly topN = 10,
     private readonly describe?: (of: T) => R,
   ) {
-    this.heavy = new HeavyHitters<ProcessRates>(
-      capacity,
-      () => ({ since: NaN, parts: undefined, opened: new RateWindow(), closed: new RateWindow() }),
-      (s) => {
-        s.since = NaN;
-        s.parts = undefined;
-        s.opened.reset();
-        s.closed.reset();
-      },
-    );
+    this.heavy = new HeavyHitters<ProcessRates>(capacity, processRates, recycleProcess);
   }
 
   private track(key: string, t: number, of: T | undefined): ProcessRates {

@@ -65,6 +65,17 @@ export function destinationRates(): DestinationRates {
   return { ...endRates(), lifetimes: new LifetimeHistogram(), backends: undefined, parts: undefined };
 }
 
+/** A destination's slot given to another key (the heavy hitters evicted its key). A module's
+ * function, not a closure per engine: the per-event code V8 compiles calls it by identity. */
+export function recycleDestination(d: DestinationRates): void {
+  resetRates(d);
+  d.timed.reset();
+  d.short.reset();
+  d.lifetimes.reset();
+  d.backends = undefined;
+  d.parts = undefined;
+}
+
 export function countBackend(d: DestinationRates, backend: string): void {
   const m = (d.backends ??= new Map());
   const n = m.get(backend);

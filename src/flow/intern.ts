@@ -11,13 +11,14 @@
  * are held, and their numbers reused: the table holds at most the peak number of distinct keys
  * alive at once plus `maxIdle`, however many sources a scan walks through over time.
  */
+import { numberArray, objectArray } from '../util/arrays.js';
 // as many as src/flow/keys.ts caches destination keys: a scan of a port range that comes back
 // (the benchmark's load, a health checker's sweep) finds its keys still named
 const DEFAULT_MAX_IDLE = 65_536;
 
 export class InternTable {
   private readonly ids = new Map<string, number>();
-  private readonly keys: (string | undefined)[] = [];
+  private readonly keys: (string | undefined)[] = objectArray();
   private refs = new Uint32Array(64);
   /** 1 while the number is in `idle` (at most once) */
   private queued = new Uint8Array(64);
@@ -27,7 +28,7 @@ export class InternTable {
   /** numbers whose count fell to 0, with when they were queued, oldest first from `idleHead`;
    * some are in use again, or fell idle again later */
   private idle: number[] = [];
-  private idleAt: number[] = [];
+  private idleAt: number[] = numberArray();
   private idleHead = 0;
   /** numbers held by no key */
   private readonly free: number[] = [];

@@ -18,6 +18,7 @@ import type { ConntrackEvent, ProcessInfo, Unattributed } from '../source/types.
 import { TCP_STATES } from '../source/names.js';
 import { InternTable } from './intern.js';
 import { destinationParts, protoCode, type Destination } from './keys.js';
+import { objectArray } from '../util/arrays.js';
 
 // flag bits, 16 per flow
 export const ASSURED = 1;
@@ -83,9 +84,9 @@ export class FlowTable {
 
   readonly destinations = new InternTable();
   /** destination number → its address, for records of flows ended without an event */
-  readonly dstAddrs: string[] = [];
+  readonly dstAddrs: string[] = objectArray();
   /** destination number → what its key is made of, for readers of the key (alert hints) */
-  readonly dstParts: Destination[] = [];
+  readonly dstParts: Destination[] = objectArray();
   readonly sources = new InternTable();
 
   readonly stateNames: string[] = ['', ...TCP_STATES];
@@ -96,7 +97,7 @@ export class FlowTable {
   readonly protoLive = new Uint32Array(256);
 
   constructor(capacity: number, o: { owners?: boolean } = {}) {
-    if (o.owners) this.owners = [];
+    if (o.owners) this.owners = objectArray();
     this.minCapacity = 2 ** Math.ceil(Math.log2(Math.max(MIN_CAPACITY, capacity)));
     this.resize(this.minCapacity);
     for (let code = 1; code < this.stateNames.length; code++) this.stateCodes.set(this.stateNames[code], code);

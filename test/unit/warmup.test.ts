@@ -85,12 +85,13 @@ describe('warm-up', () => {
 
     const w = await warmUpLive({ layout: LAYOUT, netns: 'prod', updates: true, attribution: 'ebpf', rules: defaultConfig(), engine: { replies: true }, budgetMs: 60_000 });
     expect(w.cut).toBe(false);
-    // every flow's NEW, UPDATE and DESTROY; the dumped flows' entry, end, and the dump's end
-    expect(w.events).toBe(3 * 16_000 + 2 * 64 + 1);
-    expect(w.lines).toBe(16_000 + 64 + w.snapshots);
-    expect(w.snapshots).toBeGreaterThanOrEqual(3);
-    // the owner's reads answered between the batches, and the last flows went through the
-    // shared, completed process, as a live owner's do (its cgroup only where this process has
+    // two generations: every flow's NEW, UPDATE and DESTROY; the dumped flows' entry, end, and the dump's end
+    expect(w.flows).toBe(16_000 + 6_000);
+    expect(w.events).toBe(3 * (16_000 + 6_000) + 2 * (2 * 64 + 1));
+    expect(w.lines).toBe(16_000 + 6_000 + 2 * 64 + w.snapshots);
+    expect(w.snapshots).toBeGreaterThanOrEqual(4);
+    // the owner's reads answered between the batches, and the last generation's last flows went
+    // through the shared, completed process, as a live owner's do (its cgroup only where this process has
     // one under a cgroup2 mount it can see: not on a v1-only host)
     const cgroups = (await new Cgroupfs({ maxWalk: 0 }).idOf(process.pid)) === undefined ? 0 : 1;
     expect(w.attribution).toEqual({ exe: 1, cgroups, pending: 0 });
