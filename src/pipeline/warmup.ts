@@ -83,7 +83,7 @@ export interface WarmUpOptions {
 }
 
 export interface WarmUpResult {
-  /** over all generations run */
+  /** synthetic flows begun, over all generations run (a cut one's: those it reached) */
   flows: number;
   events: number;
   lines: number;
@@ -232,6 +232,8 @@ function writeRecordBytes(L: RecordLayout, bytes: Uint8Array, view: DataView, ba
 export class SyntheticSource implements EventSource, Resyncable {
   readonly counters: SourceCounters = { events: 0, batches: 0, overflows: 0, decodeErrors: 0, queueHighWater: 0, rcvbuf: 0 };
   events = 0;
+  /** flows whose NEW was made (the dumped ones not counted) */
+  flowsStarted = 0;
   cut = false;
   /** live synthetic flows, for the table statistics */
   private live = 0;
@@ -287,7 +289,10 @@ export class SyntheticSource implements EventSource, Resyncable {
     writeDumpEnd(L, view, bytes, at * L.size, t);
     at++;
     for (let step = 0; step < this.flows + LIFE; step++) {
-      if (step < this.flows) put(KIND.new, step);
+      if (step < this.flows) {
+        put(KIND.new, step);
+        this.flowsStarted++;
+      }
       if (this.o.updates && step >= REPLY_AFTER && step - REPLY_AFTER < this.flows) put(KIND.update, step - REPLY_AFTER);
       if (step >= LIFE) put(KIND.destroy, step - LIFE);
       this.live = Math.min(step + 1, this.flows) - Math.max(0, step + 1 - LIFE);
@@ -337,6 +342,8 @@ export interface WarmUpParts {
 /** Synthetic flows per generation: the first crosses 3 ticks (≈ 32 000–48 000 events); the
  * second is long enough for code thrown away at its first events to be compiled again. */
 const GENERATIONS = [16_000, 6_000];
+/** of the budget, what the generations before the last may use */
+const EARLIER_SHARE = 0.6;
 
 /**
  * Runs the per-event path over synthetic flows through throwaway instances of the same code, one
@@ -347,20 +354,26 @@ const GENERATIONS = [16_000, 6_000];
 export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Promise<{ snapshots: number }>): Promise<WarmUpResult> {
   const now = o.now ?? (() => performance.now());
   const t0 = now();
-  const deadline = t0 + (o.budgetMs ?? 800);
+  const budget = o.budgetMs ?? 800;
+  const generations = o.generations ?? GENERATIONS;
   const total: WarmUpResult = { flows: 0, events: 0, lines: 0, snapshots: 0, ms: 0, cut: false };
-  for (const flows of o.generations ?? GENERATIONS) {
-    const g = await generation(o, flows, total.flows > 0, deadline, now, run);
-    total.flows += flows;
+  for (const [i, flows] of generations.entries()) {
+    // the last generation is what the change is for: on a slow or busy host the ones before it
+    // are cut to leave it time, rather than take the whole budget and leave it none
+    const last = i === generations.length - 1;
+    const deadline = t0 + (last ? budget : budget * EARLIER_SHARE);
+    if (now() >= deadline) {
+      total.cut = true;
+      break;
+    }
+    const g = await generation(o, flows, i > 0, deadline, now, run);
+    total.flows += g.flows;
     total.events += g.events;
     total.lines += g.lines;
     total.snapshots += g.snapshots;
+    total.cut ||= g.cut;
     // the last generation's: what the live pipeline's own first processes will go through
     if (g.attribution) total.attribution = g.attribution;
-    if (g.cut || now() >= deadline) {
-      total.cut = g.cut || total.flows < (o.generations ?? GENERATIONS).reduce((a, b) => a + b, 0);
-      break;
-    }
   }
   total.ms = Math.round((now() - t0) * 10) / 10;
   return total;
@@ -374,7 +387,7 @@ async function generation(
   deadline: number,
   now: () => number,
   run: (parts: WarmUpParts) => Promise<{ snapshots: number }>,
-): Promise<Omit<WarmUpResult, 'flows' | 'ms'>> {
+): Promise<Omit<WarmUpResult, 'ms'>> {
   // Event time from the wall clock on, as a live pipeline's first ticks are
   const live = o.attribution ? await liveLikeAttribution(o.attribution) : undefined;
   const source = new SyntheticSource(o, live?.owner ?? { startNs: 0, cgroupId: 0 }, flows, spread, Date.now() * 1000, deadline, now);
@@ -410,7 +423,7 @@ async function generation(
   const { snapshots } = await run({ source, attribution: live?.attribution, hooks });
   const read = live?.attribution.stats;
   return {
-    events: source.events, lines: written, snapshots, cut: source.cut,
+    flows: source.flowsStarted, events: source.events, lines: written, snapshots, cut: source.cut,
     ...(read && { attribution: { exe: read.exe.read, cgroups: read.cgroups.byPid, pending: pendingAtLastFlows } }),
   };
 }

@@ -188,6 +188,7 @@ export class NatsTransport implements Transport {
     this.nc = nc;
     this.js = jetstream(nc, { timeout: this.timeoutMs });
     this.down = false;
+    this.probe = true;
     void (async () => {
       for await (const s of nc.status()) {
         if (s.type === 'disconnect') this.down = this.probe = true;
@@ -254,10 +255,10 @@ export class NatsTransport implements Transport {
 
   async send(batch: readonly string[], signal: AbortSignal): Promise<SendOutcome | void> {
     const js = await this.ready();
-    if (signal.aborted) return { retry: batch.map((_, i) => i), error: 'aborted' };
+    if (signal.aborted) return { retry: batch.map((_, i) => i), error: scrub(natsReason('aborted', this.description), this.secrets) };
     const retry: number[] = [];
     let firstError: unknown;
-    const deadline = monoMs() + this.timeoutMs;
+    let deadline = monoMs() + this.timeoutMs;
     const publish = async (i: number): Promise<void> => {
       const { subject, id, data } = splitPayload(batch[i]);
       const h = natsHeaders();
@@ -278,6 +279,8 @@ export class NatsTransport implements Transport {
         throw this.fail(err);
       }
       next = 1;
+      // the rest get the whole deadline: a probe answered late must not time them out
+      deadline = monoMs() + this.timeoutMs;
     }
     this.probe = false;
     let failed = false;

@@ -136,6 +136,31 @@ describe('nats sink → nats-server JetStream', () => {
       } finally {
         await one.close();
       }
+
+      // several at once: once one fails no new one starts; every record is either stored or
+      // handed back, never both, and those not started yet are handed back
+      const few = new NatsTransport({ servers: [server.urls[0]], host: 'h', prefix: 'ord', user: 'ctwatch', password: PASSWORD, timeoutMs: 2000, maxInflight: 2 });
+      try {
+        const ns = Array.from({ length: 12 }, (_, i) => 30 + i);
+        const batch = ns.map((n, i) => rec(i === 4 ? 'other' : 'flow', n));
+        const before = (await stored()).length;
+        const out = (await few.send(batch, signal)) as { retry: number[] };
+        const got = (await stored()).slice(before);
+        const back = out.retry.map((i) => ns[i]);
+        expect(out.retry).toContain(4);
+        expect(out.retry).toContain(11);
+        expect(got.filter((n) => back.includes(n))).toEqual([]);
+        expect([...got, ...back].sort((a, b) => a - b)).toEqual(ns);
+      } finally {
+        await few.close();
+      }
+
+      // a sink stopping: nothing is published, all of it is handed back
+      const stopping = new AbortController();
+      stopping.abort();
+      const count = (await stored()).length;
+      expect(await t.send([rec('flow', 50), rec('flow', 51)], stopping.signal)).toMatchObject({ retry: [0, 1] });
+      expect((await stored()).length).toBe(count);
     } finally {
       await t.close();
       await jsm.streams.delete('T3').catch(() => {});

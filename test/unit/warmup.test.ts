@@ -31,7 +31,8 @@ const dir = mkdtempSync(join(tmpdir(), 'ctwatch-warmup-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A recording of 300 flows over 4 s: NEW, UPDATE, DESTROY, some towards the warm-up's own
- * destinations (198.19.0.1:443 from 198.18.0.x, 2001:2::1:1), the rest elsewhere. */
+ * destinations (198.19.0.1:443 from 198.18.0.x, 2001:2::1:1, and ports of the 10000-11023 its
+ * second generation spreads flows over), the rest elsewhere. */
 function recording(): string {
   const t0 = Date.parse('2026-11-25T15:04:05Z') * 1000;
   const lines: string[] = [];
@@ -43,7 +44,7 @@ function recording(): string {
       const src = v6 ? `2001:2::${ours ? 0 : 5}:${(n % 7) + 1}` : ours ? `198.18.0.${(n % 64) + 1}` : `10.1.0.${(n % 50) + 1}`;
       const dst = v6 ? `2001:2::1:1` : ours ? '198.19.0.1' : '10.2.0.7';
       const sport = 32768 + n;
-      const dport = ours ? 443 : 6379;
+      const dport = ours ? (n % 4 === 0 ? 10_000 + (n % 1024) : 443) : 6379;
       lines.push(JSON.stringify({
         v: 1, event: kind, time: formatMicros(t0 + step * 12_500 + lines.length), id: 0x7a000000 + n, family: v6 ? 'ipv6' : 'ipv4', proto: 'tcp',
         src, dst, sport, dport, reply: { src: dst, dst: src, sport: dport, dport: sport },
