@@ -72,7 +72,7 @@ export class Assembly<E extends ChurnEngine | undefined = ChurnEngine> {
       // an optimisation: one that fails is said once, and the real run goes on without it
       try {
         const w = await warmUpLive({ ...this.warm, rules });
-        log?.debug({ ms: w.ms, flows: w.flows, events: w.events, lines: w.lines, snapshots: w.snapshots, cut: w.cut, attribution: w.attribution }, `warmed up the per-event path in ${w.ms} ms`);
+        log?.debug({ ms: w.ms, flows: w.flows, events: w.events, lines: w.lines, snapshots: w.snapshots, cut: w.cut, busy: w.busy, attribution: w.attribution }, `warmed up the per-event path in ${w.ms} ms${w.busy ? ' (cut short: events were waiting)' : ''}`);
       } catch (err) {
         log?.warn(`the warm-up of the per-event path failed (${(err as Error).message}); running without it: the first second of load may lag`);
       }
@@ -109,6 +109,10 @@ export interface LiveAssemblyOptions {
   warm?: boolean;
 }
 
+/** The warm-up stops when this many of the reader's batches wait (a quarter of its 64): the
+ * load is already here. A start-up dump or a few stray events do not stop it. */
+const WARM_UNTIL_WAITING = 16;
+
 /** The kernel as a source: its table figures each tick, wall-clock ticks, recovery, attribution. */
 export function assembleLive(source: LiveSource, o: LiveAssemblyOptions & { engine: false }): Assembly<undefined>;
 export function assembleLive(source: LiveSource, o?: LiveAssemblyOptions & { engine?: true }): Assembly;
@@ -119,7 +123,7 @@ export function assembleLive(source: LiveSource, o: LiveAssemblyOptions = {}): A
   const engineOptions = { replies: updates, snatPortRange: readSnatPortRange(source.netns) };
   const engine = liveEngine(engineOptions, o.attribution);
   const warm = o.warm === false ? undefined
-    : { layout: loadAddon().layout, netns: source.netns, engine: engineOptions, updates, attribution: o.attribution?.mode };
+    : { layout: loadAddon().layout, netns: source.netns, engine: engineOptions, updates, attribution: o.attribution?.mode, busy: () => source.waiting >= WARM_UNTIL_WAITING };
   return new Assembly(source, engine, liveOptions(source, engine, o.attribution, o.log), o.log, warm);
 }
 

@@ -38,8 +38,10 @@
  * stayed interpreted until the load came (bench/README.md, "Fresh instances and the compiled
  * per-event path").
  *
- * Bounded: it stops after `budgetMs` (800) of wall time even when the flows are not all done;
- * events the kernel sends meanwhile wait in the reader's queue.
+ * Bounded: it stops after `budgetMs` (800) of wall time even when the flows are not all done,
+ * and as soon as the live source has events waiting (`busy`: started under load, where holding
+ * them 0.8 s overflowed the socket at 100 000 events/s). Events the kernel sends meanwhile wait
+ * in the reader's queue.
  */
 import { AlertEvaluator } from '../alerts/evaluator.js';
 import type { RuleSet } from '../alerts/evaluator.js';
@@ -80,6 +82,10 @@ export interface WarmUpOptions {
   budgetMs?: number;
   /** the clock the budget is read on (tests) */
   now?: () => number;
+  /** the live source has events waiting (the load is already here): stop at once. Warming up
+   * longer would only hold them, and past the reader's queue and the socket the kernel drops
+   * them; the real events compile the code instead. */
+  busy?: () => boolean;
 }
 
 export interface WarmUpResult {
@@ -89,8 +95,10 @@ export interface WarmUpResult {
   lines: number;
   snapshots: number;
   ms: number;
-  /** the budget ran out before every flow was done */
+  /** the budget ran out, or events were waiting, before every flow was done */
   cut: boolean;
+  /** it stopped because the live source had events waiting (`busy`) */
+  busy: boolean;
   /** with attribution, the last generation's: what its throwaway stage read for the synthetic owner (executables read,
    * cgroups found from the owner's /proc entry) and the processes still pending at the end (0:
    * the shared, completed process was what the last flows went through, as under load) */
@@ -235,6 +243,8 @@ export class SyntheticSource implements EventSource, Resyncable {
   /** flows whose NEW was made (the dumped ones not counted) */
   flowsStarted = 0;
   cut = false;
+  /** cut because the live source had events waiting */
+  busy = false;
   /** live synthetic flows, for the table statistics */
   private live = 0;
 
@@ -302,8 +312,10 @@ export class SyntheticSource implements EventSource, Resyncable {
         // reads (passwd, /proc/self/exe and stat, cgroupfs) answer within the first batches, so
         // its first processes are pending ones, completed and then shared, as under load
         await new Promise(setImmediate);
-        if (this.now() >= this.deadline) {
+        const busy = this.o.busy?.() ?? false;
+        if (this.now() >= this.deadline || busy) {
           this.cut = true;
+          this.busy = busy;
           return;
         }
       }
@@ -356,14 +368,16 @@ export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Prom
   const t0 = now();
   const budget = o.budgetMs ?? 800;
   const generations = o.generations ?? GENERATIONS;
-  const total: WarmUpResult = { flows: 0, events: 0, lines: 0, snapshots: 0, ms: 0, cut: false };
+  const total: WarmUpResult = { flows: 0, events: 0, lines: 0, snapshots: 0, ms: 0, cut: false, busy: false };
   for (const [i, flows] of generations.entries()) {
     // the last generation is what the change is for: on a slow or busy host the ones before it
     // are cut to leave it time, rather than take the whole budget and leave it none
     const last = i === generations.length - 1;
     const deadline = t0 + (last ? budget : budget * EARLIER_SHARE);
-    if (now() >= deadline) {
+    const busy = o.busy?.() ?? false;
+    if (now() >= deadline || busy) {
       total.cut = true;
+      total.busy ||= busy;
       break;
     }
     const g = await generation(o, flows, i > 0, deadline, now, run);
@@ -372,6 +386,7 @@ export async function warmUp(o: WarmUpOptions, run: (parts: WarmUpParts) => Prom
     total.lines += g.lines;
     total.snapshots += g.snapshots;
     total.cut ||= g.cut;
+    total.busy ||= g.busy;
     // the last generation's: what the live pipeline's own first processes will go through
     if (g.attribution) total.attribution = g.attribution;
   }
@@ -423,7 +438,7 @@ async function generation(
   const { snapshots } = await run({ source, attribution: live?.attribution, hooks });
   const read = live?.attribution.stats;
   return {
-    flows: source.flowsStarted, events: source.events, lines: written, snapshots, cut: source.cut,
+    flows: source.flowsStarted, events: source.events, lines: written, snapshots, cut: source.cut, busy: source.busy,
     ...(read && { attribution: { exe: read.exe.read, cgroups: read.cgroups.byPid, pending: pendingAtLastFlows } }),
   };
 }

@@ -132,6 +132,11 @@ export class LiveSource implements EventSource {
     w?.();
   }
 
+  /** batches the reader handed over that the pipeline has not taken yet */
+  get waiting(): number {
+    return this.pending.length;
+  }
+
   get counters(): SourceCounters {
     const c = this.reader.counters();
     return { events: c.events, batches: c.batches, overflows: c.overflows, decodeErrors: c.decodeErrors, queueHighWater: c.queueHighWater, rcvbuf: c.rcvbuf };

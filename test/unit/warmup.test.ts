@@ -86,6 +86,7 @@ describe('warm-up', () => {
 
     const w = await warmUpLive({ layout: LAYOUT, netns: 'prod', updates: true, attribution: 'ebpf', rules: defaultConfig(), engine: { replies: true }, budgetMs: 60_000 });
     expect(w.cut).toBe(false);
+    expect(w.busy).toBe(false);
     // two generations: every flow's NEW, UPDATE and DESTROY; the dumped flows' entry, end, and the dump's end
     expect(w.flows).toBe(16_000 + 6_000);
     expect(w.events).toBe(3 * (16_000 + 6_000) + 2 * (2 * 64 + 1));
@@ -98,6 +99,15 @@ describe('warm-up', () => {
     expect(w.attribution).toEqual({ exe: 1, cgroups, pending: 0 });
 
     expect(await replayed(file)).toBe(before);
+  });
+
+  it('stops as soon as the live source has events waiting (started under load)', async () => {
+    let asked = 0;
+    // waiting from the third look on: after two synthetic batches
+    const w = await warmUpLive({ layout: LAYOUT, budgetMs: 60_000, busy: () => ++asked > 2 });
+    expect(w).toMatchObject({ cut: true, busy: true });
+    expect(w.events).toBeGreaterThan(0);
+    expect(w.events).toBeLessThanOrEqual(3 * 1024);
   });
 
   it('stops at its budget, on the clock it is given', async () => {
