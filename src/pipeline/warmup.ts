@@ -39,9 +39,9 @@
  * per-event path").
  *
  * Bounded: it stops after `budgetMs` (800) of wall time even when the flows are not all done,
- * and as soon as the live source has events waiting (`busy`: started under load, where holding
- * them 0.8 s overflowed the socket at 100 000 events/s). Events the kernel sends meanwhile wait
- * in the reader's queue.
+ * and once the live source has many events waiting (`busy`, assemble.ts warmUpGivesWay: started
+ * under load, where holding them 0.8 s overflowed the socket at 100 000 events/s). Events the
+ * kernel sends meanwhile wait in the reader's queue.
  */
 import { AlertEvaluator } from '../alerts/evaluator.js';
 import type { RuleSet } from '../alerts/evaluator.js';
@@ -82,7 +82,7 @@ export interface WarmUpOptions {
   budgetMs?: number;
   /** the clock the budget is read on (tests) */
   now?: () => number;
-  /** the live source has events waiting (the load is already here): stop at once. Warming up
+  /** the live source has many events waiting (the load is already here): stop at once. Warming up
    * longer would only hold them, and past the reader's queue and the socket the kernel drops
    * them; the real events compile the code instead. */
   busy?: () => boolean;

@@ -57,6 +57,9 @@ export class LiveSource implements EventSource {
   private readonly reader: NativeReader;
   private readonly decode: ReturnType<typeof makeDecoder>;
   private readonly pending: ArrayBuffer[] = [];
+  /** records of the waiting batches that are the kernel's events, not a table dump's */
+  private liveWaiting = 0;
+  private readonly maxBatches: number;
   private waiter: (() => void) | undefined;
   private readonly recordSize: number;
   private readonly endKind: number;
@@ -99,6 +102,7 @@ export class LiveSource implements EventSource {
     this.recordSize = addon.layout.size;
     this.endKind = KIND.end;
     this.endReceived = new Promise((resolve) => (this.resolveEndReceived = resolve));
+    this.maxBatches = options.maxBatches ?? 64;
     this.reader = new addon.Reader(
       {
         netns: options.netns === undefined ? undefined : netnsPath(options.netns),
@@ -106,7 +110,7 @@ export class LiveSource implements EventSource {
         rcvbuf,
         reliable: options.reliable ?? false,
         batchSize: options.batchSize ?? 1024,
-        maxBatches: options.maxBatches ?? 64,
+        maxBatches: this.maxBatches,
         flushMs: options.flushMs ?? 2,
         filter: compiled.kernel,
         attribution: options.attribution,
@@ -123,6 +127,7 @@ export class LiveSource implements EventSource {
 
   private onBatch(batch: ArrayBuffer): void {
     this.pending.push(batch);
+    this.liveWaiting += this.liveRecords(batch);
     // The end marker is always the last record of the reader's last batch.
     if (batch.byteLength >= this.recordSize && new Uint8Array(batch, batch.byteLength - this.recordSize, 1)[0] === this.endKind) {
       this.resolveEndReceived();
@@ -132,9 +137,20 @@ export class LiveSource implements EventSource {
     w?.();
   }
 
-  /** batches the reader handed over that the pipeline has not taken yet */
-  get waiting(): number {
-    return this.pending.length;
+  /** A batch's records, or 0 for a table dump's (its last record is a dump record: the reader
+   * hands a dump over in batches of its own). */
+  private liveRecords(batch: ArrayBuffer): number {
+    const n = Math.floor(batch.byteLength / this.recordSize);
+    if (n === 0) return 0;
+    const last = new Uint8Array(batch, (n - 1) * this.recordSize, 1)[0];
+    return last === KIND.snapshot || last === KIND.snapshotDone ? 0 : n;
+  }
+
+  /** What the reader handed over that the pipeline has not taken yet: batches, the kernel's
+   * events in them (a table dump's not counted), and whether the reader may hand over no more
+   * (it stops reading). */
+  get waiting(): { batches: number; events: number; full: boolean } {
+    return { batches: this.pending.length, events: this.liveWaiting, full: this.pending.length >= this.maxBatches };
   }
 
   get counters(): SourceCounters {
@@ -194,6 +210,7 @@ export class LiveSource implements EventSource {
         await new Promise<void>((resolve) => (this.waiter = resolve));
         continue;
       }
+      this.liveWaiting -= this.liveRecords(buffer);
       // The batch is ours now: give its credit back so the reader can hand over another.
       if (!this.closed) this.reader.release();
       const { events, end, dumpErrors } = this.decode(buffer);

@@ -183,6 +183,27 @@ describe('live source (real kernel, own namespace)', () => {
     }
   });
 
+  it("says how many of the kernel's events wait untaken (what the warm-up gives way to), a table dump's not counted", async () => {
+    await ns.exec('conntrack', ['-F']);
+    // 40 table entries for the start-up dump (TCP connections closed: their entries stay a while)
+    await ns.generate({ listen: [{ proto: 'tcp', host: '127.0.0.8', port: 7400 }], run: [{ kind: 'connect', host: '127.0.0.8', port: 7400, count: 40, rate: 0 }] });
+    const source = new LiveSource({ netns: ns.name, snapshot: true });
+    try {
+      // nothing takes the batches yet: the dump's wait, uncounted
+      await waitFor(() => source.waiting.batches > 0 || null, 'the start-up dump to be handed over', 10_000, 20);
+      expect(source.waiting).toMatchObject({ events: 0, full: false });
+      // the kernel's own events are counted
+      await ns.exec('ping', ['-c', '3', '-i', '0.05', '127.0.0.9']);
+      await waitFor(() => source.waiting.events > 0 || null, 'the ping to wait untaken', 10_000, 20);
+      // taken, they are not waiting any more
+      const col = collect(source);
+      await waitFor(() => col.conntrack().some((e) => e.dst === '127.0.0.9') || null, 'the ping to be taken', 10_000, 20);
+      expect(source.waiting.events).toBe(0);
+    } finally {
+      await source.close();
+    }
+  });
+
   it('the reader thread reads the table statistics on its own clock: the tick takes them without waiting', async () => {
     const source = new LiveSource({ netns: ns.name });
     try {

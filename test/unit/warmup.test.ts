@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig } from '../../src/alerts/index.js';
-import { assembleReplay, warmUpLive } from '../../src/pipeline/assemble.js';
+import { assembleReplay, warmUpGivesWay, warmUpLive } from '../../src/pipeline/assemble.js';
 import { Cgroupfs } from '../../src/process/cgroupfs.js';
 import type { Output } from '../../src/recording/output.js';
 import { formatMicros } from '../../src/recording/time.js';
@@ -107,7 +107,19 @@ describe('warm-up', () => {
     const w = await warmUpLive({ layout: LAYOUT, budgetMs: 60_000, busy: () => ++asked > 2 });
     expect(w).toMatchObject({ cut: true, busy: true });
     expect(w.events).toBeGreaterThan(0);
-    expect(w.events).toBeLessThanOrEqual(3 * 1024);
+    // two synthetic batches of the first generation, and no second generation
+    expect(w.events).toBeLessThanOrEqual(2 * 1024);
+    expect(w.flows).toBeLessThan(16_000);
+  });
+
+  it('gives way to a load already there, not to a table dump', () => {
+    expect(warmUpGivesWay({ events: 0, full: false })).toBe(false);
+    expect(warmUpGivesWay({ events: 4095, full: false })).toBe(false);
+    expect(warmUpGivesWay({ events: 4096, full: false })).toBe(true);
+    // the reader may hand over nothing more: of a light load, the socket holds the rest
+    expect(warmUpGivesWay({ events: 2000, full: true })).toBe(false);
+    // ... of a dump of 64 Ki entries, the reader is blocked in it and sees no load meanwhile
+    expect(warmUpGivesWay({ events: 0, full: true })).toBe(true);
   });
 
   it('stops at its budget, on the clock it is given', async () => {
