@@ -8,7 +8,7 @@
 import type { KeyChurn } from './snapshot.js';
 import { HeavyHitters } from './heavy.js';
 import { RateWindow } from './window.js';
-import { ratesOf } from './rates.js';
+import { keyRates, ratesOf, resetRates } from './rates.js';
 
 interface ProcessRates {
   since: number;
@@ -20,12 +20,10 @@ interface ProcessRates {
 
 // Module functions, not closures per instance: the per-event code V8 compiles calls them by
 // identity, and a new instance's closures (the live one's, after the warm-up's) would not match.
-const processRates = (): ProcessRates => ({ since: NaN, parts: undefined, opened: new RateWindow(), closed: new RateWindow() });
+const processRates = (): ProcessRates => ({ ...keyRates(), parts: undefined });
 function recycleProcess(s: ProcessRates): void {
-  s.since = NaN;
+  resetRates(s);
   s.parts = undefined;
-  s.opened.reset();
-  s.closed.reset();
 }
 
 /** `T` is what an event is counted for (a process), `R` the fields a row gains from it. */

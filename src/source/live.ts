@@ -57,8 +57,6 @@ export class LiveSource implements EventSource {
   private readonly reader: NativeReader;
   private readonly decode: ReturnType<typeof makeDecoder>;
   private readonly pending: ArrayBuffer[] = [];
-  /** records of the waiting batches that are the kernel's events, not a table dump's */
-  private liveWaiting = 0;
   private readonly maxBatches: number;
   private waiter: (() => void) | undefined;
   private readonly recordSize: number;
@@ -127,9 +125,8 @@ export class LiveSource implements EventSource {
 
   private onBatch(batch: ArrayBuffer): void {
     this.pending.push(batch);
-    this.liveWaiting += this.liveRecords(batch);
     // The end marker is always the last record of the reader's last batch.
-    if (batch.byteLength >= this.recordSize && new Uint8Array(batch, batch.byteLength - this.recordSize, 1)[0] === this.endKind) {
+    if (this.lastKind(batch) === this.endKind) {
       this.resolveEndReceived();
     }
     const w = this.waiter;
@@ -137,20 +134,23 @@ export class LiveSource implements EventSource {
     w?.();
   }
 
-  /** A batch's records, or 0 for a table dump's (its last record is a dump record: the reader
-   * hands a dump over in batches of its own). */
-  private liveRecords(batch: ArrayBuffer): number {
+  /** The kind of a batch's last record (0 for an empty batch). */
+  private lastKind(batch: ArrayBuffer): number {
     const n = Math.floor(batch.byteLength / this.recordSize);
-    if (n === 0) return 0;
-    const last = new Uint8Array(batch, (n - 1) * this.recordSize, 1)[0];
-    return last === KIND.snapshot || last === KIND.snapshotDone ? 0 : n;
+    return n === 0 ? 0 : new Uint8Array(batch, (n - 1) * this.recordSize, 1)[0];
   }
 
   /** What the reader handed over that the pipeline has not taken yet: batches, the kernel's
-   * events in them (a table dump's not counted), and whether the reader may hand over no more
-   * (it stops reading). */
+   * events in them (a table dump's not counted: the reader hands a dump over in batches of its
+   * own, ending in a dump record), and whether the reader may hand over no more (it stops
+   * reading). Counted when asked (the warm-up asks; at most maxBatches batches), not per batch. */
   get waiting(): { batches: number; events: number; full: boolean } {
-    return { batches: this.pending.length, events: this.liveWaiting, full: this.pending.length >= this.maxBatches };
+    let events = 0;
+    for (const b of this.pending) {
+      const last = this.lastKind(b);
+      if (last !== KIND.snapshot && last !== KIND.snapshotDone) events += Math.floor(b.byteLength / this.recordSize);
+    }
+    return { batches: this.pending.length, events, full: this.pending.length >= this.maxBatches };
   }
 
   get counters(): SourceCounters {
@@ -210,7 +210,6 @@ export class LiveSource implements EventSource {
         await new Promise<void>((resolve) => (this.waiter = resolve));
         continue;
       }
-      this.liveWaiting -= this.liveRecords(buffer);
       // The batch is ours now: give its credit back so the reader can hand over another.
       if (!this.closed) this.reader.release();
       const { events, end, dumpErrors } = this.decode(buffer);
