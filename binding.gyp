@@ -19,6 +19,7 @@
         "native/attribution/attribution.cc",
         "native/attribution/bpf_stamps.cc",
         "native/attribution/bpf_join.cc",
+        "native/attribution/stamp_copy.cc",
         "native/attribution/local.cc",
         "native/attribution/seed.cc"
       ],

@@ -26,6 +26,8 @@ Attribution::Attribution(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Attr
   if (info.Length() > 0 && info[0].IsObject()) {
     Napi::Value mode = info[0].As<Napi::Object>().Get("mode");
     if (mode.IsString()) mode_ = mode.As<Napi::String>().Utf8Value();
+    Napi::Value ring = info[0].As<Napi::Object>().Get("stampRingBytes");
+    if (ring.IsNumber()) ring_bytes_ = ring.As<Napi::Number>().Uint32Value();
   }
   napi_type_tag_object(info.Env(), info.This(), &kTag);
 }
@@ -42,7 +44,7 @@ Napi::Value Attribution::Open(const Napi::CallbackInfo& info) {
   if (factory_) return env.Undefined();
   if (mode_ == "ebpf") {
     OpenError e;
-    std::shared_ptr<BpfStamps> stamps = BpfStamps::Acquire(&e);
+    std::shared_ptr<BpfStamps> stamps = BpfStamps::Acquire(&e, ring_bytes_);
     if (!stamps) throw MakeError(env, e);
     stamps_ = stamps;
     factory_ = std::make_shared<BpfJoinFactory>(std::move(stamps));
@@ -68,6 +70,7 @@ Napi::Value Attribution::Info(const Napi::CallbackInfo& info) {
     const auto& s = stamps_;
     o.Set("sendsCovered", Napi::Boolean::New(env, s->sends_covered()));
     o.Set("cgroupRoot", s->cgroup_root());
+    o.Set("stampRingBytes", Napi::Number::New(env, s->ring_bytes()));
     std::vector<uint32_t> ids = s->ProgramIds();
     Napi::Array a = Napi::Array::New(env, ids.size());
     for (size_t i = 0; i < ids.size(); i++) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, ids[i]));
@@ -102,6 +105,7 @@ Napi::Object JoinCountersObject(Napi::Env env, const char* mode, const JoinCount
   o.Set("reasons", reasons);
   o.Set("waited", num(c.waited));
   o.Set("lookups", num(c.lookups));
+  o.Set("fromCopy", num(c.from_copy));
   o.Set("busyUs", num(c.busy_ns / 1000));
   o.Set("seeded", num(c.seeded));
   o.Set("seedDenied", num(c.seed_denied));

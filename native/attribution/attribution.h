@@ -26,6 +26,7 @@ class Attribution : public Napi::ObjectWrap<Attribution> {
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   std::string mode_;
+  uint32_t ring_bytes_ = 0;  // the stamp ring's size (0: the default), for programs this handle loads
   std::shared_ptr<JoinFactory> factory_;
   std::shared_ptr<BpfStamps> stamps_;  // ebpf mode: what info() describes
 };

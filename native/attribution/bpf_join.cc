@@ -22,7 +22,6 @@
 #include <bpf/bpf.h>
 #include <netinet/in.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -46,9 +45,6 @@ constexpr uint64_t kWaitNs = 5'000'000;
 constexpr size_t kJoinedSlots = STAMP_FLOWS_MAX;
 constexpr size_t kJoinedBuckets = kJoinedSlots / 2;
 static_assert((kJoinedBuckets & (kJoinedBuckets - 1)) == 0, "a power of two: the bucket is the hash's low bits");
-constexpr uintptr_t kHugePage = 2u << 20;
-constexpr size_t kJoinedBytes = kJoinedSlots * 64;
-constexpr size_t kJoinedMapBytes = kJoinedBytes + kHugePage;
 
 uint64_t MonotonicNs() {
   timespec ts;
@@ -65,23 +61,14 @@ bool Zero(const uint8_t* a, size_t n) {
 
 }  // namespace
 
-void BpfJoin::Unmap::operator()(void* p) const { munmap(p, kJoinedMapBytes); }
-
 OpenError BpfJoin::Open(const std::string& netns, int conntrack_fd) {
-  // Once, for the reader's life: the join allocates nothing per record. The mapping's pages come
-  // zeroed (empty slots) and are touched as slots fill; in huge pages where the kernel has them,
-  // so that a random slot is not a TLB miss too (a page walk per NEW, a two-level one in a VM).
-  void* at = mmap(nullptr, kJoinedMapBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (at == MAP_FAILED) {
-    return MakeOpenError("ERR_NO_MEMORY", errno, "mmap",
-                         "cannot map the eBPF join's table of joined tuples: out of memory (raise the memory limit)");
-  }
-  joined_map_.reset(at);
-  // On a huge page boundary inside the mapping (one huge page of slack), so 4 MiB is two of them.
-  const uintptr_t base = (reinterpret_cast<uintptr_t>(at) + kHugePage - 1) & ~(kHugePage - 1);
-  static_assert(sizeof(Joined) == 64, "kJoinedBytes counts a line a slot");
-  joined_ = reinterpret_cast<Joined*>(base);
-  madvise(joined_, kJoinedBytes, MADV_HUGEPAGE);  // advice only: 4 KiB pages work the same
+  // Once, for the reader's life: the join allocates nothing per record. The pages come zeroed
+  // (empty slots).
+  static_assert(sizeof(Joined) == 64, "a line a slot");
+  OpenError mapped = joined_table_.Map(kJoinedSlots * sizeof(Joined), "the eBPF join's table of joined tuples");
+  if (!mapped.ok()) return mapped;
+  joined_ = static_cast<Joined*>(joined_table_.base());
+  const uintptr_t base = reinterpret_cast<uintptr_t>(joined_);
   socklen_t len = sizeof(cookie_);
   if (getsockopt(conntrack_fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie_, &len) != 0) {
     return MakeOpenError("ERR_BPF_REFUSED", errno, "getsockopt",
@@ -92,8 +79,8 @@ OpenError BpfJoin::Open(const std::string& netns, int conntrack_fd) {
   if (!e.ok()) return e;
   e = local_.Open(MonotonicNs());
   if (e.ok()) {
-    // Not a secret, only not the same on every host: a crafted set of tuples that share a bucket
-    // makes their records ambiguous at worst (see Consumed).
+    // A crafted set of tuples that share a bucket makes their records ambiguous at worst (see
+    // Consumed).
     joined_seed_ = (MonotonicNs() ^ cookie_ ^ base) | 1;
     SeedResult seeded = SeedListeners(stamps_->listeners_fd(), stamps_->bound_fd(), cookie_, stamps_->cgroup_root());
     c_.seeded = seeded.seeded;
@@ -104,6 +91,8 @@ OpenError BpfJoin::Open(const std::string& netns, int conntrack_fd) {
 }
 
 uint64_t BpfJoin::WaitNs() const { return kWaitNs; }
+
+void BpfJoin::Upkeep() { stamps_->copy().Drain(); }
 
 BpfJoin::Verdict BpfJoin::Origin(const Record& r, const ReadWindow& w, bool local, stamp_flow* out) {
   stamp_flow_key k{};
@@ -117,7 +106,7 @@ BpfJoin::Verdict BpfJoin::Origin(const Record& r, const ReadWindow& w, bool loca
   const uint64_t span = r.proto == IPPROTO_TCP ? kTcpSpanNs : kUdpSpanNs;
   const uint64_t lo = r.kind == kSnapshot ? stamps_->attached_ns() : w.queued_after_ns;
   // The tuple's bucket is a cache miss (4 MiB, one random line pair per NEW): asked for now, it
-  // arrives while the map lookup is in the kernel.
+  // arrives while the stamp is looked up.
   Joined* bucket = Bucket(k);
   __builtin_prefetch(&bucket[0], 1);
   __builtin_prefetch(&bucket[1], 1);
@@ -128,8 +117,12 @@ BpfJoin::Verdict BpfJoin::Origin(const Record& r, const ReadWindow& w, bool loca
       memset(k.src, 0, sizeof(k.src));
       bucket = Bucket(k);
     }
-    c_.lookups++;
-    if (bpf_map_lookup_elem(stamps_->flows_fd(), &k, out) != 0) continue;
+    if (stamps_->copy().Find(k, out)) {
+      c_.from_copy++;
+    } else {
+      c_.lookups++;
+      if (bpf_map_lookup_elem(stamps_->flows_fd(), &k, out) != 0) continue;
+    }
     if (local && out->owner.netns != cookie_) continue;  // another namespace's own tuple
     if (out->owner.stamp_ns + span < lo) continue;       // older than this flow can be
     if (out->changed_ns >= lo && out->prev_pid != 0 && out->prev_stamp_ns + span >= lo && !Consumed(bucket, k, *out, r.proto)) {
@@ -141,17 +134,9 @@ BpfJoin::Verdict BpfJoin::Origin(const Record& r, const ReadWindow& w, bool loca
   return Verdict::kMissing;
 }
 
-// The bucket of a tuple: its two slots. The key is 40 bytes, five words.
+// The bucket of a tuple: its two slots.
 BpfJoin::Joined* BpfJoin::Bucket(const stamp_flow_key& k) const {
-  static_assert(sizeof(stamp_flow_key) == 40, "the hash reads the key as five words");
-  uint64_t w[5];
-  memcpy(w, &k, sizeof(w));
-  uint64_t h = joined_seed_;
-  for (uint64_t x : w) {
-    h = (h ^ x) * 0x9e3779b97f4a7c15ull;
-    h ^= h >> 29;
-  }
-  return &joined_[(h & (kJoinedBuckets - 1)) * 2];
+  return &joined_[(FlowKeyHash(k, joined_seed_) & (kJoinedBuckets - 1)) * 2];
 }
 
 // A tuple's slot holds the stamp its last NEW was joined with: its own slot if it has one, else

@@ -1,5 +1,5 @@
 // The eBPF join: for each NEW, the stamp bpf/owner.bpf.c wrote when the flow's socket was used,
-// looked up in the kernel's maps by the flow's tuple (see bpf_join.cc for the rules that keep a
+// found by the flow's tuple in the reader's copy of the map (stamp_copy.h) or the kernel's maps (see bpf_join.cc for the rules that keep a
 // tuple that changed hands from being given to the wrong process).
 #pragma once
 #include <cstring>
@@ -9,6 +9,7 @@
 #include "attribution/bpf_stamps.h"
 #include "attribution/join.h"
 #include "attribution/local.h"
+#include "attribution/tuple_table.h"
 
 namespace ctwatch {
 
@@ -18,6 +19,9 @@ class BpfJoin : public Join {
   OpenError Open(const std::string& netns, int conntrack_fd) override;
   bool Attach(Record* r, const ReadWindow& window, bool last) override;
   uint64_t WaitNs() const override;
+  // Takes the stamp ring's records into the copy, so that it does not fill while no NEW comes.
+  void Upkeep() override;
+  int UpkeepMs() const override { return STAMP_RING_DRAIN_MS; }
   void Counters(JoinCounters* out) const override { *out = c_; }
 
  private:
@@ -41,13 +45,10 @@ class BpfJoin : public Join {
     uint64_t stamp_ns;
     uint32_t pid;
   };
-  struct Unmap {
-    void operator()(void* p) const;
-  };
   Joined* Bucket(const stamp_flow_key& k) const;
   void Remember(Joined* bucket, const stamp_flow_key& k, const stamp_owner& o);
-  std::unique_ptr<void, Unmap> joined_map_;  // mapped by Open
-  Joined* joined_ = nullptr;                 // kJoinedSlots of it, on a huge page boundary
+  MappedTable joined_table_;  // mapped by Open
+  Joined* joined_ = nullptr;  // kJoinedSlots of it
   uint64_t joined_seed_ = 0;
 };
 

@@ -90,11 +90,11 @@ CapabilityCheck CheckBpfCapabilities() {
   return out;
 }
 
-std::shared_ptr<BpfStamps> BpfStamps::Acquire(OpenError* error) {
+std::shared_ptr<BpfStamps> BpfStamps::Acquire(OpenError* error, uint32_t ring_bytes) {
   std::lock_guard<std::mutex> lock(g_mu);
   if (auto live = g_stamps.lock()) return live;
   std::shared_ptr<BpfStamps> stamps(new BpfStamps());
-  OpenError e = stamps->Load();
+  OpenError e = stamps->Load(ring_bytes);
   if (!e.ok()) {
     *error = std::move(e);
     return nullptr;  // the destructor releases whatever was loaded
@@ -103,7 +103,13 @@ std::shared_ptr<BpfStamps> BpfStamps::Acquire(OpenError* error) {
   return stamps;
 }
 
-OpenError BpfStamps::Load() {
+OpenError BpfStamps::Load(uint32_t ring_bytes) {
+  if (ring_bytes == 0) ring_bytes = STAMP_RING_BYTES;
+  const long page = sysconf(_SC_PAGESIZE);
+  if ((ring_bytes & (ring_bytes - 1)) != 0 || page <= 0 || ring_bytes < static_cast<uint32_t>(page) || ring_bytes > (1u << 30)) {
+    return Refused("ERR_BPF_REFUSED", EINVAL,
+                   "the stamp ring's size must be a power of two from a page to 1 GiB, not " + std::to_string(ring_bytes));
+  }
   CapabilityCheck caps = CheckBpfCapabilities();
   if (!caps.missing.empty()) {
     std::string names;
@@ -136,6 +142,8 @@ OpenError BpfStamps::Load() {
 
   skel_ = owner_bpf::open();
   if (skel_ == nullptr) return Refused("ERR_BPF_REFUSED", errno, "cannot open the embedded BPF object: " + Tail(log));
+  bpf_map__set_max_entries(skel_->maps.stamp_ring, ring_bytes);
+  ring_bytes_ = ring_bytes;
   int err = owner_bpf::load(skel_);
   if (err != 0) {
     if (LockedDown()) {
@@ -182,10 +190,12 @@ OpenError BpfStamps::Load() {
   bound_fd_ = bpf_map__fd(skel_->maps.bound);
   counters_fd_ = bpf_map__fd(skel_->maps.counters);
   attached_ns_ = MonotonicNs();
-  return {};
+  // The programs write the ring from now on; what they wrote since they were attached waits in it.
+  return copy_.Open(bpf_map__fd(skel_->maps.stamp_ring), reinterpret_cast<const volatile uint64_t*>(&skel_->bss->ring_lost));
 }
 
 BpfStamps::~BpfStamps() {
+  copy_.Close();  // the ring's mapping, before the skeleton closes its map
   // Destroying the skeleton destroys every link (the kernel detaches each program) and closes the
   // programs and maps.
   if (skel_ != nullptr) owner_bpf::destroy(skel_);
@@ -206,6 +216,10 @@ std::vector<std::pair<const char*, uint64_t>> BpfStamps::Counters() const {
     }
     out.emplace_back(kNames[i], sum);
   }
+  const StampCopy::Counters c = copy_.counters();
+  out.emplace_back("ringCopied", c.copied);
+  out.emplace_back("ringLost", c.lost);
+  out.emplace_back("copyResets", c.resets);
   return out;
 }
 

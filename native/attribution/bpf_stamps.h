@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "attribution/stamp_copy.h"
 #include "errors.h"
 
 struct owner_bpf;
@@ -20,7 +21,9 @@ class BpfStamps {
   // The loaded programs, loading them if no one holds them. On failure returns null and fills
   // `error` with a typed error (ERR_BPF_PERMISSION, ERR_BPF_NO_BTF, ERR_BPF_NO_CGROUP2,
   // ERR_BPF_LOCKDOWN, ERR_BPF_REFUSED) whose message names what is missing.
-  static std::shared_ptr<BpfStamps> Acquire(OpenError* error);
+  // `ring_bytes` sizes the stamp ring (0: STAMP_RING_BYTES; a power of two of at least a page),
+  // for the programs this call loads: a caller that finds them loaded gets them as they are.
+  static std::shared_ptr<BpfStamps> Acquire(OpenError* error, uint32_t ring_bytes = 0);
   ~BpfStamps();
   BpfStamps(const BpfStamps&) = delete;
   BpfStamps& operator=(const BpfStamps&) = delete;
@@ -33,14 +36,18 @@ class BpfStamps {
   // Connected UDP is covered only when sock:sock_send_length exists (see owner.bpf.c).
   bool sends_covered() const { return sends_covered_; }
   const std::string& cgroup_root() const { return cgroup_root_; }
-  // Stamp counters summed over CPUs, by name (connect, sendto, ...).
+  // The reader's copy of the flows map, fed by the stamp ring (shared by every reader).
+  StampCopy& copy() { return copy_; }
+  uint32_t ring_bytes() const { return ring_bytes_; }
+  // Stamp counters summed over CPUs, by name (connect, sendto, ...), then the ring's (ringCopied,
+  // ringLost, copyResets).
   std::vector<std::pair<const char*, uint64_t>> Counters() const;
   // Programs attached: ids the kernel gave them (for tests and `ctwatch doctor`).
   std::vector<uint32_t> ProgramIds() const;
 
  private:
   BpfStamps() = default;
-  OpenError Load();
+  OpenError Load(uint32_t ring_bytes);
 
   owner_bpf* skel_ = nullptr;
   int cgroup_fd_ = -1;
@@ -51,6 +58,8 @@ class BpfStamps {
   uint64_t attached_ns_ = 0;
   bool sends_covered_ = false;
   std::string cgroup_root_;
+  uint32_t ring_bytes_ = 0;
+  StampCopy copy_;
 };
 
 // The capabilities attribution needs in each mode, as the kernel checks them: the one list docs,

@@ -26,7 +26,8 @@ struct JoinCounters {
   uint64_t listener = 0;    // ... attributed to the socket that accepted it
   uint64_t reasons[16] = {};  // ... unattributed, by Unattributed code
   uint64_t waited = 0;      // records that waited for their stamp (connected UDP)
-  uint64_t lookups = 0;     // map or socket lookups made
+  uint64_t lookups = 0;     // map or socket lookups made (in the kernel: a syscall each)
+  uint64_t from_copy = 0;   // stamps found in the reader's copy of the map (eBPF; no syscall)
   uint64_t busy_ns = 0;     // reader-thread time spent joining
   uint64_t seeded = 0;      // listeners found at start (sock_diag + /proc)
   uint64_t seed_denied = 0;  // processes whose descriptors could not be read at start
@@ -48,6 +49,10 @@ class Join {
   // a socket that lived a millisecond only if it reads within that millisecond.
   virtual bool Prompt() const { return false; }
   virtual void Counters(JoinCounters* out) const = 0;
+  // Work of the join's own between reads (the reader calls it each time round its loop, and at
+  // least every UpkeepMs when that is not negative, even with no event coming).
+  virtual void Upkeep() {}
+  virtual int UpkeepMs() const { return -1; }
 };
 
 // What a reader is given: the mode's shared state, from which each reader makes its own join.

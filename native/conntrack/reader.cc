@@ -268,6 +268,11 @@ void Reader::RunLoop(std::promise<OpenError>* opened, bool* answered) {
     }
     int stats_in = RefreshStats();
     if (stats_in >= 0 && (timeout < 0 || stats_in < timeout)) timeout = stats_in;
+    if (join_) {
+      join_->Upkeep();
+      const int upkeep_in = join_->UpkeepMs();
+      if (upkeep_in >= 0 && (timeout < 0 || upkeep_in < timeout)) timeout = upkeep_in;
+    }
     fds[0].revents = 0;
     fds[1].revents = 0;
     int rc = poll(set, nfds, timeout);

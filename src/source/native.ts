@@ -38,8 +38,12 @@ export interface NativeAttributionInfo {
   cgroupRoot?: string;
   /** ebpf: ids of the attached programs (bpftool prog show id N) */
   programIds?: number[];
-  /** ebpf: stamps written, by hook */
+  /** ebpf: stamps written, by hook; then ringCopied (stamps the reader took from the ring into its
+   * copy of the map), ringLost (stamps the ring had no room for), copyResets (times the copy was
+   * dropped after a loss) */
   stamps?: Record<string, number>;
+  /** ebpf: the stamp ring's size */
+  stampRingBytes?: number;
 }
 
 /** A reader's join (native/attribution/join.h JoinCounters). */
@@ -50,7 +54,10 @@ export interface NativeJoinCounters {
   listener: number;
   reasons: Record<string, number>;
   waited: number;
+  /** lookups in the kernel (a syscall each) */
   lookups: number;
+  /** ebpf: stamps found in the reader's copy of the stamp map, without a syscall */
+  fromCopy: number;
   busyUs: number;
   seeded: number;
   seedDenied: number;
@@ -96,7 +103,10 @@ export type RecordLayout = Record<string, number> & { size: number };
 
 export interface NativeAddon {
   Reader: new (options: ReaderOptions, onBatch: (batch: ArrayBuffer) => void) => NativeReader;
-  Attribution: new (options: { mode: string }) => NativeAttribution;
+  /** `stampRingBytes` (ebpf): the stamp ring's size for the programs this handle loads (default
+   * 8 MiB; a power of two of at least a page); programs already loaded in the process are shared
+   * as they are. */
+  Attribution: new (options: { mode: string; stampRingBytes?: number }) => NativeAttribution;
   layout: RecordLayout;
 }
 

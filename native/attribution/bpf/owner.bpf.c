@@ -55,6 +55,18 @@ struct {
   __type(value, __u64);
 } counters SEC(".maps");
 
+// Every stamp written to `flows` also goes to this ring, which the reader maps and reads without a
+// syscall (native/attribution/stamp_copy.cc keeps a copy of the map from it). The loader may size
+// it (a power of two of pages) before load.
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, STAMP_RING_BYTES);
+} stamp_ring SEC(".maps");
+
+// Stamps the ring had no room for. In .bss, which the reader maps: it reads this without a
+// syscall after each drain, and a change sends it back to the map for every tuple.
+__u64 ring_lost = 0;
+
 static __always_inline void count(__u32 which) {
   __u64 *c = bpf_map_lookup_elem(&counters, &which);
   if (c) *c += 1;
@@ -110,6 +122,16 @@ static __always_inline void put_flow(struct stamp_flow_key *k, struct stamp_owne
     }
   }
   v.owner = *o;
+  // The ring first, then the map: a reader that has not yet seen this stamp (or its loss) in the
+  // ring can only be in the moment before the map had it, so its copy is never staler than the map.
+  struct stamp_flow_record *rec = bpf_ringbuf_reserve(&stamp_ring, sizeof(*rec), 0);
+  if (rec) {
+    rec->key = *k;
+    rec->flow = v;
+    bpf_ringbuf_submit(rec, BPF_RB_NO_WAKEUP);  // the reader drains when it joins: no wake-up
+  } else {
+    __sync_fetch_and_add(&ring_lost, 1);
+  }
   bpf_map_update_elem(&flows, k, &v, BPF_ANY);
 }
 

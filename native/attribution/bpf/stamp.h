@@ -50,6 +50,12 @@ struct stamp_flow {
   __u32 pad;
 };
 
+// What the ring carries for each stamp written to the flows map: the key and the entry, as written.
+struct stamp_flow_record {
+  struct stamp_flow_key key;
+  struct stamp_flow flow;
+};
+
 // A listening TCP socket or a bound UDP socket: who accepts what arrives at addr:port.
 struct stamp_listener_key {
   __u64 netns;
@@ -82,5 +88,9 @@ enum stamp_counter {
 
 #define STAMP_FLOWS_MAX 65536
 #define STAMP_LISTENERS_MAX 16384
+// The stamp ring (136 bytes a stamp with its header: ~61 000 stamps): the reader drains it at
+// least every STAMP_RING_DRAIN_MS, so it overflows only above ~300 000 stamps a second host-wide.
+#define STAMP_RING_BYTES (8u << 20)
+#define STAMP_RING_DRAIN_MS 100
 // A process that keeps sending to one destination re-stamps it at most this often.
 #define STAMP_REFRESH_NS 1000000000ull
