@@ -104,7 +104,7 @@ export type RecordLayout = Record<string, number> & { size: number };
 export interface NativeAddon {
   Reader: new (options: ReaderOptions, onBatch: (batch: ArrayBuffer) => void) => NativeReader;
   /** `stampRingBytes` (ebpf): the stamp ring's size for the programs this handle loads (default
-   * 8 MiB; a power of two of at least a page); programs already loaded in the process are shared
+   * 4 MiB; a power of two of at least a page); programs already loaded in the process are shared
    * as they are. */
   Attribution: new (options: { mode: string; stampRingBytes?: number }) => NativeAttribution;
   layout: RecordLayout;
