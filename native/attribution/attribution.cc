@@ -27,7 +27,15 @@ Attribution::Attribution(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Attr
     Napi::Value mode = info[0].As<Napi::Object>().Get("mode");
     if (mode.IsString()) mode_ = mode.As<Napi::String>().Utf8Value();
     Napi::Value ring = info[0].As<Napi::Object>().Get("stampRingBytes");
-    if (ring.IsNumber()) ring_bytes_ = ring.As<Napi::Number>().Uint32Value();
+    if (!ring.IsUndefined()) {
+      // Not a whole number in range: refused by open(), never a size it wrapped to.
+      const double d = ring.IsNumber() ? ring.As<Napi::Number>().DoubleValue() : -1;
+      if (d >= 1 && d <= BpfStamps::kMaxRingBytes && d == static_cast<double>(static_cast<uint32_t>(d))) {
+        ring_bytes_ = static_cast<uint32_t>(d);
+      } else {
+        ring_refused_ = ring.ToString().Utf8Value();
+      }
+    }
   }
   napi_type_tag_object(info.Env(), info.This(), &kTag);
 }
@@ -44,6 +52,12 @@ Napi::Value Attribution::Open(const Napi::CallbackInfo& info) {
   if (factory_) return env.Undefined();
   if (mode_ == "ebpf") {
     OpenError e;
+    if (!ring_refused_.empty()) {
+      e.code = "ERR_BPF_REFUSED";
+      e.err = EINVAL;
+      e.message = "stampRingBytes must be a power of two from a page to 64 MiB, not " + ring_refused_;
+      throw MakeError(env, e);
+    }
     std::shared_ptr<BpfStamps> stamps = BpfStamps::Acquire(&e, ring_bytes_);
     if (!stamps) throw MakeError(env, e);
     stamps_ = stamps;

@@ -92,7 +92,7 @@ OpenError BpfJoin::Open(const std::string& netns, int conntrack_fd) {
 
 uint64_t BpfJoin::WaitNs() const { return kWaitNs; }
 
-void BpfJoin::Upkeep() { stamps_->copy().Drain(); }
+void BpfJoin::Upkeep() { stamps_->copy().Upkeep(); }
 
 BpfJoin::Verdict BpfJoin::Origin(const Record& r, const ReadWindow& w, bool local, stamp_flow* out) {
   stamp_flow_key k{};

@@ -106,9 +106,8 @@ std::shared_ptr<BpfStamps> BpfStamps::Acquire(OpenError* error, uint32_t ring_by
 OpenError BpfStamps::Load(uint32_t ring_bytes) {
   if (ring_bytes == 0) ring_bytes = STAMP_RING_BYTES;
   const long page = sysconf(_SC_PAGESIZE);
-  if ((ring_bytes & (ring_bytes - 1)) != 0 || page <= 0 || ring_bytes < static_cast<uint32_t>(page) || ring_bytes > (1u << 30)) {
-    return Refused("ERR_BPF_REFUSED", EINVAL,
-                   "the stamp ring's size must be a power of two from a page to 1 GiB, not " + std::to_string(ring_bytes));
+  if ((ring_bytes & (ring_bytes - 1)) != 0 || page <= 0 || ring_bytes < static_cast<uint32_t>(page) || ring_bytes > kMaxRingBytes) {
+    return Refused("ERR_BPF_REFUSED", EINVAL, "the stamp ring's size must be a power of two from a page to 64 MiB, not " + std::to_string(ring_bytes));
   }
   CapabilityCheck caps = CheckBpfCapabilities();
   if (!caps.missing.empty()) {
@@ -191,7 +190,7 @@ OpenError BpfStamps::Load(uint32_t ring_bytes) {
   counters_fd_ = bpf_map__fd(skel_->maps.counters);
   attached_ns_ = MonotonicNs();
   // The programs write the ring from now on; what they wrote since they were attached waits in it.
-  return copy_.Open(bpf_map__fd(skel_->maps.stamp_ring), reinterpret_cast<const volatile uint64_t*>(&skel_->bss->ring_lost));
+  return copy_.Open(bpf_map__fd(skel_->maps.stamp_ring), ring_bytes_, reinterpret_cast<const volatile uint64_t*>(&skel_->bss->ring_lost));
 }
 
 BpfStamps::~BpfStamps() {
@@ -220,6 +219,7 @@ std::vector<std::pair<const char*, uint64_t>> BpfStamps::Counters() const {
   out.emplace_back("ringCopied", c.copied);
   out.emplace_back("ringLost", c.lost);
   out.emplace_back("copyResets", c.resets);
+  out.emplace_back("copyOverruns", c.overruns);
   return out;
 }
 

@@ -24,6 +24,7 @@ class BpfStamps {
   // `ring_bytes` sizes the stamp ring (0: STAMP_RING_BYTES; a power of two of at least a page),
   // for the programs this call loads: a caller that finds them loaded gets them as they are.
   static std::shared_ptr<BpfStamps> Acquire(OpenError* error, uint32_t ring_bytes = 0);
+  static constexpr uint32_t kMaxRingBytes = 64u << 20;  // its pages count twice in RSS
   ~BpfStamps();
   BpfStamps(const BpfStamps&) = delete;
   BpfStamps& operator=(const BpfStamps&) = delete;
@@ -40,7 +41,7 @@ class BpfStamps {
   StampCopy& copy() { return copy_; }
   uint32_t ring_bytes() const { return ring_bytes_; }
   // Stamp counters summed over CPUs, by name (connect, sendto, ...), then the ring's (ringCopied,
-  // ringLost, copyResets).
+  // ringLost, copyResets, copyOverruns).
   std::vector<std::pair<const char*, uint64_t>> Counters() const;
   // Programs attached: ids the kernel gave them (for tests and `ctwatch doctor`).
   std::vector<uint32_t> ProgramIds() const;

@@ -9,13 +9,27 @@
 // was is not known. The copy keeps what the map's LRU may already have evicted; such an entry is
 // still the tuple's latest stamp and passes the join's age checks as the map's would have.
 //
+// "Drained" means every record reserved before the drain began was taken. A record still being
+// written (reserved, not yet submitted: its CPU was preempted between the two) stops the consumer,
+// and records after it may be the NEW's stamp: until it is submitted, the map answers.
+//
+// The stamps are the whole host's, and any local account can make them (a UDP sendto to a new
+// destination each time). So the copy takes at most kDrainBudget records a drain and
+// kMaxPerWindow a window; stamps that come faster are an overrun: the copy is dropped, the map
+// answers, the ring is left to overflow, and after kResumeNs the copy starts again from the
+// ring's head. The reader's time for the copy is bounded however fast stamps come.
+//
 // A table of STAMP_FLOWS_MAX slots in buckets of two; a stamp pushes out its bucket's older one,
-// whose tuple the map then answers for. Of two stamps of one tuple (two CPUs at once) the later
-// stamp is kept.
+// whose tuple the map then answers for. Of two records of one tuple the one read last wins, as
+// the map's last write does (its previous-owner fields were computed from what the map held).
 #include "attribution/stamp_copy.h"
 
-#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
 
 namespace ctwatch {
 
@@ -24,92 +38,182 @@ namespace {
 constexpr size_t kSlots = STAMP_FLOWS_MAX;
 constexpr size_t kBuckets = kSlots / 2;
 static_assert((kBuckets & (kBuckets - 1)) == 0, "a power of two: the bucket is the hash's low bits");
+constexpr uint64_t kDrainBudget = 4096;           // records a drain: ~0.5 ms at most
+constexpr uint64_t kWindowNs = 100'000'000;       // ...
+constexpr uint64_t kMaxPerWindow = 100'000;       // ... and 1 M records a second
+constexpr uint64_t kResumeNs = 1'000'000'000;     // after an overrun, the map answers for 1 s
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 }  // namespace
 
 StampCopy::~StampCopy() { Close(); }
 
-void StampCopy::Close() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (ring_ != nullptr) ring_buffer__free(ring_);
-  ring_ = nullptr;
-  slots_ = nullptr;
-}
-
-OpenError StampCopy::Open(int ring_fd, const volatile uint64_t* lost) {
+OpenError StampCopy::Open(int ring_fd, uint32_t ring_bytes, const volatile uint64_t* lost) {
   OpenError e = table_.Map(kSlots * sizeof(Slot), "the eBPF attribution's copy of the stamp map");
   if (!e.ok()) return e;
   slots_ = static_cast<Slot*>(table_.base());
-  ring_ = ring_buffer__new(ring_fd, &StampCopy::Take, this, nullptr);
-  if (ring_ == nullptr) {
+  // The kernel's ring layout (kernel/bpf/ringbuf.c): the consumer position's page, which the
+  // consumer writes; then, read-only, the producer position's page and the data, mapped twice.
+  const long page = sysconf(_SC_PAGESIZE);
+  void* consumer = mmap(nullptr, static_cast<size_t>(page), PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
+  if (consumer == MAP_FAILED) {
+    int err = errno;
+    return MakeOpenError("ERR_BPF_REFUSED", err, "mmap", std::string("cannot map the eBPF stamp ring's consumer page: ") + strerror(err));
+  }
+  consumer_map_ = consumer;
+  producer_map_bytes_ = static_cast<size_t>(page) + 2 * static_cast<size_t>(ring_bytes);
+  void* producer = mmap(nullptr, producer_map_bytes_, PROT_READ, MAP_SHARED, ring_fd, page);
+  if (producer == MAP_FAILED) {
     int err = errno;
     return MakeOpenError("ERR_BPF_REFUSED", err, "mmap", std::string("cannot map the eBPF stamp ring: ") + strerror(err));
   }
+  producer_map_ = producer;
+  consumer_pos_ = static_cast<uint64_t*>(consumer);
+  producer_pos_ = static_cast<const uint64_t*>(producer);
+  data_ = static_cast<const uint8_t*>(producer) + page;
+  mask_ = ring_bytes - 1;
   lost_ = lost;
-  lost_seen_ = __atomic_load_n(const_cast<const uint64_t*>(lost_), __ATOMIC_ACQUIRE);
+  lost_seen_ = 0;  // the programs started at 0: a loss before this Open is seen at the first drain
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   seed_ = (static_cast<uint64_t>(ts.tv_nsec) ^ reinterpret_cast<uintptr_t>(slots_) ^ (static_cast<uint64_t>(ts.tv_sec) << 32)) | 1;
+  window_ns_ = MonotonicNs();
   return {};
+}
+
+void StampCopy::Close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (producer_map_ != nullptr) munmap(producer_map_, producer_map_bytes_);
+  if (consumer_map_ != nullptr) munmap(consumer_map_, static_cast<size_t>(sysconf(_SC_PAGESIZE)));
+  producer_map_ = consumer_map_ = nullptr;
+  consumer_pos_ = nullptr;
+  producer_pos_ = nullptr;
+  data_ = nullptr;
+  slots_ = nullptr;
 }
 
 StampCopy::Slot* StampCopy::Bucket(const stamp_flow_key& k) const {
   return &slots_[(FlowKeyHash(k, seed_) & (kBuckets - 1)) * 2];
 }
 
-int StampCopy::Take(void* self, void* data, size_t size) {
-  auto* copy = static_cast<StampCopy*>(self);
-  if (size == sizeof(stamp_flow_record)) {
-    stamp_flow_record r;
-    memcpy(&r, data, sizeof(r));
-    copy->Put(r);
-    copy->c_.copied++;
-  }
-  return 0;
-}
-
 void StampCopy::Put(const stamp_flow_record& r) {
   Slot* b = Bucket(r.key);
   auto live = [&](const Slot& s) { return s.flow.pad == generation_ && memcmp(&s.key, &r.key, sizeof(r.key)) == 0; };
-  Slot* slot;
-  if (live(b[0]) || live(b[1])) {
-    slot = live(b[0]) ? &b[0] : &b[1];
-    if (slot->flow.owner.stamp_ns > r.flow.owner.stamp_ns) return;  // a later stamp is kept
-  } else if (b[0].flow.pad != generation_) {
-    slot = &b[0];
-  } else if (b[1].flow.pad != generation_) {
-    slot = &b[1];
-  } else {
-    slot = b[0].flow.owner.stamp_ns <= b[1].flow.owner.stamp_ns ? &b[0] : &b[1];
-  }
+  Slot* slot = live(b[0])                        ? &b[0]
+               : live(b[1])                      ? &b[1]
+               : b[0].flow.pad != generation_    ? &b[0]
+               : b[1].flow.pad != generation_    ? &b[1]
+               : b[0].flow.owner.stamp_ns <= b[1].flow.owner.stamp_ns ? &b[0]
+                                                                        : &b[1];
   slot->key = r.key;
   slot->flow = r.flow;
   slot->flow.pad = generation_;
 }
 
-void StampCopy::DrainLocked() {
-  if (ring_ == nullptr) return;
-  ring_buffer__consume(ring_);
-  // After the drain: a loss counted before a stamp we took is seen, so that stamp's generation ends
-  // with every other (conservative: the map answers for them until the ring brings them again).
-  const uint64_t lost = __atomic_load_n(const_cast<const uint64_t*>(lost_), __ATOMIC_ACQUIRE);
-  if (lost != lost_seen_) {
-    c_.lost += lost - lost_seen_;
-    lost_seen_ = lost;
-    c_.resets++;
-    if (++generation_ == 0) generation_ = 1;  // 0 is an empty slot's
+void StampCopy::NewGenerationLocked() {
+  resets_.fetch_add(1, std::memory_order_relaxed);
+  if (++generation_ == 0) {
+    // 2^32 generations later: a slot of the first one would look current again.
+    memset(slots_, 0, kSlots * sizeof(Slot));
+    generation_ = 1;
   }
 }
 
-void StampCopy::Drain() {
+// After the drain: a loss counted before a stamp we took is seen, so that stamp's generation ends
+// with every other (conservative: the map answers for them until the ring brings them again).
+void StampCopy::CheckLostLocked() {
+  const uint64_t lost = __atomic_load_n(const_cast<const uint64_t*>(lost_), __ATOMIC_ACQUIRE);
+  if (lost == lost_seen_) return;
+  lost_count_.fetch_add(lost - lost_seen_, std::memory_order_relaxed);
+  lost_seen_ = lost;
+  NewGenerationLocked();
+}
+
+void StampCopy::OverrunLocked(uint64_t now_ns) {
+  tracking_ = false;
+  overrun_ns_ = now_ns;
+  overruns_.fetch_add(1, std::memory_order_relaxed);
+  NewGenerationLocked();
+}
+
+StampCopy::Drained StampCopy::DrainLocked(uint64_t now_ns) {
+  if (now_ns - window_ns_ >= kWindowNs) {
+    window_ns_ = now_ns;
+    window_records_ = 0;
+  }
+  uint64_t budget = window_records_ >= kMaxPerWindow ? 0 : std::min<uint64_t>(kDrainBudget, kMaxPerWindow - window_records_);
+  uint64_t cons = __atomic_load_n(consumer_pos_, __ATOMIC_ACQUIRE);
+  // Everything reserved before now lies below this position.
+  const uint64_t prod = __atomic_load_n(producer_pos_, __ATOMIC_ACQUIRE);
+  Drained result = Drained::kCaughtUp;
+  uint64_t taken = 0;
+  while (cons < prod) {
+    if (taken == budget) {
+      result = Drained::kOverBudget;
+      break;
+    }
+    const uint8_t* at = data_ + (cons & mask_);
+    const uint32_t len = __atomic_load_n(reinterpret_cast<const uint32_t*>(at), __ATOMIC_ACQUIRE);
+    if (len & BPF_RINGBUF_BUSY_BIT) {
+      result = Drained::kBusy;
+      break;
+    }
+    const uint32_t size = len & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+    if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
+      if (size == sizeof(stamp_flow_record)) {
+        stamp_flow_record r;
+        memcpy(&r, at + BPF_RINGBUF_HDR_SZ, sizeof(r));
+        Put(r);
+        copied_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        NewGenerationLocked();  // not a record of ours: as good as a lost stamp
+      }
+    }
+    cons += (static_cast<uint64_t>(size) + BPF_RINGBUF_HDR_SZ + 7) & ~7ull;
+    taken++;
+  }
+  window_records_ += taken;
+  __atomic_store_n(consumer_pos_, cons, __ATOMIC_RELEASE);
+  return result;
+}
+
+void StampCopy::Upkeep() {
   std::lock_guard<std::mutex> lock(mu_);
-  DrainLocked();
+  if (consumer_pos_ == nullptr) return;
+  const uint64_t now = MonotonicNs();
+  if (!tracking_) {
+    if (now - overrun_ns_ < kResumeNs) return;
+    // Start again from the ring's head: what is in it now is skipped (the new generation holds
+    // nothing older). The loss count first: a loss after it is then seen as new, never missed.
+    lost_seen_ = __atomic_load_n(const_cast<const uint64_t*>(lost_), __ATOMIC_ACQUIRE);
+    __atomic_store_n(consumer_pos_, __atomic_load_n(producer_pos_, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
+    NewGenerationLocked();
+    tracking_ = true;
+    window_ns_ = now;
+    window_records_ = 0;
+    return;
+  }
+  const Drained d = DrainLocked(now);
+  CheckLostLocked();
+  if (d == Drained::kOverBudget) OverrunLocked(now);
 }
 
 bool StampCopy::Find(const stamp_flow_key& k, stamp_flow* out) {
   std::lock_guard<std::mutex> lock(mu_);
-  DrainLocked();
-  if (slots_ == nullptr) return false;
+  if (consumer_pos_ == nullptr || !tracking_) return false;
+  const uint64_t now = MonotonicNs();
+  const Drained d = DrainLocked(now);
+  CheckLostLocked();
+  if (d == Drained::kOverBudget) {
+    OverrunLocked(now);
+    return false;
+  }
+  if (d == Drained::kBusy) return false;  // the NEW's stamp may be behind the record being written
   const Slot* b = Bucket(k);
   for (int i = 0; i < 2; i++) {
     if (b[i].flow.pad == generation_ && memcmp(&b[i].key, &k, sizeof(k)) == 0) {
@@ -122,8 +226,12 @@ bool StampCopy::Find(const stamp_flow_key& k, stamp_flow* out) {
 }
 
 StampCopy::Counters StampCopy::counters() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return c_;
+  Counters c;
+  c.copied = copied_.load(std::memory_order_relaxed);
+  c.lost = lost_count_.load(std::memory_order_relaxed);
+  c.resets = resets_.load(std::memory_order_relaxed);
+  c.overruns = overruns_.load(std::memory_order_relaxed);
+  return c;
 }
 
 }  // namespace ctwatch

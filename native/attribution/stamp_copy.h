@@ -5,13 +5,12 @@
 #pragma once
 #include <stdint.h>
 
+#include <atomic>
 #include <mutex>
 
 #include "attribution/bpf/stamp.h"
 #include "attribution/tuple_table.h"
 #include "errors.h"
-
-struct ring_buffer;
 
 namespace ctwatch {
 
@@ -22,24 +21,26 @@ class StampCopy {
   StampCopy(const StampCopy&) = delete;
   StampCopy& operator=(const StampCopy&) = delete;
 
-  // `ring_fd` the stamp ring, `lost` the programs' count of stamps the ring had no room for (in
-  // their mapped .bss).
-  OpenError Open(int ring_fd, const volatile uint64_t* lost);
+  // `ring_fd` the stamp ring of `ring_bytes`, `lost` the programs' count of stamps the ring had no
+  // room for (in their mapped .bss, zero when they were loaded).
+  OpenError Open(int ring_fd, uint32_t ring_bytes, const volatile uint64_t* lost);
   // Unmaps the ring (the copy then knows nothing: Find says ask the map).
   void Close();
-  // The map's entry for `k` as the copy knows it, after taking what the ring holds. False: the copy
-  // does not know this tuple (never stamped since the copy began, pushed out of its bucket, or
-  // every entry was dropped after the ring lost a stamp); ask the kernel's map.
+  // The map's entry for `k` as the copy knows it, after taking what the ring holds. False: ask
+  // the kernel's map (the copy does not know this tuple, or cannot be sure of it now: see
+  // stamp_copy.cc).
   bool Find(const stamp_flow_key& k, stamp_flow* out);
-  // Takes what the ring holds; the reader calls it between reads, so the ring does not fill while
-  // no NEW of its own comes (the stamps are the whole host's).
-  void Drain();
+  // Between reads: takes what the ring holds, so it does not fill while no NEW of this reader's
+  // comes (the stamps are the whole host's), and resumes the copy after an overrun.
+  void Upkeep();
 
   struct Counters {
-    uint64_t copied = 0;  // stamps taken from the ring
-    uint64_t lost = 0;    // stamps the ring had no room for
-    uint64_t resets = 0;  // times the copy dropped every entry after a loss
+    uint64_t copied = 0;    // stamps taken from the ring
+    uint64_t lost = 0;      // stamps the ring had no room for
+    uint64_t resets = 0;    // times the copy dropped every entry (a loss, an overrun)
+    uint64_t overruns = 0;  // times the stamps came faster than the copy may take them
   };
+  // Without the lock: never waits for a reader thread in the middle of a drain.
   Counters counters() const;
 
  private:
@@ -48,20 +49,35 @@ class StampCopy {
     stamp_flow flow;     // flow.pad holds the generation the slot was written in
   };
   static_assert(sizeof(Slot) == 128, "two cache lines a slot");
-  static int Take(void* self, void* data, size_t size);
-  void DrainLocked();
+  enum class Drained { kCaughtUp, kBusy, kOverBudget };
+  Drained DrainLocked(uint64_t now_ns);
+  void CheckLostLocked();
+  void NewGenerationLocked();
+  void OverrunLocked(uint64_t now_ns);
   void Put(const stamp_flow_record& r);
   Slot* Bucket(const stamp_flow_key& k) const;
 
   mutable std::mutex mu_;  // readers of several namespaces share the copy
-  ring_buffer* ring_ = nullptr;
+  // The ring as the kernel maps it (see Open): the consumer page we write, the producer page and
+  // the data (mapped twice in a row, so a record that wraps reads as one).
+  void* consumer_map_ = nullptr;
+  void* producer_map_ = nullptr;
+  size_t producer_map_bytes_ = 0;
+  uint64_t* consumer_pos_ = nullptr;
+  const uint64_t* producer_pos_ = nullptr;
+  const uint8_t* data_ = nullptr;
+  uint64_t mask_ = 0;
   const volatile uint64_t* lost_ = nullptr;
   uint64_t lost_seen_ = 0;
   uint32_t generation_ = 1;  // slots of another generation are empty
+  bool tracking_ = true;     // false after an overrun: the map answers until Upkeep resumes
+  uint64_t overrun_ns_ = 0;
+  uint64_t window_ns_ = 0;       // the start of the current rate window
+  uint64_t window_records_ = 0;  // records taken in it
   MappedTable table_;
   Slot* slots_ = nullptr;
   uint64_t seed_ = 0;
-  Counters c_;
+  std::atomic<uint64_t> copied_{0}, lost_count_{0}, resets_{0}, overruns_{0};
 };
 
 }  // namespace ctwatch
