@@ -33,7 +33,7 @@ Attribution::Attribution(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Attr
       if (d >= 1 && d <= BpfStamps::kMaxRingBytes && d == static_cast<double>(static_cast<uint32_t>(d))) {
         ring_bytes_ = static_cast<uint32_t>(d);
       } else {
-        ring_refused_ = ring.ToString().Utf8Value();
+        ring_refused_ = ring.IsNumber() || ring.IsString() ? ring.ToString().Utf8Value() : std::string("a value of type ") + (ring.IsObject() ? "object" : "other");
       }
     }
   }

@@ -26,8 +26,8 @@ class Attribution : public Napi::ObjectWrap<Attribution> {
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   std::string mode_;
-  uint32_t ring_bytes_ = 0;
-  std::string ring_refused_;  // a stampRingBytes that is not a size, as given  // the stamp ring's size (0: the default), for programs this handle loads
+  uint32_t ring_bytes_ = 0;   // the stamp ring's size (0: the default), for programs this handle loads
+  std::string ring_refused_;  // a stampRingBytes that is not a size, as given
   std::shared_ptr<JoinFactory> factory_;
   std::shared_ptr<BpfStamps> stamps_;  // ebpf mode: what info() describes
 };

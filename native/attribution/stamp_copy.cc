@@ -6,7 +6,9 @@
 // as with the map), so by the time the reader has read a NEW and drained the ring, the ring holds
 // the NEW's stamp or the loss count says one was lost. After a loss the copy drops every entry (a
 // new generation) and the map answers until the ring has refilled them: which tuple the lost stamp
-// was is not known. The copy keeps what the map's LRU may already have evicted; such an entry is
+// was is not known. Records reserved before the loss was seen (below `loss_pos_`, the producer's
+// position read after the count) may be older than the lost stamp, so they are passed over, not
+// copied: a record still being written when the loss was seen is passed over when it is done. The copy keeps what the map's LRU may already have evicted; such an entry is
 // still the tuple's latest stamp and passes the join's age checks as the map's would have.
 //
 // "Drained" means every record reserved before the drain began was taken. A record still being
@@ -14,14 +16,17 @@
 // and records after it may be the NEW's stamp: until it is submitted, the map answers.
 //
 // The stamps are the whole host's, and any local account can make them (a UDP sendto to a new
-// destination each time). So the copy takes at most kDrainBudget records a drain and
-// kMaxPerWindow a window; stamps that come faster are an overrun: the copy is dropped, the map
-// answers, the ring is left to overflow, and after kResumeNs the copy starts again from the
-// ring's head. The reader's time for the copy is bounded however fast stamps come.
+// destination each time). So a drain takes at most kDrainBudget records (a drain that stops there
+// is not caught up: the map answers that NEW), and all drains kMaxPerWindow a window; stamps that
+// come faster than that are an overrun: the copy is dropped, the map answers, the ring is left to
+// overflow, and after kResumeNs the copy starts again, passing over what the ring held (as after a
+// loss). The reader's time for the copy is bounded however fast stamps come.
 //
 // A table of STAMP_FLOWS_MAX slots in buckets of two; a stamp pushes out its bucket's older one,
-// whose tuple the map then answers for. Of two records of one tuple the one read last wins, as
-// the map's last write does (its previous-owner fields were computed from what the map held).
+// whose tuple the map then answers for. Of two records of one tuple the one read last wins (the
+// ring's order is the order of reservation, the map's the order of updates: two CPUs stamping one
+// tuple at once may leave them different, and neither record names the other as the previous
+// owner, in the copy as in the map: the race is the map's own).
 #include "attribution/stamp_copy.h"
 
 #include <linux/bpf.h>
@@ -40,7 +45,8 @@ constexpr size_t kBuckets = kSlots / 2;
 static_assert((kBuckets & (kBuckets - 1)) == 0, "a power of two: the bucket is the hash's low bits");
 constexpr uint64_t kDrainBudget = 4096;           // records a drain: ~0.5 ms at most
 constexpr uint64_t kWindowNs = 100'000'000;       // ...
-constexpr uint64_t kMaxPerWindow = 100'000;       // ... and 1 M records a second
+constexpr uint64_t kMaxPerWindow = 100'000;       // records a window: 1 M a second
+static_assert(sizeof(unsigned long) == sizeof(uint64_t), "the kernel's ring positions are unsigned long");
 constexpr uint64_t kResumeNs = 1'000'000'000;     // after an overrun, the map answers for 1 s
 
 uint64_t MonotonicNs() {
@@ -131,6 +137,7 @@ void StampCopy::CheckLostLocked() {
   if (lost == lost_seen_) return;
   lost_count_.fetch_add(lost - lost_seen_, std::memory_order_relaxed);
   lost_seen_ = lost;
+  loss_pos_ = __atomic_load_n(producer_pos_, __ATOMIC_ACQUIRE);  // after the count: see the top
   NewGenerationLocked();
 }
 
@@ -151,10 +158,11 @@ StampCopy::Drained StampCopy::DrainLocked(uint64_t now_ns) {
   // Everything reserved before now lies below this position.
   const uint64_t prod = __atomic_load_n(producer_pos_, __ATOMIC_ACQUIRE);
   Drained result = Drained::kCaughtUp;
+  const uint64_t from = cons;
   uint64_t taken = 0;
   while (cons < prod) {
     if (taken == budget) {
-      result = Drained::kOverBudget;
+      result = window_records_ + taken >= kMaxPerWindow ? Drained::kOverWindow : Drained::kBudget;
       break;
     }
     const uint8_t* at = data_ + (cons & mask_);
@@ -164,7 +172,15 @@ StampCopy::Drained StampCopy::DrainLocked(uint64_t now_ns) {
       break;
     }
     const uint32_t size = len & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
-    if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
+    if (size > mask_) {  // not a length the kernel writes: start over from the producer's head
+      cons = prod;
+      loss_pos_ = prod;
+      NewGenerationLocked();
+      break;
+    }
+    if (cons < loss_pos_) {
+      // reserved before a loss was seen: passed over (see the top)
+    } else if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
       if (size == sizeof(stamp_flow_record)) {
         stamp_flow_record r;
         memcpy(&r, at + BPF_RINGBUF_HDR_SZ, sizeof(r));
@@ -178,7 +194,8 @@ StampCopy::Drained StampCopy::DrainLocked(uint64_t now_ns) {
     taken++;
   }
   window_records_ += taken;
-  __atomic_store_n(consumer_pos_, cons, __ATOMIC_RELEASE);
+  // Only when it moved: every CPU that reserves reads this line.
+  if (cons != from) __atomic_store_n(consumer_pos_, cons, __ATOMIC_RELEASE);
   return result;
 }
 
@@ -188,19 +205,23 @@ void StampCopy::Upkeep() {
   const uint64_t now = MonotonicNs();
   if (!tracking_) {
     if (now - overrun_ns_ < kResumeNs) return;
-    // Start again from the ring's head: what is in it now is skipped (the new generation holds
-    // nothing older). The loss count first: a loss after it is then seen as new, never missed.
+    // Start again: what the ring holds now is passed over, as after a loss (the consumer is not
+    // moved past a record still being written). The count first, then the position: a loss after
+    // the count is seen as new, never missed.
     lost_seen_ = __atomic_load_n(const_cast<const uint64_t*>(lost_), __ATOMIC_ACQUIRE);
-    __atomic_store_n(consumer_pos_, __atomic_load_n(producer_pos_, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
+    loss_pos_ = __atomic_load_n(producer_pos_, __ATOMIC_ACQUIRE);
     NewGenerationLocked();
     tracking_ = true;
     window_ns_ = now;
     window_records_ = 0;
-    return;
   }
-  const Drained d = DrainLocked(now);
-  CheckLostLocked();
-  if (d == Drained::kOverBudget) OverrunLocked(now);
+  // Drains until caught up, within the window's bound.
+  for (;;) {
+    const Drained d = DrainLocked(now);
+    CheckLostLocked();
+    if (d == Drained::kOverWindow) OverrunLocked(now);
+    if (d != Drained::kBudget) return;
+  }
 }
 
 bool StampCopy::Find(const stamp_flow_key& k, stamp_flow* out) {
@@ -209,11 +230,9 @@ bool StampCopy::Find(const stamp_flow_key& k, stamp_flow* out) {
   const uint64_t now = MonotonicNs();
   const Drained d = DrainLocked(now);
   CheckLostLocked();
-  if (d == Drained::kOverBudget) {
-    OverrunLocked(now);
-    return false;
-  }
-  if (d == Drained::kBusy) return false;  // the NEW's stamp may be behind the record being written
+  if (d == Drained::kOverWindow) OverrunLocked(now);
+  // Not caught up (a record being written, or this drain's budget): the NEW's stamp may be behind.
+  if (d != Drained::kCaughtUp) return false;
   const Slot* b = Bucket(k);
   for (int i = 0; i < 2; i++) {
     if (b[i].flow.pad == generation_ && memcmp(&b[i].key, &k, sizeof(k)) == 0) {

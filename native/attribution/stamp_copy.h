@@ -49,7 +49,9 @@ class StampCopy {
     stamp_flow flow;     // flow.pad holds the generation the slot was written in
   };
   static_assert(sizeof(Slot) == 128, "two cache lines a slot");
-  enum class Drained { kCaughtUp, kBusy, kOverBudget };
+  // kBusy: stopped at a record still being written; kBudget: at the drain's bound; kOverWindow:
+  // at the window's bound (an overrun).
+  enum class Drained { kCaughtUp, kBusy, kBudget, kOverWindow };
   Drained DrainLocked(uint64_t now_ns);
   void CheckLostLocked();
   void NewGenerationLocked();
@@ -69,6 +71,7 @@ class StampCopy {
   uint64_t mask_ = 0;
   const volatile uint64_t* lost_ = nullptr;
   uint64_t lost_seen_ = 0;
+  uint64_t loss_pos_ = 0;    // records below this ring position are passed over (see the .cc)
   uint32_t generation_ = 1;  // slots of another generation are empty
   bool tracking_ = true;     // false after an overrun: the map answers until Upkeep resumes
   uint64_t overrun_ns_ = 0;

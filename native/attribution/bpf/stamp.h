@@ -91,7 +91,7 @@ enum stamp_counter {
 // The stamp ring: 136 bytes a stamp with its header, so ~30 000 stamps. The reader drains it on
 // each NEW it joins and at least every STAMP_RING_DRAIN_MS, so it overflows only above ~300 000
 // stamps a second host-wide, and then the kernel's map answers (a syscall a NEW, as before the
-// copy). Its pages count twice in the reader's RSS (libbpf maps the data twice, for wrap-around).
+// copy). Its pages count twice in the reader's RSS (the data is mapped twice, for wrap-around).
 #define STAMP_RING_BYTES (4u << 20)
 #define STAMP_RING_DRAIN_MS 100
 // A process that keeps sending to one destination re-stamps it at most this often.
