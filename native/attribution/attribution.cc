@@ -52,12 +52,7 @@ Napi::Value Attribution::Open(const Napi::CallbackInfo& info) {
   if (factory_) return env.Undefined();
   if (mode_ == "ebpf") {
     OpenError e;
-    if (!ring_refused_.empty()) {
-      e.code = "ERR_BPF_REFUSED";
-      e.err = EINVAL;
-      e.message = "stampRingBytes must be a power of two from a page to 64 MiB, not " + ring_refused_;
-      throw MakeError(env, e);
-    }
+    if (!ring_refused_.empty()) throw MakeError(env, BpfStamps::RingSizeRefused(ring_refused_));
     std::shared_ptr<BpfStamps> stamps = BpfStamps::Acquire(&e, ring_bytes_);
     if (!stamps) throw MakeError(env, e);
     stamps_ = stamps;

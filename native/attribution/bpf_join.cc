@@ -27,6 +27,7 @@
 
 #include "attribution/bpf/stamp.h"
 #include "attribution/seed.h"
+#include "conntrack/clock.h"
 #include "netns.h"
 
 #ifndef SO_NETNS_COOKIE
@@ -45,12 +46,6 @@ constexpr uint64_t kWaitNs = 5'000'000;
 constexpr size_t kJoinedSlots = STAMP_FLOWS_MAX;
 constexpr size_t kJoinedBuckets = kJoinedSlots / 2;
 static_assert((kJoinedBuckets & (kJoinedBuckets - 1)) == 0, "a power of two: the bucket is the hash's low bits");
-
-uint64_t MonotonicNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 bool Zero(const uint8_t* a, size_t n) {
   for (size_t i = 0; i < n; i++) {
@@ -94,7 +89,7 @@ uint64_t BpfJoin::WaitNs() const { return kWaitNs; }
 
 void BpfJoin::Upkeep() { stamps_->copy().Upkeep(); }
 
-BpfJoin::Verdict BpfJoin::Origin(const Record& r, const ReadWindow& w, bool local, stamp_flow* out) {
+BpfJoin::Verdict BpfJoin::Origin(const Record& r, const ReadWindow& w, bool local, uint64_t now, stamp_flow* out) {
   stamp_flow_key k{};
   k.family = r.family;
   k.proto = r.proto;
@@ -117,7 +112,7 @@ BpfJoin::Verdict BpfJoin::Origin(const Record& r, const ReadWindow& w, bool loca
       memset(k.src, 0, sizeof(k.src));
       bucket = Bucket(k);
     }
-    if (stamps_->copy().Find(k, out)) {
+    if (stamps_->copy().Find(k, now, out)) {
       c_.from_copy++;
     } else {
       c_.lookups++;
@@ -228,7 +223,7 @@ bool BpfJoin::Attach(Record* r, const ReadWindow& w, bool last) {
   if (orig_local || !reply_local) {
     // Started here, or passing through (a container's flow after its NAT): the originator's.
     stamp_flow flow;
-    switch (Origin(*r, w, orig_local, &flow)) {
+    switch (Origin(*r, w, orig_local, t0, &flow)) {
       case Verdict::kOwner:
         Fill(r, flow.owner, kSideOrigin, w);
         return true;

@@ -26,7 +26,7 @@ class BpfJoin : public Join {
 
  private:
   enum class Verdict { kMissing, kOwner, kAmbiguous };
-  Verdict Origin(const Record& r, const ReadWindow& w, bool local, stamp_flow* out);
+  Verdict Origin(const Record& r, const ReadWindow& w, bool local, uint64_t now, stamp_flow* out);
   struct Joined;
   bool Consumed(const Joined* bucket, const stamp_flow_key& k, const stamp_flow& f, uint8_t proto) const;
   bool Listener(const Record& r, stamp_listener* out);

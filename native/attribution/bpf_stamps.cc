@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "attribution/bpf/stamp.h"
+#include "conntrack/clock.h"
 #include "netns.h"
 #include "owner.skel.h"
 
@@ -37,12 +38,6 @@ int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args)
   int n = vsnprintf(line, sizeof(line), format, args);
   if (n > 0 && t_log->size() < 64 * 1024) t_log->append(line);
   return 0;
-}
-
-uint64_t MonotonicNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 
@@ -103,11 +98,15 @@ std::shared_ptr<BpfStamps> BpfStamps::Acquire(OpenError* error, uint32_t ring_by
   return stamps;
 }
 
+OpenError BpfStamps::RingSizeRefused(const std::string& given) {
+  return Refused("ERR_BPF_REFUSED", EINVAL, "stampRingBytes (the stamp ring's size) must be a power of two from a page to 64 MiB, not " + given);
+}
+
 OpenError BpfStamps::Load(uint32_t ring_bytes) {
   if (ring_bytes == 0) ring_bytes = STAMP_RING_BYTES;
   const long page = sysconf(_SC_PAGESIZE);
   if ((ring_bytes & (ring_bytes - 1)) != 0 || page <= 0 || ring_bytes < static_cast<uint32_t>(page) || ring_bytes > kMaxRingBytes) {
-    return Refused("ERR_BPF_REFUSED", EINVAL, "the stamp ring's size must be a power of two from a page to 64 MiB, not " + std::to_string(ring_bytes));
+    return RingSizeRefused(std::to_string(ring_bytes));
   }
   CapabilityCheck caps = CheckBpfCapabilities();
   if (!caps.missing.empty()) {

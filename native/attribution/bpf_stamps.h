@@ -25,6 +25,8 @@ class BpfStamps {
   // for the programs this call loads: a caller that finds them loaded gets them as they are.
   static std::shared_ptr<BpfStamps> Acquire(OpenError* error, uint32_t ring_bytes = 0);
   static constexpr uint32_t kMaxRingBytes = 64u << 20;  // its pages count twice in RSS
+  // The refusal of a ring size that is not one (`given` as the caller wrote it).
+  static OpenError RingSizeRefused(const std::string& given);
   ~BpfStamps();
   BpfStamps(const BpfStamps&) = delete;
   BpfStamps& operator=(const BpfStamps&) = delete;

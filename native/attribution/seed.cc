@@ -26,6 +26,7 @@
 
 #include "attribution/bpf/stamp.h"
 #include "attribution/procfs.h"
+#include "conntrack/clock.h"
 #include "kernel_socket.h"
 
 namespace ctwatch {
@@ -90,12 +91,6 @@ void DumpSockets(int fd, uint8_t family, uint8_t proto, uint64_t netns, std::uno
       (*out)[d->idiag_inode] = f;
     }
   }
-}
-
-uint64_t MonotonicNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 }  // namespace

@@ -36,6 +36,8 @@
 
 #include <algorithm>
 
+#include "conntrack/clock.h"
+
 namespace ctwatch {
 
 namespace {
@@ -48,12 +50,6 @@ constexpr uint64_t kWindowNs = 100'000'000;       // ...
 constexpr uint64_t kMaxPerWindow = 100'000;       // records a window: 1 M a second
 static_assert(sizeof(unsigned long) == sizeof(uint64_t), "the kernel's ring positions are unsigned long");
 constexpr uint64_t kResumeNs = 1'000'000'000;     // after an overrun, the map answers for 1 s
-
-uint64_t MonotonicNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 }  // namespace
 
@@ -85,10 +81,8 @@ OpenError StampCopy::Open(int ring_fd, uint32_t ring_bytes, const volatile uint6
   mask_ = ring_bytes - 1;
   lost_ = lost;
   lost_seen_ = 0;  // the programs started at 0: a loss before this Open is seen at the first drain
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  seed_ = (static_cast<uint64_t>(ts.tv_nsec) ^ reinterpret_cast<uintptr_t>(slots_) ^ (static_cast<uint64_t>(ts.tv_sec) << 32)) | 1;
   window_ns_ = MonotonicNs();
+  seed_ = (window_ns_ ^ reinterpret_cast<uintptr_t>(slots_)) | 1;
   return {};
 }
 
@@ -149,7 +143,7 @@ void StampCopy::OverrunLocked(uint64_t now_ns) {
 }
 
 StampCopy::Drained StampCopy::DrainLocked(uint64_t now_ns) {
-  if (now_ns - window_ns_ >= kWindowNs) {
+  if (now_ns >= window_ns_ + kWindowNs) {  // (a reader's `now` may be older than the window)
     window_ns_ = now_ns;
     window_records_ = 0;
   }
@@ -224,10 +218,9 @@ void StampCopy::Upkeep() {
   }
 }
 
-bool StampCopy::Find(const stamp_flow_key& k, stamp_flow* out) {
+bool StampCopy::Find(const stamp_flow_key& k, uint64_t now, stamp_flow* out) {
   std::lock_guard<std::mutex> lock(mu_);
   if (consumer_pos_ == nullptr || !tracking_) return false;
-  const uint64_t now = MonotonicNs();
   const Drained d = DrainLocked(now);
   CheckLostLocked();
   if (d == Drained::kOverWindow) OverrunLocked(now);

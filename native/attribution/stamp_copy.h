@@ -28,8 +28,8 @@ class StampCopy {
   void Close();
   // The map's entry for `k` as the copy knows it, after taking what the ring holds. False: ask
   // the kernel's map (the copy does not know this tuple, or cannot be sure of it now: see
-  // stamp_copy.cc).
-  bool Find(const stamp_flow_key& k, stamp_flow* out);
+  // stamp_copy.cc). `now`: CLOCK_MONOTONIC ns, the caller's (the join reads it per record).
+  bool Find(const stamp_flow_key& k, uint64_t now, stamp_flow* out);
   // Between reads: takes what the ring holds, so it does not fill while no NEW of this reader's
   // comes (the stamps are the whole host's), and resumes the copy after an overrun.
   void Upkeep();
