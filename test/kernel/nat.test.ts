@@ -227,7 +227,9 @@ time.sleep(600)`]);
     const engine = new ChurnEngine({ snatPortRange: readSnatPortRange(a.name) });
     // 4 KiB and one batch in flight: a flush of hundreds of entries overflows the socket
     const source = new LiveSource({ netns: a.name, rcvbuf: 4096, maxBatches: 1, batchSize: 16, snapshot: true });
-    const recovery = new OverflowRecovery(source, engine, { backoffMs: 300, minIntervalMs: 1000 });
+    // The buffer stays at 4 KiB (the kernel reports 8 KiB): an overflow while the 300 connections
+    // are made would otherwise grow it, and 512 KiB holds the whole flush (no overflow, no resync).
+    const recovery = new OverflowRecovery(source, engine, { backoffMs: 300, minIntervalMs: 1000, maxRcvbuf: 8192 });
     const resyncs: ResyncRecord[] = [];
     const resynced: FlowEnd[] = [];
     let dumped = false;
