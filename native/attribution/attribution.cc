@@ -84,9 +84,7 @@ Napi::Value Attribution::Info(const Napi::CallbackInfo& info) {
     Napi::Array a = Napi::Array::New(env, ids.size());
     for (size_t i = 0; i < ids.size(); i++) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, ids[i]));
     o.Set("programIds", a);
-    Napi::Object stamps = Napi::Object::New(env);
-    for (const auto& kv : s->Counters()) stamps.Set(kv.first, Napi::Number::New(env, static_cast<double>(kv.second)));
-    o.Set("stamps", stamps);
+    o.Set("stamps", NamedCountersObject(env, s->Counters()));
   }
   return o;
 }
@@ -97,6 +95,12 @@ Napi::Value Attribution::Close(const Napi::CallbackInfo& info) {
   factory_.reset();
   stamps_.reset();
   return info.Env().Undefined();
+}
+
+Napi::Object NamedCountersObject(Napi::Env env, const std::vector<std::pair<const char*, uint64_t>>& counters) {
+  Napi::Object o = Napi::Object::New(env);
+  for (const auto& kv : counters) o.Set(kv.first, Napi::Number::New(env, static_cast<double>(kv.second)));
+  return o;
 }
 
 Napi::Object JoinCountersObject(Napi::Env env, const char* mode, const JoinCounters& c) {

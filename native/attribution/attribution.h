@@ -34,5 +34,7 @@ class Attribution : public Napi::ObjectWrap<Attribution> {
 
 // Writes a join's counters as a JavaScript object (for Reader.counters()).
 Napi::Object JoinCountersObject(Napi::Env env, const char* mode, const JoinCounters& c);
+// Named counters (BpfStamps::Counters, JoinFactory::SharedCounters) as a JavaScript object.
+Napi::Object NamedCountersObject(Napi::Env env, const std::vector<std::pair<const char*, uint64_t>>& counters);
 
 }  // namespace ctwatch

@@ -57,6 +57,7 @@ class BpfJoinFactory : public JoinFactory {
   explicit BpfJoinFactory(std::shared_ptr<BpfStamps> stamps) : stamps_(std::move(stamps)) {}
   std::unique_ptr<Join> NewJoin() override { return std::unique_ptr<Join>(new BpfJoin(stamps_)); }
   const char* mode() const override { return "ebpf"; }
+  std::vector<std::pair<const char*, uint64_t>> SharedCounters() const override { return stamps_->Counters(); }
   const std::shared_ptr<BpfStamps>& stamps() const { return stamps_; }
 
  private:

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "conntrack/record.h"
 #include "errors.h"
@@ -61,6 +63,9 @@ class JoinFactory {
   virtual ~JoinFactory() = default;
   virtual std::unique_ptr<Join> NewJoin() = 0;
   virtual const char* mode() const = 0;
+  // What the mode's shared state counts for all its readers together (ebpf: the programs' stamps
+  // by hook, the stamp ring and the copies), read from any thread; empty when it counts nothing.
+  virtual std::vector<std::pair<const char*, uint64_t>> SharedCounters() const { return {}; }
 };
 
 }  // namespace ctwatch

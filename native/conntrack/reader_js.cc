@@ -182,8 +182,15 @@ Napi::Value Reader::Counters(const Napi::CallbackInfo& info) {
   o.Set("dumps", Napi::Number::New(env, static_cast<double>(dumps_.load())));
   o.Set("rcvbuf", Napi::Number::New(env, rcvbuf_.load()));
   if (join_factory_) {
-    std::lock_guard<std::mutex> lock(join_mu_);
-    o.Set("attribution", JoinCountersObject(env, join_factory_->mode(), join_counters_));
+    Napi::Object a;
+    {
+      std::lock_guard<std::mutex> lock(join_mu_);
+      a = JoinCountersObject(env, join_factory_->mode(), join_counters_);
+    }
+    // outside the lock: reading them may take syscalls (the programs' per-CPU counters)
+    const auto shared = join_factory_->SharedCounters();
+    if (!shared.empty()) a.Set("stamps", NamedCountersObject(env, shared));
+    o.Set("attribution", a);
   }
   return o;
 }

@@ -192,7 +192,7 @@ export async function watch(argv: string[]): Promise<number> {
     } : undefined,
     resync: (r) => write([r]),
     snapshot: (snap, active) => {
-      metrics?.update({ snapshot: snap, source: source.counters, activeAlerts: active, firedTotal: fired, deliveries: watcher.deliveryStats(), sinks: sinks?.counters(), attribution: watcher.attribution?.stats });
+      metrics?.update({ snapshot: snap, source: source.counters, activeAlerts: active, firedTotal: fired, deliveries: watcher.deliveryStats(), sinks: sinks?.counters(), attribution: watcher.attribution?.stats, join: source.attribution });
       // every snapshot to the sinks (those that take `churn`: a nats sink feeding `ctwatch fleet`);
       // to --output only every --churn TIME
       sinks?.write(snap as unknown as SinkRecord);

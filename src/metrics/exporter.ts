@@ -22,6 +22,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { Alert } from '../alerts/types.js';
 import type { ChurnSnapshot, KeyChurn, Rates } from '../churn/snapshot.js';
 import type { SourceCounters } from '../source/types.js';
+import type { NativeJoinCounters } from '../source/native.js';
 import { TCP_STATES } from '../source/names.js';
 import { serveMetrics, type MetricsServer } from './server.js';
 
@@ -38,6 +39,8 @@ export interface MetricsInput {
   sinks?: Record<string, object>;
   /** OwnerAttribution.stats (process attribution): flows taken, attributed, misses by reason */
   attribution?: { flows: number; attributed: number; reasons: Record<string, number>; incomplete?: number; cri?: { lookups: number; pods: number; failures: Record<string, number> } };
+  /** LiveSource.attribution: the reader thread's join, and in eBPF mode the programs' stamps */
+  join?: NativeJoinCounters;
   /** the namespace the collector watches; becomes a `netns` label on every series */
   netns?: string;
 }
@@ -48,6 +51,9 @@ export interface MetricsExporterOptions {
 }
 
 export const PREFIX = 'ctwatch_';
+
+/** The eBPF programs' hooks, as BpfStamps::Counters names their stamps (native/attribution/bpf_stamps.cc). */
+const STAMP_HOOKS = ['connect', 'sendto', 'send', 'listen', 'bind', 'unlisten'] as const;
 
 type TopLabel = 'destination' | 'source' | 'process' | 'group' | 'zone';
 interface TopList {
@@ -241,6 +247,33 @@ export class MetricsExporter {
     ['reason'],
   );
   private readonly criPods = this.g('attribution_cri_pods', 'Pods whose name and namespace the CRI socket gave, cached.');
+  // the reader thread's join and, in eBPF mode, the stamps it joins with
+  private readonly joinLookups = this.c(
+    'attribution_kernel_lookups_total',
+    'Owner lookups the reader thread made in the kernel, a syscall each (ebpf: the stamp map, for a tuple its copy of the map did not hold; sockdiag: sock_diag queries).',
+  );
+  private readonly joinFromCopy = this.c('attribution_copy_answers_total', 'Owners the reader thread found in its copy of the eBPF stamp map, without a syscall (ebpf mode).');
+  private readonly joinBusy = this.c('attribution_join_busy_seconds_total', 'Reader-thread time spent joining new flows with their owners.');
+  private readonly stampsByHook = this.c(
+    'attribution_stamps_total',
+    'Socket uses the eBPF programs saw on the whole host since they loaded, by hook (connect, sendto, send, listen, bind, unlisten); sendto and send count datagrams, also those not written again (attribution_stamps_unchanged_total).',
+    ['hook'],
+  );
+  private readonly stampsUnchanged = this.c(
+    'attribution_stamps_unchanged_total',
+    'Datagrams (hook sendto or send) from the process that stamped their tuple less than a second before: the stamp is not written again.',
+    ['hook'],
+  );
+  private readonly ringCopied = this.c('attribution_stamp_ring_copied_total', 'Stamps the reader threads took from the stamp ring into their copy of the map.');
+  private readonly ringLost = this.c(
+    'attribution_stamp_ring_lost_total',
+    'Stamps the stamp ring had no room for. Nothing is misattributed: the copy of the map is dropped and the kernel\'s map answers (a syscall a new flow) until the copy is whole again.',
+  );
+  private readonly copyResets = this.c('attribution_stamp_copy_resets_total', 'Times the copy of the stamp map was dropped: after a loss of the ring, at an overrun, and when it resumes after one.');
+  private readonly copyOverruns = this.c(
+    'attribution_stamp_copy_overruns_total',
+    'Times stamps came faster than the reader threads copy them (100 000 per 100 ms): the copy was switched off for a second and the kernel\'s map answered.',
+  );
 
   // source
   private readonly events = this.c('source_events_total', 'Conntrack events received from the kernel.');
@@ -311,6 +344,7 @@ export class MetricsExporter {
     if (input.deliveries) this.applyDeliveries(input.deliveries);
     if (input.sinks) this.applySinks(input.sinks);
     if (input.attribution) this.applyAttribution(input.attribution);
+    if (input.join) this.applyJoin(input.join);
   }
 
   /** Serves GET /metrics and GET /healthz on `address` ("127.0.0.1:9477", ":9477", "[::1]:9477"). */
@@ -441,6 +475,21 @@ export class MetricsExporter {
       for (const [reason, n] of Object.entries(a.cri.failures)) setTotal(this.criFailures, n, { reason });
       setGauge(this.criPods, a.cri.pods);
     }
+  }
+
+  private applyJoin(j: NativeJoinCounters): void {
+    setTotal(this.joinLookups, j.lookups);
+    if (j.mode === 'ebpf') setTotal(this.joinFromCopy, j.fromCopy);
+    setTotal(this.joinBusy, j.busyUs / 1e6);
+    const s = j.stamps;
+    if (!s) return;
+    for (const hook of STAMP_HOOKS) setTotal(this.stampsByHook, s[hook], { hook });
+    setTotal(this.stampsUnchanged, s.sendtoSkipped, { hook: 'sendto' });
+    setTotal(this.stampsUnchanged, s.sendSkipped, { hook: 'send' });
+    setTotal(this.ringCopied, s.ringCopied);
+    setTotal(this.ringLost, s.ringLost);
+    setTotal(this.copyResets, s.copyResets);
+    setTotal(this.copyOverruns, s.copyOverruns);
   }
 
   private applySinks(counters: Record<string, object>): void {

@@ -61,6 +61,8 @@ export interface NativeJoinCounters {
   busyUs: number;
   seeded: number;
   seedDenied: number;
+  /** ebpf: what the programs and the stamp ring count for all readers (NativeAttributionInfo.stamps) */
+  stamps?: Record<string, number>;
 }
 
 export interface KernelStats {

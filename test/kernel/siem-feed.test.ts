@@ -63,7 +63,7 @@ describe('watch → SIEM sinks and metrics (own namespace)', () => {
     batch: { max_records: 50, max_wait: 200ms }
 `);
     const metricsPort = 20000 + (process.pid % 20000);
-    const watch = startCli(['watch', '--netns', ns.name, '--sinks', sinks, '--metrics', `127.0.0.1:${metricsPort}`, '--status', '0']);
+    const watch = startCli(['watch', '--netns', ns.name, '--sinks', sinks, '--metrics', `127.0.0.1:${metricsPort}`, '--status', '0', '--attribution', 'ebpf']);
     try {
       await waitFor(() => watch.stderr.includes(WATCHING), 'watch to start');
       const [r] = await ns.generate({
@@ -96,6 +96,15 @@ describe('watch → SIEM sinks and metrics (own namespace)', () => {
         return /^ctwatch_top_process_flows_new_per_second\{[^}]*process="node\[\d+\]"/m.test(latest);
       }, 'the generator among the top processes in /metrics', 5000, 200);
       expect(Number(/^ctwatch_attribution_attributed_total\{[^}]*\} (\d+)/m.exec(latest)?.[1])).toBeGreaterThan(0);
+      // The reader's join: its copy of the stamp map answered, no stamp was lost, the programs
+      // saw the generator's connects (host-wide, so at least its 120).
+      const total = (name: string, labels = '') => Number(new RegExp(`^ctwatch_attribution_${name}\\{[^}]*${labels}[^}]*\\} (\\d+(?:\\.\\d+)?)`, 'm').exec(latest)?.[1]);
+      expect(total('copy_answers_total')).toBeGreaterThanOrEqual(100);
+      expect(total('kernel_lookups_total')).toBeGreaterThanOrEqual(0);
+      expect(total('stamps_total', 'hook="connect"')).toBeGreaterThanOrEqual(120);
+      expect(total('stamp_ring_copied_total')).toBeGreaterThanOrEqual(120);
+      expect(total('stamp_ring_lost_total')).toBe(0);
+      expect(total('stamp_copy_overruns_total')).toBe(0);
     } finally {
       watch.kill('SIGTERM');
     }
