@@ -155,6 +155,50 @@ export class LineBuffer {
     this.bytes(b);
   }
 
+  /**
+   * A number of seconds that is a whole number of µs (a duration between two µs times), as
+   * JSON.stringify writes it, digit by digit: String() of a fraction searches for its shortest
+   * digits (~130 ns). Below 2^32 s the six decimals, trailing zeros dropped, are those shortest
+   * digits: any shorter decimal is ≥ 1 µs away, more than half a unit in the last place of such a
+   * double, so it would read back as another number. Anything else goes to number().
+   */
+  micro(n: number): void {
+    const m = Math.round(n * 1e6);
+    if (!(m >= 1 && m < 4_294_967_296e6 && m / 1e6 === n)) {
+      this.number(n);
+      return;
+    }
+    const whole = Math.floor(m / 1e6);
+    let frac = m - whole * 1e6;
+    this.integer(whole);
+    if (frac === 0) return;
+    let digits = 6;
+    while (frac % 10 === 0) {
+      frac /= 10;
+      digits--;
+    }
+    this.room(digits + 1);
+    const a = this.arena;
+    a[this.pos] = 0x2e;
+    let p = this.pos + digits;
+    this.pos = p + 1;
+    for (let i = 0; i < digits; i++) {
+      const q = Math.floor(frac / 10);
+      a[p--] = 0x30 + (frac - q * 10);
+      frac = q;
+    }
+  }
+
+  /** Where what is written next begins, for since() (still right when the arena is replaced). */
+  mark(): number {
+    return this.pos - this.start;
+  }
+
+  /** A copy of what was written since mark(), to be written again with bytes(). */
+  since(mark: number): Uint8Array {
+    return new Uint8Array(this.arena.subarray(this.start + mark, this.pos));
+  }
+
   /** RFC 3339 of µs since epoch, as time.ts formatMicros, without quotes. */
   micros(us: number): void {
     const whole = Math.floor(us);

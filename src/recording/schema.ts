@@ -151,8 +151,45 @@ export function writeFlow(w: LineBuffer, f: FlowEnd): void {
   w.ascii(',"begin":"');
   w.micros(f.begin);
   w.ascii('","duration":');
-  w.number(f.duration);
+  w.micro(f.duration);
   if (f.open !== undefined) { w.ascii(',"open":'); w.number(f.open); }
+  stateBytes(w, f);
+  if (f.orig !== undefined) countersBytes(w, ',"orig":', f.orig);
+  if (f.reply !== undefined) countersBytes(w, ',"reply":', f.reply);
+  tailBytes(w, f);
+  if (f.nat !== undefined) natBytes(w, f.nat);
+  w.ascii('}\n');
+}
+
+// Most of a flow line after its times repeats from flow to flow: the end state (a few dozen
+// combinations) and, from `reason` on, what the flows of one process share (~200 bytes with the
+// process object). Those parts are written once and then copied whole, which costs a lookup
+// instead of a dozen writes. The bytes are exactly what the writes make (stateWrite, tailWrite).
+
+/** `clock` to `replied`, by state, then by clock, preexisting, assured and replied as bits */
+const stateParts = new Map<string | undefined, (Uint8Array | undefined)[]>();
+
+function stateBytes(w: LineBuffer, f: FlowEnd): void {
+  const bits = (f.clock === 'kernel' ? 8 : f.clock === 'collector' ? 0 : 16) | (f.preexisting ? 4 : 0) | (f.assured ? 2 : 0) | (f.replied ? 1 : 0);
+  if (bits >= 16) return stateWrite(w, f);  // not a clock this schema knows: written, not kept
+  let byBits = stateParts.get(f.state);
+  if (byBits === undefined) {
+    // one entry per name the decoder gives (TCP_STATES), plus a recording's own if any: bounded
+    if (stateParts.size >= 64) stateParts.clear();
+    byBits = [];
+    stateParts.set(f.state, byBits);
+  }
+  const b = byBits[bits];
+  if (b === undefined) {
+    const m = w.mark();
+    stateWrite(w, f);
+    byBits[bits] = w.since(m);
+    return;
+  }
+  w.bytes(b);
+}
+
+function stateWrite(w: LineBuffer, f: FlowEnd): void {
   w.ascii(',"clock":');
   w.string(f.clock);
   w.ascii(',"preexisting":');
@@ -162,8 +199,49 @@ export function writeFlow(w: LineBuffer, f: FlowEnd): void {
   w.boolean(f.assured);
   w.ascii(',"replied":');
   w.boolean(f.replied);
-  if (f.orig !== undefined) countersBytes(w, ',"orig":', f.orig);
-  if (f.reply !== undefined) countersBytes(w, ',"reply":', f.reply);
+}
+
+/** `reason` to `unattributed` as a flow of that process wrote them last */
+interface Tail {
+  reason: FlowEnd['reason'];
+  mark: number | undefined;
+  zone: number | undefined;
+  netns: string | undefined;
+  process: FlowEnd['process'];
+  unattributed: FlowEnd['unattributed'];
+  bytes: Uint8Array;
+  /** flows that found it the same */
+  hits: number;
+  /** flows that did not, while it had no hit */
+  misses: number;
+}
+/** by process object (attribution shares one per process, and never changes it) */
+const tails = new WeakMap<object, Tail>();
+/** flows without a process object (attribution off, or no owner), by why there is none */
+const ownerlessTails = new Map<string | undefined, Tail>();
+
+function tailBytes(w: LineBuffer, f: FlowEnd): void {
+  const p = f.process;
+  const t = p ? tails.get(p) : ownerlessTails.get(f.unattributed);
+  if (t !== undefined && t.process === p && t.reason === f.reason && t.mark === f.mark && t.zone === f.zone && t.netns === f.netns && t.unattributed === f.unattributed) {
+    t.hits++;
+    w.bytes(t.bytes);
+    return;
+  }
+  // Flows of one process whose fields differ each time (a mark per flow) would make a copy per
+  // flow: an entry no flow has reused yet is replaced once in 4 misses only.
+  if (t !== undefined && t.hits === 0 && (++t.misses & 3) !== 0) {
+    tailWrite(w, f);
+    return;
+  }
+  const m = w.mark();
+  tailWrite(w, f);
+  const next: Tail = { reason: f.reason, mark: f.mark, zone: f.zone, netns: f.netns, process: p, unattributed: f.unattributed, bytes: w.since(m), hits: 0, misses: 0 };
+  if (p) tails.set(p, next);
+  else if (ownerlessTails.size < 64 || ownerlessTails.has(f.unattributed)) ownerlessTails.set(f.unattributed, next);
+}
+
+function tailWrite(w: LineBuffer, f: FlowEnd): void {
   w.ascii(',"reason":');
   w.string(f.reason);
   if (f.mark !== undefined) { w.ascii(',"mark":'); w.number(f.mark); }
@@ -176,8 +254,6 @@ export function writeFlow(w: LineBuffer, f: FlowEnd): void {
     else w.object(f.process);
   }
   if (f.unattributed !== undefined) { w.ascii(',"unattributed":'); w.string(f.unattributed); }
-  if (f.nat !== undefined) natBytes(w, f.nat);
-  w.ascii('}\n');
 }
 
 /** `"nat":{...}` in src, sport, dst, dport order, only the translated side's fields. */

@@ -53,6 +53,27 @@ describe('flow lines', () => {
     }
   });
 
+  it('copy the parts flows share only when they are the same (one process, marks, reasons, states)', () => {
+    // one process object for all, as attribution shares it; the fields after the times vary
+    const proc = { pid: 7, comm: 'redis-pool', uid: 1000, user: 'app', exe: '/usr/bin/x', cgroup: '/a', unit: 'a.service' };
+    const states = [undefined, 'TIME_WAIT', 'CLOSE', 'ESTABLISHED'] as const;
+    const reasons = ['destroy', 'resync', 'shutdown'] as const;
+    const why = [undefined, 'not-local', 'no-stamp', 'ambiguous'] as const;
+    let seed = 7;
+    const pick = <T>(xs: readonly T[]): T => xs[(seed = (seed * 1103515245 + 12345) % 2 ** 31) % xs.length];
+    for (let i = 0; i < 600; i++) {
+      const owned = pick([true, true, false]);
+      const f: FlowEnd = {
+        ...base, id: i, state: pick(states), reason: pick(reasons), assured: pick([true, false]), replied: pick([true, false]),
+        preexisting: pick([true, false]), clock: pick(['kernel', 'collector'] as const), mark: pick([undefined, 0, 1, i]),
+        zone: pick([undefined, 3]), netns: pick([undefined, 'lab']),
+        ...(owned ? { process: proc } : { process: pick([null, undefined]), unattributed: pick(why) }),
+      };
+      for (const k of Object.keys(f)) if ((f as never)[k] === undefined) delete (f as never as Record<string, unknown>)[k];
+      expect(JSON.parse(toLine(f)), `flow ${i}`).toEqual(expected(f));
+    }
+  });
+
   it('write every field a flow end can have', () => {
     const keys = Object.keys(JSON.parse(toLine(flows.everything)));
     for (const k of Object.keys(FLOW_FIELDS)) if (k !== 'icmp' && k !== 'event' && k !== 'unattributed') expect(keys, k).toContain(k);
@@ -68,6 +89,23 @@ describe('LineBuffer', () => {
     for (const v of values) {
       w.number(v);
       expect(w.takeString()).toBe(JSON.stringify(v));
+    }
+  });
+
+  it('writes a whole number of µs as seconds exactly as JSON.stringify does, and anything else too', () => {
+    const w = new LineBuffer();
+    const values = [0, -0, 1e-6, 2e-6, 0.000013, 0.1, 0.5, 1, 1.5, 59.999999, 86_400.000001, 4_294_967_295.999999, 2 ** 32, 2 ** 33 + 0.5,
+      1 / 3, 1e-7, 2.5e-7, -0.000013, 123456.789, Number.NaN, Infinity, 1e21];
+    let seed = 1;
+    for (let i = 0; i < 20_000; i++) {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      // durations from µs times of every size: a few µs to 2^32 s
+      const us = Math.floor((seed / 2 ** 31) ** 4 * 4_294_967_296e6);
+      values.push(us / 1e6, (us % 1_000_000) / 1e6);
+    }
+    for (const v of values) {
+      w.micro(v);
+      expect(w.takeString(), String(v)).toBe(JSON.stringify(v));
     }
   });
 
