@@ -208,15 +208,16 @@ std::vector<std::pair<const char*, uint64_t>> BpfStamps::Counters() const {
   if (cpus <= 0 || counters_fd_ < 0) return out;
   std::vector<uint64_t> per_cpu(static_cast<size_t>(cpus));
   for (uint32_t i = 0; i < CNT_MAX; i++) {
+    // one that cannot be read is left out (unknown), not given as 0: a total never goes back
+    if (bpf_map_lookup_elem(counters_fd_, &i, per_cpu.data()) != 0) continue;
     uint64_t sum = 0;
-    if (bpf_map_lookup_elem(counters_fd_, &i, per_cpu.data()) == 0) {
-      for (uint64_t v : per_cpu) sum += v;
-    }
+    for (uint64_t v : per_cpu) sum += v;
     out.emplace_back(kNames[i], sum);
   }
   const StampCopy::Counters c = copy_.counters();
   out.emplace_back("ringCopied", c.copied);
   out.emplace_back("ringLost", c.lost);
+  out.emplace_back("ringPassedOver", c.passed_over);
   out.emplace_back("copyResets", c.resets);
   out.emplace_back("copyOverruns", c.overruns);
   return out;

@@ -154,6 +154,7 @@ StampCopy::Drained StampCopy::DrainLocked(uint64_t now_ns) {
   Drained result = Drained::kCaughtUp;
   const uint64_t from = cons;
   uint64_t taken = 0;
+  uint64_t passed = 0;
   while (cons < prod) {
     if (taken == budget) {
       result = window_records_ + taken >= kMaxPerWindow ? Drained::kOverWindow : Drained::kBudget;
@@ -174,6 +175,7 @@ StampCopy::Drained StampCopy::DrainLocked(uint64_t now_ns) {
     }
     if (cons < loss_pos_) {
       // reserved before a loss was seen: passed over (see the top)
+      if (!(len & BPF_RINGBUF_DISCARD_BIT)) passed++;
     } else if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
       if (size == sizeof(stamp_flow_record)) {
         stamp_flow_record r;
@@ -188,6 +190,7 @@ StampCopy::Drained StampCopy::DrainLocked(uint64_t now_ns) {
     taken++;
   }
   window_records_ += taken;
+  if (passed != 0) passed_over_.fetch_add(passed, std::memory_order_relaxed);
   // Only when it moved: every CPU that reserves reads this line.
   if (cons != from) __atomic_store_n(consumer_pos_, cons, __ATOMIC_RELEASE);
   return result;
@@ -202,7 +205,10 @@ void StampCopy::Upkeep() {
     // Start again: what the ring holds now is passed over, as after a loss (the consumer is not
     // moved past a record still being written). The count first, then the position: a loss after
     // the count is seen as new, never missed.
-    lost_seen_ = __atomic_load_n(const_cast<const uint64_t*>(lost_), __ATOMIC_ACQUIRE);
+    // What the ring lost while the copy was off is counted here (no drain saw it).
+    const uint64_t lost = __atomic_load_n(const_cast<const uint64_t*>(lost_), __ATOMIC_ACQUIRE);
+    lost_count_.fetch_add(lost - lost_seen_, std::memory_order_relaxed);
+    lost_seen_ = lost;
     loss_pos_ = __atomic_load_n(producer_pos_, __ATOMIC_ACQUIRE);
     NewGenerationLocked();
     tracking_ = true;
@@ -241,6 +247,7 @@ StampCopy::Counters StampCopy::counters() const {
   Counters c;
   c.copied = copied_.load(std::memory_order_relaxed);
   c.lost = lost_count_.load(std::memory_order_relaxed);
+  c.passed_over = passed_over_.load(std::memory_order_relaxed);
   c.resets = resets_.load(std::memory_order_relaxed);
   c.overruns = overruns_.load(std::memory_order_relaxed);
   return c;

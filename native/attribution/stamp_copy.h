@@ -35,10 +35,11 @@ class StampCopy {
   void Upkeep();
 
   struct Counters {
-    uint64_t copied = 0;    // stamps taken from the ring
-    uint64_t lost = 0;      // stamps the ring had no room for
-    uint64_t resets = 0;    // times the copy dropped every entry (a loss, an overrun)
-    uint64_t overruns = 0;  // times the stamps came faster than the copy may take them
+    uint64_t copied = 0;       // stamps taken from the ring
+    uint64_t lost = 0;         // stamps the ring had no room for
+    uint64_t passed_over = 0;  // stamps read but not copied: reserved before a seen loss or a resume
+    uint64_t resets = 0;       // times the copy dropped every entry (a loss, an overrun, its resume)
+    uint64_t overruns = 0;     // times the stamps came faster than the copy may take them
   };
   // Without the lock: never waits for a reader thread in the middle of a drain.
   Counters counters() const;
@@ -80,7 +81,7 @@ class StampCopy {
   MappedTable table_;
   Slot* slots_ = nullptr;
   uint64_t seed_ = 0;
-  std::atomic<uint64_t> copied_{0}, lost_count_{0}, resets_{0}, overruns_{0};
+  std::atomic<uint64_t> copied_{0}, lost_count_{0}, passed_over_{0}, resets_{0}, overruns_{0};
 };
 
 }  // namespace ctwatch

@@ -52,8 +52,8 @@ export interface MetricsExporterOptions {
 
 export const PREFIX = 'ctwatch_';
 
-/** The eBPF programs' hooks, as BpfStamps::Counters names their stamps (native/attribution/bpf_stamps.cc). */
-const STAMP_HOOKS = ['connect', 'sendto', 'send', 'listen', 'bind', 'unlisten'] as const;
+/** The eBPF programs' flow-stamping hooks, as BpfStamps::Counters names them (native/attribution/bpf_stamps.cc). */
+const STAMP_HOOKS = ['connect', 'sendto', 'send'] as const;
 
 type TopLabel = 'destination' | 'source' | 'process' | 'group' | 'zone';
 interface TopList {
@@ -250,13 +250,13 @@ export class MetricsExporter {
   // the reader thread's join and, in eBPF mode, the stamps it joins with
   private readonly joinLookups = this.c(
     'attribution_kernel_lookups_total',
-    'Owner lookups the reader thread made in the kernel, a syscall each (ebpf: the stamp map, for a tuple its copy of the map did not hold; sockdiag: sock_diag queries).',
+    'Owner lookups the reader thread made in the kernel, a syscall each (ebpf: the listener map for flows to a local listener, and the stamp map for a tuple its copy did not hold; sockdiag: sock_diag queries).',
   );
-  private readonly joinFromCopy = this.c('attribution_copy_answers_total', 'Owners the reader thread found in its copy of the eBPF stamp map, without a syscall (ebpf mode).');
+  private readonly joinFromCopy = this.c('attribution_copy_answers_total', 'Stamp lookups the reader thread\'s copy of the eBPF stamp map answered, without a syscall (ebpf mode).');
   private readonly joinBusy = this.c('attribution_join_busy_seconds_total', 'Reader-thread time spent joining new flows with their owners.');
   private readonly stampsByHook = this.c(
     'attribution_stamps_total',
-    'Socket uses the eBPF programs saw on the whole host since they loaded, by hook (connect, sendto, send, listen, bind, unlisten); sendto and send count datagrams, also those not written again (attribution_stamps_unchanged_total).',
+    'Flow stamps the eBPF programs made on the whole host since they loaded, by hook (connect: TCP; sendto: UDP to an address; send: connected UDP), datagrams not written again included (attribution_stamps_unchanged_total).',
     ['hook'],
   );
   private readonly stampsUnchanged = this.c(
@@ -264,12 +264,24 @@ export class MetricsExporter {
     'Datagrams (hook sendto or send) from the process that stamped their tuple less than a second before: the stamp is not written again.',
     ['hook'],
   );
+  private readonly listeners = this.c(
+    'attribution_listeners_total',
+    'Listening sockets the eBPF programs recorded on the whole host (listen: TCP; bind: UDP) and forgot (close: the socket closed).',
+    ['change'],
+  );
   private readonly ringCopied = this.c('attribution_stamp_ring_copied_total', 'Stamps the reader threads took from the stamp ring into their copy of the map.');
   private readonly ringLost = this.c(
     'attribution_stamp_ring_lost_total',
     'Stamps the stamp ring had no room for. Nothing is misattributed: the copy of the map is dropped and the kernel\'s map answers (a syscall a new flow) until the copy is whole again.',
   );
-  private readonly copyResets = this.c('attribution_stamp_copy_resets_total', 'Times the copy of the stamp map was dropped: after a loss of the ring, at an overrun, and when it resumes after one.');
+  private readonly ringPassedOver = this.c(
+    'attribution_stamp_ring_passed_over_total',
+    'Stamps read from the ring but not copied, because they were written before a loss was seen or before the copy resumed after an overrun (the kernel\'s map still has them).',
+  );
+  private readonly copyResets = this.c(
+    'attribution_stamp_copy_resets_total',
+    'Times the copy of the stamp map was dropped: after a loss of the ring, at an overrun and again when it resumes, or at a record the ring should not hold.',
+  );
   private readonly copyOverruns = this.c(
     'attribution_stamp_copy_overruns_total',
     'Times stamps came faster than the reader threads copy them (100 000 per 100 ms): the copy was switched off for a second and the kernel\'s map answered.',
@@ -486,8 +498,12 @@ export class MetricsExporter {
     for (const hook of STAMP_HOOKS) setTotal(this.stampsByHook, s[hook], { hook });
     setTotal(this.stampsUnchanged, s.sendtoSkipped, { hook: 'sendto' });
     setTotal(this.stampsUnchanged, s.sendSkipped, { hook: 'send' });
+    setTotal(this.listeners, s.listen, { change: 'listen' });
+    setTotal(this.listeners, s.bind, { change: 'bind' });
+    setTotal(this.listeners, s.unlisten, { change: 'close' });
     setTotal(this.ringCopied, s.ringCopied);
     setTotal(this.ringLost, s.ringLost);
+    setTotal(this.ringPassedOver, s.ringPassedOver);
     setTotal(this.copyResets, s.copyResets);
     setTotal(this.copyOverruns, s.copyOverruns);
   }

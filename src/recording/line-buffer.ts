@@ -194,7 +194,8 @@ export class LineBuffer {
     return this.pos - this.start;
   }
 
-  /** A copy of what was written since mark(), to be written again with bytes(). */
+  /** A copy of what was written since mark(), to be written again with bytes(); no take() or
+   * takeString() may come between the two (what they hand over is no longer here). */
   since(mark: number): Uint8Array {
     return new Uint8Array(this.arena.subarray(this.start + mark, this.pos));
   }

@@ -215,7 +215,12 @@ interface Tail {
   /** flows that did not, while it had no hit */
   misses: number;
 }
-/** by process object (attribution shares one per process, and never changes it) */
+/**
+ * By process object. Attribution shares one object per settled process and never changes it; one
+ * still being enriched belongs to a single flow and may gain fields after that flow's line
+ * (src/pipeline/attribution.ts completePending), but no later line names it: a tail kept for it
+ * is never used again. (LineBuffer.object's cache relies on the same.)
+ */
 const tails = new WeakMap<object, Tail>();
 /** flows without a process object (attribution off, or no owner), by why there is none */
 const ownerlessTails = new Map<string | undefined, Tail>();

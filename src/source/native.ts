@@ -39,7 +39,8 @@ export interface NativeAttributionInfo {
   /** ebpf: ids of the attached programs (bpftool prog show id N) */
   programIds?: number[];
   /** ebpf: stamps written, by hook; then ringCopied (stamps the reader took from the ring into its
-   * copy of the map), ringLost (stamps the ring had no room for), copyResets (times the copy was
+   * copy of the map), ringLost (stamps the ring had no room for), ringPassedOver (read, not copied:
+   * written before a seen loss or a resume), copyResets (times the copy was
    * dropped after a loss) */
   stamps?: Record<string, number>;
   /** ebpf: the stamp ring's size */

@@ -280,6 +280,16 @@ describe('a stamp ring too small for the load', () => {
     expect(stamps.ringLost).toBeGreaterThan(0);
     expect(stamps.copyResets).toBeGreaterThan(0);
     expect(c.source.attribution!.lookups).toBeGreaterThan(0);
+    // Every stamp written is accounted for, as the reader's counters (the metrics' source) give
+    // them: copied, lost or passed over, but for the ~30 the one-page ring may still hold.
+    const s = await waitFor(() => {
+      const x = c.source.attribution!.stamps!;
+      const written = x.connect + x.sendto + x.send - x.sendtoSkipped - x.sendSkipped;
+      const gap = written - (x.ringCopied + x.ringLost + x.ringPassedOver);
+      return gap >= 0 && gap <= 30 ? x : null;
+    }, 'every stamp copied, lost or passed over', 5000, 100);
+    expect(s.connect).toBeGreaterThanOrEqual(80_000);
+    expect(s.ringLost).toBeGreaterThan(0);
   }, 120_000);
 });
 
