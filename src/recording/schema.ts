@@ -225,9 +225,20 @@ const tails = new WeakMap<object, Tail>();
 /** flows without a process object (attribution off, or no owner), by why there is none */
 const ownerlessTails = new Map<string | undefined, Tail>();
 
+/** the process object of the last flow line without a kept tail */
+let lastUncached: object | undefined;
+
 function tailBytes(w: LineBuffer, f: FlowEnd): void {
   const p = f.process;
   const t = p ? tails.get(p) : ownerlessTails.get(f.unattributed);
+  if (t === undefined && p && p !== lastUncached) {
+    // A process object first seen is kept only when the next flow line names it too: one being
+    // enriched is one object per flow, and a new process's first flows would otherwise fill the
+    // WeakMap with entries used once (weak entries cost every garbage collection).
+    lastUncached = p;
+    tailWrite(w, f);
+    return;
+  }
   if (t !== undefined && t.process === p && t.reason === f.reason && t.mark === f.mark && t.zone === f.zone && t.netns === f.netns && t.unattributed === f.unattributed) {
     t.hits++;
     w.bytes(t.bytes);
