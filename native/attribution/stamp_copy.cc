@@ -167,7 +167,10 @@ StampCopy::Drained StampCopy::DrainLocked(uint64_t now_ns) {
       break;
     }
     const uint32_t size = len & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
-    if (size > mask_) {  // not a length the kernel writes: start over from the producer's head
+    if (size > mask_) {
+      // Not a length the kernel writes: start over from the producer's head. The records skipped
+      // are not counted (how many there were cannot be read from a ring in this state), so the
+      // counters' sum falls short by them; never seen, since the kernel writes every header.
       cons = prod;
       loss_pos_ = prod;
       NewGenerationLocked();
@@ -183,7 +186,10 @@ StampCopy::Drained StampCopy::DrainLocked(uint64_t now_ns) {
         Put(r);
         copied_.fetch_add(1, std::memory_order_relaxed);
       } else {
-        NewGenerationLocked();  // not a record of ours: as good as a lost stamp
+        // not a record of ours: as good as a lost stamp, and counted as passed over so that
+        // written = copied + lost + passed over still holds
+        passed++;
+        NewGenerationLocked();
       }
     }
     cons += (static_cast<uint64_t>(size) + BPF_RINGBUF_HDR_SZ + 7) & ~7ull;

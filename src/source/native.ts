@@ -38,10 +38,13 @@ export interface NativeAttributionInfo {
   cgroupRoot?: string;
   /** ebpf: ids of the attached programs (bpftool prog show id N) */
   programIds?: number[];
-  /** ebpf: stamps written, by hook; then ringCopied (stamps the reader took from the ring into its
-   * copy of the map), ringLost (stamps the ring had no room for), ringPassedOver (read, not copied:
-   * written before a seen loss or a resume), copyResets (times the copy was
-   * dropped after a loss) */
+  /** ebpf: stamps written by hook (connect, sendto, send; and how many of sendto's and send's left
+   * the map unchanged), listener changes (listen, bind, unlisten: not stamps); then ringCopied
+   * (stamps the reader took from the ring into its copy of the map), ringLost (stamps the ring had
+   * no room for), ringPassedOver (read, not copied: written before a seen loss or a resume, or not
+   * a record of ours), copyResets (times the copy was dropped: a loss, a malformed record, an
+   * overrun), copyOverruns (times stamps came faster than the copy's bound and it was switched off
+   * for a second) */
   stamps?: Record<string, number>;
   /** ebpf: the stamp ring's size */
   stampRingBytes?: number;

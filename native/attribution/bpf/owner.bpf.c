@@ -69,7 +69,9 @@ __u64 ring_lost = 0;
 
 static __always_inline void count(__u32 which) {
   __u64 *c = bpf_map_lookup_elem(&counters, &which);
-  if (c) *c += 1;
+  // atomic: a hook can be preempted by another task's run of a hook on the same CPU (the
+  // cgroup hooks disable migration, not preemption), and a lost increment reads as a lost stamp
+  if (c) __sync_fetch_and_add(c, 1);
 }
 
 static __always_inline void fill_owner(struct stamp_owner *o, __u64 netns, __u8 via) {
