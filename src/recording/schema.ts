@@ -225,17 +225,21 @@ const tails = new WeakMap<object, Tail>();
 /** flows without a process object (attribution off, or no owner), by why there is none */
 const ownerlessTails = new Map<string | undefined, Tail>();
 
-/** the process object of the last flow line without a kept tail */
-let lastUncached: object | undefined;
+/** the process objects of the last 4 flow lines without a kept tail (held until 4 more come) */
+const recentUncached: (object | undefined)[] = [undefined, undefined, undefined, undefined];
+let recentAt = 0;
 
 function tailBytes(w: LineBuffer, f: FlowEnd): void {
   const p = f.process;
   const t = p ? tails.get(p) : ownerlessTails.get(f.unattributed);
-  if (t === undefined && p && p !== lastUncached) {
-    // A process object first seen is kept only when the next flow line names it too: one being
-    // enriched is one object per flow, and a new process's first flows would otherwise fill the
-    // WeakMap with entries used once (weak entries cost every garbage collection).
-    lastUncached = p;
+  if (t === undefined && p && recentUncached[0] !== p && recentUncached[1] !== p && recentUncached[2] !== p && recentUncached[3] !== p) {
+    // A process object first seen is kept only when one of the next 4 uncached flow lines names
+    // it too: one being enriched is one object per flow, and a new process's first flows would
+    // otherwise fill the WeakMap with entries used once (weak entries cost every garbage
+    // collection). Four, not one: a settled process's flows between new processes' flows (a busy
+    // host) would otherwise never find theirs kept.
+    recentUncached[recentAt] = p;
+    recentAt = (recentAt + 1) & 3;
     tailWrite(w, f);
     return;
   }

@@ -67,7 +67,8 @@ describe('flow lines', () => {
         ...base, id: i, state: pick(states), reason: pick(reasons), assured: pick([true, false]), replied: pick([true, false]),
         preexisting: pick([true, false]), clock: pick(['kernel', 'collector'] as const), mark: pick([undefined, 0, 1, i]),
         zone: pick([undefined, 3]), netns: pick([undefined, 'lab']),
-        ...(owned ? { process: proc } : { process: pick([null, undefined]), unattributed: pick(why) }),
+        // a settled process's flows among new processes' (one object each, as while being enriched)
+        ...(owned ? { process: pick([proc, proc, { ...proc, pid: 1000 + i }]) } : { process: pick([null, undefined]), unattributed: pick(why) }),
       };
       for (const k of Object.keys(f)) if ((f as never)[k] === undefined) delete (f as never as Record<string, unknown>)[k];
       expect(JSON.parse(toLine(f)), `flow ${i}`).toEqual(expected(f));
