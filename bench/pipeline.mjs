@@ -9,7 +9,11 @@
 // change to the JavaScript is measured here first (bench/README.md). The figures include making
 // the synthetic records (writeRecordBytes, ~0.5-0.9 µs a flow), which the live path does not do.
 //
-//   node bench/pipeline.mjs [--flows 400000] [--runs 5] [--updates] [--no-attribution]
+//   node bench/pipeline.mjs [--flows 400000] [--runs 5] [--updates] [--no-attribution] [--spread [--ports N]]
+// --spread sends one TCP flow in four to one of 1 024 ports (the warm-up's second generation, after
+// 1 000 flows of the first): 4 × the heavy hitters' slots, so they evict on those flows' events,
+// as under a scan; --ports N sends every TCP flow of it to one of N ports on 8 addresses (up to
+// 8 × N destination keys: --ports 2500 is the hot-path benchmark's 20 000 rotating ones).
 // Needs a build (npm run build). Prints, per run, µs of the JS thread's CPU per flow and the
 // process's (V8's workers too: the collector runs there), then the best run and the median.
 import { readFileSync } from 'node:fs';
@@ -24,6 +28,8 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '5' },
     updates: { type: 'boolean', default: false },
     'no-attribution': { type: 'boolean', default: false },
+    spread: { type: 'boolean', default: false },
+    ports: { type: 'string' },
   },
 });
 const flows = Number(values.flows);
@@ -46,8 +52,9 @@ for (let run = 0; run <= Number(values.runs); run++) {
     attribution: values['no-attribution'] ? undefined : 'ebpf',
     updates: values.updates,
     rules,
-    // one generation, on the warm-up's few destination keys (the second's spread ports evict)
-    generations: [flows],
+    // one generation, on the warm-up's few destination keys, or two (--spread)
+    generations: values.spread || values.ports !== undefined ? [1000, flows] : [flows],
+    ...(values.ports !== undefined && { spreadPorts: Number(values.ports) }),
     budgetMs: 1e9,
   });
   const cpu = process.cpuUsage(cpu0);
@@ -76,4 +83,4 @@ const median = (k) => {
 };
 const best = (k) => sorted(k)[0];
 const js = 'JS thread µs / flow', all = 'process µs / flow';
-console.log(`best: JS thread ${best(js)} µs / flow, process ${best(all)}; median ${median(js)}, ${median(all)} (${rows.length} runs of ${flows} flows${values.updates ? ', with UPDATE' : ''}${values['no-attribution'] ? ', no attribution' : ''})`);
+console.log(`best: JS thread ${best(js)} µs / flow, process ${best(all)}; median ${median(js)}, ${median(all)} (${rows.length} runs of ${flows} flows${values.updates ? ', with UPDATE' : ''}${values['no-attribution'] ? ', no attribution' : ''}${values.spread || values.ports !== undefined ? `, spread over ${values.ports ?? 'a quarter to 1 024'} ports` : ''})`);

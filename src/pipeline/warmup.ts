@@ -78,6 +78,10 @@ export interface WarmUpOptions {
   rules?: RuleSet;
   /** synthetic flows of each generation, each on fresh instances; default 16 000 then 6 000 */
   generations?: readonly number[];
+  /** benchmarks (bench/pipeline.mjs --ports): every TCP flow of the generations after the first
+   * goes to one of this many ports (on 8 addresses: up to 8 × as many destination keys), as the
+   * hot-path benchmark's rotating ports do; by default one in four goes to one of 1 024 */
+  spreadPorts?: number;
   /** wall-time bound for all generations; default 800 ms */
   budgetMs?: number;
   /** the clock the budget is read on (tests) */
@@ -200,7 +204,10 @@ function writeRecordBytes(L: RecordLayout, bytes: Uint8Array, view: DataView, ba
   view.setUint32(base + L.status, CONFIRMED | (replied ? SEEN_REPLY | ASSURED : 0) | (kind === KIND.destroy ? DYING : 0), true);
   view.setUint32(base + L.timeout, kind === KIND.update || kind === KIND.snapshot ? 432000 : 120, true);
   const sport = 32768 + (n % 20000);
-  const dport = udp ? 53 : spread && n % 4 === 3 ? SPREAD_PORT + ((n >> 2) % SPREAD_PORTS) : [443, 80, 5432, 6379][n % 4];
+  const dport = udp ? 53
+    : !spread ? [443, 80, 5432, 6379][n % 4]
+    : o.spreadPorts !== undefined ? SPREAD_PORT + (n % o.spreadPorts)
+    : n % 4 === 3 ? SPREAD_PORT + ((n >> 2) % SPREAD_PORTS) : [443, 80, 5432, 6379][n % 4];
   view.setUint16(base + L.sport, sport, true);
   view.setUint16(base + L.dport, dport, true);
   view.setUint16(base + L.reply_sport, dport, true);
