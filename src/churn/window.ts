@@ -50,6 +50,13 @@ export class RateWindow {
   private fineSlot = 0;
   private coarseHead = -Infinity;
   private coarseSlot = FINE_LEN;
+  /** the oldest bucket number each ring counts: buckets before it hold whatever they held. A
+   * ring starting afresh (its first event, a gap longer than the ring) moves its floor rather than
+   * zero all its buckets: a heavy-hitter slot changing hands under a scan, the hot-path
+   * benchmark's rotating ports, starts four windows per new destination, and zeroing their
+   * 4 × 72 counters was 6 % of the JavaScript thread there (bench/README.md). */
+  private fineFloor = -Infinity;
+  private coarseFloor = -Infinity;
   /** µs; NaN until the first event or start() */
   origin = NaN;
 
@@ -67,28 +74,36 @@ export class RateWindow {
     const df = fine - this.fineHead;
     if (df === 0) b[this.fineSlot] += n;
     else if (df > 0) {
-      this.fineSlot = advance(b, 0, FINE_LEN, this.fineSlot, df);
+      if (df >= FINE_LEN) this.fineFloor = fine;
+      else this.fineSlot = advance(b, 0, FINE_LEN, this.fineSlot, df);
       this.fineHead = fine;
       b[this.fineSlot] = n;
-    } else if (df > -FINE_LEN) b[back(0, FINE_LEN, this.fineSlot, -df)] += n;
+    } else if (df > -FINE_LEN) {
+      if (fine < this.fineFloor) this.fineFloor = lower(b, 0, FINE_LEN, this.fineSlot, this.fineHead, this.fineFloor, fine);
+      b[back(0, FINE_LEN, this.fineSlot, -df)] += n;
+    }
 
     const coarse = Math.floor(time / COARSE_US);
     const dc = coarse - this.coarseHead;
     if (dc === 0) b[this.coarseSlot] += n;
     else if (dc > 0) {
-      this.coarseSlot = advance(b, FINE_LEN, COARSE_LEN, this.coarseSlot, dc);
+      if (dc >= COARSE_LEN) this.coarseFloor = coarse;
+      else this.coarseSlot = advance(b, FINE_LEN, COARSE_LEN, this.coarseSlot, dc);
       this.coarseHead = coarse;
       b[this.coarseSlot] = n;
-    } else if (dc > -COARSE_LEN) b[back(FINE_LEN, COARSE_LEN, this.coarseSlot, -dc)] += n;
+    } else if (dc > -COARSE_LEN) {
+      if (coarse < this.coarseFloor) this.coarseFloor = lower(b, FINE_LEN, COARSE_LEN, this.coarseSlot, this.coarseHead, this.coarseFloor, coarse);
+      b[back(FINE_LEN, COARSE_LEN, this.coarseSlot, -dc)] += n;
+    }
   }
 
   /** Events in [end − W, end), see the module comment. */
   count(t: number, span: Span): number {
     if (span === 1) {
-      return sum(this.buckets, 0, FINE_LEN, this.fineHead, this.fineSlot, Math.floor(t / FINE_US), 10);
+      return sum(this.buckets, 0, FINE_LEN, this.fineHead, this.fineSlot, this.fineFloor, Math.floor(t / FINE_US), 10);
     }
     const end = Math.floor(t / COARSE_US);
-    return sum(this.buckets, FINE_LEN, COARSE_LEN, this.coarseHead, this.coarseSlot, end, span);
+    return sum(this.buckets, FINE_LEN, COARSE_LEN, this.coarseHead, this.coarseSlot, this.coarseFloor, end, span);
   }
 
   /** Events per second over the last `span` seconds, see the module comment. */
@@ -105,7 +120,7 @@ export class RateWindow {
   }
 
   /** Forgets everything, for reuse by another key. The buckets are left as they are: with no head,
-   * nothing reads them, and the next add() clears each ring anyway. */
+   * nothing reads them, and the next add() puts each ring's floor at its bucket. */
   reset(): void {
     this.fineHead = -Infinity;
     this.coarseHead = -Infinity;
@@ -114,21 +129,26 @@ export class RateWindow {
 }
 
 /**
- * Moves the newest slot of the ring at [off, off + len) forward by `steps` buckets, zeroing the
- * buckets it enters; returns the new slot. A gap of a whole ring (or a first event, steps = ∞)
- * empties the ring, and then any slot will do.
+ * Moves the newest slot of the ring at [off, off + len) forward by `steps` (< len) buckets,
+ * zeroing the buckets it enters; returns the new slot. (A longer step moves the floor instead.)
  */
 function advance(b: Uint32Array, off: number, len: number, slot: number, steps: number): number {
-  // Loops, not fill(): for 11 or 61 slots the builtin's call overhead costs more than the work.
-  if (steps >= len) {
-    for (let i = off; i < off + len; i++) b[i] = 0;
-    return off;
-  }
+  // A loop, not fill(): for 11 or 61 slots the builtin's call overhead costs more than the work.
   for (let k = 0; k < steps; k++) {
     slot = slot + 1 === off + len ? off : slot + 1;
     b[slot] = 0;
   }
   return slot;
+}
+
+/**
+ * A late event's bucket `to`, before the floor but still within the ring (newest bucket `head` at
+ * `slot`): zeroes buckets [to, floor), which held a former key's counts, and returns `to` as the
+ * new floor.
+ */
+function lower(b: Uint32Array, off: number, len: number, slot: number, head: number, floor: number, to: number): number {
+  for (let bucket = to; bucket < floor; bucket++) b[back(off, len, slot, head - bucket)] = 0;
+  return to;
 }
 
 /** The slot `steps` (< len) buckets before `slot`. */
@@ -137,17 +157,19 @@ function back(off: number, len: number, slot: number, steps: number): number {
   return i < off ? i + len : i;
 }
 
-/** Sums absolute buckets [end − k, end) that the ring (newest bucket `head` at `slot`) still holds. */
+/** Sums absolute buckets [end − k, end) that the ring (newest bucket `head` at `slot`, oldest
+ * counted `floor`) still holds. */
 function sum(
   b: Uint32Array,
   off: number,
   len: number,
   head: number,
   slot: number,
+  floor: number,
   end: number,
   k: number,
 ): number {
-  const from = Math.max(end - k, head - len + 1);
+  const from = Math.max(end - k, head - len + 1, floor);
   const to = Math.min(end - 1, head);
   if (to < from) return 0;
   let total = 0;

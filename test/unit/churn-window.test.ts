@@ -136,4 +136,52 @@ describe('RateWindow', () => {
     expect(w.origin).toBe(T0 + 2 * S);
     expect(rates(w, T0 + 3 * S)).toEqual([1, 1, 1]);
   });
+
+  it('counts what a model of its definition counts, through resets, gaps and late events', () => {
+    // The model keeps every event a ring accepted (its bucket newer than the ring's length before
+    // the newest bucket since the last reset) and sums those in [end − k, end) still in the ring.
+    // A slot reused after a reset or a long gap holds a former key's counts: none may be read.
+    type Ring = { width: number; len: number; head: number; events: { bucket: number; n: number }[] };
+    const ring = (width: number, len: number): Ring => ({ width, len, head: -Infinity, events: [] });
+    const accept = (r: Ring, time: number, n: number) => {
+      const bucket = Math.floor(time / r.width);
+      if (bucket <= r.head - r.len) return;
+      r.head = Math.max(r.head, bucket);
+      r.events.push({ bucket, n });
+    };
+    const modelCount = (r: Ring, t: number, k: number) => {
+      const end = Math.floor(t / r.width);
+      let total = 0;
+      for (const e of r.events) if (e.bucket >= end - k && e.bucket < end && e.bucket > r.head - r.len) total += e.n;
+      return total;
+    };
+    let seed = 12345;
+    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const w = new RateWindow();
+    let fine = ring(100 * MS, 11), coarse = ring(S, 61);
+    let t = T0;
+    for (let step = 0; step < 20_000; step++) {
+      const r = random();
+      if (r < 0.002) {
+        w.reset();
+        fine = ring(100 * MS, 11);
+        coarse = ring(S, 61);
+      } else if (r < 0.01) {
+        t += Math.floor(random() * 120 * S); // a gap, often longer than either ring
+      } else {
+        t += Math.floor(random() * 300 * MS);
+      }
+      // now and then an event from the past: within a ring, before its floor, or too old
+      const late = random() < 0.15;
+      const time = late ? t - Math.floor(random() * 70 * S) : t;
+      const n = 1 + Math.floor(random() * 4);
+      w.add(time, n);
+      accept(fine, time, n);
+      accept(coarse, time, n);
+      const q = t + Math.floor(random() * 2 * S);
+      expect(w.count(q, 1)).toBe(modelCount(fine, q, 10));
+      expect(w.count(q, 10)).toBe(modelCount(coarse, q, 10));
+      expect(w.count(q, 60)).toBe(modelCount(coarse, q, 60));
+    }
+  });
 });
