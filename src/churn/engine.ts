@@ -115,8 +115,11 @@ export class ChurnEngine {
     this.snat = new SnatPorts(options.snatPortRange ?? null);
     this.tracker = new FlowTracker({ capacity: options.capacity, owners: options.owners !== undefined });
     if (options.owners) this.owners = new OwnerChurn(options.owners);
-    this.destinations = new HeavyHitters<DestinationRates>(topK, destinationRates, recycleDestination);
-    this.sources = new HeavyHitters<KeyRates>(topK, keyRates, resetRates);
+    // keyed by the flow table's numbers for destination keys and source addresses (heavy.ts)
+    const tracker = this.tracker;
+    this.destinations = new HeavyHitters<DestinationRates>(topK, destinationRates, recycleDestination, (key) => tracker.destinationNumberOf(key));
+    this.sources = new HeavyHitters<KeyRates>(topK, keyRates, resetRates, (src) => tracker.sourceNumberOf(src));
+    tracker.onForget((n) => this.destinations.forget(n), (n) => this.sources.forget(n));
   }
 
   /** Overflow events seen: each one means events were lost and a resync is due. */
@@ -321,12 +324,14 @@ export class ChurnEngine {
     return { total: u.total, stale: u.stale, staleAfter: UNREPLIED_STALE_S, destinations: u.destinations, complete: u.complete };
   }
 
+  /** Just after the tracker opened ev's flow: its numbers are the tracker's. */
   private opened(ev: ConntrackEvent, key: string): void {
     const t = ev.time;
     this.all.opened.add(t);
-    const d = this.track(this.destinations, key, t);
+    const n = this.tracker.destinationNumber;
+    const d = this.track(this.destinations, n, key, t);
     d.opened.add(t);
-    d.parts ??= destinationParts(ev);
+    d.parts ??= this.tracker.destinationPartsNumbered(n);
     const w = this.watched.size > 0 ? this.watched.get(key) : undefined;
     if (w !== undefined) {
       w.opened.add(t);
@@ -341,26 +346,30 @@ export class ChurnEngine {
         if (w !== undefined) countBackend(w, backend);
       }
     }
-    this.track(this.sources, ev.src, t).opened.add(t);
+    this.track(this.sources, this.tracker.sourceNumber, ev.src, t).opened.add(t);
     this.protocol(ev.proto).opened.add(t);
     this.zone(ev.zone).opened.add(t);
   }
 
-  /** `end` is the DESTROY's record; its addresses and `key` are interned strings when held. */
+  /** `end` is the DESTROY's record, just made by the tracker: its numbers are the tracker's (-1
+   * for a flow it did not hold); its addresses and `key` are interned strings when held. */
   private closed(end: FlowEnd, key: string): void {
     const t = end.time;
     const all = this.all;
     all.closed.add(t);
-    this.track(this.sources, end.src, t).closed.add(t);
+    const tracker = this.tracker;
+    const src = tracker.sourceNumber;
+    this.track(this.sources, src >= 0 ? src : tracker.sourceNumberOf(end.src), end.src, t).closed.add(t);
     this.protocol(end.proto).closed.add(t);
     this.zone(end.zone).closed.add(t);
     const timed = end.clock === 'kernel' || !end.preexisting;
     const short = timed && end.duration < SHORT_LIVED_S;
     if (timed) all.timed.add(t);
     if (short) all.short.add(t);
-    const d = this.track(this.destinations, key, t);
+    const n = tracker.destinationNumber;
+    const d = this.track(this.destinations, n >= 0 ? n : tracker.destinationNumberOf(key), key, t);
     endOf(d, end, timed, short);
-    d.parts ??= destinationParts(end);
+    d.parts ??= n >= 0 ? tracker.destinationPartsNumbered(n) : destinationParts(end);
     if (this.watched.size > 0) {
       const w = this.watched.get(key);
       if (w !== undefined) {
@@ -370,9 +379,10 @@ export class ChurnEngine {
     }
   }
 
-  /** Counts one event for key and returns its windows, started now if the key is newly tracked. */
-  private track<T extends KeyRates>(heavy: HeavyHitters<T>, key: string, t: number): T {
-    const s = heavy.hit(key);
+  /** Counts one event for key (numbered n by the flow table) and returns its windows, started
+   * now if the key is newly tracked. */
+  private track<T extends KeyRates>(heavy: HeavyHitters<T>, n: number, key: string, t: number): T {
+    const s = heavy.hitNumbered(n, key);
     if (s.since !== s.since) startRates(s, t);
     return s;
   }

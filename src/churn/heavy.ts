@@ -11,6 +11,14 @@
  *
  * Each slot carries a caller-owned payload (the engine keeps its rate windows there). A payload is
  * created once per slot and recycled on eviction, so a key-space attack allocates nothing.
+ *
+ * Keys the caller already numbers (the flow table's interned destinations and sources,
+ * src/flow/intern.ts) are found by their number in a typed array, not by hashing the string: under
+ * rotating ports nearly every NEW is a key new to the table, and its Map lookup, delete and insert
+ * were the costliest of the engine's per-event work (bench/README.md). `numberOf` says a key's
+ * number (-1: none); the caller calls forget(n) before giving n to another key. A slot whose key
+ * has no number, or lost it, is found by its key in a Map of such slots, so every key is tracked
+ * at most once however it is asked for.
  */
 import { objectArray } from '../util/arrays.js';
 
@@ -18,7 +26,12 @@ export const DEFAULT_CAPACITY = 256;
 
 export class HeavyHitters<T> {
   readonly capacity: number;
-  private readonly slots = new Map<string, number>();
+  /** slots of keys without a number (or without one now) */
+  private readonly orphans = new Map<string, number>();
+  /** key number -> its slot, -1 when not tracked */
+  private slotOf = new Int32Array(0);
+  /** slot -> the number it is found by, -1 for an orphan */
+  private readonly numbers: Int32Array;
   private readonly keys: string[] = objectArray();
   private readonly values: T[] = objectArray();
   private readonly counts: Float64Array;
@@ -31,14 +44,17 @@ export class HeavyHitters<T> {
   /**
    * @param create makes the payload of a new slot
    * @param recycle readies an evicted slot's payload for its new key
+   * @param numberOf the number the caller gives key, -1 for none (default: no key has one)
    */
   constructor(
     capacity: number = DEFAULT_CAPACITY,
     private readonly create: (key: string) => T = () => undefined as T,
     private readonly recycle: (value: T, key: string) => void = () => {},
+    private readonly numberOf: (key: string) => number = () => -1,
   ) {
     if (!(capacity >= 1)) throw new RangeError(`heavy-hitter capacity must be >= 1, got ${capacity}`);
     this.capacity = capacity;
+    this.numbers = new Int32Array(capacity);
     this.counts = new Float64Array(capacity);
     this.errors = new Float64Array(capacity);
     this.heap = new Int32Array(capacity);
@@ -51,8 +67,13 @@ export class HeavyHitters<T> {
 
   /** Counts `weight` occurrences of key and returns its payload (tracked from now on). */
   hit(key: string, weight = 1): T {
-    let slot = this.slots.get(key);
-    if (slot !== undefined) {
+    return this.hitNumbered(this.numberOf(key), key, weight);
+  }
+
+  /** hit(), for a key the caller knows the number of (`n` = numberOf(key)). */
+  hitNumbered(n: number, key: string, weight = 1): T {
+    let slot = this.slotOfKey(n, key);
+    if (slot >= 0) {
       this.counts[slot] += weight;
       this.down(this.place[slot]);
       return this.values[slot];
@@ -65,14 +86,16 @@ export class HeavyHitters<T> {
       this.errors[slot] = 0;
       this.heap[slot] = slot;
       this.place[slot] = slot;
-      this.slots.set(key, slot);
+      this.link(slot, n, key);
       this.up(slot);
       return this.values[slot];
     }
     slot = this.heap[0];
-    this.slots.delete(this.keys[slot]);
-    this.slots.set(key, slot);
+    const old = this.numbers[slot];
+    if (old >= 0) this.slotOf[old] = -1;
+    else this.orphans.delete(this.keys[slot]);
     this.keys[slot] = key;
+    this.link(slot, n, key);
     this.errors[slot] = this.counts[slot];
     this.counts[slot] += weight;
     this.recycle(this.values[slot], key);
@@ -80,22 +103,61 @@ export class HeavyHitters<T> {
     return this.values[slot];
   }
 
+  /** The caller gives number n to another key from now on: its slot, if any, is found by key. */
+  forget(n: number): void {
+    const slot = n < this.slotOf.length ? this.slotOf[n] : -1;
+    if (slot < 0) return;
+    this.slotOf[n] = -1;
+    this.numbers[slot] = -1;
+    this.orphans.set(this.keys[slot], slot);
+  }
+
   /** The payload of a tracked key, without counting. */
   get(key: string): T | undefined {
-    const slot = this.slots.get(key);
-    return slot === undefined ? undefined : this.values[slot];
+    const slot = this.slotOfKey(this.numberOf(key), key);
+    return slot < 0 ? undefined : this.values[slot];
   }
 
   /** Estimated count (an upper bound of the true count); 0 for untracked keys. */
   count(key: string): number {
-    const slot = this.slots.get(key);
-    return slot === undefined ? 0 : this.counts[slot];
+    const slot = this.slotOfKey(this.numberOf(key), key);
+    return slot < 0 ? 0 : this.counts[slot];
   }
 
   /** Overestimation bound of count(key). */
   error(key: string): number {
-    const slot = this.slots.get(key);
-    return slot === undefined ? 0 : this.errors[slot];
+    const slot = this.slotOfKey(this.numberOf(key), key);
+    return slot < 0 ? 0 : this.errors[slot];
+  }
+
+  /** key's slot, -1 when untracked; an orphan found under its number from now on */
+  private slotOfKey(n: number, key: string): number {
+    if (n >= 0 && n < this.slotOf.length) {
+      const slot = this.slotOf[n];
+      if (slot >= 0) return slot;
+    }
+    if (this.orphans.size === 0) return -1;
+    const slot = this.orphans.get(key);
+    if (slot === undefined) return -1;
+    if (n >= 0) {
+      this.orphans.delete(key);
+      this.link(slot, n, key);
+    }
+    return slot;
+  }
+
+  private link(slot: number, n: number, key: string): void {
+    this.numbers[slot] = n;
+    if (n < 0) {
+      this.orphans.set(key, slot);
+      return;
+    }
+    if (n >= this.slotOf.length) {
+      const grown = new Int32Array(Math.max(64, 2 ** Math.ceil(Math.log2(n + 1)))).fill(-1);
+      grown.set(this.slotOf);
+      this.slotOf = grown;
+    }
+    this.slotOf[n] = slot;
   }
 
   forEach(fn: (key: string, value: T, count: number, error: number) => void): void {

@@ -36,6 +36,9 @@ export class InternTable {
   private idleKeys = 0;
   /** whether the last acquire() gave its key a number it did not hold before */
   created = false;
+  /** told before a forgotten key's number can go to another key (the heavy hitters that find
+   * keys by number, src/churn/heavy.ts) */
+  onForget: ((id: number) => void) | undefined;
 
   constructor(private readonly maxIdle = DEFAULT_MAX_IDLE) {}
 
@@ -116,6 +119,7 @@ export class InternTable {
         continue;
       }
       this.queued[id] = 0;
+      this.onForget?.(id);
       this.ids.delete(this.keys[id] as string);
       this.keys[id] = undefined;
       this.free.push(id);
@@ -131,6 +135,11 @@ export class InternTable {
 
   key(id: number): string {
     return this.keys[id] as string;
+  }
+
+  /** The key's number, in use or idle; -1 when it has none. */
+  numberOf(key: string): number {
+    return this.ids.get(key) ?? -1;
   }
 
   /** The key's number, or -1 when not in use (idle keys are not). */

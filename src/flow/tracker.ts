@@ -112,6 +112,40 @@ export class FlowTracker {
   }
 
   /**
+   * The numbers the flow table gives the destination key and the source address of the flow the
+   * last open() that returned 'opened', or the last destroy(), was about; -1 after a destroy() of
+   * a flow not held. Counters keyed by them (the churn engine's heavy hitters) find a key by
+   * number, without hashing it; see numberOf() and onForget().
+   */
+  destinationNumber = -1;
+  sourceNumber = -1;
+
+  private numbered(p: number): void {
+    this.destinationNumber = this.t.dsts[p];
+    this.sourceNumber = this.t.srcs[p];
+  }
+
+  /** The number a destination key or a source address has now (-1: none). */
+  destinationNumberOf(key: string): number {
+    return this.t.destinations.numberOf(key);
+  }
+
+  sourceNumberOf(src: string): number {
+    return this.t.sources.numberOf(src);
+  }
+
+  /** `destination` and `source` are told each number the table is about to give another key. */
+  onForget(destination: (n: number) => void, source: (n: number) => void): void {
+    this.t.destinations.onForget = destination;
+    this.t.sources.onForget = source;
+  }
+
+  /** What the destination numbered n is made of (one record per number, shared: not to change). */
+  destinationPartsNumbered(n: number): Destination {
+    return this.t.dstParts[n];
+  }
+
+  /**
    * Applies one conntrack event. Flow records for flows it ended (the destroyed one, and any stale
    * flow displaced by a reused id) are pushed onto `out`. `destination` is the event's destination
    * key when the caller already built it.
@@ -135,9 +169,11 @@ export class FlowTracker {
     const p = this.held(ev, out);
     if (p < 0) {
       t.insert(ev, destination ?? destinationOf(ev), 0);
+      this.numbered(t.n - 1);
       return 'opened';
     }
     if (!(t.flags[p] & PREEXISTING)) return 'duplicate';
+    this.numbered(p);
     // The dump showed the entry, so it was read after this NEW happened: keep the dump's state and
     // mark, take only what the NEW knows better (that the flow began now, its kernel start).
     t.flags[p] = (t.flags[p] & ~PREEXISTING) | statusBits(ev.status);
@@ -176,9 +212,18 @@ export class FlowTracker {
   destroy(ev: ConntrackEvent, out: FlowEnd[]): string {
     const p = this.held(ev, out);
     out.push(destroyRecord(this.t, p, ev));
-    if (p < 0) return destinationOf(ev);
+    if (p < 0) {
+      this.destinationNumber = this.sourceNumber = -1;
+      return destinationOf(ev);
+    }
+    this.numbered(p);
     const destination = this.t.destination(p);
+    const src = this.t.src(p);
     this.t.remove(p);
+    // releasing the flow's keys can forget them (intern.ts keeps idle keys bounded), their
+    // numbers then free for other keys: a key without a number is found by its string
+    if (this.t.destinations.key(this.destinationNumber) !== destination) this.destinationNumber = -1;
+    if (this.t.sources.key(this.sourceNumber) !== src) this.sourceNumber = -1;
     return destination;
   }
 

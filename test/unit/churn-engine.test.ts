@@ -379,4 +379,47 @@ describe('destination rows carry what their key is made of', () => {
     e.watch(['127.0.0.5:6379/tcp'], T0 + S);
     expect(e.figures(T0 + S).get('127.0.0.5:6379/tcp')).toMatchObject({ dst: '127.0.0.5', dport: 6379 });
   });
+
+  it('keeps a destination\'s figures whole when the flow table forgets its key under a scan and numbers another with it', () => {
+    // B churns first, goes quiet while a scan walks through more destinations than the flow table
+    // keeps idle (65 536), so B's key is forgotten and its number goes to a scanned destination;
+    // then B comes back. Its figures must be those of an engine that saw B alone.
+    const B = { dst: '127.0.0.9', dport: 6380 };
+    const events: ConntrackEvent[] = [];
+    let id = 1;
+    let t = T0;
+    const flow = (more: Partial<ConntrackEvent>) => {
+      const n = id++;
+      events.push(ev('new', n, t, { ...more, state: 'SYN_SENT' }));
+      events.push(ev('destroy', n, t + 100, { ...more, state: 'CLOSE' }));
+      t += 500;
+    };
+    // all live at once, so B's key falls idle once: the flow table forgets it after 65 536 others
+    for (let i = 0; i < 2000; i++, t += 500) events.push(ev('new', id + i, t, { ...B, state: 'SYN_SENT' }));
+    for (let i = 0; i < 2000; i++, t += 500) events.push(ev('destroy', id + i, t, { ...B, state: 'CLOSE' }));
+    id += 2000;
+    const scanFrom = events.length;
+    for (let i = 0; i < 70_000; i++) flow({ dst: `127.1.${i >> 8}.${i & 255}`, dport: 1000 + (i % 7) });
+    const backAt = events.length;
+    for (let i = 0; i < 500; i++) flow(B);
+    const end = t + S;
+
+    const engine = new ChurnEngine();
+    const key = destinationOf({ family: 'ipv4', dst: B.dst, dport: B.dport, proto: 'tcp' });
+    feed(engine, events.slice(0, backAt));
+    expect(engine.tracker.destinationNumberOf(key)).toBe(-1); // forgotten by the flow table
+    feed(engine, events.slice(backAt));
+    const alone = new ChurnEngine();
+    feed(alone, [...events.slice(0, scanFrom), ...events.slice(backAt)]);
+
+    const keys = engine.figures(end).keys();
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(keys.filter((k) => k === key)).toHaveLength(1);
+    const { error, ...figure } = engine.figures(end).get(key)!;
+    const { error: aloneError, ...expected } = alone.figures(end).get(key)!;
+    expect(aloneError).toBe(0);
+    expect(error).toBe(0);
+    expect(figure).toEqual(expected);
+    expect(figure.new60 * 60).toBeCloseTo(2500 * (60 / Math.min(60, (Math.floor(end / S) * S - T0) / S)), 6);
+  });
 });

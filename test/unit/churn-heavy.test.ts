@@ -144,4 +144,59 @@ describe('HeavyHitters', () => {
   it('rejects a capacity below 1', () => {
     expect(() => new HeavyHitters(0)).toThrow(RangeError);
   });
+
+  it('finds keys by the caller\'s numbers as it does by key, through numbers forgotten and given to other keys', () => {
+    // The caller's numbering, as the flow table's intern table does it: a key keeps its number
+    // until forgotten, then the number goes to another key, and the key gets another number later.
+    const next = rng(7);
+    const numberOf = new Map<string, number>();
+    const keyOf: (string | undefined)[] = [];
+    const free: number[] = [];
+    const numbered = new HeavyHitters<{ key: string }>(16, (key) => ({ key }), (v, key) => { v.key = key; }, (key) => numberOf.get(key) ?? -1);
+    const plain = new HeavyHitters<{ key: string }>(16, (key) => ({ key }), (v, key) => { v.key = key; });
+    for (let i = 0; i < 50_000; i++) {
+      // a skewed stream over 200 keys, so some stay tracked while others churn through
+      const key = `k${Math.floor(200 * next() ** 3)}`;
+      const r = next();
+      if (r < 0.05 && numberOf.has(key)) {
+        // forgotten: the counters are told first, and the number is free for any key
+        const n = numberOf.get(key)!;
+        numbered.forget(n);
+        numberOf.delete(key);
+        keyOf[n] = undefined;
+        free.push(n);
+        continue;
+      }
+      if (r < 0.15 && !numberOf.has(key)) {
+        const n = free.length > 0 && next() < 0.8 ? free.pop()! : keyOf.length;
+        numberOf.set(key, n);
+        keyOf[n] = key;
+      }
+      const weight = 1 + Math.floor(next() * 3);
+      // by number when the caller has one at hand, by key otherwise (the rare paths)
+      const n = numberOf.get(key) ?? -1;
+      const a = next() < 0.7 ? numbered.hitNumbered(n, key, weight) : numbered.hit(key, weight);
+      const b = plain.hit(key, weight);
+      expect(a.key).toBe(key);
+      expect(b.key).toBe(key);
+      if (i % 500 === 0) numbered.decay(0.5), plain.decay(0.5);
+    }
+    const rows = (h: HeavyHitters<{ key: string }>) => {
+      const out: [string, number, number][] = [];
+      h.forEach((key, v, count, error) => {
+        expect(v.key).toBe(key);
+        out.push([key, count, error]);
+      });
+      return out;
+    };
+    // the same slots in the same order: the same algorithm whatever the lookup
+    expect(rows(numbered)).toEqual(rows(plain));
+    expect(new Set(rows(numbered).map(([key]) => key)).size).toBe(numbered.size);
+    for (let k = 0; k < 200; k++) {
+      const key = `k${k}`;
+      expect(numbered.count(key)).toBe(plain.count(key));
+      expect(numbered.error(key)).toBe(plain.error(key));
+      expect(numbered.get(key)?.key).toBe(plain.get(key)?.key);
+    }
+  });
 });
