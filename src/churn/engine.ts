@@ -29,7 +29,7 @@
 import type { ConntrackEvent, SourceEvent } from '../source/types.js';
 import type { FlowEnd } from '../flow/types.js';
 import { FlowTracker } from '../flow/tracker.js';
-import { destinationOf, destinationParts, endpointKey } from '../flow/keys.js';
+import { destinationParts, endpointKey } from '../flow/keys.js';
 import type { ChurnSnapshot, DestinationChurn, DestinationFigure, DestinationFigures, KeyChurn, SnatView, UnrepliedView } from './snapshot.js';
 import { DEFAULT_CAPACITY, HeavyHitters } from './heavy.js';
 import { growthRate, kernelTotals, pushSample, tablePressure } from './pressure.js';
@@ -141,11 +141,10 @@ export class ChurnEngine {
       if (ev.netns !== undefined) this.ns = ev.netns;
       switch (ev.event) {
         case 'new': {
-          const key = destinationOf(ev);
           // with attribution: whether a dump found this flow first, and as whose
           const dumped = this.owners ? this.tracker.preexistingOwner(ev) : undefined;
-          if (this.tracker.open(ev, out, key) === 'opened') {
-            this.opened(ev, key);
+          if (this.tracker.open(ev, out) === 'opened') {
+            this.opened(ev);
             this.snat.add(ev);
             if (dumped !== undefined) this.owners!.joined(ev, dumped.owner);
             else this.owners?.opened(ev);
@@ -325,10 +324,11 @@ export class ChurnEngine {
   }
 
   /** Just after the tracker opened ev's flow: its numbers are the tracker's. */
-  private opened(ev: ConntrackEvent, key: string): void {
+  private opened(ev: ConntrackEvent): void {
     const t = ev.time;
     this.all.opened.add(t);
     const n = this.tracker.destinationNumber;
+    const key = this.tracker.destinationKeyNumbered(n);
     const d = this.track(this.destinations, n, key, t);
     d.opened.add(t);
     d.parts ??= this.tracker.destinationPartsNumbered(n);

@@ -10,6 +10,13 @@
  * ceiling, bench/README.md). Idle keys are forgotten oldest first once more than `maxIdle` of them
  * are held, and their numbers reused: the table holds at most the peak number of distinct keys
  * alive at once plus `maxIdle`, however many sources a scan walks through over time.
+ *
+ * A key can also be found by its parts, without building or hashing its string: a group (a
+ * destination address) and a small integer code (port, protocol and family, keys.ts
+ * destinationCode). Under rotating ports nearly every NEW is a destination new to the live set,
+ * and finding its key cost two Map lookups to build it and one to number it, each a cache miss in
+ * maps of tens of thousands of entries (bench/README.md); the parts index is one probe of a
+ * typed array behind a Map of the few addresses.
  */
 import { numberArray, objectArray } from '../util/arrays.js';
 // as many as src/flow/keys.ts caches destination keys: a scan of a port range that comes back
@@ -34,6 +41,18 @@ export class InternTable {
   private readonly free: number[] = [];
   private inUse = 0;
   private idleKeys = 0;
+  /** parts index: group (address) → its number; numbers of groups with no key indexed are reused */
+  private readonly groups = new Map<string, number>();
+  private readonly groupKeys: number[] = numberArray();
+  private readonly groupNames: string[] = objectArray();
+  private readonly freeGroups: number[] = [];
+  /** open addressing, linear probing, 3 ints a slot: group + 1 (0: empty), code, key number */
+  private parts = new Int32Array(3 * 1024);
+  private partsShift = 32 - 10;
+  private partsUsed = 0;
+  /** key number → its group in the parts index (-1: not indexed) and code */
+  private groupOf = new Int32Array(64).fill(-1);
+  private codeOf = new Int32Array(64);
   /** whether the last acquire() gave its key a number it did not hold before */
   created = false;
   /** told before a forgotten key's number can go to another key (the heavy hitters that find
@@ -77,6 +96,12 @@ export class InternTable {
         const since = new Float64Array(this.idleSince.length * 2);
         since.set(this.idleSince);
         this.idleSince = since;
+        const groupOf = new Int32Array(this.groupOf.length * 2).fill(-1);
+        groupOf.set(this.groupOf);
+        this.groupOf = groupOf;
+        const codeOf = new Int32Array(this.codeOf.length * 2);
+        codeOf.set(this.codeOf);
+        this.codeOf = codeOf;
       }
     } else {
       this.keys[id] = key;
@@ -86,6 +111,97 @@ export class InternTable {
     this.inUse++;
     this.created = true;
     return id;
+  }
+
+  /**
+   * acquire() of the key indexed under (group, code), or -1 with no reference taken when none is:
+   * the caller then acquires the key by its string and indexes it (index()).
+   */
+  acquireByParts(group: string, code: number): number {
+    const g = this.groups.get(group);
+    if (g === undefined) return -1;
+    const parts = this.parts;
+    const mask = parts.length / 3 - 1;
+    for (let i = partsHash(g, code) >>> this.partsShift; ; i = (i + 1) & mask) {
+      const at = 3 * i;
+      const held = parts[at];
+      if (held === 0) return -1;
+      if (held === g + 1 && parts[at + 1] === code) {
+        const id = parts[at + 2];
+        this.created = false;
+        if (this.refs[id]++ === 0) {
+          this.inUse++;
+          this.idleKeys--;
+        }
+        return id;
+      }
+    }
+  }
+
+  /** Indexes the key numbered id under (group, code) for acquireByParts(), unless it already is. */
+  index(id: number, group: string, code: number): void {
+    if (this.groupOf[id] >= 0) return;
+    let g = this.groups.get(group);
+    if (g === undefined) {
+      g = this.freeGroups.pop() ?? this.groupKeys.length;
+      if (g === this.groupKeys.length) {
+        this.groupKeys.push(0);
+        this.groupNames.push(group);
+      } else {
+        this.groupNames[g] = group;
+      }
+      this.groups.set(group, g);
+    }
+    this.groupKeys[g]++;
+    this.groupOf[id] = g;
+    this.codeOf[id] = code;
+    if (2 * (this.partsUsed + 1) > this.parts.length / 3) this.regrow(2 * this.parts.length);
+    this.put(g, code, id);
+  }
+
+  private put(g: number, code: number, id: number): void {
+    const parts = this.parts;
+    const mask = parts.length / 3 - 1;
+    let i = partsHash(g, code) >>> this.partsShift;
+    while (parts[3 * i] !== 0) i = (i + 1) & mask;
+    parts[3 * i] = g + 1;
+    parts[3 * i + 1] = code;
+    parts[3 * i + 2] = id;
+    this.partsUsed++;
+  }
+
+  private regrow(length: number): void {
+    const old = this.parts;
+    this.parts = new Int32Array(length);
+    this.partsShift = 32 - Math.log2(length / 3);
+    this.partsUsed = 0;
+    for (let at = 0; at < old.length; at += 3) if (old[at] !== 0) this.put(old[at] - 1, old[at + 1], old[at + 2]);
+  }
+
+  /** Takes the forgotten key numbered id out of the parts index (backward-shift deletion). */
+  private unindex(id: number): void {
+    const g = this.groupOf[id];
+    this.groupOf[id] = -1;
+    const parts = this.parts;
+    const mask = parts.length / 3 - 1;
+    let i = partsHash(g, this.codeOf[id]) >>> this.partsShift;
+    while (parts[3 * i + 2] !== id || parts[3 * i] !== g + 1) i = (i + 1) & mask;
+    // each later slot of the run moves into the hole unless its home lies after the hole
+    for (let j = (i + 1) & mask; parts[3 * j] !== 0; j = (j + 1) & mask) {
+      const home = partsHash(parts[3 * j] - 1, parts[3 * j + 1]) >>> this.partsShift;
+      if (((j - home) & mask) >= ((j - i) & mask)) {
+        parts[3 * i] = parts[3 * j];
+        parts[3 * i + 1] = parts[3 * j + 1];
+        parts[3 * i + 2] = parts[3 * j + 2];
+        i = j;
+      }
+    }
+    parts[3 * i] = 0;
+    this.partsUsed--;
+    if (--this.groupKeys[g] === 0) {
+      this.groups.delete(this.groupNames[g]);
+      this.freeGroups.push(g);
+    }
   }
 
   /** Drops a reference; at none the key becomes idle (still named, no longer counted in size). */
@@ -120,6 +236,7 @@ export class InternTable {
       }
       this.queued[id] = 0;
       this.onForget?.(id);
+      if (this.groupOf[id] >= 0) this.unindex(id);
       this.ids.delete(this.keys[id] as string);
       this.keys[id] = undefined;
       this.free.push(id);
@@ -158,4 +275,12 @@ export class InternTable {
     const id = this.ids.get(key);
     return id === undefined ? 0 : this.refs[id];
   }
+}
+
+/** (group, code) mixed into 32 bits (murmur3's finalizer); the top bits pick the slot */
+function partsHash(g: number, code: number): number {
+  let h = Math.imul(g, 0x9e3779b1) ^ code;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return h ^ (h >>> 16);
 }

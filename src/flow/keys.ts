@@ -44,12 +44,22 @@ const keyCache = new Map<string, Map<number, string>>();
 let cachedKeys = 0;
 const MAX_CACHED_KEYS = 65_536;
 
+/**
+ * What tells a destination apart from the others on its address, as one integer below 2^26: its
+ * port (65 536 for none), protocol and family. -1 for a protocol name that is neither known nor a
+ * number (UNKNOWN_PROTO would stand for them all).
+ */
+export function destinationCode(flow: Destination): number {
+  const proto = protoCode(flow.proto);
+  if (proto === UNKNOWN_PROTO) return -1;
+  return ((flow.dport ?? 65_536) * 256 + proto) * 2 + (flow.family === 'ipv6' ? 1 : 0);
+}
+
 /** The destination key of an event, a flow record or a Destination. */
 export function destinationOf(flow: Destination): string {
-  const proto = protoCode(flow.proto);
-  // 255 also stands for any unknown name: those are built each time, never confused
-  if (proto === UNKNOWN_PROTO) return destinationKey(flow.family, flow.dst, flow.dport, flow.proto);
-  const code = ((flow.dport ?? 65_536) * 256 + proto) * 2 + (flow.family === 'ipv6' ? 1 : 0);
+  const code = destinationCode(flow);
+  // unknown protocol names are built each time, never confused
+  if (code < 0) return destinationKey(flow.family, flow.dst, flow.dport, flow.proto);
   let byAddr = keyCache.get(flow.dst);
   if (byAddr === undefined) {
     if (cachedKeys >= MAX_CACHED_KEYS) {

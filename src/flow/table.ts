@@ -17,7 +17,7 @@
 import type { ConntrackEvent, ProcessInfo, Unattributed } from '../source/types.js';
 import { TCP_STATES } from '../source/names.js';
 import { InternTable } from './intern.js';
-import { destinationParts, protoCode, type Destination } from './keys.js';
+import { destinationCode, destinationOf, destinationParts, protoCode, type Destination } from './keys.js';
 import { objectArray } from '../util/arrays.js';
 
 // flag bits, 16 per flow
@@ -128,7 +128,9 @@ export class FlowTable {
     );
   }
 
-  insert(ev: ConntrackEvent, destination: string, flags: number): void {
+  /** `destination` is the event's destination key when the caller has it; else it is found by its
+   * parts (intern.ts), and built only for a destination new to the table. */
+  insert(ev: ConntrackEvent, destination: string | undefined, flags: number): void {
     if (this.n === this.capacity) this.resize(this.capacity * 2);
     const p = this.n++;
     this.ids[p] = ev.id;
@@ -136,7 +138,19 @@ export class FlowTable {
     this.kernelStarts[p] = ev.start ?? NaN;
     this.closings[p] = NaN;
 
-    const d = this.destinations.acquire(destination);
+    const dests = this.destinations;
+    let d: number;
+    if (destination !== undefined) {
+      // the caller's name for it: not indexed by parts, which name only what destinationOf builds
+      d = dests.acquire(destination);
+    } else {
+      const code = destinationCode(ev);
+      d = code >= 0 ? dests.acquireByParts(ev.dst, code) : -1;
+      if (d < 0) {
+        d = dests.acquire(destinationOf(ev));
+        if (code >= 0) dests.index(d, ev.dst, code);
+      }
+    }
     // a number new to this key (an idle key that comes back keeps its parts and state row)
     if (this.destinations.created) {
       this.dstAddrs[d] = ev.dst;

@@ -140,6 +140,11 @@ export class FlowTracker {
     this.t.sources.onForget = source;
   }
 
+  /** The destination key numbered n. */
+  destinationKeyNumbered(n: number): string {
+    return this.t.destinations.key(n);
+  }
+
   /** What the destination numbered n is made of (one record per number, shared: not to change). */
   destinationPartsNumbered(n: number): Destination {
     return this.t.dstParts[n];
@@ -168,7 +173,7 @@ export class FlowTracker {
     const t = this.t;
     const p = this.held(ev, out);
     if (p < 0) {
-      t.insert(ev, destination ?? destinationOf(ev), 0);
+      t.insert(ev, destination, 0);
       this.numbered(t.n - 1);
       return 'opened';
     }
@@ -187,14 +192,14 @@ export class FlowTracker {
   /** An entry from a table dump (a `snapshot` event): inserted as a live flow unless already held. */
   insertDumped(ev: ConntrackEvent, out: FlowEnd[], destination?: string): 'inserted' | 'ignored' {
     if (this.held(ev, out) >= 0) return 'ignored';
-    this.t.insert(ev, destination ?? destinationOf(ev), PREEXISTING);
+    this.t.insert(ev, destination, PREEXISTING);
     return 'inserted';
   }
 
   update(ev: ConntrackEvent, out: FlowEnd[], destination?: string): 'updated' | 'late' {
     const p = this.held(ev, out);
     if (p < 0) {
-      this.t.insert(ev, destination ?? destinationOf(ev), PREEXISTING);
+      this.t.insert(ev, destination, PREEXISTING);
       return 'late';
     }
     this.t.refresh(p, ev);

@@ -71,4 +71,45 @@ describe('InternTable', () => {
     }
     expect(named).toBe(3);
   });
+
+  it('finds a key by its parts exactly while it holds its number, through forgetting and regrowing', () => {
+    let seed = 99;
+    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const t = new InternTable(50);
+    const held: number[] = [];
+    for (let op = 0; op < 40_000; op++) {
+      const group = `10.0.${Math.floor(random() * 30)}.1`;
+      const code = Math.floor(random() * 200) * 4099; // spread codes, so runs of the probe collide
+      const key = `${group}|${code}`;
+      if (held.length === 0 || random() < 0.55) {
+        let id = t.acquireByParts(group, code);
+        if (id >= 0) {
+          expect(t.key(id)).toBe(key);
+          expect(t.created).toBe(false);
+        } else {
+          // not indexed means not named: the table holds no number for it
+          expect(t.numberOf(key)).toBe(-1);
+          id = t.acquire(key);
+          expect(t.created).toBe(true);
+          t.index(id, group, code);
+        }
+        held.push(id);
+      } else {
+        const at = Math.floor(random() * held.length);
+        t.release(held[at]);
+        held[at] = held[held.length - 1];
+        held.pop();
+      }
+      if (op % 1000 === 999) {
+        // every key in use is found by its parts (taking a reference and giving it back)
+        for (const id of new Set(held)) {
+          const [group, code] = t.key(id).split('|');
+          expect(t.acquireByParts(group, Number(code))).toBe(id);
+          t.release(id);
+        }
+      }
+    }
+    expect(held.length).toBeGreaterThan(2000); // past the index's first 1 024 slots
+    expect(t.size).toBe(new Set(held).size);
+  });
 });
