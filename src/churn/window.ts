@@ -147,7 +147,8 @@ function advance(b: Uint32Array, off: number, len: number, slot: number, steps: 
  * new floor.
  */
 function lower(b: Uint32Array, off: number, len: number, slot: number, head: number, floor: number, to: number): number {
-  for (let bucket = to; bucket < floor; bucket++) b[back(off, len, slot, head - bucket)] = 0;
+  // by steps back from the head (fewer than len), not by bucket numbers, which are floats
+  for (let steps = head - floor + 1; steps <= head - to; steps++) b[back(off, len, slot, steps)] = 0;
   return to;
 }
 

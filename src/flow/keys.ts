@@ -47,11 +47,13 @@ const MAX_CACHED_KEYS = 65_536;
 /**
  * What tells a destination apart from the others on its address, as one integer below 2^26: its
  * port (65 536 for none), protocol and family. -1 for a protocol name that is neither known nor a
- * number (UNKNOWN_PROTO would stand for them all).
+ * number (UNKNOWN_PROTO would stand for them all), or a port outside 0..65 535.
  */
 export function destinationCode(flow: Destination): number {
   const proto = protoCode(flow.proto);
   if (proto === UNKNOWN_PROTO) return -1;
+  // a port the kernel cannot send (the decoder's are 16 bits) would share another one's code
+  if (flow.dport !== undefined && !(Number.isInteger(flow.dport) && flow.dport >= 0 && flow.dport <= 65_535)) return -1;
   return ((flow.dport ?? 65_536) * 256 + proto) * 2 + (flow.family === 'ipv6' ? 1 : 0);
 }
 

@@ -136,6 +136,8 @@ export class FlowTracker {
 
   /** `destination` and `source` are told each number the table is about to give another key. */
   onForget(destination: (n: number) => void, source: (n: number) => void): void {
+    // one listener: a second would leave the first's slots under numbers given to other keys
+    if (this.t.destinations.onForget !== undefined) throw new Error('FlowTracker.onForget: a listener is already set');
     this.t.destinations.onForget = destination;
     this.t.sources.onForget = source;
   }
@@ -226,7 +228,8 @@ export class FlowTracker {
     const src = this.t.src(p);
     this.t.remove(p);
     // releasing the flow's keys can forget them (intern.ts keeps idle keys bounded), their
-    // numbers then free for other keys: a key without a number is found by its string
+    // numbers then free for other keys: a key without a number is found by its string. (remove()
+    // only releases: no key is given a number in it, so a number still on its key is its own.)
     if (this.t.destinations.key(this.destinationNumber) !== destination) this.destinationNumber = -1;
     if (this.t.sources.key(this.sourceNumber) !== src) this.sourceNumber = -1;
     return destination;

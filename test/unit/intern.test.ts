@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InternTable } from '../../src/flow/intern.js';
+import { destinationCode } from '../../src/flow/keys.js';
 
 describe('InternTable', () => {
   it('counts references per key and keeps a key idle, not counted, once its last reference goes', () => {
@@ -111,5 +112,22 @@ describe('InternTable', () => {
     }
     expect(held.length).toBeGreaterThan(2000); // past the index's first 1 024 slots
     expect(t.size).toBe(new Set(held).size);
+  });
+
+  it('codes every destination on an address apart, and gives no code to a port the kernel cannot send', () => {
+    const seen = new Set<number>();
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      for (const proto of ['tcp', 'udp', 'sctp', 'icmp', '200']) {
+        for (const dport of [undefined, 0, 1, 80, 65_535]) {
+          const code = destinationCode({ family, dst: '10.0.0.1', dport, proto });
+          expect(code).toBeGreaterThanOrEqual(0);
+          expect(code).toBeLessThan(2 ** 26); // held in an Int32Array
+          expect(seen.has(code)).toBe(false);
+          seen.add(code);
+        }
+      }
+    }
+    for (const dport of [65_536, -1, 80.5, 2 ** 22, NaN]) expect(destinationCode({ family: 'ipv4', dst: '10.0.0.1', dport, proto: 'tcp' })).toBe(-1);
+    expect(destinationCode({ family: 'ipv4', dst: '10.0.0.1', dport: 80, proto: 'no-such-protocol' })).toBe(-1);
   });
 });
