@@ -1,13 +1,20 @@
 /**
- * Where data lines go: stdout or a file. Lines are written as soon as the previous write is done
- * (sonic-boom, asynchronous): what arrives while a write is under way goes out together in the next
- * one, so a busy table is written in large chunks and a quiet one without delay. More than
- * PENDING_LIMIT bytes not yet written is backpressure (`write` returns false, wait for `drained`),
- * never unbounded memory. Files are created 0600 and reopened on SIGHUP for logrotate, both times through
- * src/util/safe-file.ts (no symlink, hard link or someone else's file; with `--user`, a file
- * created before the switch is handed to the account through its descriptor).
+ * Where data lines go: stdout or a file. A regular file is written at once, on this thread: a
+ * write(2) into the page cache costs a few µs, and handing it to the libuv pool instead cost the
+ * process more than the write (a worker woken, scheduled and put back to sleep per write, and the
+ * completion's callback): at 50 000 events/s, 7-14 % of the collector's CPU (bench/README.md,
+ * "Flow lines written where they are made"). A single write that takes longer than SLOW_WRITE_MS (a
+ * remote or overloaded file system) moves that output to the background for good, said once.
+ * Pipes, terminals and sockets are always written in the background (sonic-boom, asynchronous):
+ * a reader that stops reading must not stop the collector. There, lines are written as soon as
+ * the previous write is done, so what arrives meanwhile goes out together in the next one.
+ * More than PENDING_LIMIT bytes not yet written is backpressure (`write` returns false, wait for
+ * `drained`), never unbounded memory. Files are created 0600 and reopened on SIGHUP for
+ * logrotate, both times through src/util/safe-file.ts (no symlink, hard link or someone else's
+ * file; with `--user`, a file created before the switch is handed to the account through its
+ * descriptor).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, fstatSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import sonicBoom from 'sonic-boom';
 import type { SonicBoom as SonicBoomType } from 'sonic-boom';
@@ -26,8 +33,11 @@ export interface Output {
   reopen(): void;
   /** flush everything written so far and close */
   end(): Promise<void>;
-  /** bytes written (handed to the kernel) so far, and write errors */
+  /** write errors so far */
   readonly errors: number;
+  /** whether lines are written in the background (libuv's pool) rather than on the calling
+   * thread: a pipe, terminal or socket, or a file whose write was once slow */
+  readonly background: boolean;
 }
 
 /** Bytes handed over but not yet written beyond which the caller waits. Not sonic-boom's own mark
@@ -35,9 +45,17 @@ export interface Output {
  * to finish before taking the next batch would stall the pipeline on each one. */
 const PENDING_LIMIT = 4 * 1024 * 1024;
 
+/** ms one write to a regular file may hold the thread before the output moves to background
+ * writes: a local file system answers in well under 1 ms; more is a remote or overloaded one. */
+export const SLOW_WRITE_MS = 10;
+
 export interface OutputOptions {
   /** `--user`: a file created now (as root, before the switch) is handed to this account */
   owner?: FileOwner;
+  /** told once when a slow write moved a file's writes to the background: how long it took */
+  onSlowWrite?: (ms: number) => void;
+  /** instead of SLOW_WRITE_MS (tests) */
+  slowWriteMs?: number;
 }
 
 /** One line for a file that cannot be opened: the reason, and what to do. */
@@ -60,6 +78,18 @@ function openFd(path: string, owner: FileOwner | undefined): number {
   }
 }
 
+/** A descriptor and whether it is written on this thread: only a regular file is (fstat, never
+ * the path: the descriptor is what is written). */
+function writerFor(fd: number): [number, boolean] {
+  let regular = false;
+  try {
+    regular = fstatSync(fd).isFile();
+  } catch {
+    /* not a descriptor fstat knows: written in the background, which reports what fails */
+  }
+  return [fd, regular];
+}
+
 export function openOutput(path: string, onError: (err: CtwatchError) => void, o: OutputOptions = {}): Output {
   const toStdout = path === '-' || path === '';
   if (!toStdout && /^\/(proc|sys)(\/|$)/.test(resolve(path))) {
@@ -74,17 +104,29 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
   // 25 000 flows/s), and a batch is already many lines.
   /** bytes handed to the current writer and not yet written */
   let pending = 0;
-  const boomFor = (fd: number) => {
-    const b = new SonicBoom({ fd, minLength: 0, maxWrite: 1024 * 1024, sync: false, contentMode: 'buffer' });
+  const slowMs = o.slowWriteMs ?? SLOW_WRITE_MS;
+  /** whether the current writer writes on this thread (a regular file that has not been slow) */
+  let inline = false;
+  /** the current writer's descriptor */
+  let boomFd = -1;
+  const boomFor = (fd: number, sync: boolean) => {
+    const b = new SonicBoom({ fd, minLength: 0, maxWrite: 1024 * 1024, sync, contentMode: 'buffer' });
     b.on('write', (n: number) => {
       if (b === boom) pending -= n;
     });
+    b.on('error', onWriteError);
+    inline = sync;
+    boomFd = fd;
     return b;
   };
-  let boom: SonicBoomType = boomFor(toStdout ? 1 : openFd(path, o.owner));
   let errors = 0;
   const onWriteError = (err: NodeJS.ErrnoException) => {
     errors++;
+    // A synchronous write fails inside write(): the caller hears of it as it would of a background
+    // write, after the batch it is writing, not in the middle of it.
+    process.nextTick(report, err);
+  };
+  const report = (err: NodeJS.ErrnoException) => {
     // EPIPE on stdout: the reader (e.g. `| head`) went away; that is the end, not a failure.
     if (err.code === 'EPIPE') {
       onError(new CtwatchError('ERR_OUTPUT_CLOSED', 'output closed by the reader', { exitCode: EXIT.ok }));
@@ -92,7 +134,7 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
     }
     onError(new CtwatchError('ERR_OUTPUT', `writing ${toStdout ? 'stdout' : path} failed: ${err.code ?? err.message}${err.code === 'ENOSPC' ? ' (the disk is full: free space or choose another --output)' : ' (choose a writable --output, or - for stdout)'}`, { errno: err.errno, exitCode: EXIT.ioErr }));
   };
-  boom.on('error', onWriteError);
+  let boom: SonicBoomType = boomFor(...writerFor(toStdout ? 1 : openFd(path, o.owner)));
   /** Flushes and closes one writer; resolves even when the flush fails (the error is reported). */
   const finish = (b: SonicBoomType): Promise<void> =>
     new Promise((resolve) => {
@@ -125,11 +167,28 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
     get errors() {
       return errors;
     },
+    get background() {
+      return !inline;
+    },
     write(lines: string | Uint8Array): boolean {
       if (errors > 0) return true; // reported once; the caller is stopping
       const bytes = typeof lines === 'string' ? Buffer.from(lines) : lines;
       pending += bytes.length;
+      if (!inline) {
+        boom.write(bytes as never);
+        return pending < PENDING_LIMIT;
+      }
+      const started = performance.now();
       boom.write(bytes as never);
+      const ms = performance.now() - started;
+      if (ms > slowMs && errors === 0) {
+        // The synchronous writer has nothing pending now (its write returned): a background one
+        // takes the same descriptor over. The old one is left as it is, never ended, so the
+        // descriptor is closed once, by the writer that holds it now.
+        boom = boomFor(boomFd, false);
+        pending = 0;
+        o.onSlowWrite?.(ms);
+      }
       return pending < PENDING_LIMIT;
     },
     drained(): Promise<void> {
@@ -165,9 +224,8 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
         return;
       }
       const old = boom;
-      boom = boomFor(fd);
+      boom = boomFor(...writerFor(fd));
       pending = 0;
-      boom.on('error', onWriteError);
       retiring = Promise.all([retiring, finish(old)]).then(() => {});
       // a writer waiting in drained() on the old one is released when it has flushed
     },
@@ -175,4 +233,9 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
       await Promise.all([retiring, finish(boom)]);
     },
   };
+}
+
+/** The one warning of an output that moved to background writes (OutputOptions.onSlowWrite). */
+export function slowWriteSaid(log: { warn(fields: object, message: string): void }): (ms: number) => void {
+  return (ms) => log.warn({ ms: Math.round(ms) }, `a write to the output took ${Math.round(ms)} ms (a remote or overloaded file system?): writing it in the background from now on`);
 }
