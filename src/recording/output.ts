@@ -1,10 +1,13 @@
 /**
- * Where data lines go: stdout or a file. A regular file is written at once, on this thread: a
- * write(2) into the page cache costs a few µs, and handing it to the libuv pool instead cost the
- * process more than the write (a worker woken, scheduled and put back to sleep per write, and the
- * completion's callback): at 50 000 events/s, 7-14 % of the collector's CPU (bench/README.md,
- * "Flow lines written where they are made"). A single write that takes longer than SLOW_WRITE_MS (a
- * remote or overloaded file system) moves that output to the background for good, said once.
+ * Where data lines go: stdout or a file. A regular file on a local file system is written at
+ * once, on this thread: a write(2) into the page cache costs ~10 µs, and handing it to the libuv
+ * pool instead cost the process more than the write (a worker woken, scheduled and put back to
+ * sleep per write, and the completion's callback): at 50 000 events/s, 7-14 % of the collector's
+ * CPU (bench/README.md, "Flow lines written where they are made"). A write that holds the thread
+ * longer than SLOW_WRITE_MS, or writes that add up to WRITE_BUDGET_MS within a second, move the
+ * output to the background for good (reopened files too), said once. That write itself still
+ * holds the thread for as long as it takes, as any write(2) to a local disk can; file systems
+ * whose writes wait on a server (NFS, SMB, FUSE, ...) are never written on this thread.
  * Pipes, terminals and sockets are always written in the background (sonic-boom, asynchronous):
  * a reader that stops reading must not stop the collector. There, lines are written as soon as
  * the previous write is done, so what arrives meanwhile goes out together in the next one.
@@ -14,7 +17,7 @@
  * file; with `--user`, a file created before the switch is handed to the account through its
  * descriptor).
  */
-import { existsSync, fstatSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, statfsSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import sonicBoom from 'sonic-boom';
 import type { SonicBoom as SonicBoomType } from 'sonic-boom';
@@ -33,10 +36,12 @@ export interface Output {
   reopen(): void;
   /** flush everything written so far and close */
   end(): Promise<void>;
-  /** write errors so far */
+  /** write and reopen errors so far, counted when they happen (onError hears of a write error on
+   * the next tick, and always before end() resolves) */
   readonly errors: number;
   /** whether lines are written in the background (libuv's pool) rather than on the calling
-   * thread: a pipe, terminal or socket, or a file whose write was once slow */
+   * thread: a pipe, terminal or socket, a file on a file system that is not a local one, or
+   * a file whose writes were once slow (which stays so across reopens) */
   readonly background: boolean;
 }
 
@@ -45,14 +50,35 @@ export interface Output {
  * to finish before taking the next batch would stall the pipeline on each one. */
 const PENDING_LIMIT = 4 * 1024 * 1024;
 
-/** ms one write to a regular file may hold the thread before the output moves to background
- * writes: a local file system answers in well under 1 ms; more is a remote or overloaded one. */
+/** ms one write to a file may hold the thread before the output moves to background writes: a
+ * local file system answers in well under 1 ms (bench/README.md); more is a remote, stuck or
+ * overloaded one. Moving is safe either way: background writes are how every pipe is written. */
 export const SLOW_WRITE_MS = 10;
+/** ms of writes on this thread within one second beyond which the output moves too: many writes
+ * just under SLOW_WRITE_MS (a network file system's round trip each) are as bad as one over it */
+const WRITE_BUDGET_MS = 50;
+
+/** statfs f_type of the file systems whose writes are written on this thread: local disks and
+ * memory. Anything else (NFS, SMB, FUSE, 9p, Ceph, ...) can hold a write for as long as its
+ * server takes, and is written in the background from the start. */
+const LOCAL_FILE_SYSTEMS = new Set([
+  0xef53, // ext2, ext3, ext4
+  0x58465342, // xfs
+  0x9123683e, // btrfs
+  0x01021994, // tmpfs
+  0x858458f6, // ramfs
+  0xf2f52010, // f2fs
+  0x2fc12fc1, // zfs
+  0xca451a4e, // bcachefs
+  0x3153464a, // jfs
+  0x52654973, // reiserfs
+  0x794c7630, // overlayfs (a container's writable layer)
+]);
 
 export interface OutputOptions {
   /** `--user`: a file created now (as root, before the switch) is handed to this account */
   owner?: FileOwner;
-  /** told once when a slow write moved a file's writes to the background: how long it took */
+  /** told once when slow writes moved a file's writes to the background: the ms they held the thread */
   onSlowWrite?: (ms: number) => void;
   /** instead of SLOW_WRITE_MS (tests) */
   slowWriteMs?: number;
@@ -78,16 +104,17 @@ function openFd(path: string, owner: FileOwner | undefined): number {
   }
 }
 
-/** A descriptor and whether it is written on this thread: only a regular file is (fstat, never
- * the path: the descriptor is what is written). */
-function writerFor(fd: number): [number, boolean] {
-  let regular = false;
+/**
+ * Whether fd is written on this thread: a regular file on a local file system. Asked of the
+ * descriptor (fstat, and statfs through /proc/self/fd, which names the open file, not a path
+ * someone could swap). When either cannot say, the answer is no.
+ */
+function writesInline(fd: number): boolean {
   try {
-    regular = fstatSync(fd).isFile();
+    return fstatSync(fd).isFile() && LOCAL_FILE_SYSTEMS.has(statfsSync(`/proc/self/fd/${fd}`).type);
   } catch {
-    /* not a descriptor fstat knows: written in the background, which reports what fails */
+    return false;
   }
-  return [fd, regular];
 }
 
 export function openOutput(path: string, onError: (err: CtwatchError) => void, o: OutputOptions = {}): Output {
@@ -102,29 +129,24 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
   // mode sonic-boom measures its whole pending string on every write (a flattening each time).
   // minLength 0: a line waiting for a chunk to fill is latency (64 KiB is 8 ms of flow lines at
   // 25 000 flows/s), and a batch is already many lines.
-  /** bytes handed to the current writer and not yet written */
+  /** bytes handed to the background writer and not yet written */
   let pending = 0;
   const slowMs = o.slowWriteMs ?? SLOW_WRITE_MS;
-  /** whether the current writer writes on this thread (a regular file that has not been slow) */
-  let inline = false;
-  /** the current writer's descriptor */
-  let boomFd = -1;
-  const boomFor = (fd: number, sync: boolean) => {
-    const b = new SonicBoom({ fd, minLength: 0, maxWrite: 1024 * 1024, sync, contentMode: 'buffer' });
-    b.on('write', (n: number) => {
-      if (b === boom) pending -= n;
-    });
-    b.on('error', onWriteError);
-    inline = sync;
-    boomFd = fd;
-    return b;
-  };
+  /** once writes were slow, a reopened file (on the same file system, as a rule) is written in
+   * the background too: one stall is enough */
+  let slow = false;
   let errors = 0;
+  /** write errors counted but not told yet */
+  const unreported: NodeJS.ErrnoException[] = [];
+  const tell = () => {
+    for (const err of unreported.splice(0)) report(err);
+  };
   const onWriteError = (err: NodeJS.ErrnoException) => {
     errors++;
-    // A synchronous write fails inside write(): the caller hears of it as it would of a background
-    // write, after the batch it is writing, not in the middle of it.
-    process.nextTick(report, err);
+    // A write on this thread fails inside write(): the caller hears of it as of a background
+    // write, after the batch it is writing, not in the middle of it; end() tells it first.
+    unreported.push(err);
+    process.nextTick(tell);
   };
   const report = (err: NodeJS.ErrnoException) => {
     // EPIPE on stdout: the reader (e.g. `| head`) went away; that is the end, not a failure.
@@ -134,10 +156,77 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
     }
     onError(new CtwatchError('ERR_OUTPUT', `writing ${toStdout ? 'stdout' : path} failed: ${err.code ?? err.message}${err.code === 'ENOSPC' ? ' (the disk is full: free space or choose another --output)' : ' (choose a writable --output, or - for stdout)'}`, { errno: err.errno, exitCode: EXIT.ioErr }));
   };
-  let boom: SonicBoomType = boomFor(...writerFor(toStdout ? 1 : openFd(path, o.owner)));
-  /** Flushes and closes one writer; resolves even when the flush fails (the error is reported). */
-  const finish = (b: SonicBoomType): Promise<void> =>
-    new Promise((resolve) => {
+  /** A background writer (sonic-boom, asynchronous) of fd. Not sonic-boom's synchronous mode for
+   * the other case: it sleeps the thread on EAGAIN until the write succeeds, and counts a write
+   * finished in several parts as its first part only. */
+  const backgroundFor = (fd: number): SonicBoomType => {
+    const b = new SonicBoom({ fd, minLength: 0, maxWrite: 1024 * 1024, sync: false, contentMode: 'buffer' });
+    b.on('write', (n: number) => {
+      if (b === current.boom) pending -= n;
+    });
+    b.on('error', onWriteError);
+    return b;
+  };
+  /** The descriptor written now, and its background writer; none while it is written on this thread. */
+  interface Writer {
+    fd: number;
+    boom: SonicBoomType | undefined;
+  }
+  const writerFor = (fd: number): Writer => ({ fd, boom: !slow && writesInline(fd) ? undefined : backgroundFor(fd) });
+  let current: Writer = writerFor(toStdout ? 1 : openFd(path, o.owner));
+  /** this second's ms of writes on this thread, from when it began */
+  let budgetSince = 0;
+  let budgetMs = 0;
+  const toBackground = (ms: number) => {
+    slow = true;
+    current.boom = backgroundFor(current.fd);
+    o.onSlowWrite?.(ms);
+  };
+  /** Writes all of bytes on this thread; a slow write, or a file system that answers as a remote
+   * one does, moves the output (with what is left of bytes) to the background. */
+  const writeHere = (bytes: Uint8Array): void => {
+    const started = performance.now();
+    let at = 0;
+    try {
+      // a write may take part of the bytes (a full disk's last blocks, a signal): the rest follows
+      while (at < bytes.length) at += writeSync(current.fd, bytes, at, bytes.length - at);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code !== 'EAGAIN' && e.code !== 'EBUSY' && e.code !== 'EINTR') {
+        onWriteError(e);
+        return;
+      }
+      // not what a local file answers: the background writer retries without holding the thread
+      toBackground(performance.now() - started);
+      pending += bytes.length - at;
+      current.boom!.write(bytes.subarray(at) as never);
+      return;
+    }
+    const now = performance.now();
+    const ms = now - started;
+    if (now - budgetSince >= 1000) {
+      budgetSince = now;
+      budgetMs = 0;
+    }
+    budgetMs += ms;
+    if (ms > slowMs || budgetMs > WRITE_BUDGET_MS) toBackground(ms > slowMs ? ms : budgetMs);
+  };
+  /** Flushes and closes one writer's descriptor (never stdout's); resolves even when the flush
+   * fails (the error is reported). */
+  const finish = (w: Writer): Promise<void> => {
+    const b = w.boom;
+    if (b === undefined) {
+      // written on this thread: nothing is pending
+      if (!toStdout) {
+        try {
+          closeSync(w.fd);
+        } catch (err) {
+          onWriteError(err as NodeJS.ErrnoException);
+        }
+      }
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
       const close = () => {
         // After a write error sonic-boom never completes a flush or an end: what is buffered
         // cannot be written anyway (the error has been reported), so let go at once.
@@ -161,6 +250,7 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
         end();
       }
     });
+  };
   let retiring: Promise<void> = Promise.resolve();
   return {
     path: toStdout ? '-' : path,
@@ -168,33 +258,23 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
       return errors;
     },
     get background() {
-      return !inline;
+      return current.boom !== undefined;
     },
     write(lines: string | Uint8Array): boolean {
       if (errors > 0) return true; // reported once; the caller is stopping
       const bytes = typeof lines === 'string' ? Buffer.from(lines) : lines;
-      pending += bytes.length;
-      if (!inline) {
-        boom.write(bytes as never);
+      if (current.boom === undefined) {
+        writeHere(bytes);
         return pending < PENDING_LIMIT;
       }
-      const started = performance.now();
-      boom.write(bytes as never);
-      const ms = performance.now() - started;
-      if (ms > slowMs && errors === 0) {
-        // The synchronous writer has nothing pending now (its write returned): a background one
-        // takes the same descriptor over. The old one is left as it is, never ended, so the
-        // descriptor is closed once, by the writer that holds it now.
-        boom = boomFor(boomFd, false);
-        pending = 0;
-        o.onSlowWrite?.(ms);
-      }
+      pending += bytes.length;
+      current.boom.write(bytes as never);
       return pending < PENDING_LIMIT;
     },
     drained(): Promise<void> {
       // After an error nothing will drain: the caller stops on the error it was given.
-      if (errors > 0) return Promise.resolve();
-      const b = boom;
+      const b = current.boom;
+      if (errors > 0 || b === undefined || pending < PENDING_LIMIT / 2) return Promise.resolve();
       return new Promise((resolve) => {
         const done = () => {
           b.off('write', wrote);
@@ -204,7 +284,7 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
         };
         // half the limit written away, or all of it, or the writer replaced (SIGHUP) or failed
         const wrote = () => {
-          if (b !== boom || pending < PENDING_LIMIT / 2) done();
+          if (b !== current.boom || pending < PENDING_LIMIT / 2) done();
         };
         b.on('write', wrote);
         b.once('drain', done);
@@ -223,19 +303,21 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
         onError(err as CtwatchError);
         return;
       }
-      const old = boom;
-      boom = boomFor(...writerFor(fd));
+      const old = current;
       pending = 0;
+      current = writerFor(fd);
       retiring = Promise.all([retiring, finish(old)]).then(() => {});
       // a writer waiting in drained() on the old one is released when it has flushed
     },
     async end(): Promise<void> {
-      await Promise.all([retiring, finish(boom)]);
+      tell();
+      await Promise.all([retiring, finish(current)]);
+      tell();
     },
   };
 }
 
 /** The one warning of an output that moved to background writes (OutputOptions.onSlowWrite). */
 export function slowWriteSaid(log: { warn(fields: object, message: string): void }): (ms: number) => void {
-  return (ms) => log.warn({ ms: Math.round(ms) }, `a write to the output took ${Math.round(ms)} ms (a remote or overloaded file system?): writing it in the background from now on`);
+  return (ms) => log.warn({ ms: Math.round(ms) }, `writing the output held the collector for ${Math.round(ms)} ms (a remote or overloaded file system?): writing it in the background from now on`);
 }
