@@ -220,6 +220,8 @@ async function stage(name, { events, threads: loadThreads, connections, rate, se
       watch: {
         flows, destroyFlows: counts['"reason":"destroy"'] - base.flows, resyncFlows: counts['"reason":"resync"'], resyncs: counts['"event":"resync"'],
         overflows: stopped.overflows ?? NaN, events: stopped.events, cpu: Object.fromEntries(cpu.watch), rss: rss.watch,
+        // src/recording/output.ts: a slow write moves the file to background writes (said once)
+        movedToBackgroundMs: Number(/held the collector for (\d+) ms/.exec(watch.err)?.[1] ?? NaN),
       },
       conntrack: ct && {
         lines: ct['\n'] - base.conntrack, new: ct['[NEW]'], destroy: ct['[DESTROY]'],
@@ -262,6 +264,7 @@ function report(r) {
   const ours = per100k(watchCpu, r.watch.flows);
   rows.push({ collector: `ctwatch watch --flows`, 'flows seen': `${r.watch.flows} lines (${r.watch.destroyFlows} destroy, ${r.watch.resyncFlows} resync)`, lost: pct(r.kernel - r.watch.flows, r.kernel), overflows: r.watch.overflows, 'CPU s': watchCpu.toFixed(2), 'CPU s / 100k conn': `${ours.toFixed(3)} (per line)`, 'RSS MiB': r.watch.rss.toFixed(1) });
   console.table(rows);
+  console.log(`output file: ${Number.isNaN(r.watch.movedToBackgroundMs) ? 'written on the JS thread throughout' : `moved to background writes after writes that held the JS thread ${r.watch.movedToBackgroundMs} ms`}`);
   if (r.conntrack) console.log(`ratio: ctwatch / conntrack -E CPU per connection = ${(ours / ctPer).toFixed(2)}` + (r.floor ? `; ctwatch / floor = ${(ours / per100k(r.floor.cpu, Math.min(r.floor.new, r.floor.destroy))).toFixed(1)}` : ''));
   console.log('ctwatch CPU per thread (s, and µs per flow line written):');
   console.table(Object.entries(r.watch.cpu).filter(([, s]) => s > 0).sort((a, b) => b[1] - a[1]).map(([thread, s]) => ({ thread, 'CPU s': s.toFixed(2), 'µs / flow': ((s / Math.max(r.watch.flows, 1)) * 1e6).toFixed(2) })));
