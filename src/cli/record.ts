@@ -1,7 +1,7 @@
 /** `ctwatch record`: conntrack events to JSONL, losslessly or loudly. */
 import { LiveSource, parseEventList, DEFAULT_RCVBUF } from '../source/live.js';
 import { RecordWriter, type WritableRecord } from '../recording/writer.js';
-import { openOutput, slowWriteSaid } from '../recording/output.js';
+import { openOutput } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { announceAccount, dropPrivileges, lookupUser } from '../util/privileges.js';
 import { parseChurnEvery, parseCount, parseDuration, parseSize } from './args.js';
@@ -89,7 +89,7 @@ export async function record(argv: string[]): Promise<number> {
   const output = openOutput(values.output ?? '-', (err) => {
     if (!fatal) fatal = err;
     void source?.close();
-  }, { owner: account, onSlowWrite: slowWriteSaid(log) });
+  }, { owner: account, log });
   const churnUs = values.churn ? parseChurnEvery(values.churn) : undefined;
   const useEngine = values.flows || churnUs !== undefined;
   // Flow lines name their process (loaded before --user: BPF needs root).

@@ -1,7 +1,7 @@
 /** `ctwatch replay FILE`: the whole engine on a recording, deterministic. */
 import { assembleReplay } from '../pipeline/assemble.js';
 import { RecordWriter, type WritableRecord } from '../recording/writer.js';
-import { openOutput, slowWriteSaid } from '../recording/output.js';
+import { openOutput } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseChurnEvery } from './args.js';
 import { logger, parse } from './common.js';
@@ -53,7 +53,7 @@ export async function replay(argv: string[]): Promise<number> {
   const output = openOutput(values.output ?? '-', (err) => {
     fatal ??= err;
     void source.close();
-  }, { onSlowWrite: slowWriteSaid(log) });
+  }, { log });
   const writer = new RecordWriter(output);
   const write = (records: WritableRecord[]) => writer.write(records);
   await assembly.run({

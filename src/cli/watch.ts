@@ -2,7 +2,7 @@
 import { ConfigError, defaultConfig, loadAlertConfig, type AlertConfig } from '../alerts/index.js';
 import { Watcher } from '../pipeline/watcher.js';
 import { RecordWriter, type WritableRecord } from '../recording/writer.js';
-import { openOutput, slowWriteSaid, type Output } from '../recording/output.js';
+import { openOutput, type Output } from '../recording/output.js';
 import { CtwatchError, EXIT } from '../util/errors.js';
 import { parseChurnEvery, parseDuration } from './args.js';
 import { setLongInterval } from '../util/timers.js';
@@ -148,7 +148,7 @@ export async function watch(argv: string[]): Promise<number> {
     output = openOutput(values.output, (err) => {
       fatal ??= err;
       closeSource();
-    }, { owner: account, onSlowWrite: slowWriteSaid(log) });
+    }, { owner: account, log });
   }
   // File sinks' files and (for --user) spool directories, as the daemon's first acts: deterministic,
   // before the switch, and a refusal stops it before any kernel source is open. Without --user the

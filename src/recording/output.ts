@@ -2,9 +2,9 @@
  * Where data lines go: stdout or a file. A regular file on a local file system is written at
  * once, on this thread: a write(2) into the page cache costs ~10 µs, and handing it to the libuv
  * pool instead cost the process more than the write (a worker woken, scheduled and put back to
- * sleep per write, and the completion's callback): at 50 000 events/s, 7-14 % of the collector's
- * CPU (bench/README.md, "Flow lines written where they are made"). A write that holds the thread
- * longer than SLOW_WRITE_MS, or writes that add up to WRITE_BUDGET_MS within a second, move the
+ * sleep per write, and the completion's callback): at 50 000 events/s, about a tenth of the
+ * collector's CPU (bench/README.md, "Flow lines written where they are made"). A write that
+ * holds the thread longer than SLOW_WRITE_MS, or writes that add up to WRITE_BUDGET_MS within a second, move the
  * output to the background for good (reopened files too), said once. That write itself still
  * holds the thread for as long as it takes, as any write(2) to a local disk can; file systems
  * whose writes wait on a server (NFS, SMB, FUSE, ...) are never written on this thread.
@@ -80,8 +80,8 @@ const LOCAL_FILE_SYSTEMS = new Set([
 export interface OutputOptions {
   /** `--user`: a file created now (as root, before the switch) is handed to this account */
   owner?: FileOwner;
-  /** told once when slow writes moved a file's writes to the background: the ms they held the thread */
-  onSlowWrite?: (ms: number) => void;
+  /** warned once when slow writes moved a file's writes to the background */
+  log?: { warn(fields: object, message: string): void };
   /** instead of SLOW_WRITE_MS (tests) */
   slowWriteMs?: number;
 }
@@ -182,7 +182,8 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
   const toBackground = (ms: number) => {
     slow = true;
     current.boom = backgroundFor(current.fd);
-    o.onSlowWrite?.(ms);
+    const held = Math.round(ms);
+    o.log?.warn({ ms: held }, `writing the output held the collector for ${held} ms (a remote or overloaded file system?): writing it in the background from now on`);
   };
   /** Writes all of bytes on this thread; a slow write, or a file system that answers as a remote
    * one does, moves the output (with what is left of bytes) to the background. */
@@ -319,7 +320,3 @@ export function openOutput(path: string, onError: (err: CtwatchError) => void, o
   };
 }
 
-/** The one warning of an output that moved to background writes (OutputOptions.onSlowWrite). */
-export function slowWriteSaid(log: { warn(fields: object, message: string): void }): (ms: number) => void {
-  return (ms) => log.warn({ ms: Math.round(ms) }, `writing the output held the collector for ${Math.round(ms)} ms (a remote or overloaded file system?): writing it in the background from now on`);
-}

@@ -45,7 +45,7 @@ describe('openOutput', () => {
     const file = join(scratch(), 'flows.jsonl');
     const errors: unknown[] = [];
     const slow: number[] = [];
-    const out = openOutput(file, (e) => errors.push(e), { onSlowWrite: (ms) => slow.push(ms), slowWriteMs: 60_000 });
+    const out = openOutput(file, (e) => errors.push(e), { log: { warn: (f) => slow.push((f as { ms: number }).ms) }, slowWriteMs: 60_000 });
     expect(out.background).toBe(false);
     expect(out.write(line(0))).toBe(true);
     // no await in between: a background write could not have happened yet
@@ -61,7 +61,7 @@ describe('openOutput', () => {
     const file = join(scratch(), 'flows.jsonl');
     const slow: number[] = [];
     // every write is "slow" against a negative limit: the first one moves the output
-    const out = openOutput(file, (e) => { throw e; }, { onSlowWrite: (ms) => slow.push(ms), slowWriteMs: -1 });
+    const out = openOutput(file, (e) => { throw e; }, { log: { warn: (f) => slow.push((f as { ms: number }).ms) }, slowWriteMs: -1 });
     out.write(line(0));
     expect(readFileSync(file, 'utf8')).toBe(line(0).toString()); // the first was still written inline
     expect(slow).toHaveLength(1);
@@ -122,7 +122,7 @@ describe('openOutput', () => {
     const dir = scratch();
     const file = join(dir, 'flows.jsonl');
     const slow: number[] = [];
-    const out = openOutput(file, (e) => { throw e; }, { onSlowWrite: (ms) => slow.push(ms), slowWriteMs: -1 });
+    const out = openOutput(file, (e) => { throw e; }, { log: { warn: (f) => slow.push((f as { ms: number }).ms) }, slowWriteMs: -1 });
     out.write(line(0));
     out.write(line(1));
     expect(out.background).toBe(true);
