@@ -4,8 +4,8 @@
  * pool instead cost the process more than the write (a worker woken, scheduled and put back to
  * sleep per write, and the completion's callback): at 50 000 events/s, about a tenth of the
  * collector's CPU (bench/README.md, "Flow lines written where they are made"). A write that
- * holds the thread longer than SLOW_WRITE_MS, or writes that add up to WRITE_BUDGET_MS within a second, move the
- * output to the background for good (reopened files too), said once. That write itself still
+ * holds the thread longer than SLOW_WRITE_MS, or writes that add up to WRITE_BUDGET_MS within a
+ * second, move the output to the background for good (reopened files too), said once. That write itself still
  * holds the thread for as long as it takes, as any write(2) to a local disk can; file systems
  * whose writes wait on a server (NFS, SMB, FUSE, ...) are never written on this thread.
  * Pipes, terminals and sockets are always written in the background (sonic-boom, asynchronous):
