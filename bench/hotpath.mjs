@@ -6,7 +6,8 @@
 //   node bench/hotpath.mjs [--stages ceiling,updates,latency] [--connections 400000] [--threads 2]
 //                          [--rate 25000] [--seconds 10] [--no-processes] [--cpu-prof DIR] [--perf DIR]
 //                          [--node-arg ARG]... (e.g. --node-arg=--trace-gc: watch's stdout goes to
-//                          bench/out/hotpath-STAGE-watch.out)
+//                          bench/out/hotpath-STAGE-watch.out) [--nice N] (watch at this niceness, e.g.
+//                          -4 as contrib/ctwatch.service runs it; the load and the peers stay at 0)
 //
 // Stages (each on a fresh namespace):
 //   ceiling  `ctwatch watch --events new,destroy --flows -o FILE`, `conntrack -E -e NEW,DESTROY
@@ -38,6 +39,7 @@ const { values } = parseArgs({
     perf: { type: 'string' },
     json: { type: 'string' },
     'node-arg': { type: 'string', multiple: true, default: [] },
+    nice: { type: 'string' },
   },
 });
 mkdirSync(OUT, { recursive: true });
@@ -54,7 +56,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // --- /proc -------------------------------------------------------------------------------------
 
-/** tid → { comm, ticks (utime + stime) } for every thread of pid */
+/** tid → { comm, ticks (utime + stime), waitNs (runnable but not running) } for every thread of pid */
 function threads(pid) {
   const out = new Map();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
@@ -65,7 +67,10 @@ function threads(pid) {
       const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       // Node does not name V8's platform workers or libuv's pool (file writes run there).
       const label = tid === String(pid) ? `${comm} (main: JS)` : comm === 'node' ? 'node (V8 workers, libuv pool)' : comm;
-      out.set(tid, { comm: label, ticks: Number(f[11]) + Number(f[12]) });
+      // schedstat: ns on a CPU, ns runnable waiting for one, timeslices. On two cores shared with
+      // the load the wait is where a line's latency goes when the thread is not the one working.
+      const waitNs = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+      out.set(tid, { comm: label, ticks: Number(f[11]) + Number(f[12]), waitNs });
     } catch { /* the thread ended */ }
   }
   return out;
@@ -78,6 +83,12 @@ function cpuDelta(before, after) {
     const s = (t.ticks - (before.get(tid)?.ticks ?? 0)) / TICK;
     byName.set(t.comm, (byName.get(t.comm) ?? 0) + s);
   }
+  return byName;
+}
+/** Seconds each thread name spent runnable but waiting for a CPU between two samples. */
+function waitDelta(before, after) {
+  const byName = new Map();
+  for (const [tid, t] of after) byName.set(t.comm, (byName.get(t.comm) ?? 0) + (t.waitNs - (before.get(tid)?.waitNs ?? 0)) / 1e9);
   return byName;
 }
 const sum = (m) => [...m.values()].reduce((a, b) => a + b, 0);
@@ -148,7 +159,8 @@ async function stage(name, { events, threads: loadThreads, connections, rate, se
   const groups = events.split(',').reduce((g, e) => g | { new: 1, update: 2, destroy: 4 }[e], 0);
   const nodeArgs = [...values['node-arg'], ...(values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], `--cpu-prof-name=${name}.cpuprofile`] : [])];
   const watchOut = values['node-arg'].length > 0 ? { stdout: openSync(join(OUT, `hotpath-${name}-watch.out`), 'w') } : {};
-  const watch = start(process.execPath, [...nodeArgs, CTWATCH, 'watch', '--netns', ns, '--events', events, '--flows', '-o', file, '--status', '0', '--log-format', 'json', ...(values['no-processes'] ? ['--no-processes'] : [])], watchOut);
+  const niced = values.nice !== undefined ? ['nice', ['-n', values.nice, process.execPath]] : [process.execPath, []];
+  const watch = start(niced[0], [...niced[1], ...nodeArgs, CTWATCH, 'watch', '--netns', ns, '--events', events, '--flows', '-o', file, '--status', '0', '--log-format', 'json', ...(values['no-processes'] ? ['--no-processes'] : [])], watchOut);
   const floor = peers ? start('ip', ['netns', 'exec', ns, FLOOR, String(groups)]) : undefined;
   const conntrackEvents = events.split(',').map((e) => e.toUpperCase()).join(',');
   const conntrack = peers ? start('ip', ['netns', 'exec', ns, 'conntrack', '-E', '-e', conntrackEvents, '-o', 'id'], { stdout: openSync(ctFile, 'w') }) : undefined;
@@ -200,8 +212,10 @@ async function stage(name, { events, threads: loadThreads, connections, rate, se
       prev = now;
     }
     const drainSeconds = (Date.now() - t0) / 1000 - 2;
+    const watchEnd = threads(watch.pid);
     const cpu = {
-      watch: cpuDelta(base.cpu.watch, threads(watch.pid)),
+      watch: cpuDelta(base.cpu.watch, watchEnd),
+      watchWait: waitDelta(base.cpu.watch, watchEnd),
       conntrack: conntrack && cpuDelta(base.cpu.conntrack, threads(conntrack.pid)),
       floor: floor && cpuDelta(base.cpu.floor, threads(floor.pid)),
     };
@@ -219,7 +233,7 @@ async function stage(name, { events, threads: loadThreads, connections, rate, se
       stage: name, events, loadThreads, made, loadSeconds, kernel, drainSeconds,
       watch: {
         flows, destroyFlows: counts['"reason":"destroy"'] - base.flows, resyncFlows: counts['"reason":"resync"'], resyncs: counts['"event":"resync"'],
-        overflows: stopped.overflows ?? NaN, events: stopped.events, cpu: Object.fromEntries(cpu.watch), rss: rss.watch,
+        overflows: stopped.overflows ?? NaN, events: stopped.events, cpu: Object.fromEntries(cpu.watch), wait: Object.fromEntries(cpu.watchWait), rss: rss.watch,
         // src/recording/output.ts: a slow write moves the file to background writes (said once)
         movedToBackgroundMs: Number(/held the collector for (\d+) ms/.exec(watch.err)?.[1] ?? NaN),
       },
@@ -266,8 +280,8 @@ function report(r) {
   console.table(rows);
   console.log(`output file: ${Number.isNaN(r.watch.movedToBackgroundMs) ? 'written on the JS thread throughout' : `moved to background writes after writes that held the JS thread ${r.watch.movedToBackgroundMs} ms`}`);
   if (r.conntrack) console.log(`ratio: ctwatch / conntrack -E CPU per connection = ${(ours / ctPer).toFixed(2)}` + (r.floor ? `; ctwatch / floor = ${(ours / per100k(r.floor.cpu, Math.min(r.floor.new, r.floor.destroy))).toFixed(1)}` : ''));
-  console.log('ctwatch CPU per thread (s, and µs per flow line written):');
-  console.table(Object.entries(r.watch.cpu).filter(([, s]) => s > 0).sort((a, b) => b[1] - a[1]).map(([thread, s]) => ({ thread, 'CPU s': s.toFixed(2), 'µs / flow': ((s / Math.max(r.watch.flows, 1)) * 1e6).toFixed(2) })));
+  console.log(`ctwatch CPU per thread (s, and µs per flow line written), and the time it was runnable but waited for a CPU${values.nice !== undefined ? ` (watch at nice ${values.nice})` : ''}:`);
+  console.table(Object.entries(r.watch.cpu).filter(([, s]) => s > 0).sort((a, b) => b[1] - a[1]).map(([thread, s]) => ({ thread, 'CPU s': s.toFixed(2), 'µs / flow': ((s / Math.max(r.watch.flows, 1)) * 1e6).toFixed(2), 'waited for a CPU s': (r.watch.wait[thread] ?? 0).toFixed(2) })));
   if (r.latency) console.log(`latency (reader receive stamp → flow line readable in the file) over ${r.latency.lines} lines at ${Math.round((2 * r.made) / r.loadSeconds)} events/s: p50 ${r.latency.p50.toFixed(2)} ms, p99 ${r.latency.p99.toFixed(2)} ms, max ${r.latency.max.toFixed(1)} ms; from the third second of load on (${r.latency.steadyLines} lines) p99 ${r.latency.steadyLines > 0 ? `${r.latency.steadyP99.toFixed(2)} ms` : 'n/a (no second of load held 1000 lines)'}; peak RSS ${r.watch.rss.toFixed(1)} MiB`);
 }
 
