@@ -21,7 +21,7 @@ import { LeakRuns } from './leak-fill.js';
 import { topOf } from './describe.js';
 import { formatDuration, type Grouping } from './format.js';
 import { compileFilter, defaultConfig, type AlertConfig, type Rule } from './rules.js';
-import { US, type Context, type Judging, type Observation, type Remembered } from './observation.js';
+import { QUIET, US, type Context, type Judging, type Observation, type Remembered } from './observation.js';
 import { observeDestination } from './observe-destination.js';
 import { observeSnat, observeUnreplied } from './observe-lists.js';
 import { observeTable } from './observe-table.js';
@@ -303,15 +303,24 @@ export class AlertEvaluator {
     else if (r.kind === 'time_wait_pileup') for (const key of figures.inState(r.state, r.threshold)) candidates.add(key);
     else for (const key of figures.keys()) candidates.add(key);
     // every subject pending or firing is judged again, wherever it ranks now
-    for (const st of this.states.get(r.name)?.values() ?? []) if (st.ns === ctx.ns) candidates.add(st.subject);
+    const remembered = new Set<string>();
+    for (const st of this.states.get(r.name)?.values() ?? []) if (st.ns === ctx.ns) remembered.add(st.subject);
+    for (const key of remembered) candidates.add(key);
     const listed = figures ? undefined : new Map(s.destinations.map((d) => [d.key, d] as const));
+    const judging = this.judging();
     for (const key of candidates) {
       if (!c.accepts(key)) continue;
       const d: DestinationFigure | DestinationChurn | null | undefined = figures ? figures.get(key) : listed!.get(key);
+      // A subject nothing is remembered of changes nothing unless it fires: left out (QUIET).
+      const quiet = !remembered.has(key);
       // unknown (no figures at all, or no rate for a churn rule) leaves the state as it is: it
       // never resolves an alert, and never fires one
-      if (!d || (r.kind !== 'time_wait_pileup' && 'rated' in d && !d.rated)) out.set(key, null);
-      else out.set(key, observeDestination(r, d, ctx, this.judging()));
+      if (!d || (r.kind !== 'time_wait_pileup' && 'rated' in d && !d.rated)) {
+        if (!quiet) out.set(key, null);
+        continue;
+      }
+      const o = observeDestination(r, d, ctx, judging, quiet);
+      if (o !== QUIET && (o !== null || !quiet)) out.set(key, o);
     }
     return out;
   }

@@ -27,6 +27,22 @@ export interface Observation {
   destination?: Partial<Destination>;
 }
 
+/**
+ * A subject that does not fire and that the state machine remembers nothing of: nothing would
+ * change, so its figures, words and values are not built (about 250 destinations, several rules
+ * each, every second: building them all held the collector for milliseconds a tick). The
+ * evaluator drops it; nothing of it is ever read.
+ */
+export const QUIET: Observation = Object.freeze({
+  fire: false,
+  clear: true,
+  values: Object.freeze({}) as Values,
+  value: () => '',
+  message: () => '',
+  resolved: () => '',
+  hint: '',
+});
+
 /** What every rule may need from one snapshot, computed once. */
 export interface Context {
   s: ChurnSnapshot;

@@ -7,15 +7,18 @@ import type { DestinationChurn } from '../churn/snapshot.js';
 import { conntrackHint, topSourceText, whoText } from './describe.js';
 import { formatCount, formatDuration, formatFactor, formatLifetime, formatPercent, formatRate } from './format.js';
 import type { Rule } from './rules.js';
-import { round1, round2, type Context, type Judging, type Observation, type Values } from './observation.js';
+import { QUIET, round1, round2, type Context, type Judging, type Observation, type Values } from './observation.js';
 
-export function observeDestination(r: Rule, d: DestinationChurn, ctx: Context, j: Judging): Observation | null {
+/**
+ * `quiet`: the state machine remembers nothing of this subject for this rule, so unless it fires
+ * the answer is QUIET, decided on the firing condition alone before anything else is built.
+ */
+export function observeDestination(r: Rule, d: DestinationChurn, ctx: Context, j: Judging, quiet = false): Observation | null {
   const g = j.grouping;
   const s = ctx.s;
-  const median = ctx.median(d.key);
   const entries = s.table.entries ?? s.live;
   const share = entries > 0 ? d.live / entries : null;
-  const context: Values = {
+  const contextOf = (median: number | null): Values => ({
     live: d.live,
     timeWait: d.states?.TIME_WAIT ?? null,
     share: share === null ? null : round1(share * 100),
@@ -24,7 +27,7 @@ export function observeDestination(r: Rule, d: DestinationChurn, ctx: Context, j
     timeToFull: s.table.timeToFull === null ? null : Math.round(s.table.timeToFull),
     lifetimeP50: d.lifetimeP50 ?? null,
     shortLived: d.shortLived ?? null,
-  };
+  });
   // "holds 61 % of all entries, table 48 % full, full in ~3 min": how much of the table
   // this destination holds, how full the table is, and how long it has left. Both percentages
   // are spelled out: "61 % of table" alone was read as the fill.
@@ -47,9 +50,13 @@ export function observeDestination(r: Rule, d: DestinationChurn, ctx: Context, j
   switch (r.kind) {
     case 'churn_per_destination': {
       const v = d[r.rate];
+      const fire = v > r.threshold;
+      if (quiet && !fire) return QUIET;
+      const median = ctx.median(d.key);
+      const context = contextOf(median);
       const factor = median !== null && median > 0 ? v / median : null;
       return {
-        fire: v > r.threshold,
+        fire,
         clear: v <= r.resolve,
         values: { value: round1(v), threshold: r.threshold, resolve: r.resolve, rate: r.rate, factor: factor === null ? null : round2(factor), ...context },
         value: () => `${formatRate(v, g)} new/s`,
@@ -63,12 +70,18 @@ export function observeDestination(r: Rule, d: DestinationChurn, ctx: Context, j
     }
     case 'churn_baseline': {
       const v = d[j.baseline.rate];
+      // below min_rate it cannot fire, whatever its median (which would sort the key's history)
+      if (quiet && v < r.minRate) return QUIET;
+      const median = ctx.median(d.key);
       // not learned yet: nothing to compare with, so no verdict either way
       if (median === null) return null;
+      const fire = v >= r.minRate && v > r.factor * median;
+      if (quiet && !fire) return QUIET;
+      const context = contextOf(median);
       const factor = median > 0 ? v / median : Infinity;
       const over = `${formatDuration(j.baseline.window, false)}`;
       return {
-        fire: v >= r.minRate && v > r.factor * median,
+        fire,
         clear: v <= r.resolveFactor * median || v < r.resolveMinRate,
         values: {
           value: round1(v),
@@ -92,6 +105,9 @@ export function observeDestination(r: Rule, d: DestinationChurn, ctx: Context, j
     case 'time_wait_pileup': {
       if (!d.states) return null;
       const v = d.states[r.state] ?? 0;
+      const fire = v > r.threshold;
+      if (quiet && !fire) return QUIET;
+      const context = contextOf(ctx.median(d.key));
       const detail = (): string => {
         const parts = [`of ${formatCount(d.live, g)} live`];
         if (share !== null && share >= 0.01) parts.push(`${formatPercent(share)} of all entries`);
@@ -102,7 +118,7 @@ export function observeDestination(r: Rule, d: DestinationChurn, ctx: Context, j
         return text;
       };
       return {
-        fire: v > r.threshold,
+        fire,
         clear: v <= r.resolve,
         values: { value: v, threshold: r.threshold, resolve: r.resolve, state: r.state, new10: round1(d.new10), ...context },
         value: () => formatCount(v, g),
@@ -117,8 +133,11 @@ export function observeDestination(r: Rule, d: DestinationChurn, ctx: Context, j
       const tp = s.table;
       // the table's size is needed to say when it fills: no verdict without it
       if (tp.entries === null || tp.max === null) return null;
+      // judged whether quiet or not: the runs remember every destination's growth
       const run = j.leakRuns(r.name).judge(r, ctx.ns, d.key, ctx.t, d.live, { entries: tp.entries, max: tp.max });
       if (!run) return null;
+      if (quiet && !run.fire) return QUIET;
+      const context = contextOf(ctx.median(d.key));
       const v = d.new1;
       const ttf = run.timeToFull;
       const who = whoText(s, v);

@@ -3,6 +3,9 @@ import type { ChurnSnapshot, DestinationFigures, KeyChurn, Rates, TablePressure 
 import type { Alert } from '../../src/alerts/types.js';
 import { AlertEvaluator, type RuleSet } from '../../src/alerts/evaluator.js';
 import { BaselineTracker } from '../../src/alerts/baseline.js';
+import { LeakRuns } from '../../src/alerts/leak-fill.js';
+import { QUIET, type Context, type Observation } from '../../src/alerts/observation.js';
+import { observeDestination } from '../../src/alerts/observe-destination.js';
 import { DEFAULT_BASELINE, defaultRules, type BaselineConfig, type Rule, type RuleKind } from '../../src/alerts/rules.js';
 import { conntrackHint, topOf, topSourceText } from '../../src/alerts/describe.js';
 import { destinationOf, destinationParts, type Destination } from '../../src/flow/keys.js';
@@ -642,4 +645,46 @@ describe('snat_port_exhaustion', () => {
     const out = feed(ev, 0, 3, (sec) => ({ ...withPorts(sec, 99), snat: { ...withPorts(sec, 99).snat!, range: null } }));
     expect(out).toEqual([]);
   });
+});
+
+// --- QUIET: the firing condition alone decides a subject nothing is remembered of ---------------
+
+describe('a destination nothing is remembered of is judged on its firing condition alone', () => {
+  const kinds: RuleKind[] = ['churn_per_destination', 'churn_baseline', 'time_wait_pileup', 'leak_fill'];
+  for (const kind of kinds) {
+    it(`${kind}: QUIET exactly when the full judgement does not fire, the same observation when it does`, () => {
+      const rule = defaultRules().find((r) => r.kind === kind)!;
+      // two of everything a judgement remembers, so the quiet and the full one see the same history
+      const learned: BaselineConfig = { ...DEFAULT_BASELINE, bucket: 1, window: 30, minSamples: 5 };
+      const baselines = [new BaselineTracker(learned), new BaselineTracker(learned)];
+      const leaks = [new LeakRuns(), new LeakRuns()];
+      let fired = 0;
+      let quietSeen = 0;
+      for (let sec = 0; sec < 30; sec++) {
+        // a destination learned at a low rate whose rate, live entries and TIME_WAIT count then
+        // climb, and collapse
+        const n = sec < 12 ? 10 : sec < 22 ? (sec - 10) * (sec - 10) * 40 : 5;
+        const d = dest(REDIS, n, { live: n * 3, states: { TIME_WAIT: n * 2 } });
+        const s = snap(sec, { dests: [d], table: { entries: 1000 + n * 3, max: 65536 } });
+        const [full, quiet] = [0, 1].map((i) => {
+          const ctx: Context = { s, ns: '', t: s.time, median: (key) => baselines[i].median(`\0${key}`, s.time), kernel: null };
+          const o = observeDestination(rule, d, ctx, { grouping: 'thin', baseline: baselines[i].config, leakRuns: () => leaks[i] }, i === 1);
+          baselines[i].observe(`\0${REDIS}`, s.time, d.new10);
+          return o;
+        });
+        if (full?.fire) {
+          fired++;
+          expect(quiet).not.toBe(QUIET);
+          const words = (o: Observation) => ({ fire: o.fire, clear: o.clear, values: o.values, value: o.value(), message: o.message(), resolved: o.resolved(), hint: o.hint });
+          expect(words(quiet!)).toEqual(words(full));
+        } else {
+          if (quiet === QUIET) quietSeen++;
+          expect(quiet === QUIET || quiet === null).toBe(true);
+          if (quiet === null) expect(full).toBeNull();
+        }
+      }
+      expect(fired).toBeGreaterThan(0);
+      expect(quietSeen).toBeGreaterThan(0);
+    });
+  }
 });
