@@ -191,17 +191,22 @@ async function runUdp(step: UdpStep, index: number): Promise<StepResult> {
   const started = performance.now();
   const tuples: StepResult['tuples'] = [];
   let made = 0;
+  // Each socket stays bound until the step ends: a port closed at once could be handed to the
+  // next socket (bind(0) picks at random), and its datagram would join the first one's conntrack
+  // entry, one flow fewer than `count` (a kernel test saw 29 of 30).
+  const open: dgram.Socket[] = [];
   for (let i = 0; i < step.count; i++) {
     const sock = dgram.createSocket(step.host.includes(':') ? 'udp6' : 'udp4');
+    open.push(sock);
     await new Promise<void>((resolve) => sock.bind(0, step.from ?? (step.host.includes(':') ? '::1' : '127.0.0.1'), () => resolve()));
     await new Promise<void>((resolve) => sock.send('ping', step.port, step.host, () => resolve()));
     // Wait for the echo so the flow is replied (SEEN_REPLY), as a real request/response would be.
     await Promise.race([new Promise((r) => sock.once('message', r)), sleep(500)]);
     const a = sock.address();
     if (step.report) tuples.push({ src: a.address, sport: a.port, dst: step.host, dport: step.port });
-    sock.close();
     made++;
   }
+  for (const sock of open) sock.close();
   return { step: index, made, failed: 0, elapsedMs: performance.now() - started, ...(step.report ? { tuples } : {}) };
 }
 
