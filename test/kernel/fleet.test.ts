@@ -161,7 +161,10 @@ describe('fleet: 3 hosts → 3-node NATS JetStream cluster → ctwatch fleet', (
     }
     cluster.startNode(cluster.nodes[0]);
     await cluster.ready();
-  }, 60_000);
+    // the waits above have deadlines of their own (30 s a host) and say what is missing; the
+    // test's limit is above their sum, so a slow election under the full suite cannot cut them
+    // short with a bare timeout (CI saw 60 s pass without a word)
+  }, 150_000);
 
   it('whole cluster down: flows spool, and all arrive in order per host when it is back', async () => {
     // From a fully replicated stream: the node restarted by the test before has caught up (every
