@@ -17,7 +17,8 @@
 //   latency  watch alone at --rate connections/s (2 events each) for --seconds: kernel -> line
 //            latency p50/p99 (bench/linelat.c follows the output file) and peak RSS
 // CPU is per thread, from /proc/PID/task/*/stat, from the start of the load to the end of the
-// drain (start-up excluded). Needs root, a built ctwatch (npm run build), conntrack-tools, gcc.
+// drain (start-up excluded), and again over the steady state: from 2 s into the load to its end.
+// Needs root, a built ctwatch (npm run build), conntrack-tools, gcc.
 import { spawn } from 'node:child_process';
 import { createReadStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -53,6 +54,8 @@ const FLOOR = bin('floor');
 const LINELAT = bin('linelat');
 const CTWATCH = join(ROOT, 'bin', 'ctwatch.js');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** the steady window starts this long after the load (linelat.c's steady p99 starts there too) */
+const STEADY_AFTER_MS = 2000;
 
 // --- /proc -------------------------------------------------------------------------------------
 
@@ -185,13 +188,25 @@ async function stage(name, { events, threads: loadThreads, connections, rate, se
       conntrack: conntrack ? (await countIn(ctFile, ['\n']))['\n'] : 0,
       floor: floor ? await floorCounts(floor) : undefined,
       cpu: { watch: threads(watch.pid), conntrack: conntrack && threads(conntrack.pid), floor: floor && threads(floor.pid) },
+      bytes: size(file),
+      ctBytes: size(ctFile),
     };
     process.stderr.write(`hotpath ${name}: ${loadThreads} load thread(s), ${rate ? `${rate} conn/s for ${seconds} s` : `${connections} connections`}, watch --events ${events}...\n`);
     // --perf DIR: a whole-process profile of watch during the load (perf report -i DIR/STAGE.perf).
     const perf = values.perf ? start('perf', ['record', '-F', '499', '-g', '--per-thread', '-p', String(watch.pid), '-o', join(values.perf, `${name}.perf`)]) : undefined;
     // Spawned, not run synchronously: the collectors' stderr must keep being read meanwhile.
     const load = start('ip', ['netns', 'exec', ns, REFUSED, '127.0.0.1', String(loadThreads), String(connections), String(rate), String(seconds)]);
-    await load.exited;
+    // The steady window: from the third second of load to its end, past the first sight of the
+    // load's 20 000 rotating destinations (the issue asks for steady-state CPU). Only counters and
+    // file sizes are read in it, so the bench costs the shared cores nothing while it runs.
+    const sample = async () => ({
+      at: Date.now(), kernel: kernelNew(), bytes: size(file), ctBytes: size(ctFile), floor: floor ? await floorCounts(floor) : undefined,
+      cpu: { watch: threads(watch.pid), conntrack: conntrack && threads(conntrack.pid), floor: floor && threads(floor.pid) },
+    });
+    const loadOver = load.exited.then(() => true);
+    const steadyFrom = (await Promise.race([sleep(STEADY_AFTER_MS).then(() => false), loadOver])) ? undefined : await sample();
+    await loadOver;
+    const steadyTo = steadyFrom && (await sample());
     const m = /connections (\d+) seconds ([\d.]+)/.exec(load.out);
     if (!m) throw new Error(`the load failed: ${load.err}`);
     if (perf) {
@@ -245,12 +260,38 @@ async function stage(name, { events, threads: loadThreads, connections, rate, se
         new: floorEnd.new - base.floor.new, destroy: floorEnd.destroy - base.floor.destroy, other: floorEnd.other - base.floor.other,
         overflows: floorEnd.overflows - base.floor.overflows, cpu: sum(cpu.floor), rss: rss.floor,
       },
+      steady: steadyFrom && steadyWindow(steadyFrom, steadyTo, { file: size(file) - base.bytes, lines: flows, ct: size(ctFile) - base.ctBytes, ctLines: ct ? ct['\n'] - base.conntrack : 0 }),
       latency: latency && { lines: Number(latency[1]), p50: Number(latency[2]) / 1000, p99: Number(latency[3]) / 1000, max: Number(latency[4]) / 1000, steadyLines: Number(latency[5]), steadyP99: Number(latency[6]) / 1000 },
     };
   } finally {
     for (const c of [watch, conntrack, floor, lat]) if (c && c.exitCode === null) c.kill('SIGKILL');
     cleanup();
   }
+}
+
+/**
+ * CPU and work between two samples taken during the load. Lines in the window are its output bytes
+ * at the run's bytes per line (flow lines and `conntrack -E -o id` lines vary by a few digits), so
+ * nothing reads the files while the load runs.
+ */
+function steadyWindow(from, to, totals) {
+  const perLine = (bytes, lines) => (bytes > 0 ? lines / bytes : 0);
+  // Lines written in the window include a backlog left from before it (the first seconds are the
+  // slowest): counted per connection the kernel made in the window when that is fewer, so the
+  // backlog's lines do not lower ctwatch's figure.
+  const watchLines = Math.min((to.bytes - from.bytes) * perLine(totals.file, totals.lines), to.kernel - from.kernel);
+  const ctLines = (to.ctBytes - from.ctBytes) * perLine(totals.ct, totals.ctLines);
+  return {
+    seconds: (to.at - from.at) / 1000,
+    kernel: to.kernel - from.kernel,
+    watchLines,
+    // two lines (NEW and DESTROY) a connection
+    ctSeen: ctLines / 2,
+    floorSeen: from.floor && Math.min(to.floor.new - from.floor.new, to.floor.destroy - from.floor.destroy),
+    cpu: Object.fromEntries(cpuDelta(from.cpu.watch, to.cpu.watch)),
+    conntrackCpu: from.cpu.conntrack && sum(cpuDelta(from.cpu.conntrack, to.cpu.conntrack)),
+    floorCpu: from.cpu.floor && sum(cpuDelta(from.cpu.floor, to.cpu.floor)),
+  };
 }
 
 // --- report ------------------------------------------------------------------------------------
@@ -280,8 +321,17 @@ function report(r) {
   console.table(rows);
   console.log(`output file: ${Number.isNaN(r.watch.movedToBackgroundMs) ? 'written on the JS thread throughout' : `moved to background writes after writes that held the JS thread ${r.watch.movedToBackgroundMs} ms`}`);
   if (r.conntrack) console.log(`ratio: ctwatch / conntrack -E CPU per connection = ${(ours / ctPer).toFixed(2)}` + (r.floor ? `; ctwatch / floor = ${(ours / per100k(r.floor.cpu, Math.min(r.floor.new, r.floor.destroy))).toFixed(1)}` : ''));
-  console.log(`ctwatch CPU per thread (s, and µs per flow line written), and the time it was runnable but waited for a CPU${values.nice !== undefined ? ` (watch at nice ${values.nice})` : ''}:`);
-  console.table(Object.entries(r.watch.cpu).filter(([, s]) => s > 0).sort((a, b) => b[1] - a[1]).map(([thread, s]) => ({ thread, 'CPU s': s.toFixed(2), 'µs / flow': ((s / Math.max(r.watch.flows, 1)) * 1e6).toFixed(2), 'waited for a CPU s': (r.watch.wait[thread] ?? 0).toFixed(2) })));
+  const st = r.steady;
+  if (st) {
+    const watchSteady = per100k(sum(new Map(Object.entries(st.cpu))), st.watchLines);
+    const ctSteady = st.conntrackCpu !== undefined ? per100k(st.conntrackCpu, st.ctSeen) : NaN;
+    console.log(`steady state (from ${STEADY_AFTER_MS / 1000} s into the load to its end: ${st.seconds.toFixed(1)} s, ${st.kernel} connections): ctwatch ${watchSteady.toFixed(3)} CPU s / 100 k lines (${Math.round(st.watchLines)} lines)` +
+      (r.conntrack ? `, conntrack -E ${ctSteady.toFixed(3)} per 100 k conn seen (${Math.round(st.ctSeen)} seen); steady ratio = ${(watchSteady / ctSteady).toFixed(2)}` : '') +
+      (st.floorCpu !== undefined ? `; floor ${per100k(st.floorCpu, st.floorSeen).toFixed(3)}` : ''));
+  }
+  const steadyUs = (thread) => (st && st.watchLines > 0 ? (((st.cpu[thread] ?? 0) / st.watchLines) * 1e6).toFixed(2) : 'n/a');
+  console.log(`ctwatch CPU per thread (s, and µs per flow line written: the whole load, and the steady state), and the time it was runnable but waited for a CPU${values.nice !== undefined ? ` (watch at nice ${values.nice})` : ''}:`);
+  console.table(Object.entries(r.watch.cpu).filter(([, s]) => s > 0).sort((a, b) => b[1] - a[1]).map(([thread, s]) => ({ thread, 'CPU s': s.toFixed(2), 'µs / flow': ((s / Math.max(r.watch.flows, 1)) * 1e6).toFixed(2), 'µs / flow, steady': steadyUs(thread), 'waited for a CPU s': (r.watch.wait[thread] ?? 0).toFixed(2) })));
   if (r.latency) console.log(`latency (reader receive stamp → flow line readable in the file) over ${r.latency.lines} lines at ${Math.round((2 * r.made) / r.loadSeconds)} events/s: p50 ${r.latency.p50.toFixed(2)} ms, p99 ${r.latency.p99.toFixed(2)} ms, max ${r.latency.max.toFixed(1)} ms; from the third second of load on (${r.latency.steadyLines} lines) p99 ${r.latency.steadyLines > 0 ? `${r.latency.steadyP99.toFixed(2)} ms` : 'n/a (no second of load held 1000 lines)'}; peak RSS ${r.watch.rss.toFixed(1)} MiB`);
 }
 
