@@ -330,23 +330,25 @@ export class ChurnEngine {
     const n = this.tracker.destinationNumber;
     const key = this.tracker.destinationKeyNumbered(n);
     const d = this.track(this.destinations, n, key, t);
-    d.opened.add(t);
-    d.parts ??= this.tracker.destinationPartsNumbered(n);
+    if (d !== undefined) {
+      d.opened.add(t);
+      d.parts ??= this.tracker.destinationPartsNumbered(n);
+    }
     const w = this.watched.size > 0 ? this.watched.get(key) : undefined;
     if (w !== undefined) {
       w.opened.add(t);
-      w.parts ??= d.parts;
+      w.parts ??= this.tracker.destinationPartsNumbered(n);
     }
     const r = ev.reply;
     // DNAT: the reply comes from the backend, not from the address the flow was sent to
     if (r.src !== ev.dst || r.sport !== ev.dport) {
-      if (r.src !== '' && r.src !== undefined) {
+      if (r.src !== '' && r.src !== undefined && (d !== undefined || w !== undefined)) {
         const backend = endpointKey(ev.family, r.src, r.sport);
-        countBackend(d, backend);
+        if (d !== undefined) countBackend(d, backend);
         if (w !== undefined) countBackend(w, backend);
       }
     }
-    this.track(this.sources, this.tracker.sourceNumber, ev.src, t).opened.add(t);
+    this.track(this.sources, this.tracker.sourceNumber, ev.src, t)?.opened.add(t);
     this.protocol(ev.proto).opened.add(t);
     this.zone(ev.zone).opened.add(t);
   }
@@ -359,7 +361,7 @@ export class ChurnEngine {
     all.closed.add(t);
     const tracker = this.tracker;
     const src = tracker.sourceNumber;
-    this.track(this.sources, src >= 0 ? src : tracker.sourceNumberOf(end.src), end.src, t).closed.add(t);
+    this.track(this.sources, src >= 0 ? src : tracker.sourceNumberOf(end.src), end.src, t)?.closed.add(t);
     this.protocol(end.proto).closed.add(t);
     this.zone(end.zone).closed.add(t);
     const timed = end.clock === 'kernel' || !end.preexisting;
@@ -368,22 +370,24 @@ export class ChurnEngine {
     if (short) all.short.add(t);
     const n = tracker.destinationNumber;
     const d = this.track(this.destinations, n >= 0 ? n : tracker.destinationNumberOf(key), key, t);
-    endOf(d, end, timed, short);
-    d.parts ??= n >= 0 ? tracker.destinationPartsNumbered(n) : destinationParts(end);
+    if (d !== undefined) {
+      endOf(d, end, timed, short);
+      d.parts ??= n >= 0 ? tracker.destinationPartsNumbered(n) : destinationParts(end);
+    }
     if (this.watched.size > 0) {
       const w = this.watched.get(key);
       if (w !== undefined) {
         endOf(w, end, timed, short);
-        w.parts ??= d.parts;
+        w.parts ??= d?.parts ?? (n >= 0 ? tracker.destinationPartsNumbered(n) : destinationParts(end));
       }
     }
   }
 
   /** Counts one event for key (numbered n by the flow table) and returns its windows, started
-   * now if the key is newly tracked. */
-  private track<T extends KeyRates>(heavy: HeavyHitters<T>, n: number, key: string, t: number): T {
+   * now if the key is newly tracked; undefined while the key is counted only in its bucket. */
+  private track<T extends KeyRates>(heavy: HeavyHitters<T>, n: number, key: string, t: number): T | undefined {
     const s = heavy.hitNumbered(n, key);
-    if (s.since !== s.since) startRates(s, t);
+    if (s !== undefined && s.since !== s.since) startRates(s, t);
     return s;
   }
 

@@ -40,9 +40,11 @@ export class ProcessChurn<T = never, R extends object = object> {
     this.heavy = new HeavyHitters<ProcessRates>(capacity, processRates, recycleProcess);
   }
 
-  private track(key: string, t: number, of: T | undefined): ProcessRates {
+  /** The process's windows (started now if it is newly tracked); undefined while it is counted
+   * only in its bucket (heavy.ts). */
+  private track(key: string, t: number, of: T | undefined): ProcessRates | undefined {
     const s = this.heavy.hit(key);
-    if (s.since !== s.since) {
+    if (s !== undefined && s.since !== s.since) {
       s.since = t;
       if (of !== undefined && this.describe) s.parts = this.describe(of);
       s.opened.start(t);
@@ -53,13 +55,13 @@ export class ProcessChurn<T = never, R extends object = object> {
 
   /** A new flow of `key` (counted for `of`), at the NEW's time (µs). */
   opened(key: string, t: number, of?: T): void {
-    this.track(key, t, of).opened.add(t);
+    this.track(key, t, of)?.opened.add(t);
     this.live.set(key, (this.live.get(key) ?? 0) + 1);
   }
 
   /** A flow of `key` ended at `t`. */
   closed(key: string, t: number, of?: T): void {
-    this.track(key, t, of).closed.add(t);
+    this.track(key, t, of)?.closed.add(t);
     this.absent(key);
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HeavyHitters } from '../../src/churn/heavy.js';
+import { bucketHash, HeavyHitters } from '../../src/churn/heavy.js';
 
 /** mulberry32: a seeded generator, so the streams are the same on every run */
 function rng(seed: number): () => number {
@@ -28,20 +28,30 @@ describe('HeavyHitters', () => {
     }
   });
 
-  it('gives a new key the minimum slot, its count plus one and the minimum as error', () => {
+  it('lets a new key in once its bucket reaches the smallest count, starting from that bucket', () => {
     const h = new HeavyHitters(2);
+    // 16 buckets for 2 slots; these keys' buckets differ, so each bucket counts one key
+    expect(new Set(['a', 'b', 'c', 'd'].map((k) => bucketHash(k) & 15)).size).toBe(4);
     h.hit('a');
     h.hit('a');
     h.hit('b');
-    h.hit('c');
+    // the smallest count is b's 1: c's empty bucket plus 1 reaches it, so c takes b's slot, never
+    // seen before (error 0), and b's count goes to b's bucket
+    expect(h.hit('c')).toBeUndefined();
     expect(h.get('b')).toBeUndefined();
-    expect(h.count('c')).toBe(2);
-    expect(h.error('c')).toBe(1);
-    expect(h.count('a')).toBe(2);
-    // a and c tie at 2; the next newcomer takes one of them and inherits 2
-    h.hit('d', 3);
-    expect(h.count('d')).toBe(5);
-    expect(h.error('d')).toBe(2);
+    expect(h.count('c')).toBe(1);
+    expect(h.error('c')).toBe(0);
+    // b comes back with what it had: count 2, of which 1 may be its own past
+    h.hit('b');
+    expect(h.count('b')).toBe(2);
+    expect(h.error('b')).toBe(1);
+    expect(h.get('c')).toBeUndefined();
+    // now the smallest is 2 (a and b): d is counted in its bucket until bucket + 1 reaches 2
+    expect(h.hit('d')).toBeUndefined();
+    expect(h.count('d')).toBe(0);
+    h.hit('d');
+    expect(h.count('d')).toBe(2);
+    expect(h.error('d')).toBe(1);
     expect(h.size).toBe(2);
   });
 
@@ -73,23 +83,26 @@ describe('HeavyHitters', () => {
     expect(h.get('e')).toEqual({ key: 'e' });
   });
 
-  it('keeps its bound with a million distinct keys, in well under a second', () => {
-    const h = new HeavyHitters(256);
-    const began = performance.now();
+  it('keeps its bound with a million distinct keys, recycling a slot for few of them', () => {
+    let recycled = 0;
+    const h = new HeavyHitters<undefined>(256, () => undefined, () => { recycled++; });
     for (let i = 0; i < 1_000_000; i++) h.hit(`k${i}`);
-    expect(performance.now() - began).toBeLessThan(2000);
     expect(h.size).toBe(256);
     let keys = 0;
     let total = 0;
     h.forEach((_key, _value, count, error) => {
       keys++;
       total += count;
-      // each key was seen once: its count is all inherited error
-      expect(count - error).toBe(1);
+      // each key was seen once: its count bounds that from above, its error from below
+      expect(count).toBeGreaterThanOrEqual(1);
+      expect(count - error).toBeLessThanOrEqual(1);
     });
     expect(keys).toBe(256);
-    // Space-Saving invariant: the counts sum to the stream length
-    expect(total).toBe(1_000_000);
+    // the counts never exceed the stream length (so the smallest stays ≤ total / capacity)
+    expect(total).toBeLessThanOrEqual(1_000_000);
+    // plain Space-Saving would evict on every key after the first 256; filtered, the buckets
+    // (4096 for 256 slots) take most of a scan: 163 251 evictions measured
+    expect(recycled).toBeLessThan(250_000);
   });
 
   it('finds the true top 10 of a Zipf stream drowned in one-off keys', () => {
@@ -127,18 +140,26 @@ describe('HeavyHitters', () => {
     expect(h.size).toBe(256);
   });
 
-  it('decays counts and errors alike, keeping the minimum evictable', () => {
+  it('decays counts, errors and buckets alike, keeping the minimum evictable', () => {
     const h = new HeavyHitters(2);
     h.hit('a', 8);
     h.hit('b', 4);
-    h.hit('c'); // takes b: count 5, error 4
-    h.decay(0.5);
+    h.hit('c'); // bucket 1 + 0 < 4: counted in its bucket
+    h.hit('c', 2); // bucket 3 < 4
+    h.decay(0.5); // a 4, b 2, c's bucket 1.5
     expect(h.count('a')).toBe(4);
-    expect(h.count('c')).toBe(2.5);
-    expect(h.error('c')).toBe(2);
-    h.hit('d');
+    expect(h.count('b')).toBe(2);
     expect(h.get('c')).toBeUndefined();
-    expect(h.count('d')).toBe(3.5);
+    h.hit('c'); // 1.5 + 1 reaches b's 2: c takes b's slot
+    expect(h.count('c')).toBe(2.5);
+    expect(h.error('c')).toBe(1.5);
+    expect(h.get('b')).toBeUndefined();
+    h.decay(0.5); // a 2, c 1.25 (error 0.75), b's bucket 1
+    expect(h.error('c')).toBe(0.75);
+    h.hit('b'); // 1 + 1 reaches c's 1.25
+    expect(h.get('c')).toBeUndefined();
+    expect(h.count('b')).toBe(2);
+    expect(h.error('b')).toBe(1);
   });
 
   it('rejects a capacity below 1', () => {
@@ -177,8 +198,9 @@ describe('HeavyHitters', () => {
       const n = numberOf.get(key) ?? -1;
       const a = next() < 0.7 ? numbered.hitNumbered(n, key, weight) : numbered.hit(key, weight);
       const b = plain.hit(key, weight);
-      expect(a.key).toBe(key);
-      expect(b.key).toBe(key);
+      // the same verdict (tracked or only in its bucket) whatever the lookup
+      expect(a?.key).toBe(b?.key);
+      if (a !== undefined) expect(a.key).toBe(key);
       if (i % 500 === 0) numbered.decay(0.5), plain.decay(0.5);
     }
     const rows = (h: HeavyHitters<{ key: string }>) => {
