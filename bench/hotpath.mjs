@@ -72,7 +72,11 @@ function threads(pid) {
       const label = tid === String(pid) ? `${comm} (main: JS)` : comm === 'node' ? 'node (V8 workers, libuv pool)' : comm;
       // schedstat: ns on a CPU, ns runnable waiting for one, timeslices. On two cores shared with
       // the load the wait is where a line's latency goes when the thread is not the one working.
-      const waitNs = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+      // (a kernel without CONFIG_SCHEDSTATS has no such file: the wait is then unknown, not 0)
+      let waitNs = NaN;
+      try {
+        waitNs = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+      } catch { /* no schedstat */ }
       out.set(tid, { comm: label, ticks: Number(f[11]) + Number(f[12]), waitNs });
     } catch { /* the thread ended */ }
   }

@@ -31,11 +31,12 @@ export interface Observation {
  * A subject that does not fire and that the state machine remembers nothing of: nothing would
  * change, so its figures, words and values are not built (about 250 destinations, several rules
  * each, every second: building them all held the collector for milliseconds a tick). The
- * evaluator drops it; nothing of it is ever read.
+ * evaluator drops it; nothing of it is ever read. Should it ever be read, it neither fires nor
+ * clears: a subject judged quiet by mistake keeps whatever alert it has.
  */
 export const QUIET: Observation = Object.freeze({
   fire: false,
-  clear: true,
+  clear: false,
   values: Object.freeze({}) as Values,
   value: () => '',
   message: () => '',
