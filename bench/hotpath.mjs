@@ -5,9 +5,11 @@
 //
 //   node bench/hotpath.mjs [--stages ceiling,updates,latency] [--connections 400000] [--threads 2]
 //                          [--rate 25000] [--seconds 10] [--no-processes] [--cpu-prof DIR] [--perf DIR]
+//                          [--json FILE] (the results as JSON)
 //                          [--node-arg ARG]... (e.g. --node-arg=--trace-gc: watch's stdout goes to
-//                          bench/out/hotpath-STAGE-watch.out) [--nice N] (watch at this niceness, e.g.
-//                          -4 as contrib/ctwatch.service runs it; the load and the peers stay at 0)
+//                          bench/out/hotpath-STAGE-watch.out)
+//                          [--nice N] (watch at this niceness, e.g. -4 as auditd raises its own;
+//                          the load and the peers stay at 0)
 //
 // Stages (each on a fresh namespace):
 //   ceiling  `ctwatch watch --events new,destroy --flows -o FILE`, `conntrack -E -e NEW,DESTROY
@@ -28,21 +30,42 @@ import { benchNamespace, sh } from './lab.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'bench', 'out');
-const { values } = parseArgs({
-  options: {
-    stages: { type: 'string', default: 'ceiling,updates,latency' },
-    connections: { type: 'string', default: '400000' },
-    threads: { type: 'string', default: '2' },
-    rate: { type: 'string', default: '25000' },
-    seconds: { type: 'string', default: '10' },
-    'no-processes': { type: 'boolean', default: false },
-    'cpu-prof': { type: 'string' },
-    perf: { type: 'string' },
-    json: { type: 'string' },
-    'node-arg': { type: 'string', multiple: true, default: [] },
-    nice: { type: 'string' },
-  },
-});
+const OPTIONS = {
+  stages: { type: 'string', default: 'ceiling,updates,latency' },
+  connections: { type: 'string', default: '400000' },
+  threads: { type: 'string', default: '2' },
+  rate: { type: 'string', default: '25000' },
+  seconds: { type: 'string', default: '10' },
+  'no-processes': { type: 'boolean', default: false },
+  'cpu-prof': { type: 'string' },
+  perf: { type: 'string' },
+  json: { type: 'string' },
+  'node-arg': { type: 'string', multiple: true, default: [] },
+  nice: { type: 'string' },
+};
+/** the usage is this file's opening comment, so the two cannot drift apart */
+function usage() {
+  const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1);
+  return lines.slice(0, lines.findIndex((l) => !l.startsWith('//'))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n');
+}
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  console.log(usage());
+  process.exit(0);
+}
+let parsed;
+try {
+  parsed = parseArgs({ options: OPTIONS });
+} catch (err) {
+  console.error(`hotpath: ${err.message} (node bench/hotpath.mjs --help lists the options)`);
+  process.exit(2);
+}
+const { values } = parsed;
+// checked before anything starts, so a typo does not cost a stage's 40 s first
+const STAGES = values.stages.split(',');
+const bad = (msg) => { console.error(`hotpath: ${msg} (node bench/hotpath.mjs --help lists the options)`); process.exit(2); };
+for (const s of STAGES) if (!['ceiling', 'updates', 'latency'].includes(s)) bad(`unknown stage '${s}': use ceiling, updates, latency`);
+for (const k of ['connections', 'threads', 'rate', 'seconds']) if (!/^[1-9][0-9]*$/.test(values[k])) bad(`--${k} wants a positive whole number, not '${values[k]}'`);
+if (values.nice !== undefined && !/^-?[0-9]+$/.test(values.nice)) bad(`--nice wants a whole number such as -4, not '${values.nice}'`);
 mkdirSync(OUT, { recursive: true });
 const bin = (name) => {
   const out = join(OUT, name);
@@ -340,13 +363,12 @@ function report(r) {
 }
 
 const results = [];
-for (const s of values.stages.split(',')) {
+for (const s of STAGES) {
   const common = { connections: Number(values.connections), rate: 0, seconds: 600, peers: true };
   const spec = s === 'ceiling' ? { ...common, events: 'new,destroy', threads: Number(values.threads) }
     : s === 'updates' ? { ...common, events: 'new,update,destroy', threads: 1, connections: Math.round(Number(values.connections) / 2) }
       : s === 'latency' ? { events: 'new,destroy', threads: 2, connections: 0, rate: Number(values.rate), seconds: Number(values.seconds), peers: false }
         : undefined;
-  if (!spec) throw new Error(`unknown stage ${s}: use ceiling, updates, latency`);
   const r = await stage(s, spec);
   results.push(r);
   report(r);
